@@ -1,0 +1,48 @@
+# mlp-service: `make serve` runs the server, `make test` the suite, `make bench` the benchmarks.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: venv test serve bench bench-core bench-service clean
+
+$(VENV)/.ok-run: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.ok-test: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,distributed]'
+	touch $@ $(VENV)/.ok-run
+
+$(VENV)/.ok-bench: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@ $(VENV)/.ok-run
+
+venv: $(VENV)/.ok-run
+
+## the whole test suite
+test: $(VENV)/.ok-test
+	$(PY) -m pytest -q tests
+
+## start the API on http://$(HOST):$(PORT) with the embedded defaults (SQLite, ./data, local workers)
+serve: $(VENV)/.ok-run
+	$(VENV)/bin/mlp-service serve --host $(HOST) --port $(PORT)
+
+## engine and service benchmarks (installs PyTorch 2.13.0 CPU for comparison)
+bench: bench-core bench-service
+
+bench-core: $(VENV)/.ok-bench
+	$(PY) bench/core_train.py
+
+bench-service: $(VENV)/.ok-bench
+	$(PY) bench/service.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache
