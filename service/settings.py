@@ -1,0 +1,39 @@
+"""Service configuration: one pydantic-settings class, environment prefix ``MLP_``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+# Every knob of the service; tests build their own instance and pass it to create_app.
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLP_", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="Root for the SQLite database and artifacts.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///{data_dir}/mlp.db.")
+    storage_url: str | None = Field(None, description="Artifact directory; default {data_dir}/artifacts.")
+    broker_url: str | None = Field(None, description="Celery broker (redis://...); unset = embedded workers.")
+    workers: int = Field(default_factory=_default_workers, ge=0, description="Embedded worker processes.")
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    max_params: int = Field(5_000_000, ge=1)
+    max_epochs: int = Field(1000, ge=1)
+    max_batch_size: int = Field(65536, ge=1)
+    max_layers: int = Field(64, ge=1)
+    api_keys_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> "Settings":
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'mlp.db'}"
+        if not self.storage_url:
+            self.storage_url = str(self.data_dir / "artifacts")
+        return self
