@@ -1,0 +1,19 @@
+"""mlp-service's NumPy neural-network engine.
+
+>>> from core import Network, fit
+>>> net = Network.from_spec({"layers": [{"type": "dense", "units": 3, "activation": "softmax"}],
+...                          "loss": "cross_entropy"})
+"""
+from .activations import ACTIVATIONS
+from .initializers import INITS
+from .layers import ActivationLayer, Dense, Dropout, Layer
+from .losses import LOSSES
+from .network import Network, count_params, normalize_spec
+from .optimizers import OPTIMIZERS
+from .training import History, TrainingCancelled, TrainingDiverged, TrainingState, fit
+
+__all__ = [
+    "ACTIVATIONS", "INITS", "LOSSES", "OPTIMIZERS", "Network", "fit", "count_params",
+    "normalize_spec", "History", "TrainingState", "TrainingDiverged", "TrainingCancelled",
+    "Layer", "Dense", "ActivationLayer", "Dropout",
+]

@@ -1,0 +1,119 @@
+"""Activation functions, keyed by the names the API accepts.
+
+Each activation computes its output in place where the caller allows it and
+takes its derivative from the cached *output* (``relu'`` from the sign of the
+output, ``tanh'`` as ``1 - y*y``, ``sigmoid'`` as ``y * (1 - y)``), so no
+pre-activation copy is kept.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+LEAKY_SLOPE = 0.01
+
+
+class Activation:
+    """An element-wise (or row-wise, for softmax) activation.
+
+    ``forward(z, out)`` writes ``f(z)`` into ``out`` (which may be ``z``) and
+    returns it; ``backward(y, grad)`` turns ``dL/dy`` into ``dL/dz`` in place
+    using the cached output ``y`` and returns it.
+    """
+
+    name = ""
+
+    def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, y: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Linear(Activation):
+    name = "linear"
+
+    def forward(self, z, out=None):
+        if out is None or out is z:
+            return z
+        np.copyto(out, z)
+        return out
+
+    def backward(self, y, grad):
+        return grad
+
+
+class ReLU(Activation):
+    name = "relu"
+
+    def forward(self, z, out=None):
+        return np.maximum(z, 0, out=z if out is None else out)
+
+    def backward(self, y, grad):
+        # relu'(z) is 1 where the output is positive, else 0.
+        np.copyto(grad, 0, where=y <= 0)
+        return grad
+
+
+class LeakyReLU(Activation):
+    name = "leaky_relu"
+
+    def forward(self, z, out=None):
+        out = z if out is None else out
+        # max(z, a*z) equals leaky relu for 0 < a < 1.
+        return np.maximum(z, z * LEAKY_SLOPE, out=out)
+
+    def backward(self, y, grad):
+        # The output has the sign of the input, so the mask comes from y.
+        np.multiply(grad, LEAKY_SLOPE, out=grad, where=y <= 0)
+        return grad
+
+
+class Tanh(Activation):
+    name = "tanh"
+
+    def forward(self, z, out=None):
+        return np.tanh(z, out=z if out is None else out)
+
+    def backward(self, y, grad):
+        grad *= 1 - y * y
+        return grad
+
+
+class Sigmoid(Activation):
+    name = "sigmoid"
+
+    def forward(self, z, out=None):
+        out = z if out is None else out
+        # 0.5 * (1 + tanh(z/2)) never overflows, unlike 1 / (1 + exp(-z)).
+        np.multiply(z, 0.5, out=out)
+        np.tanh(out, out=out)
+        out += 1
+        out *= 0.5
+        return out
+
+    def backward(self, y, grad):
+        grad *= y * (1 - y)
+        return grad
+
+
+class Softmax(Activation):
+    name = "softmax"
+
+    def forward(self, z, out=None):
+        out = z if out is None else out
+        np.subtract(z, z.max(axis=1, keepdims=True), out=out)
+        np.exp(out, out=out)
+        out /= out.sum(axis=1, keepdims=True)
+        return out
+
+    def backward(self, y, grad):
+        # Jacobian-vector product: y * (g - sum(g * y)) per row.
+        s = np.sum(grad * y, axis=1, keepdims=True)
+        grad -= s
+        grad *= y
+        return grad
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a for a in (Linear(), ReLU(), LeakyReLU(), Tanh(), Sigmoid(), Softmax())
+}

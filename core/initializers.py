@@ -1,0 +1,28 @@
+"""Weight initialisers, keyed by the names the API accepts."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def he(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
+    """Normal with std sqrt(2 / fan_in); suits relu and leaky relu."""
+    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+
+
+def glorot(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
+    """Uniform in +-sqrt(6 / (fan_in + fan_out)); suits tanh, sigmoid, softmax."""
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (fan_in, fan_out))
+
+
+def normal(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
+    """Normal with std 0.01."""
+    return rng.standard_normal((fan_in, fan_out)) * 0.01
+
+
+INITS = {"he": he, "glorot": glorot, "normal": normal}
+
+
+def default_init(activation: str) -> str:
+    """He for the relu family, Glorot otherwise."""
+    return "he" if activation in ("relu", "leaky_relu") else "glorot"

@@ -1,0 +1,188 @@
+"""Layers: each has ``forward(x, training)``, ``backward(grad) -> grad_input``
+and dicts ``params`` / ``grads`` keyed by parameter name.
+
+Training-time buffers are allocated once per batch shape and reused, so the
+hot loop does no large allocations. ``forward(..., training=False)`` uses
+fresh arrays and caches nothing, so prediction never disturbs training state.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+from .initializers import INITS, default_init
+
+
+class Layer:
+    """Base class: a layer without parameters passes shapes through."""
+
+    type = ""
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.input_dim: int | None = None
+        self.output_dim: int | None = None
+        self.dtype = np.float32
+        self._bufs: dict[tuple, np.ndarray] = {}
+
+    def build(self, input_dim: int, rng: np.random.Generator, dtype=np.float32) -> int:
+        """Allocate parameters for ``input_dim`` inputs; return the output width."""
+        self.input_dim = self.output_dim = input_dim
+        self.dtype = np.dtype(dtype)
+        return input_dim
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        key = (name, shape)
+        buf = self._bufs.get(key)
+        if buf is None:
+            buf = self._bufs[key] = np.empty(shape, dtype=self.dtype)
+        return buf
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def spec(self) -> dict:
+        raise NotImplementedError
+
+
+class Dense(Layer):
+    """Fully connected layer ``y = f(x @ W + b)``.
+
+    Parameters
+    ----------
+    units : int
+        Output width.
+    activation : str
+        A key of ``ACTIVATIONS``.
+    init : str or None
+        A key of ``INITS``; default He for relu-like activations, else Glorot.
+
+    With ``skip_activation`` set (by the network, when the loss applies the
+    output activation itself), ``forward`` returns the logits ``x @ W + b``.
+    """
+
+    type = "dense"
+
+    def __init__(self, units: int, activation: str = "linear", init: str | None = None):
+        super().__init__()
+        self.units = units
+        self.activation_name = activation
+        self.activation = ACTIVATIONS[activation]
+        self.init = init or default_init(activation)
+        self.skip_activation = False
+        self._x: np.ndarray | None = None
+        self._y: np.ndarray | None = None
+
+    def build(self, input_dim, rng, dtype=np.float32):
+        self.input_dim, self.output_dim = input_dim, self.units
+        self.dtype = np.dtype(dtype)
+        W = INITS[self.init](rng, input_dim, self.units).astype(self.dtype)
+        self.params = {"W": W, "b": np.zeros(self.units, dtype=self.dtype)}
+        self.grads = {"W": np.zeros_like(W), "b": np.zeros(self.units, dtype=self.dtype)}
+        self._bufs = {}
+        return self.units
+
+    def forward(self, x, training=False):
+        W, b = self.params["W"], self.params["b"]
+        if not training:
+            z = x @ W
+            z += b
+            return z if self.skip_activation else self.activation.forward(z)
+        z = self._buffer("z", (x.shape[0], self.units))
+        np.dot(x, W, out=z)
+        z += b
+        if not self.skip_activation:
+            self.activation.forward(z, out=z)
+        self._x, self._y = x, z
+        return z
+
+    def backward(self, grad, need_input_grad=True):
+        # grad is dL/dy for this layer's output buffer; it may be modified in place.
+        if not self.skip_activation:
+            grad = self.activation.backward(self._y, grad)
+        np.dot(self._x.T, grad, out=self.grads["W"])
+        np.sum(grad, axis=0, out=self.grads["b"])
+        if not need_input_grad:
+            return None
+        gin = self._buffer("gin", (grad.shape[0], self.input_dim))
+        np.dot(grad, self.params["W"].T, out=gin)
+        return gin
+
+    def spec(self):
+        return {"type": "dense", "units": self.units, "activation": self.activation_name,
+                "init": self.init}
+
+
+class ActivationLayer(Layer):
+    """A stand-alone activation ``y = f(x)``."""
+
+    type = "activation"
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.activation = ACTIVATIONS[name]
+        self.skip_activation = False
+        self._y: np.ndarray | None = None
+
+    def forward(self, x, training=False):
+        if self.skip_activation:
+            return x
+        if not training:
+            return self.activation.forward(x, out=np.empty_like(x))
+        y = self._buffer("y", x.shape)
+        self.activation.forward(x, out=y)
+        self._y = y
+        return y
+
+    def backward(self, grad, need_input_grad=True):
+        if self.skip_activation:
+            return grad
+        return self.activation.backward(self._y, grad)
+
+    def spec(self):
+        return {"type": "activation", "name": self.name}
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each input with probability ``rate``
+    and scale the rest by ``1 / (1 - rate)``; at prediction, the identity.
+
+    The random mask comes from ``self.rng``, which ``fit`` sets to its seeded
+    training generator so runs are reproducible.
+    """
+
+    type = "dropout"
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = float(rate)
+        self.rng: np.random.Generator = np.random.default_rng(0)
+        self._mask: np.ndarray | None = None
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        mask = self._buffer("mask", x.shape)
+        self.rng.random(out=mask, dtype=mask.dtype)
+        keep = 1.0 - self.rate
+        # mask := (u >= rate) / keep, computed in place.
+        np.greater_equal(mask, self.rate, out=mask, casting="unsafe")
+        mask *= 1.0 / keep
+        self._mask = mask
+        y = self._buffer("y", x.shape)
+        np.multiply(x, mask, out=y)
+        return y
+
+    def backward(self, grad, need_input_grad=True):
+        if self._mask is not None:
+            grad *= self._mask
+        return grad
+
+    def spec(self):
+        return {"type": "dropout", "rate": self.rate}

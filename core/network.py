@@ -1,0 +1,353 @@
+"""The network: a spec-validated list of layers run forward, then backward."""
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+from .initializers import INITS
+from .layers import ActivationLayer, Dense, Dropout, Layer
+from .losses import LOSSES
+
+FORMAT_VERSION = 1
+LAYER_TYPES = ("dense", "activation", "dropout")
+_LAYER_FIELDS = {
+    "dense": {"type", "units", "activation", "init"},
+    "activation": {"type", "name"},
+    "dropout": {"type", "rate"},
+}
+_SPEC_FIELDS = {"name", "input_dim", "layers", "loss"}
+
+
+def _int_field(value, field: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"{field} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{field} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _choice(value, field: str, table) -> str:
+    if value not in table:
+        raise ValueError(f"{field} must be one of {', '.join(table)}, got {value!r}")
+    return value
+
+
+def normalize_spec(spec: dict) -> dict:
+    """Validate a network spec and return it with defaults filled in.
+
+    Raises
+    ------
+    ValueError
+        Naming the field and the value (``layers[0].units must be >= 1, got 0``).
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"spec must be an object, got {type(spec).__name__}")
+    unknown = set(spec) - _SPEC_FIELDS
+    if unknown:
+        raise ValueError(f"{sorted(unknown)[0]}: unknown field; allowed: {', '.join(sorted(_SPEC_FIELDS))}")
+    layers = spec.get("layers")
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise ValueError("layers must be a non-empty list")
+    out_layers = []
+    for i, layer in enumerate(layers):
+        where = f"layers[{i}]"
+        if not isinstance(layer, dict):
+            raise ValueError(f"{where} must be an object, got {layer!r}")
+        kind = _choice(layer.get("type"), f"{where}.type", LAYER_TYPES)
+        extra = {k for k, v in layer.items() if v is not None} - _LAYER_FIELDS[kind]
+        if extra:
+            raise ValueError(f"{where}.{sorted(extra)[0]}: unknown field for a {kind} layer")
+        if kind == "dense":
+            units = _int_field(layer.get("units"), f"{where}.units")
+            act = _choice(layer.get("activation") or "linear", f"{where}.activation", ACTIVATIONS)
+            init = layer.get("init")
+            if init is not None:
+                _choice(init, f"{where}.init", INITS)
+            out_layers.append({"type": "dense", "units": units, "activation": act, "init": init})
+        elif kind == "activation":
+            act = _choice(layer.get("name"), f"{where}.name", ACTIVATIONS)
+            out_layers.append({"type": "activation", "name": act})
+        else:
+            rate = layer.get("rate")
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0.0 <= rate < 1.0):
+                raise ValueError(f"{where}.rate must be a number in [0, 1), got {rate!r}")
+            out_layers.append({"type": "dropout", "rate": float(rate)})
+    if not any(l["type"] == "dense" for l in out_layers):
+        raise ValueError("layers must contain at least one dense layer")
+    # The output activation is that of the last layer; softmax is allowed nowhere else.
+    last = out_layers[-1]
+    if last["type"] == "dropout":
+        raise ValueError(f"layers[{len(out_layers) - 1}]: dropout cannot be the last layer")
+    for i, l in enumerate(out_layers[:-1]):
+        act = l.get("activation") or l.get("name")
+        if act == "softmax":
+            field = "activation" if l["type"] == "dense" else "name"
+            raise ValueError(f"layers[{i}].{field}: softmax is only allowed in the last layer")
+    out_act = last.get("activation") or last.get("name")
+    loss_name = _choice(spec.get("loss"), "loss", LOSSES)
+    loss = LOSSES[loss_name]
+    output_dim = [l for l in out_layers if l["type"] == "dense"][-1]["units"]
+    if loss.allowed_activations is not None and out_act not in loss.allowed_activations:
+        raise ValueError(
+            f"loss: {loss_name} needs a {' or '.join(loss.allowed_activations)} output activation, "
+            f"but the last layer's activation is {out_act}")
+    if loss.allowed_activations is None and out_act == "softmax":
+        raise ValueError(f"loss: {loss_name} cannot follow a softmax output; use cross_entropy")
+    if loss_name == "cross_entropy" and output_dim < 2:
+        raise ValueError(f"layers: cross_entropy needs >= 2 output units, got {output_dim}; "
+                         "for two classes use 1 sigmoid unit with binary_cross_entropy")
+    if loss_name == "binary_cross_entropy" and output_dim != 1:
+        raise ValueError(f"layers: binary_cross_entropy needs exactly 1 output unit, got {output_dim}")
+    out = {"layers": out_layers, "loss": loss_name}
+    if spec.get("name") is not None:
+        out["name"] = str(spec["name"])
+    if spec.get("input_dim") is not None:
+        out["input_dim"] = _int_field(spec["input_dim"], "input_dim")
+    return out
+
+
+def count_params(spec: dict, input_dim: int | None = None) -> int | None:
+    """Number of trainable parameters, or None when the input width is unknown."""
+    spec = normalize_spec(spec)
+    d = input_dim if input_dim is not None else spec.get("input_dim")
+    if d is None:
+        return None
+    total = 0
+    for layer in spec["layers"]:
+        if layer["type"] == "dense":
+            total += d * layer["units"] + layer["units"]
+            d = layer["units"]
+    return total
+
+
+def _make_layer(cfg: dict) -> Layer:
+    if cfg["type"] == "dense":
+        return Dense(cfg["units"], cfg["activation"], cfg.get("init"))
+    if cfg["type"] == "activation":
+        return ActivationLayer(cfg["name"])
+    return Dropout(cfg["rate"])
+
+
+def atomic_savez(path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an .npz to a temporary name, flush, fsync and rename it into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _json_array(obj) -> np.ndarray:
+    return np.array(json.dumps(obj))
+
+
+def _from_json_array(arr: np.ndarray):
+    return json.loads(str(arr[()]))
+
+
+class Network:
+    """A multilayer perceptron built from a spec.
+
+    Parameters
+    ----------
+    spec : dict
+        ``{"layers": [...], "loss": ..., "input_dim"?: int, "name"?: str}``,
+        the body of ``POST /v1/networks``.
+    dtype : numpy dtype
+        Computation dtype, float32 by default (float64 for gradient checks).
+    seed : int or None
+        When given with a known ``input_dim``, initialise the weights now;
+        otherwise ``fit`` initialises them from its own seed.
+    """
+
+    def __init__(self, spec: dict, dtype=np.float32, seed: int | None = None):
+        self.spec = normalize_spec(spec)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.layers: list[Layer] = [_make_layer(c) for c in self.spec["layers"]]
+        self.loss = LOSSES[self.spec["loss"]]
+        self.input_dim: int | None = self.spec.get("input_dim")
+        self.output_dim: int = [l for l in self.layers if isinstance(l, Dense)][-1].units
+        self.task = self.loss.task
+        self.meta: dict = {}
+        # Input standardisation (set by fit(standardize=True)), applied by predict.
+        self.x_mean: np.ndarray | None = None
+        self.x_scale: np.ndarray | None = None
+        self.built = False
+        # When the loss applies the output activation itself, the last layer
+        # hands it logits during training and prediction; see _output().
+        last = self.layers[-1]
+        self.output_activation = ACTIVATIONS[
+            last.activation_name if isinstance(last, Dense) else last.name]
+        self._fused = self.loss.fused_activation is not None
+        if self._fused:
+            last.skip_activation = True
+        if seed is not None and self.input_dim is not None:
+            self.build(self.input_dim, np.random.default_rng(seed))
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32, seed: int | None = None) -> "Network":
+        """Validate ``spec`` and build the network (see the class docstring)."""
+        return cls(spec, dtype=dtype, seed=seed)
+
+    # -- structure --------------------------------------------------------
+    def build(self, input_dim: int, rng: np.random.Generator) -> None:
+        """Initialise all weights for ``input_dim`` input features."""
+        if self.spec.get("input_dim") is not None and input_dim != self.spec["input_dim"]:
+            raise ValueError(f"input_dim: the network expects {self.spec['input_dim']} features, "
+                             f"the data has {input_dim}")
+        d = input_dim
+        for layer in self.layers:
+            d = layer.build(d, rng, self.dtype)
+        self.input_dim = input_dim
+        self.built = True
+
+    @property
+    def n_params(self) -> int | None:
+        return count_params(self.spec, self.input_dim)
+
+    def param_items(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """``(key, param, grad)`` for every trainable array, in a fixed order."""
+        out = []
+        for i, layer in enumerate(self.layers):
+            for name, p in layer.params.items():
+                out.append((f"{i}.{name}", p, layer.grads[name]))
+        return out
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        """All arrays that define the trained network (weights and input scaling)."""
+        arrays = {f"param/{k}": p for k, p, _ in self.param_items()}
+        if self.x_mean is not None:
+            arrays["x_mean"], arrays["x_scale"] = self.x_mean, self.x_scale
+        return arrays
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Copy arrays from ``get_arrays()`` output into this (built) network."""
+        for k, p, _ in self.param_items():
+            src = arrays[f"param/{k}"]
+            if src.shape != p.shape:
+                raise ValueError(f"parameter {k}: shape {src.shape} does not match {p.shape}")
+            p[...] = src
+        if "x_mean" in arrays:
+            self.x_mean = np.array(arrays["x_mean"], dtype=self.dtype)
+            self.x_scale = np.array(arrays["x_scale"], dtype=self.dtype)
+        else:
+            self.x_mean = self.x_scale = None
+
+    # -- forward / backward -----------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Run all layers; returns logits when the loss fuses the output activation."""
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, delta: np.ndarray) -> None:
+        """Backpropagate ``delta`` (dL/d output) and fill every layer's ``grads``."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            delta = self.layers[i].backward(delta, need_input_grad=i > 0)
+
+    # -- prediction ---------------------------------------------------------
+    def _check_input(self, X) -> np.ndarray:
+        if not self.built:
+            raise ValueError("the network has no weights yet: call fit() first")
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim == 1 and X.shape[0] == self.input_dim:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != self.input_dim:
+            raise ValueError(f"X must have shape (n_samples, {self.input_dim}), got {X.shape}")
+        if not np.isfinite(X).all():
+            bad = np.argwhere(~np.isfinite(X))[0]
+            raise ValueError(f"X has a non-finite value at row {bad[0]}, column {bad[1]}")
+        if self.x_mean is not None:
+            X = (X - self.x_mean) / self.x_scale
+        return X
+
+    def _raw(self, X, chunk: int = 8192) -> np.ndarray:
+        X = self._check_input(X)
+        if X.shape[0] <= chunk:
+            return self.forward(X)
+        return np.concatenate([self.forward(X[i:i + chunk]) for i in range(0, X.shape[0], chunk)])
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n_samples, n_classes); binary gives 2 columns.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        """
+        if self.task != "classification":
+            raise ValueError("predict_proba is only defined for classification networks")
+        out = self.output_activation.forward(self._raw(X))
+        if out.shape[1] == 1:
+            out = np.hstack([1 - out, out])
+        return out
+
+    def predict(self, X) -> np.ndarray:
+        """Class indices (n_samples,) for classification; values (n_samples,) or
+        (n_samples, n_outputs) for regression.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        """
+        raw = self._raw(X)
+        if self.task == "classification":
+            if raw.shape[1] == 1:
+                return (raw[:, 0] > 0).astype(np.int64)  # sigmoid(z) > 0.5 iff z > 0
+            return raw.argmax(axis=1)
+        return raw[:, 0] if raw.shape[1] == 1 else raw
+
+    # -- persistence --------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Everything ``save`` writes, as a dict of arrays (no pickled objects)."""
+        arrays = dict(self.get_arrays())
+        arrays["__spec__"] = _json_array(self.spec)
+        arrays["__meta__"] = _json_array({"format": FORMAT_VERSION, "input_dim": self.input_dim,
+                                          "dtype": self.dtype.name, "meta": self.meta})
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "Network":
+        spec = _from_json_array(arrays["__spec__"])
+        info = _from_json_array(arrays["__meta__"])
+        net = cls(spec, dtype=np.dtype(info["dtype"]))
+        net.build(int(info["input_dim"]), np.random.default_rng(0))
+        net.set_arrays({k: arrays[k] for k in arrays if not k.startswith("__")})
+        net.meta = info.get("meta", {})
+        return net
+
+    def save(self, path) -> None:
+        """Save weights, spec and metadata to an ``.npz`` file (atomic write)."""
+        if not self.built:
+            raise ValueError("cannot save a network without weights: call fit() first")
+        atomic_savez(path, self.to_arrays())
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, **self.to_arrays())
+        return buf.getvalue()
+
+    @classmethod
+    def load(cls, path) -> "Network":
+        """Load a network saved by ``save`` (never unpickles)."""
+        with np.load(path, allow_pickle=False) as data:
+            return cls.from_arrays({k: data[k] for k in data.files})

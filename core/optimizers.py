@@ -1,0 +1,158 @@
+"""Optimizers, keyed by the names the API accepts.
+
+An optimizer updates a list of parameter arrays in place from their gradients
+and keeps its per-parameter state (velocities, moments) by key, so the state
+can be saved and restored exactly.
+
+Plain SGD (with or without momentum) is linear in the gradient, so the
+network folds the learning rate into the output delta (``scale``) and the
+update here is a bare subtraction; Adam is not, so it gets raw gradients.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Optimizer:
+    type = ""
+    folds_learning_rate = False
+    defaults: dict = {}
+
+    def __init__(self, **params):
+        unknown = set(params) - set(self.defaults) - {"type"}
+        if unknown:
+            raise ValueError(
+                f"optimizer.{sorted(unknown)[0]}: unknown option for {self.type!r}; "
+                f"allowed: {', '.join(sorted(self.defaults))}")
+        cfg = {**self.defaults, **{k: v for k, v in params.items() if k != "type"}}
+        self.config = cfg
+        self.learning_rate = _positive_float(cfg["learning_rate"], "optimizer.learning_rate")
+        self.state: dict[str, np.ndarray] = {}
+        self.t = 0
+
+    def step(self, keys: list[str], params: list[np.ndarray], grads: list[np.ndarray],
+             weight_decay: float = 0.0) -> None:
+        raise NotImplementedError
+
+    # State round-trip: arrays by key plus JSON-able scalars.
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return dict(self.state)
+
+    def state_scalars(self) -> dict:
+        return {"t": self.t}
+
+    def load_state(self, arrays: dict[str, np.ndarray], scalars: dict) -> None:
+        self.state = {k: np.array(v) for k, v in arrays.items()}
+        self.t = int(scalars.get("t", 0))
+
+
+def _positive_float(value, field: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{field} must be > 0, got {value!r}")
+    return v
+
+
+def _unit_float(value, field: str, *, open_low=False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field} must be a number, got {value!r}") from None
+    if not (0.0 <= v < 1.0) or (open_low and v == 0.0):
+        raise ValueError(f"{field} must be in {'(0' if open_low else '[0'}, 1), got {value!r}")
+    return v
+
+
+class SGD(Optimizer):
+    """Minibatch SGD with optional (Nesterov) momentum.
+
+    ``v = momentum * v - lr * g``; ``w += v`` (or ``w += momentum * v - lr * g``
+    with Nesterov). Gradients arrive already multiplied by the learning rate.
+    """
+
+    type = "sgd"
+    folds_learning_rate = True
+    defaults = {"learning_rate": 0.01, "momentum": 0.0, "nesterov": False}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.momentum = _unit_float(self.config["momentum"], "optimizer.momentum")
+        self.nesterov = bool(self.config["nesterov"])
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("optimizer.nesterov requires optimizer.momentum > 0, got momentum 0")
+
+    def step(self, keys, params, grads, weight_decay=0.0):
+        lr_wd = self.learning_rate * weight_decay
+        mu = self.momentum
+        for key, w, g in zip(keys, params, grads):
+            if lr_wd:
+                g += lr_wd * w  # L2: d/dw (wd/2 |w|^2), learning rate folded in
+            if mu == 0.0:
+                w -= g
+                continue
+            v = self.state.get(key)
+            if v is None:
+                v = self.state[key] = np.zeros_like(w)
+            v *= mu
+            v -= g
+            if self.nesterov:
+                w += mu * v
+                w -= g
+            else:
+                w += v
+        self.t += 1
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; L2 weight decay added to the gradient."""
+
+    type = "adam"
+    defaults = {"learning_rate": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.beta1 = _unit_float(self.config["beta1"], "optimizer.beta1")
+        self.beta2 = _unit_float(self.config["beta2"], "optimizer.beta2")
+        self.eps = _positive_float(self.config["eps"], "optimizer.eps")
+
+    def step(self, keys, params, grads, weight_decay=0.0):
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        step = self.learning_rate * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
+        for key, w, g in zip(keys, params, grads):
+            if weight_decay:
+                g += weight_decay * w
+            m = self.state.get(key + ".m")
+            if m is None:
+                m = self.state[key + ".m"] = np.zeros_like(w)
+                self.state[key + ".v"] = np.zeros_like(w)
+            v = self.state[key + ".v"]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            g *= g
+            g *= 1 - b2
+            v += g
+            # w -= step * m / (sqrt(v) + eps), using g as scratch space.
+            np.sqrt(v, out=g)
+            g += self.eps
+            np.divide(m, g, out=g)
+            g *= step
+            w -= g
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}
+
+
+def make_optimizer(spec: dict | None) -> Optimizer:
+    """Build an optimizer from ``{"type": ..., **options}`` (default plain SGD, lr 0.01)."""
+    spec = dict(spec or {"type": "sgd"})
+    kind = spec.get("type", "sgd")
+    if kind not in OPTIMIZERS:
+        raise ValueError(f"optimizer.type must be one of {', '.join(OPTIMIZERS)}, got {kind!r}")
+    return OPTIMIZERS[kind](**spec)
