@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1.4
 # mlp-service image: the API (`mlp-service serve`, the default command) and, from the same image,
-# Celery workers (`mlp-service worker`). Multi-stage: wheels are built in `deps`/`app`, and the
-# runtime stage installs those wheels only (no compilers, no tests, no PyTorch).
+# Celery workers (`mlp-service worker`). Multi-stage: wheels are built in `deps` (dependencies) and
+# `app` (this project); the runtime gets a venv with those wheels installed and nothing else (no
+# compilers or build tools, no tests, no PyTorch, no pip inside the venv).
 #
 #   docker build -t mlp-service .
 #   docker run -d -p 8000:8000 -v mlp-data:/data mlp-service
@@ -37,30 +38,39 @@ COPY service ./service
 RUN pip wheel --no-deps --wheel-dir /wheels/app . \
  && ls -l /wheels/app
 
+# ---------------------------------------------------------------- venv: install the dependency wheels
+# Installed here and copied whole into the runtime stage, so the wheel files never become an
+# image layer. Same base image as the runtime, so the venv's interpreter links stay valid.
+FROM ${BASE_IMAGE} AS venv
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+COPY --from=deps /wheels/deps /tmp/wheels/deps
+# The venv has no pip of its own (nothing is installed at run time): the base image's pip installs
+# into it. Third-party test suites (numpy/**/tests, ...) are dropped.
+RUN python3 -m venv --without-pip /opt/venv \
+ && python3 -m pip --python /opt/venv/bin/python install --no-index \
+        --find-links=/tmp/wheels/deps /tmp/wheels/deps/*.whl \
+ && find /opt/venv -depth -type d -name tests -exec rm -rf {} + \
+ && rm -rf /tmp/wheels
+
 # ---------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="mlp-service" \
       org.opencontainers.image.description="REST service that trains multilayer perceptrons (NumPy engine)"
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+# Dependencies (a layer that changes only with pyproject.toml), then the project's own wheel.
+COPY --from=venv /opt/venv /opt/venv
+COPY --from=app /wheels/app /tmp/wheels/app
+RUN python3 -m pip --python /opt/venv/bin/python install --no-index --no-deps /tmp/wheels/app/*.whl \
+ && rm -rf /tmp/wheels \
+ && /opt/venv/bin/mlp-service --help >/dev/null
 
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
     MLP_DATA_DIR=/data
-
-# Dependencies first (own layer, cached while pyproject.toml is unchanged), then the project wheel.
-# pip is removed from the venv afterwards: nothing is installed at run time.
-COPY --from=deps /wheels/deps /tmp/wheels/deps
-RUN python -m venv "$VIRTUAL_ENV" \
- && "$VIRTUAL_ENV/bin/pip" install --no-index --find-links=/tmp/wheels/deps /tmp/wheels/deps/*.whl \
- && rm -rf /tmp/wheels
-COPY --from=app /wheels/app /tmp/wheels/app
-RUN "$VIRTUAL_ENV/bin/pip" install --no-index --no-deps /tmp/wheels/app/*.whl \
- && "$VIRTUAL_ENV/bin/pip" uninstall -y -q pip setuptools \
- && rm -rf /tmp/wheels \
- && mlp-service --help >/dev/null
 
 # Unprivileged user; /data is created owned by it so a fresh named volume inherits the ownership.
 RUN groupadd --system --gid 10001 mlp \
