@@ -1,0 +1,64 @@
+"""HTTP routes of /v1/datasets: thin wrappers over service functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from service.auth import OwnerDep
+from service.database import SessionDep
+from service.datasets import service, upload
+from service.datasets.schemas import UPLOAD_OPENAPI, DatasetList, DatasetRead
+from service.deps import SettingsDep, StorageDep
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+_ERRORS = {404: {"description": "No data set with this id (for this caller)."}}
+
+
+def _tmp_dir(storage, settings) -> Path:
+    temp_dir = getattr(storage, "temp_dir", None)
+    path = temp_dir() if temp_dir else Path(settings.data_dir) / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRead, openapi_extra=UPLOAD_OPENAPI,
+             responses={413: {"description": "Larger than MLP_MAX_UPLOAD_BYTES (nothing is stored)."},
+                        415: {"description": "Not a .csv/.npz file, or neither multipart nor JSON."},
+                        422: {"description": "Invalid data: the detail names the line/row and column."}})
+async def create_dataset(request: Request, session: SessionDep, owner: OwnerDep, settings: SettingsDep,
+                         storage: StorageDep) -> DatasetRead:
+    """Upload a data set: multipart `file` (.csv with header, or .npz with X and y) plus `name`, `target`,
+    `task`; or a JSON body `{name, X, y, task}`. Streamed to disk, parsed, stored as float32 arrays."""
+    received = await upload.receive(request, max_bytes=settings.max_upload_bytes,
+                                    tmp_dir=_tmp_dir(storage, settings))
+    try:
+        row = await run_in_threadpool(service.create, session, owner=owner, storage=storage, upload=received)
+    finally:
+        received.cleanup()
+    return DatasetRead.model_validate(row)
+
+
+@router.get("", response_model=DatasetList)
+def list_datasets(session: SessionDep, owner: OwnerDep, limit: int = Query(50, ge=1, le=1000),
+                  offset: int = Query(0, ge=0)) -> DatasetList:
+    """List data sets, newest first."""
+    rows, total = service.list_(session, owner=owner, limit=limit, offset=offset)
+    return DatasetList(items=[DatasetRead.model_validate(r) for r in rows], total=total)
+
+
+@router.get("/{dataset_id}", response_model=DatasetRead, responses=_ERRORS)
+def get_dataset(dataset_id: str, session: SessionDep, owner: OwnerDep) -> DatasetRead:
+    """Read one data set's metadata."""
+    return DatasetRead.model_validate(service.get_or_raise(session, owner=owner, dataset_id=dataset_id))
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses={**_ERRORS, 409: {"description": "A queued or running job uses this data set."}})
+def delete_dataset(dataset_id: str, session: SessionDep, owner: OwnerDep, storage: StorageDep) -> Response:
+    """Delete a data set and its stored arrays."""
+    service.delete(session, owner=owner, storage=storage, dataset_id=dataset_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

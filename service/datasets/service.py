@@ -1,0 +1,121 @@
+"""Dataset service functions: parse an upload, store its arrays atomically, read, list, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from service.database import new_id
+from service.datasets.parsing import ParseError, parse_csv, parse_json_dataset, parse_npz
+from service.datasets.tables import Dataset
+from service.datasets.upload import Upload
+from service.errors import Conflict, InvalidInput, NotFound
+from service.storage import Storage
+
+MAX_NAME = 200
+
+
+def x_key(dataset_id: str) -> str:
+    """Storage key of the feature matrix (float32 .npy)."""
+    return f"datasets/{dataset_id}/X.npy"
+
+
+def y_key(dataset_id: str) -> str:
+    """Storage key of the targets (.npy: int64 class indices or float32 values)."""
+    return f"datasets/{dataset_id}/y.npy"
+
+
+def _parse(upload: Upload):
+    """Parse the upload into (name, ParsedDataset); ParseError becomes a 422."""
+    try:
+        if upload.kind == "json":
+            try:
+                doc = orjson.loads(upload.body)
+            except orjson.JSONDecodeError as exc:
+                raise ParseError(f"the body is not valid JSON: {exc}") from None
+            return parse_json_dataset(doc)
+        task = upload.fields.get("task") or None
+        if upload.kind == "csv":
+            parsed = parse_csv(upload.path, target=upload.fields.get("target") or None, task=task)
+        else:
+            parsed = parse_npz(upload.path, task=task)
+        name = upload.fields.get("name") or (Path(upload.filename).stem if upload.filename else None)
+        return name, parsed
+    except ParseError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def create(session: Session, *, owner: str, storage: Storage, upload: Upload) -> Dataset:
+    """Parse, then store X.npy and y.npy atomically and commit the row last; on failure nothing is left."""
+    name, parsed = _parse(upload)
+    name = (name or "dataset").strip() or "dataset"
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"name must be at most {MAX_NAME} characters, got {len(name)}")
+    dataset_id = new_id()
+    try:
+        storage.save_array(x_key(dataset_id), np.ascontiguousarray(parsed.X, dtype=np.float32))
+        storage.save_array(y_key(dataset_id), np.ascontiguousarray(parsed.y))
+        row = Dataset(id=dataset_id, owner=owner, name=name, task=parsed.task, n_samples=int(parsed.X.shape[0]),
+                      n_features=int(parsed.X.shape[1]), n_outputs=parsed.n_outputs,
+                      feature_names=parsed.feature_names, classes=parsed.classes, target=parsed.target,
+                      size_bytes=int(upload.size_bytes))
+        session.add(row)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        storage.delete_prefix(f"datasets/{dataset_id}")
+        raise
+    return row
+
+
+def get(session: Session, *, owner: str, dataset_id: str) -> Dataset | None:
+    """The caller's data set with this id, or None."""
+    return session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.owner == owner))
+
+
+def get_or_raise(session: Session, *, owner: str, dataset_id: str) -> Dataset:
+    """The caller's data set, or NotFound (also for another tenant's id)."""
+    row = get(session, owner=owner, dataset_id=dataset_id)
+    if row is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return row
+
+
+def load_arrays(storage: Storage, dataset: Dataset, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(X float32 (n, d), y) of a data set, memory-mapped read-only by default."""
+    return storage.load_array(x_key(dataset.id), mmap=mmap), storage.load_array(y_key(dataset.id), mmap=mmap)
+
+
+def list_(session: Session, *, owner: str, limit: int, offset: int) -> tuple[list[Dataset], int]:
+    """One page of the caller's data sets, newest first, and the total count."""
+    where = Dataset.owner == owner
+    total = session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
+    rows = session.scalars(select(Dataset).where(where).order_by(Dataset.created_at.desc(), Dataset.id)
+                           .limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+def _active_job(session: Session, *, owner: str, dataset_id: str) -> str | None:
+    try:
+        from service.jobs.tables import QUEUED, RUNNING, Job
+    except ImportError:
+        return None
+    return session.scalar(select(Job.id).where(
+        Job.owner == owner, Job.status.in_((QUEUED, RUNNING)),
+        or_(Job.dataset_id == dataset_id, Job.validation_dataset_id == dataset_id)).limit(1))
+
+
+def delete(session: Session, *, owner: str, storage: Storage, dataset_id: str) -> None:
+    """Delete the row, then its arrays; 409 while a queued or running job still reads it."""
+    row = get_or_raise(session, owner=owner, dataset_id=dataset_id)
+    job_id = _active_job(session, owner=owner, dataset_id=dataset_id)
+    if job_id is not None:
+        raise Conflict(f"dataset {dataset_id} is used by job {job_id}, which is not finished; "
+                       f"cancel it or wait for it to finish first")
+    session.delete(row)
+    session.commit()
+    storage.delete_prefix(f"datasets/{dataset_id}")

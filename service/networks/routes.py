@@ -1,0 +1,45 @@
+"""HTTP routes of /v1/networks: thin wrappers over service functions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response, status
+
+from service.auth import OwnerDep
+from service.database import SessionDep
+from service.deps import SettingsDep
+from service.networks import service
+from service.networks.schemas import NetworkCreate, NetworkList, NetworkRead
+
+router = APIRouter(prefix="/v1/networks", tags=["networks"])
+
+_ERRORS = {404: {"description": "No network with this id (for this caller)."}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=NetworkRead,
+             responses={422: {"description": "Invalid spec: the detail names the field (e.g. `layers[1].activation:"
+                                             " softmax is only allowed in the last layer`) or the limit."}})
+def create_network(body: NetworkCreate, session: SessionDep, owner: OwnerDep, settings: SettingsDep) -> NetworkRead:
+    """Create a network architecture; the engine validates it and counts its parameters."""
+    return NetworkRead.from_row(service.create(session, owner=owner, body=body, settings=settings))
+
+
+@router.get("", response_model=NetworkList)
+def list_networks(session: SessionDep, owner: OwnerDep, limit: int = Query(50, ge=1, le=1000),
+                  offset: int = Query(0, ge=0)) -> NetworkList:
+    """List networks, newest first."""
+    rows, total = service.list_(session, owner=owner, limit=limit, offset=offset)
+    return NetworkList(items=[NetworkRead.from_row(r) for r in rows], total=total)
+
+
+@router.get("/{network_id}", response_model=NetworkRead, responses=_ERRORS)
+def get_network(network_id: str, session: SessionDep, owner: OwnerDep) -> NetworkRead:
+    """Read one network."""
+    return NetworkRead.from_row(service.get_or_raise(session, owner=owner, network_id=network_id))
+
+
+@router.delete("/{network_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses={**_ERRORS, 409: {"description": "A queued or running job uses this network."}})
+def delete_network(network_id: str, session: SessionDep, owner: OwnerDep) -> Response:
+    """Delete a network (trained models made from it keep working)."""
+    service.delete(session, owner=owner, network_id=network_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

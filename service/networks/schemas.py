@@ -1,0 +1,122 @@
+"""Request and response schemas of /v1/networks; the Literal choices come from the engine's own tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core import ACTIVATIONS, INITS, LOSSES
+
+ActivationName = Literal[tuple(ACTIVATIONS)]  # type: ignore[valid-type]
+InitName = Literal[tuple(INITS)]  # type: ignore[valid-type]
+LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
+
+WINE_EXAMPLE = {
+    "name": "wine-mlp",
+    "input_dim": 13,
+    "layers": [
+        {"type": "dense", "units": 32, "activation": "relu"},
+        {"type": "dropout", "rate": 0.1},
+        {"type": "dense", "units": 3, "activation": "softmax"},
+    ],
+    "loss": "cross_entropy",
+}
+BINARY_EXAMPLE = {
+    "name": "moons-binary",
+    "layers": [
+        {"type": "dense", "units": 16, "activation": "tanh"},
+        {"type": "dense", "units": 1, "activation": "sigmoid"},
+    ],
+    "loss": "binary_cross_entropy",
+}
+REGRESSION_EXAMPLE = {
+    "name": "diabetes-regressor",
+    "input_dim": 10,
+    "layers": [
+        {"type": "dense", "units": 64, "activation": "relu", "init": next(iter(INITS))},
+        {"type": "dense", "units": 1},
+    ],
+    "loss": "mse",
+}
+
+
+# A fully connected layer: `units` outputs followed by `activation`.
+class DenseLayer(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"type": "dense", "units": 32, "activation": "relu"}]})
+
+    type: Literal["dense"]
+    units: int = Field(ge=1, description="Number of output units.")
+    activation: ActivationName = Field("linear", description="Activation applied to the layer's output.")
+    init: InitName | None = Field(None, description="Weight initialisation; default depends on the activation.")
+
+
+# A standalone activation (the same functions as a dense layer's `activation`).
+class ActivationLayer(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"type": "activation", "name": "tanh"}]})
+
+    type: Literal["activation"]
+    name: ActivationName
+
+
+# Dropout: zeroes a fraction `rate` of its inputs while training; identity at prediction.
+class DropoutLayer(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"type": "dropout", "rate": 0.1}]})
+
+    type: Literal["dropout"]
+    rate: float = Field(ge=0.0, lt=1.0, description="Fraction of inputs dropped while training, in [0, 1).")
+
+
+Layer = Annotated[Union[DenseLayer, ActivationLayer, DropoutLayer], Field(discriminator="type")]
+
+
+# Body of POST /v1/networks: the architecture, validated by the engine (core.Network.from_spec).
+class NetworkCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [WINE_EXAMPLE, BINARY_EXAMPLE, REGRESSION_EXAMPLE]})
+
+    name: str = Field("network", min_length=1, max_length=200, description="A label for people; not unique.")
+    input_dim: int | None = Field(None, ge=1, description="Number of input features; when given it must match "
+                                                           "the data set. Omit to take it from the data set.")
+    layers: list[Layer] = Field(min_length=1, description="Layers from input to output; the last dense layer's "
+                                                           "units are the output width.")
+    loss: LossName = Field(description="cross_entropy needs a softmax output (>= 2 units), binary_cross_entropy "
+                                       "a sigmoid output with 1 unit, mse/mae a non-softmax output.")
+
+    def to_spec(self) -> dict:
+        """The spec dict handed to core (defaults filled in, unset optional fields dropped)."""
+        spec = self.model_dump(exclude_none=True)
+        spec["layers"] = [layer.model_dump(exclude_none=True) for layer in self.layers]
+        return spec
+
+
+# A stored network: the normalised spec plus what the engine derived from it.
+class NetworkRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "3f0c9a1e8b7d4c2a9e6f5d4c3b2a1908", **WINE_EXAMPLE, "output_dim": 3, "n_params": 547,
+        "task": "classification", "created_at": "2026-01-01T12:00:00Z"}]})
+
+    id: str
+    name: str
+    input_dim: int | None
+    layers: list[Layer]
+    loss: LossName
+    output_dim: int = Field(description="Units of the last dense layer (classes for cross_entropy).")
+    n_params: int | None = Field(description="Trainable parameters; null until input_dim is known.")
+    task: Literal["classification", "regression"]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row) -> "NetworkRead":
+        """Build from a networks table row."""
+        return cls(id=row.id, name=row.name, input_dim=row.input_dim, layers=row.spec["layers"],
+                   loss=row.spec["loss"], output_dim=row.output_dim, n_params=row.n_params, task=row.task,
+                   created_at=row.created_at)
+
+
+# One page of networks, newest first.
+class NetworkList(BaseModel):
+    items: list[NetworkRead]
+    total: int

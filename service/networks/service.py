@@ -1,0 +1,93 @@
+"""Network service functions: validate a spec with the engine, store, read, list, delete."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import core
+from service.errors import Conflict, InvalidInput, NotFound
+from service.networks.schemas import NetworkCreate
+from service.networks.tables import Network
+
+
+def check_limits(spec: dict, *, input_dim: int | None, settings) -> int | None:
+    """Validate ``spec`` with the engine and the service limits; returns n_params (None if input_dim unknown).
+
+    Raises InvalidInput naming the field (the engine's ValueError message, or the limit and its setting).
+    """
+    n_layers = len(spec.get("layers") or ())
+    if n_layers > settings.max_layers:
+        raise InvalidInput(f"layers: {n_layers} layers exceed the limit max_layers={settings.max_layers} "
+                           f"(MLP_MAX_LAYERS)")
+    try:
+        n_params = core.count_params(spec, input_dim)
+        # Without input_dim, the parameters after the first layer are still a lower bound worth checking.
+        lower = n_params if n_params is not None else core.count_params(spec, 1)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    if lower > settings.max_params:
+        where = "" if n_params is not None else " even with input_dim=1"
+        raise InvalidInput(f"layers: the network has {lower:,} parameters{where}, more than the limit "
+                           f"max_params={settings.max_params:,} (MLP_MAX_PARAMS)")
+    return n_params
+
+
+def create(session: Session, *, owner: str, body: NetworkCreate, settings) -> Network:
+    """Validate the architecture with core.Network.from_spec and store it."""
+    spec = body.to_spec()
+    n_params = check_limits(spec, input_dim=body.input_dim, settings=settings)
+    try:
+        net = core.Network.from_spec(spec)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    normalized = dict(net.spec)
+    row = Network(owner=owner, name=body.name, spec=normalized, input_dim=body.input_dim,
+                  output_dim=int(net.output_dim), n_params=n_params, task=net.task)
+    session.add(row)
+    session.commit()
+    return row
+
+
+def get(session: Session, *, owner: str, network_id: str) -> Network | None:
+    """The caller's network with this id, or None."""
+    return session.scalar(select(Network).where(Network.id == network_id, Network.owner == owner))
+
+
+def get_or_raise(session: Session, *, owner: str, network_id: str) -> Network:
+    """The caller's network, or NotFound (also for another tenant's id)."""
+    row = get(session, owner=owner, network_id=network_id)
+    if row is None:
+        raise NotFound(f"network {network_id} not found")
+    return row
+
+
+def list_(session: Session, *, owner: str, limit: int, offset: int) -> tuple[list[Network], int]:
+    """One page of the caller's networks, newest first, and the total count."""
+    where = Network.owner == owner
+    total = session.scalar(select(func.count()).select_from(Network).where(where)) or 0
+    rows = session.scalars(select(Network).where(where).order_by(Network.created_at.desc(), Network.id)
+                           .limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+def _active_job(session: Session, *, owner: str, **filters) -> str | None:
+    """Id of a queued or running job matching ``filters`` (e.g. network_id=...), if any."""
+    try:
+        from service.jobs.tables import QUEUED, RUNNING, Job
+    except ImportError:  # the jobs domain is optional for this check
+        return None
+    cond = [Job.owner == owner, Job.status.in_((QUEUED, RUNNING))]
+    cond += [getattr(Job, k) == v for k, v in filters.items()]
+    return session.scalar(select(Job.id).where(*cond).limit(1))
+
+
+def delete(session: Session, *, owner: str, network_id: str) -> None:
+    """Delete the network; 409 while a queued or running job still needs it. Trained models stay."""
+    row = get_or_raise(session, owner=owner, network_id=network_id)
+    job_id = _active_job(session, owner=owner, network_id=network_id)
+    if job_id is not None:
+        raise Conflict(f"network {network_id} is used by job {job_id}, which is not finished; "
+                       f"cancel it or wait for it to finish first")
+    session.delete(row)
+    session.commit()
