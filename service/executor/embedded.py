@@ -1,26 +1,203 @@
-"""Embedded executor: MLP_WORKERS worker processes on this machine (skeleton, being filled in)."""
+"""Embedded executor: MLP_WORKERS worker processes on this machine, the database as the queue.
+
+Workers are spawned (multiprocessing "spawn") by one long-lived monitor thread, lazily: when the first job is
+submitted, or at start-up when jobs wait in the queue. The monitor watches the process sentinels; when a worker
+dies unexpectedly its running job is marked failed and the worker is replaced. Submit/cancel only send hints
+over a pipe; the truth is in the database (queued rows, cancel flags), so a lost hint costs at most a poll.
+"""
 
 from __future__ import annotations
 
+import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+
+from service.database import make_sessionmaker
+from service.executor._entry import worker_main
 from service.executor.base import Executor
+
+log = logging.getLogger("service.executor")
+
+STOP_TIMEOUT = 20.0
+RESPAWN_DELAY = 1.0
+
+
+def worker_name(pid: int) -> str:
+    """How a worker is recorded in jobs.worker."""
+    return f"{socket.gethostname()}:{pid}"
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "vanished"
+    if code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+@dataclass
+class _Slot:
+    process: mp.process.BaseProcess | None = None
+    conn: Connection | None = None
+    last_spawn: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class EmbeddedExecutor(Executor):
-    def __init__(self, settings, engine, storage):
-        self.settings, self.engine, self.storage = settings, engine, storage
-        self._started = False
+    """Worker processes on this machine; the API process never trains."""
 
+    def __init__(self, settings, engine, storage):
+        self.settings = settings
+        self.storage = storage
+        self._sessionmaker = make_sessionmaker(engine)
+        self._ctx = mp.get_context("spawn")
+        self._slots = [_Slot() for _ in range(settings.workers)]
+        self._threads = max(1, (os.cpu_count() or 1) // max(1, settings.workers))
+        self._want_workers = threading.Event()
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self._wake_lock = threading.Lock()
+        self._monitor: threading.Thread | None = None
+
+    # -- interface ----------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._started = True
+        from service.jobs import service as jobs_service
+
+        with self._sessionmaker() as session:
+            requeued = jobs_service.requeue_interrupted(session)
+            pending = jobs_service.has_queued(session)
+        if requeued:
+            log.info("requeued %d job(s) interrupted by a previous shutdown: %s", len(requeued), requeued)
+        self._monitor = threading.Thread(target=self._run_monitor, name="mlp-executor", daemon=True)
+        self._monitor.start()
+        if pending:
+            self._ensure_workers()
 
     def stop(self) -> None:
-        self._started = False
+        self._stopping.set()
+        self._poke()
+        if self._monitor is not None:
+            self._monitor.join(timeout=5)
+        self._broadcast(("stop", None))
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for slot in self._slots:
+            p = slot.process
+            if p is None:
+                continue
+            p.join(timeout=max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
+                log.warning("worker %s did not stop in time; terminating it", p.pid)
+                p.terminate()
+                p.join(timeout=3)
+                if p.is_alive():
+                    p.kill()
+                    p.join(timeout=3)
+            if slot.conn is not None:
+                slot.conn.close()
+            slot.process = slot.conn = None
 
     def submit(self, job_id: str) -> None:
-        pass
+        self._ensure_workers()
+        self._broadcast(("wake", job_id))
 
     def cancel(self, job_id: str) -> None:
-        pass
+        self._broadcast(("cancel", job_id))
 
     def healthy(self) -> bool:
-        return self._started
+        if self._monitor is None or not self._monitor.is_alive() or self._stopping.is_set():
+            return False
+        return not self._slots or not self._want_workers.is_set() or any(
+            s.process is not None and s.process.is_alive() for s in self._slots)
+
+    # -- workers ----------------------------------------------------------------------------------------
+    def worker_pids(self) -> list[int]:
+        """Pids of the live worker processes (for tests and diagnostics)."""
+        return [s.process.pid for s in self._slots if s.process is not None and s.process.is_alive()]
+
+    def _ensure_workers(self) -> None:
+        if self._slots and not self._want_workers.is_set():
+            self._want_workers.set()
+            self._poke()
+
+    def _poke(self) -> None:
+        with self._wake_lock:
+            try:
+                self._wake_w.send(b"")
+            except OSError:
+                pass
+
+    def _broadcast(self, message) -> None:
+        for slot in self._slots:
+            with slot.lock:
+                if slot.conn is None:
+                    continue
+                try:
+                    slot.conn.send(message)
+                except OSError:
+                    pass
+
+    def _spawn(self, slot: _Slot) -> None:
+        # Spawned from the monitor thread only: PR_SET_PDEATHSIG fires when the spawning *thread* exits.
+        child_r, parent_w = self._ctx.Pipe(duplex=False)  # the worker reads what the server writes
+        data = self.settings.model_dump(mode="json")
+        p = self._ctx.Process(target=worker_main, args=(data, child_r, os.getpid(), self._threads),
+                              name="mlp-worker", daemon=True)
+        p.start()
+        child_r.close()
+        with slot.lock:
+            slot.process, slot.conn, slot.last_spawn = p, parent_w, time.monotonic()
+        log.info("started worker process %s", p.pid)
+
+    def _reap(self, slot: _Slot) -> None:
+        p = slot.process
+        with slot.lock:
+            if slot.conn is not None:
+                slot.conn.close()
+            slot.process = slot.conn = None
+        if self._stopping.is_set():
+            return
+        from service.jobs import service as jobs_service
+
+        how = describe_exit(p.exitcode)
+        error = (f"the worker process (pid {p.pid}) {how} while training this job; the job was not "
+                 "completed. Check the server log, then start a new job.")
+        try:
+            with self._sessionmaker() as session:
+                ids = jobs_service.fail_worker_jobs(session, worker=worker_name(p.pid), error=error)
+        except Exception:  # noqa: BLE001 - keep the monitor alive
+            log.exception("could not mark the jobs of dead worker %s failed", p.pid)
+            ids = []
+        log.warning("worker process %s %s; failed job(s): %s", p.pid, how, ids or "none")
+
+    def _run_monitor(self) -> None:
+        while not self._stopping.is_set():
+            if self._want_workers.is_set():
+                for slot in self._slots:
+                    if slot.process is None and time.monotonic() - slot.last_spawn >= RESPAWN_DELAY:
+                        try:
+                            self._spawn(slot)
+                        except Exception:  # noqa: BLE001
+                            log.exception("could not start a worker process")
+            handles = [self._wake_r] + [s.process.sentinel for s in self._slots if s.process is not None]
+            try:
+                ready = wait(handles, timeout=RESPAWN_DELAY)
+            except OSError:
+                ready = []
+            if self._wake_r in ready:
+                while self._wake_r.poll():
+                    try:
+                        self._wake_r.recv_bytes()
+                    except (EOFError, OSError):
+                        break
+            for slot in self._slots:
+                if slot.process is not None and not slot.process.is_alive():
+                    self._reap(slot)

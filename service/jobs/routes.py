@@ -1,0 +1,116 @@
+"""HTTP routes of /v1/jobs: thin wrappers over jobs.service."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from service.auth import OwnerDep
+from service.database import SessionDep
+from service.deps import ExecutorDep, SettingsDep
+from service.jobs import service
+from service.jobs.schemas import EpochMetrics, JobCreate, JobList, JobRead, JobStatus, MetricsList
+from service.jobs.tables import TERMINAL
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+SSE_POLL_SECONDS = 0.25
+SSE_KEEPALIVE_SECONDS = 15.0
+
+
+@router.post("", status_code=202, response_model=JobRead,
+             responses={404: {"description": "Unknown network or data set"},
+                        422: {"description": "The job does not fit the data or exceeds a limit"}})
+def create_job(body: JobCreate, response: Response, session: SessionDep, owner: OwnerDep,
+               settings: SettingsDep, executor: ExecutorDep) -> JobRead:
+    """Start training: the job is queued and a worker picks it up (202 with Location)."""
+    job = service.create(session, executor, settings, owner=owner, body=body)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return JobRead.from_row(job)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(session: SessionDep, owner: OwnerDep, status: JobStatus | None = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+              offset: Annotated[int, Query(ge=0)] = 0) -> JobList:
+    """List jobs, newest first, optionally only those with ``status``."""
+    items, total = service.list_(session, owner=owner, status=status.value if status else None,
+                                 limit=limit, offset=offset)
+    return JobList(items=[JobRead.from_row(j) for j in items], total=total)
+
+
+@router.get("/{job_id}", response_model=JobRead, responses={404: {"description": "Unknown job"}})
+def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobRead:
+    """Status, progress, latest metrics, best epoch, model id and error of a job."""
+    return JobRead.from_row(service.get_or_raise(session, owner=owner, job_id=job_id))
+
+
+@router.get("/{job_id}/metrics", response_model=MetricsList, responses={404: {"description": "Unknown job"}})
+def get_metrics(job_id: str, session: SessionDep, owner: OwnerDep,
+                since_epoch: Annotated[int, Query(ge=0, description="Only epochs after this one.")] = 0
+                ) -> MetricsList:
+    """Per-epoch metrics; pass the last epoch you saw as ``since_epoch`` to poll incrementally."""
+    rows = service.list_metrics(session, owner=owner, job_id=job_id, since_epoch=since_epoch)
+    return MetricsList(items=[EpochMetrics(**m) for m in rows], total=len(rows))
+
+
+@router.post("/{job_id}/cancel", response_model=JobRead,
+             responses={404: {"description": "Unknown job"}, 409: {"description": "The job already ended"}})
+def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep, executor: ExecutorDep) -> JobRead:
+    """Cancel a queued job, or stop a running one within one minibatch."""
+    return JobRead.from_row(service.cancel(session, executor, owner=owner, job_id=job_id))
+
+
+def _sse(event: str, data: dict, event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+@router.get("/{job_id}/events", responses={200: {"content": {"text/event-stream": {}},
+                                                "description": "One `epoch` event per epoch, then `end`."},
+                                          404: {"description": "Unknown job"}})
+async def job_events(job_id: str, request: Request, owner: OwnerDep,
+                     since_epoch: Annotated[int, Query(ge=0)] = 0) -> StreamingResponse:
+    """Server-sent events: an `epoch` event (data: the epoch's metrics) per epoch, an `end` event with the
+    final job when it ends, then the stream closes. Reconnect with `Last-Event-ID` or `since_epoch`."""
+    Session = request.app.state.sessionmaker
+    last_id = request.headers.get("last-event-id")
+    if last_id and last_id.isdigit():
+        since_epoch = max(since_epoch, int(last_id))
+
+    def _poll(after: int):
+        with Session() as session:
+            job, metrics = service.poll(session, owner=owner, job_id=job_id, since_epoch=after)
+            return JobRead.from_row(job), metrics
+
+    first = await run_in_threadpool(_poll, since_epoch)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[bytes]:
+        after = since_epoch
+        job, metrics = first
+        last_sent = time.monotonic()
+        while True:
+            for m in metrics:
+                after = max(after, int(m["epoch"]))
+                yield _sse("epoch", m, after)
+                last_sent = time.monotonic()
+            if job.status.value in TERMINAL:
+                yield _sse("end", job.model_dump(mode="json"))
+                return
+            if time.monotonic() - last_sent > SSE_KEEPALIVE_SECONDS:
+                yield b": keep-alive\n\n"
+                last_sent = time.monotonic()
+            await anyio.sleep(SSE_POLL_SECONDS)
+            if await request.is_disconnected():
+                return
+            job, metrics = await run_in_threadpool(_poll, after)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

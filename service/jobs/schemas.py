@@ -1,0 +1,168 @@
+"""Request and response bodies of /v1/jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+from core import OPTIMIZERS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# Plain or momentum SGD (Nesterov optional).
+class SGDOptimizer(_Strict):
+    type: Literal["sgd"] = "sgd"
+    learning_rate: float = Field(0.01, gt=0, description="Step size.")
+    momentum: float = Field(0.0, ge=0, lt=1)
+    nesterov: bool = False
+
+
+# Adam with bias correction.
+class AdamOptimizer(_Strict):
+    type: Literal["adam"] = "adam"
+    learning_rate: float = Field(0.001, gt=0, description="Step size.")
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    eps: float = Field(1e-8, gt=0)
+
+
+# One schema per engine optimizer: the discriminator's choices are core.OPTIMIZERS' keys.
+_OPTIMIZER_SCHEMAS = {"sgd": SGDOptimizer, "adam": AdamOptimizer}
+if set(_OPTIMIZER_SCHEMAS) != set(OPTIMIZERS):
+    raise RuntimeError(f"optimizer schemas {sorted(_OPTIMIZER_SCHEMAS)} do not match core.OPTIMIZERS "
+                       f"{sorted(OPTIMIZERS)}")
+OptimizerSpec = Annotated[Union[tuple(_OPTIMIZER_SCHEMAS[k] for k in OPTIMIZERS)],  # noqa: UP007
+                          Field(discriminator="type")]
+
+# Metrics early stopping can watch (accuracy for classification; mae/rmse/r2 for regression).
+Monitor = Literal["train_loss", "val_loss", "train_accuracy", "val_accuracy",
+                  "train_mae", "val_mae", "val_rmse", "val_r2"]
+
+
+# Stop when the monitored metric has not improved by min_delta for `patience` epochs; keeps the best weights.
+class EarlyStopping(_Strict):
+    monitor: Monitor = "val_loss"
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+
+
+# The training options of a job (stored with the job, passed to core.fit).
+class TrainingParams(_Strict):
+    validation_split: float = Field(0.0, ge=0, lt=1, description="Fraction of rows held out for validation.")
+    validation_dataset_id: str | None = Field(None, description="A separate validation data set instead.")
+    epochs: int = Field(10, ge=1, description="Passes over the data (at most MLP_MAX_EPOCHS).")
+    batch_size: int = Field(32, ge=1, description="Rows per minibatch (at most MLP_MAX_BATCH_SIZE).")
+    optimizer: OptimizerSpec = Field(default_factory=AdamOptimizer)
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty.")
+    early_stopping: EarlyStopping | None = None
+    standardize: bool = Field(True, description="Learn per-feature mean/std; predict applies them.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Same seed and data give the same metrics.")
+
+
+# Body of POST /v1/jobs.
+class JobCreate(TrainingParams):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "network_id": "3f2b0c...", "dataset_id": "9a1d4e...", "validation_split": 0.2,
+        "epochs": 30, "batch_size": 32, "optimizer": {"type": "adam", "learning_rate": 0.001},
+        "weight_decay": 0.0, "early_stopping": {"monitor": "val_loss", "patience": 5},
+        "standardize": True, "seed": 0}]})
+
+    network_id: str
+    dataset_id: str
+
+    def training_params(self) -> dict[str, Any]:
+        """The training fields as a JSON-able dict (what the job row stores)."""
+        return self.model_dump(mode="json", exclude={"network_id", "dataset_id"})
+
+
+class JobStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+# How far a job is: completed epochs of the planned ones, and an estimate of the time left.
+class Progress(BaseModel):
+    epoch: int
+    epochs: int
+    fraction: float
+    eta_seconds: float | None
+
+
+# A job as the API shows it.
+class JobRead(BaseModel):
+    id: str
+    status: JobStatus
+    network_id: str
+    dataset_id: str
+    validation_dataset_id: str | None
+    params: dict[str, Any]
+    progress: Progress
+    metrics: dict[str, Any] | None = Field(None, description="The latest epoch's metrics.")
+    best_epoch: int | None
+    model_id: str | None
+    error: str | None
+    cancel_requested: bool
+    attempt: int = Field(description="How many times a worker has started (or resumed) the job.")
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, job) -> "JobRead":
+        """Build from a jobs.tables.Job row."""
+        done = job.status == JobStatus.succeeded.value
+        fraction = 1.0 if done else (job.epoch / job.epochs if job.epochs else 0.0)
+        eta = None
+        if done:
+            eta = 0.0
+        elif job.status == JobStatus.running.value and job.metrics and job.metrics.get("seconds") is not None:
+            eta = round(float(job.metrics["seconds"]) * max(job.epochs - job.epoch, 0), 3)
+        return cls(
+            id=job.id, status=job.status, network_id=job.network_id, dataset_id=job.dataset_id,
+            validation_dataset_id=job.validation_dataset_id, params=job.params,
+            progress=Progress(epoch=job.epoch, epochs=job.epochs, fraction=round(fraction, 6), eta_seconds=eta),
+            metrics=job.metrics, best_epoch=job.best_epoch, model_id=job.model_id, error=job.error,
+            cancel_requested=job.cancel_requested, attempt=job.attempt, created_at=job.created_at,
+            started_at=job.started_at, updated_at=job.updated_at, finished_at=job.finished_at)
+
+
+# A page of jobs.
+class JobList(BaseModel):
+    items: list[JobRead]
+    total: int
+
+
+# One epoch's metrics (fields depend on the task and on whether there is validation data).
+class EpochMetrics(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float | None = None
+    train_mae: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    val_mae: float | None = None
+    val_rmse: float | None = None
+    val_r2: float | None = None
+    seconds: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler):
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+# Per-epoch history of a job.
+class MetricsList(BaseModel):
+    items: list[EpochMetrics]
+    total: int

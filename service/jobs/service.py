@@ -1,0 +1,319 @@
+"""Job verbs. API side: create, get, list, metrics, cancel. Worker side: claim, record epochs, finish.
+
+This module is the only writer of job rows. Every worker-side write is fenced on ``attempt`` (bumped by each
+claim) and on ``status = 'running'``, so a worker that lost its job (restart, crash handling) cannot write.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+import core
+from service.datasets import service as datasets_service
+from service.database import utcnow
+from service.errors import Conflict, InvalidInput, NotFound
+from service.executor.base import Executor
+from service.jobs.schemas import JobCreate
+from service.jobs.tables import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, JobMetric
+from service.networks import service as networks_service
+from service.settings import Settings
+
+_NO_SYNC = {"synchronize_session": False}
+
+
+# -- API side ---------------------------------------------------------------------------------------------
+def get_or_raise(session: Session, *, owner: str, job_id: str) -> Job:
+    """The job, or NotFound (also for another tenant's job)."""
+    job = session.scalars(select(Job).where(Job.id == job_id, Job.owner == owner)).first()
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def list_(session: Session, *, owner: str, status: str | None = None, limit: int = 50,
+          offset: int = 0) -> tuple[list[Job], int]:
+    """A page of the owner's jobs, newest first, and the total matching ``status``."""
+    where = [Job.owner == owner] + ([Job.status == status] if status else [])
+    total = session.scalar(select(func.count()).select_from(Job).where(*where))
+    items = session.scalars(select(Job).where(*where).order_by(Job.created_at.desc(), Job.id)
+                            .limit(limit).offset(offset)).all()
+    return list(items), int(total or 0)
+
+
+def list_metrics(session: Session, *, owner: str, job_id: str, since_epoch: int = 0) -> list[dict[str, Any]]:
+    """Per-epoch metrics of the job after ``since_epoch``, in epoch order."""
+    get_or_raise(session, owner=owner, job_id=job_id)
+    return _metrics_after(session, owner=owner, job_id=job_id, since_epoch=since_epoch)
+
+
+def _metrics_after(session: Session, *, owner: str, job_id: str, since_epoch: int) -> list[dict[str, Any]]:
+    rows = session.scalars(select(JobMetric.metrics).where(
+        JobMetric.job_id == job_id, JobMetric.owner == owner, JobMetric.epoch > since_epoch)
+        .order_by(JobMetric.epoch)).all()
+    return list(rows)
+
+
+def poll(session: Session, *, owner: str, job_id: str, since_epoch: int) -> tuple[Job, list[dict[str, Any]]]:
+    """The job and its metrics after ``since_epoch`` read together (for the event stream)."""
+    job = get_or_raise(session, owner=owner, job_id=job_id)
+    metrics = _metrics_after(session, owner=owner, job_id=job_id, since_epoch=since_epoch)
+    session.rollback()  # end the read transaction so the next poll sees new commits
+    return job, metrics
+
+
+def create(session: Session, executor: Executor, settings: Settings, *, owner: str, body: JobCreate) -> Job:
+    """Validate the job against its network, data set(s) and limits, commit it queued, hand it over."""
+    _check_limits(settings, body)
+    network = networks_service.get_or_raise(session, owner=owner, network_id=body.network_id)
+    dataset = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.dataset_id)
+    _check_fit(settings, network, dataset)
+    has_validation = body.validation_split > 0
+    if body.validation_dataset_id is not None:
+        if body.validation_split > 0:
+            raise InvalidInput("validation_dataset_id: give either validation_split or validation_dataset_id, "
+                               "not both")
+        val = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.validation_dataset_id)
+        _check_validation_dataset(dataset, val)
+        has_validation = True
+    if body.validation_split > 0:
+        n_val = max(1, int(round(dataset.n_samples * body.validation_split)))
+        if n_val >= dataset.n_samples:
+            raise InvalidInput(f"validation_split: {body.validation_split} of {dataset.n_samples} rows leaves "
+                               "no rows to train on")
+    if body.early_stopping is not None:
+        _check_early_stopping(body.early_stopping.monitor, dataset.task, has_validation)
+
+    now = utcnow()
+    job = Job(owner=owner, network_id=network.id, dataset_id=dataset.id,
+              validation_dataset_id=body.validation_dataset_id, params=body.training_params(),
+              status=QUEUED, epoch=0, epochs=body.epochs, attempt=0, cancel_requested=False,
+              created_at=now, updated_at=now)
+    session.add(job)
+    session.commit()
+    executor.submit(job.id)
+    return job
+
+
+def cancel(session: Session, executor: Executor, *, owner: str, job_id: str) -> Job:
+    """Cancel a queued job now, or flag a running one (its worker stops within one minibatch)."""
+    job = get_or_raise(session, owner=owner, job_id=job_id)
+    if job.status in TERMINAL:
+        raise Conflict(f"job {job_id} is already {job.status}; only queued or running jobs can be cancelled")
+    now = utcnow()
+    res = session.execute(update(Job).where(Job.id == job_id, Job.status == QUEUED).values(
+        status=CANCELLED, cancel_requested=True, error="cancelled before it started", finished_at=now,
+        updated_at=now).execution_options(**_NO_SYNC))
+    if res.rowcount == 0:
+        session.execute(update(Job).where(Job.id == job_id, Job.status == RUNNING).values(
+            cancel_requested=True, updated_at=now).execution_options(**_NO_SYNC))
+    session.commit()
+    session.refresh(job)
+    if job.status == RUNNING:
+        executor.cancel(job_id)
+    elif job.status in TERMINAL and not job.cancel_requested:
+        raise Conflict(f"job {job_id} is already {job.status}; only queued or running jobs can be cancelled")
+    return job
+
+
+def _check_limits(settings: Settings, body: JobCreate) -> None:
+    if body.epochs > settings.max_epochs:
+        raise InvalidInput(f"epochs: {body.epochs} is more than the limit max_epochs={settings.max_epochs} "
+                           "(MLP_MAX_EPOCHS)")
+    if body.batch_size > settings.max_batch_size:
+        raise InvalidInput(f"batch_size: {body.batch_size} is more than the limit "
+                           f"max_batch_size={settings.max_batch_size} (MLP_MAX_BATCH_SIZE)")
+
+
+def _check_fit(settings: Settings, network, dataset) -> None:
+    """The network's input, output and task must fit the data set."""
+    loss = network.spec.get("loss")
+    if network.task != dataset.task:
+        raise InvalidInput(f"dataset_id: data set {dataset.id} is for {dataset.task} but network {network.id} "
+                           f"(loss {loss!r}) does {network.task}")
+    if network.input_dim is not None and network.input_dim != dataset.n_features:
+        raise InvalidInput(f"network_id: the network's input_dim is {network.input_dim} but data set "
+                           f"{dataset.id} has {dataset.n_features} features (n_features)")
+    n_params = core.count_params(network.spec, dataset.n_features)
+    if n_params is not None and n_params > settings.max_params:
+        raise InvalidInput(f"network_id: with {dataset.n_features} input features the network has {n_params} "
+                           f"parameters, more than the limit max_params={settings.max_params} (MLP_MAX_PARAMS)")
+    units = network.output_dim
+    if dataset.task == "classification":
+        k = len(dataset.classes or [])
+        if loss == "binary_cross_entropy":
+            if k != 2:
+                raise InvalidInput(f"dataset_id: binary_cross_entropy (sigmoid output) needs exactly 2 classes, "
+                                   f"data set {dataset.id} has {k}")
+            if units != 1:
+                raise InvalidInput(f"network_id: a sigmoid/binary_cross_entropy output needs 1 unit, the "
+                                   f"network's output layer has {units}")
+        elif units != k:
+            raise InvalidInput(f"network_id: the network's output layer has {units} units but data set "
+                               f"{dataset.id} has {k} classes (softmax needs one unit per class)")
+    elif units != dataset.n_outputs:
+        raise InvalidInput(f"network_id: the network's output layer has {units} units but data set "
+                           f"{dataset.id} has {dataset.n_outputs} regression target(s) (n_outputs)")
+
+
+def _check_validation_dataset(train, val) -> None:
+    if val.task != train.task:
+        raise InvalidInput(f"validation_dataset_id: data set {val.id} is for {val.task}, the training data "
+                           f"set for {train.task}")
+    if val.n_features != train.n_features:
+        raise InvalidInput(f"validation_dataset_id: data set {val.id} has {val.n_features} features, the "
+                           f"training data set {train.n_features}")
+    if train.task == "regression" and val.n_outputs != train.n_outputs:
+        raise InvalidInput(f"validation_dataset_id: data set {val.id} has {val.n_outputs} targets, the "
+                           f"training data set {train.n_outputs}")
+    if train.task == "classification":
+        unknown = [c for c in (val.classes or []) if c not in (train.classes or [])]
+        if unknown:
+            raise InvalidInput(f"validation_dataset_id: classes {unknown[:5]} of data set {val.id} do not "
+                               "occur in the training data set")
+
+
+def _check_early_stopping(monitor: str, task: str, has_validation: bool) -> None:
+    allowed = ["train_loss", "val_loss"] + (["train_accuracy", "val_accuracy"] if task == "classification"
+                                            else ["train_mae", "val_mae", "val_rmse", "val_r2"])
+    if monitor not in allowed:
+        raise InvalidInput(f"early_stopping.monitor: {monitor!r} is not available for {task}; use one of "
+                           f"{', '.join(allowed)}")
+    if monitor.startswith("val_") and not has_validation:
+        raise InvalidInput(f"early_stopping.monitor: {monitor!r} needs validation data (validation_split > 0 "
+                           "or validation_dataset_id)")
+
+
+# -- worker side ------------------------------------------------------------------------------------------
+def requeue_interrupted(session: Session) -> list[str]:
+    """At start-up of a single-machine server: jobs left running by a dead server go back to the queue."""
+    now = utcnow()
+    session.execute(update(Job).where(Job.status == RUNNING, Job.cancel_requested.is_(True)).values(
+        status=CANCELLED, worker=None, finished_at=now, updated_at=now).execution_options(**_NO_SYNC))
+    ids = list(session.scalars(select(Job.id).where(Job.status == RUNNING)).all())
+    if ids:
+        session.execute(update(Job).where(Job.id.in_(ids), Job.status == RUNNING).values(
+            status=QUEUED, worker=None, updated_at=now).execution_options(**_NO_SYNC))
+    session.commit()
+    return ids
+
+
+def has_queued(session: Session) -> bool:
+    """Whether any job waits for a worker."""
+    return session.scalar(select(Job.id).where(Job.status == QUEUED).limit(1)) is not None
+
+
+def claim_next(session: Session, *, worker: str) -> tuple[str, int] | None:
+    """Atomically take the oldest queued job: returns (job_id, attempt) or None."""
+    for _ in range(10):
+        row = session.execute(select(Job.id, Job.attempt).where(Job.status == QUEUED)
+                              .order_by(Job.created_at, Job.id).limit(1)).first()
+        if row is None:
+            session.rollback()
+            return None
+        now = utcnow()
+        res = session.execute(update(Job).where(Job.id == row.id, Job.status == QUEUED,
+                                                Job.attempt == row.attempt).values(
+            status=RUNNING, attempt=row.attempt + 1, worker=worker, error=None,
+            started_at=func.coalesce(Job.started_at, now), updated_at=now).execution_options(**_NO_SYNC))
+        session.commit()
+        if res.rowcount == 1:
+            return row.id, row.attempt + 1
+    return None
+
+
+def load_for_training(session: Session, *, job_id: str):
+    """The job row with its network and data set rows (validation data set or None)."""
+    job = session.get(Job, job_id)
+    network = networks_service.get_or_raise(session, owner=job.owner, network_id=job.network_id)
+    dataset = datasets_service.get_or_raise(session, owner=job.owner, dataset_id=job.dataset_id)
+    val = None
+    if job.validation_dataset_id:
+        val = datasets_service.get_or_raise(session, owner=job.owner, dataset_id=job.validation_dataset_id)
+    return job, network, dataset, val
+
+
+def should_stop(session: Session, *, job_id: str, attempt: int) -> str | None:
+    """Why the worker holding (job_id, attempt) must stop: 'cancel', 'lost', or None to go on."""
+    row = session.execute(select(Job.status, Job.attempt, Job.cancel_requested).where(Job.id == job_id)).first()
+    session.rollback()
+    if row is None or row.status != RUNNING or row.attempt != attempt:
+        return "lost"
+    return "cancel" if row.cancel_requested else None
+
+
+def _fenced(job_id: str, attempt: int):
+    return update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == RUNNING)
+
+
+def _insert_metrics_ignore(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        session.execute(insert(JobMetric).values(rows).on_conflict_do_nothing(index_elements=["job_id", "epoch"]))
+        return
+    have = set(session.scalars(select(JobMetric.epoch).where(JobMetric.job_id == rows[0]["job_id"])).all())
+    session.add_all(JobMetric(**r) for r in rows if r["epoch"] not in have)
+
+
+def record_epochs(session: Session, *, job_id: str, attempt: int, owner: str, history: list[dict[str, Any]],
+                  best_epoch: int | None) -> bool:
+    """Commit the metrics of finished epochs (each epoch once) and the job's progress; False if fenced out."""
+    latest = history[-1]
+    res = session.execute(_fenced(job_id, attempt).values(
+        epoch=int(latest["epoch"]), metrics=latest, best_epoch=best_epoch, updated_at=utcnow())
+        .execution_options(**_NO_SYNC))
+    if res.rowcount != 1:
+        session.rollback()
+        return False
+    _insert_metrics_ignore(session, [{"job_id": job_id, "owner": owner, "epoch": int(m["epoch"]), "metrics": m}
+                                     for m in history])
+    session.commit()
+    return True
+
+
+def complete(session: Session, *, job_id: str, attempt: int, model, metrics: dict[str, Any] | None,
+             best_epoch: int | None) -> bool:
+    """Mark the job succeeded and insert its trained-model row in one transaction; False if fenced out."""
+    now = utcnow()
+    values = dict(status=SUCCEEDED, model_id=model.id, best_epoch=best_epoch, finished_at=now, updated_at=now,
+                  worker=None)
+    if metrics:
+        values.update(epoch=int(metrics["epoch"]), metrics=metrics)
+    res = session.execute(_fenced(job_id, attempt).values(**values).execution_options(**_NO_SYNC))
+    if res.rowcount != 1:
+        session.rollback()
+        return False
+    session.add(model)
+    session.commit()
+    return True
+
+
+def finish(session: Session, *, job_id: str, attempt: int, status: str, error: str | None = None) -> bool:
+    """End the attempt as failed or cancelled, or hand the job back to the queue (status 'queued')."""
+    now = utcnow()
+    values: dict[str, Any] = dict(status=status, worker=None, updated_at=now)
+    if status in (FAILED, CANCELLED):
+        values.update(finished_at=now, error=error)
+    res = session.execute(_fenced(job_id, attempt).values(**values).execution_options(**_NO_SYNC))
+    session.commit()
+    return res.rowcount == 1
+
+
+def fail_worker_jobs(session: Session, *, worker: str, error: str) -> list[str]:
+    """A worker process died: its running jobs fail with ``error`` (they are not left running)."""
+    ids = list(session.scalars(select(Job.id).where(Job.status == RUNNING, Job.worker == worker)).all())
+    if ids:
+        now = utcnow()
+        session.execute(update(Job).where(Job.id.in_(ids), Job.status == RUNNING, Job.worker == worker).values(
+            status=FAILED, error=error, worker=None, finished_at=now, updated_at=now)
+            .execution_options(**_NO_SYNC))
+    session.commit()
+    return ids
