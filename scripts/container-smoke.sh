@@ -66,6 +66,15 @@ trap 'exit 130' INT TERM
 
 die() { echo "container-smoke: $*" >&2; exit 1; }
 
+# eng ARGS...: run the container engine; its stderr is shown only when it fails (podman without
+# systemd logs an error about healthcheck timers on every run/rm, which is noise here).
+eng() {
+  local rc=0
+  "$ENGINE" "$@" 2>"$TMP/engine.err" || rc=$?
+  if [[ $rc -ne 0 ]]; then cat "$TMP/engine.err" >&2; fi
+  return "$rc"
+}
+
 # json FILE EXPR: evaluate a Python expression over the parsed JSON document `d`.
 json() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); r = eval(sys.argv[2]); print(json.dumps(r) if isinstance(r, (dict, list)) else r)' "$1" "$2"; }
 
@@ -96,8 +105,8 @@ wait_healthy() {  # prints seconds from $1 (a `now` stamp) until /healthz answer
 }
 
 run_container() {
-  "$ENGINE" run -d --name "$CTR" -p "127.0.0.1:$PORT:8000" -v "$VOL:/data" "$IMAGE" >/dev/null
   CREATED_CTR=1
+  eng run -d --name "$CTR" -p "127.0.0.1:$PORT:8000" -v "$VOL:/data" "$IMAGE" >/dev/null
 }
 
 # ------------------------------------------------------------------------------------------------
@@ -125,7 +134,7 @@ python3 -c 'import sys; sys.exit(float(sys.argv[1]) > float(sys.argv[2]))' "$siz
 [[ $health == *healthz* ]] || die "image has no HEALTHCHECK on /healthz (got: $health)"
 
 step image-contents
-"$ENGINE" run --rm "$IMAGE" python -c '
+eng run --rm "$IMAGE" python -c '
 import importlib.util, pathlib, shutil, site, sys
 bad = [t for t in ("gcc", "cc", "c++", "g++", "clang", "make") if shutil.which(t)]
 bad += [m for m in ("torch", "pytest", "sklearn") if importlib.util.find_spec(m)]
@@ -136,7 +145,7 @@ if bad:
 import core, service.cli  # the packages import
 print("no compilers, no torch/pytest/sklearn, no top-level tests package")
 ' || die "image contents check failed"
-if "$ENGINE" run --rm "$IMAGE" mlp-service worker --help >/dev/null 2>&1; then
+if eng run --rm "$IMAGE" mlp-service worker --help >/dev/null 2>&1; then
   log "'mlp-service worker --help' runs in the image"
 else
   log "WARNING: 'mlp-service worker --help' does not run in the image (worker command missing?)"
@@ -145,8 +154,8 @@ fi
 step run
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 BASE=http://127.0.0.1:$PORT
-"$ENGINE" volume create "$VOL" >/dev/null
 CREATED_VOL=1
+eng volume create "$VOL" >/dev/null
 t0=$(now)
 run_container
 log "container $CTR on $BASE, volume $VOL"
@@ -155,7 +164,7 @@ step wait-healthy
 START_HEALTHY=$(wait_healthy "$t0")
 log "start to healthy: ${START_HEALTHY} s"
 if [[ $ENGINE == podman ]]; then
-  "$ENGINE" healthcheck run "$CTR" >/dev/null || die "the image's HEALTHCHECK command failed"
+  eng healthcheck run "$CTR" >/dev/null || die "the image's HEALTHCHECK command failed"
   log "image HEALTHCHECK command: healthy"
 fi
 
@@ -251,8 +260,8 @@ EOF
 
 step restart
 t0=$(now)
-"$ENGINE" stop -t 10 "$CTR" >/dev/null
-"$ENGINE" start "$CTR" >/dev/null
+eng stop -t 10 "$CTR" >/dev/null
+eng start "$CTR" >/dev/null
 RESTART_HEALTHY=$(wait_healthy "$t0")
 log "stop+start to healthy: ${RESTART_HEALTHY} s"
 check_persisted "after restart"
@@ -260,7 +269,7 @@ check_persisted "after restart"
 step recreate
 # A restart keeps the container's own filesystem; a new container on the same volume proves that
 # everything lives in /data.
-"$ENGINE" rm -f "$CTR" >/dev/null
+eng rm -f "$CTR" >/dev/null
 CREATED_CTR=0
 t0=$(now)
 run_container
