@@ -1,0 +1,84 @@
+"""HTTP routes of /v1/models: read, list, delete, predict."""
+
+from __future__ import annotations
+
+import threading
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from service.auth import OwnerDep
+from service.database import SessionDep
+from service.deps import StorageDep
+from service.errors import TooLarge
+from service.models import service
+from service.models.schemas import PREDICT_OPENAPI, ModelList, ModelRead, PredictResponse
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+_ERRORS = {404: {"description": "No model with this id (for this caller)."}}
+INLINE_BYTES = 64 * 1024          # smaller predict bodies run on the event loop (no thread hop)
+_cache_lock = threading.Lock()
+
+
+def get_cache(app: FastAPI) -> service.ModelCache:
+    """This process's model cache (created on first use, kept on app.state)."""
+    cache = getattr(app.state, "model_cache", None)
+    if cache is None:
+        with _cache_lock:
+            cache = getattr(app.state, "model_cache", None)
+            if cache is None:
+                cache = app.state.model_cache = service.ModelCache()
+    return cache
+
+
+@router.get("", response_model=ModelList)
+def list_models(session: SessionDep, owner: OwnerDep, limit: int = Query(50, ge=1, le=1000),
+                offset: int = Query(0, ge=0), job_id: str | None = None) -> ModelList:
+    """List trained models, newest first (optionally those of one job)."""
+    rows, total = service.list_(session, owner=owner, limit=limit, offset=offset, job_id=job_id)
+    return ModelList(items=[ModelRead.model_validate(r) for r in rows], total=total)
+
+
+@router.get("/{model_id}", response_model=ModelRead, responses=_ERRORS)
+def get_model(model_id: str, session: SessionDep, owner: OwnerDep) -> ModelRead:
+    """Read one model: task, classes, input_dim, final metrics."""
+    return ModelRead.model_validate(service.get_or_raise(session, owner=owner, model_id=model_id))
+
+
+@router.delete("/{model_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+def delete_model(model_id: str, request: Request, session: SessionDep, owner: OwnerDep,
+                 storage: StorageDep) -> Response:
+    """Delete a model and its weights."""
+    service.delete(session, owner=owner, storage=storage, model_id=model_id, cache=get_cache(request.app))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{model_id}/predict", response_model=PredictResponse, openapi_extra=PREDICT_OPENAPI,
+             responses={**_ERRORS, 413: {"description": "Body larger than MLP_MAX_UPLOAD_BYTES."},
+                        422: {"description": "Rows of the wrong width (the detail names the expected width), "
+                                             "ragged rows, non-finite values, empty inputs."}})
+async def predict(model_id: str, request: Request, owner: OwnerDep, storage: StorageDep) -> Response:
+    """Predict labels (as uploaded) and class probabilities, or regression values, for rows of raw features."""
+    limit = request.app.state.settings.max_upload_bytes
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise TooLarge(f"body exceeds the limit of {limit:,} bytes (MLP_MAX_UPLOAD_BYTES)")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"body exceeds the limit of {limit:,} bytes (MLP_MAX_UPLOAD_BYTES)")
+    cache = get_cache(request.app)
+    model = cache.get(owner, model_id)
+    if model is None:
+        model = await run_in_threadpool(_load, request.app, storage, owner, model_id, cache)
+    answer = service.try_predict_inline(model, body) if len(body) <= INLINE_BYTES else None
+    if answer is None:
+        answer = await run_in_threadpool(service.predict_body, model, body)
+    return Response(answer, media_type="application/json")
+
+
+def _load(app: FastAPI, storage, owner: str, model_id: str, cache: service.ModelCache) -> service.LoadedModel:
+    with app.state.sessionmaker() as session:
+        return service.load(session, storage, owner=owner, model_id=model_id, cache=cache)

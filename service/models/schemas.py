@@ -1,0 +1,74 @@
+"""Schemas of /v1/models; the predict body is parsed with orjson straight into float32 (documented here)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_EXAMPLE = {
+    "id": "5d41402abc4b2a76b9719d911017c592",
+    "job_id": "7b8b965ad4bca0e41ab51de7b31363a1",
+    "network_id": "3f0c9a1e8b7d4c2a9e6f5d4c3b2a1908",
+    "dataset_id": "9b1f0e2d3c4b5a69788796a5b4c3d2e1",
+    "task": "classification",
+    "classes": ["setosa", "versicolor", "virginica"],
+    "input_dim": 4,
+    "output_dim": 3,
+    "metrics": {"epoch": 30, "train_loss": 0.08, "val_loss": 0.11, "train_accuracy": 0.98,
+                "val_accuracy": 0.97, "best_epoch": 28},
+    "created_at": "2026-01-01T12:05:00Z",
+}
+
+
+# A trained model (one per succeeded job).
+class ModelRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [MODEL_EXAMPLE]})
+
+    id: str
+    job_id: str | None
+    network_id: str | None
+    dataset_id: str | None
+    task: Literal["classification", "regression"]
+    classes: list[str | int | float | bool] | None = Field(
+        description="Label of class index i (labels as uploaded); null for regression.")
+    input_dim: int = Field(description="Values per row that predict expects.")
+    output_dim: int
+    metrics: dict[str, Any] = Field(description="The final epoch's metrics and best_epoch.")
+    created_at: datetime
+
+
+# One page of models, newest first.
+class ModelList(BaseModel):
+    items: list[ModelRead]
+    total: int
+
+
+# Body of POST /v1/models/{id}/predict (documentation only: parsed with orjson into float32 directly).
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]})
+
+    inputs: list[list[float]] = Field(description="Rows of input_dim numbers each (raw features: the "
+                                                  "standardisation learned in training is applied for you).")
+
+
+# Answer of predict: labels as uploaded (strings stay strings); probabilities for classification only.
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"predictions": ["setosa", "virginica"], "probabilities": [[0.97, 0.02, 0.01], [0.0, 0.08, 0.92]]},
+        {"predictions": [151.2, 87.9]}]})
+
+    predictions: list[Any] = Field(description="One label (classification) or value / list of values "
+                                               "(regression) per input row.")
+    probabilities: list[list[float]] | None = Field(
+        None, description="Per row, the probability of each class in the order of `classes`.")
+
+
+PREDICT_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+    }
+}

@@ -1,0 +1,178 @@
+"""Trained-model service functions: read, list, delete, and predict through an in-process LRU model cache."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import core
+from service.datasets.parsing import ParseError, rows_to_float32
+from service.errors import InvalidInput, NotFound
+from service.models.tables import TrainedModel
+from service.storage import Storage
+
+CACHE_SIZE = 16
+
+
+def artifact_key(model_id: str) -> str:
+    """Storage key of a model's weights (a core Network.save file)."""
+    return f"models/{model_id}/model.npz"
+
+
+def get(session: Session, *, owner: str, model_id: str) -> TrainedModel | None:
+    """The caller's model with this id, or None."""
+    return session.scalar(select(TrainedModel).where(TrainedModel.id == model_id, TrainedModel.owner == owner))
+
+
+def get_or_raise(session: Session, *, owner: str, model_id: str) -> TrainedModel:
+    """The caller's model, or NotFound (also for another tenant's id)."""
+    row = get(session, owner=owner, model_id=model_id)
+    if row is None:
+        raise NotFound(f"model {model_id} not found")
+    return row
+
+
+def list_(session: Session, *, owner: str, limit: int, offset: int,
+          job_id: str | None = None) -> tuple[list[TrainedModel], int]:
+    """One page of the caller's models, newest first, and the total count."""
+    cond = [TrainedModel.owner == owner]
+    if job_id is not None:
+        cond.append(TrainedModel.job_id == job_id)
+    total = session.scalar(select(func.count()).select_from(TrainedModel).where(*cond)) or 0
+    rows = session.scalars(select(TrainedModel).where(*cond)
+                           .order_by(TrainedModel.created_at.desc(), TrainedModel.id).limit(limit).offset(offset))
+    return list(rows.all()), total
+
+
+def delete(session: Session, *, owner: str, storage: Storage, model_id: str, cache: "ModelCache") -> None:
+    """Delete the row, then the weights, and drop the model from this process's cache."""
+    row = get_or_raise(session, owner=owner, model_id=model_id)
+    key = row.artifact_key
+    session.delete(row)
+    session.commit()
+    cache.evict(owner, model_id)
+    prefix = key.rsplit("/", 1)[0] if "/" in key else key
+    storage.delete_prefix(prefix)
+
+
+# ----------------------------------------------------------------------------- cache and prediction
+
+@dataclass
+class LoadedModel:
+    """A model ready to predict: the engine network plus what the answer needs; ``lock`` serialises predict."""
+
+    model_id: str
+    net: core.Network
+    task: str
+    classes: list | None
+    input_dim: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ModelCache:
+    """LRU of loaded networks keyed by (owner, model id); core.Network.load runs once per model."""
+
+    def __init__(self, capacity: int = CACHE_SIZE):
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, owner: str, model_id: str) -> LoadedModel | None:
+        with self._lock:
+            item = self._items.get((owner, model_id))
+            if item is not None:
+                self._items.move_to_end((owner, model_id))
+            return item
+
+    def put(self, owner: str, item: LoadedModel) -> LoadedModel:
+        with self._lock:
+            key = (owner, item.model_id)
+            existing = self._items.get(key)
+            if existing is not None:
+                self._items.move_to_end(key)
+                return existing
+            self._items[key] = item
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+            return item
+
+    def evict(self, owner: str, model_id: str) -> None:
+        with self._lock:
+            self._items.pop((owner, model_id), None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def load(session: Session, storage: Storage, *, owner: str, model_id: str, cache: ModelCache) -> LoadedModel:
+    """The cached model, or read its row and weights once and cache them."""
+    item = cache.get(owner, model_id)
+    if item is not None:
+        return item
+    row = get_or_raise(session, owner=owner, model_id=model_id)
+    if not storage.exists(row.artifact_key):
+        raise NotFound(f"model {model_id} has no stored weights ({row.artifact_key} is missing)")
+    with storage.open_read(row.artifact_key) as fh:
+        net = core.Network.load(fh)
+    classes = list(row.classes) if row.classes is not None else None
+    return cache.put(owner, LoadedModel(model_id=row.id, net=net, task=row.task, classes=classes,
+                                        input_dim=int(row.input_dim)))
+
+
+def parse_inputs(body: bytes | bytearray, *, input_dim: int) -> np.ndarray:
+    """The predict body ``{"inputs": [[...], ...]}`` -> float32 (n, input_dim); 422 naming row/column."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or "inputs" not in doc:
+        raise InvalidInput('the body must be an object {"inputs": [[...], ...]}')
+    extra = sorted(set(doc) - {"inputs"})
+    if extra:
+        raise InvalidInput(f"unknown field(s) {extra}; the body is {{\"inputs\": [[...], ...]}}")
+    try:
+        return rows_to_float32(doc["inputs"], name="inputs", width=input_dim)
+    except ParseError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def predict(model: LoadedModel, X: np.ndarray) -> bytes:
+    """Run the network under the model's lock; returns the JSON answer (labels mapped through classes)."""
+    with model.lock:
+        return _predict_unlocked(model, X)
+
+
+def _predict_unlocked(model: LoadedModel, X: np.ndarray) -> bytes:
+    if model.task == "classification":
+        proba = np.ascontiguousarray(model.net.predict_proba(X), dtype=np.float32)
+        idx = proba.argmax(axis=1)
+        if model.classes is not None:
+            classes = model.classes
+            labels = [classes[i] for i in idx.tolist()]
+        else:
+            labels = idx
+        return orjson.dumps({"predictions": labels, "probabilities": proba}, option=orjson.OPT_SERIALIZE_NUMPY)
+    values = np.ascontiguousarray(model.net.predict(X), dtype=np.float32)
+    return orjson.dumps({"predictions": values}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def predict_body(model: LoadedModel, body: bytes | bytearray) -> bytes:
+    """Parse and predict (under the model's lock); for running in a worker thread."""
+    return predict(model, parse_inputs(body, input_dim=model.input_dim))
+
+
+def try_predict_inline(model: LoadedModel, body: bytes | bytearray) -> bytes | None:
+    """Parse and predict only if the model is free right now (never blocks the event loop); else None."""
+    X = parse_inputs(body, input_dim=model.input_dim)
+    if not model.lock.acquire(blocking=False):
+        return None
+    try:
+        return _predict_unlocked(model, X)
+    finally:
+        model.lock.release()
