@@ -191,7 +191,7 @@ EOF
 api POST /v1/datasets -F "file=@$TMP/smoke.csv;type=text/csv" -F name=smoke-linear -F target=label
 expect 201 "POST /v1/datasets"
 DS_ID=$(json "$TMP/body" 'd["id"]')
-[[ $(json "$TMP/body" '(d["n_samples"], d["n_features"])') == "[300, 2]" ]] \
+[[ $(json "$TMP/body" '[d["n_samples"], d["n_features"]]') == "[300, 2]" ]] \
   || die "dataset shape: expected n_samples=300, n_features=2: $(cat "$TMP/body")"
 log "dataset $DS_ID: $(json "$TMP/body" '{k: d.get(k) for k in ("n_samples", "n_features", "task", "classes")}')"
 
@@ -240,7 +240,7 @@ check_persisted() {
   [[ $(json "$TMP/body" 'd["n_samples"]') == 300 ]] || die "$1: dataset changed: $(cat "$TMP/body")"
   api GET "/v1/networks/$NET_ID"; expect 200 "$1: GET /v1/networks/$NET_ID"
   api GET "/v1/jobs/$JOB_ID"; expect 200 "$1: GET /v1/jobs/$JOB_ID"
-  [[ $(json "$TMP/body" '(d["status"], d["model_id"])') == "[\"succeeded\", \"$MODEL_ID\"]" ]] \
+  [[ $(json "$TMP/body" '[d["status"], d["model_id"]]') == "[\"succeeded\", \"$MODEL_ID\"]" ]] \
     || die "$1: job changed: $(cat "$TMP/body")"
   api GET "/v1/models/$MODEL_ID"; expect 200 "$1: GET /v1/models/$MODEL_ID"
   api POST "/v1/models/$MODEL_ID/predict" -H 'Content-Type: application/json' -d "$PREDICT_BODY"
