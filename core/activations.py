@@ -25,7 +25,7 @@ class Activation:
     def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, y: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    def backward(self, y: np.ndarray, grad: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -38,7 +38,7 @@ class Linear(Activation):
         np.copyto(out, z)
         return out
 
-    def backward(self, y, grad):
+    def backward(self, y, grad, mask=None):
         return grad
 
 
@@ -48,9 +48,11 @@ class ReLU(Activation):
     def forward(self, z, out=None):
         return np.maximum(z, 0, out=z if out is None else out)
 
-    def backward(self, y, grad):
-        # relu'(z) is 1 where the output is positive, else 0.
-        np.copyto(grad, 0, where=y <= 0)
+    def backward(self, y, grad, mask=None):
+        # relu'(z) is 1 where the output is positive, else 0. A caller-owned
+        # boolean buffer avoids allocating the mask on every batch.
+        mask = np.greater(y, 0, out=mask)
+        np.multiply(grad, mask, out=grad)
         return grad
 
 
@@ -62,7 +64,7 @@ class LeakyReLU(Activation):
         # max(z, a*z) equals leaky relu for 0 < a < 1.
         return np.maximum(z, z * LEAKY_SLOPE, out=out)
 
-    def backward(self, y, grad):
+    def backward(self, y, grad, mask=None):
         # The output has the sign of the input, so the mask comes from y.
         np.multiply(grad, LEAKY_SLOPE, out=grad, where=y <= 0)
         return grad
@@ -74,7 +76,7 @@ class Tanh(Activation):
     def forward(self, z, out=None):
         return np.tanh(z, out=z if out is None else out)
 
-    def backward(self, y, grad):
+    def backward(self, y, grad, mask=None):
         grad *= 1 - y * y
         return grad
 
@@ -91,7 +93,7 @@ class Sigmoid(Activation):
         out *= 0.5
         return out
 
-    def backward(self, y, grad):
+    def backward(self, y, grad, mask=None):
         grad *= y * (1 - y)
         return grad
 
@@ -106,7 +108,7 @@ class Softmax(Activation):
         out /= out.sum(axis=1, keepdims=True)
         return out
 
-    def backward(self, y, grad):
+    def backward(self, y, grad, mask=None):
         # Jacobian-vector product: y * (g - sum(g * y)) per row.
         s = np.sum(grad * y, axis=1, keepdims=True)
         grad -= s

@@ -102,15 +102,26 @@ class Dense(Layer):
 
     def backward(self, grad, need_input_grad=True):
         # grad is dL/dy for this layer's output buffer; it may be modified in place.
+        n = grad.shape[0]
         if not self.skip_activation:
-            grad = self.activation.backward(self._y, grad)
+            mask = self._bufs.get(("mask", grad.shape))
+            if mask is None:
+                mask = self._bufs[("mask", grad.shape)] = np.empty(grad.shape, dtype=bool)
+            grad = self.activation.backward(self._y, grad, mask)
         np.dot(self._x.T, grad, out=self.grads["W"])
-        np.sum(grad, axis=0, out=self.grads["b"])
+        # The bias gradient is the column sum, done as a BLAS gemv with ones.
+        np.dot(self._ones(n), grad, out=self.grads["b"])
         if not need_input_grad:
             return None
         gin = self._buffer("gin", (grad.shape[0], self.input_dim))
         np.dot(grad, self.params["W"].T, out=gin)
         return gin
+
+    def _ones(self, n: int) -> np.ndarray:
+        ones = self._bufs.get(("ones", n))
+        if ones is None:
+            ones = self._bufs[("ones", n)] = np.ones(n, dtype=self.dtype)
+        return ones
 
     def spec(self):
         return {"type": "dense", "units": self.units, "activation": self.activation_name,

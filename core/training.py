@@ -108,7 +108,7 @@ def _as_2d_float(X, name: str) -> np.ndarray:
     return X
 
 
-def _check_finite(X: np.ndarray, name: str, chunk: int = 65536) -> None:
+def _check_finite(X: np.ndarray, name: str, chunk: int = 8192) -> None:
     for start in range(0, X.shape[0], chunk):
         block = X[start:start + chunk]
         ok = np.isfinite(block)
@@ -174,7 +174,7 @@ def _evaluate(net: Network, X: np.ndarray, y: np.ndarray, prefix: str, chunk: in
             f"{prefix}_r2": (1.0 - sq_sum / var) if var > 0 else 0.0}
 
 
-def _standardize_stats(X: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+def _standardize_stats(X: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     n = X.shape[0]
     s = np.zeros(X.shape[1])
     ss = np.zeros(X.shape[1])
