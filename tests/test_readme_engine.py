@@ -1,0 +1,15 @@
+"""The README's engine example runs as written and learns XOR."""
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_engine_example_runs(capsys):
+    text = README.read_text()
+    section = text.split("## Use the engine from Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(code, "README-engine", "exec"), {})
+    out = capsys.readouterr().out
+    acc = float(re.search(r"held-out accuracy ([0-9.]+)", out).group(1))
+    assert acc >= 0.95, out
