@@ -202,14 +202,17 @@ class LiveServer:
         self._log.close()
 
     def children(self) -> list[int]:
-        """Pids of the server's direct child processes (its workers)."""
+        """Pids of the server's worker processes (children started by multiprocessing's spawn_main)."""
         pids = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) != self.proc.pid:
+                    continue
+                cmdline = (stat.parent / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(fields[1]) == self.proc.pid:
+            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
                 pids.append(int(stat.parent.name))
         return pids
 
