@@ -11,8 +11,12 @@ from sqlalchemy import text
 
 from service import __version__
 from service.database import create_all, make_engine, make_sessionmaker
+from service.datasets.routes import router as datasets_router
 from service.errors import ServiceError
 from service.executor import make_executor
+from service.jobs.routes import router as jobs_router
+from service.models.routes import router as models_router
+from service.networks.routes import router as networks_router
 from service.settings import Settings
 from service.storage import make_storage
 
@@ -20,22 +24,6 @@ log = logging.getLogger("service")
 
 DESCRIPTION = """Train multilayer perceptrons over HTTP: create a network, upload a data set,
 start a training job, watch its metrics, and predict with the trained model."""
-
-
-def _routers():
-    import importlib
-
-    routers = []
-    for name in ("networks", "datasets", "jobs", "models"):
-        try:
-            module = importlib.import_module(f"service.{name}.routes")
-        except ModuleNotFoundError as exc:  # TEMPORARY until every domain has landed
-            if exc.name and exc.name.startswith(f"service.{name}"):
-                log.warning("domain %s not available yet: %s", name, exc)
-                continue
-            raise
-        routers.append(module.router)
-    return routers
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -91,6 +79,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                             status_code=200 if ready else 503)
 
-    for router in _routers():
+    for router in (networks_router, datasets_router, jobs_router, models_router):
         app.include_router(router)
     return app

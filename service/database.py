@@ -81,11 +81,7 @@ def make_engine(settings) -> Engine:
 def create_all(engine: Engine) -> None:
     """Create every domain's tables (idempotent)."""
     for name in TABLE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # TEMPORARY until every domain has landed
-            if not (exc.name and name.startswith(exc.name)):
-                raise
+        importlib.import_module(name)
     Base.metadata.create_all(engine)
 
 
