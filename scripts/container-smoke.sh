@@ -7,6 +7,7 @@
 #   scripts/container-smoke.sh                 # uses docker if it answers, else podman
 #   CONTAINER_ENGINE=podman IMAGE=mlp-service:smoke scripts/container-smoke.sh
 #   SKIP_BUILD=1 scripts/container-smoke.sh    # test an image that is already built
+#   CHECK_RESUME=1 scripts/container-smoke.sh  # also stop the container mid-training (+~30 s)
 #
 # Needs on the host: bash, curl, python3 (stdlib only). Exits non-zero naming the failed step.
 set -euo pipefail
@@ -276,6 +277,59 @@ run_container
 RECREATE_HEALTHY=$(wait_healthy "$t0")
 log "new container on the same volume, healthy in ${RECREATE_HEALTHY} s"
 check_persisted "after recreate"
+
+if [[ -n ${CHECK_RESUME:-} ]]; then
+  step stop-during-training
+  # Optional: stop the container while a job trains; after a start the job must still finish.
+  python3 - "$TMP/big.csv" <<'EOF'
+import random, sys
+rng = random.Random(1)
+with open(sys.argv[1], "w") as f:
+    f.write(",".join(f"f{i}" for i in range(20)) + ",y\n")
+    for _ in range(4000):
+        xs = [rng.gauss(0, 1) for _ in range(20)]
+        f.write(",".join(f"{x:.3f}" for x in xs) + f",{int(sum(xs[:3]) > 0)}\n")
+EOF
+  api POST /v1/datasets -F "file=@$TMP/big.csv;type=text/csv" -F name=smoke-big
+  expect 201 "POST /v1/datasets (big)"
+  BIG_ID=$(json "$TMP/body" 'd["id"]')
+  api POST /v1/networks -H 'Content-Type: application/json' -d '{"input_dim": 20,
+    "layers": [{"type": "dense", "units": 256, "activation": "relu"},
+               {"type": "dense", "units": 256, "activation": "relu"},
+               {"type": "dense", "units": 2, "activation": "softmax"}], "loss": "cross_entropy"}'
+  expect 201 "POST /v1/networks (big)"
+  BIGNET_ID=$(json "$TMP/body" 'd["id"]')
+  api POST /v1/jobs -H 'Content-Type: application/json' -d "{\"network_id\": \"$BIGNET_ID\",
+    \"dataset_id\": \"$BIG_ID\", \"epochs\": 30, \"batch_size\": 16, \"seed\": 0}"
+  expect 202 "POST /v1/jobs (long)"
+  LONG_ID=$(json "$TMP/body" 'd["id"]')
+  EPOCH='(d.get("progress") or {}).get("epoch") or d.get("epoch") or 0'
+  for _ in $(seq 600); do
+    api GET "/v1/jobs/$LONG_ID"; expect 200 "GET /v1/jobs/$LONG_ID"
+    [[ $(json "$TMP/body" "d['status'] == 'running' and ($EPOCH) >= 2") == True ]] && break
+    sleep 0.2
+  done
+  [[ $(json "$TMP/body" 'd["status"]') == running ]] || die "job $LONG_ID did not reach epoch 2: $(cat "$TMP/body")"
+  log "stopping the container while job $LONG_ID is at epoch $(json "$TMP/body" "$EPOCH") of 30"
+  eng stop -t 10 "$CTR" >/dev/null
+  t0=$(now)
+  eng start "$CTR" >/dev/null
+  wait_healthy "$t0" >/dev/null
+  deadline=$(python3 -c 'import sys, time; print(time.monotonic() + float(sys.argv[1]))' "$JOB_TIMEOUT")
+  while :; do
+    api GET "/v1/jobs/$LONG_ID"; expect 200 "GET /v1/jobs/$LONG_ID"
+    status=$(json "$TMP/body" 'd["status"]')
+    [[ $status == succeeded ]] && break
+    if [[ $status == failed || $status == cancelled ]]; then
+      die "job $LONG_ID ended $status after the restart: $(json "$TMP/body" 'd.get("error")')"
+    fi
+    python3 -c 'import sys, time; sys.exit(time.monotonic() > float(sys.argv[1]))' "$deadline" \
+      || die "job $LONG_ID still '$status' ${JOB_TIMEOUT}s after the restart"
+    sleep 0.5
+  done
+  resumed=$("$ENGINE" logs "$CTR" 2>&1 | grep -o "resuming after epoch [0-9]*" | tail -1 || true)
+  log "job $LONG_ID succeeded after the restart (attempt $(json "$TMP/body" 'd.get("attempt")'))${resumed:+; log: $resumed}"
+fi
 
 step done
 echo
