@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.4
 # mlp-service image: the API (`mlp-service serve`, the default command) and, from the same image,
 # Celery workers (`mlp-service worker`). Multi-stage: wheels are built in `deps` (dependencies) and
 # `app` (this project); the runtime gets a venv with those wheels installed and nothing else (no
