@@ -6,6 +6,7 @@ Pure NumPy + stdlib: every problem raises ``ParseError`` whose message names the
 from __future__ import annotations
 
 import csv
+import itertools
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -352,16 +353,24 @@ def rows_to_float32(rows: Any, *, name: str, width: int | None = None) -> np.nda
         raise ParseError(f"{name} must be a list of rows (lists of numbers), got {type(rows).__name__}")
     if not rows:
         raise ParseError(f"{name} is empty: send at least one row")
-    try:
-        with np.errstate(over="ignore", invalid="ignore"):
-            X = np.array(rows, dtype=np.float32)
-    except (ValueError, TypeError):
-        X = None
-    if X is None or X.ndim != 2:
-        first = rows[0]
+    X = None
+    first = rows[0]
+    if type(first) is list and first:
+        d = len(first)
+        if all(type(row) is list and len(row) == d for row in rows):
+            # fast path: one pass over the floats, no intermediate object array
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    X = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float32,
+                                    count=len(rows) * d).reshape(len(rows), d)
+            except (ValueError, TypeError):
+                X = None
+    if X is None:
         if not isinstance(first, list):
             raise ParseError(f"{name}[0] must be a list of numbers, got {_json_type(first)}")
         d = len(first)
+        if d == 0:
+            raise ParseError(f"{name}[0] is empty: send at least one value per row")
         for i, row in enumerate(rows):
             if not isinstance(row, list):
                 raise ParseError(f"{name}[{i}] must be a list of numbers, got {_json_type(row)}")
@@ -371,8 +380,6 @@ def rows_to_float32(rows: Any, *, name: str, width: int | None = None) -> np.nda
                 if not isinstance(v, (int, float)) or isinstance(v, bool):
                     raise ParseError(f"{name}[{i}][{j}] is not a number: {_json_type(v)}")
         raise ParseError(f"{name} could not be read as a 2-D array of numbers")
-    if X.shape[1] == 0:
-        raise ParseError(f"{name} rows are empty: send at least one value per row")
     if width is not None and X.shape[1] != width:
         raise ParseError(f"{name} rows must have {width} values (the model's input width), got {X.shape[1]}")
     finite = np.isfinite(X)

@@ -58,7 +58,7 @@ def delete_model(model_id: str, request: Request, session: SessionDep, owner: Ow
              responses={**_ERRORS, 413: {"description": "Body larger than MLP_MAX_UPLOAD_BYTES."},
                         422: {"description": "Rows of the wrong width (the detail names the expected width), "
                                              "ragged rows, non-finite values, empty inputs."}})
-async def predict(model_id: str, request: Request, owner: OwnerDep, storage: StorageDep) -> Response:
+async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
     """Predict labels (as uploaded) and class probabilities, or regression values, for rows of raw features."""
     limit = request.app.state.settings.max_upload_bytes
     length = request.headers.get("content-length")
@@ -72,7 +72,7 @@ async def predict(model_id: str, request: Request, owner: OwnerDep, storage: Sto
     cache = get_cache(request.app)
     model = cache.get(owner, model_id)
     if model is None:
-        model = await run_in_threadpool(_load, request.app, storage, owner, model_id, cache)
+        model = await run_in_threadpool(_load, request.app, request.app.state.storage, owner, model_id, cache)
     answer = service.try_predict_inline(model, body) if len(body) <= INLINE_BYTES else None
     if answer is None:
         answer = await run_in_threadpool(service.predict_body, model, body)
