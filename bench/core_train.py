@@ -4,8 +4,13 @@ Network 784-256-128-10 (ReLU, softmax cross-entropy), plain SGD with learning
 rate 0.1, batch 128, 60,000 synthetic float32 samples (fixed seed, labels from
 a random linear teacher so the task is learnable), 2 BLAS threads.  Each
 framework trains one warm-up epoch, then the median of 3 timed epochs is
-reported as samples/s.  Also: batch-1024 inference samples/s and median
-single-row ``predict`` latency for core and PyTorch, and peak RSS.
+reported as samples/s.  The frameworks run interleaved, epoch by epoch (core's
+fit callback runs one PyTorch and one scikit-learn epoch between two core
+epochs, outside core's timing), so a machine that gets busier during the run
+slows all three alike and the ratios stay meaningful.  Also: batch-1024 inference samples/s and median
+single-row ``predict`` latency for core and PyTorch, and peak RSS (core.fit's
+own peak is measured in a fresh child process, so the other frameworks'
+memory does not hide it).
 
 Run::
 
@@ -30,6 +35,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,6 +78,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def hwm_rss_mb() -> float:
+    """Peak RSS of this process image from /proc (VmHWM). Unlike ru_maxrss it starts
+    afresh at exec, so a child started by a big parent reports its own peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
 def current_rss_mb() -> float:
     try:
         import psutil
@@ -92,8 +110,10 @@ def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, N_FEATURES), dtype=np.float32)
     teacher = rng.standard_normal((N_FEATURES, N_CLASSES), dtype=np.float32) / np.sqrt(N_FEATURES)
-    logits = X @ teacher + 0.1 * rng.standard_normal((n, N_CLASSES), dtype=np.float32)
-    y = logits.argmax(axis=1).astype(np.int64)
+    noise = 0.1 * rng.standard_normal((n, N_CLASSES), dtype=np.float32)
+    y = np.empty(n, dtype=np.int64)
+    for s in range(0, n, 8192):  # in blocks: one big X @ teacher makes OpenBLAS take ~2x X in scratch
+        y[s : s + 8192] = (X[s : s + 8192] @ teacher + noise[s : s + 8192]).argmax(axis=1)
     return X, y
 
 
@@ -106,164 +126,180 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-# --------------------------------------------------------------------------- core
-def bench_core(X, y, epochs: int, results: dict) -> None:
+# ----------------------------------------------------------------- frameworks
+class TorchRunner:
+    """The same network in PyTorch: nn.Sequential, CrossEntropyLoss, optim.SGD,
+    shuffled index batches, He-normal weights and zero biases like core's "he"."""
+
+    def __init__(self, X, y, threads: int):
+        import torch
+        from torch import nn
+
+        self.torch = torch
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        self.model = nn.Sequential(
+            nn.Linear(N_FEATURES, HIDDEN[0]), nn.ReLU(),
+            nn.Linear(HIDDEN[0], HIDDEN[1]), nn.ReLU(),
+            nn.Linear(HIDDEN[1], N_CLASSES),
+        )
+        for m in self.model:
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        self.criterion = nn.CrossEntropyLoss()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=LEARNING_RATE, momentum=0.0)
+        self.Xt, self.yt = torch.from_numpy(X), torch.from_numpy(y)
+        self.gen = torch.Generator().manual_seed(0)
+        self.n = len(X)
+        self.epoch_seconds: list[float] = []
+        self.losses: list[tuple[float, float]] = []
+
+    def epoch(self) -> None:
+        """One shuffled pass; tracks mean loss and accuracy as core's history does."""
+        torch, model, opt, crit = self.torch, self.model, self.opt, self.criterion
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(self.n, generator=self.gen)
+        total_loss = 0.0
+        correct = 0
+        for i in range(0, self.n, BATCH):
+            idx = perm[i : i + BATCH]
+            xb, yb = self.Xt[idx], self.yt[idx]
+            opt.zero_grad(set_to_none=True)
+            out = model(xb)
+            loss = crit(out, yb)
+            loss.backward()
+            opt.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((out.argmax(1) == yb).sum())
+        self.epoch_seconds.append(time.perf_counter() - t0)
+        self.losses.append((total_loss / self.n, correct / self.n))
+
+    def predict(self, xnp: np.ndarray) -> np.ndarray:
+        with self.torch.no_grad():
+            return self.model(self.torch.from_numpy(xnp)).argmax(1).numpy()
+
+    def result(self) -> dict:
+        timed = self.epoch_seconds[1:]
+        self.model.eval()
+        return {
+            "version": self.torch.__version__,
+            "epoch_seconds": timed,
+            "samples_per_s": self.n / statistics.median(timed),
+            "train_loss": [l for l, _ in self.losses],
+            "train_accuracy": [a for _, a in self.losses],
+        }
+
+
+class SklearnRunner:
+    """scikit-learn's MLPClassifier (float64), one partial_fit per epoch."""
+
+    def __init__(self, X, y):
+        import sklearn
+        from sklearn.neural_network import MLPClassifier
+
+        self.version = sklearn.__version__
+        self.X64 = X.astype(np.float64)
+        self.y = y
+        self.clf = MLPClassifier(
+            hidden_layer_sizes=HIDDEN, activation="relu", solver="sgd", alpha=0.0,
+            batch_size=BATCH, learning_rate="constant", learning_rate_init=LEARNING_RATE,
+            momentum=0.0, nesterovs_momentum=False, shuffle=True, random_state=0,
+        )
+        self.classes = np.arange(N_CLASSES)
+        self.epoch_seconds: list[float] = []
+
+    def epoch(self) -> None:
+        import warnings
+
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.clf.partial_fit(self.X64, self.y, classes=self.classes)
+        self.epoch_seconds.append(time.perf_counter() - t0)
+
+    def result(self) -> dict:
+        timed = self.epoch_seconds[1:]
+        return {
+            "version": self.version,
+            "epoch_seconds": timed,
+            "samples_per_s": len(self.X64) / statistics.median(timed),
+            "train_loss_last": float(self.clf.loss_),
+        }
+
+
+def inference_figures(predict, X) -> dict:
+    """Batch-1024 samples/s (median of 50 calls) and median one-row latency in us."""
+    xb = np.ascontiguousarray(X[:1024])
+    predict(xb)
+    per_call = median_time(lambda: predict(xb), 50)
+    rows = [np.ascontiguousarray(X[i : i + 1]) for i in range(200)]
+    for r in rows[:20]:
+        predict(r)
+    lat = []
+    for _ in range(10):
+        for r in rows:
+            t = time.perf_counter()
+            predict(r)
+            lat.append(time.perf_counter() - t)
+    return {"infer1024_samples_per_s": 1024 / per_call, "predict1_us": statistics.median(lat) * 1e6}
+
+
+def run_all(X, y, epochs: int, threads: int, others: list, results: dict) -> None:
+    """Train core for 1 + epochs epochs; after each core epoch, the other frameworks
+    run one epoch each (interleaved, so a busy machine slows all of them alike).
+    Core's epoch time is measured from the end of the previous callback to the
+    start of the next, so it covers everything fit does in an epoch (shuffle,
+    batches, metrics) and nothing the other frameworks do."""
     from core import Network, fit
 
     net = Network.from_spec(SPEC)
-    stamps: list[float] = []
+    marks = {"resume": None}
+    core_seconds: list[float] = []
 
     def callback(metrics, state):
-        stamps.append(time.perf_counter())
+        core_seconds.append(time.perf_counter() - marks["resume"])
+        for runner in others:
+            runner.epoch()
+        marks["resume"] = time.perf_counter()
         return False
 
-    rss_before = current_rss_mb()
-    t0 = time.perf_counter()
+    marks["resume"] = time.perf_counter()
     history = fit(
         net, X, y, epochs=1 + epochs, batch_size=BATCH,
         optimizer={"type": "sgd", "learning_rate": LEARNING_RATE, "momentum": 0.0},
         seed=0, callback=callback,
     )
-    wall = [b - a for a, b in zip([t0] + stamps[:-1], stamps)]
-    timed = wall[1:]  # drop the warm-up epoch
+    timed = core_seconds[1:]  # drop the warm-up epoch
     hist_seconds = [float(h["seconds"]) for h in history][1:]
-    sec = statistics.median(timed)
     results["core"] = {
         "epoch_seconds": timed,
         "history_seconds": hist_seconds,
-        "samples_per_s": len(X) / sec,
+        "samples_per_s": len(X) / statistics.median(timed),
         "samples_per_s_history": len(X) / statistics.median(hist_seconds),
         "train_loss": [float(h["train_loss"]) for h in history],
         "train_accuracy": [float(h.get("train_accuracy", float("nan"))) for h in history],
-        "rss_before_fit_mb": rss_before,
-        "peak_rss_after_fit_mb": peak_rss_mb(),
     }
-
-    xb = X[:1024]
-    net.predict(xb)
-    per_call = median_time(lambda: net.predict(xb), 50)
-    results["core"]["infer1024_samples_per_s"] = 1024 / per_call
-
-    rows = [X[i : i + 1] for i in range(200)]
-    for r in rows[:20]:
-        net.predict(r)
-    lat = []
-    for _ in range(10):
-        for r in rows:
-            t = time.perf_counter()
-            net.predict(r)
-            lat.append(time.perf_counter() - t)
-    results["core"]["predict1_us"] = statistics.median(lat) * 1e6
+    for runner in others:
+        results[runner.name] = runner.result()
+    results["core"].update(inference_figures(net.predict, X))
+    for runner in others:
+        if hasattr(runner, "predict"):
+            results[runner.name].update(inference_figures(runner.predict, X))
 
 
-# -------------------------------------------------------------------------- torch
-def bench_torch(X, y, epochs: int, threads: int, results: dict) -> None:
-    import torch
-    from torch import nn
+def memory_probe(samples: int) -> dict:
+    """Run in a fresh process: RSS before and peak RSS during one epoch of core.fit."""
+    from core import Network, fit
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Linear(N_FEATURES, HIDDEN[0]), nn.ReLU(),
-        nn.Linear(HIDDEN[0], HIDDEN[1]), nn.ReLU(),
-        nn.Linear(HIDDEN[1], N_CLASSES),
-    )
-    for m in model:
-        if isinstance(m, nn.Linear):  # He init like core's "he"
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            nn.init.zeros_(m.bias)
-    criterion = nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=0.0)
-    Xt = torch.from_numpy(X)
-    yt = torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(0)
-    n = len(X)
-
-    def epoch() -> tuple[float, float]:
-        model.train()
-        perm = torch.randperm(n, generator=gen)
-        total_loss = 0.0
-        correct = 0
-        for i in range(0, n, BATCH):
-            idx = perm[i : i + BATCH]
-            xb, yb = Xt[idx], yt[idx]
-            opt.zero_grad(set_to_none=True)
-            out = model(xb)
-            loss = criterion(out, yb)
-            loss.backward()
-            opt.step()
-            total_loss += loss.item() * len(idx)
-            correct += int((out.argmax(1) == yb).sum())
-        return total_loss / n, correct / n
-
-    times, losses = [], []
-    for _ in range(1 + epochs):
-        t0 = time.perf_counter()
-        loss, acc = epoch()
-        times.append(time.perf_counter() - t0)
-        losses.append((loss, acc))
-    timed = times[1:]
-    results["torch"] = {
-        "version": torch.__version__,
-        "epoch_seconds": timed,
-        "samples_per_s": n / statistics.median(timed),
-        "train_loss": [l for l, _ in losses],
-        "train_accuracy": [a for _, a in losses],
-        "peak_rss_after_fit_mb": peak_rss_mb(),
-    }
-
-    model.eval()
-
-    def infer(xnp):
-        with torch.no_grad():
-            return model(torch.from_numpy(xnp)).argmax(1).numpy()
-
-    xb = X[:1024]
-    infer(xb)
-    per_call = median_time(lambda: infer(xb), 50)
-    results["torch"]["infer1024_samples_per_s"] = 1024 / per_call
-
-    rows = [X[i : i + 1] for i in range(200)]
-    for r in rows[:20]:
-        infer(r)
-    lat = []
-    for _ in range(10):
-        for r in rows:
-            t = time.perf_counter()
-            infer(r)
-            lat.append(time.perf_counter() - t)
-    results["torch"]["predict1_us"] = statistics.median(lat) * 1e6
-
-
-# ------------------------------------------------------------------------ sklearn
-def bench_sklearn(X, y, epochs: int, results: dict) -> None:
-    import warnings
-
-    import sklearn
-    from sklearn.neural_network import MLPClassifier
-
-    X64 = X.astype(np.float64)
-    clf = MLPClassifier(
-        hidden_layer_sizes=HIDDEN, activation="relu", solver="sgd", alpha=0.0,
-        batch_size=BATCH, learning_rate="constant", learning_rate_init=LEARNING_RATE,
-        momentum=0.0, nesterovs_momentum=False, shuffle=True, random_state=0,
-    )
-    classes = np.arange(N_CLASSES)
-    times = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(1 + epochs):
-            t0 = time.perf_counter()
-            clf.partial_fit(X64, y, classes=classes)
-            times.append(time.perf_counter() - t0)
-    timed = times[1:]
-    results["sklearn"] = {
-        "version": sklearn.__version__,
-        "epoch_seconds": timed,
-        "samples_per_s": len(X) / statistics.median(timed),
-        "train_loss_last": float(clf.loss_),
-        "peak_rss_after_fit_mb": peak_rss_mb(),
-    }
+    X, y = make_data(samples)
+    before = current_rss_mb()
+    peak_before = hwm_rss_mb()
+    fit(Network.from_spec(SPEC), X, y, epochs=1, batch_size=BATCH,
+        optimizer={"type": "sgd", "learning_rate": LEARNING_RATE}, seed=0)
+    return {"rss_before_fit_mb": before, "peak_before_fit_mb": peak_before,
+            "peak_after_fit_mb": hwm_rss_mb(), "data_mb": X.nbytes / 2**20}
 
 
 # --------------------------------------------------------------------------- main
@@ -286,62 +322,83 @@ def main(argv=None) -> int:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-sklearn", action="store_true")
     ap.add_argument("--json", metavar="PATH", help="also write the raw figures as JSON")
+    ap.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
+    if args.memory_probe:
+        with threadpool_limits(limits=args.threads):
+            print(json.dumps(memory_probe(args.samples)))
+        return 0
+
+    load1 = os.getloadavg()[0]
     X, y = make_data(args.samples)
     results: dict = {}
+    print("mlp-service core benchmark: 784-256-128-10 ReLU, softmax cross-entropy, SGD lr 0.1, batch 128")
+    print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}, "
+          f"{os.cpu_count()} CPUs, threads={args.threads}, load average before start {load1:.2f}")
+    if load1 > 0.5:
+        print("  warning: the machine is busy; figures are noisy (frameworks run interleaved, "
+              "so ratios suffer less than absolute numbers)")
+    env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    print("env: " + ", ".join(f"{k}={v if v is not None else '(unset)'}" for k, v in env.items()))
     with threadpool_limits(limits=args.threads):
-        print("mlp-service core benchmark: 784-256-128-10 ReLU, softmax cross-entropy, SGD lr 0.1, batch 128")
-        print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}, "
-              f"{os.cpu_count()} CPUs, threads={args.threads}")
         print(f"numpy BLAS: {blas_description()}")
-        env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-        print("env: " + ", ".join(f"{k}={v if v is not None else '(unset)'}" for k, v in env.items()))
-        print(f"data: {args.samples} x {N_FEATURES} float32 ({X.nbytes / 2**20:.0f} MiB), "
-              f"1 warm-up + {args.epochs} timed epochs, median reported")
-        print(f"RSS after data generation: {current_rss_mb():.0f} MiB")
-        print()
-
-        bench_core(X, y, args.epochs, results)
+        print(f"data: {args.samples} x {N_FEATURES} float32 ({X.nbytes / 2**20:.0f} MiB); "
+              f"1 warm-up + {args.epochs} timed epochs each, median reported; "
+              "frameworks interleaved epoch by epoch")
+        others = []
         if not args.no_torch:
-            bench_torch(X, y, args.epochs, args.threads, results)
+            runner = TorchRunner(X, y, args.threads)
+            runner.name = "torch"
+            others.append(runner)
         if not args.no_sklearn:
-            bench_sklearn(X, y, args.epochs, results)
+            runner = SklearnRunner(X, y)
+            runner.name = "sklearn"
+            others.append(runner)
+        run_all(X, y, args.epochs, args.threads, others, results)
+    process_peak = peak_rss_mb()
+
+    probe = subprocess.run(
+        [sys.executable, __file__, "--memory-probe", "--samples", str(args.samples),
+         "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+    mem = json.loads(probe.stdout.strip().splitlines()[-1])
+    results["memory"] = {**mem, "benchmark_process_peak_mb": process_peak}
 
     c = results["core"]
-    print(f"{'':10s} {'train samples/s':>16s} {'epoch s (timed)':>24s} {'infer1024 samples/s':>20s} {'predict(1) us':>14s}")
+    print()
+    print(f"{'':8s} {'train samples/s':>16s} {'timed epochs (s)':>20s} {'infer1024 samples/s':>20s} "
+          f"{'predict(1) us':>14s}")
 
     def row(name, r):
         eps = " ".join(f"{s:.2f}" for s in r["epoch_seconds"])
         inf = f"{r['infer1024_samples_per_s']:,.0f}" if "infer1024_samples_per_s" in r else "-"
         lat = f"{r['predict1_us']:.1f}" if "predict1_us" in r else "-"
-        print(f"{name:10s} {r['samples_per_s']:16,.0f} {eps:>24s} {inf:>20s} {lat:>14s}")
+        print(f"{name:8s} {r['samples_per_s']:16,.0f} {eps:>20s} {inf:>20s} {lat:>14s}")
 
     row("core", c)
-    if "torch" in results:
-        row(f"torch", results["torch"])
-    if "sklearn" in results:
-        row("sklearn", results["sklearn"])
+    for name in ("torch", "sklearn"):
+        if name in results:
+            row(name, results[name])
     print()
-    print(f"core per-epoch seconds from history: {' '.join(f'{s:.2f}' for s in c['history_seconds'])} "
-          f"({c['samples_per_s_history']:,.0f} samples/s)")
-    print(f"core train loss by epoch: {' '.join(f'{v:.4f}' for v in c['train_loss'])}; "
+    print(f"core epoch seconds from history[...]['seconds']: "
+          f"{' '.join(f'{s:.2f}' for s in c['history_seconds'])} ({c['samples_per_s_history']:,.0f} samples/s)")
+    print(f"core  train loss by epoch: {' '.join(f'{v:.4f}' for v in c['train_loss'])}; "
           f"accuracy: {' '.join(f'{v:.3f}' for v in c['train_accuracy'])}")
     if "torch" in results:
         t = results["torch"]
         print(f"torch train loss by epoch: {' '.join(f'{v:.4f}' for v in t['train_loss'])}; "
               f"accuracy: {' '.join(f'{v:.3f}' for v in t['train_accuracy'])}")
-        print(f"core / torch training throughput:   {c['samples_per_s'] / t['samples_per_s']:.2f}x (target >= 1.5x)")
-        print(f"core / torch batch-1024 inference:  {c['infer1024_samples_per_s'] / t['infer1024_samples_per_s']:.2f}x (target >= 1x)")
+        print(f"core / torch   training throughput: {c['samples_per_s'] / t['samples_per_s']:.2f}x (target >= 1.5x)")
+        print(f"core / torch   batch-1024 inference: {c['infer1024_samples_per_s'] / t['infer1024_samples_per_s']:.2f}x "
+              "(target >= 1x)")
     if "sklearn" in results:
-        s = results["sklearn"]
-        print(f"core / sklearn training throughput: {c['samples_per_s'] / s['samples_per_s']:.2f}x (target >= 3x)")
+        s_ = results["sklearn"]
+        print(f"core / sklearn training throughput: {c['samples_per_s'] / s_['samples_per_s']:.2f}x (target >= 3x)")
     print(f"core single-row predict median: {c['predict1_us']:.1f} us (target <= 50 us)")
-    extra = c["peak_rss_after_fit_mb"] - c["rss_before_fit_mb"]
-    print(f"peak RSS: {c['peak_rss_after_fit_mb']:.0f} MiB after core.fit (fit added at most {extra:.0f} MiB over "
-          f"{c['rss_before_fit_mb']:.0f} MiB; the data set is {X.nbytes / 2**20:.0f} MiB)"
-          + (f", {results['torch']['peak_rss_after_fit_mb']:.0f} MiB after torch" if "torch" in results else "")
-          + (f", {results['sklearn']['peak_rss_after_fit_mb']:.0f} MiB after sklearn (float64 copy)" if "sklearn" in results else ""))
+    extra = mem["peak_after_fit_mb"] - max(mem["rss_before_fit_mb"], mem["peak_before_fit_mb"])
+    print(f"peak RSS: core.fit alone (fresh process): {mem['peak_after_fit_mb']:.0f} MiB, "
+          f"{extra:+.0f} MiB over the {mem['peak_before_fit_mb']:.0f} MiB before fit "
+          f"(the data set is {mem['data_mb']:.0f} MiB); this process with all frameworks: {process_peak:.0f} MiB")
 
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
