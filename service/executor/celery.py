@@ -1,0 +1,335 @@
+"""Distributed executor: Celery (on Redis) delivers job ids; the database decides who trains.
+
+How a job moves:
+
+- The API commits the job ``queued`` and publishes one task ``mlp.train(job_id)``.
+- Any ``mlp-service worker`` may receive it. The task *claims* the job in the database with one fenced UPDATE
+  (``queued`` -> ``running``, ``attempt + 1``); if the row is not claimable the task is a no-op. So a redelivered
+  or duplicated task can never make a second writer: every write of the trainer carries its ``attempt``.
+- While it trains, the task renews a lease: a heartbeat thread bumps ``jobs.updated_at`` (fenced on the attempt)
+  every ``HEARTBEAT_SECONDS``, and every epoch commit bumps it too.
+- Every worker's main process runs a sweeper. A ``running`` job whose lease is older than ``LEASE_SECONDS`` (its
+  worker was SIGKILLed, lost its machine, or froze) goes back to ``queued`` with a fresh task; the next worker
+  claims it (``attempt + 1`` fences the old one out) and resumes from the last epoch checkpoint. A ``queued``
+  job older than ``REPUBLISH_SECONDS`` while the broker queue is empty lost its message (e.g. the broker
+  restarted without its data): the sweeper publishes it again.
+- Cancel is a flag in the row; the trainer polls it (at most every 0.2 s, between minibatches).
+
+Broker settings: late acks (``task_acks_late``, ``task_reject_on_worker_lost``) and a prefetch of one, so a
+message is removed only after its task returned and an idle worker never waits behind a busy one's prefetch.
+Redelivery by the broker (Redis' visibility timeout) is only a second line of defence; the lease is the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+
+from celery import Celery, signals
+from sqlalchemy import func, select, update
+
+from service.database import make_engine, make_sessionmaker, utcnow
+from service.executor.base import Executor
+from service.jobs.tables import QUEUED, RUNNING, Job
+
+log = logging.getLogger("service.executor.celery")
+
+TASK_NAME = "mlp.train"
+QUEUE = "mlp-jobs"
+HEARTBEAT_SECONDS = float(os.environ.get("MLP_LEASE_HEARTBEAT_SECONDS", "3"))
+LEASE_SECONDS = float(os.environ.get("MLP_LEASE_SECONDS", "15"))
+SWEEP_SECONDS = float(os.environ.get("MLP_SWEEP_SECONDS", "5"))
+REPUBLISH_SECONDS = float(os.environ.get("MLP_REPUBLISH_SECONDS", "30"))
+# Redis re-delivers an unacknowledged message after this long; the lease normally acts long before.
+VISIBILITY_TIMEOUT = 6 * 3600
+HEALTH_CACHE_SECONDS = 2.0
+
+
+def make_celery(settings) -> Celery:
+    """The Celery app for ``settings.broker_url`` with the one training task."""
+    app = Celery("mlp-service", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_default_queue=QUEUE,
+        task_serializer="json", accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=3,
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.5,
+                                   "interval_max": 1},
+    )
+    app.mlp_settings = settings
+
+    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def train(task, job_id: str) -> str:
+        """Claim ``job_id`` through the database fence and train it; a no-op when someone else holds it."""
+        return _runtime(task.app).run(job_id)
+
+    return app
+
+
+def publish(app: Celery, job_id: str) -> None:
+    """Send one wake-up for ``job_id``."""
+    app.send_task(TASK_NAME, args=[job_id], queue=QUEUE)
+
+
+# -- database side of the lease (fenced on attempt) ---------------------------------------------------------
+def claim(session, *, job_id: str, worker: str, lease_seconds: float = LEASE_SECONDS) -> int | None:
+    """Take ``job_id`` if it is queued, or running with an expired lease; returns the new attempt or None."""
+    now = utcnow()
+    row = session.execute(select(Job.status, Job.attempt, Job.updated_at).where(Job.id == job_id)).first()
+    if row is None:
+        session.rollback()
+        return None
+    stale = now - timedelta(seconds=lease_seconds)
+    if row.status == QUEUED:
+        cond = [Job.status == QUEUED]
+    elif row.status == RUNNING and row.updated_at < stale:
+        cond = [Job.status == RUNNING, Job.updated_at < stale]
+        log.warning("job %s: lease of attempt %d expired (last beat %s); taking it over", job_id, row.attempt,
+                    row.updated_at)
+    else:
+        session.rollback()
+        return None
+    res = session.execute(update(Job).where(Job.id == job_id, Job.attempt == row.attempt, *cond).values(
+        status=RUNNING, attempt=row.attempt + 1, worker=worker, error=None,
+        started_at=func.coalesce(Job.started_at, now), updated_at=now)
+        .execution_options(synchronize_session=False))
+    session.commit()
+    return row.attempt + 1 if res.rowcount == 1 else None
+
+
+def renew(session, *, job_id: str, attempt: int) -> bool:
+    """Heartbeat: extend the lease of (job_id, attempt); False when that attempt no longer holds the job."""
+    res = session.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == RUNNING)
+                          .values(updated_at=utcnow()).execution_options(synchronize_session=False))
+    session.commit()
+    return res.rowcount == 1
+
+
+def requeue_expired(session, *, lease_seconds: float = LEASE_SECONDS) -> list[str]:
+    """Running jobs whose lease expired go back to ``queued`` (each fenced on its attempt)."""
+    now = utcnow()
+    stale = now - timedelta(seconds=lease_seconds)
+    rows = session.execute(select(Job.id, Job.attempt).where(Job.status == RUNNING, Job.updated_at < stale)).all()
+    ids = []
+    for r in rows:
+        res = session.execute(update(Job).where(Job.id == r.id, Job.attempt == r.attempt, Job.status == RUNNING,
+                                                Job.updated_at < stale)
+                              .values(status=QUEUED, worker=None, updated_at=now)
+                              .execution_options(synchronize_session=False))
+        if res.rowcount == 1:
+            ids.append(r.id)
+    session.commit()
+    return ids
+
+
+def stale_queued(session, *, older_than: float = REPUBLISH_SECONDS) -> list[str]:
+    """Queued jobs untouched for ``older_than`` seconds; their ``updated_at`` is bumped so one sweeper wins."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=older_than)
+    rows = session.execute(select(Job.id, Job.updated_at).where(Job.status == QUEUED, Job.updated_at < cutoff)
+                           .order_by(Job.created_at).limit(1000)).all()
+    ids = []
+    for r in rows:
+        res = session.execute(update(Job).where(Job.id == r.id, Job.status == QUEUED,
+                                                Job.updated_at == r.updated_at)
+                              .values(updated_at=now).execution_options(synchronize_session=False))
+        if res.rowcount == 1:
+            ids.append(r.id)
+    session.commit()
+    return ids
+
+
+# -- API side -----------------------------------------------------------------------------------------------
+class CeleryExecutor(Executor):
+    """Publishes job ids to the broker; ``mlp-service worker`` processes anywhere train them."""
+
+    def __init__(self, settings, engine, storage):
+        self.settings = settings
+        self.app = make_celery(settings)
+        self._health: tuple[float, bool] = (0.0, False)
+        self._health_lock = threading.Lock()
+
+    def start(self) -> None:
+        # Nothing to requeue here: other API processes and workers share the database, and expired leases
+        # are recovered by the workers' sweepers.
+        log.info("distributed executor: jobs go to Celery on %s", _redact(self.settings.broker_url))
+
+    def stop(self) -> None:
+        try:
+            self.app.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def submit(self, job_id: str) -> None:
+        try:
+            publish(self.app, job_id)
+        except Exception as exc:  # noqa: BLE001 - the job is committed; a worker's sweeper republishes it
+            log.warning("could not publish job %s (%s); a worker will pick it up once the broker is back",
+                        job_id, exc)
+
+    def cancel(self, job_id: str) -> None:
+        """The flag is committed; the worker polls it between minibatches, wherever it runs."""
+
+    def healthy(self) -> bool:
+        with self._health_lock:
+            checked, ok = self._health
+            if time.monotonic() - checked < HEALTH_CACHE_SECONDS:
+                return ok
+            try:
+                with self.app.connection_for_write() as conn:
+                    conn.ensure_connection(max_retries=1, timeout=2)
+                ok = True
+            except Exception:  # noqa: BLE001
+                ok = False
+            self._health = (time.monotonic(), ok)
+            return ok
+
+
+def _redact(url: str | None) -> str:
+    if not url or "@" not in url:
+        return str(url)
+    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+# -- worker side: one runtime per pool process ----------------------------------------------------------------
+_RUNTIME = None
+_RUNTIME_PID = None
+
+
+def _runtime(app: Celery) -> "_TaskRuntime":
+    global _RUNTIME, _RUNTIME_PID
+    if _RUNTIME is None or _RUNTIME_PID != os.getpid():
+        _RUNTIME = _TaskRuntime(app)
+        _RUNTIME_PID = os.getpid()
+    return _RUNTIME
+
+
+class _TaskRuntime:
+    """A pool process's trainer: A's embedded Worker, fed by Celery tasks instead of a pipe."""
+
+    def __init__(self, app: Celery):
+        from service.executor.worker import Worker  # numpy and core load in pool processes only
+
+        class CeleryWorker(Worker):
+            """Cancel and loss of the job come from the database; there is no parent pipe to watch."""
+
+            def _drain(self) -> None:
+                pass
+
+            def _parent_alive(self) -> bool:
+                return True
+
+        self.app = app
+        self.worker = CeleryWorker(app.mlp_settings, conn=None, parent_pid=os.getppid())
+
+    def run(self, job_id: str) -> str:
+        w = self.worker
+        with w.Session() as session:
+            attempt = claim(session, job_id=job_id, worker=w.name)
+        if attempt is None:
+            log.info("job %s: not claimable (done, cancelled, or held by a live worker); task dropped", job_id)
+            return "skipped"
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job_id, attempt, stop), daemon=True,
+                                name=f"lease-{job_id[:8]}")
+        beat.start()
+        try:
+            w.run_job(job_id, attempt)
+        finally:
+            stop.set()
+            beat.join(timeout=5)
+        return "ran"
+
+    def _heartbeat(self, job_id: str, attempt: int, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                with self.worker.Session() as session:
+                    if not renew(session, job_id=job_id, attempt=attempt):
+                        return  # finished or fenced out; the trainer notices on its next poll
+            except Exception as exc:  # noqa: BLE001 - a database blip: try again next beat
+                log.warning("job %s: lease renewal failed: %s", job_id, exc)
+
+
+# -- worker main process: the sweeper ---------------------------------------------------------------------------
+class Sweeper:
+    """Recovers jobs of dead workers (expired lease) and jobs whose message was lost; runs in every worker."""
+
+    def __init__(self, app: Celery):
+        self.app = app
+        self.settings = app.mlp_settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mlp-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(SWEEP_SECONDS):
+            try:
+                self.sweep_once()
+            except Exception as exc:  # noqa: BLE001 - database or broker down: try again next round
+                log.warning("sweep failed: %s", exc)
+
+    def _broker_queue_empty(self) -> bool:
+        from kombu.exceptions import ChannelError
+
+        with self.app.connection_for_read() as conn:
+            try:
+                return conn.default_channel.queue_declare(QUEUE, passive=True).message_count == 0
+            except ChannelError:  # Redis drops the list of an empty queue: "no queue"
+                return True
+
+    def sweep_once(self) -> None:
+        # A fresh engine per sweep, disposed after it: no pooled connection is inherited by forked pool processes.
+        engine = make_engine(self.settings)
+        try:
+            with make_sessionmaker(engine)() as session:
+                expired = requeue_expired(session)
+                for job_id in expired:
+                    log.warning("job %s: its worker stopped renewing the lease; requeued", job_id)
+                    publish(self.app, job_id)
+                lost = stale_queued(session) if self._broker_queue_empty() else []
+                for job_id in lost:
+                    log.warning("job %s: queued with no message in the broker; republished", job_id)
+                    publish(self.app, job_id)
+        finally:
+            engine.dispose()
+
+
+def run_worker(settings, *, concurrency: int | None = None, loglevel: str = "info") -> int:
+    """``mlp-service worker``: a Celery worker with ``concurrency`` training processes and a sweeper."""
+    n = max(1, concurrency or settings.workers or 1)
+    threads = max(1, (os.cpu_count() or 1) // n)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    app = make_celery(settings)
+    sweeper = Sweeper(app)
+
+    def _ready(**_kw):
+        sweeper.start()
+
+    def _down(**_kw):
+        sweeper.stop()
+
+    signals.worker_ready.connect(_ready, weak=False)
+    signals.worker_shutdown.connect(_down, weak=False)
+    app.worker_main(["worker", f"--concurrency={n}", "--pool=prefork", f"--loglevel={loglevel.upper()}",
+                     f"--hostname=mlp-{os.getpid()}@{socket.gethostname()}", "-Q", QUEUE,
+                     "--without-gossip", "--without-mingle", "--without-heartbeat"])
+    return 0
