@@ -1,4 +1,4 @@
-"""Command line: ``mlp-service serve [--host] [--port]``."""
+"""Command line: ``mlp-service serve [--host] [--port]``, ``mlp-service worker [--concurrency N]``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from service.settings import Settings
+
+    settings = Settings()
+    if not settings.broker_url:
+        logging.getLogger("service").error("mlp-service worker needs MLP_BROKER_URL (e.g. redis://host:6379/0)")
+        return 2
+    from service.executor.celery import run_worker
+
+    return run_worker(settings, concurrency=args.concurrency, loglevel=args.log_level)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mlp-service`` script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
@@ -36,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")
     serve.set_defaults(func=_serve)
+    worker = sub.add_parser("worker", help="run a Celery worker that trains jobs (needs MLP_BROKER_URL)")
+    worker.add_argument("--concurrency", type=int, default=None,
+                        help="training processes (default MLP_WORKERS)")
+    worker.add_argument("--log-level", default="info")
+    worker.set_defaults(func=_worker)
     args = parser.parse_args(argv)
     return args.func(args)
 
