@@ -331,7 +331,7 @@ EOF
   log "job $LONG_ID succeeded after the restart (attempt $(json "$TMP/body" 'd.get("attempt")'))${resumed:+; log: $resumed}"
 fi
 
-step done
+step finished
 echo
 echo "container-smoke: OK"
 echo "  engine:            $ENGINE"
