@@ -149,10 +149,10 @@ def _csv_error(lines: list[str], first_line: int, header: list[str], target_idx:
         for j, raw in enumerate(row):
             s = raw.strip()
             if j == target_idx:
-                if string_target:
-                    continue
                 if s == "":
                     return (f"line {line_no}, column {j + 1} ({header[j]!r}): empty target value", 0)
+                if string_target:
+                    continue
                 if _not_number(s):
                     return (f"line {line_no}, column {j + 1} ({header[j]!r}): non-numeric target {s!r}", 1)
                 continue
@@ -183,7 +183,13 @@ def _parse_csv_body(f, header: list[str], target_idx: int, string_target: bool):
     label_codes: dict[str, int] = {}
     kw: dict[str, Any] = dict(delimiter=",", dtype=np.float64, ndmin=2, comments=None, quotechar='"')
     if string_target:
-        kw["converters"] = {target_idx: lambda s: label_codes.setdefault(s.strip(), len(label_codes))}
+        def code(s: str) -> int:
+            s = s.strip()
+            if not s:
+                raise ValueError("empty target value")
+            return label_codes.setdefault(s, len(label_codes))
+
+        kw["converters"] = {target_idx: code}
     xs, ys = [], []
     line_no = 2
     while True:

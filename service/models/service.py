@@ -121,8 +121,8 @@ def load(session: Session, storage: Storage, *, owner: str, model_id: str, cache
     with storage.open_read(row.artifact_key) as fh:
         net = core.Network.load(fh)
     classes = list(row.classes) if row.classes is not None else None
-    return cache.put(owner, LoadedModel(model_id=row.id, net=net, task=row.task, classes=classes,
-                                        input_dim=int(row.input_dim)))
+    return cache.put(owner, LoadedModel(model_id=row.id, net=net, task=net.task, classes=classes,
+                                        input_dim=int(net.input_dim)))
 
 
 def parse_inputs(body: bytes | bytearray, *, input_dim: int) -> np.ndarray:

@@ -201,6 +201,8 @@ def test_415_unsupported_content_type(client):
     (b"a,b,label\n1,2,x\n\n3,4,y\n-inf,1,y\n", {}, "line 5, column 1 ('a'): value is not finite (infinite)"),
     (b"a,b,label\n1,2,x\n3,,y\n", {}, "line 3, column 2 ('b'): empty value (missing values are not supported)"),
     (b"a,b,label\n1,2,1\n3,4,inf\n", {}, "line 3, column 3 ('label'): target is not finite (inf)"),
+    (b"a,b,label\n1,2,cat\n3,4,\n", {}, "line 3, column 3 ('label'): empty target value"),
+    (b"a,b,label\n1,2,1\n3,4, \n", {}, "line 3, column 3 ('label'): empty target value"),
     (b"", {}, "the file is empty"),
     (b"a,b,label\n", {}, "the CSV has a header row but no data rows"),
     (b"a,b,label\n1,2,3\n", {"target": "species"},
