@@ -73,6 +73,8 @@ async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
     model = cache.get(owner, model_id)
     if model is None:
         model = await run_in_threadpool(_load, request.app, request.app.state.storage, owner, model_id, cache)
+    elif model.needs_check():        # bounded staleness when another API process deleted the model
+        await run_in_threadpool(_revalidate, request.app, owner, model_id, cache)
     answer = service.try_predict_inline(model, body) if len(body) <= INLINE_BYTES else None
     if answer is None:
         answer = await run_in_threadpool(service.predict_body, model, body)
@@ -82,3 +84,8 @@ async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
 def _load(app: FastAPI, storage, owner: str, model_id: str, cache: service.ModelCache) -> service.LoadedModel:
     with app.state.sessionmaker() as session:
         return service.load(session, storage, owner=owner, model_id=model_id, cache=cache)
+
+
+def _revalidate(app: FastAPI, owner: str, model_id: str, cache: service.ModelCache) -> None:
+    with app.state.sessionmaker() as session:
+        service.revalidate(session, owner=owner, model_id=model_id, cache=cache)

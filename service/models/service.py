@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from service.models.tables import TrainedModel
 from service.storage import Storage
 
 CACHE_SIZE = 16
+REVALIDATE_SECONDS = 5.0      # a cached model is re-checked against the table at most this often
 
 
 def artifact_key(model_id: str) -> str:
@@ -73,6 +75,11 @@ class LoadedModel:
     classes: list | None
     input_dim: int
     lock: threading.Lock = field(default_factory=threading.Lock)
+    checked_at: float = field(default_factory=time.monotonic)
+
+    def needs_check(self) -> bool:
+        """True when the row was last seen more than REVALIDATE_SECONDS ago."""
+        return time.monotonic() - self.checked_at > REVALIDATE_SECONDS
 
 
 class ModelCache:
@@ -123,6 +130,18 @@ def load(session: Session, storage: Storage, *, owner: str, model_id: str, cache
     classes = list(row.classes) if row.classes is not None else None
     return cache.put(owner, LoadedModel(model_id=row.id, net=net, task=net.task, classes=classes,
                                         input_dim=int(net.input_dim)))
+
+
+def revalidate(session: Session, *, owner: str, model_id: str, cache: ModelCache) -> None:
+    """Drop a cached model whose row is gone (deleted through another API process) and answer 404."""
+    exists = session.scalar(select(TrainedModel.id).where(TrainedModel.id == model_id,
+                                                          TrainedModel.owner == owner))
+    if exists is None:
+        cache.evict(owner, model_id)
+        raise NotFound(f"model {model_id} not found")
+    item = cache.get(owner, model_id)
+    if item is not None:
+        item.checked_at = time.monotonic()
 
 
 def parse_inputs(body: bytes | bytearray, *, input_dim: int) -> np.ndarray:

@@ -238,3 +238,14 @@ def test_openapi_documents_predict_body(client):
     schema = op["requestBody"]["content"]["application/json"]["schema"]
     assert schema["properties"]["inputs"]["type"] == "array"
     assert schema["examples"][0]["inputs"][0] == [5.1, 3.5, 1.4, 0.2]
+
+
+def test_cached_model_deleted_elsewhere_is_dropped_after_revalidation(monkeypatch, app, client, colour_model):
+    url_inputs = colour_model["X"][:1].tolist()
+    assert predict(client, colour_model["id"], url_inputs).status_code == 200
+    with app.state.sessionmaker() as session:           # another API process deletes the row
+        session.delete(session.get(TrainedModel, colour_model["id"]))
+        session.commit()
+    monkeypatch.setattr(models_service, "REVALIDATE_SECONDS", 0.0)
+    r = predict(client, colour_model["id"], url_inputs)
+    assert r.status_code == 404 and r.json()["detail"] == f"model {colour_model['id']} not found"
