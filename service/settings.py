@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(65536, ge=1)
     max_layers: int = Field(64, ge=1)
     api_keys_file: Path | None = None
+    api_key_recheck_seconds: float = Field(1.0, ge=0, description="How stale a verified key may be (revocation).")
+    # Per-tenant quotas (issue 6); None = unlimited. tenant_quotas overrides them per tenant, e.g.
+    # MLP_TENANT_QUOTAS='{"alice": {"quota_max_jobs": 8}}'. Enforced by service/quotas.py.
+    quota_max_jobs: int | None = Field(None, ge=1, description="Queued+running jobs per tenant (429).")
+    quota_max_stored_bytes: int | None = Field(None, ge=1, description="Bytes of data sets per tenant (413).")
+    quota_max_dataset_bytes: int | None = Field(None, ge=1, description="Bytes of one data set upload (413).")
+    quota_max_params: int | None = Field(None, ge=1, description="Parameters of one network (413).")
+    tenant_quotas: dict[str, dict[str, int | None]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> "Settings":
