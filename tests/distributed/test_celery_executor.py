@@ -1,0 +1,115 @@
+"""The Celery executor with real servers: cancel on a remote worker, redelivered tasks, broker restarts."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from service.executor.celery import make_celery, publish
+from service.settings import Settings
+from tests.distributed.conftest import job_body, setup_data, wait_job
+
+
+def _db_row(db_url: str, job_id: str) -> dict:
+    eng = create_engine(db_url)
+    try:
+        with eng.connect() as conn:
+            return dict(conn.execute(text("SELECT status, attempt, worker FROM jobs WHERE id = :i"),
+                                     {"i": job_id}).mappings().one())
+    finally:
+        eng.dispose()
+
+
+def _assert_once(http: httpx.Client, job_id: str, epochs: int) -> dict:
+    job = wait_job(http, job_id, timeout=120)
+    assert job["status"] == "succeeded", job
+    items = http.get(f"/v1/jobs/{job_id}/metrics").json()["items"]
+    assert [m["epoch"] for m in items] == list(range(1, epochs + 1))
+    return job
+
+
+def test_worker_trains_with_sqlite_and_readyz_checks_broker(cluster, redis_url):
+    c = cluster(database_url=None, broker_url=redis_url)
+    api = c.api()
+    c.worker()
+    with api.client() as http:
+        ready = http.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"]["executor"] == "ok", ready.text
+        net_id, ds_id, _ = setup_data(http, n=600)
+        job_id = http.post("/v1/jobs", json=job_body(net_id, ds_id, 0, epochs=3, batch_size=32)).json()["id"]
+        job = _assert_once(http, job_id, 3)
+        assert job["attempt"] == 1 and job["model_id"]
+
+
+def test_cancel_reaches_remote_worker_quickly(cluster, redis_url, postgres_url):
+    c = cluster(database_url=postgres_url, broker_url=redis_url)
+    api = c.api()
+    c.worker()
+    with api.client() as http:
+        net_id, ds_id, _ = setup_data(http)
+        job_id = http.post("/v1/jobs", json=job_body(net_id, ds_id, 1, epochs=200)).json()["id"]
+        wait_job(http, job_id, cond=lambda j: j["status"] == "running" and j["progress"]["epoch"] >= 1)
+        t0 = time.monotonic()
+        r = http.post(f"/v1/jobs/{job_id}/cancel")
+        assert r.status_code in (200, 202), r.text
+        job = wait_job(http, job_id, timeout=30)
+        took = time.monotonic() - t0
+        assert job["status"] == "cancelled", job
+        assert job["progress"]["epoch"] < 200
+        assert took < 2.0, f"cancel took {took:.2f}s to reach the worker"
+
+
+def test_redelivered_task_does_not_make_a_second_writer(cluster, redis_url, postgres_url):
+    c = cluster(database_url=postgres_url, broker_url=redis_url)
+    api = c.api()
+    w1, w2 = c.worker(), c.worker()
+    app = make_celery(Settings(broker_url=redis_url, database_url=postgres_url, data_dir=c.data_dir))
+    with api.client() as http:
+        net_id, ds_id, _ = setup_data(http)
+        job_id = http.post("/v1/jobs", json=job_body(net_id, ds_id, 2, epochs=10)).json()["id"]
+        wait_job(http, job_id, cond=lambda j: j["status"] == "running" and j["progress"]["epoch"] >= 1)
+        for _ in range(3):  # duplicates of the message while the first worker is alive and training
+            publish(app, job_id)
+        job = _assert_once(http, job_id, 10)
+        assert job["attempt"] == 1, job
+        models = http.get("/v1/models").json()
+        assert models["total"] == 1, models
+    app.close()
+    logs = w1.log() + w2.log()
+    assert logs.count(f"job {job_id}: not claimable") == 3, logs
+
+
+def test_broker_restart_neither_loses_nor_duplicates_jobs(cluster, redis_server, postgres_url):
+    c = cluster(database_url=postgres_url, broker_url=redis_server.url)
+    api = c.api()
+    c.worker()
+    with api.client() as http:
+        net_id, ds_id, _ = setup_data(http, n=1500)
+        ids = [http.post("/v1/jobs", json=job_body(net_id, ds_id, s, epochs=6)).json()["id"] for s in range(4)]
+        wait_job(http, ids[0], cond=lambda j: j["status"] == "running" and j["progress"]["epoch"] >= 1)
+        redis_server.stop()  # SIGTERM; the append-only file is fsynced on every write
+        time.sleep(2)
+        redis_server.start()
+        jobs = [_assert_once(http, i, 6) for i in ids]
+        assert [j["attempt"] for j in jobs] == [1, 1, 1, 1], jobs
+        assert http.get("/v1/models").json()["total"] == 4
+
+
+def test_jobs_whose_messages_were_lost_are_republished(cluster, redis_server, postgres_url):
+    # Jobs committed while the broker is down (or wiped) have no message: a worker's sweeper republishes them.
+    c = cluster(database_url=postgres_url, broker_url=redis_server.url,
+                extra_env={"MLP_REPUBLISH_SECONDS": "2", "MLP_SWEEP_SECONDS": "1"})
+    api = c.api()
+    c.worker()
+    with api.client() as http:
+        net_id, ds_id, _ = setup_data(http, n=600)
+        redis_server.stop()
+        t0 = time.monotonic()
+        r = http.post("/v1/jobs", json=job_body(net_id, ds_id, 3, epochs=3, batch_size=32))
+        assert r.status_code == 202, r.text  # accepted and committed although it could not be published
+        assert time.monotonic() - t0 < 15
+        redis_server.start()
+        job = _assert_once(http, r.json()["id"], 3)
+        assert job["attempt"] == 1
