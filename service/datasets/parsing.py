@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import itertools
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ class ParsedDataset:
     feature_names: list[str]
     target: str | None = None
     n_outputs: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- targets and task
@@ -75,9 +74,13 @@ def encode_target(y: np.ndarray, task: str | None, *, where: str) -> tuple[str, 
         raise ParseError(f"task must be one of {list(TASKS)}, got {task!r}")
     if task == "regression":
         if y.dtype.kind in "USO":
-            bad = next(str(v) for v in y if _not_number(v))
-            raise ParseError(f"task 'regression' needs a numeric target, but {where} has the non-numeric "
-                             f"value {bad!r}; use task=classification")
+            bad = next((str(v) for v in y.reshape(-1) if _not_number(v)), None)
+            if bad is not None:
+                raise ParseError(f"task 'regression' needs a numeric target, but {where} has the non-numeric "
+                                 f"value {bad!r}; use task=classification")
+            y = y.astype(np.float64)          # numbers written as strings
+            if not np.isfinite(y).all():
+                raise ParseError(f"{where}: row {int(np.argwhere(~np.isfinite(y))[0][0])} is not finite")
         with np.errstate(over="ignore", invalid="ignore"):
             yf = y.astype(np.float32)
         if not np.all(np.isfinite(yf)):
@@ -176,8 +179,26 @@ def _line_of_row(lines: list[str], first_line: int, r: int) -> int:
     return first_line + len(lines) - 1
 
 
-def _parse_csv_body(f, header: list[str], target_idx: int, string_target: bool):
-    """Parse the data lines; returns (X float32, y float64 | codes, labels) or raises ParseError/_Restart."""
+def _first_failing_line(lines: list[str], kw: dict) -> tuple[int, str]:
+    """Bisect a chunk that np.loadtxt rejects down to its first failing line: (index, loadtxt's message)."""
+    lo, hi = 0, len(lines)          # invariant: lines[lo:hi] contains the first failing line
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            np.loadtxt(lines[lo:mid], **kw)
+        except ValueError:
+            hi = mid
+        else:
+            lo = mid
+    try:
+        np.loadtxt(lines[lo:lo + 1], **kw)
+    except ValueError as exc:
+        return lo, str(exc).split(" at row")[0]
+    return lo, "could not parse"
+
+
+def _parse_csv_body(f, header: list[str], target_idx: int, string_target: bool, first_line: int):
+    """Parse the data lines; returns (X float32, y float64 | str labels) or raises ParseError/_Restart."""
     ncols = len(header)
     feat = [j for j in range(ncols) if j != target_idx]
     label_codes: dict[str, int] = {}
@@ -191,7 +212,7 @@ def _parse_csv_body(f, header: list[str], target_idx: int, string_target: bool):
 
         kw["converters"] = {target_idx: code}
     xs, ys = [], []
-    line_no = 2
+    line_no = first_line
     while True:
         lines = f.readlines(_CHUNK_CHARS)
         if not lines:
@@ -201,9 +222,10 @@ def _parse_csv_body(f, header: list[str], target_idx: int, string_target: bool):
         except ValueError:
             err = _csv_error(lines, line_no, header, target_idx, string_target)
             if err is None:
-                raise ParseError(f"lines {line_no}-{line_no + len(lines) - 1}: could not parse as CSV")
+                k, why = _first_failing_line(lines, kw)
+                raise ParseError(f"line {line_no + k}: {why}") from None
             if err[1] == 1:
-                raise _Restart()
+                raise _Restart(err[0])
             raise ParseError(err[0]) from None
         if a.shape[0] and a.shape[1] != ncols:
             raise ParseError(f"line {line_no}: expected {ncols} columns (as in the header), found {a.shape[1]}")
@@ -248,8 +270,10 @@ def parse_csv(path: str | Path, *, target: str | None = None, task: str | None =
     try:
         with open(path, encoding="utf-8-sig", newline=None) as f:
             first = f.readline()
+            header_line = 1
             while first and not first.strip():
                 first = f.readline()
+                header_line += 1
             if not first:
                 raise ParseError("the file is empty")
             header = [h.strip() for h in next(csv.reader([first]))]
@@ -270,16 +294,13 @@ def parse_csv(path: str | Path, *, target: str | None = None, task: str | None =
             body_start = f.tell()
             string_target = False
             try:
-                X, y = _parse_csv_body(f, header, target_idx, string_target)
-            except _Restart:
+                X, y = _parse_csv_body(f, header, target_idx, string_target, header_line + 1)
+            except _Restart as restart:
                 if task == "regression":
-                    f.seek(body_start)
-                    # report the first non-numeric target with its line
-                    err = _csv_error(f.readlines(), 2, header, target_idx, False)
-                    raise ParseError(f"task 'regression' needs a numeric target: {err[0] if err else ''}")
+                    raise ParseError(f"task 'regression' needs a numeric target: {restart}") from None
                 f.seek(body_start)
                 string_target = True
-                X, y = _parse_csv_body(f, header, target_idx, string_target)
+                X, y = _parse_csv_body(f, header, target_idx, string_target, header_line + 1)
     except UnicodeDecodeError as e:
         raise ParseError(f"the file is not UTF-8 text (byte offset {e.start})") from None
     names = [h for j, h in enumerate(header) if j != target_idx]
