@@ -1,4 +1,5 @@
-"""Command line: ``mlp-service serve [--host] [--port]``, ``mlp-service worker [--concurrency N]``."""
+"""Command line: ``mlp-service serve [--host] [--port]``, ``mlp-service worker [--concurrency N]``,
+``mlp-service keys create --tenant NAME | list | revoke ID``."""
 
 from __future__ import annotations
 
@@ -15,12 +16,19 @@ def _serve(args: argparse.Namespace) -> int:
     from service.app import create_app
     from service.settings import Settings
 
+    from service import auth
+
     settings = Settings()
     log = logging.getLogger("service")
-    if args.host not in LOOPBACK and not settings.api_keys_file:
-        log.warning("listening on %s without API keys (MLP_API_KEYS_FILE): anyone who can reach this "
-                    "port can use the service", args.host)
     app = create_app(settings)
+    try:
+        auth.install(app)  # reads MLP_API_KEYS_FILE now, so a bad file stops the start-up
+    except (OSError, ValueError) as exc:
+        log.error("cannot read the API keys: %s", exc)
+        return 2
+    if args.host not in LOOPBACK and not auth.keys_configured(settings, app.state.sessionmaker):
+        log.warning("listening on %s without API keys (MLP_API_KEYS_FILE or `mlp-service keys create`): "
+                    "anyone who can reach this port can use the service", args.host)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
 
@@ -35,6 +43,37 @@ def _worker(args: argparse.Namespace) -> int:
     from service.executor.celery import run_worker
 
     return run_worker(settings, concurrency=args.concurrency, loglevel=args.log_level)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from service.database import create_all, make_engine, make_sessionmaker
+    from service.errors import ServiceError
+    from service.keys import service as keys_service
+    from service.keys import tables as _tables  # noqa: F401  (the api_keys table)
+    from service.settings import Settings
+
+    engine = make_engine(Settings())
+    create_all(engine)
+    try:
+        with make_sessionmaker(engine)() as session:
+            if args.keys_command == "create":
+                row, key = keys_service.create(session, tenant=args.tenant)
+                print(f"created key {row.id} for tenant {row.owner}; it is shown only once:", file=sys.stderr)
+                print(key)
+            elif args.keys_command == "list":
+                print(f"{'ID':<14}{'TENANT':<24}{'CREATED':<27}STATUS")
+                for row in keys_service.list_(session, tenant=args.tenant):
+                    status = f"revoked {row.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if row.revoked_at else "active"
+                    print(f"{row.id:<14}{row.owner:<24}{row.created_at:%Y-%m-%dT%H:%M:%SZ}{'':<7}{status}")
+            else:
+                row = keys_service.revoke(session, key_id=args.key_id)
+                print(f"revoked key {row.id} of tenant {row.owner}", file=sys.stderr)
+    except ServiceError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="training processes (default MLP_WORKERS)")
     worker.add_argument("--log-level", default="info")
     worker.set_defaults(func=_worker)
+    keys = sub.add_parser("keys", help="manage API keys (stored as salted hashes in the database)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key for a tenant and print it (only this once)")
+    create.add_argument("--tenant", required=True)
+    listing = keys_sub.add_parser("list", help="list keys (ids, tenants, status; never the keys)")
+    listing.add_argument("--tenant", default=None)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id (servers notice within seconds)")
+    revoke.add_argument("key_id", metavar="ID")
+    keys.set_defaults(func=_keys)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,0 +1,1 @@
+"""API keys: tenants authenticate with ``Authorization: Bearer <key>``; only salted hashes are stored."""
