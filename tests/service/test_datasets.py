@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.auth import DEFAULT_OWNER
 from service.datasets import service as datasets_service
 from service.datasets.tables import Dataset
 from service.settings import Settings
@@ -61,7 +62,7 @@ def test_csv_201_string_labels_named_target(app, client):
     assert body["classes"] == ["setosa", "versicolor", "virginica"]
     assert body["target"] == "species" and body["size_bytes"] == len(MID_CSV)
     with app.state.sessionmaker() as session:
-        row = datasets_service.get_or_raise(session, owner="default", dataset_id=body["id"])
+        row = datasets_service.get_or_raise(session, owner=DEFAULT_OWNER, dataset_id=body["id"])
     X, y = datasets_service.load_arrays(app.state.storage, row)
     assert isinstance(X, np.memmap) and X.dtype == np.float32 and X.shape == (4, 3)
     np.testing.assert_allclose(X[1], [7.0, 3.2, 4.7], rtol=1e-6)
@@ -114,7 +115,7 @@ def test_npz_201_numeric_and_string_labels(app, client):
     assert body["name"] == "d" and body["classes"] == ["a", "b"] and body["target"] is None
     assert body["feature_names"] == ["x0", "x1"]
     with app.state.sessionmaker() as session:
-        row = datasets_service.get_or_raise(session, owner="default", dataset_id=body["id"])
+        row = datasets_service.get_or_raise(session, owner=DEFAULT_OWNER, dataset_id=body["id"])
     assert datasets_service.load_arrays(app.state.storage, row)[1].tolist() == [1, 0, 1, 0, 1, 0]
     names = np.array(["width", "height"])
     r = client.post("/v1/datasets", files={"file": ("d.npz", npz_bytes(X=X, y=X.sum(1) / 3, feature_names=names))},
@@ -137,7 +138,7 @@ def test_json_201_multi_output_regression(app, client):
     assert r.status_code == 201, r.text
     assert r.json()["task"] == "regression" and r.json()["n_outputs"] == 2
     with app.state.sessionmaker() as session:
-        row = datasets_service.get_or_raise(session, owner="default", dataset_id=r.json()["id"])
+        row = datasets_service.get_or_raise(session, owner=DEFAULT_OWNER, dataset_id=r.json()["id"])
     y = datasets_service.load_arrays(app.state.storage, row)[1]
     assert y.shape == (3, 2) and y.dtype == np.float32
 
@@ -364,7 +365,7 @@ def test_delete_409_while_a_job_uses_it(idle_client):
 
     ds = upload_csv(idle_client, IRIS_CSV).json()
     with idle_client.app.state.sessionmaker() as session:
-        session.add(Job(id="k" * 32, owner="default", network_id="n" * 32, dataset_id="o" * 32,
+        session.add(Job(id="k" * 32, owner=DEFAULT_OWNER, network_id="n" * 32, dataset_id="o" * 32,
                         validation_dataset_id=ds["id"], params={}, epochs=1, status="queued"))
         session.commit()
     r = idle_client.delete(f"/v1/datasets/{ds['id']}")

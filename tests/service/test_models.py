@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 import core
+from service.auth import DEFAULT_OWNER
 from service.models import service as models_service
 from service.models.tables import TrainedModel
 
@@ -18,7 +19,7 @@ def blobs(n: int = 150, d: int = 4, k: int = 3, seed: int = 0):
     return (centers[y] + rng.normal(size=(n, d)) + 10.0).astype(np.float32), y
 
 
-def insert_model(app, net, *, model_id: str, task: str, classes=None, owner: str = "default", job_id="job1"):
+def insert_model(app, net, *, model_id: str, task: str, classes=None, owner: str = DEFAULT_OWNER, job_id="job1"):
     """Save ``net`` where the worker would and insert its row."""
     key = models_service.artifact_key(model_id)
     with app.state.storage.atomic_writer(key) as tmp:

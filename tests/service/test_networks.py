@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.auth import DEFAULT_OWNER
 from service.settings import Settings
 
 WINE = {"name": "wine-mlp", "input_dim": 13,
@@ -158,7 +159,7 @@ def test_delete_409_while_a_job_uses_it(idle_client):
 
     net = idle_client.post("/v1/networks", json=WINE).json()
     with idle_client.app.state.sessionmaker() as session:
-        session.add(Job(id="j" * 32, owner="default", network_id=net["id"], dataset_id="d" * 32, params={},
+        session.add(Job(id="j" * 32, owner=DEFAULT_OWNER, network_id=net["id"], dataset_id="d" * 32, params={},
                         epochs=1, status="queued"))
         session.commit()
     r = idle_client.delete(f"/v1/networks/{net['id']}")
