@@ -250,3 +250,29 @@ def test_cached_model_deleted_elsewhere_is_dropped_after_revalidation(monkeypatc
     monkeypatch.setattr(models_service, "REVALIDATE_SECONDS", 0.0)
     r = predict(client, colour_model["id"], url_inputs)
     assert r.status_code == 404 and r.json()["detail"] == f"model {colour_model['id']} not found"
+
+
+def test_concurrent_predictions_do_not_mix(client, colour_model, regression_model):
+    """The engine reuses per-shape buffers, so predictions on one model are serialised by its lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    Xc = colour_model["X"]
+    Xr = regression_model["X"]
+    jobs = []
+    for i in range(40):
+        rows = rng.choice(len(Xc), size=int(rng.integers(1, 30)))
+        jobs.append(("c", Xc[rows]) if i % 2 else ("r", Xr[rows % len(Xr)]))
+
+    def run(job):
+        kind, X = job
+        model = colour_model if kind == "c" else regression_model
+        return predict(client, model["id"], X.tolist()).json()["predictions"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(run, jobs))
+    for (kind, X), got in zip(jobs, answers):
+        if kind == "c":
+            assert got == np.array(colour_model["classes"])[colour_model["net"].predict(X)].tolist()
+        else:
+            np.testing.assert_allclose(got, regression_model["net"].predict(X), rtol=1e-5, atol=1e-5)
