@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Response, status
 
 from service.auth import OwnerDep
 from service.database import SessionDep
 from service.deps import SettingsDep
 from service.networks import service
-from service.networks.schemas import NetworkCreate, NetworkList, NetworkRead
+from service.networks.schemas import (BINARY_EXAMPLE, REGRESSION_EXAMPLE, WINE_EXAMPLE, NetworkCreate, NetworkList,
+                                      NetworkRead)
 
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
 
 _ERRORS = {404: {"description": "No network with this id (for this caller)."}}
+_EXAMPLES = {
+    "multiclass": {"summary": "3 classes: softmax + cross_entropy", "value": WINE_EXAMPLE},
+    "binary": {"summary": "2 classes: 1 sigmoid unit + binary_cross_entropy", "value": BINARY_EXAMPLE},
+    "regression": {"summary": "regression: linear output + mse", "value": REGRESSION_EXAMPLE},
+}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=NetworkRead,
              responses={422: {"description": "Invalid spec: the detail names the field (e.g. `layers[1].activation:"
                                              " softmax is only allowed in the last layer`) or the limit."}})
-def create_network(body: NetworkCreate, session: SessionDep, owner: OwnerDep, settings: SettingsDep) -> NetworkRead:
+def create_network(body: Annotated[NetworkCreate, Body(openapi_examples=_EXAMPLES)], session: SessionDep,
+                   owner: OwnerDep, settings: SettingsDep) -> NetworkRead:
     """Create a network architecture; the engine validates it and counts its parameters."""
     return NetworkRead.from_row(service.create(session, owner=owner, body=body, settings=settings))
 
