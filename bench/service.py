@@ -1,0 +1,294 @@
+"""Service benchmark (issue 3): the API against the engine it wraps, on a real server process.
+
+(a) training throughput of the engine benchmark's network (784-256-128-10, ReLU, softmax cross-entropy, SGD
+    lr 0.1, batch 128) on 60,000 synthetic float32 samples: a job through the API (server-side time from the
+    worker's claim to the committed model, so it includes loading the data set, the per-epoch checkpoint and
+    metric commits and saving the model) vs calling ``core.fit`` directly in this process with the same BLAS
+    threads (measured before and after the API run; their mean is the reference). Target >= 0.95x.
+(b) p50/p99 latency of ``GET /v1/jobs/{id}`` from 8 concurrent clients while every worker trains
+    (a server with MLP_WORKERS = number of cores, each worker training the network above). Target p99 <= 25 ms.
+(c) one-row ``POST /v1/models/{id}/predict`` p50 vs ``GET /healthz`` p50 on the same idle server, over one
+    keep-alive connection. Target <= 1.5x. Also a 1,000-row predict end-to-end (target <= 150 ms).
+(d) upload-and-parse rate of a ~100 MB numeric CSV (multipart, streamed), in MB/s of file size.
+
+Run::
+
+    make bench-service                # or: .venv/bin/python bench/service.py [--samples N] [--epochs E] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+CORES = os.cpu_count() or 1
+# The reference core.fit gets the BLAS threads a worker of a one-worker server gets (cores // workers).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, str(CORES))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import core  # noqa: E402
+from core_train import BATCH, LEARNING_RATE, SPEC, make_data  # noqa: E402  (the engine benchmark's setup)
+
+OPTIMIZER = {"type": "sgd", "learning_rate": LEARNING_RATE}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``mlp-service serve`` as a subprocess with its own data directory."""
+
+    def __init__(self, data_dir: Path, workers: int):
+        self.data_dir, self.workers, self.port = data_dir, workers, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        script = Path(sys.executable).with_name("mlp-service")
+        cmd = [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLP_") and not k.endswith("_NUM_THREADS")}
+        env.update(MLP_DATA_DIR=str(data_dir), MLP_WORKERS=str(workers), MLP_MAX_UPLOAD_BYTES=str(2**31),
+                   PYTHONPATH=str(ROOT))
+        self.log = open(data_dir.parent / f"server-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(cmd + ["serve", "--host", "127.0.0.1", "--port", str(self.port),
+                                            "--no-access-log", "--log-level", "warning"],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start; see {self.log.name}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def ok(r: httpx.Response, status: int) -> dict:
+    if r.status_code != status:
+        raise RuntimeError(f"{r.request.method} {r.request.url} -> {r.status_code}: {r.text[:500]}")
+    return r.json()
+
+
+def wait_job(http: httpx.Client, job_id: str, until=("succeeded", "failed", "cancelled"), poll=0.25) -> dict:
+    while True:
+        job = ok(http.get(f"/v1/jobs/{job_id}"), 200)
+        if job["status"] in until:
+            return job
+        time.sleep(poll)
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def direct_fit(X, y, epochs: int) -> tuple[float, float]:
+    """(samples/s over the whole fit call, samples/s of the median epoch) calling core.fit directly."""
+    net = core.Network.from_spec(SPEC)
+    t0 = time.perf_counter()
+    hist = core.fit(net, X, y, epochs=epochs, batch_size=BATCH, optimizer=OPTIMIZER, standardize=False, seed=0)
+    wall = time.perf_counter() - t0
+    n = X.shape[0]
+    return n * epochs / wall, n / statistics.median(h["seconds"] for h in hist)
+
+
+def bench_training(http: httpx.Client, X, y, epochs: int, data_dir: Path) -> dict:
+    n = X.shape[0]
+    d1 = direct_fit(X, y, epochs)
+    npz = data_dir.parent / "bench.npz"
+    np.savez(npz, X=X, y=y)
+    with open(npz, "rb") as f:
+        ds = ok(http.post("/v1/datasets", files={"file": ("bench.npz", f, "application/x-npz")},
+                          data={"name": "bench-60k", "task": "classification"}, timeout=600), 201)
+    npz.unlink()
+    net = ok(http.post("/v1/networks", json=SPEC), 201)
+    body = {"network_id": net["id"], "dataset_id": ds["id"], "epochs": epochs, "batch_size": BATCH,
+            "optimizer": OPTIMIZER, "standardize": False, "seed": 0}
+    t0 = time.perf_counter()
+    job = wait_job(http, ok(http.post("/v1/jobs", json=body), 202)["id"])
+    client_wall = time.perf_counter() - t0
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"bench job failed: {job}")
+    server_wall = (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
+    metrics = ok(http.get(f"/v1/jobs/{job['id']}/metrics"), 200)["items"]
+    api_epoch = n / statistics.median(m["seconds"] for m in metrics)
+    d2 = direct_fit(X, y, epochs)
+    direct = (d1[0] + d2[0]) / 2
+    api = n * epochs / server_wall
+    return {"samples": n, "epochs": epochs, "direct_samples_per_s": direct, "direct_runs": [d1[0], d2[0]],
+            "api_samples_per_s": api, "ratio": api / direct,
+            "direct_epoch_samples_per_s": (d1[1] + d2[1]) / 2, "api_epoch_samples_per_s": api_epoch,
+            "api_client_wall_s": client_wall, "api_server_wall_s": server_wall,
+            "model_id": job["model_id"], "dataset_id": ds["id"], "network_id": net["id"]}
+
+
+def bench_predict(http: httpx.Client, model_id: str, X, rounds: int) -> dict:
+    one = json.dumps({"inputs": [X[0].tolist()]}).encode()
+    many = json.dumps({"inputs": X[:1000].tolist()}).encode()
+    headers = {"Content-Type": "application/json"}
+    path = f"/v1/models/{model_id}/predict"
+    for _ in range(50):  # warm up (loads the model into the API process's cache)
+        ok(http.post(path, content=one, headers=headers), 200)
+        http.get("/healthz")
+    t_pred, t_health = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        r = http.get("/healthz")
+        t_health.append(time.perf_counter() - t0)
+        assert r.status_code == 200
+        t0 = time.perf_counter()
+        r = http.post(path, content=one, headers=headers)
+        t_pred.append(time.perf_counter() - t0)
+        assert r.status_code == 200
+    t_many = []
+    for _ in range(21):
+        t0 = time.perf_counter()
+        r = http.post(path, content=many, headers=headers)
+        t_many.append(time.perf_counter() - t0)
+        assert r.status_code == 200 and len(r.json()["predictions"]) == 1000
+    p_pred, p_health = statistics.median(t_pred), statistics.median(t_health)
+    return {"predict_1row_p50_ms": p_pred * 1e3, "healthz_p50_ms": p_health * 1e3, "ratio": p_pred / p_health,
+            "predict_1000x784_p50_ms": statistics.median(t_many) * 1e3}
+
+
+def bench_csv(http: httpx.Client, tmp: Path, target_mb: float) -> dict:
+    path = tmp / "big.csv"
+    rng = np.random.default_rng(1)
+    n_feat = 50
+    with open(path, "w") as f:
+        f.write(",".join([f"f{i}" for i in range(n_feat)] + ["y"]) + "\n")
+        while f.tell() < target_mb * 1e6:
+            block = rng.standard_normal((20000, n_feat + 1)).astype(np.float32)
+            np.savetxt(f, block, fmt="%.5f", delimiter=",")
+    size = path.stat().st_size
+    t0 = time.perf_counter()
+    with open(path, "rb") as f:
+        ds = ok(http.post("/v1/datasets", files={"file": ("big.csv", f, "text/csv")},
+                          data={"name": "big-csv", "task": "regression"}, timeout=900), 201)
+    dt = time.perf_counter() - t0
+    path.unlink()
+    return {"csv_mb": size / 1e6, "rows": ds["n_samples"], "columns": n_feat + 1, "seconds": dt,
+            "mb_per_s": size / 1e6 / dt}
+
+
+def bench_polling(http: httpx.Client, url: str, body: dict, workers: int, seconds: float, clients: int) -> dict:
+    jobs = [ok(http.post("/v1/jobs", json=body), 202)["id"] for _ in range(workers)]
+    for j in jobs:
+        wait_job(http, j, until=("running", "succeeded", "failed", "cancelled"), poll=0.1)
+    for j in jobs:  # past data loading: every worker is in its epoch loop
+        while ok(http.get(f"/v1/jobs/{j}"), 200)["status"] == "running" and not \
+                ok(http.get(f"/v1/jobs/{j}/metrics"), 200)["items"]:
+            time.sleep(0.2)
+    running = [ok(http.get(f"/v1/jobs/{j}"), 200)["status"] for j in jobs]
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        mine = []
+        with httpx.Client(base_url=url, timeout=30) as c:
+            k = i
+            while time.monotonic() < stop_at:
+                t0 = time.perf_counter()
+                r = c.get(f"/v1/jobs/{jobs[k % len(jobs)]}")
+                mine.append(time.perf_counter() - t0)
+                assert r.status_code == 200
+                k += 1
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    still = [ok(http.get(f"/v1/jobs/{j}"), 200)["status"] for j in jobs]
+    for j in jobs:
+        http.post(f"/v1/jobs/{j}/cancel")
+    return {"workers_training": sum(s == "running" for s in still), "workers": workers, "clients": clients,
+            "requests": len(latencies), "p50_ms": pct(latencies, 50) * 1e3, "p99_ms": pct(latencies, 99) * 1e3,
+            "max_ms": max(latencies) * 1e3, "running_at_start": running}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--samples", type=int, default=60_000)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--csv-mb", type=float, default=100.0)
+    ap.add_argument("--poll-seconds", type=float, default=10.0)
+    ap.add_argument("--predict-rounds", type=int, default=1000)
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="mlp-bench-"))
+    data_dir = tmp / "data"
+    X, y = make_data(args.samples)
+    print(f"mlp-service benchmark: {CORES} cores, {args.samples} x 784 samples, {args.epochs} epochs; "
+          f"data in {tmp}", flush=True)
+    results: dict = {}
+
+    srv = Server(data_dir, workers=1)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60) as http:
+            a = results["training"] = bench_training(http, X, y, args.epochs, data_dir)
+            print(f"(a) training: API {a['api_samples_per_s']:,.0f} samples/s vs core.fit "
+                  f"{a['direct_samples_per_s']:,.0f} samples/s -> {a['ratio']:.3f}x (target >= 0.95); "
+                  f"per-epoch loop {a['api_epoch_samples_per_s']:,.0f} vs {a['direct_epoch_samples_per_s']:,.0f}",
+                  flush=True)
+            c = results["predict"] = bench_predict(http, a["model_id"], X, args.predict_rounds)
+            print(f"(c) one-row predict p50 {c['predict_1row_p50_ms']:.3f} ms vs /healthz p50 "
+                  f"{c['healthz_p50_ms']:.3f} ms -> {c['ratio']:.2f}x (target <= 1.5); 1000x784 predict p50 "
+                  f"{c['predict_1000x784_p50_ms']:.1f} ms (target <= 150)", flush=True)
+            d = results["csv_upload"] = bench_csv(http, tmp, args.csv_mb)
+            print(f"(d) CSV upload+parse: {d['csv_mb']:.1f} MB ({d['rows']:,} rows x {d['columns']} columns) in "
+                  f"{d['seconds']:.2f} s -> {d['mb_per_s']:.1f} MB/s", flush=True)
+    finally:
+        srv.stop()
+
+    srv = Server(data_dir, workers=CORES)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60) as http:
+            a = results["training"]
+            body = {"network_id": a["network_id"], "dataset_id": a["dataset_id"], "epochs": 1000,
+                    "batch_size": BATCH, "optimizer": OPTIMIZER, "standardize": False, "seed": 0}
+            b = results["polling"] = bench_polling(http, srv.url, body, CORES, args.poll_seconds, 8)
+            print(f"(b) GET /v1/jobs/{{id}} with {b['clients']} clients while {b['workers_training']}/{b['workers']} "
+                  f"workers train: p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms (target <= 25), "
+                  f"{b['requests']} requests", flush=True)
+    finally:
+        srv.stop()
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
