@@ -287,9 +287,9 @@ class Cluster:
             time.sleep(0.1)
         raise RuntimeError(f"API did not answer within {timeout}s:\n{p.log()}")
 
-    def worker(self, *, concurrency: int = 1, timeout: float = 60.0) -> Proc:
+    def worker(self, *, concurrency: int = 1, timeout: float = 60.0, env: dict | None = None) -> Proc:
         log = self.tmp / f"worker-{len(self.procs)}.log"
-        p = Proc(["worker", "--concurrency", str(concurrency)], self.env, log)
+        p = Proc(["worker", "--concurrency", str(concurrency)], dict(self.env, **(env or {})), log)
         self.procs.append(p)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
