@@ -128,8 +128,12 @@ class LocalStorage(Storage):
 
 
 def make_storage(settings) -> Storage:
-    """The storage configured by ``settings.storage_url`` (a directory path, or file://path)."""
+    """The storage configured by ``settings.storage_url`` (a directory path, file://path, or s3://bucket/prefix)."""
     url = settings.storage_url
+    if url.startswith("s3://"):  # shared object storage for scale-out (service/storage_s3.py)
+        from service.storage_s3 import S3Storage
+
+        return S3Storage(url, cache_dir=Path(settings.data_dir) / "s3-cache")
     if url.startswith("file://"):
         url = url[len("file://"):]
     return LocalStorage(url)
