@@ -171,6 +171,7 @@ class Worker:
 
         def on_epoch(metrics: dict, state: core.TrainingState) -> bool:
             state.save(ckpt_path)  # atomic: temp file, fsync, rename
+            self._publish(checkpoint_key(job_id))
             self._record(job, attempt, [metrics], state.early.get("best_epoch"))
             return False
 
@@ -189,6 +190,7 @@ class Worker:
         path = self.storage.local_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         net.save(path)  # atomic
+        self._publish(key)
         final = dict(history[-1]) if history else {}
         metrics = dict(final, best_epoch=history.best_epoch)
         model = TrainedModel(id=model_id, owner=job.owner, job_id=job_id, network_id=network.id,
@@ -203,6 +205,12 @@ class Worker:
             raise LostJob(job_id)
         self.storage.delete_prefix(f"jobs/{job_id}")
         log.info("job %s: succeeded after %d epoch(s); model %s", job_id, len(history), model_id)
+
+    def _publish(self, key: str) -> None:
+        """Remote storage (s3://) uploads the file just written at local_path(key); a local one has nothing to do."""
+        upload = getattr(self.storage, "upload_local", None)
+        if upload is not None:
+            upload(key)
 
     def _record(self, job, attempt: int, history: list[dict], best_epoch: int | None) -> None:
         with self.Session() as session:
