@@ -20,6 +20,7 @@ TABLE_MODULES = (
     "service.datasets.tables",
     "service.models.tables",
     "service.jobs.tables",
+    "service.keys.tables",
 )
 
 
