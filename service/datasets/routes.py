@@ -26,7 +26,8 @@ def _tmp_dir(storage, settings) -> Path:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRead, openapi_extra=UPLOAD_OPENAPI,
-             responses={413: {"description": "Larger than MLP_MAX_UPLOAD_BYTES (nothing is stored)."},
+             responses={413: {"description": "Larger than MLP_MAX_UPLOAD_BYTES, or over the tenant's data set "
+                                             "quota (nothing is stored)."},
                         415: {"description": "Not a .csv/.npz file, or neither multipart nor JSON."},
                         422: {"description": "Invalid data: the detail names the line/row and column."}})
 async def create_dataset(request: Request, session: SessionDep, owner: OwnerDep, settings: SettingsDep,
@@ -36,7 +37,8 @@ async def create_dataset(request: Request, session: SessionDep, owner: OwnerDep,
     received = await upload.receive(request, max_bytes=settings.max_upload_bytes,
                                     tmp_dir=_tmp_dir(storage, settings))
     try:
-        row = await run_in_threadpool(service.create, session, owner=owner, storage=storage, upload=received)
+        row = await run_in_threadpool(service.create, session, owner=owner, storage=storage, upload=received,
+                                      settings=settings)
     finally:
         received.cleanup()
     return DatasetRead.model_validate(row)

@@ -9,6 +9,7 @@ import orjson
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from service import quotas
 from service.database import new_id
 from service.datasets.parsing import ParseError, parse_csv, parse_json_dataset, parse_npz
 from service.datasets.tables import Dataset
@@ -49,8 +50,10 @@ def _parse(upload: Upload):
         raise InvalidInput(str(exc)) from None
 
 
-def create(session: Session, *, owner: str, storage: Storage, upload: Upload) -> Dataset:
+def create(session: Session, *, owner: str, storage: Storage, upload: Upload, settings=None) -> Dataset:
     """Parse, then store X.npy and y.npy atomically and commit the row last; on failure nothing is left."""
+    if settings is not None:
+        quotas.check_dataset(session, settings, owner=owner, size_bytes=upload.size_bytes)
     name, parsed = _parse(upload)
     name = (name or "dataset").strip() or "dataset"
     if len(name) > MAX_NAME:

@@ -37,8 +37,8 @@ class Upload:
             self.path = None
 
 
-def _too_large(limit: int) -> TooLarge:
-    return TooLarge(f"upload exceeds the limit of {limit:,} bytes (MLP_MAX_UPLOAD_BYTES)")
+def _too_large(limit: int, what: str = "upload") -> TooLarge:
+    return TooLarge(f"{what} exceeds the limit of {limit:,} bytes (MLP_MAX_UPLOAD_BYTES)")
 
 
 def file_kind(filename: str | None, content_type: str | None) -> str:
@@ -57,10 +57,21 @@ def file_kind(filename: str | None, content_type: str | None) -> str:
                                f"(header row, comma-separated) or an .npz file with arrays X and y")
 
 
-def _check_length(request: Request, limit: int) -> None:
+def _check_length(request: Request, limit: int, what: str = "upload") -> None:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise _too_large(limit)
+        raise _too_large(limit, what)
+
+
+async def read_body(request: Request, *, max_bytes: int, what: str = "upload") -> bytearray:
+    """The whole request body in memory, refused (413) as soon as it passes ``max_bytes``."""
+    _check_length(request, max_bytes, what)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise _too_large(max_bytes, what)
+    return body
 
 
 async def receive(request: Request, *, max_bytes: int, tmp_dir: Path) -> Upload:
@@ -69,12 +80,7 @@ async def receive(request: Request, *, max_bytes: int, tmp_dir: Path) -> Upload:
     ctype, params = parse_options_header(ctype_raw)
     ctype = ctype.decode("latin-1").lower()
     if ctype == "application/json" or ctype.endswith("+json"):
-        _check_length(request, max_bytes)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_bytes:
-                raise _too_large(max_bytes)
+        body = await read_body(request, max_bytes=max_bytes)
         return Upload(kind="json", body=body, size_bytes=len(body))
     if ctype != "multipart/form-data":
         raise UnsupportedMediaType(f"unsupported Content-Type {ctype or 'none'!r}: send multipart/form-data with a "

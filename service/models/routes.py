@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from service.auth import OwnerDep
 from service.database import SessionDep
 from service.deps import StorageDep
-from service.errors import TooLarge
+from service.datasets.upload import read_body
 from service.models import service
 from service.models.schemas import PREDICT_OPENAPI, ModelList, ModelRead, PredictResponse
 
@@ -60,24 +60,20 @@ def delete_model(model_id: str, request: Request, session: SessionDep, owner: Ow
                                              "ragged rows, non-finite values, empty inputs."}})
 async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
     """Predict labels (as uploaded) and class probabilities, or regression values, for rows of raw features."""
-    limit = request.app.state.settings.max_upload_bytes
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise TooLarge(f"body exceeds the limit of {limit:,} bytes (MLP_MAX_UPLOAD_BYTES)")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"body exceeds the limit of {limit:,} bytes (MLP_MAX_UPLOAD_BYTES)")
+    body = await read_body(request, max_bytes=request.app.state.settings.max_upload_bytes, what="body")
     cache = get_cache(request.app)
     model = cache.get(owner, model_id)
     if model is None:
         model = await run_in_threadpool(_load, request.app, request.app.state.storage, owner, model_id, cache)
     elif model.needs_check():        # bounded staleness when another API process deleted the model
         await run_in_threadpool(_revalidate, request.app, owner, model_id, cache)
-    answer = service.try_predict_inline(model, body) if len(body) <= INLINE_BYTES else None
-    if answer is None:
+    if len(body) > INLINE_BYTES:
         answer = await run_in_threadpool(service.predict_body, model, body)
+    else:                            # small bodies: parse and predict on the event loop unless the model is busy
+        X = service.parse_inputs(body, input_dim=model.input_dim)
+        answer = service.try_predict(model, X)
+        if answer is None:
+            answer = await run_in_threadpool(service.predict, model, X)
     return Response(answer, media_type="application/json")
 
 

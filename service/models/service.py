@@ -186,9 +186,8 @@ def predict_body(model: LoadedModel, body: bytes | bytearray) -> bytes:
     return predict(model, parse_inputs(body, input_dim=model.input_dim))
 
 
-def try_predict_inline(model: LoadedModel, body: bytes | bytearray) -> bytes | None:
-    """Parse and predict only if the model is free right now (never blocks the event loop); else None."""
-    X = parse_inputs(body, input_dim=model.input_dim)
+def try_predict(model: LoadedModel, X: np.ndarray) -> bytes | None:
+    """Predict only if the model is free right now (never blocks the event loop); else None."""
     if not model.lock.acquire(blocking=False):
         return None
     try:

@@ -24,7 +24,8 @@ _EXAMPLES = {
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=NetworkRead,
-             responses={422: {"description": "Invalid spec: the detail names the field (e.g. `layers[1].activation:"
+             responses={413: {"description": "More parameters than the tenant's quota_max_params."},
+                        422: {"description": "Invalid spec: the detail names the field (e.g. `layers[1].activation:"
                                              " softmax is only allowed in the last layer`) or the limit."}})
 def create_network(body: Annotated[NetworkCreate, Body(openapi_examples=_EXAMPLES)], session: SessionDep,
                    owner: OwnerDep, settings: SettingsDep) -> NetworkRead:

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import core
+from service import quotas
 from service.errors import Conflict, InvalidInput, NotFound
 from service.networks.schemas import NetworkCreate
 from service.networks.tables import Network
@@ -37,6 +38,7 @@ def create(session: Session, *, owner: str, body: NetworkCreate, settings) -> Ne
     """Validate the architecture with core.Network.from_spec and store it."""
     spec = body.to_spec()
     n_params = check_limits(spec, input_dim=body.input_dim, settings=settings)
+    quotas.check_params(settings, owner=owner, n_params=n_params)
     try:
         net = core.Network.from_spec(spec)
     except ValueError as exc:

@@ -396,3 +396,18 @@ def test_no_temp_files_after_uploads(app, client):
     upload_csv(client, b"a,b\n1,x\n")
     tmp = app.state.storage.temp_dir()
     assert os.listdir(tmp) == []
+
+
+def test_413_over_the_tenants_dataset_quotas(app, client):
+    app.state.settings.quota_max_dataset_bytes = 50
+    r = upload_csv(client, IRIS_CSV)
+    assert r.status_code == 413
+    assert r.json()["detail"].startswith(f"quota exceeded: the data set has {len(IRIS_CSV)} bytes, more than "
+                                         f"the limit quota_max_dataset_bytes (MLP_QUOTA_MAX_DATASET_BYTES)=50")
+    app.state.settings.quota_max_dataset_bytes = None
+    app.state.settings.quota_max_stored_bytes = len(IRIS_CSV) + 10
+    assert upload_csv(client, IRIS_CSV).status_code == 201
+    r = upload_csv(client, IRIS_CSV)
+    assert r.status_code == 413 and "quota_max_stored_bytes (MLP_QUOTA_MAX_STORED_BYTES)" in r.json()["detail"]
+    assert client.get("/v1/datasets").json()["total"] == 1
+    assert len([f for f in stored_files(app) if f.startswith("datasets/")]) == 2     # X.npy, y.npy of the first

@@ -187,3 +187,12 @@ def test_openapi_documents_the_layer_union_with_examples(client):
     layers = create["properties"]["layers"]["items"]
     assert layers["discriminator"]["propertyName"] == "type"
     assert "softmax" in schema["DenseLayer"]["properties"]["activation"]["enum"]
+
+
+def test_create_413_over_the_tenants_parameter_quota(app, client):
+    app.state.settings.quota_max_params = 100
+    r = client.post("/v1/networks", json=WINE)
+    assert r.status_code == 413
+    assert r.json()["detail"].startswith("quota exceeded: the network has 547 parameters, more than the limit "
+                                         "quota_max_params (MLP_QUOTA_MAX_PARAMS)=100")
+    assert client.get("/v1/networks").json()["total"] == 0
