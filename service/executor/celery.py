@@ -47,6 +47,7 @@ REPUBLISH_SECONDS = float(os.environ.get("MLP_REPUBLISH_SECONDS", "30"))
 # Redis re-delivers an unacknowledged message after this long; the lease normally acts long before.
 VISIBILITY_TIMEOUT = 6 * 3600
 HEALTH_CACHE_SECONDS = 2.0
+WORKER_NICE = 10
 
 
 def make_celery(settings) -> Celery:
@@ -318,6 +319,10 @@ def run_worker(settings, *, concurrency: int | None = None, loglevel: str = "inf
     threads = max(1, (os.cpu_count() or 1) // n)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))
+    try:  # batch work: below an API process that shares the machine (a lone worker still gets whole cores)
+        os.nice(WORKER_NICE)
+    except OSError:
+        pass
     app = make_celery(settings)
     sweeper = Sweeper(app)
 
