@@ -65,10 +65,16 @@ RUN python3 -m pip --python /opt/venv/bin/python install --no-index --no-deps /t
  && rm -rf /tmp/wheels \
  && /opt/venv/bin/mlp-service --help >/dev/null
 
+# Schema migrations (not part of the wheel): `docker run IMAGE alembic upgrade head` runs them against
+# MLP_DATABASE_URL (the scale-out setup with PostgreSQL); the embedded SQLite default needs nothing.
+COPY alembic.ini /opt/mlp-service/alembic.ini
+COPY migrations /opt/mlp-service/migrations
+
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    ALEMBIC_CONFIG=/opt/mlp-service/alembic.ini \
     MLP_DATA_DIR=/data
 
 # Unprivileged user; /data is created owned by it so a fresh named volume inherits the ownership.

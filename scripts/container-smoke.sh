@@ -146,6 +146,9 @@ if bad:
 import core, service.cli  # the packages import
 print("no compilers, no torch/pytest/sklearn, no top-level tests package")
 ' || die "image contents check failed"
+eng run --rm -e MLP_DATA_DIR=/tmp/migrate "$IMAGE" alembic upgrade head >/dev/null \
+  || die "'alembic upgrade head' failed in the image (on an empty SQLite database)"
+log "'alembic upgrade head' runs in the image"
 if eng run --rm "$IMAGE" mlp-service worker --help >/dev/null 2>&1; then
   log "'mlp-service worker --help' runs in the image"
 else
