@@ -13,6 +13,7 @@ from service.datasets import service, upload
 from service.datasets.schemas import UPLOAD_OPENAPI, DatasetList, DatasetRead
 from service.deps import SettingsDep, StorageDep
 
+MAX_OFFSET = 2**31 - 1            # keeps OFFSET within every database's integer range
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 _ERRORS = {404: {"description": "No data set with this id (for this caller)."}}
@@ -46,7 +47,7 @@ async def create_dataset(request: Request, session: SessionDep, owner: OwnerDep,
 
 @router.get("", response_model=DatasetList)
 def list_datasets(session: SessionDep, owner: OwnerDep, limit: int = Query(50, ge=1, le=1000),
-                  offset: int = Query(0, ge=0)) -> DatasetList:
+                  offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> DatasetList:
     """List data sets, newest first."""
     rows, total = service.list_(session, owner=owner, limit=limit, offset=offset)
     return DatasetList(items=[DatasetRead.model_validate(r) for r in rows], total=total)

@@ -14,6 +14,7 @@ from service.datasets.upload import read_body
 from service.models import service
 from service.models.schemas import PREDICT_OPENAPI, ModelList, ModelRead, PredictResponse
 
+MAX_OFFSET = 2**31 - 1            # keeps OFFSET within every database's integer range
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 _ERRORS = {404: {"description": "No model with this id (for this caller)."}}
@@ -34,7 +35,7 @@ def get_cache(app: FastAPI) -> service.ModelCache:
 
 @router.get("", response_model=ModelList)
 def list_models(session: SessionDep, owner: OwnerDep, limit: int = Query(50, ge=1, le=1000),
-                offset: int = Query(0, ge=0), job_id: str | None = None) -> ModelList:
+                offset: int = Query(0, ge=0, le=MAX_OFFSET), job_id: str | None = None) -> ModelList:
     """List trained models, newest first (optionally those of one job)."""
     rows, total = service.list_(session, owner=owner, limit=limit, offset=offset, job_id=job_id)
     return ModelList(items=[ModelRead.model_validate(r) for r in rows], total=total)

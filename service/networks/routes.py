@@ -13,6 +13,7 @@ from service.networks import service
 from service.networks.schemas import (BINARY_EXAMPLE, REGRESSION_EXAMPLE, WINE_EXAMPLE, NetworkCreate, NetworkList,
                                       NetworkRead)
 
+MAX_OFFSET = 2**31 - 1            # keeps OFFSET within every database's integer range
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
 
 _ERRORS = {404: {"description": "No network with this id (for this caller)."}}
@@ -35,7 +36,7 @@ def create_network(body: Annotated[NetworkCreate, Body(openapi_examples=_EXAMPLE
 
 @router.get("", response_model=NetworkList)
 def list_networks(session: SessionDep, owner: OwnerDep, limit: int = Query(50, ge=1, le=1000),
-                  offset: int = Query(0, ge=0)) -> NetworkList:
+                  offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> NetworkList:
     """List networks, newest first."""
     rows, total = service.list_(session, owner=owner, limit=limit, offset=offset)
     return NetworkList(items=[NetworkRead.from_row(r) for r in rows], total=total)

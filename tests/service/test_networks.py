@@ -196,3 +196,9 @@ def test_create_413_over_the_tenants_parameter_quota(app, client):
     assert r.json()["detail"].startswith("quota exceeded: the network has 547 parameters, more than the limit "
                                          "quota_max_params (MLP_QUOTA_MAX_PARAMS)=100")
     assert client.get("/v1/networks").json()["total"] == 0
+
+
+def test_list_422_offset_out_of_range(client):
+    r = client.get("/v1/networks", params={"offset": 10**30})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["query", "offset"]
