@@ -63,7 +63,7 @@ cleanup() {
       echo "----------------------------------" >&2
     fi
   fi
-  if [[ $CREATED_CTR -eq 1 ]]; then "$ENGINE" rm -f "$CTR" >/dev/null 2>&1 || true; fi
+  if [[ $CREATED_CTR -eq 1 ]]; then "$ENGINE" rm -f -v "$CTR" >/dev/null 2>&1 || true; fi
   if [[ $CREATED_VOL -eq 1 ]]; then "$ENGINE" volume rm -f "$VOL" >/dev/null 2>&1 || true; fi
   rm -rf "$TMP"
   exit "$rc"
@@ -278,7 +278,7 @@ check_persisted "after restart"
 step recreate
 # A restart keeps the container's own filesystem; a new container on the same volume proves that
 # everything lives in /data.
-eng rm -f "$CTR" >/dev/null
+eng rm -f -v "$CTR" >/dev/null
 CREATED_CTR=0
 t0=$(now)
 run_container
