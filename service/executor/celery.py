@@ -34,7 +34,7 @@ from sqlalchemy import func, select, update
 
 from service.database import make_engine, make_sessionmaker, utcnow
 from service.executor.base import Executor
-from service.jobs.tables import QUEUED, RUNNING, Job
+from service.jobs.tables import FAILED, QUEUED, RUNNING, Job
 
 log = logging.getLogger("service.executor.celery")
 
@@ -217,6 +217,15 @@ def _runtime(app: Celery) -> "_TaskRuntime":
     return _RUNTIME
 
 
+DB_CONNECTION_ERRORS = ("OperationalError", "InterfaceError", "DisconnectionError")
+
+
+def _database_unreachable(error: str | None) -> bool:
+    """Whether the worker's failure message is a lost database connection (see Worker.run_job)."""
+    prefix = "internal error while training: "
+    return bool(error) and error.startswith(prefix) and error[len(prefix):].split(":", 1)[0] in DB_CONNECTION_ERRORS
+
+
 class _TaskRuntime:
     """A pool process's trainer: A's embedded Worker, fed by Celery tasks instead of a pipe."""
 
@@ -231,6 +240,15 @@ class _TaskRuntime:
 
             def _parent_alive(self) -> bool:
                 return True
+
+            def _finish(self, job_id: str, attempt: int, status: str, error: str | None = None) -> None:
+                if status == FAILED and _database_unreachable(error):
+                    # Not the job's fault: leave it running without a heartbeat; once the database is back a
+                    # sweeper sees the expired lease and another attempt resumes from the last checkpoint.
+                    log.warning("job %s: attempt %d lost the database (%s); it will be taken over", job_id,
+                                attempt, error)
+                    return
+                super()._finish(job_id, attempt, status, error)
 
         self.app = app
         self.worker = CeleryWorker(app.mlp_settings, conn=None, parent_pid=os.getppid())

@@ -132,11 +132,19 @@ class PostgresServer:
         data = self.dir / "data"
         self._run(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--no-sync")
+        return self.resume()
+
+    def resume(self) -> "PostgresServer":
+        """Start the server (again) on the same port and data."""
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(self.dir / "pg.log"), "-w",
-                  "-t", "60", "start")
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-o", opts, "-l",
+                  str(self.dir / "pg.log"), "-w", "-t", "60", "start")
         return self
+
+    def pause(self) -> None:
+        """Stop the server abruptly, keeping its data (an outage)."""
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
 
     @property
     def url(self) -> str:
@@ -144,7 +152,9 @@ class PostgresServer:
 
     def stop(self) -> None:
         try:
-            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+            self.pause()
+        except RuntimeError:
+            pass  # already stopped
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -172,6 +182,14 @@ def postgres_url(postgres_admin_url):
     yield postgres_admin_url.rsplit("/", 1)[0] + "/" + name
     with psycopg.connect(plain, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_server():
+    """A PostgreSQL server this test controls (pause/resume); always local."""
+    srv = PostgresServer().start()
+    yield srv
+    srv.stop()
 
 
 # -- moto S3 ---------------------------------------------------------------------------------------------------
@@ -213,6 +231,7 @@ class Proc:
         self.proc = subprocess.Popen(service_command() + args, cwd=str(ROOT), env=env, stdout=self._fh,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = self.proc.pid
+        self.is_worker = False
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -221,7 +240,7 @@ class Proc:
         """SIGKILL the whole process group (the worker and all its pool processes)."""
         try:
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait(timeout=10)
 
@@ -234,10 +253,11 @@ class Proc:
                 pass
         try:
             os.killpg(self.pid, signal.SIGKILL)  # leftovers of the group
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait(timeout=10)
-        self._fh.close()
+        if not self._fh.closed:
+            self._fh.close()
 
     def log(self) -> str:
         try:
@@ -288,22 +308,34 @@ class Cluster:
         raise RuntimeError(f"API did not answer within {timeout}s:\n{p.log()}")
 
     def worker(self, *, concurrency: int = 1, timeout: float = 60.0, env: dict | None = None) -> Proc:
-        log = self.tmp / f"worker-{len(self.procs)}.log"
-        p = Proc(["worker", "--concurrency", str(concurrency)], dict(self.env, **(env or {})), log)
-        self.procs.append(p)
+        return self.workers(1, concurrency=concurrency, timeout=timeout, env=env)[0]
+
+    def workers(self, n: int, *, concurrency: int = 1, timeout: float = 60.0, env: dict | None = None) -> list[Proc]:
+        """Start ``n`` ``mlp-service worker`` processes at once and wait until each is ready."""
+        started = []
+        for _ in range(n):
+            log = self.tmp / f"worker-{len(self.procs)}.log"
+            p = Proc(["worker", "--concurrency", str(concurrency)], dict(self.env, **(env or {})), log)
+            p.is_worker = True
+            self.procs.append(p)
+            started.append(p)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not p.alive():
-                raise RuntimeError(f"worker exited with {p.proc.returncode}:\n{p.log()}")
-            if " ready." in p.log():
-                return p
-            time.sleep(0.1)
-        raise RuntimeError(f"worker not ready within {timeout}s:\n{p.log()}")
+        for p in started:
+            while " ready." not in p.log():
+                if not p.alive():
+                    raise RuntimeError(f"worker exited with {p.proc.returncode}:\n{p.log()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"worker not ready within {timeout}s:\n{p.log()}")
+                time.sleep(0.1)
+        return started
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.log_path.name}\n{p.log()}" for p in self.procs)
 
     def close(self) -> None:
+        for p in self.procs:  # workers first, at once (their graceful shutdown is not under test)
+            if getattr(p, "is_worker", False):
+                p.kill_group()
         for p in reversed(self.procs):
             p.stop()
 

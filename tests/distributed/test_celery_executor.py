@@ -64,7 +64,7 @@ def test_cancel_reaches_remote_worker_quickly(cluster, redis_url, postgres_url):
 def test_redelivered_task_does_not_make_a_second_writer(cluster, redis_url, postgres_url):
     c = cluster(database_url=postgres_url, broker_url=redis_url)
     api = c.api()
-    w1, w2 = c.worker(), c.worker()
+    w1, w2 = c.workers(2)
     app = make_celery(Settings(broker_url=redis_url, database_url=postgres_url, data_dir=c.data_dir))
     with api.client() as http:
         net_id, ds_id, _ = setup_data(http)
@@ -113,3 +113,23 @@ def test_jobs_whose_messages_were_lost_are_republished(cluster, redis_server, po
         redis_server.start()
         job = _assert_once(http, r.json()["id"], 3)
         assert job["attempt"] == 1
+
+
+def test_database_outage_neither_loses_nor_duplicates_a_job(cluster, redis_url, postgres_server):
+    # A shorter lease than the default 15 s, only to keep the test short.
+    c = cluster(database_url=postgres_server.url, broker_url=redis_url,
+                extra_env={"MLP_LEASE_SECONDS": "6", "MLP_LEASE_HEARTBEAT_SECONDS": "1", "MLP_SWEEP_SECONDS": "1"})
+    api = c.api()
+    c.worker()
+    with api.client() as http:
+        net_id, ds_id, _ = setup_data(http, n=1500)
+        job_id = http.post("/v1/jobs", json=job_body(net_id, ds_id, 5, epochs=20)).json()["id"]
+        wait_job(http, job_id, cond=lambda j: j["status"] == "running" and j["progress"]["epoch"] >= 2)
+        postgres_server.pause()
+        time.sleep(4)
+        postgres_server.resume()
+        job = wait_job(http, job_id, timeout=120)
+        assert job["status"] == "succeeded", f"{job}\n{c.logs()}"
+        items = http.get(f"/v1/jobs/{job_id}/metrics").json()["items"]
+        assert [m["epoch"] for m in items] == list(range(1, 21))
+        assert http.get("/v1/models").json()["total"] == 1
