@@ -19,7 +19,7 @@ ARG PIP_EXTRA_INDEX_URL
 ARG PIP_TRUSTED_HOST
 ARG PIP_FIND_LINKS
 ARG PIP_DEFAULT_TIMEOUT=120
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 COPY pyproject.toml ./
 # Only pyproject.toml is in this layer, so the (slow) dependency wheels are rebuilt only when the
@@ -41,7 +41,7 @@ RUN pip wheel --no-deps --wheel-dir /wheels/app . \
 # Installed here and copied whole into the runtime stage, so the wheel files never become an
 # image layer. Same base image as the runtime, so the venv's interpreter links stay valid.
 FROM ${BASE_IMAGE} AS venv
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 COPY --from=deps /wheels/deps /tmp/wheels/deps
 # The venv has no pip of its own (nothing is installed at run time): the base image's pip installs
 # into it. Third-party test suites (numpy/**/tests, ...) are dropped.
@@ -56,7 +56,8 @@ FROM ${BASE_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="mlp-service" \
       org.opencontainers.image.description="REST service that trains multilayer perceptrons (NumPy engine)"
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
 
 # Dependencies (a layer that changes only with pyproject.toml), then the project's own wheel.
 COPY --from=venv /opt/venv /opt/venv
