@@ -383,3 +383,36 @@ def test_openapi_shows_optimizer_union(client):
     assert {"SGDOptimizer", "AdamOptimizer", "JobCreate", "JobRead"} <= set(comps)
     opt = comps["JobCreate"]["properties"]["optimizer"]
     assert opt["discriminator"]["propertyName"] == "type"
+
+
+# -- the queue and its fence (service level) ------------------------------------------------------------------
+def test_stale_attempt_cannot_write(tmp_path, make_network, make_dataset):
+    from service.jobs import service as jobs_service
+
+    app = create_app(Settings(data_dir=tmp_path / "d", workers=0))
+    with TestClient(app) as client:
+        X, y = blobs()
+        net, ds = make_network(client, mlp_spec(3)), make_dataset(client, X, y)
+        job_id = _job(client, net, ds).json()["id"]
+        Session = app.state.sessionmaker
+        with Session() as s:
+            assert jobs_service.claim_next(s, worker="w1") == (job_id, 1)
+            assert jobs_service.claim_next(s, worker="w2") is None  # nothing else queued
+            assert jobs_service.record_epochs(s, job_id=job_id, attempt=1, owner="default",
+                                              history=[{"epoch": 1, "train_loss": 1.0}], best_epoch=1)
+            assert jobs_service.requeue_interrupted(s) == [job_id]  # a restart: back to the queue
+            assert jobs_service.claim_next(s, worker="w2") == (job_id, 2)
+            # The first worker is fenced out of every write.
+            assert not jobs_service.record_epochs(s, job_id=job_id, attempt=1, owner="default",
+                                                  history=[{"epoch": 2, "train_loss": 0.5}], best_epoch=2)
+            assert not jobs_service.finish(s, job_id=job_id, attempt=1, status="failed", error="stale")
+            assert jobs_service.should_stop(s, job_id=job_id, attempt=1) == "lost"
+            assert jobs_service.should_stop(s, job_id=job_id, attempt=2) is None
+            # Epochs are recorded once, whoever reports them.
+            assert jobs_service.record_epochs(s, job_id=job_id, attempt=2, owner="default",
+                                              history=[{"epoch": 1, "train_loss": 9.0},
+                                                       {"epoch": 2, "train_loss": 0.4}], best_epoch=2)
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "running" and job["attempt"] == 2 and job["progress"]["epoch"] == 2
+        items = client.get(f"/v1/jobs/{job_id}/metrics").json()["items"]
+        assert [(m["epoch"], m["train_loss"]) for m in items] == [(1, 1.0), (2, 0.4)]
