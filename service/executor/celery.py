@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from celery import Celery, signals
 from sqlalchemy import func, select, update
@@ -252,23 +254,35 @@ class _TaskRuntime:
 
         self.app = app
         self.worker = CeleryWorker(app.mlp_settings, conn=None, parent_pid=os.getppid())
+        self.running = False
 
     def run(self, job_id: str) -> str:
         w = self.worker
+        if w.shutdown:  # the worker is stopping: leave the job to another one
+            publish(self.app, job_id)
+            return "handed over"
         with w.Session() as session:
             attempt = claim(session, job_id=job_id, worker=w.name)
         if attempt is None:
             log.info("job %s: not claimable (done, cancelled, or held by a live worker); task dropped", job_id)
             return "skipped"
+        if threading.current_thread() is threading.main_thread():
+            _install_pool_process_handler()
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job_id, attempt, stop), daemon=True,
                                 name=f"lease-{job_id[:8]}")
         beat.start()
+        self.running = True
         try:
             w.run_job(job_id, attempt)
         finally:
+            self.running = False
             stop.set()
             beat.join(timeout=5)
+        if w.shutdown:  # stopped at a minibatch and requeued by run_job: wake another worker for it
+            publish(self.app, job_id)
+            log.info("job %s: handed back to the queue at shutdown; resumes from its checkpoint", job_id)
+            return "handed over"
         return "ran"
 
     def _heartbeat(self, job_id: str, attempt: int, stop: threading.Event) -> None:
@@ -279,6 +293,53 @@ class _TaskRuntime:
                         return  # finished or fenced out; the trainer notices on its next poll
             except Exception as exc:  # noqa: BLE001 - a database blip: try again next beat
                 log.warning("job %s: lease renewal failed: %s", job_id, exc)
+
+
+# -- graceful stop: SIGTERM to the worker hands running jobs back at the next minibatch ------------------------
+_PREVIOUS_SIGTERM = None
+
+
+def _pool_process_sigterm(signum, frame) -> None:
+    """In a pool process: stop the running job at its next minibatch (requeued); when idle, what it did before."""
+    if _RUNTIME is not None and _RUNTIME_PID == os.getpid() and _RUNTIME.running:
+        _RUNTIME.worker.shutdown = True
+        return
+    if callable(_PREVIOUS_SIGTERM):
+        _PREVIOUS_SIGTERM(signum, frame)
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_pool_process_handler() -> None:
+    """Called in the pool process's main thread when a job starts (billiard resets handlers after fork)."""
+    global _PREVIOUS_SIGTERM
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not _pool_process_sigterm:
+        _PREVIOUS_SIGTERM = current
+        signal.signal(signal.SIGTERM, _pool_process_sigterm)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _on_warm_shutdown(how: str = "", **_kw) -> None:
+    """Celery's warm shutdown waits for running tasks; tell them to hand their jobs back instead."""
+    if how != "Warm":
+        return
+    for pid in _children(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
 
 
 # -- worker main process: the sweeper ---------------------------------------------------------------------------
@@ -352,6 +413,7 @@ def run_worker(settings, *, concurrency: int | None = None, loglevel: str = "inf
 
     signals.worker_ready.connect(_ready, weak=False)
     signals.worker_shutdown.connect(_down, weak=False)
+    signals.worker_shutting_down.connect(_on_warm_shutdown, weak=False)
     app.worker_main(["worker", f"--concurrency={n}", "--pool=prefork", f"--loglevel={loglevel.upper()}",
                      f"--hostname=mlp-{os.getpid()}@{socket.gethostname()}", "-Q", QUEUE,
                      "--without-gossip", "--without-mingle", "--without-heartbeat"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import httpx
@@ -133,3 +135,22 @@ def test_database_outage_neither_loses_nor_duplicates_a_job(cluster, redis_url, 
         items = http.get(f"/v1/jobs/{job_id}/metrics").json()["items"]
         assert [m["epoch"] for m in items] == list(range(1, 21))
         assert http.get("/v1/models").json()["total"] == 1
+
+
+def test_sigterm_hands_the_running_job_to_another_worker(cluster, redis_url):
+    c = cluster(database_url=None, broker_url=redis_url)
+    api = c.api()
+    first = c.worker()
+    with api.client() as http:
+        net_id, ds_id, _ = setup_data(http, n=1500)
+        job_id = http.post("/v1/jobs", json=job_body(net_id, ds_id, 6, epochs=30)).json()["id"]
+        wait_job(http, job_id, cond=lambda j: j["status"] == "running" and j["progress"]["epoch"] >= 2)
+        t0 = time.monotonic()
+        os.kill(first.pid, signal.SIGTERM)  # e.g. `docker compose stop` or scaling down
+        first.proc.wait(timeout=30)
+        assert time.monotonic() - t0 < 10, "the worker waited for the job instead of handing it back"
+        assert http.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
+        c.worker()
+        job = _assert_once(http, job_id, 30)
+        assert job["attempt"] == 2
+    assert f"job {job_id}: handed back to the queue at shutdown" in first.log()
