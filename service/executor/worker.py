@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import traceback
 
@@ -27,6 +28,63 @@ CANCEL_POLL_SECONDS = 0.2
 
 class LostJob(Exception):
     """This worker no longer holds the job (its attempt was fenced out)."""
+
+
+class EpochWriter(threading.Thread):
+    """Writes each epoch's checkpoint and then commits its metrics, off the training thread.
+
+    Training never waits for the disk: the callback hands over (metrics, state) and goes on. If the writer is
+    behind, it saves only the newest state and commits every epoch's metrics up to it, so the invariant holds
+    that no epoch is committed before a checkpoint at least that far is durable. ``close`` drains the queue and
+    re-raises the writer's error (e.g. LostJob when the attempt was fenced out).
+    """
+
+    def __init__(self, save, record):
+        super().__init__(name="epoch-writer", daemon=True)
+        self._save, self._record = save, record
+        self._cond = threading.Condition()
+        self._metrics: list[dict] = []
+        self._latest = None
+        self._closed = False
+        self.error: BaseException | None = None
+
+    def put(self, metrics: dict, state, best_epoch: int | None) -> None:
+        with self._cond:
+            if self.error is not None:
+                raise self.error
+            self._metrics.append(metrics)
+            self._latest = (state, best_epoch)
+            self._cond.notify()
+
+    def check(self) -> None:
+        """Raise the writer's error, if any (polled from should_stop)."""
+        if self.error is not None:
+            raise self.error
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._metrics and not self._closed:
+                    self._cond.wait()
+                if not self._metrics:
+                    return
+                batch, (state, best_epoch) = self._metrics, self._latest
+                self._metrics, self._latest = [], None
+            try:
+                self._save(state)
+                self._record(batch, best_epoch)
+            except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+                with self._cond:
+                    self.error = exc
+                return
+
+    def close(self) -> None:
+        """Wait until every handed-over epoch is written; raise the writer's error."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self.join()
+        self.check()
 
 
 def checkpoint_key(job_id: str) -> str:
@@ -145,6 +203,7 @@ class Worker:
         last_check = [time.monotonic()]
 
         def should_stop() -> bool:
+            writer.check()
             self._drain()
             if self.shutdown:
                 stop_reason.append("shutdown")
@@ -169,19 +228,34 @@ class Worker:
                 return True
             return False
 
-        def on_epoch(metrics: dict, state: core.TrainingState) -> bool:
+        def save_checkpoint(state: core.TrainingState) -> None:
             state.save(ckpt_path)  # atomic: temp file, fsync, rename
             self._publish(checkpoint_key(job_id))
-            self._record(job, attempt, [metrics], state.early.get("best_epoch"))
+
+        writer = EpochWriter(save_checkpoint, lambda batch, best: self._record(job, attempt, batch, best))
+        writer.start()
+
+        def on_epoch(metrics: dict, state: core.TrainingState) -> bool:
+            writer.put(metrics, state, state.early.get("best_epoch"))
             return False
 
         optimizer = dict(params["optimizer"])
-        history = core.fit(
-            net, X, y, epochs=params["epochs"], batch_size=params["batch_size"], optimizer=optimizer,
-            weight_decay=params["weight_decay"], validation=validation,
-            validation_split=params["validation_split"], early_stopping=params.get("early_stopping"),
-            standardize=params["standardize"], seed=params["seed"], callback=on_epoch,
-            should_stop=should_stop, resume=resume)
+        try:
+            history = core.fit(
+                net, X, y, epochs=params["epochs"], batch_size=params["batch_size"], optimizer=optimizer,
+                weight_decay=params["weight_decay"], validation=validation,
+                validation_split=params["validation_split"], early_stopping=params.get("early_stopping"),
+                standardize=params["standardize"], seed=params["seed"], callback=on_epoch,
+                should_stop=should_stop, resume=resume)
+        except BaseException:
+            try:  # record the epochs that did finish before the job is marked failed/cancelled/requeued
+                writer.close()
+            except LostJob:
+                raise
+            except Exception:  # noqa: BLE001 - the training error is the one to report
+                log.exception("job %s: writing the last epochs failed", job_id)
+            raise
+        writer.close()
 
         net.meta = {"job_id": job_id, "network_id": network.id, "dataset_id": dataset.id,
                     "task": dataset.task, "classes": dataset.classes, "feature_names": dataset.feature_names}
