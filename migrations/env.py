@@ -3,8 +3,9 @@
 The URL is, in order: ``-x url=...``, the config's ``sqlalchemy.url`` (tests set it), ``MLP_DATABASE_URL``
 (through ``Settings``, so the default SQLite file under ``MLP_DATA_DIR`` too).
 
-A database made by ``create_all`` (what ``create_app`` does on start-up) has the tables of the first revision
-but no ``alembic_version``: it is stamped at that revision first, then upgraded like any other.
+A database made by ``create_all`` (what ``create_app`` does on start-up) has tables but no ``alembic_version``:
+it is stamped at ``head`` when its schema equals the code's, otherwise at the first revision (a database made by
+an older release), and then upgraded like any other; revisions check for tables create_all may have made.
 On PostgreSQL an advisory lock serialises concurrent ``upgrade`` runs (several containers starting at once).
 """
 
@@ -15,6 +16,7 @@ from logging.config import fileConfig
 from types import SimpleNamespace
 
 from alembic import context
+from alembic.autogenerate import compare_metadata
 from sqlalchemy import inspect, text
 
 from service.database import TABLE_MODULES, Base, make_engine
@@ -58,7 +60,10 @@ def run_migrations_online() -> None:
                               compare_type=True)
             insp = inspect(connection)
             if not insp.has_table("alembic_version") and insp.has_table("jobs"):
-                context.get_context().stamp(context.script, INITIAL_REVISION)
+                # Made by create_all: at head if it matches the code exactly, else at the first revision
+                # (later revisions then skip what create_all already made).
+                current = not compare_metadata(context.get_context(), target_metadata)
+                context.get_context().stamp(context.script, "head" if current else INITIAL_REVISION)
                 connection.commit()
             with context.begin_transaction():
                 context.run_migrations()
