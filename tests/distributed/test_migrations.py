@@ -65,3 +65,13 @@ def test_database_made_by_create_all_is_adopted(db_url):
     command.upgrade(_config(db_url), "head")  # stamps the initial revision instead of re-creating tables
     assert "alembic_version" in _tables(db_url)
     assert _diff(db_url) == []
+
+
+def test_database_of_an_older_release_without_alembic_version_is_upgraded(db_url):
+    command.upgrade(_config(db_url), "0001")  # the tables the first release's create_all made
+    engine = make_engine(SimpleNamespace(database_url=db_url))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+    engine.dispose()
+    command.upgrade(_config(db_url), "head")
+    assert _diff(db_url) == []
