@@ -136,19 +136,21 @@ def api_fit(http: httpx.Client, body: dict, n: int) -> tuple[float, float, float
     return n * body["epochs"] / server_wall, epoch, client_wall, job["model_id"]
 
 
-def bench_training(http: httpx.Client, X, y, epochs: int, data_dir: Path, rounds: int) -> dict:
-    """Direct and API runs alternate (direct first and last); the best of each is compared, so a machine that
-    is busy for a while (other processes) penalises neither side alone."""
-    n = X.shape[0]
+def upload_bench_data(http: httpx.Client, X, y, data_dir: Path) -> tuple[dict, dict]:
+    """Upload the synthetic data set (.npz, multipart) and create the benchmark network."""
     npz = data_dir.parent / "bench.npz"
     np.savez(npz, X=X, y=y)
     with open(npz, "rb") as f:
         ds = ok(http.post("/v1/datasets", files={"file": ("bench.npz", f, "application/x-npz")},
                           data={"name": "bench-60k", "task": "classification"}, timeout=600), 201)
     npz.unlink()
-    net = ok(http.post("/v1/networks", json=SPEC), 201)
-    body = {"network_id": net["id"], "dataset_id": ds["id"], "epochs": epochs, "batch_size": BATCH,
-            "optimizer": OPTIMIZER, "standardize": False, "seed": 0}
+    return ds, ok(http.post("/v1/networks", json=SPEC), 201)
+
+
+def bench_training(http: httpx.Client, X, y, body: dict, rounds: int) -> dict:
+    """Direct and API runs alternate (direct first and last); the best of each is compared, so a machine that
+    is busy for a while (other processes) penalises neither side alone."""
+    n, epochs = X.shape[0], body["epochs"]
     ok(http.post("/v1/jobs", json=dict(body, epochs=1)), 202)  # starts the (lazily spawned) worker
     direct, api = [direct_fit(X, y, epochs)], []
     for _ in range(rounds):
@@ -161,8 +163,7 @@ def bench_training(http: httpx.Client, X, y, epochs: int, data_dir: Path, rounds
             "api_runs": [round(a[0]) for a in api],
             "direct_epoch_samples_per_s": max(d[1] for d in direct),
             "api_epoch_samples_per_s": max(a[1] for a in api),
-            "api_client_wall_s": min(a[2] for a in api),
-            "model_id": api[-1][3], "dataset_id": ds["id"], "network_id": net["id"]}
+            "api_client_wall_s": min(a[2] for a in api), "model_id": api[-1][3]}
 
 
 def bench_predict(http: httpx.Client, model_id: str, X, rounds: int) -> dict:
@@ -261,6 +262,7 @@ def main() -> None:
     ap.add_argument("--csv-mb", type=float, default=100.0)
     ap.add_argument("--poll-seconds", type=float, default=10.0)
     ap.add_argument("--predict-rounds", type=int, default=1000)
+    ap.add_argument("--only", default="abcd", help="which parts to run, e.g. 'b' or 'ac'")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args()
 
@@ -275,34 +277,42 @@ def main() -> None:
     srv = Server(data_dir, workers=1)
     try:
         with httpx.Client(base_url=srv.url, timeout=60) as http:
-            a = results["training"] = bench_training(http, X, y, args.epochs, data_dir, args.rounds)
-            print(f"(a) training: API {a['api_samples_per_s']:,.0f} samples/s vs core.fit "
-                  f"{a['direct_samples_per_s']:,.0f} samples/s -> {a['ratio']:.3f}x (target >= 0.95); "
-                  f"per-epoch loop {a['api_epoch_samples_per_s']:,.0f} vs {a['direct_epoch_samples_per_s']:,.0f}; "
-                  f"runs API {a['api_runs']} direct {a['direct_runs']}",
-                  flush=True)
-            c = results["predict"] = bench_predict(http, a["model_id"], X, args.predict_rounds)
-            print(f"(c) one-row predict p50 {c['predict_1row_p50_ms']:.3f} ms vs /healthz p50 "
-                  f"{c['healthz_p50_ms']:.3f} ms -> {c['ratio']:.2f}x (target <= 1.5); 1000x784 predict p50 "
-                  f"{c['predict_1000x784_p50_ms']:.1f} ms (target <= 150)", flush=True)
-            d = results["csv_upload"] = bench_csv(http, tmp, args.csv_mb)
-            print(f"(d) CSV upload+parse: {d['csv_mb']:.1f} MB ({d['rows']:,} rows x {d['columns']} columns) in "
-                  f"{d['seconds']:.2f} s -> {d['mb_per_s']:.1f} MB/s", flush=True)
+            ds, net = upload_bench_data(http, X, y, data_dir)
+            body = {"network_id": net["id"], "dataset_id": ds["id"], "epochs": args.epochs, "batch_size": BATCH,
+                    "optimizer": OPTIMIZER, "standardize": False, "seed": 0}
+            if "a" in args.only:
+                a = results["training"] = bench_training(http, X, y, body, args.rounds)
+                model_id = a["model_id"]
+                print(f"(a) training: API {a['api_samples_per_s']:,.0f} samples/s vs core.fit "
+                      f"{a['direct_samples_per_s']:,.0f} samples/s -> {a['ratio']:.3f}x (target >= 0.95); per-epoch "
+                      f"loop {a['api_epoch_samples_per_s']:,.0f} vs {a['direct_epoch_samples_per_s']:,.0f}; runs API "
+                      f"{a['api_runs']} direct {a['direct_runs']}", flush=True)
+            if "c" in args.only:
+                if "a" not in args.only:
+                    model_id = wait_job(http, ok(http.post("/v1/jobs", json=dict(body, epochs=1)), 202)["id"])[
+                        "model_id"]
+                c = results["predict"] = bench_predict(http, model_id, X, args.predict_rounds)
+                print(f"(c) one-row predict p50 {c['predict_1row_p50_ms']:.3f} ms vs /healthz p50 "
+                      f"{c['healthz_p50_ms']:.3f} ms -> {c['ratio']:.2f}x (target <= 1.5); 1000x784 predict p50 "
+                      f"{c['predict_1000x784_p50_ms']:.1f} ms (target <= 150)", flush=True)
+            if "d" in args.only:
+                d = results["csv_upload"] = bench_csv(http, tmp, args.csv_mb)
+                print(f"(d) CSV upload+parse: {d['csv_mb']:.1f} MB ({d['rows']:,} rows x {d['columns']} columns) "
+                      f"in {d['seconds']:.2f} s -> {d['mb_per_s']:.1f} MB/s", flush=True)
     finally:
         srv.stop()
 
-    srv = Server(data_dir, workers=CORES)
-    try:
-        with httpx.Client(base_url=srv.url, timeout=60) as http:
-            a = results["training"]
-            body = {"network_id": a["network_id"], "dataset_id": a["dataset_id"], "epochs": 1000,
-                    "batch_size": BATCH, "optimizer": OPTIMIZER, "standardize": False, "seed": 0}
-            b = results["polling"] = bench_polling(http, srv.url, body, CORES, args.poll_seconds, 8)
-            print(f"(b) GET /v1/jobs/{{id}} with {b['clients']} clients while {b['workers_training']}/{b['workers']} "
-                  f"workers train: p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms (target <= 25), "
-                  f"{b['requests']} requests", flush=True)
-    finally:
-        srv.stop()
+    if "b" in args.only:
+        srv = Server(data_dir, workers=CORES)
+        try:
+            with httpx.Client(base_url=srv.url, timeout=60) as http:
+                b = results["polling"] = bench_polling(http, srv.url, dict(body, epochs=1000), CORES,
+                                                       args.poll_seconds, 8)
+                print(f"(b) GET /v1/jobs/{{id}} with {b['clients']} clients while {b['workers_training']}/"
+                      f"{b['workers']} workers train: p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms "
+                      f"(target <= 25), {b['requests']} requests", flush=True)
+        finally:
+            srv.stop()
     print(f"load average after: {os.getloadavg()[0]:.2f} (other processes on the machine skew every figure)")
     if args.json:
         print(json.dumps(results, indent=2))

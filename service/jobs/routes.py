@@ -47,9 +47,15 @@ def list_jobs(session: SessionDep, owner: OwnerDep, status: JobStatus | None = N
 
 
 @router.get("/{job_id}", response_model=JobRead, responses={404: {"description": "Unknown job"}})
-def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobRead:
+async def get_job(job_id: str, request: Request, owner: OwnerDep) -> JobRead:
     """Status, progress, latest metrics, best epoch, model id and error of a job."""
-    return JobRead.from_row(service.get_or_raise(session, owner=owner, job_id=job_id))
+    # The endpoint clients poll: one threadpool round trip for the read (a sync route with a response model
+    # costs two: the endpoint, then the response validation).
+    def read() -> JobRead:
+        with request.app.state.sessionmaker() as session:
+            return JobRead.from_row(service.get_or_raise(session, owner=owner, job_id=job_id))
+
+    return await run_in_threadpool(read)
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsList, responses={404: {"description": "Unknown job"}})
