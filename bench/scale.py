@@ -99,8 +99,9 @@ def run(n_workers: int, args, tmp: Path, broker_url: str, database_url: str) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=12)
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--rows", type=int, default=3000)
+    ap.add_argument("--repeat", type=int, default=2, help="rounds per setting; the best is reported")
     ap.add_argument("--sqlite", action="store_true", help="SQLite on the shared directory instead of PostgreSQL")
     args = ap.parse_args()
 
@@ -111,13 +112,19 @@ def main() -> None:
     if not args.sqlite and not os.environ.get("MLP_TEST_POSTGRES_URL"):
         pg = PostgresServer().start()
     try:
-        results = []
-        for n in (1, 2):
-            if args.sqlite:
-                db = f"sqlite:///{tmp / f'w{n}.db'}"
-            else:
-                db = _fresh_pg_db(os.environ.get("MLP_TEST_POSTGRES_URL") or pg.url)
-            results.append(run(n, args, tmp, broker_url, db))
+        rounds: dict[int, list[dict]] = {1: [], 2: []}
+        for i in range(args.repeat):  # alternating 1, 2, 1, 2, ... so a busy spell hits both settings
+            for n in (1, 2):
+                if args.sqlite:
+                    db = f"sqlite:///{tmp / f'r{i}w{n}.db'}"
+                else:
+                    db = _fresh_pg_db(os.environ.get("MLP_TEST_POSTGRES_URL") or pg.url)
+                r = run(n, args, tmp / f"round{i}", broker_url, db)
+                rounds[n].append(r)
+                print(f"round {i + 1}: {n} worker(s): {r['jobs_per_min']:.1f} jobs/min, p99 {r['p99_ms']:.1f} ms",
+                      flush=True)
+        # Best round of each setting: other load on the machine only ever slows a round down.
+        results = [max(rounds[n], key=lambda r: r["jobs_per_min"]) for n in (1, 2)]
     finally:
         if pg is not None:
             pg.stop()
@@ -125,7 +132,7 @@ def main() -> None:
             redis.stop()
 
     print(f"scale-out benchmark: {args.jobs} jobs x {args.epochs} epochs ({args.rows} rows, batch 4), "
-          f"{os.cpu_count()} CPUs, Redis + {'SQLite' if args.sqlite else 'PostgreSQL'}")
+          f"{os.cpu_count()} CPUs, Redis + {'SQLite' if args.sqlite else 'PostgreSQL'}, best of {args.repeat}")
     print(f"{'workers':>8} {'seconds':>8} {'jobs/min':>9} {'GET p50 ms':>11} {'GET p99 ms':>11} {'requests':>9}")
     for r in results:
         print(f"{r['workers']:>8} {r['seconds']:>8.1f} {r['jobs_per_min']:>9.1f} {r['p50_ms']:>11.1f} "
