@@ -215,7 +215,26 @@ def bench_csv(http: httpx.Client, tmp: Path, target_mb: float) -> dict:
             "mb_per_s": size / 1e6 / dt}
 
 
-def bench_polling(http: httpx.Client, url: str, body: dict, workers: int, seconds: float, clients: int) -> dict:
+def _poll_client(arg) -> list[float]:
+    """One polling client: a keep-alive connection, GET /v1/jobs/{id} back to back between two wall times."""
+    url, jobs, i, start_at, stop_at = arg
+    out = []
+    with httpx.Client(base_url=url, timeout=30) as c:
+        c.get("/healthz")
+        time.sleep(max(0.0, start_at - time.time()))
+        k = i
+        while time.time() < stop_at:
+            t0 = time.perf_counter()
+            r = c.get(f"/v1/jobs/{jobs[k % len(jobs)]}")
+            out.append(time.perf_counter() - t0)
+            if r.status_code != 200:
+                raise RuntimeError(r.text)
+            k += 1
+    return out
+
+
+def bench_polling(http: httpx.Client, url: str, body: dict, workers: int, seconds: float, clients: int,
+                  mode: str) -> dict:
     jobs = [ok(http.post("/v1/jobs", json=body), 202)["id"] for _ in range(workers)]
     for j in jobs:
         wait_job(http, j, until=("running", "succeeded", "failed", "cancelled"), poll=0.1)
@@ -224,32 +243,30 @@ def bench_polling(http: httpx.Client, url: str, body: dict, workers: int, second
                 ok(http.get(f"/v1/jobs/{j}/metrics"), 200)["items"]:
             time.sleep(0.2)
     running = [ok(http.get(f"/v1/jobs/{j}"), 200)["status"] for j in jobs]
-    latencies: list[float] = []
-    lock = threading.Lock()
-    stop_at = time.monotonic() + seconds
+    start_at = time.time() + 3.0  # every client process is up and connected by then
+    args = [(url, jobs, i, start_at, start_at + seconds) for i in range(clients)]
+    if mode == "processes":
+        import multiprocessing as mp
 
-    def client(i: int) -> None:
-        mine = []
-        with httpx.Client(base_url=url, timeout=30) as c:
-            k = i
-            while time.monotonic() < stop_at:
-                t0 = time.perf_counter()
-                r = c.get(f"/v1/jobs/{jobs[k % len(jobs)]}")
-                mine.append(time.perf_counter() - t0)
-                assert r.status_code == 200
-                k += 1
-        with lock:
-            latencies.extend(mine)
+        with mp.get_context("spawn").Pool(clients) as pool:
+            parts = pool.map(_poll_client, args)
+    else:
+        parts = [None] * clients
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        def run(i: int) -> None:
+            parts[i] = _poll_client(args[i])
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    latencies = [x for part in parts for x in part]
     still = [ok(http.get(f"/v1/jobs/{j}"), 200)["status"] for j in jobs]
     for j in jobs:
         http.post(f"/v1/jobs/{j}/cancel")
     return {"workers_training": sum(s == "running" for s in still), "workers": workers, "clients": clients,
+            "client_mode": mode,
             "requests": len(latencies), "p50_ms": pct(latencies, 50) * 1e3, "p99_ms": pct(latencies, 99) * 1e3,
             "max_ms": max(latencies) * 1e3, "running_at_start": running}
 
@@ -262,6 +279,8 @@ def main() -> None:
     ap.add_argument("--csv-mb", type=float, default=100.0)
     ap.add_argument("--poll-seconds", type=float, default=10.0)
     ap.add_argument("--predict-rounds", type=int, default=1000)
+    ap.add_argument("--clients", choices=["threads", "processes"], default="threads",
+                    help="the 8 polling clients of (b): threads of this process (default) or separate processes")
     ap.add_argument("--only", default="abcd", help="which parts to run, e.g. 'b' or 'ac'")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args()
@@ -307,8 +326,9 @@ def main() -> None:
         try:
             with httpx.Client(base_url=srv.url, timeout=60) as http:
                 b = results["polling"] = bench_polling(http, srv.url, dict(body, epochs=1000), CORES,
-                                                       args.poll_seconds, 8)
-                print(f"(b) GET /v1/jobs/{{id}} with {b['clients']} clients while {b['workers_training']}/"
+                                                       args.poll_seconds, 8, args.clients)
+                print(f"(b) GET /v1/jobs/{{id}} with {b['clients']} client {b['client_mode']} while "
+                      f"{b['workers_training']}/"
                       f"{b['workers']} workers train: p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms "
                       f"(target <= 25), {b['requests']} requests", flush=True)
         finally:
