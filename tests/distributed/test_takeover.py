@@ -121,3 +121,11 @@ def test_sigkilled_worker_job_is_taken_over_and_matches_embedded(cluster, redis_
         assert _strip(d["metrics"]) == _strip(e["metrics"]), d["job"]["id"]
         assert d["pred"]["predictions"] == e["pred"]["predictions"]
         assert d["pred"]["probabilities"] == e["pred"]["probabilities"]
+        wd, we = _weights(dist, d["job"]["model_id"]), _weights(emb, e["job"]["model_id"])
+        assert wd.keys() == we.keys() and all(np.array_equal(wd[k], we[k]) for k in wd), d["job"]["id"]
+
+
+def _weights(cluster, model_id: str) -> dict[str, np.ndarray]:
+    path = cluster.data_dir / "artifacts" / "models" / model_id / "model.npz"
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files if not k.startswith("__")}
