@@ -21,6 +21,7 @@ from service.jobs.tables import TERMINAL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
+MAX_INT = 2**31 - 1  # offsets and epochs stay within every database's INTEGER range
 SSE_POLL_SECONDS = 0.25
 SSE_KEEPALIVE_SECONDS = 15.0
 
@@ -39,7 +40,7 @@ def create_job(body: JobCreate, response: Response, session: SessionDep, owner: 
 @router.get("", response_model=JobList)
 def list_jobs(session: SessionDep, owner: OwnerDep, status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-              offset: Annotated[int, Query(ge=0)] = 0) -> JobList:
+              offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0) -> JobList:
     """List jobs, newest first, optionally only those with ``status``."""
     items, total = service.list_(session, owner=owner, status=status.value if status else None,
                                  limit=limit, offset=offset)
@@ -60,7 +61,7 @@ async def get_job(job_id: str, request: Request, owner: OwnerDep) -> JobRead:
 
 @router.get("/{job_id}/metrics", response_model=MetricsList, responses={404: {"description": "Unknown job"}})
 def get_metrics(job_id: str, session: SessionDep, owner: OwnerDep,
-                since_epoch: Annotated[int, Query(ge=0, description="Only epochs after this one.")] = 0
+                since_epoch: Annotated[int, Query(ge=0, le=MAX_INT, description="Only epochs after this one.")] = 0
                 ) -> MetricsList:
     """Per-epoch metrics; pass the last epoch you saw as ``since_epoch`` to poll incrementally."""
     rows = service.list_metrics(session, owner=owner, job_id=job_id, since_epoch=since_epoch)
@@ -83,13 +84,13 @@ def _sse(event: str, data: dict, event_id: int | None = None) -> bytes:
                                                 "description": "One `epoch` event per epoch, then `end`."},
                                           404: {"description": "Unknown job"}})
 async def job_events(job_id: str, request: Request, owner: OwnerDep,
-                     since_epoch: Annotated[int, Query(ge=0)] = 0) -> StreamingResponse:
+                     since_epoch: Annotated[int, Query(ge=0, le=MAX_INT)] = 0) -> StreamingResponse:
     """Server-sent events: an `epoch` event (data: the epoch's metrics) per epoch, an `end` event with the
     final job when it ends, then the stream closes. Reconnect with `Last-Event-ID` or `since_epoch`."""
     Session = request.app.state.sessionmaker
     last_id = request.headers.get("last-event-id")
-    if last_id and last_id.isdigit():
-        since_epoch = max(since_epoch, int(last_id))
+    if last_id and last_id.isascii() and last_id.isdigit():
+        since_epoch = max(since_epoch, min(int(last_id), MAX_INT))
 
     def _poll(after: int):
         with Session() as session:
