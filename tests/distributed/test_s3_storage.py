@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from types import SimpleNamespace
 
@@ -68,17 +70,25 @@ def test_s3_storage_round_trip(s3_url, tmp_path):
 
 
 def test_job_through_s3_between_machines(cluster, redis_url, s3_url, s3_endpoint, tmp_path):
-    # API and worker share only the database, the broker and the bucket (separate data directories).
+    # API and workers share only the database, the broker and the bucket (separate data directories).
+    # The job starts on one worker, is handed back at SIGTERM, and resumes on another from the S3 checkpoint.
     env = dict(S3_ENV, AWS_ENDPOINT_URL=s3_endpoint)
     c = cluster(database_url=f"sqlite:///{tmp_path / 'shared.db'}", broker_url=redis_url, storage_url=s3_url,
                 extra_env=env)
     api = c.api(env={"MLP_DATA_DIR": str(tmp_path / "api-node")})
-    c.worker(env={"MLP_DATA_DIR": str(tmp_path / "worker-node")})
+    first = c.worker(env={"MLP_DATA_DIR": str(tmp_path / "worker-node-1")})
     with api.client() as http:
-        net_id, ds_id, X = setup_data(http, n=600)
-        job_id = http.post("/v1/jobs", json=job_body(net_id, ds_id, 4, epochs=3, batch_size=32)).json()["id"]
+        net_id, ds_id, X = setup_data(http, n=1500)
+        job_id = http.post("/v1/jobs", json=job_body(net_id, ds_id, 4, epochs=20)).json()["id"]
+        wait_job(http, job_id, cond=lambda j: j["status"] == "running" and j["progress"]["epoch"] >= 2)
+        os.kill(first.pid, signal.SIGTERM)
+        first.proc.wait(timeout=30)
+        second = c.worker(env={"MLP_DATA_DIR": str(tmp_path / "worker-node-2")})
         job = wait_job(http, job_id)
-        assert job["status"] == "succeeded", f"{job}\n{c.logs()}"
+        assert job["status"] == "succeeded" and job["attempt"] == 2, f"{job}\n{c.logs()}"
+        items = http.get(f"/v1/jobs/{job_id}/metrics").json()["items"]
+        assert [m["epoch"] for m in items] == list(range(1, 21))
+        assert f"job {job_id}: resuming after epoch" in second.log()
         r = http.post(f"/v1/models/{job['model_id']}/predict", json={"inputs": X[:5].tolist()})
         assert r.status_code == 200, r.text
         assert len(r.json()["predictions"]) == 5
