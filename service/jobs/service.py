@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 import core
+from service import quotas
 from service.datasets import service as datasets_service
 from service.database import utcnow
 from service.errors import Conflict, InvalidInput, NotFound
@@ -92,6 +93,7 @@ def create(session: Session, executor: Executor, settings: Settings, *, owner: s
               status=QUEUED, epoch=0, epochs=body.epochs, attempt=0, cancel_requested=False,
               created_at=now, updated_at=now)
     session.add(job)
+    quotas.check_new_job(session, settings, owner=owner, network=network, n_features=dataset.n_features)
     session.commit()
     executor.submit(job.id)
     return job
