@@ -10,7 +10,9 @@ epochs, outside core's timing), so a machine that gets busier during the run
 slows all three alike and the ratios stay meaningful.  Also: batch-1024 inference samples/s and median
 single-row ``predict`` latency for core and PyTorch, and peak RSS (core.fit's
 own peak is measured in a fresh child process, so the other frameworks'
-memory does not hide it).
+memory does not hide it), and the "bare GEMM floor": the epoch time of only the
+eight matrix multiplies per batch that any implementation of this network
+must do, which shows how much of core's epoch is overhead around BLAS.
 
 Run::
 
@@ -289,6 +291,34 @@ def run_all(X, y, epochs: int, threads: int, others: list, results: dict) -> Non
             results[runner.name].update(inference_figures(runner.predict, X))
 
 
+def gemm_floor(X, repeats: int = 3) -> float:
+    """Seconds per epoch of the bare matrix multiplies core.fit cannot avoid: per batch,
+    3 forward GEMMs, 3 weight-gradient GEMMs and 2 input-gradient GEMMs (the first layer
+    needs none), into preallocated outputs. Median of ``repeats`` epochs."""
+    rng = np.random.default_rng(1)
+    sizes = [(N_FEATURES, HIDDEN[0]), (HIDDEN[0], HIDDEN[1]), (HIDDEN[1], N_CLASSES)]
+    W = [rng.standard_normal(s).astype(np.float32) for s in sizes]
+    dW = [np.empty_like(w) for w in W]
+    xb = np.ascontiguousarray(X[:BATCH])
+    h = [np.empty((BATCH, s[1]), np.float32) for s in sizes]
+    g = [np.empty((BATCH, s[0]), np.float32) for s in sizes]
+    n_batches = -(-len(X) // BATCH)
+
+    def epoch():
+        for _ in range(n_batches):
+            np.dot(xb, W[0], out=h[0])
+            np.dot(h[0], W[1], out=h[1])
+            np.dot(h[1], W[2], out=h[2])
+            np.dot(h[1].T, h[2], out=dW[2])
+            np.dot(h[2], W[2].T, out=g[2])
+            np.dot(h[0].T, g[2], out=dW[1])
+            np.dot(g[2], W[1].T, out=g[1])
+            np.dot(xb.T, g[1], out=dW[0])
+
+    epoch()
+    return median_time(epoch, repeats)
+
+
 def memory_probe(samples: int) -> dict:
     """Run in a fresh process: RSS before and peak RSS during one epoch of core.fit."""
     from core import Network, fit
@@ -356,6 +386,7 @@ def main(argv=None) -> int:
             runner.name = "sklearn"
             others.append(runner)
         run_all(X, y, args.epochs, args.threads, others, results)
+        results["gemm_floor_seconds"] = gemm_floor(X)
     process_peak = peak_rss_mb()
 
     probe = subprocess.run(
@@ -396,6 +427,13 @@ def main(argv=None) -> int:
         s_ = results["sklearn"]
         print(f"core / sklearn training throughput: {c['samples_per_s'] / s_['samples_per_s']:.2f}x (target >= 3x); "
               f"best epoch vs best epoch: {min(s_['epoch_seconds']) / min(c['epoch_seconds']):.2f}x")
+    floor = results["gemm_floor_seconds"]
+    line = (f"bare GEMM floor (the 8 matrix multiplies per batch, nothing else): {floor:.2f} s/epoch = "
+            f"{len(X) / floor:,.0f} samples/s; core's median epoch is "
+            f"{statistics.median(c['epoch_seconds']) / floor:.2f}x the floor")
+    if "torch" in results:
+        line += f", torch's {statistics.median(results['torch']['epoch_seconds']) / floor:.2f}x"
+    print(line)
     print(f"core single-row predict median: {c['predict1_us']:.1f} us (target <= 50 us)")
     extra = mem["peak_after_fit_mb"] - max(mem["rss_before_fit_mb"], mem["peak_before_fit_mb"])
     print(f"peak RSS: core.fit alone (fresh process): {mem['peak_after_fit_mb']:.0f} MiB, "
