@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -333,6 +334,7 @@ def main() -> None:
                       f"(target <= 25), {b['requests']} requests", flush=True)
         finally:
             srv.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
     print(f"load average after: {os.getloadavg()[0]:.2f} (other processes on the machine skew every figure)")
     if args.json:
         print(json.dumps(results, indent=2))
