@@ -174,3 +174,16 @@ def test_no_quotas_by_default(tmp_path):
 @pytest.mark.parametrize("name", quotas.NAMES)
 def test_every_quota_is_a_setting(name):
     assert name in Settings.model_fields
+
+
+def test_jobs_quota_holds_under_concurrent_creates(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = _app(tmp_path, quota_max_jobs=3)
+    with TestClient(app) as c:
+        X, y = blobs(n=60)
+        net, ds = _post_network(c, mlp_spec(3)), _post_dataset(c, X, y)
+        with ThreadPoolExecutor(12) as pool:
+            codes = sorted(pool.map(lambda _: _job(c, net, ds).status_code, range(12)))
+        assert codes == [202] * 3 + [429] * 9
+        assert c.get("/v1/jobs").json()["total"] == 3
