@@ -349,5 +349,12 @@ class Network:
     @classmethod
     def load(cls, path) -> "Network":
         """Load a network saved by ``save`` (never unpickles)."""
-        with np.load(path, allow_pickle=False) as data:
-            return cls.from_arrays({k: data[k] for k in data.files})
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if not hasattr(data, "files") or "__spec__" not in data.files:
+                    raise ValueError("no __spec__ array")
+                return cls.from_arrays({k: data[k] for k in data.files})
+        except (ValueError, OSError, KeyError, EOFError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise ValueError(f"{path} is not a network saved by Network.save") from None

@@ -108,10 +108,19 @@ def _as_2d_float(X, name: str) -> np.ndarray:
     return X
 
 
-def _check_finite(X: np.ndarray, name: str, chunk: int = 8192) -> None:
+def _check_finite(X: np.ndarray, name: str, chunk: int = 8192, limit: float | None = None) -> None:
+    """Raise naming the first non-finite cell (or, with ``limit``, the first
+    cell whose magnitude would overflow the training dtype)."""
     for start in range(0, X.shape[0], chunk):
         block = X[start:start + chunk]
         ok = np.isfinite(block)
+        if limit is not None and ok.all():
+            big = np.abs(block) > limit
+            if big.any():
+                r, c = np.argwhere(big)[0][:2] if big.ndim > 1 else (np.argwhere(big)[0][0], 0)
+                raise ValueError(f"{name} has a value too large for float32 at row {start + r}, "
+                                 f"column {c}: {float(block[r, c] if big.ndim > 1 else block[r]):g}; "
+                                 "rescale the data")
         if not ok.all():
             r, c = np.argwhere(~ok)[0][:2] if ok.ndim > 1 else (np.argwhere(~ok)[0][0], 0)
             raise ValueError(f"{name} has a non-finite value at row {start + r}, column {c}")
@@ -293,7 +302,8 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
     if net.input_dim is not None and d != net.input_dim:
         raise ValueError(f"X has {d} features but the network expects input_dim {net.input_dim}")
     y = _check_targets(net, y, n, "y")
-    _check_finite(X, "X")
+    narrowing = X.dtype.itemsize > net.dtype.itemsize and np.issubdtype(X.dtype, np.floating)
+    _check_finite(X, "X", limit=float(np.finfo(net.dtype).max) if narrowing else None)
 
     rng_split = np.random.default_rng([seed, 1])
     if validation_split:
