@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activations import ACTIVATIONS
+
 _TINY = 1e-12
 
 
@@ -92,10 +94,7 @@ class BinaryCrossEntropy(Loss):
         yf = y.astype(out.dtype, copy=False)
         loss = np.maximum(z, 0) - z * yf + np.log1p(np.exp(-np.abs(z)))
         value = float(np.mean(loss))
-        np.multiply(out, 0.5, out=out)
-        np.tanh(out, out=out)
-        out += 1
-        out *= 0.5
+        ACTIVATIONS["sigmoid"].forward(out, out=out)
         return value
 
     def gradient(self, out, y, scale=1.0):

@@ -1,7 +1,6 @@
 """The network: a spec-validated list of layers run forward, then backward."""
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -340,11 +339,6 @@ class Network:
         if not self.built:
             raise ValueError("cannot save a network without weights: call fit() first")
         atomic_savez(path, self.to_arrays())
-
-    def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        np.savez(buf, **self.to_arrays())
-        return buf.getvalue()
 
     @classmethod
     def load(cls, path) -> "Network":

@@ -114,16 +114,22 @@ def _check_finite(X: np.ndarray, name: str, chunk: int = 8192, limit: float | No
     for start in range(0, X.shape[0], chunk):
         block = X[start:start + chunk]
         ok = np.isfinite(block)
-        if limit is not None and ok.all():
+        if not ok.all():
+            r, c = _first_cell(~ok)
+            raise ValueError(f"{name} has a non-finite value at row {start + r}, column {c}")
+        if limit is not None:
             big = np.abs(block) > limit
             if big.any():
-                r, c = np.argwhere(big)[0][:2] if big.ndim > 1 else (np.argwhere(big)[0][0], 0)
+                r, c = _first_cell(big)
                 raise ValueError(f"{name} has a value too large for float32 at row {start + r}, "
-                                 f"column {c}: {float(block[r, c] if big.ndim > 1 else block[r]):g}; "
+                                 f"column {c}: {float(block.reshape(len(block), -1)[r, c]):g}; "
                                  "rescale the data")
-        if not ok.all():
-            r, c = np.argwhere(~ok)[0][:2] if ok.ndim > 1 else (np.argwhere(~ok)[0][0], 0)
-            raise ValueError(f"{name} has a non-finite value at row {start + r}, column {c}")
+
+
+def _first_cell(mask: np.ndarray) -> tuple[int, int]:
+    """(row, column) of the first True in a 1-D or 2-D mask."""
+    hit = np.argwhere(mask)[0]
+    return int(hit[0]), int(hit[1]) if mask.ndim > 1 else 0
 
 
 def _check_targets(net: Network, y, n: int, name: str) -> np.ndarray:
@@ -379,7 +385,6 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
     n_tr = X_tr.shape[0]
     scale = opt.learning_rate if opt.folds_learning_rate else 1.0
     classification = net.task == "classification"
-    yb_float = None if classification else y_tr
     epoch = start_epoch
     xbufs: dict[int, np.ndarray] = {}
 
@@ -399,7 +404,7 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
             if xb is None:
                 xb = xbufs[m] = np.empty((m, d), dtype=net.dtype)
             np.take(X_tr, idx, axis=0, out=xb)
-            yb = y_tr[idx] if classification else yb_float[idx]
+            yb = y_tr[idx]
             out = net.forward(xb, training=True)
             if not classification:
                 abs_sum += float(np.abs(out - yb).sum())
