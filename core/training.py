@@ -403,7 +403,9 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
             xb = xbufs.get(m)
             if xb is None:
                 xb = xbufs[m] = np.empty((m, d), dtype=net.dtype)
-            np.take(X_tr, idx, axis=0, out=xb)
+            # mode="clip": the indices are a permutation, always in range, and
+            # the default "raise" makes take() copy through a temporary.
+            np.take(X_tr, idx, axis=0, out=xb, mode="clip")
             yb = y_tr[idx]
             out = net.forward(xb, training=True)
             if not classification:
