@@ -29,6 +29,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK and not auth.keys_configured(settings, app.state.sessionmaker):
         log.warning("listening on %s without API keys (MLP_API_KEYS_FILE or `mlp-service keys create`): "
                     "anyone who can reach this port can use the service", args.host)
+    # The event loop and the threadpool share the GIL; a shorter switch interval (default 5 ms) lets the loop
+    # answer a waiting request sooner while a threadpool thread runs Python code (polling latency tails).
+    sys.setswitchinterval(0.001)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 import core
@@ -32,6 +33,18 @@ def get_or_raise(session: Session, *, owner: str, job_id: str) -> Job:
     if job is None:
         raise NotFound(f"job {job_id} not found")
     return job
+
+
+def read_row(conn: Connection, *, owner: str, job_id: str) -> Row:
+    """The job as a plain row (same attribute names as ``Job``), or NotFound.
+
+    For ``GET /v1/jobs/{id}``, the endpoint clients poll: a Core query on a pooled connection costs about a
+    quarter of an ORM session load (no identity map, no instance state), and the answer is read-only.
+    """
+    row = conn.execute(select(Job.__table__).where(Job.id == job_id, Job.owner == owner)).first()
+    if row is None:
+        raise NotFound(f"job {job_id} not found")
+    return row
 
 
 def list_(session: Session, *, owner: str, status: str | None = None, limit: int = 50,
