@@ -9,21 +9,6 @@ import sys
 WORKER_NICE = 10
 
 
-def lower_priority() -> None:
-    """Make this process batch work: SCHED_IDLE where Linux offers it (the CPU goes to any normal process
-    that wants it first, so the API's request handling is not delayed by training on the same cores), else
-    nice 10. With nothing else to run, the worker still gets whole cores."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        return
-    except (AttributeError, OSError):
-        pass
-    try:
-        os.nice(WORKER_NICE)
-    except OSError:
-        pass
-
-
 def _die_with_parent(parent_pid: int) -> None:
     """Ask Linux to SIGKILL this process when its parent dies (the server was killed with -9)."""
     if sys.platform.startswith("linux"):
@@ -45,8 +30,11 @@ def worker_main(settings_data: dict, conn, parent_pid: int, threads: int) -> Non
     # Ctrl-C in a terminal reaches the whole process group; the server coordinates the shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Training is batch work: below the API process's priority, so polling and predictions stay fast while
-    # every core trains.
-    lower_priority()
+    # every core trains (with nothing else to run, a niced worker still gets the whole core).
+    try:
+        os.nice(WORKER_NICE)
+    except OSError:
+        pass
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))
 
