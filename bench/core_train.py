@@ -4,7 +4,8 @@ Network 784-256-128-10 (ReLU, softmax cross-entropy), plain SGD with learning
 rate 0.1, batch 128, 60,000 synthetic float32 samples (fixed seed, labels from
 a random linear teacher so the task is learnable), 2 BLAS threads.  Each
 framework trains one warm-up epoch, then the median of 3 timed epochs is
-reported as samples/s.  The frameworks run interleaved, epoch by epoch (core's
+reported as samples/s (and, since the frameworks alternate, the median of the per-epoch paired
+ratios, which a slow spell of a shared machine distorts least).  The frameworks run interleaved, epoch by epoch (core's
 fit callback runs one PyTorch and one scikit-learn epoch between two core
 epochs, outside core's timing), so a machine that gets busier during the run
 slows all three alike and the ratios stay meaningful.  Also: batch-1024 inference samples/s and median
@@ -407,6 +408,13 @@ def main(argv=None) -> int:
         print(f"{name:8s} {r['samples_per_s']:16,.0f} {eps:>20s} {inf:>20s} {lat:>14s}")
 
     row("core", c)
+
+    def paired(other) -> str:
+        """Median over timed epochs of (the other's epoch i) / (core's epoch i): the two ran back to back, so
+        a slow spell of the machine (they come and go for seconds on a shared VM) mostly hits both."""
+        ratios = [o / k for o, k in zip(other["epoch_seconds"], c["epoch_seconds"])]
+        return f"median {statistics.median(ratios):.2f}x ({' '.join(f'{r:.2f}' for r in ratios)})"
+
     for name in ("torch", "sklearn"):
         if name in results:
             row(name, results[name])
@@ -420,13 +428,15 @@ def main(argv=None) -> int:
         print(f"torch train loss by epoch: {' '.join(f'{v:.4f}' for v in t['train_loss'])}; "
               f"accuracy: {' '.join(f'{v:.3f}' for v in t['train_accuracy'])}")
         print(f"core / torch   training throughput: {c['samples_per_s'] / t['samples_per_s']:.2f}x (target >= 1.5x); "
-              f"best epoch vs best epoch: {min(t['epoch_seconds']) / min(c['epoch_seconds']):.2f}x")
+              f"best epoch vs best epoch: {min(t['epoch_seconds']) / min(c['epoch_seconds']):.2f}x; "
+              f"paired epochs: {paired(t)}")
         print(f"core / torch   batch-1024 inference: {c['infer1024_samples_per_s'] / t['infer1024_samples_per_s']:.2f}x "
               "(target >= 1x)")
     if "sklearn" in results:
         s_ = results["sklearn"]
         print(f"core / sklearn training throughput: {c['samples_per_s'] / s_['samples_per_s']:.2f}x (target >= 3x); "
-              f"best epoch vs best epoch: {min(s_['epoch_seconds']) / min(c['epoch_seconds']):.2f}x")
+              f"best epoch vs best epoch: {min(s_['epoch_seconds']) / min(c['epoch_seconds']):.2f}x; "
+              f"paired epochs: {paired(s_)}")
     floor = results["gemm_floor_seconds"]
     line = (f"bare GEMM floor (the 8 matrix multiplies per batch, nothing else): {floor:.2f} s/epoch = "
             f"{len(X) / floor:,.0f} samples/s; core's median epoch is "
