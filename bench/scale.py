@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -138,7 +139,9 @@ def main() -> None:
         print(f"{r['workers']:>8} {r['seconds']:>8.1f} {r['jobs_per_min']:>9.1f} {r['p50_ms']:>11.1f} "
               f"{r['p99_ms']:>11.1f} {r['requests']:>9}")
     ratio = results[1]["jobs_per_min"] / results[0]["jobs_per_min"]
-    print(f"scaling 1 -> 2 workers: {ratio:.2f}x (target >= 1.7x)")
+    paired = [b["jobs_per_min"] / a["jobs_per_min"] for a, b in zip(rounds[1], rounds[2])]
+    print(f"scaling 1 -> 2 workers: {ratio:.2f}x best vs best (target >= 1.7x); per round "
+          f"{' '.join(f'{r:.2f}' for r in paired)}, median {statistics.median(paired):.2f}x")
 
 
 if __name__ == "__main__":
