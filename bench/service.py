@@ -180,6 +180,37 @@ def bench_training(http: httpx.Client, X, y, body: dict, rounds: int) -> dict:
             "api_client_wall_s": min(a[2] for a in api), "model_id": api[-1][3]}
 
 
+def bench_training_side_by_side(http: httpx.Client, X, y, body: dict, rounds: int) -> dict:
+    """(a2) The same comparison with both sides running at the same time, one core each: a job on a server
+    whose workers have one BLAS thread each, and core.fit in this process limited to one thread. A slow spell
+    of the machine then hits both sides at once, so the ratio is far steadier than (a) on a noisy machine;
+    the API side also pays for the server's own work (claims, commits, answering the polls) on the shared
+    cores. Median of the per-round ratios (whole job from claim to committed model vs whole fit call)."""
+    from threadpoolctl import threadpool_limits
+
+    n = X.shape[0]
+    ratios, api_runs, direct_runs = [], [], []
+    for _ in range(rounds):
+        result: dict = {}
+
+        def api_side() -> None:
+            result["api"] = api_fit(http, body, n)
+
+        t = threading.Thread(target=api_side)
+        t.start()
+        with threadpool_limits(limits=1):
+            # Start once the worker has claimed the job, so the two overlap as fully as they can.
+            time.sleep(0.3)
+            d = direct_fit(X, y, body["epochs"])
+        t.join()
+        a = result["api"]
+        api_runs.append(round(a[0]))
+        direct_runs.append(round(d[0]))
+        ratios.append(a[0] / d[0])
+    return {"rounds": rounds, "ratio": statistics.median(ratios), "round_ratios": [round(r, 3) for r in ratios],
+            "api_runs": api_runs, "direct_runs": direct_runs}
+
+
 def bench_predict(http: httpx.Client, model_id: str, X, rounds: int) -> dict:
     one = json.dumps({"inputs": [X[0].tolist()]}).encode()
     many = json.dumps({"inputs": X[:1000].tolist()}).encode()
@@ -337,16 +368,26 @@ def main() -> None:
     finally:
         srv.stop()
 
-    if "b" in args.only:
+    if "a" in args.only or "b" in args.only:
         srv = Server(data_dir, workers=CORES)
         try:
             with httpx.Client(base_url=srv.url, timeout=60) as http:
-                b = results["polling"] = bench_polling(http, srv.url, dict(body, epochs=1000), CORES,
-                                                       args.poll_seconds, 8, args.clients)
-                print(f"(b) GET /v1/jobs/{{id}} with {b['clients']} client {b['client_mode']} while "
-                      f"{b['workers_training']}/"
-                      f"{b['workers']} workers train: p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms "
-                      f"(target <= 25), {b['requests']} requests", flush=True)
+                if "a" in args.only:  # same data directory, so the first server's data set and network
+                    warm = [ok(http.post("/v1/jobs", json=dict(body, epochs=1)), 202)["id"] for _ in range(CORES)]
+                    for j in warm:  # every worker is up and idle before the first round
+                        wait_job(http, j)
+                    a2 = results["training_side_by_side"] = bench_training_side_by_side(
+                        http, X, y, body, args.rounds)
+                    print(f"(a2) side by side, one core and one BLAS thread each: API / core.fit median "
+                          f"{a2['ratio']:.3f}x (per round {a2['round_ratios']}; API {a2['api_runs']} vs direct "
+                          f"{a2['direct_runs']} samples/s)", flush=True)
+                if "b" in args.only:
+                    b = results["polling"] = bench_polling(http, srv.url, dict(body, epochs=1000), CORES,
+                                                           args.poll_seconds, 8, args.clients)
+                    print(f"(b) GET /v1/jobs/{{id}} with {b['clients']} client {b['client_mode']} while "
+                          f"{b['workers_training']}/"
+                          f"{b['workers']} workers train: p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms "
+                          f"(target <= 25), {b['requests']} requests", flush=True)
         finally:
             srv.stop()
     shutil.rmtree(tmp, ignore_errors=True)
