@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
@@ -35,13 +35,17 @@ def get_or_raise(session: Session, *, owner: str, job_id: str) -> Job:
     return job
 
 
+# Built once: constructing the expression costs more than running it.
+_READ_ROW = select(Job.__table__).where(Job.id == bindparam("job_id"), Job.owner == bindparam("owner"))
+
+
 def read_row(conn: Connection, *, owner: str, job_id: str) -> Row:
     """The job as a plain row (same attribute names as ``Job``), or NotFound.
 
-    For ``GET /v1/jobs/{id}``, the endpoint clients poll: a Core query on a pooled connection costs about a
-    quarter of an ORM session load (no identity map, no instance state), and the answer is read-only.
+    For ``GET /v1/jobs/{id}``, the endpoint clients poll: a prebuilt Core query on a pooled connection costs
+    a fraction of an ORM session load (no identity map, no instance state), and the answer is read-only.
     """
-    row = conn.execute(select(Job.__table__).where(Job.id == job_id, Job.owner == owner)).first()
+    row = conn.execute(_READ_ROW, {"job_id": job_id, "owner": owner}).first()
     if row is None:
         raise NotFound(f"job {job_id} not found")
     return row
