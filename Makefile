@@ -19,9 +19,12 @@ $(VENV)/.ok-test: pyproject.toml
 	$(PY) -m pip install -q -e '.[test,distributed]'
 	touch $@ $(VENV)/.ok-run
 
+# The bench extra pins torch==2.13.0. Where pip's find-links hold a local CPU wheel of it, that wheel is
+# installed first (alone, no index): from the index the same version resolves to a CUDA build of several GB.
 $(VENV)/.ok-bench: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	-$(PY) -m pip install -q --no-index --no-deps torch==2.13.0 2>/dev/null
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $@ $(VENV)/.ok-run
 
