@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from contextlib import asynccontextmanager
 
@@ -38,11 +37,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         executor.start()
-        # Everything loaded so far (the app, its routes and schemas, the libraries) lives as long as the process:
-        # move it out of the collector's reach, so a full collection while serving does not walk it (tens of
-        # milliseconds added to the request that happens to trigger it).
-        gc.collect()
-        gc.freeze()
         try:
             yield
         finally:
