@@ -165,3 +165,16 @@ def test_crashing_worker_fails_its_job_and_is_replaced(live_server):
         small = http.post("/v1/jobs", json=_job_body(net_id, ds_id, epochs=1)).json()["id"]
         assert _wait(http, small)["status"] == "succeeded"
         assert worker not in srv.children()
+
+
+def test_workers_train_below_the_api_priority(live_server):
+    """Training must not delay the API on its own cores: workers run as SCHED_IDLE (nice 10 where refused)."""
+    srv = live_server(workers=1)
+    with srv.client() as http:
+        net_id, ds_id, _ = _setup(http, n=600)
+        job_id = http.post("/v1/jobs", json=_job_body(net_id, ds_id, epochs=1)).json()["id"]
+        assert _wait(http, job_id)["status"] == "succeeded"
+        (worker,) = srv.children()
+        idle = os.sched_getscheduler(worker) == os.SCHED_IDLE
+        assert idle or os.getpriority(os.PRIO_PROCESS, worker) >= 10
+        assert os.sched_getscheduler(srv.proc.pid) == os.SCHED_OTHER  # the API itself is not demoted
