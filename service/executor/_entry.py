@@ -9,23 +9,6 @@ import sys
 WORKER_NICE = 10
 
 
-def lower_priority() -> None:
-    """Training is batch work on the API's own machine: SCHED_IDLE where Linux offers it, so the API process
-    (and anything else at normal priority) gets a core the moment it wants one, and polling and predictions
-    stay fast while every core trains; with nothing else to run the worker still gets whole cores. Measured
-    with 8 clients polling while 2 workers train on 2 cores (bench/service.py (b)): ~15-30 % more requests
-    answered than at nice 10, and a lower p99. Elsewhere (or if refused): nice 10."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        return
-    except (AttributeError, OSError):
-        pass
-    try:
-        os.nice(WORKER_NICE)
-    except OSError:
-        pass
-
-
 def _die_with_parent(parent_pid: int) -> None:
     """Ask Linux to SIGKILL this process when its parent dies (the server was killed with -9)."""
     if sys.platform.startswith("linux"):
@@ -46,7 +29,12 @@ def worker_main(settings_data: dict, conn, parent_pid: int, threads: int) -> Non
     _die_with_parent(parent_pid)
     # Ctrl-C in a terminal reaches the whole process group; the server coordinates the shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    lower_priority()
+    # Training is batch work: below the API process's priority, so polling and predictions stay fast while
+    # every core trains (with nothing else to run, a niced worker still gets the whole core).
+    try:
+        os.nice(WORKER_NICE)
+    except OSError:
+        pass
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))
 

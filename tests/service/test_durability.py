@@ -168,7 +168,7 @@ def test_crashing_worker_fails_its_job_and_is_replaced(live_server):
 
 
 def test_workers_train_below_the_api_priority(live_server):
-    """Training must not delay the API on its own cores: workers run as SCHED_IDLE (nice 10 where refused)."""
+    """Training must not delay the API on its own cores: workers run at nice 10 (or as SCHED_IDLE)."""
     srv = live_server(workers=1)
     with srv.client() as http:
         net_id, ds_id, _ = _setup(http, n=600)
