@@ -43,7 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             executor.stop()
             engine.dispose()
 
-    app = FastAPI(title="mlp-service", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="mlp-service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  openapi_tags=[{"name": t} for t in ("networks", "datasets", "jobs", "models", "health")])
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                             status_code=200 if ready else 503)
 
-    for router in (networks_router, datasets_router, jobs_router, models_router):
+    # Routes are matched in order, so the endpoints clients poll come first; /docs keeps the workflow order
+    # through openapi_tags.
+    for router in (jobs_router, models_router, networks_router, datasets_router):
         app.include_router(router)
     return app
