@@ -7,12 +7,14 @@ pre-activation copy is kept.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 LEAKY_SLOPE = 0.01
 
 
-class Activation:
+class Activation(ABC):
     """An element-wise (or row-wise, for softmax) activation.
 
     ``forward(z, out)`` writes ``f(z)`` into ``out`` (which may be ``z``) and
@@ -22,11 +24,13 @@ class Activation:
 
     name = ""
 
+    @abstractmethod
     def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def backward(self, y: np.ndarray, grad: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        raise NotImplementedError
+        ...
 
 
 class Linear(Activation):

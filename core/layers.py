@@ -7,13 +7,15 @@ fresh arrays and caches nothing, so prediction never disturbs training state.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from .activations import ACTIVATIONS
 from .initializers import INITS, default_init
 
 
-class Layer:
+class Layer(ABC):
     """Base class: a layer without parameters passes shapes through."""
 
     type = ""
@@ -39,14 +41,17 @@ class Layer:
             buf = self._bufs[key] = np.empty(shape, dtype=self.dtype)
         return buf
 
+    @abstractmethod
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def spec(self) -> dict:
-        raise NotImplementedError
+        ...
 
 
 class Dense(Layer):

@@ -13,6 +13,8 @@ All values are means over the samples (and outputs, for regression).
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from .activations import ACTIVATIONS
@@ -20,7 +22,7 @@ from .activations import ACTIVATIONS
 _TINY = 1e-12
 
 
-class Loss:
+class Loss(ABC):
     """Base class.
 
     ``value(out, y)`` returns the mean loss and may transform ``out`` in place
@@ -35,11 +37,13 @@ class Loss:
     allowed_activations: tuple[str, ...] | None = None
     task = "regression"
 
+    @abstractmethod
     def value(self, out: np.ndarray, y: np.ndarray) -> float:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def gradient(self, out: np.ndarray, y: np.ndarray, scale: float = 1.0) -> np.ndarray:
-        raise NotImplementedError
+        ...
 
 
 _ROWS: dict[int, np.ndarray] = {}

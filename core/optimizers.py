@@ -11,11 +11,12 @@ update here is a bare subtraction; Adam is not, so it gets raw gradients.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 
 
-class Optimizer:
+class Optimizer(ABC):
     type = ""
     folds_learning_rate = False
     defaults: dict = {}
@@ -32,9 +33,10 @@ class Optimizer:
         self.state: dict[str, np.ndarray] = {}
         self.t = 0
 
+    @abstractmethod
     def step(self, keys: list[str], params: list[np.ndarray], grads: list[np.ndarray],
              weight_decay: float = 0.0) -> None:
-        raise NotImplementedError
+        ...
 
     # State round-trip: arrays by key plus JSON-able scalars.
     def state_arrays(self) -> dict[str, np.ndarray]:
