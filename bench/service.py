@@ -8,6 +8,8 @@
     reported (and the best-vs-best ratio). The client polls the job every 0.5 s, as a progress bar would: at
     10 polls/s each answer preempts one of the worker's two BLAS threads, which stalls both, and the ratio
     drops by 5-10 % on 2 cores. Target >= 0.95x.
+(a2) the same comparison side by side: the job (a worker with one BLAS thread) and ``core.fit`` (one thread)
+    run at the same time, one core each, so a slow spell of a shared machine hits both; the steadier figure.
 (b) p50/p99 latency of ``GET /v1/jobs/{id}`` from 8 concurrent clients while every worker trains
     (a server with MLP_WORKERS = number of cores, each worker training the network above). Target p99 <= 25 ms.
 (c) one-row ``POST /v1/models/{id}/predict`` p50 vs ``GET /healthz`` p50 on the same idle server, over one
