@@ -70,11 +70,13 @@ def test_redelivered_task_does_not_make_a_second_writer(cluster, redis_url, post
     app = make_celery(Settings(broker_url=redis_url, database_url=postgres_url, data_dir=c.data_dir))
     with api.client() as http:
         net_id, ds_id, _ = setup_data(http)
-        job_id = http.post("/v1/jobs", json=job_body(net_id, ds_id, 2, epochs=10)).json()["id"]
+        # 40 epochs (a few seconds): the duplicates reach the idle worker while the first one still trains.
+        job_id = http.post("/v1/jobs", json=job_body(net_id, ds_id, 2, epochs=40)).json()["id"]
         wait_job(http, job_id, cond=lambda j: j["status"] == "running" and j["progress"]["epoch"] >= 1)
         for _ in range(3):  # duplicates of the message while the first worker is alive and training
             publish(app, job_id)
-        job = _assert_once(http, job_id, 10)
+        assert http.get(f"/v1/jobs/{job_id}").json()["status"] == "running"  # still live when they were sent
+        job = _assert_once(http, job_id, 40)
         assert job["attempt"] == 1, job
         models = http.get("/v1/models").json()
         assert models["total"] == 1, models
