@@ -12,6 +12,9 @@
     run at the same time, one core each, so a slow spell of a shared machine hits both; the steadier figure.
 (b) p50/p99 latency of ``GET /v1/jobs/{id}`` from 8 concurrent clients while every worker trains
     (a server with MLP_WORKERS = number of cores, each worker training the network above). Target p99 <= 25 ms.
+    The 8 clients are threads of this process polling back to back, measured twice: with the standard
+    library's http.client, and with httpx. On 2 cores the clients share the CPU with the server, and httpx
+    costs more per request than the server does, so with httpx the figure is mostly the clients' own.
 (c) one-row ``POST /v1/models/{id}/predict`` p50 vs ``GET /healthz`` p50 on the same idle server, over one
     keep-alive connection. Target <= 1.5x. Also a 1,000-row predict end-to-end (target <= 150 ms).
 (d) upload-and-parse rate of a ~100 MB numeric CSV (multipart, streamed), in MB/s of file size.
@@ -24,6 +27,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -263,25 +267,43 @@ def bench_csv(http: httpx.Client, tmp: Path, target_mb: float) -> dict:
 
 
 def _poll_client(arg) -> list[float]:
-    """One polling client: a keep-alive connection, GET /v1/jobs/{id} back to back between two wall times."""
-    url, jobs, i, start_at, stop_at = arg
+    """One polling client: a keep-alive connection, GET /v1/jobs/{id} back to back between two wall times.
+    ``lib`` is the HTTP client: the standard library's http.client, or httpx."""
+    url, jobs, i, start_at, stop_at, lib = arg
     out = []
-    with httpx.Client(base_url=url, timeout=30) as c:
-        c.get("/healthz")
+    if lib == "stdlib":
+        host, port = url.rsplit("/", 1)[-1].split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+
+        def get(path: str) -> tuple[int, bytes]:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read()
+    else:
+        conn = httpx.Client(base_url=url, timeout=30)
+
+        def get(path: str) -> tuple[int, bytes]:
+            r = conn.get(path)
+            return r.status_code, r.content
+    try:
+        get("/healthz")
         time.sleep(max(0.0, start_at - time.time()))
         k = i
         while time.time() < stop_at:
             t0 = time.perf_counter()
-            r = c.get(f"/v1/jobs/{jobs[k % len(jobs)]}")
+            status, content = get(f"/v1/jobs/{jobs[k % len(jobs)]}")
             out.append(time.perf_counter() - t0)
-            if r.status_code != 200:
-                raise RuntimeError(r.text)
+            if status != 200:
+                raise RuntimeError(content[:500])
             k += 1
+    finally:
+        conn.close()
     return out
 
 
 def bench_polling(http: httpx.Client, url: str, body: dict, workers: int, seconds: float, clients: int,
-                  mode: str) -> dict:
+                  mode: str, libs: list[str]) -> list[dict]:
+    """One measurement per client library in ``libs``, back to back, while the same jobs train."""
     jobs = [ok(http.post("/v1/jobs", json=body), 202)["id"] for _ in range(workers)]
     for j in jobs:
         wait_job(http, j, until=("running", "succeeded", "failed", "cancelled"), poll=0.1)
@@ -289,33 +311,36 @@ def bench_polling(http: httpx.Client, url: str, body: dict, workers: int, second
         while ok(http.get(f"/v1/jobs/{j}"), 200)["status"] == "running" and not \
                 ok(http.get(f"/v1/jobs/{j}/metrics"), 200)["items"]:
             time.sleep(0.2)
-    running = [ok(http.get(f"/v1/jobs/{j}"), 200)["status"] for j in jobs]
-    start_at = time.time() + 3.0  # every client process is up and connected by then
-    args = [(url, jobs, i, start_at, start_at + seconds) for i in range(clients)]
-    if mode == "processes":
-        import multiprocessing as mp
+    results = []
+    for lib in libs:
+        running = [ok(http.get(f"/v1/jobs/{j}"), 200)["status"] for j in jobs]
+        start_at = time.time() + 3.0  # every client process is up and connected by then
+        args = [(url, jobs, i, start_at, start_at + seconds, lib) for i in range(clients)]
+        if mode == "processes":
+            import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(clients) as pool:
-            parts = pool.map(_poll_client, args)
-    else:
-        parts = [None] * clients
+            with mp.get_context("spawn").Pool(clients) as pool:
+                parts = pool.map(_poll_client, args)
+        else:
+            parts = [None] * clients
 
-        def run(i: int) -> None:
-            parts[i] = _poll_client(args[i])
+            def run(i: int) -> None:
+                parts[i] = _poll_client(args[i])
 
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    latencies = [x for part in parts for x in part]
-    still = [ok(http.get(f"/v1/jobs/{j}"), 200)["status"] for j in jobs]
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        latencies = [x for part in parts for x in part]
+        still = [ok(http.get(f"/v1/jobs/{j}"), 200)["status"] for j in jobs]
+        results.append({"client_lib": lib, "workers_training": sum(s == "running" for s in still),
+                        "workers": workers, "clients": clients, "client_mode": mode, "requests": len(latencies),
+                        "p50_ms": pct(latencies, 50) * 1e3, "p99_ms": pct(latencies, 99) * 1e3,
+                        "max_ms": max(latencies) * 1e3, "running_at_start": running})
     for j in jobs:
         http.post(f"/v1/jobs/{j}/cancel")
-    return {"workers_training": sum(s == "running" for s in still), "workers": workers, "clients": clients,
-            "client_mode": mode,
-            "requests": len(latencies), "p50_ms": pct(latencies, 50) * 1e3, "p99_ms": pct(latencies, 99) * 1e3,
-            "max_ms": max(latencies) * 1e3, "running_at_start": running}
+    return results
 
 
 def main() -> None:
@@ -328,6 +353,8 @@ def main() -> None:
     ap.add_argument("--predict-rounds", type=int, default=1000)
     ap.add_argument("--clients", choices=["threads", "processes"], default="threads",
                     help="the 8 polling clients of (b): threads of this process (default) or separate processes")
+    ap.add_argument("--client-lib", choices=["stdlib", "httpx", "both"], default="both",
+                    help="HTTP client of the 8 pollers of (b): http.client (light), httpx, or one run of each")
     ap.add_argument("--only", default="abcd", help="which parts to run, e.g. 'b' or 'ac'")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args()
@@ -384,12 +411,14 @@ def main() -> None:
                           f"{a2['ratio']:.3f}x (per round {a2['round_ratios']}; API {a2['api_runs']} vs direct "
                           f"{a2['direct_runs']} samples/s)", flush=True)
                 if "b" in args.only:
-                    b = results["polling"] = bench_polling(http, srv.url, dict(body, epochs=1000), CORES,
-                                                           args.poll_seconds, 8, args.clients)
-                    print(f"(b) GET /v1/jobs/{{id}} with {b['clients']} client {b['client_mode']} while "
-                          f"{b['workers_training']}/"
-                          f"{b['workers']} workers train: p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms "
-                          f"(target <= 25), {b['requests']} requests", flush=True)
+                    libs = ["stdlib", "httpx"] if args.client_lib == "both" else [args.client_lib]
+                    results["polling"] = bench_polling(http, srv.url, dict(body, epochs=1000), CORES,
+                                                       args.poll_seconds, 8, args.clients, libs)
+                    for b in results["polling"]:
+                        print(f"(b) GET /v1/jobs/{{id}} with {b['clients']} {b['client_lib']} client "
+                              f"{b['client_mode']} while {b['workers_training']}/{b['workers']} workers train: "
+                              f"p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms (target <= 25), "
+                              f"{b['requests']} requests", flush=True)
         finally:
             srv.stop()
     shutil.rmtree(tmp, ignore_errors=True)
