@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from . import _blas
 from .activations import ACTIVATIONS
 from .initializers import INITS, default_init
 
@@ -46,8 +47,14 @@ class Layer(ABC):
         ...
 
     @abstractmethod
-    def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        ...
+    def backward(self, grad: np.ndarray, need_input_grad: bool = True,
+                 sgd_step: bool = False) -> np.ndarray | None:
+        """Turn ``dL/d output`` into ``dL/d input`` and fill ``grads``.
+
+        With ``sgd_step`` the layer applies a plain SGD step itself,
+        ``p -= grads[p]`` (the learning rate is already folded into ``grad``),
+        instead of storing the gradients; ``grads`` is then left stale.
+        """
 
     @abstractmethod
     def spec(self) -> dict:
@@ -105,7 +112,7 @@ class Dense(Layer):
         self._x, self._y = x, z
         return z
 
-    def backward(self, grad, need_input_grad=True):
+    def backward(self, grad, need_input_grad=True, sgd_step=False):
         # grad is dL/dy for this layer's output buffer; it may be modified in place.
         n = grad.shape[0]
         if not self.skip_activation:
@@ -113,13 +120,21 @@ class Dense(Layer):
             if mask is None:
                 mask = self._bufs[("mask", grad.shape)] = np.empty(grad.shape, dtype=bool)
             grad = self.activation.backward(self._y, grad, mask)
-        np.dot(self._x.T, grad, out=self.grads["W"])
+        W, b, gW, gb = self.params["W"], self.params["b"], self.grads["W"], self.grads["b"]
+        gin = None
+        if need_input_grad:  # before any step below changes W
+            gin = self._buffer("gin", (grad.shape[0], self.input_dim))
+            np.dot(grad, W.T, out=gin)
         # The bias gradient is the column sum, done as a BLAS gemv with ones.
-        np.dot(self._ones(n), grad, out=self.grads["b"])
-        if not need_input_grad:
-            return None
-        gin = self._buffer("gin", (grad.shape[0], self.input_dim))
-        np.dot(grad, self.params["W"].T, out=gin)
+        np.dot(self._ones(n), grad, out=gb)
+        if not sgd_step:
+            np.dot(self._x.T, grad, out=gW)
+            return gin
+        b -= gb
+        # W -= x.T @ grad in one accumulating GEMM where the BLAS allows it.
+        if not _blas.gemm_tn_acc(self._x, grad, W, -1.0):
+            np.dot(self._x.T, grad, out=gW)
+            W -= gW
         return gin
 
     def _ones(self, n: int) -> np.ndarray:
@@ -155,7 +170,7 @@ class ActivationLayer(Layer):
         self._y = y
         return y
 
-    def backward(self, grad, need_input_grad=True):
+    def backward(self, grad, need_input_grad=True, sgd_step=False):
         if self.skip_activation:
             return grad
         return self.activation.backward(self._y, grad)
@@ -195,7 +210,7 @@ class Dropout(Layer):
         np.multiply(x, mask, out=y)
         return y
 
-    def backward(self, grad, need_input_grad=True):
+    def backward(self, grad, need_input_grad=True, sgd_step=False):
         if self._mask is not None:
             grad *= self._mask
         return grad

@@ -259,10 +259,12 @@ class Network:
             x = layer.forward(x, training)
         return x
 
-    def backward(self, delta: np.ndarray) -> None:
-        """Backpropagate ``delta`` (dL/d output) and fill every layer's ``grads``."""
+    def backward(self, delta: np.ndarray, sgd_step: bool = False) -> None:
+        """Backpropagate ``delta`` (dL/d output) and fill every layer's ``grads``;
+        with ``sgd_step``, each layer applies ``p -= grad`` itself instead (plain
+        SGD with the learning rate folded into ``delta``)."""
         for i in range(len(self.layers) - 1, -1, -1):
-            delta = self.layers[i].backward(delta, need_input_grad=i > 0)
+            delta = self.layers[i].backward(delta, need_input_grad=i > 0, sgd_step=sgd_step)
 
     # -- prediction ---------------------------------------------------------
     def _check_input(self, X) -> np.ndarray:

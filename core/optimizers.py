@@ -38,6 +38,15 @@ class Optimizer(ABC):
              weight_decay: float = 0.0) -> None:
         ...
 
+    def steps_in_backward(self, weight_decay: float = 0.0) -> bool:
+        """Whether the update is a bare ``p -= grad`` that the layers may apply
+        during backpropagation (``Network.backward(..., sgd_step=True)``);
+        the caller then calls ``count_step()`` instead of ``step()``."""
+        return False
+
+    def count_step(self) -> None:
+        self.t += 1
+
     # State round-trip: arrays by key plus JSON-able scalars.
     def state_arrays(self) -> dict[str, np.ndarray]:
         return dict(self.state)
@@ -87,6 +96,9 @@ class SGD(Optimizer):
         self.nesterov = bool(self.config["nesterov"])
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("optimizer.nesterov requires optimizer.momentum > 0, got momentum 0")
+
+    def steps_in_backward(self, weight_decay=0.0):
+        return self.momentum == 0.0 and not weight_decay
 
     def step(self, keys, params, grads, weight_decay=0.0):
         lr_wd = self.learning_rate * weight_decay

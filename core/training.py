@@ -384,6 +384,9 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
     keys, params, grads = list(keys), list(params), list(grads)
     n_tr = X_tr.shape[0]
     scale = opt.learning_rate if opt.folds_learning_rate else 1.0
+    # Plain SGD: the layers subtract the (learning-rate scaled) gradients
+    # during backpropagation, in one accumulating GEMM per weight matrix.
+    step_in_backward = opt.steps_in_backward(weight_decay)
     classification = net.task == "classification"
     epoch = start_epoch
     xbufs: dict[int, np.ndarray] = {}
@@ -421,8 +424,12 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
                 pred = (out[:, 0] > 0.5) if out.shape[1] == 1 else out.argmax(axis=1)
                 correct += int(np.count_nonzero(pred == yb))
             net.loss.gradient(out, yb, scale)
-            net.backward(out)
-            opt.step(keys, params, grads, weight_decay)
+            if step_in_backward:
+                net.backward(out, sgd_step=True)
+                opt.count_step()
+            else:
+                net.backward(out)
+                opt.step(keys, params, grads, weight_decay)
 
         metrics = {"epoch": epoch, "train_loss": loss_sum / n_tr}
         if classification:

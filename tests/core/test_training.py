@@ -90,11 +90,15 @@ def test_sgd_momentum_nesterov_deterministic():
 
 
 # ------------------------------------------------------------------- resume
-@pytest.mark.parametrize("optimizer", [{"type": "adam", "learning_rate": 0.01},
-                                       {"type": "sgd", "learning_rate": 0.05, "momentum": 0.9}])
-def test_resume_after_any_epoch_is_bitwise_identical(tmp_path, optimizer):
+@pytest.mark.parametrize("optimizer, weight_decay", [
+    ({"type": "adam", "learning_rate": 0.01}, 1e-4),
+    ({"type": "sgd", "learning_rate": 0.05, "momentum": 0.9}, 1e-4),
+    # plain SGD without decay: the layers apply the step inside backpropagation
+    ({"type": "sgd", "learning_rate": 0.05}, 0.0),
+])
+def test_resume_after_any_epoch_is_bitwise_identical(tmp_path, optimizer, weight_decay):
     X, y = data()
-    args = {**ARGS, "optimizer": optimizer}
+    args = {**ARGS, "optimizer": optimizer, "weight_decay": weight_decay}
     full = Network.from_spec(SPEC)
     paths = {}
 
@@ -256,6 +260,26 @@ def test_fit_does_not_modify_inputs():
     fit(Network.from_spec(SPEC), X, y, epochs=2, standardize=True, validation_split=0.2)
     np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(y, y0)
+
+
+def test_plain_sgd_stepped_in_backward_matches_the_optimizer_step(monkeypatch):
+    """Plain SGD is applied by the layers during backpropagation (one
+    accumulating GEMM per weight matrix); it must train exactly like the
+    optimizer's own ``w -= lr * g`` step, up to float32 rounding."""
+    from core.optimizers import SGD
+
+    X, y = data()
+    args = dict(epochs=2, batch_size=32, optimizer={"type": "sgd", "learning_rate": 0.05},
+                standardize=True, seed=3)
+    fused = Network.from_spec(SPEC)
+    h_fused = fit(fused, X, y, **args)
+    monkeypatch.setattr(SGD, "steps_in_backward", lambda self, weight_decay=0.0: False)
+    plain = Network.from_spec(SPEC)
+    h_plain = fit(plain, X, y, **args)
+    for (k, a, _), (_, b, _) in zip(fused.param_items(), plain.param_items()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=k)
+    assert h_fused[-1]["train_loss"] == pytest.approx(h_plain[-1]["train_loss"], rel=1e-5)
+    assert h_fused[-1]["train_loss"] < h_fused[0]["train_loss"]
 
 
 def test_weight_decay_shrinks_weights():
