@@ -59,21 +59,22 @@ class Optimizer(ABC):
         self.t = int(scalars.get("t", 0))
 
 
+def _number(value, field: str) -> float:
+    # Numbers only: float("0.1") and float(True) would otherwise pass.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{field} must be a number, got {value!r}")
+    return float(value)
+
+
 def _positive_float(value, field: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{field} must be a number, got {value!r}") from None
+    v = _number(value, field)
     if not math.isfinite(v) or v <= 0:
         raise ValueError(f"{field} must be > 0, got {value!r}")
     return v
 
 
 def _unit_float(value, field: str, *, open_low=False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{field} must be a number, got {value!r}") from None
+    v = _number(value, field)
     if not (0.0 <= v < 1.0) or (open_low and v == 0.0):
         raise ValueError(f"{field} must be in {'(0' if open_low else '[0'}, 1), got {value!r}")
     return v

@@ -126,6 +126,15 @@ def _check_finite(X: np.ndarray, name: str, chunk: int = 8192, limit: float | No
                                  "rescale the data")
 
 
+def _gather_rows(X: np.ndarray, idx: np.ndarray, dtype, chunk: int = 8192) -> np.ndarray:
+    """``X[idx]`` as a new C-contiguous array of ``dtype``, gathered in chunks so
+    that float64 data never has a full-size float64 temporary next to it."""
+    out = np.empty((idx.shape[0], X.shape[1]), dtype=dtype)
+    for s in range(0, idx.shape[0], chunk):
+        out[s:s + chunk] = np.take(X, idx[s:s + chunk], axis=0)
+    return out
+
+
 def _first_cell(mask: np.ndarray) -> tuple[int, int]:
     """(row, column) of the first True in a 1-D or 2-D mask."""
     hit = np.argwhere(mask)[0]
@@ -174,19 +183,23 @@ def _evaluate(net: Network, X: np.ndarray, y: np.ndarray, prefix: str, chunk: in
             correct += int(np.count_nonzero(pred == yb))
             loss_sum += net.loss.value(out, yb) * len(yb)
         return {f"{prefix}_loss": loss_sum / n, f"{prefix}_accuracy": correct / n}
-    abs_sum = sq_sum = 0.0
+    abs_sum = 0.0
+    col_sq = np.zeros(y.shape[1])
     for s in range(0, n, chunk):
         out = net.forward(X[s:s + chunk])
         yb = y[s:s + chunk]
         d = out.astype(np.float64) - yb
         abs_sum += float(np.abs(d).sum())
-        sq_sum += float((d * d).sum())
+        col_sq += (d * d).sum(axis=0)
         loss_sum += net.loss.value(out, yb) * len(yb)
+    sq_sum = float(col_sq.sum())
     size = y.size
-    var = float(((y - y.mean(axis=0)) ** 2).sum())
+    # R² per output column, then their plain mean (scikit-learn's r2_score
+    # default); a constant column scores 0.
+    col_var = ((y - y.mean(axis=0)) ** 2).sum(axis=0, dtype=np.float64)
+    r2 = np.where(col_var > 0, 1.0 - col_sq / np.where(col_var > 0, col_var, 1.0), 0.0)
     return {f"{prefix}_loss": loss_sum / n, f"{prefix}_mae": abs_sum / size,
-            f"{prefix}_rmse": math.sqrt(sq_sum / size),
-            f"{prefix}_r2": (1.0 - sq_sum / var) if var > 0 else 0.0}
+            f"{prefix}_rmse": math.sqrt(sq_sum / size), f"{prefix}_r2": float(r2.mean())}
 
 
 def _standardize_stats(X: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -205,8 +218,13 @@ def _standardize_stats(X: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np
 
 
 def _normalize_early(early_stopping, has_val: bool, task: str) -> dict | None:
-    if not early_stopping:
+    # None or False: off. A dict, even {}: on, with defaults for what it leaves out
+    # (as the service's {"early_stopping": {}} does).
+    if early_stopping is None or early_stopping is False:
         return None
+    if not isinstance(early_stopping, dict):
+        raise ValueError(f"early_stopping must be a dict like {{'monitor': 'val_loss', "
+                         f"'patience': 5}} or None, got {early_stopping!r}")
     cfg = {"monitor": "val_loss", "patience": 5, "min_delta": 0.0, "restore_best": True}
     unknown = set(early_stopping) - set(cfg)
     if unknown:
@@ -318,9 +336,8 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
             raise ValueError(f"validation_split {validation_split} leaves no training rows of {n}")
         perm = rng_split.permutation(n)
         tr_idx, va_idx = np.sort(perm[n_val:]), np.sort(perm[:n_val])
-        X_tr = np.take(X, tr_idx, axis=0).astype(net.dtype, copy=False)
-        y_tr = y[tr_idx]
-        X_va, y_va = np.asarray(X[va_idx], dtype=net.dtype), y[va_idx]
+        X_tr, y_tr = _gather_rows(X, tr_idx, net.dtype), y[tr_idx]
+        X_va, y_va = _gather_rows(X, va_idx, net.dtype), y[va_idx]
     else:
         X_tr, y_tr = X, y
         X_va = y_va = None

@@ -175,4 +175,5 @@ def test_multi_output_regression():
     assert pred.shape == (len(Xte), 3)
     scores = r2(Yte, pred)
     assert (scores >= 0.9).all(), scores
-    assert history[-1]["val_r2"] > 0.9
+    # val_r2 of several outputs is the plain mean of their R² (scikit-learn's default)
+    assert history[-1]["val_r2"] == pytest.approx(scores.mean(), abs=1e-4)

@@ -179,11 +179,33 @@ def test_feature_count_mismatch_raises():
     {"optimizer": {"type": "sgd", "learning_rate": -1}}, {"optimizer": {"type": "adam", "beta1": 1.0}},
     {"validation_split": 1.0}, {"weight_decay": -0.1},
     {"early_stopping": {"monitor": "val_loss", "patience": 2}},  # no validation data
+    {"early_stopping": {}},  # on with defaults: monitor val_loss, which needs validation data
+    {"early_stopping": "yes"},
 ])
 def test_invalid_fit_arguments_raise(kwargs):
     X, y = blobs()
     with pytest.raises(ValueError):
         fit(Network.from_spec(clf_spec()), X, y, **{"epochs": 1, **kwargs})
+
+
+@pytest.mark.parametrize("field, value", [
+    ("learning_rate", "0.1"), ("learning_rate", True), ("learning_rate", None), ("momentum", "0.9"),
+])
+def test_optimizer_numbers_must_be_numbers(field, value):
+    X, y = blobs()
+    with pytest.raises(ValueError, match=f"optimizer.{field} must be a number, got {value!r}"):
+        fit(Network.from_spec(clf_spec()), X, y, epochs=1,
+            optimizer={"type": "sgd", "learning_rate": 0.1, field: value})
+
+
+def test_empty_early_stopping_dict_means_on_with_defaults():
+    X, _ = blobs()
+    y = np.random.default_rng(0).integers(0, 3, len(X))  # noise labels: val_loss soon rises
+    history = fit(Network.from_spec(clf_spec()), X, y, epochs=40, validation_split=0.3,
+                  early_stopping={}, optimizer={"type": "adam", "learning_rate": 0.05}, seed=0)
+    # patience 5 on val_loss: training ends 5 epochs after the best one
+    assert history.stopped_early
+    assert len(history) == history.best_epoch + 5 < 40
 
 
 # --------------------------------------------------------------- prediction

@@ -298,3 +298,26 @@ def test_continue_training_a_fitted_network():
     h1 = fit(net, X, y, epochs=5, standardize=True, optimizer={"type": "adam", "learning_rate": 0.01})
     h2 = fit(net, X, y, epochs=1, optimizer={"type": "adam", "learning_rate": 0.001})
     assert h2[0]["train_loss"] < h1[0]["train_loss"]
+
+
+def test_float64_data_with_validation_split_holds_less_than_one_extra_copy():
+    """fit keeps one float32 working copy of the rows; splitting float64 data
+    must not pass through a full-size float64 temporary on the way there."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60_000, 100))  # float64, 48 MB
+    y = (X[:, 0] > 0).astype(np.int64)
+    spec = {"layers": [{"type": "dense", "units": 8, "activation": "relu"},
+                       {"type": "dense", "units": 2, "activation": "softmax"}],
+            "loss": "cross_entropy"}
+    net = Network.from_spec(spec)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        fit(net, X, y, epochs=1, batch_size=256, validation_split=0.2, seed=0)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    # the float32 copy is half of X; gathering through float64 would need 1.2x X
+    assert peak < 0.75 * X.nbytes, f"peak {peak / 2**20:.0f} MiB for {X.nbytes / 2**20:.0f} MiB of data"
