@@ -156,21 +156,6 @@ def test_predict_names_the_non_finite_cell_and_accepts_huge_finite_values():
         Xb[3, 1] = bad
         with pytest.raises(ValueError, match=r"non-finite value at row 3, column 1"):
             net.predict(Xb)
-    # finite values whose sum overflows float32 are not mistaken for inf
-    huge = np.full((2, 4), 3e38, dtype=np.float32)
-    assert np.isinf(huge.sum())
-    assert net.predict(huge).shape == (2,)
-
-
-def test_predict_names_the_non_finite_cell_and_accepts_huge_finite_values():
-    net = Network.from_spec(clf_spec())
-    X, y = blobs()
-    fit(net, X, y, epochs=1)
-    for bad in (np.nan, np.inf, -np.inf):
-        Xb = X[:5].copy()
-        Xb[3, 1] = bad
-        with pytest.raises(ValueError, match=r"non-finite value at row 3, column 1"):
-            net.predict(Xb)
     huge = np.full((2, 4), 3e38, dtype=np.float32)  # finite, though their sum is not
     with np.errstate(over="ignore"):
         assert net.predict(huge).shape == (2,)
