@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -268,6 +269,8 @@ class Network:
 
     # -- prediction ---------------------------------------------------------
     def _check_input(self, X) -> np.ndarray:
+        """``X`` as a 2-D array of the network's dtype, with the right width.
+        Finiteness is checked by ``_raw``."""
         if not self.built:
             raise ValueError("the network has no weights yet: call fit() first")
         X = np.asarray(X, dtype=self.dtype)
@@ -275,18 +278,47 @@ class Network:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != self.input_dim:
             raise ValueError(f"X must have shape (n_samples, {self.input_dim}), got {X.shape}")
+        return X
+
+    @staticmethod
+    def _check_finite(X: np.ndarray, first_row: int = 0) -> None:
         if not np.isfinite(X).all():
             bad = np.argwhere(~np.isfinite(X))[0]
-            raise ValueError(f"X has a non-finite value at row {bad[0]}, column {bad[1]}")
-        if self.x_mean is not None:
-            X = (X - self.x_mean) / self.x_scale
-        return X
+            raise ValueError(f"X has a non-finite value at row {first_row + bad[0]}, column {bad[1]}")
 
     def _raw(self, X, chunk: int = 8192) -> np.ndarray:
         X = self._check_input(X)
         if X.shape[0] <= chunk:
-            return self.forward(X)
-        return np.concatenate([self.forward(X[i:i + chunk]) for i in range(0, X.shape[0], chunk)])
+            return self._forward_checked(X)
+        return np.concatenate([self._forward_checked(X[i:i + chunk], first_row=i)
+                               for i in range(0, X.shape[0], chunk)])
+
+    def _forward_checked(self, X: np.ndarray, first_row: int = 0) -> np.ndarray:
+        """Inference forward pass of raw (unscaled) ``X`` that refuses non-finite inputs.
+
+        When the first layer is dense, its pre-activation output tells: a
+        non-finite input makes *every* unit of its row non-finite (inf * w,
+        nan * w and inf * 0 are all non-finite, and so is any sum with such a
+        term), so column 0 of ``X @ W + b`` flags the rows to look at, at the
+        cost of one column instead of a pass over ``X``. A finite row whose sum
+        overflows is flagged too; the full check then finds nothing and lets it
+        through, as before.
+        """
+        x = X if self.x_mean is None else (X - self.x_mean) / self.x_scale
+        first = self.layers[0]
+        if not isinstance(first, Dense):
+            self._check_finite(X, first_row)
+            return self.forward(x)
+        z = np.dot(x, first.params["W"])
+        z += first.params["b"]
+        col = z[:, 0]
+        if not (math.isfinite(col[0]) if col.shape[0] == 1 else np.isfinite(col).all()):
+            self._check_finite(X, first_row)
+        if not first.skip_activation:
+            first.activation.forward(z)
+        for layer in self.layers[1:]:
+            z = layer.forward(z)
+        return z
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n_samples, n_classes); binary gives 2 columns.

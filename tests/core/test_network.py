@@ -161,6 +161,51 @@ def test_predict_names_the_non_finite_cell_and_accepts_huge_finite_values():
         assert net.predict(huge).shape == (2,)
 
 
+# numpy warns "invalid value encountered in dot" when it meets inf * 0 on the way
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("standardize", [False, True])
+def test_predict_finds_every_non_finite_cell_through_the_first_layer(standardize):
+    """predict spots bad inputs from column 0 of the first dense layer's output;
+    any non-finite cell, wherever it sits, must still be named."""
+    X, y = blobs(d=6)
+    net = Network.from_spec(clf_spec())
+    fit(net, X, y, epochs=2, standardize=standardize)
+    W = net.layers[0].params["W"]
+    W[4, :] = 0.0  # inf * 0 is NaN: a bad value in a zero-weight feature is caught too
+    for bad in (np.nan, np.inf, -np.inf):
+        for row, col in [(0, 0), (0, 5), (3, 4), (9, 2)]:
+            Xb = X[:10].copy()
+            Xb[row, col] = bad
+            with pytest.raises(ValueError, match=rf"non-finite value at row {row}, column {col}$"):
+                net.predict(Xb)
+            with pytest.raises(ValueError, match=rf"row {row}, column {col}$"):
+                net.predict_proba(Xb)
+            with pytest.raises(ValueError, match=rf"row 0, column {col}$"):
+                net.predict(Xb[row])  # one row, given as a vector
+
+
+def test_predict_names_a_bad_row_in_a_later_chunk():
+    X, y = blobs()
+    net = Network.from_spec(clf_spec())
+    fit(net, X, y, epochs=1)
+    big = np.tile(X, (60, 1))[:9000]  # more than one 8,192-row chunk
+    big[8500, 3] = np.nan
+    with pytest.raises(ValueError, match=r"row 8500, column 3$"):
+        net.predict(big)
+
+
+def test_predict_checks_inputs_when_the_first_layer_is_not_dense():
+    X, y = blobs()
+    net = Network.from_spec({"layers": [{"type": "dropout", "rate": 0.1},
+                                        {"type": "dense", "units": 3, "activation": "softmax"}],
+                             "loss": "cross_entropy"})
+    fit(net, X, y, epochs=1)
+    Xb = X[:4].copy()
+    Xb[2, 1] = -np.inf
+    with pytest.raises(ValueError, match=r"row 2, column 1$"):
+        net.predict(Xb)
+
+
 def test_bad_targets_raise():
     X, y = blobs()
     net = Network.from_spec(clf_spec(k=3))
