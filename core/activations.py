@@ -49,14 +49,18 @@ class Linear(Activation):
 _ZERO_ROWS: dict[tuple, np.ndarray] = {}
 
 
-def _zero_row(width: int, dtype) -> np.ndarray:
-    """A cached, read-only row of zeros to broadcast against."""
-    key = (width, np.dtype(dtype))
+def _zero_row(z: np.ndarray) -> np.ndarray:
+    """A cached, read-only row of zeros shaped (1, width) like ``z``'s rows.
+
+    Two-dimensional on purpose: for a one-row ``z`` the shapes then match
+    exactly and numpy takes its no-iterator fast path (~1 us instead of ~2).
+    """
+    key = (z.shape[-1], z.dtype)
     row = _ZERO_ROWS.get(key)
     if row is None:
-        row = _ZERO_ROWS[key] = np.zeros(width, dtype=dtype)
+        row = _ZERO_ROWS[key] = np.zeros((1, z.shape[-1]), dtype=z.dtype)
         row.flags.writeable = False
-    return row
+    return row if z.ndim == 2 else row[0]
 
 
 class ReLU(Activation):
@@ -65,7 +69,7 @@ class ReLU(Activation):
     def forward(self, z, out=None):
         # Against a row of zeros, np.maximum runs its SIMD loop; against the
         # scalar 0 it took 2-3x longer (numpy 2.4, float32). Same values, NaN kept.
-        return np.maximum(z, _zero_row(z.shape[-1], z.dtype), out=z if out is None else out)
+        return np.maximum(z, _zero_row(z), out=z if out is None else out)
 
     def backward(self, y, grad, mask=None):
         # relu'(z) is 1 where the output is positive, else 0. A caller-owned

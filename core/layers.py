@@ -88,6 +88,7 @@ class Dense(Layer):
         self.skip_activation = False
         self._x: np.ndarray | None = None
         self._y: np.ndarray | None = None
+        self._b_row: np.ndarray | None = None
 
     def build(self, input_dim, rng, dtype=np.float32):
         self.input_dim, self.output_dim = input_dim, self.units
@@ -98,10 +99,20 @@ class Dense(Layer):
         self._bufs = {}
         return self.units
 
+    def bias_row(self) -> np.ndarray:
+        """``params["b"]`` viewed as shape (1, units) (same memory, so always
+        current): adding it to a one-row output needs no broadcasting, which
+        numpy does ~1 us faster."""
+        b = self.params["b"]
+        row = self._b_row
+        if row is None or row.base is not b:
+            row = self._b_row = b.reshape(1, -1)
+        return row
+
     def forward(self, x, training=False):
-        W, b = self.params["W"], self.params["b"]
+        W, b = self.params["W"], self.bias_row()
         if not training:
-            z = x @ W
+            z = np.dot(x, W)
             z += b
             return z if self.skip_activation else self.activation.forward(z)
         z = self._buffer("z", (x.shape[0], self.units))

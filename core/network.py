@@ -310,7 +310,7 @@ class Network:
             self._check_finite(X, first_row)
             return self.forward(x)
         z = np.dot(x, first.params["W"])
-        z += first.params["b"]
+        z += first.bias_row()
         col = z[:, 0]
         if not (math.isfinite(col[0]) if col.shape[0] == 1 else np.isfinite(col).all()):
             self._check_finite(X, first_row)

@@ -368,3 +368,20 @@ def test_save_load_regression_float64(tmp_path):
 def test_save_before_fit_raises(tmp_path):
     with pytest.raises(ValueError):
         Network.from_spec(clf_spec()).save(tmp_path / "x.npz")
+
+
+def test_one_row_predict_sees_bias_changes_made_in_place_or_by_rebinding():
+    """Dense keeps a (1, units) view of its bias for one-row inputs; it must
+    follow the bias whether it is changed in place or replaced."""
+    X, y = blobs()
+    net = Network.from_spec(clf_spec())
+    fit(net, X, y, epochs=2)
+    row = X[:1]
+    last = net.layers[-1]
+    before = net.predict_proba(row)
+    last.params["b"] += np.array([5.0, 0.0, 0.0], dtype=np.float32)       # in place
+    shifted = net.predict_proba(row)
+    assert shifted[0, 0] > before[0, 0]
+    last.params["b"] = np.array([0.0, 0.0, 50.0], dtype=np.float32)       # rebound
+    assert net.predict(row)[0] == 2
+    assert net.predict(X[:5]).tolist() == [2] * 5
