@@ -1,22 +1,24 @@
-"""An accumulating GEMM, ``C += alpha * op(A) @ B``, from the BLAS numpy already loaded.
+"""A few BLAS calls numpy does not expose, from the OpenBLAS numpy already loaded.
 
-numpy's ``matmul``/``dot`` always call ``gemm`` with ``beta = 0``: OpenBLAS then
-clears the output in a separate pass before the multiply, and a plain SGD step
-``W -= x.T @ delta`` needs a scratch gradient plus one more pass over ``W`` to
-subtract it. ``cblas_sgemm`` with ``beta = 1`` does the whole step in one call,
-writing ``W`` once. For the first layer of a 784-256 network that is ~15 % less
-time per weight update (see ``bench/core_train.py``).
+* ``gemm_tn_acc``: ``C += alpha * A.T @ B``. numpy's ``matmul``/``dot`` always
+  call ``gemm`` with ``beta = 0``: OpenBLAS then clears the output in a separate
+  pass before the multiply, and a plain SGD step ``W -= x.T @ delta`` needs a
+  scratch gradient plus one more pass over ``W`` to subtract it. With
+  ``beta = 1`` the whole step is one call that writes ``W`` once.
+* ``axpby`` (``y = alpha * x + beta * y``) and ``axpy`` (``y += alpha * x``):
+  one pass each where numpy needs two or three (``y *= beta; y += alpha * x``).
+  Adam's moment updates and its final step use them.
 
-numpy exposes no such call, so this module finds the OpenBLAS library numpy
-ships (its ``numpy.libs`` / ``.dylibs`` folder) and calls it through ``ctypes``
-from the standard library. Only 64-bit-integer (ILP64) OpenBLAS builds with
-the symbol names numpy's wheels use are accepted, and a self-test against
-``numpy.dot`` runs before first use. When any of that fails (numpy built
-against MKL or Accelerate, an unknown symbol name, a mismatch), ``available()``
-is False and callers keep to plain numpy: results are then equal up to
-floating-point rounding, never different in kind.
+This module finds the OpenBLAS library numpy ships (its ``numpy.libs`` /
+``.dylibs`` folder) and calls it through ``ctypes`` from the standard library.
+Only 64-bit-integer (ILP64) OpenBLAS builds with the symbol names numpy's
+wheels use are accepted, and each function is checked against numpy once
+before first use. When any of that fails (numpy built against MKL or
+Accelerate, an unknown symbol name, a mismatch), the functions return False
+and callers do the same arithmetic with numpy: results then agree up to
+floating-point rounding, never in kind.
 
-Set ``CORE_FUSED_GEMM=0`` in the environment to switch the fast path off.
+Set ``CORE_FUSED_GEMM=0`` in the environment to switch all of it off.
 """
 from __future__ import annotations
 
@@ -27,13 +29,20 @@ import os
 import numpy as np
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-# Symbol names of ILP64 cblas gemm in numpy's wheels: numpy >= 2.0
-# (scipy-openblas) and numpy 1.2x (openblas64_).
-_SYMBOLS = {
-    np.dtype(np.float32): ("scipy_cblas_sgemm64_", "cblas_sgemm64_"),
-    np.dtype(np.float64): ("scipy_cblas_dgemm64_", "cblas_dgemm64_"),
-}
-_CTYPES = {np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_PREFIX = {_F32: "s", _F64: "d"}
+_REAL = {_F32: ctypes.c_float, _F64: ctypes.c_double}
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+
+
+def _argtypes(kind: str, real) -> list:
+    if kind == "gemm":
+        return [ctypes.c_int, ctypes.c_int, ctypes.c_int, _I64, _I64, _I64,
+                real, _PTR, _I64, _PTR, _I64, real, _PTR, _I64]
+    if kind == "axpby":
+        return [_I64, real, _PTR, _I64, real, _PTR, _I64]
+    return [_I64, real, _PTR, _I64, _PTR, _I64]  # axpy
+
 
 _state: dict = {}
 
@@ -45,48 +54,64 @@ def _library_paths() -> list[str]:
 
 
 def _load() -> dict:
-    """Resolve the gemm functions once; an empty dict means "not available"."""
+    """Resolve and check the functions once: ``{(kind, dtype): function}``."""
     if os.environ.get("CORE_FUSED_GEMM", "1").strip().lower() in ("0", "false", "no", "off"):
         return {}
-    funcs: dict = {}
     for path in _library_paths():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for dtype, names in _SYMBOLS.items():
-            for name in names:
-                fn = getattr(lib, name, None)
-                if fn is None:
-                    continue
-                real, i64, ptr = _CTYPES[dtype], ctypes.c_int64, ctypes.c_void_p
-                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64,
-                               real, ptr, i64, ptr, i64, real, ptr, i64]
-                fn.restype = None
-                funcs[dtype] = fn
-                break
+        funcs = {}
+        for dtype, p in _PREFIX.items():
+            for kind in ("gemm", "axpby", "axpy"):
+                # numpy >= 2.0 (scipy-openblas), then numpy 1.2x (openblas64_)
+                for name in (f"scipy_cblas_{p}{kind}64_", f"cblas_{p}{kind}64_"):
+                    fn = getattr(lib, name, None)
+                    if fn is not None:
+                        fn.argtypes = _argtypes(kind, _REAL[dtype])
+                        fn.restype = None
+                        funcs[(kind, dtype)] = fn
+                        break
         if funcs:
-            break
-    return {dtype: fn for dtype, fn in funcs.items() if _self_test(fn, dtype)}
+            return {key: fn for key, fn in funcs.items() if _self_test(key, fn)}
+    return {}
 
 
-def _self_test(fn, dtype) -> bool:
+def _self_test(key, fn) -> bool:
+    kind, dtype = key
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((7, 5)).astype(dtype)
-    b = rng.standard_normal((7, 3)).astype(dtype)
-    c = rng.standard_normal((5, 3)).astype(dtype)
-    want = c - 0.5 * (a.T @ b)
-    got = c.copy()
-    fn(_ROW_MAJOR, _TRANS, _NO_TRANS, 5, 3, 7, -0.5, a.ctypes.data, 5, b.ctypes.data, 3,
-       1.0, got.ctypes.data, 3)
+    if kind == "gemm":
+        a = rng.standard_normal((7, 5)).astype(dtype)
+        b = rng.standard_normal((7, 3)).astype(dtype)
+        c = rng.standard_normal((5, 3)).astype(dtype)
+        want = c - 0.5 * (a.T @ b)
+        fn(_ROW_MAJOR, _TRANS, _NO_TRANS, 5, 3, 7, -0.5, a.ctypes.data, 5, b.ctypes.data, 3,
+           1.0, c.ctypes.data, 3)
+        got = c
+    else:
+        x = rng.standard_normal(37).astype(dtype)
+        y = rng.standard_normal(37).astype(dtype)
+        if kind == "axpby":
+            want = 0.25 * x + 0.75 * y
+            fn(37, 0.25, x.ctypes.data, 1, 0.75, y.ctypes.data, 1)
+        else:
+            want = y - 0.25 * x
+            fn(37, -0.25, x.ctypes.data, 1, y.ctypes.data, 1)
+        got = y
     return bool(np.allclose(got, want, rtol=1e-4, atol=1e-5))
 
 
-def available(dtype=np.float32) -> bool:
-    """Whether ``gemm_tn_acc`` can be used for arrays of ``dtype``."""
-    if "funcs" not in _state:
-        _state["funcs"] = _load()
-    return np.dtype(dtype) in _state["funcs"]
+def _fn(kind: str, dtype):
+    funcs = _state.get("funcs")
+    if funcs is None:
+        funcs = _state["funcs"] = _load()
+    return funcs.get((kind, dtype))
+
+
+def available(dtype=np.float32, kind: str = "gemm") -> bool:
+    """Whether ``kind`` (``gemm``, ``axpby`` or ``axpy``) runs in BLAS for ``dtype``."""
+    return _fn(kind, np.dtype(dtype)) is not None
 
 
 def gemm_tn_acc(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float) -> bool:
@@ -102,15 +127,39 @@ def gemm_tn_acc(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float) -> bo
     Returns True when done; False (and ``c`` untouched) when the arrays or the
     platform do not allow it, so the caller must do it with numpy instead.
     """
-    dtype = c.dtype
-    if not available(dtype):
+    fn = _fn("gemm", c.dtype)
+    if fn is None:
         return False
     k, m = a.shape
-    if (b.shape[0] != k or c.shape != (m, b.shape[1]) or a.dtype != dtype or b.dtype != dtype
+    if (b.shape[0] != k or c.shape != (m, b.shape[1]) or a.dtype != c.dtype or b.dtype != c.dtype
             or not (a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous)
             or not c.flags.writeable or k == 0):
         return False
     n = b.shape[1]
-    _state["funcs"][dtype](_ROW_MAJOR, _TRANS, _NO_TRANS, m, n, k, alpha,
-                           a.ctypes.data, m, b.ctypes.data, n, 1.0, c.ctypes.data, n)
+    fn(_ROW_MAJOR, _TRANS, _NO_TRANS, m, n, k, alpha, a.ctypes.data, m, b.ctypes.data, n,
+       1.0, c.ctypes.data, n)
+    return True
+
+
+def _vector_ok(x: np.ndarray, y: np.ndarray) -> bool:
+    return (x.dtype == y.dtype and x.size == y.size and x.size > 0
+            and x.flags.c_contiguous and y.flags.c_contiguous and y.flags.writeable)
+
+
+def axpby(alpha: float, x: np.ndarray, beta: float, y: np.ndarray) -> bool:
+    """``y = alpha * x + beta * y`` in place, elementwise over same-size
+    C-contiguous arrays, in one BLAS pass if possible (else False, ``y`` untouched)."""
+    fn = _fn("axpby", y.dtype)
+    if fn is None or not _vector_ok(x, y):
+        return False
+    fn(y.size, alpha, x.ctypes.data, 1, beta, y.ctypes.data, 1)
+    return True
+
+
+def axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> bool:
+    """``y += alpha * x`` in place, in one BLAS pass if possible (else False)."""
+    fn = _fn("axpy", y.dtype)
+    if fn is None or not _vector_ok(x, y):
+        return False
+    fn(y.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
     return True

@@ -15,6 +15,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from . import _blas
+
 
 class Optimizer(ABC):
     type = ""
@@ -105,16 +107,18 @@ class SGD(Optimizer):
         lr_wd = self.learning_rate * weight_decay
         mu = self.momentum
         for key, w, g in zip(keys, params, grads):
-            if lr_wd:
-                g += lr_wd * w  # L2: d/dw (wd/2 |w|^2), learning rate folded in
+            # L2: d/dw (wd/2 |w|^2), learning rate folded in
+            if lr_wd and not _blas.axpy(lr_wd, w, g):
+                g += lr_wd * w
             if mu == 0.0:
                 w -= g
                 continue
             v = self.state.get(key)
             if v is None:
                 v = self.state[key] = np.zeros_like(w)
-            v *= mu
-            v -= g
+            if not _blas.axpby(-1.0, g, mu, v):  # v = mu * v - g, one pass in BLAS
+                v *= mu
+                v -= g
             if self.nesterov:
                 w += mu * v
                 w -= g
@@ -139,26 +143,31 @@ class Adam(Optimizer):
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step = self.learning_rate * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
+        # The moment updates and the final step are one BLAS pass each where
+        # core._blas has them (y = a x + b y); numpy needs two or three.
         for key, w, g in zip(keys, params, grads):
-            if weight_decay:
+            if weight_decay and not _blas.axpy(weight_decay, w, g):
                 g += weight_decay * w
             m = self.state.get(key + ".m")
             if m is None:
                 m = self.state[key + ".m"] = np.zeros_like(w)
                 self.state[key + ".v"] = np.zeros_like(w)
             v = self.state[key + ".v"]
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
+            if not _blas.axpby(1 - b1, g, b1, m):  # m = b1 m + (1 - b1) g
+                m *= b1
+                m += (1 - b1) * g
             g *= g
-            g *= 1 - b2
-            v += g
+            if not _blas.axpby(1 - b2, g, b2, v):  # v = b2 v + (1 - b2) g^2
+                v *= b2
+                g *= 1 - b2
+                v += g
             # w -= step * m / (sqrt(v) + eps), using g as scratch space.
             np.sqrt(v, out=g)
             g += self.eps
             np.divide(m, g, out=g)
-            g *= step
-            w -= g
+            if not _blas.axpy(-step, g, w):
+                g *= step
+                w -= g
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}

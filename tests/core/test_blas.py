@@ -25,8 +25,9 @@ def test_fast_path_is_found_on_numpys_own_openblas_wheels():
     # numpy's PyPI wheels for Linux (what .ci/run and the Dockerfile install)
     # ship an ILP64 OpenBLAS; there the fast path must be active, or the
     # training benchmark silently loses its fused SGD step.
-    assert _blas.available(np.float32) == _numpy_ships_ilp64_openblas()
-    assert _blas.available(np.float64) == _numpy_ships_ilp64_openblas()
+    for dtype in (np.float32, np.float64):
+        for kind in ("gemm", "axpby", "axpy"):
+            assert _blas.available(dtype, kind) == _numpy_ships_ilp64_openblas(), (dtype, kind)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -41,6 +42,36 @@ def test_gemm_tn_acc_matches_numpy(dtype):
     if done:
         tol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_axpby_and_axpy_match_numpy(dtype):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((40, 7)).astype(dtype)
+    y = rng.standard_normal((40, 7)).astype(dtype)
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    want = 0.1 * x + 0.9 * y
+    assert _blas.axpby(0.1, x, 0.9, y) == _blas.available(dtype, "axpby")
+    if _blas.available(dtype, "axpby"):
+        np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+    want = y - 0.5 * x
+    assert _blas.axpy(-0.5, x, y) == _blas.available(dtype, "axpy")
+    if _blas.available(dtype, "axpy"):
+        np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+
+
+def test_axpby_and_axpy_refuse_arrays_they_cannot_take():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    y = rng.standard_normal((6, 4)).astype(np.float32)
+    before = y.copy()
+    for args in [(x.T, y), (x[:, :3], y[:, :3]), (x.astype(np.float64), y), (x[:5], y)]:
+        assert not _blas.axpby(1.0, args[0], 1.0, args[1])
+        assert not _blas.axpy(1.0, args[0], args[1])
+    ro = y.copy()
+    ro.flags.writeable = False
+    assert not _blas.axpy(1.0, x, ro) and not _blas.axpby(1.0, x, 1.0, ro)
+    assert np.array_equal(y, before)
 
 
 def test_gemm_tn_acc_refuses_arrays_it_cannot_take_and_leaves_c_alone():

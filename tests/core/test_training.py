@@ -282,6 +282,30 @@ def test_plain_sgd_stepped_in_backward_matches_the_optimizer_step(monkeypatch):
     assert h_fused[-1]["train_loss"] < h_fused[0]["train_loss"]
 
 
+@pytest.mark.parametrize("optimizer, weight_decay", [
+    ({"type": "adam", "learning_rate": 0.01}, 0.0),
+    ({"type": "adam", "learning_rate": 0.01}, 1e-3),
+    ({"type": "sgd", "learning_rate": 0.05, "momentum": 0.9}, 1e-3),
+    ({"type": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True}, 0.0),
+])
+def test_optimizer_steps_through_blas_match_plain_numpy(monkeypatch, optimizer, weight_decay):
+    """Adam's moments and step, momentum and weight decay go through BLAS axpy/axpby
+    where numpy's OpenBLAS has them; the numpy fallback must train the same way."""
+    from core import _blas
+
+    X, y = data()
+    args = dict(epochs=3, batch_size=32, optimizer=optimizer, weight_decay=weight_decay,
+                standardize=True, seed=5)
+    fast = Network.from_spec(SPEC)
+    h_fast = fit(fast, X, y, **args)
+    monkeypatch.setitem(_blas._state, "funcs", {})  # as on a platform without them
+    plain = Network.from_spec(SPEC)
+    h_plain = fit(plain, X, y, **args)
+    for (k, a, _), (_, b, _) in zip(fast.param_items(), plain.param_items()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=k)
+    assert h_fast[-1]["train_loss"] == pytest.approx(h_plain[-1]["train_loss"], rel=1e-4)
+
+
 def test_weight_decay_shrinks_weights():
     X, y = data()
     args = dict(epochs=10, optimizer={"type": "sgd", "learning_rate": 0.05}, standardize=True, seed=2)
