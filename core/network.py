@@ -163,6 +163,33 @@ def _from_json_array(arr: np.ndarray):
     return json.loads(str(arr[()]))
 
 
+def _first_cell(mask: np.ndarray) -> tuple[int, int]:
+    """(row, column) of the first True in a 1-D or 2-D mask."""
+    hit = np.argwhere(mask)[0]
+    return int(hit[0]), int(hit[1]) if mask.ndim > 1 else 0
+
+
+def _check_finite(X: np.ndarray, name: str, chunk: int = 8192, limit: float | None = None,
+                  first_row: int = 0) -> None:
+    """Raise naming the first non-finite cell (or, with ``limit``, the first
+    cell whose magnitude would overflow the training dtype); rows are counted
+    from ``first_row``, for a block of a larger array."""
+    for s in range(0, X.shape[0], chunk):
+        block = X[s:s + chunk]
+        start = first_row + s
+        ok = np.isfinite(block)
+        if not ok.all():
+            r, c = _first_cell(~ok)
+            raise ValueError(f"{name} has a non-finite value at row {start + r}, column {c}")
+        if limit is not None:
+            big = np.abs(block) > limit
+            if big.any():
+                r, c = _first_cell(big)
+                raise ValueError(f"{name} has a value too large for float32 at row {start + r}, "
+                                 f"column {c}: {float(block.reshape(len(block), -1)[r, c]):g}; "
+                                 "rescale the data")
+
+
 class Network:
     """A multilayer perceptron built from a spec.
 
@@ -280,12 +307,6 @@ class Network:
             raise ValueError(f"X must have shape (n_samples, {self.input_dim}), got {X.shape}")
         return X
 
-    @staticmethod
-    def _check_finite(X: np.ndarray, first_row: int = 0) -> None:
-        if not np.isfinite(X).all():
-            bad = np.argwhere(~np.isfinite(X))[0]
-            raise ValueError(f"X has a non-finite value at row {first_row + bad[0]}, column {bad[1]}")
-
     def _raw(self, X, chunk: int = 8192) -> np.ndarray:
         X = self._check_input(X)
         if X.shape[0] <= chunk:
@@ -307,15 +328,13 @@ class Network:
         x = X if self.x_mean is None else (X - self.x_mean) / self.x_scale
         first = self.layers[0]
         if not isinstance(first, Dense):
-            self._check_finite(X, first_row)
+            _check_finite(X, "X", first_row=first_row)
             return self.forward(x)
-        z = np.dot(x, first.params["W"])
-        z += first.bias_row()
+        z = first.affine(x)
         col = z[:, 0]
         if not (math.isfinite(col[0]) if col.shape[0] == 1 else np.isfinite(col).all()):
-            self._check_finite(X, first_row)
-        if not first.skip_activation:
-            first.activation.forward(z)
+            _check_finite(X, "X", first_row=first_row)
+        z = first.activate(z)
         for layer in self.layers[1:]:
             z = layer.forward(z)
         return z

@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from .network import Network, _from_json_array, _json_array, atomic_savez
+from .network import Network, _check_finite, _from_json_array, _json_array, atomic_savez
 from .optimizers import make_optimizer
 
 # Metrics early stopping may watch, and whether larger is better.
@@ -108,24 +108,6 @@ def _as_2d_float(X, name: str) -> np.ndarray:
     return X
 
 
-def _check_finite(X: np.ndarray, name: str, chunk: int = 8192, limit: float | None = None) -> None:
-    """Raise naming the first non-finite cell (or, with ``limit``, the first
-    cell whose magnitude would overflow the training dtype)."""
-    for start in range(0, X.shape[0], chunk):
-        block = X[start:start + chunk]
-        ok = np.isfinite(block)
-        if not ok.all():
-            r, c = _first_cell(~ok)
-            raise ValueError(f"{name} has a non-finite value at row {start + r}, column {c}")
-        if limit is not None:
-            big = np.abs(block) > limit
-            if big.any():
-                r, c = _first_cell(big)
-                raise ValueError(f"{name} has a value too large for float32 at row {start + r}, "
-                                 f"column {c}: {float(block.reshape(len(block), -1)[r, c]):g}; "
-                                 "rescale the data")
-
-
 def _gather_rows(X: np.ndarray, idx: np.ndarray, dtype, chunk: int = 8192) -> np.ndarray:
     """``X[idx]`` as a new C-contiguous array of ``dtype``, gathered in chunks so
     that float64 data never has a full-size float64 temporary next to it."""
@@ -133,12 +115,6 @@ def _gather_rows(X: np.ndarray, idx: np.ndarray, dtype, chunk: int = 8192) -> np
     for s in range(0, idx.shape[0], chunk):
         out[s:s + chunk] = np.take(X, idx[s:s + chunk], axis=0)
     return out
-
-
-def _first_cell(mask: np.ndarray) -> tuple[int, int]:
-    """(row, column) of the first True in a 1-D or 2-D mask."""
-    hit = np.argwhere(mask)[0]
-    return int(hit[0]), int(hit[1]) if mask.ndim > 1 else 0
 
 
 def _check_targets(net: Network, y, n: int, name: str) -> np.ndarray:

@@ -371,8 +371,8 @@ def test_save_before_fit_raises(tmp_path):
 
 
 def test_one_row_predict_sees_bias_changes_made_in_place_or_by_rebinding():
-    """Dense keeps a (1, units) view of its bias for one-row inputs; it must
-    follow the bias whether it is changed in place or replaced."""
+    """Dense adds its bias through a (1, units) view for one-row inputs; predict
+    must follow the bias whether it is changed in place or replaced."""
     X, y = blobs()
     net = Network.from_spec(clf_spec())
     fit(net, X, y, epochs=2)
