@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from service import __version__
+from service.docs import mount_docs
 from service.database import create_all, make_engine, make_sessionmaker
 from service.datasets.routes import router as datasets_router
 from service.errors import ServiceError
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine.dispose()
 
     app = FastAPI(title="mlp-service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,   # served from vendored assets by mount_docs (works offline)
                   openapi_tags=[{"name": t} for t in ("networks", "datasets", "jobs", "models", "health")])
     app.state.settings = settings
     app.state.engine = engine
@@ -84,4 +86,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # through openapi_tags.
     for router in (jobs_router, models_router, networks_router, datasets_router):
         app.include_router(router)
+    mount_docs(app)
     return app

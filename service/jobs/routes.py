@@ -78,14 +78,19 @@ def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep, executor: Exec
     return JobRead.from_row(service.cancel(session, executor, owner=owner, job_id=job_id))
 
 
+SSE_EXAMPLE = ('id: 1\nevent: epoch\ndata: {"epoch":1,"train_loss":0.71,"val_loss":0.69,"seconds":0.02}\n\n'
+               'event: end\ndata: {"id":"7b8b965ad4bca0e41ab51de7b31363a1","status":"succeeded","model_id":"5d41..."}\n\n')
+
+
 def _sse(event: str, data: dict, event_id: int | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-@router.get("/{job_id}/events", responses={200: {"content": {"text/event-stream": {}},
-                                                "description": "One `epoch` event per epoch, then `end`."},
-                                          404: {"description": "Unknown job"}})
+@router.get("/{job_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}},
+                             "description": "One `epoch` event per epoch, then `end`."},
+                       404: {"description": "Unknown job"}})
 async def job_events(job_id: str, request: Request, owner: OwnerDep,
                      since_epoch: Annotated[int, Query(ge=0, le=MAX_INT)] = 0) -> StreamingResponse:
     """Server-sent events: an `epoch` event (data: the epoch's metrics) per epoch, an `end` event with the
