@@ -23,9 +23,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=igno
 WORKDIR /src
 COPY pyproject.toml ./
 # Only pyproject.toml is in this layer, so the (slow) dependency wheels are rebuilt only when the
-# dependency lists change. Runtime deps + the `distributed` extra (Celery/Redis/PostgreSQL workers).
+# dependency lists change. Runtime deps + the `distributed` extra (Celery/Redis/PostgreSQL workers)
+# + the `onnx` extra (GET /v1/models/{id}/export?format=onnx).
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['distributed']))" > requirements.txt \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['distributed'] + p['optional-dependencies']['onnx']))" \
+    > requirements.txt \
  && cat requirements.txt \
  && pip wheel --wheel-dir /wheels/deps -r requirements.txt
 

@@ -46,3 +46,9 @@ class Unauthorized(ServiceError):
 
 class TooManyRequests(ServiceError):
     status_code = 429
+
+
+class NotAvailable(ServiceError):
+    """A feature whose optional dependency is not installed (the detail names the extra)."""
+
+    status_code = 501

@@ -11,7 +11,7 @@ from service.auth import OwnerDep
 from service.database import SessionDep
 from service.deps import StorageDep
 from service.datasets.upload import read_body
-from service.models import service
+from service.models import export, service
 from service.models.schemas import PREDICT_OPENAPI, ModelList, ModelRead, PredictResponse
 
 MAX_OFFSET = 2**31 - 1            # keeps OFFSET within every database's integer range
@@ -86,3 +86,31 @@ def _load(app: FastAPI, storage, owner: str, model_id: str, cache: service.Model
 def _revalidate(app: FastAPI, owner: str, model_id: str, cache: service.ModelCache) -> None:
     with app.state.sessionmaker() as session:
         service.revalidate(session, owner=owner, model_id=model_id, cache=cache)
+
+
+_EXPORT_RESPONSES = {
+    200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "The model file (Content-Disposition names it `{id}.onnx` or `{id}.npz`)."},
+    **_ERRORS,
+    422: {"description": "format is not onnx or npz."},
+    501: {"description": "format=onnx on a server installed without the `onnx` extra."},
+}
+
+
+@router.get("/{model_id}/export", response_class=Response, responses=_EXPORT_RESPONSES)
+def export_model(model_id: str, session: SessionDep, owner: OwnerDep, storage: StorageDep,
+                 format: str = Query("onnx", description="`onnx` (an ONNX graph with the preprocessing, "
+                                                         "probabilities and labels) or `npz` (the engine's file, "
+                                                         "read by `core.Network.load`).")) -> Response:
+    """The model in a standard format: ONNX, or the engine's own .npz."""
+    data = export.export(session, storage, owner=owner, model_id=model_id, fmt=format)
+    return Response(data, media_type=export.MEDIA_TYPES[format],
+                    headers={"Content-Disposition": f'attachment; filename="{model_id}.{format}"'})
+
+
+@router.get("/{model_id}/download", response_class=Response, responses={200: _EXPORT_RESPONSES[200], **_ERRORS})
+def download_model(model_id: str, session: SessionDep, owner: OwnerDep, storage: StorageDep) -> Response:
+    """The engine's .npz file of the model (what `core.Network.load` reads)."""
+    data = export.read_npz(session, storage, owner=owner, model_id=model_id)
+    return Response(data, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{model_id}.npz"'})
