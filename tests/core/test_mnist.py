@@ -2,9 +2,9 @@
 (the only half on these machines), first 8,000 rows to train, last 2,000 to
 test, a 784-128-10 network.
 
-The files live in the project's shared folder, beside the repository (CI lays a
-copy of ``shared/`` next to the clone), or wherever ``MLP_MNIST_DIR`` points.
-A missing file fails the test: it is not skipped.
+The files are in the repository (``tests/data/mnist``, see its README for the
+source and licence), or wherever ``MLP_MNIST_DIR`` points. A missing file fails
+the test: it is not skipped.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def mnist_dir() -> Path:
     candidates = []
     if os.environ.get("MLP_MNIST_DIR"):
         candidates.append(Path(os.environ["MLP_MNIST_DIR"]))
-    candidates.append(REPO_ROOT.parent / "shared" / "data" / "mnist")
+    candidates.append(REPO_ROOT / "tests" / "data" / "mnist")
     for c in candidates:
         if (c / IMAGES).is_file() and (c / LABELS).is_file():
             return c

