@@ -6,6 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -13,7 +14,7 @@ from service import __version__
 from service.docs import mount_docs
 from service.database import create_all, make_engine, make_sessionmaker
 from service.datasets.routes import router as datasets_router
-from service.errors import ServiceError
+from service.errors import ServiceError, validation_detail
 from service.executor import make_executor
 from service.jobs.routes import router as jobs_router
 from service.models.routes import router as models_router
@@ -56,6 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input, which may hold NaN or a lone surrogate (a 500 when encoded)
+        return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:

@@ -141,6 +141,20 @@ def keys_configured(settings, sessionmaker) -> bool:
 async def get_owner(request: Request,
                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> str:
     """Return the caller's tenant: ``default`` without keys; with keys, the tenant of the Bearer key or 401."""
+    owner = getattr(request.state, "owner", None)  # already settled before the body was read (GuardedRoute)
+    if owner is not None:
+        return owner
+    return await _resolve_owner(request, credentials)
+
+
+async def authenticate(request: Request) -> str:
+    """Settle the caller's tenant from the headers alone (401 otherwise) and remember it on ``request.state``."""
+    owner = await _resolve_owner(request, await bearer(request))
+    request.state.owner = owner
+    return owner
+
+
+async def _resolve_owner(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
     ring = getattr(request.app.state, "keyring", None) or install(request.app)
     now = time.monotonic()
     enabled = ring.enabled_now(now)

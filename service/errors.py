@@ -52,3 +52,36 @@ class NotAvailable(ServiceError):
     """A feature whose optional dependency is not installed (the detail names the extra)."""
 
     status_code = 501
+
+
+MAX_ECHO_CHARS = 200  # a 422 echoes at most this much of the offending input
+
+
+def json_safe(value: Any, _depth: int = 0) -> Any:
+    """``value`` made encodable as strict UTF-8 JSON: NaN/Infinity become strings, lone surrogates are escaped,
+    long strings and deep or long containers are cut."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else repr(value)
+    if isinstance(value, (bool, int)) or value is None:
+        return value
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        s = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return s if len(s) <= MAX_ECHO_CHARS else s[:MAX_ECHO_CHARS] + "..."
+    if _depth > 4:
+        return "..."
+    if isinstance(value, dict):
+        return {str(json_safe(k, _depth + 1)): json_safe(v, _depth + 1) for k, v in list(value.items())[:20]}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, _depth + 1) for v in list(value[:20])]
+    return json_safe(str(value), _depth + 1)
+
+
+def validation_detail(errors: Any) -> list[dict]:
+    """FastAPI's 422 ``detail`` list (type, loc, msg, input, ctx) with every value made JSON-safe."""
+    out = []
+    for err in errors:
+        item = {k: json_safe(err[k]) for k in ("type", "loc", "msg", "input", "ctx") if k in err}
+        out.append(item)
+    return out

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, description="Celery broker (redis://...); unset = embedded workers.")
     workers: int = Field(default_factory=_default_workers, ge=0, description="Embedded worker processes.")
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    max_json_body_bytes: int = Field(1024 * 1024, ge=1, description="Body of POST /v1/networks, /v1/jobs (413).")
     max_params: int = Field(5_000_000, ge=1)
     max_epochs: int = Field(1000, ge=1)
     max_batch_size: int = Field(65536, ge=1)

@@ -111,7 +111,8 @@ async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, 
         header_value.extend(data[start:end])
 
     def on_header_end() -> None:
-        state["headers"][bytes(header_field).lower().decode("latin-1")] = bytes(header_value).decode("utf-8", "replace")
+        # latin-1 keeps every byte: parse_options_header encodes it back, and names are decoded as UTF-8 below
+        state["headers"][bytes(header_field).lower().decode("latin-1")] = bytes(header_value).decode("latin-1")
         header_field.clear()
         header_value.clear()
 
@@ -125,7 +126,7 @@ async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, 
             if upload.kind:
                 raise InvalidInput("send exactly one 'file' part")
             upload.filename = filename.decode("utf-8", "replace") if filename is not None else None
-            upload.kind = file_kind(upload.filename, state["headers"].get("content-type"))
+            upload.kind = file_kind(upload.filename, state["headers"].get("content-type", "").strip())
             fd, tmp = tempfile.mkstemp(prefix="upload-", suffix="." + upload.kind, dir=tmp_dir)
             upload.path = Path(tmp)
             fh = os.fdopen(fd, "wb")
@@ -161,7 +162,7 @@ async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, 
     parser = MultipartParser(boundary, {
         "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
-        "on_part_end": on_part_end})
+        "on_part_end": on_part_end, "on_end": lambda: state.__setitem__("complete", True)})
     received = 0
     try:
         async for chunk in request.stream():
@@ -181,4 +182,8 @@ async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, 
             fh.close()
     if not upload.kind:
         raise InvalidInput("multipart upload needs a 'file' part (.csv or .npz)")
+    if not state.get("complete"):  # a body cut short (a dropped chunked upload) is not a whole file
+        upload.cleanup()
+        raise InvalidInput("malformed multipart body: it ended before its closing boundary (the upload was cut "
+                           "short); send the whole body")
     return upload

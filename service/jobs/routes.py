@@ -14,12 +14,13 @@ from starlette.concurrency import run_in_threadpool
 
 from service.auth import OwnerDep
 from service.database import SessionDep
+from service.http import GuardedRoute
 from service.deps import ExecutorDep, SettingsDep
 from service.jobs import service
 from service.jobs.schemas import EpochMetrics, JobCreate, JobList, JobRead, JobStatus, MetricsList
 from service.jobs.tables import TERMINAL
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=GuardedRoute)
 
 MAX_INT = 2**31 - 1  # offsets and epochs stay within every database's INTEGER range
 SSE_POLL_SECONDS = 0.25

@@ -104,10 +104,10 @@ def read_keys_file(path: str | Path) -> list[tuple[str, str]]:
 
     Accepted forms: lines ``tenant:key`` (blank lines and ``#`` comments ignored); or JSON, either an object
     ``{"tenant": "key" | ["key", ...]}`` or a list of ``{"tenant": ..., "key": ...}``. Errors name the line
-    or entry, never the key.
+    (or JSON entry) and the field, never a field's value: with the fields swapped, the "tenant" is a key.
     """
-    text = Path(path).read_text(encoding="utf-8")
-    pairs: list[tuple[str, str]] = []
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    pairs: list[tuple[str, object, object]] = []  # (where, tenant, key)
     stripped = text.strip()
     if stripped.startswith(("{", "[")):
         try:
@@ -115,14 +115,16 @@ def read_keys_file(path: str | Path) -> list[tuple[str, str]]:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON (line {exc.lineno})") from None
         if isinstance(doc, dict):
+            i = 0
             for tenant, keys in doc.items():
                 for key in ([keys] if isinstance(keys, str) else keys if isinstance(keys, list) else [None]):
-                    pairs.append((tenant, key))
+                    i += 1
+                    pairs.append((f"entry {i}", tenant, key))
         elif isinstance(doc, list):
-            for i, item in enumerate(doc):
+            for i, item in enumerate(doc, 1):
                 if not isinstance(item, dict):
                     raise ValueError(f"{path}: entry {i} must be an object {{\"tenant\": ..., \"key\": ...}}")
-                pairs.append((item.get("tenant"), item.get("key")))
+                pairs.append((f"entry {i}", item.get("tenant"), item.get("key")))
         else:
             raise ValueError(f"{path}: JSON must be an object or a list")
     else:
@@ -133,14 +135,18 @@ def read_keys_file(path: str | Path) -> list[tuple[str, str]]:
             tenant, sep, key = line.partition(":")
             if not sep:
                 raise ValueError(f"{path}: line {lineno} is not 'tenant:key'")
-            pairs.append((tenant.strip(), key.strip()))
+            pairs.append((f"line {lineno}", tenant.strip(), key.strip()))
     out = []
-    for i, (tenant, key) in enumerate(pairs, 1):
+    for where, tenant, key in pairs:
+        if isinstance(tenant, str) and split_key(tenant) is not None:
+            raise ValueError(f"{path}: {where}: the tenant field holds what looks like a key; the fields are "
+                             "'tenant:key' (JSON: {\"tenant\": \"key\"})")
         if not isinstance(tenant, str) or not TENANT_RE.match(tenant):
-            raise ValueError(f"{path}: entry {i}: invalid tenant name {tenant!r}")
+            raise ValueError(f"{path}: {where}: the tenant is not a valid tenant name (1-64 characters: letters, "
+                             "digits, '_', '.', '-'; starting with a letter or digit); is it 'tenant:key'?")
         if not isinstance(key, str) or len(key) < 16 or any(c.isspace() for c in key):
-            raise ValueError(f"{path}: entry {i} (tenant {tenant}): the key must be a string of at least 16 "
-                             "characters without spaces")
+            raise ValueError(f"{path}: {where}: the key must be a string of at least 16 characters without "
+                             "spaces; is it 'tenant:key'?")
         out.append((tenant, key))
     if not out:
         raise ValueError(f"{path}: no keys in the file (MLP_API_KEYS_FILE is set, so keys are required)")

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Body, Query, Response, status
 
 from service.auth import OwnerDep
 from service.database import SessionDep
+from service.http import GuardedRoute
 from service.deps import SettingsDep
 from service.networks import service
 from service.networks.schemas import (BINARY_EXAMPLE, REGRESSION_EXAMPLE, WINE_EXAMPLE, NetworkCreate, NetworkList,
                                       NetworkRead)
 
 MAX_OFFSET = 2**31 - 1            # keeps OFFSET within every database's integer range
-router = APIRouter(prefix="/v1/networks", tags=["networks"])
+router = APIRouter(prefix="/v1/networks", tags=["networks"], route_class=GuardedRoute)
 
 _ERRORS = {404: {"description": "No network with this id (for this caller)."}}
 _EXAMPLES = {

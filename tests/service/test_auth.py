@@ -278,10 +278,13 @@ def test_keys_file_lines_or_json(tmp_path, content):
 
 @pytest.mark.parametrize("content,message", [
     ("erin\n", "line 1 is not 'tenant:key'"),
-    ("erin:short\n", "entry 1 (tenant erin): the key must be a string of at least 16 characters"),
-    ("bad name:0123456789abcdef01\n", "entry 1: invalid tenant name 'bad name'"),
+    ("# keys\nerin:short\n", "line 2: the key must be a string of at least 16 characters"),
+    ("bad name:0123456789abcdef01\n", "line 1: the tenant is not a valid tenant name"),
     ("# nothing\n", "no keys in the file"),
-    ('{"erin": 5}', "entry 1 (tenant erin): the key must be"),
+    ('{"erin": 5}', "entry 1: the key must be"),
+    # fields swapped: the key stands where the tenant goes, and is not shown
+    ("erin:erin-key-0123456789abcdef01\nmlp_0123456789abcdef01:frank\n", "line 2: the key must be a string"),
+    ('[{"tenant": "0123456789abcdef01 x", "key": "erin"}]', "entry 1: the tenant is not a valid tenant name"),
 ])
 def test_bad_keys_file_fails_without_showing_keys(tmp_path, content, message):
     path = tmp_path / "keys"
