@@ -17,6 +17,7 @@ from service.datasets.routes import router as datasets_router
 from service.errors import ServiceError, validation_detail
 from service.executor import make_executor
 from service.jobs.routes import router as jobs_router
+from service.metrics import install_metrics
 from service.models.routes import router as models_router
 from service.networks.routes import router as networks_router
 from service.settings import Settings
@@ -93,4 +94,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (jobs_router, models_router, networks_router, datasets_router):
         app.include_router(router)
     mount_docs(app)
+    install_metrics(app)
     return app

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 import core
 from service.datasets.parsing import ParseError, rows_to_float32
 from service.errors import InvalidInput, NotFound
+from service.metrics import CACHE_HITS, CACHE_MISSES, PREDICTED_ROWS
 from service.models.tables import TrainedModel
 from service.storage import Storage
 
@@ -90,12 +91,14 @@ class ModelCache:
         self._items: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, owner: str, model_id: str) -> LoadedModel | None:
+    def get(self, owner: str, model_id: str, *, count: bool = True) -> LoadedModel | None:
         with self._lock:
             item = self._items.get((owner, model_id))
             if item is not None:
                 self._items.move_to_end((owner, model_id))
-            return item
+        if item is not None and count:
+            CACHE_HITS.inc()
+        return item
 
     def put(self, owner: str, item: LoadedModel) -> LoadedModel:
         with self._lock:
@@ -125,6 +128,7 @@ def load(session: Session, storage: Storage, *, owner: str, model_id: str, cache
     row = get_or_raise(session, owner=owner, model_id=model_id)
     if not storage.exists(row.artifact_key):
         raise NotFound(f"model {model_id} has no stored weights ({row.artifact_key} is missing)")
+    CACHE_MISSES.inc()
     with storage.open_read(row.artifact_key) as fh:
         net = core.Network.load(fh)
     classes = list(row.classes) if row.classes is not None else None
@@ -139,7 +143,7 @@ def revalidate(session: Session, *, owner: str, model_id: str, cache: ModelCache
     if exists is None:
         cache.evict(owner, model_id)
         raise NotFound(f"model {model_id} not found")
-    item = cache.get(owner, model_id)
+    item = cache.get(owner, model_id, count=False)
     if item is not None:
         item.checked_at = time.monotonic()
 
@@ -168,6 +172,7 @@ def predict(model: LoadedModel, X: np.ndarray) -> bytes:
 
 
 def _predict_unlocked(model: LoadedModel, X: np.ndarray) -> bytes:
+    PREDICTED_ROWS.inc(X.shape[0])
     if model.task == "classification":
         proba = np.ascontiguousarray(model.net.predict_proba(X), dtype=np.float32)
         idx = proba.argmax(axis=1)
