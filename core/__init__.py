@@ -10,10 +10,11 @@ from .layers import ActivationLayer, Dense, Dropout, Layer
 from .losses import LOSSES
 from .network import Network, count_params, normalize_spec
 from .optimizers import OPTIMIZERS
+from .preprocessing import ENCODERS, IMPUTERS, SCALERS, Preprocessor
 from .training import History, TrainingCancelled, TrainingDiverged, TrainingState, fit
 
 __all__ = [
     "ACTIVATIONS", "INITS", "LOSSES", "OPTIMIZERS", "Network", "fit", "count_params",
     "normalize_spec", "History", "TrainingState", "TrainingDiverged", "TrainingCancelled",
-    "Layer", "Dense", "ActivationLayer", "Dropout",
+    "Layer", "Dense", "ActivationLayer", "Dropout", "Preprocessor", "IMPUTERS", "SCALERS", "ENCODERS",
 ]

@@ -12,6 +12,7 @@ from .activations import ACTIVATIONS
 from .initializers import INITS
 from .layers import ActivationLayer, Dense, Dropout, Layer
 from .losses import LOSSES
+from .preprocessing import Preprocessor
 
 FORMAT_VERSION = 1
 LAYER_TYPES = ("dense", "activation", "dropout")
@@ -216,9 +217,8 @@ class Network:
         self.output_dim: int = [l for l in self.layers if isinstance(l, Dense)][-1].units
         self.task = self.loss.task
         self.meta: dict = {}
-        # Input standardisation (set by fit(standardize=True)), applied by predict.
-        self.x_mean: np.ndarray | None = None
-        self.x_scale: np.ndarray | None = None
+        # Preprocessing learned by fit (imputation, scaling, one-hot), applied by predict to raw rows.
+        self.preprocessor: Preprocessor | None = None
         self.built = False
         # When the loss applies the output activation itself, the last layer
         # hands it logits during training and prediction; see _output().
@@ -237,9 +237,13 @@ class Network:
         return cls(spec, dtype=dtype, seed=seed)
 
     # -- structure --------------------------------------------------------
-    def build(self, input_dim: int, rng: np.random.Generator) -> None:
-        """Initialise all weights for ``input_dim`` input features."""
-        if self.spec.get("input_dim") is not None and input_dim != self.spec["input_dim"]:
+    def build(self, input_dim: int, rng: np.random.Generator, raw_input_dim: int | None = None) -> None:
+        """Initialise all weights for ``input_dim`` input features.
+
+        ``raw_input_dim``: the width before preprocessing (one-hot columns make
+        ``input_dim`` larger); the spec's ``input_dim`` may name either."""
+        if self.spec.get("input_dim") is not None and input_dim != self.spec["input_dim"] \
+                and raw_input_dim != self.spec["input_dim"]:
             raise ValueError(f"input_dim: the network expects {self.spec['input_dim']} features, "
                              f"the data has {input_dim}")
         d = input_dim
@@ -247,6 +251,11 @@ class Network:
             d = layer.build(d, rng, self.dtype)
         self.input_dim = input_dim
         self.built = True
+
+    @property
+    def n_features_in(self) -> int | None:
+        """Values per raw input row (before preprocessing)."""
+        return self.preprocessor.n_features_in if self.preprocessor is not None else self.input_dim
 
     @property
     def n_params(self) -> int | None:
@@ -261,10 +270,10 @@ class Network:
         return out
 
     def get_arrays(self) -> dict[str, np.ndarray]:
-        """All arrays that define the trained network (weights and input scaling)."""
+        """All arrays that define the trained network (weights and preprocessing state)."""
         arrays = {f"param/{k}": p for k, p, _ in self.param_items()}
-        if self.x_mean is not None:
-            arrays["x_mean"], arrays["x_scale"] = self.x_mean, self.x_scale
+        if self.preprocessor is not None:
+            arrays.update(self.preprocessor.to_arrays("prep/"))
         return arrays
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -274,11 +283,12 @@ class Network:
             if src.shape != p.shape:
                 raise ValueError(f"parameter {k}: shape {src.shape} does not match {p.shape}")
             p[...] = src
-        if "x_mean" in arrays:
-            self.x_mean = np.array(arrays["x_mean"], dtype=self.dtype)
-            self.x_scale = np.array(arrays["x_scale"], dtype=self.dtype)
+        if "prep/config" in arrays:
+            self.preprocessor = Preprocessor.from_arrays(arrays, "prep/")
+        elif "x_mean" in arrays:  # files of format 1: per-feature mean/std standardisation
+            self.preprocessor = Preprocessor.from_standardization(arrays["x_mean"], arrays["x_scale"])
         else:
-            self.x_mean = self.x_scale = None
+            self.preprocessor = None
 
     # -- forward / backward -----------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -301,10 +311,11 @@ class Network:
         if not self.built:
             raise ValueError("the network has no weights yet: call fit() first")
         X = np.asarray(X, dtype=self.dtype)
-        if X.ndim == 1 and X.shape[0] == self.input_dim:
+        d = self.n_features_in
+        if X.ndim == 1 and X.shape[0] == d:
             X = X[None, :]
-        if X.ndim != 2 or X.shape[1] != self.input_dim:
-            raise ValueError(f"X must have shape (n_samples, {self.input_dim}), got {X.shape}")
+        if X.ndim != 2 or X.shape[1] != d:
+            raise ValueError(f"X must have shape (n_samples, {d}), got {X.shape}")
         return X
 
     def _raw(self, X, chunk: int = 8192) -> np.ndarray:
@@ -325,7 +336,10 @@ class Network:
         overflows is flagged too; the full check then finds nothing and lets it
         through, as before.
         """
-        x = X if self.x_mean is None else (X - self.x_mean) / self.x_scale
+        if self.preprocessor is not None:
+            # refuses infinite values (and NaN where nothing imputes) naming the cell; its output is finite
+            return self.forward(self.preprocessor.transform(X, first_row=first_row, dtype=self.dtype))
+        x = X
         first = self.layers[0]
         if not isinstance(first, Dense):
             _check_finite(X, "X", first_row=first_row)
@@ -382,7 +396,10 @@ class Network:
         spec = _from_json_array(arrays["__spec__"])
         info = _from_json_array(arrays["__meta__"])
         net = cls(spec, dtype=np.dtype(info["dtype"]))
-        net.build(int(info["input_dim"]), np.random.default_rng(0))
+        raw = None
+        if "prep/config" in arrays:
+            raw = len(_from_json_array(arrays["prep/config"])["columns"])
+        net.build(int(info["input_dim"]), np.random.default_rng(0), raw_input_dim=raw)
         net.set_arrays({k: arrays[k] for k in arrays if not k.startswith("__")})
         net.meta = info.get("meta", {})
         return net

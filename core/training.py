@@ -11,6 +11,7 @@ import numpy as np
 
 from .network import Network, _check_finite, _from_json_array, _json_array, atomic_savez
 from .optimizers import make_optimizer
+from .preprocessing import Preprocessor
 
 # Metrics early stopping may watch, and whether larger is better.
 _MAXIMIZE = {"train_accuracy": True, "val_accuracy": True, "val_r2": True}
@@ -178,21 +179,6 @@ def _evaluate(net: Network, X: np.ndarray, y: np.ndarray, prefix: str, chunk: in
             f"{prefix}_rmse": math.sqrt(sq_sum / size), f"{prefix}_r2": float(r2.mean())}
 
 
-def _standardize_stats(X: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    n = X.shape[0]
-    s = np.zeros(X.shape[1])
-    ss = np.zeros(X.shape[1])
-    for start in range(0, n, chunk):
-        b = np.asarray(X[start:start + chunk], dtype=np.float64)
-        s += b.sum(axis=0)
-        ss += (b * b).sum(axis=0)
-    mean = s / n
-    var = np.maximum(ss / n - mean * mean, 0.0)
-    std = np.sqrt(var)
-    std[std < 1e-12] = 1.0  # constant features stay constant (zero) instead of dividing by 0
-    return mean, std
-
-
 def _normalize_early(early_stopping, has_val: bool, task: str) -> dict | None:
     # None or False: off. A dict, even {}: on, with defaults for what it leaves out
     # (as the service's {"early_stopping": {}} does).
@@ -226,7 +212,8 @@ def _normalize_early(early_stopping, has_val: bool, task: str) -> dict | None:
 def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
         optimizer: dict | None = None, weight_decay: float = 0.0,
         validation: tuple | None = None, validation_split: float = 0.0,
-        early_stopping: dict | None = None, standardize: bool = False, seed: int = 0,
+        early_stopping: dict | None = None, standardize: bool = False,
+        preprocessing: Preprocessor | dict | None = None, seed: int = 0,
         callback: Callable[[dict, TrainingState], object] | None = None,
         should_stop: Callable[[], bool] | None = None,
         resume: TrainingState | str | Path | None = None) -> History:
@@ -255,7 +242,15 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
         epoch's weights are restored at the end.
     standardize : bool
         Learn per-feature mean and std on the training rows; ``predict``
-        applies them automatically.
+        applies them automatically. Short for
+        ``preprocessing=Preprocessor.standardize()`` (a missing value stays an error).
+    preprocessing : Preprocessor or dict, optional
+        An unfitted :class:`~core.preprocessing.Preprocessor` (or its keyword
+        arguments ``{"columns", "numeric", "categorical"}``). It is fitted on
+        the training rows only (after ``validation_split``), applied to the
+        training and validation rows, and kept as ``net.preprocessor`` so that
+        ``predict`` takes raw rows (NaN = missing). With neither this nor
+        ``standardize``, a preprocessor the network already has is reused.
     seed : int
         Seeds weight initialisation (if the network has no weights yet),
         the validation split, shuffling and dropout.
@@ -297,13 +292,31 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
         raise ValueError("give either validation or validation_split, not both")
     opt = make_optimizer(optimizer)
 
+    if standardize and preprocessing is not None:
+        raise ValueError("give either standardize or preprocessing, not both")
+    if isinstance(preprocessing, dict):
+        preprocessing = Preprocessor(**preprocessing)
+    elif standardize:
+        preprocessing = Preprocessor.standardize()
+    elif preprocessing is not None and not isinstance(preprocessing, Preprocessor):
+        raise ValueError(f"preprocessing must be a Preprocessor or a dict, got {type(preprocessing).__name__}")
     X = _as_2d_float(X, "X")
     n, d = X.shape
-    if net.input_dim is not None and d != net.input_dim:
+    if net.input_dim is not None and d != net.input_dim and d != net.n_features_in \
+            and d != net.spec.get("input_dim"):
         raise ValueError(f"X has {d} features but the network expects input_dim {net.input_dim}")
     y = _check_targets(net, y, n, "y")
     narrowing = X.dtype.itemsize > net.dtype.itemsize and np.issubdtype(X.dtype, np.floating)
-    _check_finite(X, "X", limit=float(np.finfo(net.dtype).max) if narrowing else None)
+    limit = float(np.finfo(net.dtype).max) if narrowing else None
+    checker = preprocessing if preprocessing is not None else net.preprocessor
+    if resume is not None and not isinstance(resume, TrainingState):
+        resume = TrainingState.load(resume)
+    if resume is not None and "prep/config" in resume.net_arrays:
+        checker = preprocessing = Preprocessor.from_arrays(resume.net_arrays)
+    if checker is not None:  # NaN is a missing value where the preprocessor imputes it
+        checker.check_values(X, name="X", limit=limit)
+    else:
+        _check_finite(X, "X", limit=limit)
 
     rng_split = np.random.default_rng([seed, 1])
     if validation_split:
@@ -322,34 +335,36 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
             if X_va.shape[1] != d:
                 raise ValueError(f"validation X has {X_va.shape[1]} features, X has {d}")
             y_va = _check_targets(net, validation[1], X_va.shape[0], "validation y")
-            _check_finite(X_va, "validation X")
+            if checker is not None:
+                checker.check_values(X_va, name="validation X")
+            else:
+                _check_finite(X_va, "validation X")
             X_va = np.array(X_va, dtype=net.dtype)
     early = _normalize_early(early_stopping, X_va is not None, net.task)
 
-    if resume is not None and not isinstance(resume, TrainingState):
-        resume = TrainingState.load(resume)
+    # The preprocessing: restored from the checkpoint, or learned from the training rows only
+    # (never the validation rows), or the one the network already has.
+    prep = preprocessing if preprocessing is not None else net.preprocessor
+    if prep is not None and not prep.fitted:
+        prep.fit(X_tr)
+    d_in = prep.n_features_out if prep is not None else d
     if not net.built:
-        net.build(d, np.random.default_rng([seed, 0]))
+        net.build(d_in, np.random.default_rng([seed, 0]), raw_input_dim=d)
+    elif net.input_dim != d_in:
+        raise ValueError(f"the preprocessed X has {d_in} features but the network was built for "
+                         f"{net.input_dim}")
+    net.preprocessor = prep
     if resume is not None:
         net.set_arrays(resume.net_arrays)
-    elif standardize:
-        mean, std = _standardize_stats(X_tr)
-        net.x_mean, net.x_scale = mean.astype(net.dtype), std.astype(net.dtype)
 
-    # One working copy of the training rows, in the network's dtype and scaled.
-    if net.x_mean is not None:
-        if X_tr is X:
-            X_tr = np.array(X, dtype=net.dtype)
-        else:
-            X_tr = np.asarray(X_tr, dtype=net.dtype)
-        for s in range(0, X_tr.shape[0], 65536):
-            blk = X_tr[s:s + 65536]
-            blk -= net.x_mean
-            blk /= net.x_scale
+    # One working copy of the training rows, in the network's dtype and preprocessed.
+    if prep is not None:
+        X_tr = prep.transform(X_tr, dtype=net.dtype)
         if X_va is not None:
-            X_va = (X_va - net.x_mean) / net.x_scale
+            X_va = prep.transform(X_va, dtype=net.dtype)
     elif X_tr.dtype != net.dtype or not X_tr.flags.c_contiguous:
         X_tr = np.ascontiguousarray(X_tr, dtype=net.dtype)
+    d = X_tr.shape[1]
 
     rng = np.random.default_rng([seed, 2])
     for layer in net.layers:
