@@ -336,17 +336,20 @@ class Network:
         overflows is flagged too; the full check then finds nothing and lets it
         through, as before.
         """
-        if self.preprocessor is not None:
+        checked = self.preprocessor is not None
+        if checked:
             # refuses infinite values (and NaN where nothing imputes) naming the cell; its output is finite
-            return self.forward(self.preprocessor.transform(X, first_row=first_row, dtype=self.dtype))
-        x = X
+            x = self.preprocessor.transform(X, first_row=first_row, dtype=self.dtype)
+        else:
+            x = X
         first = self.layers[0]
         if not isinstance(first, Dense):
-            _check_finite(X, "X", first_row=first_row)
+            if not checked:
+                _check_finite(X, "X", first_row=first_row)
             return self.forward(x)
         z = first.affine(x)
         col = z[:, 0]
-        if not (math.isfinite(col[0]) if col.shape[0] == 1 else np.isfinite(col).all()):
+        if not checked and not (math.isfinite(col[0]) if col.shape[0] == 1 else np.isfinite(col).all()):
             _check_finite(X, "X", first_row=first_row)
         z = first.activate(z)
         for layer in self.layers[1:]:

@@ -231,7 +231,8 @@ class _Scaler:
         X : ndarray of shape (n_samples, n_columns), float64 (modified and returned).
         """
         if self.clips:
-            np.clip(X, self.lo_, self.hi_, out=X)
+            np.minimum(X, self.hi_, out=X)
+            np.maximum(X, self.lo_, out=X)
         X -= self.center_
         X /= self.scale_
         return X
@@ -551,6 +552,7 @@ class Preprocessor:
 
     def _finish(self) -> "Preprocessor":
         self.fitted = True
+        self._n_ind = int(self.indicator_.sum())
         self._n_out = (len(self.num_idx_) + int(self.indicator_.sum()) + len(self.bool_idx_)
                        + sum(enc.n_slots for enc in self.encoders_))
         return self
@@ -682,18 +684,27 @@ class Preprocessor:
         if X.ndim != 2 or X.shape[1] != self.n_features_in:
             raise ValueError(f"X must have shape (n_samples, {self.n_features_in}), got {X.shape}")
         n = X.shape[0]
-        out = np.empty((n, self.n_features_out), dtype=dtype)
-        for a, b in _chunks(n):
-            self._transform_block(X[a:b], out[a:b], first_row + a)
+        out = np.empty((n, self._n_out), dtype=dtype)
+        if n <= CHUNK:
+            self._transform_block(X, out, first_row)
+        else:
+            for a, b in _chunks(n):
+                self._transform_block(X[a:b], out[a:b], first_row + a)
         return out
 
     def _transform_block(self, X: np.ndarray, out: np.ndarray, first_row: int) -> None:
-        self._check_values(X, first_row)
         k = len(self.num_idx_)
         pos = 0
+        if self._all_numeric:
+            num = _f64(X)
+            # one sum tells whether there is any NaN or infinity to look at (or an overflow: looked at too)
+            if not math.isfinite(num.sum()):
+                self._check_values(X, first_row)
+        else:
+            self._check_values(X, first_row)
+            num = _f64(X[:, self.num_idx_]) if k else None
         if k:
-            num = _f64(X if self._all_numeric else X[:, self.num_idx_])
-            n_ind = int(self.indicator_.sum())
+            n_ind = self._n_ind
             if n_ind:
                 out[:, k:k + n_ind] = np.isnan(num[:, self.indicator_])
             if self.imputer_ is not None:
