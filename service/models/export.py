@@ -1,7 +1,8 @@
 """A trained model out of the service: the engine's own .npz, or an ONNX graph built with the ``onnx`` package.
 
 The ONNX graph takes ``input`` (float32, shape [N, input_dim], raw features as predict takes them) and computes
-the stored standardisation (Sub, Div), each dense layer as a Gemm, each activation as its ONNX operator
+the stored preprocessing of numeric columns (missing indicators, imputation, clip, Sub, Div; models with
+categorical or boolean columns answer 501 for ONNX), each dense layer as a Gemm, each activation as its ONNX operator
 (dropout is the identity at inference), and then:
 
 - classification: ``probabilities`` (float32 [N, n_classes]; a 1-unit sigmoid output becomes [1 - p, p]) and
@@ -121,6 +122,33 @@ def _labels_tensor(classes: list) -> tuple[np.ndarray, int]:
     return np.array([str(c) for c in classes], dtype=object), TensorProto.STRING
 
 
+def _preprocessing(g: _Graph, prep: core.Preprocessor, x: str) -> str:
+    """The stored numeric preprocessing: missing indicators, imputation (Where/IsNaN), clip (Min/Max), Sub, Div."""
+    if len(prep.num_idx_) != prep.n_features_in:
+        raise NotAvailable("ONNX export covers models whose columns are all numeric; this model has "
+                           "categorical or boolean columns (export format=npz instead)")
+    from onnx import TensorProto
+    f32 = np.float32
+    raw = x
+    ind = None
+    if prep.indicator_.any():
+        cols = g.const("indicator_columns", np.flatnonzero(prep.indicator_).astype(np.int64))
+        picked = g.op("Gather", [raw, cols], "indicator_input", axis=1)
+        ind = g.op("Cast", [g.op("IsNaN", [picked], "is_missing")], "missing_indicator", to=TensorProto.FLOAT)
+    if prep.imputer_ is not None:
+        fill = g.const("fill", prep.imputer_.fill_.astype(f32)[None, :])
+        x = g.op("Where", [g.op("IsNaN", [x], "missing"), fill, x], "imputed")
+    sc = prep.scaler_
+    if sc.clips:
+        x = g.op("Min", [x, g.const("clip_hi", sc.hi_.astype(f32)[None, :])], "clipped_hi")
+        x = g.op("Max", [x, g.const("clip_lo", sc.lo_.astype(f32)[None, :])], "clipped")
+    x = g.op("Sub", [x, g.const("center", sc.center_.astype(f32))], "centered")
+    x = g.op("Div", [x, g.const("scale", sc.scale_.astype(f32))], "scaled")
+    if ind is not None:
+        x = g.op("Concat", [x, ind], "with_indicators", axis=1)
+    return x
+
+
 def to_onnx(net: core.Network, *, classes: list | None, model_id: str = ""):
     """An ``onnx.ModelProto`` computing what predict answers for ``net`` (see the module docstring)."""
     import onnx
@@ -131,9 +159,8 @@ def to_onnx(net: core.Network, *, classes: list | None, model_id: str = ""):
     g = _Graph()
     f32 = np.float32
     x = "input"
-    if net.x_mean is not None:
-        x = g.op("Sub", [x, g.const("x_mean", net.x_mean.astype(f32))], "centered")
-        x = g.op("Div", [x, g.const("x_scale", net.x_scale.astype(f32))], "standardized")
+    if net.preprocessor is not None:
+        x = _preprocessing(g, net.preprocessor, x)
     for i, layer in enumerate(net.layers):
         if isinstance(layer, Dense):
             x = g.op("Gemm", [x, g.const(f"W{i}", layer.params["W"].astype(f32)),
@@ -177,7 +204,7 @@ def to_onnx(net: core.Network, *, classes: list | None, model_id: str = ""):
         outputs.append(helper.make_tensor_value_info("predictions", TensorProto.FLOAT, [n, net.output_dim]))
 
     graph = helper.make_graph(g.nodes, "mlp_service_model",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, net.input_dim])],
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, net.n_features_in])],
                               outputs, initializer=g.inits)
     model = helper.make_model(graph, producer_name="mlp-service", opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
