@@ -36,6 +36,7 @@ FROM deps AS app
 COPY README.md ./
 COPY core ./core
 COPY service ./service
+COPY mlp_client ./mlp_client
 RUN pip wheel --no-deps --wheel-dir /wheels/app . \
  && ls -l /wheels/app
 

@@ -15,10 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from service.auth import OwnerDep
 from service.database import SessionDep
 from service.http import GuardedRoute
-from service.deps import ExecutorDep, SettingsDep
+from service.deps import ExecutorDep, SettingsDep, StorageDep
 from service.jobs import service
 from service.jobs.schemas import EpochMetrics, JobCreate, JobList, JobRead, JobStatus, MetricsList
 from service.jobs.tables import TERMINAL
+from service.models.routes import get_cache
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=GuardedRoute)
 
@@ -77,6 +78,18 @@ def get_metrics(job_id: str, session: SessionDep, owner: OwnerDep,
 def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep, executor: ExecutorDep) -> JobRead:
     """Cancel a queued job, or stop a running one within one minibatch."""
     return JobRead.from_row(service.cancel(session, executor, owner=owner, job_id=job_id))
+
+
+@router.delete("/{job_id}", status_code=204,
+               responses={404: {"description": "Unknown job"},
+                          409: {"description": "The job is queued or running (cancel it first)"}})
+def delete_job(job_id: str, request: Request, session: SessionDep, owner: OwnerDep, storage: StorageDep,
+               delete_model: Annotated[bool, Query(description="Also delete the job's trained model.")] = False
+               ) -> Response:
+    """Delete a finished job with its metrics and checkpoints; its model stays unless ``delete_model=true``."""
+    service.delete(session, storage, owner=owner, job_id=job_id, delete_model=delete_model,
+                   model_cache=get_cache(request.app))
+    return Response(status_code=204)
 
 
 SSE_EXAMPLE = ('id: 1\nevent: epoch\ndata: {"epoch":1,"train_loss":0.71,"val_loss":0.69,"seconds":0.02}\n\n'

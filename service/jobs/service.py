@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import delete as delete_
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
@@ -20,8 +21,11 @@ from service.errors import Conflict, InvalidInput, NotFound
 from service.executor.base import Executor
 from service.jobs.schemas import JobCreate
 from service.jobs.tables import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, JobMetric
+from service.models import service as models_service
+from service.models.service import ModelCache
 from service.networks import service as networks_service
 from service.settings import Settings
+from service.storage import Storage
 
 _NO_SYNC = {"synchronize_session": False}
 
@@ -136,6 +140,25 @@ def cancel(session: Session, executor: Executor, *, owner: str, job_id: str) -> 
         raise Conflict(f"job {job_id} is already {job.status}; only queued or running jobs can be cancelled")
     return job
 
+
+def delete(session: Session, storage: Storage, *, owner: str, job_id: str, model_cache: ModelCache,
+           delete_model: bool = False) -> None:
+    """Delete a finished job, its metrics and checkpoints; its model too when ``delete_model`` (409 if it runs)."""
+    job = get_or_raise(session, owner=owner, job_id=job_id)
+    if job.status not in TERMINAL:
+        raise Conflict(f"job {job_id} is {job.status}; only finished jobs (succeeded, failed or cancelled) can be "
+                       "deleted: cancel it first")
+    model_id = job.model_id
+    if delete_model and model_id:
+        try:
+            models_service.delete(session, owner=owner, storage=storage, model_id=model_id, cache=model_cache)
+        except NotFound:
+            pass  # the model was deleted on its own before
+    session.execute(delete_(JobMetric).where(JobMetric.job_id == job_id, JobMetric.owner == owner)
+                    .execution_options(**_NO_SYNC))
+    session.execute(delete_(Job).where(Job.id == job_id, Job.owner == owner).execution_options(**_NO_SYNC))
+    session.commit()
+    storage.delete_prefix(f"jobs/{job_id}")
 
 def _check_limits(settings: Settings, body: JobCreate) -> None:
     if body.epochs > settings.max_epochs:

@@ -67,6 +67,7 @@ ENDPOINTS = [("get", "/v1/networks"), ("post", "/v1/networks"), ("get", f"/v1/ne
              ("get", f"/v1/datasets/{UNKNOWN}"), ("delete", f"/v1/datasets/{UNKNOWN}"), ("get", "/v1/jobs"),
              ("post", "/v1/jobs"), ("get", f"/v1/jobs/{UNKNOWN}"), ("get", f"/v1/jobs/{UNKNOWN}/metrics"),
              ("get", f"/v1/jobs/{UNKNOWN}/events"), ("post", f"/v1/jobs/{UNKNOWN}/cancel"),
+             ("delete", f"/v1/jobs/{UNKNOWN}"),
              ("get", "/v1/models"), ("get", f"/v1/models/{UNKNOWN}"), ("delete", f"/v1/models/{UNKNOWN}"),
              ("post", f"/v1/models/{UNKNOWN}/predict")]
 
@@ -192,6 +193,7 @@ def test_two_tenants_see_only_their_own_everywhere(keyed):
     same_404("get", "/v1/jobs/{}/metrics", job_id, "job")
     same_404("get", "/v1/jobs/{}/events", job_id, "job")
     same_404("post", "/v1/jobs/{}/cancel", job_id, "job")
+    same_404("delete", "/v1/jobs/{}", job_id, "job")
     same_404("get", "/v1/models/{}", model_id, "model")
     same_404("delete", "/v1/models/{}", model_id, "model")
     same_404("post", "/v1/models/{}/predict", model_id, "model", json={"inputs": a["X"][:2].tolist()})

@@ -1,0 +1,99 @@
+"""Resource objects shared by the sync and async clients: what they hold and show, not how they fetch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlp_client.errors import JobFailed, MLPError
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class Resource:
+    """A server object as last read: ``data`` is its JSON, also readable as attributes (``net.n_params``)."""
+
+    kind = "resource"
+
+    def __init__(self, client: Any, data: dict[str, Any]):
+        self._client = client
+        self.data = dict(data)
+
+    @property
+    def id(self) -> str:
+        return self.data["id"]
+
+    def __getattr__(self, name: str) -> Any:
+        data = self.__dict__.get("data")
+        if data is not None and name in data:
+            return data[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Resource) and type(other) is type(self) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.id))
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={self.data[k]!r}" for k in self._repr_keys if self.data.get(k) is not None)
+        return f"{type(self).__name__}(id={self.id!r}{extra})"
+
+    _repr_keys: tuple[str, ...] = ()
+
+
+class NetworkBase(Resource):
+    kind = "network"
+    _repr_keys = ("name", "n_params", "task")
+
+
+class DatasetBase(Resource):
+    kind = "dataset"
+    _repr_keys = ("name", "task", "n_samples", "n_features")
+
+
+class JobBase(Resource):
+    kind = "job"
+    _repr_keys = ("status", "model_id")
+
+    @property
+    def done(self) -> bool:
+        """Whether the job has ended (succeeded, failed or cancelled) as last read."""
+        return self.data.get("status") in TERMINAL
+
+    def _monitor(self) -> str | None:
+        early = (self.data.get("params") or {}).get("early_stopping") or {}
+        return early.get("monitor")
+
+    def _epochs(self) -> int:
+        return int((self.data.get("progress") or {}).get("epochs") or (self.data.get("params") or {}).get("epochs")
+                   or 1)
+
+    def _check_model(self) -> str:
+        if self.data.get("model_id"):
+            return self.data["model_id"]
+        status = self.data.get("status")
+        if status == "failed":
+            raise JobFailed(self.data.get("error") or "the job failed", job=self)
+        raise MLPError(f"job {self.id} is {status}; it has no model (yet)")
+
+    def _raise_if_failed(self) -> None:
+        if self.data.get("status") == "failed":
+            raise JobFailed(self.data.get("error") or "the job failed", job=self)
+
+
+class ModelBase(Resource):
+    kind = "model"
+    _repr_keys = ("task", "input_dim", "classes")
+
+    def _feature_names_from(self, dataset: dict[str, Any] | None) -> list[str] | None:
+        schema = self.data.get("input_schema")
+        if isinstance(schema, dict) and isinstance(schema.get("columns"), list):
+            names = [c["name"] if isinstance(c, dict) else c for c in schema["columns"]]
+            if all(isinstance(n, str) for n in names):
+                return names
+        if dataset and dataset.get("feature_names"):
+            return list(dataset["feature_names"])
+        return None

@@ -1,0 +1,329 @@
+"""The synchronous client: ``Client(base_url, api_key=None)`` and its Network, Dataset, Job and Model objects."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import numpy as np
+
+from mlp_client import _common as common
+from mlp_client._common import Event, Retry, SSEParser, UploadBody
+from mlp_client._resources import DatasetBase, JobBase, ModelBase, NetworkBase
+from mlp_client.errors import ConnectionFailed, NotFound
+from mlp_client.progress import ProgressDisplay
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+STREAM_TIMEOUT = httpx.Timeout(30.0, read=90.0)   # the server sends a keep-alive every 15 s
+MAX_RECONNECTS = 20
+
+
+class Client:
+    """A synchronous client of the mlp-service HTTP API.
+
+    ``Client("http://127.0.0.1:8000", api_key=None)``; ``retry`` sets how 429/503 answers and failed
+    connections are retried (see ``Retry``); ``transport`` is passed to httpx (tests use it). Use it as a
+    context manager or call ``close()``.
+    """
+
+    def __init__(self, base_url: str = DEFAULT_URL, api_key: str | None = None, *, timeout: float = 60.0,
+                 retry: Retry | None = None, transport: httpx.BaseTransport | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or Retry()
+        self._http = httpx.Client(base_url=self.base_url, headers=common.headers_for(api_key), timeout=timeout,
+                                  transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.base_url!r})"
+
+    # -- HTTP ----------------------------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, upload: UploadBody | None = None, stream: bool = False,
+                **kwargs: Any) -> httpx.Response:
+        """Send a request with retries; an error answer raises its typed exception (``mlp_client.errors``)."""
+        attempt = 0
+        while True:
+            close = None
+            if upload is not None:
+                kwargs["files"], close = upload.open()
+                kwargs["data"] = upload.data
+            try:
+                req = self._http.build_request(method, path, **kwargs)
+                resp = self._http.send(req, stream=stream)
+            except httpx.TransportError as exc:
+                delay = self.retry.after_error(attempt, method, exc)
+                if delay is None:
+                    raise common.connection_failed(method, path, exc) from exc
+            else:
+                delay = self.retry.after_response(attempt, resp)
+                if delay is None:
+                    if resp.is_error:
+                        if stream:
+                            resp.read()
+                            resp.close()
+                        raise common.error_from(resp)
+                    return resp
+                resp.close()
+            finally:
+                if close is not None:
+                    close()
+            self.retry.sleep(delay)
+            attempt += 1
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self.request(method, path, **kwargs)
+        return resp.json() if resp.content else None
+
+    # -- networks ------------------------------------------------------------------------------------------
+    def create_network(self, spec: dict[str, Any] | str | os.PathLike) -> "Network":
+        """Create a network from its spec (a dict, or the path of a JSON file holding it)."""
+        if not isinstance(spec, dict):
+            spec = json.loads(Path(spec).read_text())
+        return Network(self, self._json("POST", "/v1/networks", json=spec))
+
+    def get_network(self, network_id: str) -> "Network":
+        return Network(self, self._json("GET", f"/v1/networks/{network_id}"))
+
+    def list_networks(self, *, limit: int = 50, offset: int = 0) -> list["Network"]:
+        page = self._json("GET", "/v1/networks", params={"limit": limit, "offset": offset})
+        return [Network(self, d) for d in page["items"]]
+
+    def delete_network(self, network: Any) -> None:
+        self.request("DELETE", f"/v1/networks/{common.ident(network)}")
+
+    # -- data sets -----------------------------------------------------------------------------------------
+    def upload_dataset(self, source: Any, target: str | None = None, *, name: str | None = None,
+                       task: str | None = None, **options: Any) -> "Dataset":
+        """Upload a data set: a file path (.csv, .npz, ...), a tuple ``(X, y)`` of arrays, or a pandas
+        DataFrame (``target`` names its label column). Further ``options`` are sent as form fields."""
+        body = common.upload_body(source, target=target, name=name, task=task, options=options)
+        return Dataset(self, self._json("POST", "/v1/datasets", upload=body))
+
+    def get_dataset(self, dataset_id: str) -> "Dataset":
+        return Dataset(self, self._json("GET", f"/v1/datasets/{dataset_id}"))
+
+    def list_datasets(self, *, limit: int = 50, offset: int = 0) -> list["Dataset"]:
+        page = self._json("GET", "/v1/datasets", params={"limit": limit, "offset": offset})
+        return [Dataset(self, d) for d in page["items"]]
+
+    def delete_dataset(self, dataset: Any) -> None:
+        self.request("DELETE", f"/v1/datasets/{common.ident(dataset)}")
+
+    # -- jobs ----------------------------------------------------------------------------------------------
+    def train(self, network: Any, dataset: Any, **job: Any) -> "Job":
+        """Start a training job (the fields of POST /v1/jobs as keywords); returns at once with the Job.
+
+        ``network`` is a Network, its id, or a spec dict (created first); ``dataset`` a Dataset or its id;
+        ``validation_dataset`` may be given as an object instead of ``validation_dataset_id``.
+        """
+        if isinstance(network, dict) and "layers" in network:
+            network = self.create_network(network)
+        if "validation_dataset" in job:
+            val = job.pop("validation_dataset")
+            job["validation_dataset_id"] = common.ident(val) if val is not None else None
+        body = {"network_id": common.ident(network), "dataset_id": common.ident(dataset), **job}
+        return Job(self, self._json("POST", "/v1/jobs", json=body))
+
+    def get_job(self, job_id: str) -> "Job":
+        return Job(self, self._json("GET", f"/v1/jobs/{job_id}"))
+
+    def list_jobs(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> list["Job"]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        page = self._json("GET", "/v1/jobs", params=params)
+        return [Job(self, d) for d in page["items"]]
+
+    # -- models --------------------------------------------------------------------------------------------
+    def get_model(self, model_id: str) -> "Model":
+        return Model(self, self._json("GET", f"/v1/models/{model_id}"))
+
+    def list_models(self, *, job_id: str | None = None, limit: int = 50, offset: int = 0) -> list["Model"]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if job_id:
+            params["job_id"] = job_id
+        page = self._json("GET", "/v1/models", params=params)
+        return [Model(self, d) for d in page["items"]]
+
+    def delete_model(self, model: Any) -> None:
+        self.request("DELETE", f"/v1/models/{common.ident(model)}")
+
+
+class Network(NetworkBase):
+    """A network architecture (``id``, ``n_params``, ``task``, the spec's fields)."""
+
+    def delete(self) -> None:
+        self._client.delete_network(self.id)
+
+
+class Dataset(DatasetBase):
+    """An uploaded data set (``id``, ``task``, ``n_samples``, ``n_features``, ``classes``, ...)."""
+
+    def delete(self) -> None:
+        self._client.delete_dataset(self.id)
+
+
+class Job(JobBase):
+    """A training job; ``data`` is the job as last read (``refresh()`` reads it again)."""
+
+    def refresh(self) -> "Job":
+        self.data = self._client._json("GET", f"/v1/jobs/{self.id}")
+        return self
+
+    @property
+    def status(self) -> str:
+        return self.data["status"]
+
+    def events(self, *, since_epoch: int = 0) -> Iterator[Event]:
+        """The job's server-sent events (``epoch`` ..., then ``end``), resuming with ``Last-Event-ID`` when
+        the connection drops; ends after the ``end`` event."""
+        last_id = str(since_epoch) if since_epoch else None
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_id is not None:
+                headers["Last-Event-ID"] = last_id
+            error: Exception | None = None
+            try:
+                resp = self._client.request("GET", f"/v1/jobs/{self.id}/events", headers=headers, stream=True,
+                                            timeout=STREAM_TIMEOUT)
+                try:
+                    parser = SSEParser()
+                    for line in resp.iter_lines():
+                        ev = parser.feed(line)
+                        if ev is None:
+                            continue
+                        if ev.id is not None:
+                            last_id = ev.id
+                        failures = 0
+                        yield ev
+                        if ev.event == "end":
+                            if isinstance(ev.data, dict):
+                                self.data = ev.data
+                            return
+                finally:
+                    resp.close()
+            except (httpx.TransportError, ConnectionFailed) as exc:
+                error = exc
+            failures += 1      # dropped, or closed before `end`: reconnect from the last event seen
+            if failures > MAX_RECONNECTS:
+                raise ConnectionFailed(f"the event stream of job {self.id} kept dropping: {error}")
+            self._client.retry.sleep(min(self._client.retry.max_backoff, self._client.retry.backoff * failures))
+
+    def wait(self, progress: bool = True, *, timeout: float | None = None, file: Any = None) -> "Job":
+        """Follow the job until it ends, drawing a live progress bar when ``progress`` (epoch, batch, loss,
+        the monitored validation metric, ETA). Returns the job; raises JobFailed if it failed and
+        TimeoutError after ``timeout`` seconds."""
+        if not self.data.get("params"):
+            self.refresh()
+        display = ProgressDisplay(self.id, self._epochs(), self._monitor(), file=file) if progress else None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            if display is not None and self.data.get("metrics"):
+                display.on_status(self.data["status"])
+            for ev in self.events():
+                if display is not None:
+                    if ev.event == "epoch":
+                        display.on_epoch(ev.data)
+                    elif ev.event == "progress":
+                        display.on_progress(ev.data)
+                    elif ev.event == "end":
+                        display.on_end(ev.data)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"job {self.id} still {self.data.get('status')} after {timeout} s")
+        finally:
+            if display is not None:
+                display.close()
+        self._raise_if_failed()
+        return self
+
+    def history(self, *, as_frame: bool | None = None):
+        """Per-epoch metrics: a pandas DataFrame when pandas is installed (or ``as_frame=True``), else a
+        list of dicts."""
+        page = self._client._json("GET", f"/v1/jobs/{self.id}/metrics")
+        return common.as_frame(page["items"], as_frame)
+
+    def cancel(self) -> "Job":
+        """Cancel a queued or running job (Conflict if it already ended)."""
+        self.data = self._client._json("POST", f"/v1/jobs/{self.id}/cancel")
+        return self
+
+    def delete(self, *, delete_model: bool = False) -> None:
+        """Delete a finished job with its checkpoints and metrics; its model too when ``delete_model``."""
+        params = {"delete_model": "true"} if delete_model else None
+        self._client.request("DELETE", f"/v1/jobs/{self.id}", params=params)
+
+    @property
+    def model(self) -> "Model":
+        """The trained model of a succeeded job."""
+        return self._client.get_model(self._check_model())
+
+
+class Model(ModelBase):
+    """A trained model (``task``, ``classes``, ``input_dim``, ``metrics``)."""
+
+    _names: list[str] | None
+
+    def _feature_names(self) -> list[str] | None:
+        if "_names" not in self.__dict__:
+            dataset = None
+            if not self.data.get("input_schema") and self.data.get("dataset_id"):
+                try:
+                    dataset = self._client._json("GET", f"/v1/datasets/{self.data['dataset_id']}")
+                except NotFound:
+                    dataset = None
+            self._names = self._feature_names_from(dataset)
+        return self._names
+
+    def _predict(self, X: Any) -> tuple[list, list]:
+        rows = common.input_rows(X, self._feature_names)
+        preds: list = []
+        probs: list = []
+        for body in common.predict_bodies(rows):
+            out = self._client._json("POST", f"/v1/models/{self.id}/predict", content=body,
+                                     headers={"Content-Type": "application/json"})
+            preds.extend(out["predictions"])
+            probs.extend(out.get("probabilities") or [])
+        return preds, probs
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions for rows of raw features: an array (n, d), a pandas DataFrame (columns matched by
+        name) or a list of records (dicts); labels as uploaded, or regression values."""
+        return np.asarray(self._predict(X)[0])
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (n, len(classes)) of a classification model."""
+        return np.asarray(self._predict(X)[1], dtype=np.float64)
+
+    def download(self, path: str | os.PathLike | None = None) -> Path:
+        """Save the engine's ``.npz`` (``core.Network.load`` reads it) to ``path`` (default ``{id}.npz``)."""
+        path = Path(path if path is not None else f"{self.id}.npz")
+        resp = self._client.request("GET", f"/v1/models/{self.id}/download", stream=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in resp.iter_bytes():
+                    fh.write(chunk)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        finally:
+            resp.close()
+        return path
+
+    def delete(self) -> None:
+        self._client.delete_model(self.id)
