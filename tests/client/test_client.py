@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import io
 import subprocess
 import sys
@@ -300,3 +301,14 @@ def test_eta_is_steady_on_a_steady_job():
         eta.epoch(i + 1, seconds=took)
     assert worst < 0.25, worst
     assert eta.remaining() == 0.0
+
+
+def test_readme_client_quick_start_runs(server, capsys, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    start = text.index("<!-- section: client -->")
+    code = re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+    monkeypatch.setenv("MLP_URL", server.url)
+    exec(compile(code, "README-client", "exec"), {})
+    out = capsys.readouterr().out
+    assert "val_accuracy" in out
+    assert float(re.search(r"held-out accuracy ([0-9.]+)", out).group(1)) >= 0.85, out
