@@ -85,3 +85,9 @@ def validation_detail(errors: Any) -> list[dict]:
         item = {k: json_safe(err[k]) for k in ("type", "loc", "msg", "input", "ctx") if k in err}
         out.append(item)
     return out
+
+
+class NotAcceptable(ServiceError):
+    """The Accept header asks for no format the endpoint can answer in."""
+
+    status_code = 406

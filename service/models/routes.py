@@ -11,8 +11,8 @@ from service.auth import OwnerDep
 from service.database import SessionDep
 from service.deps import StorageDep
 from service.datasets.upload import read_body
-from service.models import export, service
-from service.models.schemas import PREDICT_OPENAPI, ModelList, ModelRead, PredictResponse
+from service.models import export, formats, service
+from service.models.schemas import PREDICT_BINARY_ANSWERS, PREDICT_OPENAPI, ModelList, ModelRead, PredictResponse
 
 MAX_OFFSET = 2**31 - 1            # keeps OFFSET within every database's integer range
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -56,11 +56,15 @@ def delete_model(model_id: str, request: Request, session: SessionDep, owner: Ow
 
 
 @router.post("/{model_id}/predict", response_model=PredictResponse, openapi_extra=PREDICT_OPENAPI,
-             responses={**_ERRORS, 413: {"description": "Body larger than MLP_MAX_UPLOAD_BYTES."},
+             responses={200: {"content": PREDICT_BINARY_ANSWERS}, **_ERRORS,
+                        406: {"description": "Accept names no format predict answers in."},
+                        413: {"description": "Body larger than MLP_MAX_UPLOAD_BYTES."},
                         422: {"description": "Rows of the wrong width (the detail names the expected width), "
                                              "ragged rows, non-finite values, empty inputs."}})
 async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
     """Predict labels (as uploaded) and class probabilities, or regression values, for rows of raw features."""
+    kind = formats.body_kind(request.headers.get("content-type"))
+    answer_kind = formats.answer_kind(request.headers.get("accept"))
     body = await read_body(request, max_bytes=request.app.state.settings.max_upload_bytes, what="body")
     cache = get_cache(request.app)
     model = cache.get(owner, model_id)
@@ -68,6 +72,11 @@ async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
         model = await run_in_threadpool(_load, request.app, request.app.state.storage, owner, model_id, cache)
     elif model.needs_check():        # bounded staleness when another API process deleted the model
         await run_in_threadpool(_revalidate, request.app, owner, model_id, cache)
+    if kind != "json" or answer_kind != "json":     # .npy / Arrow / Parquet / CSV in, or .npy / Arrow out
+        out = None if len(body) > INLINE_BYTES else formats.predict(model, body, kind, answer_kind, blocking=False)
+        if out is None:
+            out = await run_in_threadpool(formats.predict, model, body, kind, answer_kind)
+        return Response(out[0], media_type=out[1])
     if len(body) > INLINE_BYTES:
         answer = await run_in_threadpool(service.predict_body, model, body)
     else:                            # small bodies: parse and predict on the event loop unless the model is busy

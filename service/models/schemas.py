@@ -69,6 +69,21 @@ class PredictResponse(BaseModel):
 PREDICT_OPENAPI = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+        "content": {"application/json": {"schema": PredictRequest.model_json_schema()},
+                    **{media: {"schema": {"type": "string", "format": "binary", "description": what}}
+                       for media, what in (
+                           ("application/x-npy", "A 2-D numeric array (n, input_dim) saved by np.save."),
+                           ("application/vnd.apache.arrow.stream", "An Arrow IPC stream: input_dim numeric "
+                            "columns, or one fixed-size-list column."),
+                           ("application/vnd.apache.parquet", "A Parquet file, columns as for Arrow."),
+                           ("text/csv", "A header line, then input_dim numeric columns."))}},
     }
+}
+
+# Answers of predict besides JSON, chosen by the Accept header.
+PREDICT_BINARY_ANSWERS = {
+    "application/x-npy": {"schema": {"type": "string", "format": "binary", "description": (
+        "Classification: the probabilities, float32 (n, n_classes); regression: the values, float32.")}},
+    "application/vnd.apache.arrow.stream": {"schema": {"type": "string", "format": "binary", "description": (
+        "One record batch: `prediction` and, for classification, `probabilities` (fixed-size list).")}},
 }

@@ -172,18 +172,33 @@ def predict(model: LoadedModel, X: np.ndarray) -> bytes:
 
 
 def _predict_unlocked(model: LoadedModel, X: np.ndarray) -> bytes:
+    return encode_json(model, *predict_arrays_unlocked(model, X))
+
+
+def predict_arrays_unlocked(model: LoadedModel, X: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """(probabilities float32 (n, k) or None, class indices (n,) or regression values float32); caller holds
+    the lock."""
     PREDICTED_ROWS.inc(X.shape[0])
     if model.task == "classification":
         proba = np.ascontiguousarray(model.net.predict_proba(X), dtype=np.float32)
-        idx = proba.argmax(axis=1)
-        if model.classes is not None:
-            classes = model.classes
-            labels = [classes[i] for i in idx.tolist()]
-        else:
-            labels = idx
-        return orjson.dumps({"predictions": labels, "probabilities": proba}, option=orjson.OPT_SERIALIZE_NUMPY)
-    values = np.ascontiguousarray(model.net.predict(X), dtype=np.float32)
-    return orjson.dumps({"predictions": values}, option=orjson.OPT_SERIALIZE_NUMPY)
+        return proba, proba.argmax(axis=1)
+    return None, np.ascontiguousarray(model.net.predict(X), dtype=np.float32)
+
+
+def labels_of(model: LoadedModel, idx: np.ndarray) -> list | np.ndarray:
+    """Class indices -> the labels as uploaded (indices when the model has no class list)."""
+    if model.classes is None:
+        return idx
+    classes = model.classes
+    return [classes[i] for i in idx.tolist()]
+
+
+def encode_json(model: LoadedModel, proba: np.ndarray | None, out: np.ndarray) -> bytes:
+    """The JSON answer of predict from ``predict_arrays_unlocked``'s result."""
+    if proba is not None:
+        return orjson.dumps({"predictions": labels_of(model, out), "probabilities": proba},
+                            option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps({"predictions": out}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def predict_body(model: LoadedModel, body: bytes | bytearray) -> bytes:
