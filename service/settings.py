@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     max_epochs: int = Field(1000, ge=1)
     max_batch_size: int = Field(65536, ge=1)
     max_layers: int = Field(64, ge=1)
+    max_columns: int = Field(10_000, ge=2, description="Columns of an uploaded table (422 above it).")
     api_keys_file: Path | None = None
     api_key_recheck_seconds: float = Field(1.0, ge=0, description="How stale a verified key may be (revocation).")
     # Per-tenant quotas (issue 6); None = unlimited. tenant_quotas overrides them per tenant, e.g.

@@ -1,11 +1,36 @@
-"""Turn uploaded CSV / .npz / JSON data into float32 feature arrays and encoded targets.
+"""Turn uploaded tables (CSV, .csv.gz, Parquet, Arrow), .npz and JSON into stored arrays and column metadata.
 
-Pure NumPy + stdlib: every problem raises ``ParseError`` whose message names the row and column.
+Every problem raises ``ParseError`` whose message names the line/row and column. Tabular files are read with
+pyarrow in ``tabular.py``; this module dispatches, encodes the target and parses .npz / JSON.
+
+Storage representation of a data set (what the engine's preprocessing relies on)
+-----------------------------------------------------------------------------------
+``X.npy``: one float32 matrix (n_samples, n_features) holding the non-ignored feature columns in file order
+(``feature_names``); the target column is not in it.
+
+- numeric column: the value; missing = NaN. +/-inf (or a value too large for float32) is a 422 naming the
+  row/line and column, never stored.
+- boolean column: 1.0 / 0.0; missing = NaN.
+- categorical column: the integer code of the value as a float, i.e. its index in that column's
+  ``categories`` list, which is sorted by string value; missing = NaN.
+
+``y.npy``: int64 class indices into ``classes`` (classification), or float32 (n,) / (n, m) (regression).
+
+The data set row's ``columns`` (JSON) lists every column of the file except the target, in file order::
+
+    {"name": str, "type": "numeric" | "categorical" | "boolean", "missing": int, ...}
+    numeric:     "min", "max", "mean", "std"   (over the non-missing values; null when all are missing)
+    categorical: "categories": [str, ...] (all of them, sorted), "n_categories": int,
+                 "top": [{"value": str, "count": int}, ...] (up to 10, most frequent first)
+    boolean:     "true", "false" (counts)
+    ignored:     {"name": str, "type": "ignored"}   (not in X)
+
+Feature columns of ``columns`` (the non-ignored ones) are the columns of ``X`` in the same order. A data set
+stored before this metadata existed has ``columns`` null: treat every column of ``X`` as numeric.
 """
 
 from __future__ import annotations
 
-import csv
 import itertools
 import zipfile
 from dataclasses import dataclass
@@ -17,7 +42,6 @@ import numpy as np
 TASKS = ("classification", "regression")
 MAX_CLASSES = 10_000          # a classification target with more labels than this is almost surely a mistake
 INFER_MAX_CLASSES = 20        # task inference: at most this many distinct integer values -> classification
-_CHUNK_CHARS = 8 << 20        # CSV is parsed in chunks of about this many characters
 
 
 class ParseError(ValueError):
@@ -35,6 +59,8 @@ class ParsedDataset:
     feature_names: list[str]
     target: str | None = None
     n_outputs: int = 1
+    columns: list[dict] | None = None      # the per-column metadata described at the top of this module
+    n_dropped: int = 0                     # rows dropped for a missing target (drop_missing_target=true)
 
 
 # ----------------------------------------------------------------------------- targets and task
@@ -52,7 +78,9 @@ def infer_task(y: np.ndarray) -> str:
     when it has at most 2 distinct values, or at most 20 distinct values and at least twice as many rows as
     distinct values; anything else is regression.
     """
-    if y.dtype.kind in "USO":
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]                      # labels shaped (n, 1) are labels shaped (n,)
+    if y.dtype.kind in "USOb":
         return "classification"
     if y.ndim != 1 or y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
         return "regression"
@@ -68,6 +96,8 @@ def encode_target(y: np.ndarray, task: str | None, *, where: str) -> tuple[str, 
 
     ``y`` is a 1-D array of strings, or a numeric (n,) / (n, m) array already checked finite.
     """
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
     if task is None:
         task = infer_task(y)
     if task not in TASKS:
@@ -104,6 +134,9 @@ def encode_target(y: np.ndarray, task: str | None, *, where: str) -> tuple[str, 
         classes = [bool(v) for v in labels.tolist()]
     else:
         classes = [_py_number(v) for v in labels.tolist()]
+    if len(classes) == 1:
+        hint = "" if labels.dtype.kind in "USb" else "; for a numeric target upload with task=regression"
+        raise ParseError(f"the target has only one class, {classes[0]!r}; classification needs at least 2{hint}")
     return task, idx.astype(np.int64).reshape(-1), classes, 1
 
 
@@ -137,177 +170,53 @@ def _check_X(X: np.ndarray, cell) -> np.ndarray:
     return X32
 
 
-# ----------------------------------------------------------------------------- CSV
+# ----------------------------------------------------------------------------- tabular files (pyarrow)
 
-def _csv_error(lines: list[str], first_line: int, header: list[str], target_idx: int,
-               string_target: bool) -> tuple[str, int] | None:
-    """Find the first bad cell in ``lines``; returns (message, kind) where kind 1 = non-numeric target only."""
-    ncols = len(header)
-    for k, row in enumerate(csv.reader(lines)):
-        line_no = first_line + k
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if len(row) != ncols:
-            return (f"line {line_no}: expected {ncols} columns (as in the header), found {len(row)}", 0)
-        for j, raw in enumerate(row):
-            s = raw.strip()
-            if j == target_idx:
-                if s == "":
-                    return (f"line {line_no}, column {j + 1} ({header[j]!r}): empty target value", 0)
-                if string_target:
-                    continue
-                if _not_number(s):
-                    return (f"line {line_no}, column {j + 1} ({header[j]!r}): non-numeric target {s!r}", 1)
-                continue
-            if s == "":
-                return (f"line {line_no}, column {j + 1} ({header[j]!r}): empty value (missing values are "
-                        f"not supported)", 0)
-            if _not_number(s):
-                return (f"line {line_no}, column {j + 1} ({header[j]!r}): {s!r} is not a number "
-                        f"(feature columns must be numeric)", 0)
-    return None
+def parse_table(path: str | Path, *, kind: str = "csv", task: str | None = None, **options: Any) -> ParsedDataset:
+    """Parse a CSV (``kind`` "csv" or "csv.gz"), Parquet ("parquet") or Arrow IPC ("arrow") file with pyarrow.
 
+    ``options`` are the fields of ``tabular.TableOptions`` (target, delimiter, na_values, encoding, categorical,
+    ignore, max_categories, drop_missing_target, max_columns).
+    """
+    from service.datasets import tabular
 
-def _line_of_row(lines: list[str], first_line: int, r: int) -> int:
-    """File line number of the r-th non-blank line of a chunk."""
-    seen = -1
-    for k, line in enumerate(lines):
-        if line.strip():
-            seen += 1
-            if seen == r:
-                return first_line + k
-    return first_line + len(lines) - 1
-
-
-def _first_failing_line(lines: list[str], kw: dict) -> tuple[int, str]:
-    """Bisect a chunk that np.loadtxt rejects down to its first failing line: (index, loadtxt's message)."""
-    lo, hi = 0, len(lines)          # invariant: lines[lo:hi] contains the first failing line
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        try:
-            np.loadtxt(lines[lo:mid], **kw)
-        except ValueError:
-            hi = mid
-        else:
-            lo = mid
-    try:
-        np.loadtxt(lines[lo:lo + 1], **kw)
-    except ValueError as exc:
-        return lo, str(exc).split(" at row")[0]
-    return lo, "could not parse"
-
-
-def _parse_csv_body(f, header: list[str], target_idx: int, string_target: bool, first_line: int):
-    """Parse the data lines; returns (X float32, y float64 | str labels) or raises ParseError/_Restart."""
-    ncols = len(header)
-    feat = [j for j in range(ncols) if j != target_idx]
-    label_codes: dict[str, int] = {}
-    kw: dict[str, Any] = dict(delimiter=",", dtype=np.float64, ndmin=2, comments=None, quotechar='"')
-    if string_target:
-        def code(s: str) -> int:
-            s = s.strip()
-            if not s:
-                raise ValueError("empty target value")
-            return label_codes.setdefault(s, len(label_codes))
-
-        kw["converters"] = {target_idx: code}
-    xs, ys = [], []
-    line_no = first_line
-    while True:
-        lines = f.readlines(_CHUNK_CHARS)
-        if not lines:
-            break
-        try:
-            a = np.loadtxt(lines, **kw)
-        except ValueError:
-            err = _csv_error(lines, line_no, header, target_idx, string_target)
-            if err is None:
-                k, why = _first_failing_line(lines, kw)
-                raise ParseError(f"line {line_no + k}: {why}") from None
-            if err[1] == 1:
-                raise _Restart(err[0])
-            raise ParseError(err[0]) from None
-        if a.shape[0] and a.shape[1] != ncols:
-            raise ParseError(f"line {line_no}: expected {ncols} columns (as in the header), found {a.shape[1]}")
-        if a.shape[0]:
-            Xc = a[:, feat]
-            with np.errstate(over="ignore", invalid="ignore"):
-                X32 = Xc.astype(np.float32)
-            finite = np.isfinite(X32)
-            if not finite.all():
-                r, c = (int(v) for v in np.argwhere(~finite)[0])
-                j = feat[c]
-                raw = Xc[r, c]
-                what = "NaN" if np.isnan(raw) else ("infinite" if np.isinf(raw) else f"{float(raw)!r} is too "
-                                                                                       f"large for float32")
-                raise ParseError(f"line {_line_of_row(lines, line_no, r)}, column {j + 1} ({header[j]!r}): "
-                                 f"value is not finite ({what})")
-            yc = a[:, target_idx]
-            if not string_target and not np.isfinite(yc).all():
-                r = int(np.flatnonzero(~np.isfinite(yc))[0])
-                raise ParseError(f"line {_line_of_row(lines, line_no, r)}, column {target_idx + 1} "
-                                 f"({header[target_idx]!r}): target is not finite ({float(yc[r])!r})")
-            xs.append(X32)
-            ys.append(yc)
-        line_no += len(lines)
-    if not xs:
-        raise ParseError("the CSV has a header row but no data rows")
-    X = np.concatenate(xs) if len(xs) > 1 else xs[0]
-    y = np.concatenate(ys) if len(ys) > 1 else ys[0]
-    if string_target:
-        by_code = sorted(label_codes, key=label_codes.__getitem__)
-        y = np.asarray(by_code, dtype=str)[y.astype(np.int64)]
-    return X, y
-
-
-class _Restart(Exception):
-    """The target column turned out to hold text: parse again treating it as string labels."""
-
-
-def parse_csv(path: str | Path, *, target: str | None = None, task: str | None = None) -> ParsedDataset:
-    """Parse a comma-separated file with a header row; ``target`` names the label column (default last)."""
     task = _check_task_arg(task)
-    try:
-        with open(path, encoding="utf-8-sig", newline=None) as f:
-            first = f.readline()
-            header_line = 1
-            while first and not first.strip():
-                first = f.readline()
-                header_line += 1
-            if not first:
-                raise ParseError("the file is empty")
-            header = [h.strip() for h in next(csv.reader([first]))]
-            if len(header) < 2:
-                raise ParseError(f"the header row must name at least one feature column and the target column; "
-                                 f"found {len(header)} column(s) (is the file comma-separated?)")
-            if any(h == "" for h in header):
-                raise ParseError(f"header column {header.index('') + 1} has no name")
-            dup = next((h for h in header if header.count(h) > 1), None)
-            if dup is not None:
-                raise ParseError(f"header names column {dup!r} more than once")
-            if target in (None, ""):
-                target_idx = len(header) - 1
-            elif target in header:
-                target_idx = header.index(target)
-            else:
-                raise ParseError(f"target column {target!r} not found; the header has: {', '.join(header)}")
-            body_start = f.tell()
-            string_target = False
-            try:
-                X, y = _parse_csv_body(f, header, target_idx, string_target, header_line + 1)
-            except _Restart as restart:
-                if task == "regression":
-                    raise ParseError(f"task 'regression' needs a numeric target: {restart}") from None
-                f.seek(body_start)
-                string_target = True
-                X, y = _parse_csv_body(f, header, target_idx, string_target, header_line + 1)
-    except UnicodeDecodeError as e:
-        raise ParseError(f"the file is not UTF-8 text (byte offset {e.start})") from None
-    names = [h for j, h in enumerate(header) if j != target_idx]
-    where = f"target column {header[target_idx]!r}"
+    opts = tabular.TableOptions(regression=task == "regression", **options)
+    path = Path(path)
+    if kind in ("csv", "csv.gz"):
+        table = tabular.read_csv(path, opts, gz=kind == "csv.gz")
+    elif kind == "parquet":
+        table = tabular.read_parquet(path, opts)
+    elif kind == "arrow":
+        table = tabular.read_arrow(path, opts)
+    else:
+        raise ParseError(f"unsupported file kind {kind!r}")
+    y = table.y
+    where = f"target column {table.target!r}"
+    if task == "regression" and y.dtype.kind in "US":
+        bad = next((str(v) for v in y if _not_number(v)), None)
+        raise ParseError(f"task 'regression' needs a numeric target, but {where} has the non-numeric value {bad!r}; "
+                         f"use task=classification")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        i = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise ParseError(f"{where}: the value in data row {i + 1} is not finite ({float(y[i])!r})")
     task, y_enc, classes, n_out = encode_target(y, task, where=where)
-    return ParsedDataset(X=X, y=y_enc, task=task, classes=classes, feature_names=names,
-                         target=header[target_idx], n_outputs=n_out)
+    return ParsedDataset(X=table.X, y=y_enc, task=task, classes=classes, feature_names=table.feature_names,
+                         target=table.target, n_outputs=n_out, columns=table.columns, n_dropped=table.n_dropped)
+
+
+def parse_csv(path: str | Path, *, target: str | None = None, task: str | None = None, **options: Any) -> ParsedDataset:
+    """Parse a delimited text file with a header row; ``target`` names the label column (default last)."""
+    return parse_table(path, kind="csv", task=task, target=target, **options)
+
+
+def numeric_columns(X: np.ndarray, names: list[str]) -> list[dict]:
+    """The ``columns`` profile of an all-numeric matrix (npz and JSON uploads)."""
+    with np.errstate(all="ignore"):
+        X64 = np.asarray(X, dtype=np.float64)
+        lo, hi, mean, std = X64.min(0), X64.max(0), X64.mean(0), X64.std(0)
+    return [{"name": n, "type": "numeric", "missing": 0, "min": float(lo[j]), "max": float(hi[j]),
+             "mean": float(mean[j]), "std": float(std[j])} for j, n in enumerate(names)]
 
 
 # ----------------------------------------------------------------------------- NPZ
@@ -480,5 +389,5 @@ def parse_json_dataset(doc: Any) -> tuple[str | None, ParsedDataset]:
     return name, ParsedDataset(X=X, y=y_enc, task=task, classes=classes, feature_names=names, n_outputs=n_out)
 
 
-__all__ = ["ParseError", "ParsedDataset", "parse_csv", "parse_npz", "parse_json_dataset", "rows_to_float32",
+__all__ = ["ParseError", "ParsedDataset", "parse_csv", "parse_table", "numeric_columns", "parse_npz", "parse_json_dataset", "rows_to_float32",
            "infer_task", "encode_target", "TASKS"]

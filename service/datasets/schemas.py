@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Task = Literal["classification", "regression"]
 
@@ -20,8 +20,16 @@ IRIS_EXAMPLE = {
     "classes": ["setosa", "versicolor", "virginica"],
     "target": "species",
     "size_bytes": 4551,
+    "n_dropped": 0,
+    "columns": [
+        {"name": "sepal_length", "type": "numeric", "missing": 0, "min": 4.3, "max": 7.9, "mean": 5.84, "std": 0.83},
+        {"name": "sepal_width", "type": "numeric", "missing": 0, "min": 2.0, "max": 4.4, "mean": 3.06, "std": 0.43},
+        {"name": "petal_length", "type": "numeric", "missing": 0, "min": 1.0, "max": 6.9, "mean": 3.76, "std": 1.76},
+        {"name": "petal_width", "type": "numeric", "missing": 0, "min": 0.1, "max": 2.5, "mean": 1.2, "std": 0.76},
+    ],
     "created_at": "2026-01-01T12:00:00Z",
 }
+MAX_LISTED_CATEGORIES = 100      # answers list a categorical column's values only up to this many (top always)
 
 
 # Body of POST /v1/datasets as application/json (documentation only: the body is parsed with orjson straight
@@ -56,7 +64,26 @@ class DatasetRead(BaseModel):
         description="Labels as uploaded, sorted (strings stay strings); null for regression.")
     target: str | None = Field(description="The CSV target column; null for .npz and JSON uploads.")
     size_bytes: int = Field(description="Size of the uploaded file (or JSON body) in bytes.")
+    n_dropped: int = Field(0, description="Rows dropped for a missing target (drop_missing_target=true).")
+    columns: list[dict] | None = Field(
+        None, description="Per column of the file except the target, in file order: name, type (numeric, "
+                          "categorical, boolean, ignored), missing count; numeric min/max/mean/std; categorical "
+                          f"n_categories, top (up to 10 most frequent) and categories (when at most "
+                          f"{MAX_LISTED_CATEGORIES}). Null for data sets stored before profiles existed.")
     created_at: datetime
+
+    @field_validator("n_dropped", mode="before")
+    @classmethod
+    def _no_null_count(cls, v):
+        return v or 0
+
+    @field_validator("columns")
+    @classmethod
+    def _short_category_lists(cls, v):
+        if v is None:
+            return v
+        return [{k: x for k, x in c.items() if k != "categories"}
+                if len(c.get("categories") or ()) > MAX_LISTED_CATEGORIES else c for c in v]
 
 
 # One page of data sets, newest first.
@@ -75,11 +102,25 @@ UPLOAD_OPENAPI = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary",
-                                 "description": "A .csv file with a header row (comma-separated, numeric feature "
-                                                "columns, a target column with numbers or strings) or an .npz "
-                                                "file with arrays X (n, d) and y (n,) or (n, m)."},
+                                 "description": "A table with a header row / named columns: .csv (delimiter "
+                                                "detected among , ; tab |), .csv.gz, .parquet, .arrow / .feather; "
+                                                "or an .npz file with arrays X (n, d) and y (n,) or (n, m)."},
                         "name": {"type": "string", "description": "Default: the file name without extension."},
-                        "target": {"type": "string", "description": "CSV target column; default the last one."},
+                        "target": {"type": "string", "description": "Target column; default the last one."},
+                        "delimiter": {"type": "string", "description": "CSV delimiter (one character, or comma, "
+                                                                       "semicolon, tab, pipe); default detected."},
+                        "na_values": {"type": "string", "description": "Comma-separated tokens read as missing "
+                                                                       "(default: empty, NA, N/A, NaN, null, ?, -)."},
+                        "encoding": {"type": "string", "description": "Text encoding (e.g. cp1252, latin-1); "
+                                                                      "UTF-8 (with or without BOM) and UTF-16 with "
+                                                                      "BOM are detected."},
+                        "categorical": {"type": "string", "description": "Comma-separated columns to treat as "
+                                                                         "categorical although numeric."},
+                        "ignore": {"type": "string", "description": "Comma-separated columns to drop (ids)."},
+                        "max_categories": {"type": "integer", "default": 1000,
+                                           "description": "Most distinct values a categorical column may have."},
+                        "drop_missing_target": {"type": "boolean", "default": False,
+                                                "description": "Drop rows whose target is missing (else 422)."},
                         "task": {"type": "string", "enum": ["classification", "regression"],
                                  "description": "Default: inferred (non-numeric or few integer labels -> "
                                                 "classification)."},

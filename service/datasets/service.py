@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service import quotas
 from service.database import new_id
-from service.datasets.parsing import ParseError, parse_csv, parse_json_dataset, parse_npz
+from service.datasets.parsing import ParseError, numeric_columns, parse_json_dataset, parse_npz, parse_table
 from service.datasets.tables import Dataset
 from service.datasets.upload import Upload
 from service.errors import Conflict, InvalidInput, NotFound
@@ -30,7 +30,55 @@ def y_key(dataset_id: str) -> str:
     return f"datasets/{dataset_id}/y.npy"
 
 
-def _parse(upload: Upload):
+def _names(value: str | None, field: str) -> tuple[str, ...]:
+    """A form field listing column names: comma-separated, or a JSON array when a name holds a comma."""
+    if not value:
+        return ()
+    if value.lstrip().startswith("["):
+        try:
+            names = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ParseError(f"{field} must be comma-separated column names or a JSON array of strings")
+        return tuple(names)
+    return tuple(n.strip() for n in value.split(",") if n.strip())
+
+
+def _table_options(fields: dict[str, str], settings) -> dict:
+    """The tabular reader's options from the upload's form fields (422 naming the field on bad values)."""
+    opts: dict = {"target": fields.get("target") or None, "categorical": _names(fields.get("categorical"),
+                  "categorical"), "ignore": _names(fields.get("ignore"), "ignore")}
+    if fields.get("delimiter"):
+        opts["delimiter"] = fields["delimiter"]
+    if "na_values" in fields:
+        raw = fields["na_values"]
+        if raw.lstrip().startswith("["):
+            opts["na_values"] = _names(raw, "na_values")
+        else:
+            opts["na_values"] = tuple(t.strip() for t in raw.split(","))
+    if fields.get("encoding"):
+        opts["encoding"] = fields["encoding"]
+    if fields.get("max_categories"):
+        raw = fields["max_categories"]
+        if not raw.isdigit() or int(raw) < 1:
+            raise ParseError(f"max_categories must be an integer >= 1, got {raw!r}")
+        opts["max_categories"] = int(raw)
+    if fields.get("drop_missing_target"):
+        raw = fields["drop_missing_target"].lower()
+        if raw not in ("true", "false", "1", "0", "yes", "no"):
+            raise ParseError(f"drop_missing_target must be true or false, got {fields['drop_missing_target']!r}")
+        opts["drop_missing_target"] = raw in ("true", "1", "yes")
+    if settings is not None:
+        opts["max_columns"] = settings.max_columns
+    return opts
+
+
+TABLE_FIELDS = ("delimiter", "na_values", "encoding", "categorical", "ignore", "max_categories",
+                "drop_missing_target")
+
+
+def _parse(upload: Upload, settings=None):
     """Parse the upload into (name, ParsedDataset); ParseError becomes a 422."""
     try:
         if upload.kind == "json":
@@ -38,23 +86,39 @@ def _parse(upload: Upload):
                 doc = orjson.loads(upload.body)
             except orjson.JSONDecodeError as exc:
                 raise ParseError(f"the body is not valid JSON: {exc}") from None
-            return parse_json_dataset(doc)
+            name, parsed = parse_json_dataset(doc)
+            parsed.columns = numeric_columns(parsed.X, parsed.feature_names)
+            return name, parsed
         task = upload.fields.get("task") or None
-        if upload.kind == "csv":
-            parsed = parse_csv(upload.path, target=upload.fields.get("target") or None, task=task)
-        else:
+        if upload.kind == "npz":
+            extra = [f for f in TABLE_FIELDS + ("target",) if upload.fields.get(f)]
+            if extra:
+                raise ParseError(f"form field {extra[0]!r} applies to tabular files (.csv, .parquet, .arrow), "
+                                 f"not to .npz")
             parsed = parse_npz(upload.path, task=task)
-        name = upload.fields.get("name") or (Path(upload.filename).stem if upload.filename else None)
+            parsed.columns = numeric_columns(parsed.X, parsed.feature_names)
+        else:
+            parsed = parse_table(upload.path, kind=upload.kind, task=task, **_table_options(upload.fields, settings))
+        name = upload.fields.get("name") or (_stem(upload.filename) if upload.filename else None)
         return name, parsed
     except ParseError as exc:
         raise InvalidInput(str(exc)) from None
+
+
+def _stem(filename: str) -> str:
+    """The file name without its directory and extension(s): 'data.csv.gz' -> 'data'."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    for ext in (".gz",):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+    return Path(name).stem or name
 
 
 def create(session: Session, *, owner: str, storage: Storage, upload: Upload, settings=None) -> Dataset:
     """Parse, then store X.npy and y.npy atomically and commit the row last; on failure nothing is left."""
     if settings is not None:
         quotas.check_dataset(session, settings, owner=owner, size_bytes=upload.size_bytes)
-    name, parsed = _parse(upload)
+    name, parsed = _parse(upload, settings)
     name = (name or "dataset").strip() or "dataset"
     if len(name) > MAX_NAME:
         raise InvalidInput(f"name must be at most {MAX_NAME} characters, got {len(name)}")
@@ -65,7 +129,7 @@ def create(session: Session, *, owner: str, storage: Storage, upload: Upload, se
         row = Dataset(id=dataset_id, owner=owner, name=name, task=parsed.task, n_samples=int(parsed.X.shape[0]),
                       n_features=int(parsed.X.shape[1]), n_outputs=parsed.n_outputs,
                       feature_names=parsed.feature_names, classes=parsed.classes, target=parsed.target,
-                      size_bytes=int(upload.size_bytes))
+                      size_bytes=int(upload.size_bytes), columns=parsed.columns, n_dropped=parsed.n_dropped)
         session.add(row)
         session.commit()
     except BaseException:

@@ -26,4 +26,7 @@ class Dataset(Base):
     classes: Mapped[list | None] = mapped_column(JSON, nullable=True)
     target: Mapped[str | None] = mapped_column(String(200), nullable=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # per-column types and profile (parsing.py documents it); null for data sets stored before it existed
+    columns: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    n_dropped: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,17 +14,27 @@ from starlette.requests import Request
 
 from service.errors import InvalidInput, TooLarge, UnsupportedMediaType
 
-FORM_FIELDS = ("name", "target", "task")
-MAX_FIELD_BYTES = 4096
-CSV_TYPES = {"text/csv", "application/csv", "text/comma-separated-values", "application/vnd.ms-excel"}
+FORM_FIELDS = ("name", "target", "task", "delimiter", "na_values", "encoding", "categorical", "ignore",
+               "max_categories", "drop_missing_target")
+UNSTRIPPED_FIELDS = ("delimiter", "na_values")     # a tab delimiter or a " " NA token must survive
+MAX_FIELD_BYTES = 1 << 20                          # ignore/categorical may list thousands of column names
+CSV_TYPES = {"text/csv", "application/csv", "text/comma-separated-values", "application/vnd.ms-excel",
+             "text/tab-separated-values"}
 NPZ_TYPES = {"application/x-npz", "application/zip", "application/x-zip-compressed"}
+# file name endings -> kind (the longest ending wins: "data.csv.gz" is "csv.gz")
+EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".csv.gz": "csv.gz", ".tsv.gz": "csv.gz",
+              ".npz": "npz", ".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow",
+              ".ipc": "arrow"}
+CONTENT_TYPES = {**{t: "csv" for t in CSV_TYPES}, **{t: "npz" for t in NPZ_TYPES},
+                 "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet",
+                 "application/vnd.apache.arrow.file": "arrow", "application/vnd.apache.arrow.stream": "arrow"}
 
 
 @dataclass
 class Upload:
     """What the client sent: a file on disk (csv/npz) with form fields, or a JSON body in memory."""
 
-    kind: str                                # "csv" | "npz" | "json"
+    kind: str                                # "csv" | "csv.gz" | "parquet" | "arrow" | "npz" | "json"
     fields: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     filename: str | None = None
@@ -42,19 +53,39 @@ def _too_large(limit: int, what: str = "upload") -> TooLarge:
 
 
 def file_kind(filename: str | None, content_type: str | None) -> str:
-    """'csv' or 'npz' from the file name's extension, else from the part's content type; 415 otherwise."""
-    ext = os.path.splitext(filename or "")[1].lower()
-    if ext == ".csv":
-        return "csv"
-    if ext == ".npz":
-        return "npz"
+    """The kind of file from the name's ending, else from the part's content type; 415 otherwise."""
+    lower = (filename or "").lower()
+    for ext in sorted(EXTENSIONS, key=len, reverse=True):
+        if lower.endswith(ext):
+            return EXTENSIONS[ext]
+    ext = os.path.splitext(lower)[1]
     ctype = (content_type or "").split(";")[0].strip().lower()
-    if not ext and ctype in CSV_TYPES:
-        return "csv"
-    if not ext and ctype in NPZ_TYPES:
-        return "npz"
-    raise UnsupportedMediaType(f"unsupported file type {filename or ctype or 'unknown'!r}: upload a .csv file "
-                               f"(header row, comma-separated) or an .npz file with arrays X and y")
+    if not ext and ctype in CONTENT_TYPES:
+        return CONTENT_TYPES[ctype]
+    raise UnsupportedMediaType(f"unsupported file type {filename or ctype or 'unknown'!r}: upload a .csv, .csv.gz, "
+                               f".parquet, .arrow / .feather file (header row / named columns) or an .npz file "
+                               f"with arrays X and y")
+
+
+def _param(header: str, key: str) -> str | None:
+    """A Content-Disposition parameter: ``key*=UTF-8''...`` (RFC 5987) first, else ``key="..."`` as raw UTF-8."""
+    _, opts = parse_options_header(header)
+    for seg in header.split(";")[1:]:
+        k, _, v = seg.strip().partition("=")
+        if k.strip().lower() == key + "*":
+            charset, _, rest = v.strip().strip('"').partition("'")
+            _, _, quoted = rest.partition("'")
+            try:
+                return urllib.parse.unquote(quoted, encoding=charset or "utf-8", errors="strict")
+            except (LookupError, UnicodeDecodeError):
+                raise InvalidInput(f"Content-Disposition {key}* is not valid {charset or 'UTF-8'}") from None
+    raw = opts.get(key.encode())
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")          # clients send names in any script as raw UTF-8 (HTML5 forms, httpx)
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _check_length(request: Request, limit: int, what: str = "upload") -> None:
@@ -84,7 +115,7 @@ async def receive(request: Request, *, max_bytes: int, tmp_dir: Path) -> Upload:
         return Upload(kind="json", body=body, size_bytes=len(body))
     if ctype != "multipart/form-data":
         raise UnsupportedMediaType(f"unsupported Content-Type {ctype or 'none'!r}: send multipart/form-data with a "
-                                   f"'file' part (.csv or .npz), or application/json {{name, X, y, task}}")
+                                   f"'file' part (.csv, .csv.gz, .parquet, .arrow, .npz), or application/json {{name, X, y, task}}")
     boundary = params.get(b"boundary")
     if not boundary:
         raise InvalidInput("multipart/form-data request without a boundary")
@@ -111,21 +142,22 @@ async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, 
         header_value.extend(data[start:end])
 
     def on_header_end() -> None:
-        # latin-1 keeps every byte: parse_options_header encodes it back, and names are decoded as UTF-8 below
+        # latin-1 keeps every byte; _param decodes names as UTF-8 (a str with non-latin-1 characters would
+        # make python-multipart's parse_options_header fail)
         state["headers"][bytes(header_field).lower().decode("latin-1")] = bytes(header_value).decode("latin-1")
         header_field.clear()
         header_value.clear()
 
     def on_headers_finished() -> None:
         nonlocal fh
-        disp, opts = parse_options_header(state["headers"].get("content-disposition", ""))
-        name = opts.get(b"name", b"").decode("utf-8", "replace")
-        filename = opts.get(b"filename")
+        disposition = state["headers"].get("content-disposition", "")
+        name = _param(disposition, "name") or ""
+        filename = _param(disposition, "filename")
         state["name"] = name
         if name == "file":
             if upload.kind:
                 raise InvalidInput("send exactly one 'file' part")
-            upload.filename = filename.decode("utf-8", "replace") if filename is not None else None
+            upload.filename = filename
             upload.kind = file_kind(upload.filename, state["headers"].get("content-type", "").strip())
             fd, tmp = tempfile.mkstemp(prefix="upload-", suffix="." + upload.kind, dir=tmp_dir)
             upload.path = Path(tmp)
@@ -155,7 +187,8 @@ async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, 
                 fh = None
         else:
             try:
-                upload.fields[state["name"]] = state["value"].decode("utf-8").strip()
+                value = state["value"].decode("utf-8")
+                upload.fields[state["name"]] = value if state["name"] in UNSTRIPPED_FIELDS else value.strip()
             except UnicodeDecodeError:
                 raise InvalidInput(f"form field {state['name']!r} is not UTF-8 text") from None
 
@@ -181,7 +214,7 @@ async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, 
         if fh is not None:
             fh.close()
     if not upload.kind:
-        raise InvalidInput("multipart upload needs a 'file' part (.csv or .npz)")
+        raise InvalidInput("multipart upload needs a 'file' part (.csv, .csv.gz, .parquet, .arrow or .npz)")
     if not state.get("complete"):  # a body cut short (a dropped chunked upload) is not a whole file
         upload.cleanup()
         raise InvalidInput("malformed multipart body: it ended before its closing boundary (the upload was cut "

@@ -1,0 +1,698 @@
+"""Read tabular uploads with pyarrow, one record batch at a time: CSV (any dialect, ``.csv.gz``), Parquet, Arrow IPC.
+
+Memory stays bounded by the output (float32 X, the target column) plus one batch: the file is never held whole.
+The storage representation this produces is documented at the top of ``parsing.py``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from service.datasets.parsing import ParseError
+
+NA_TOKENS = ("", "NA", "N/A", "NaN", "null", "?", "-")
+DELIMITERS = (",", ";", "\t", "|")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+MAX_CATEGORIES = 1000
+TOP_VALUES = 10
+BLOCK_BYTES = 4 << 20           # CSV block: the first block decides column types (a later surprise re-reads)
+PARQUET_BATCH_ROWS = 65536
+_SNIFF_BYTES = 256 << 10        # sample for encoding and delimiter detection (grown until the header ends)
+_MAX_HEADER_BYTES = 64 << 20
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_LEADING_ZERO = r"^[+-]?0[0-9]"  # '007': a label spelled with a leading zero is text, not the number 7
+
+
+@dataclass
+class TableOptions:
+    """How to read a tabular file (the upload's form fields)."""
+
+    target: str | None = None
+    delimiter: str | None = None
+    na_values: tuple[str, ...] = NA_TOKENS
+    encoding: str | None = None
+    categorical: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    max_categories: int = MAX_CATEGORIES
+    drop_missing_target: bool = False
+    max_columns: int = 10_000
+    regression: bool = False          # task=regression was asked for: a numeric-looking target is read as numbers
+
+
+@dataclass
+class Table:
+    """Feature matrix, its column profile and the raw target, ready for ``encode_target``."""
+
+    X: np.ndarray                     # float32 (n, d)
+    feature_names: list[str]
+    columns: list[dict]               # the profile / metadata (see parsing.py)
+    target: str
+    y: np.ndarray                     # str (n,) or numeric (n,)
+    n_dropped: int = 0
+
+
+# ----------------------------------------------------------------------------- column accumulators
+
+class _Numeric:
+    """A numeric column: float values, missing = NaN; running min/max/mean/variance (Chan's merge)."""
+
+    type = "numeric"
+
+    def __init__(self, name: str):
+        self.name, self.missing, self.n, self.mean, self.m2 = name, 0, 0, 0.0, 0.0
+        self.lo, self.hi = math.inf, -math.inf
+
+    def convert(self, arr: pa.Array, where: Callable[[int], str], col: str) -> np.ndarray:
+        if pa.types.is_decimal(arr.type):
+            arr = pc.cast(arr, pa.float64())
+        v = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
+        bad = np.isinf(v)
+        big = np.abs(v) > _FLOAT32_MAX
+        if bad.any() or big.any():
+            i = int(np.flatnonzero(bad | big)[0])
+            what = "infinite" if np.isinf(v[i]) else f"{v[i]!r} is too large for float32"
+            raise ParseError(f"{where(i)}, {col}: value is not finite ({what})")
+        ok = ~np.isnan(v)
+        k = int(ok.sum())
+        self.missing += v.size - k
+        if k:
+            x = v[ok] if k < v.size else v
+            mean = float(x.mean())
+            m2 = float(((x - mean) ** 2).sum())
+            n = self.n + k
+            delta = mean - self.mean
+            self.mean += delta * k / n
+            self.m2 += m2 + delta * delta * self.n * k / n
+            self.n = n
+            self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+        return v
+
+    def profile(self, full: bool) -> dict:
+        seen = self.n > 0
+        return {"name": self.name, "type": self.type, "missing": self.missing,
+                "min": self.lo if seen else None, "max": self.hi if seen else None,
+                "mean": self.mean if seen else None, "std": math.sqrt(self.m2 / self.n) if seen else None}
+
+    def finish(self, column: np.ndarray) -> None:
+        """Rewrite the stored column once every batch is seen (categorical codes get their sorted order)."""
+
+
+class _Boolean(_Numeric):
+    """A true/false column stored as 1/0, missing = NaN."""
+
+    type = "boolean"
+
+    def convert(self, arr: pa.Array, where, col) -> np.ndarray:
+        v = np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        nan = np.isnan(v)
+        self.missing += int(nan.sum())
+        self.n += int(v.size - nan.sum())
+        self.m2 += float(np.nansum(v)) if v.size else 0.0     # count of true values
+        return v
+
+    def profile(self, full: bool) -> dict:
+        return {"name": self.name, "type": self.type, "missing": self.missing, "true": int(self.m2),
+                "false": int(self.n - self.m2)}
+
+
+class _Categorical:
+    """A text column (or a column named in ``categorical``): the code of the value in first-seen order while
+    reading; ``finish`` renumbers the codes to the categories sorted by their string value."""
+
+    type = "categorical"
+
+    def __init__(self, name: str, limit: int, forced: bool):
+        self.name, self.limit, self.forced = name, limit, forced
+        self.codes: dict[str, int] = {}
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.missing = 0
+
+    def convert(self, arr: pa.Array, where, col) -> np.ndarray:
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            arr = pc.cast(arr, pa.string())
+        arr = pc.utf8_trim_whitespace(arr)
+        enc = arr.dictionary_encode()
+        values = enc.dictionary.to_pylist()
+        mapping = np.fromiter((self.codes.setdefault(s, len(self.codes)) for s in values), dtype=np.int64,
+                              count=len(values))
+        if len(self.codes) > self.limit:
+            how = ("form field categorical names it" if self.forced
+                   else "text columns are categorical")
+            raise ParseError(f"{col} has more than {self.limit} distinct values ({how}); drop it with the form "
+                             f"field ignore={self.name} (e.g. an id or free text), or raise max_categories")
+        idx = enc.indices
+        missing = idx.null_count
+        self.missing += missing
+        ii = np.asarray(pc.fill_null(idx, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        codes = mapping[ii] if mapping.size else np.zeros(len(ii), dtype=np.int64)
+        v = codes.astype(np.float64)
+        if missing:
+            nulls = np.asarray(idx.is_null().to_numpy(zero_copy_only=False))
+            v[nulls] = np.nan
+            codes = codes[~nulls]
+        if self.counts.size < len(self.codes):
+            self.counts = np.concatenate([self.counts, np.zeros(len(self.codes) - self.counts.size, np.int64)])
+        self.counts += np.bincount(codes, minlength=self.counts.size)
+        return v
+
+    def _order(self) -> list[str]:
+        return sorted(self.codes)
+
+    def finish(self, column: np.ndarray) -> None:
+        cats = self._order()
+        perm = np.empty(len(cats), dtype=np.float32)
+        for new, s in enumerate(cats):
+            perm[self.codes[s]] = new
+        ok = ~np.isnan(column)
+        column[ok] = perm[column[ok].astype(np.int64)]
+
+    def profile(self, full: bool) -> dict:
+        cats = self._order()
+        counts = [int(self.counts[self.codes[s]]) for s in cats]
+        top = sorted(range(len(cats)), key=lambda i: (-counts[i], cats[i]))[:TOP_VALUES]
+        out = {"name": self.name, "type": self.type, "missing": self.missing, "n_categories": len(cats)}
+        if full:
+            out["categories"] = cats
+        out["top"] = [{"value": cats[i], "count": counts[i]} for i in top]
+        return out
+
+
+# ----------------------------------------------------------------------------- the batch loop shared by all formats
+
+class _Builder:
+    """Consumes record batches of one file: feature columns into float32 chunks, target into an Arrow chunk list."""
+
+    def __init__(self, names: list[str], target: str, opts: TableOptions, kinds: dict[str, str],
+                 where: Callable[[int], str]):
+        self.opts, self.target, self.where = opts, target, where
+        self.file_index = {n: i for i, n in enumerate(names)}
+        self.features = [n for n in names if n != target and n not in opts.ignore]
+        if not self.features:
+            raise ParseError("no feature columns are left: every column but the target is in ignore")
+        self.cols = []
+        for n in self.features:
+            k = kinds[n]
+            if k == "categorical":
+                self.cols.append(_Categorical(n, opts.max_categories, n in opts.categorical))
+            elif k == "boolean":
+                self.cols.append(_Boolean(n))
+            else:
+                self.cols.append(_Numeric(n))
+        self.chunks: list[np.ndarray] = []
+        self.y_chunks: list[pa.Array] = []
+        self.rows = 0           # rows read, including dropped ones (for error positions)
+        self.dropped = 0
+
+    def _col(self, name: str) -> str:
+        return f"column {self.file_index[name] + 1} ({name!r})"
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        n = batch.num_rows
+        if n == 0:
+            return
+        y = batch.column(self.target)
+        if pa.types.is_string(y.type) or pa.types.is_large_string(y.type):
+            y = pc.utf8_trim_whitespace(y)
+            y = pc.if_else(pc.equal(y, ""), pa.scalar(None, y.type), y)
+        rows = None
+        if y.null_count:
+            nulls = np.asarray(y.is_null().to_numpy(zero_copy_only=False))
+            if not self.opts.drop_missing_target:
+                i = int(np.flatnonzero(nulls)[0])
+                raise ParseError(f"{self.where(self.rows + i)}, {self._col(self.target)}: missing target value; "
+                                 f"fill it in, or drop such rows with the form field drop_missing_target=true")
+            keep = ~nulls
+            rows = np.flatnonzero(keep)
+            self.dropped += int(nulls.sum())
+            batch = batch.filter(pa.array(keep))
+            y = y.filter(pa.array(keep))
+            n = batch.num_rows
+        base = self.rows
+        where = (lambda i: self.where(base + i)) if rows is None else (lambda i: self.where(base + int(rows[i])))
+        self.rows += len(keep) if rows is not None else n
+        if n == 0:
+            return
+        out = np.empty((n, len(self.cols)), dtype=np.float32)
+        for j, c in enumerate(self.cols):
+            out[:, j] = c.convert(batch.column(c.name), where, self._col(c.name))
+        self.chunks.append(out)
+        self.y_chunks.append(y)
+
+    def finish(self) -> tuple[np.ndarray, list[dict], pa.ChunkedArray]:
+        if not self.chunks:
+            if self.dropped:
+                raise ParseError(f"every row has a missing target value ({self.dropped} dropped); nothing is left")
+            raise ParseError("the file has a header row but no data rows")
+        X = np.concatenate(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
+        self.chunks = []
+        for j, c in enumerate(self.cols):
+            if isinstance(c, _Categorical):
+                col = X[:, j].copy()
+                c.finish(col)
+                X[:, j] = col
+        ycol = pa.chunked_array(self.y_chunks)
+        return X, self.cols, ycol
+
+
+def _kind_of(t: pa.DataType) -> str | None:
+    """'numeric' | 'boolean' | 'categorical' for an Arrow type, None when it must be read as text first."""
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "numeric"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        return "categorical"
+    return None
+
+
+def _profiles(cols, opts: TableOptions, names: list[str]) -> list[dict]:
+    by_name = {c.name: c for c in cols}
+    out = []
+    for n in names:
+        if n in by_name:
+            out.append(by_name[n].profile(full=True))
+        elif n in opts.ignore:
+            out.append({"name": n, "type": "ignored"})
+    return out
+
+
+def _target_values(y: pa.ChunkedArray, text: bool, opts: TableOptions) -> np.ndarray:
+    """The target as numbers when it is cleanly numeric, else as the strings written (``007`` stays ``007``)."""
+    if not text:
+        if pa.types.is_boolean(y.type):
+            return np.asarray(y.to_numpy(), dtype=bool)
+        v = y.to_numpy()
+        if pa.types.is_dictionary(y.type) or v.dtype.kind not in "biuf":
+            return np.asarray(pc.cast(y, pa.string()).to_numpy(zero_copy_only=False), dtype=str)
+        return v
+    try:
+        num = pc.cast(y, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        num = None
+    if num is not None and (opts.regression or not pc.any(pc.match_substring_regex(y, _LEADING_ZERO)).as_py()):
+        v = num.to_numpy()
+        if np.all(np.isfinite(v)) and np.all(np.mod(v, 1) == 0) and np.all(np.abs(v) < 2**53):
+            return v.astype(np.int64)
+        return v
+    return np.asarray(y.to_numpy(), dtype=str)
+
+
+def _check_columns(names: list[str], opts: TableOptions) -> None:
+    """Limits, empty and duplicate names, and form fields naming columns that do not exist (linear time)."""
+    if len(names) > opts.max_columns:
+        raise ParseError(f"the file has {len(names)} columns, more than the limit of {opts.max_columns} "
+                         f"(MLP_MAX_COLUMNS)")
+    if "" in names:
+        raise ParseError(f"header column {names.index('') + 1} has no name")
+    if len(set(names)) != len(names):
+        dup = next(n for n, k in Counter(names).items() if k > 1)
+        raise ParseError(f"header names column {dup!r} more than once")
+    present = set(names)
+    for fld in ("categorical", "ignore"):
+        unknown = [c for c in getattr(opts, fld) if c not in present]
+        if unknown:
+            raise ParseError(f"{fld}: column {unknown[0]!r} not found; the header has: {_header_list(names)}")
+
+
+def _header_list(names: list[str]) -> str:
+    return ", ".join(names[:50]) + (f", ... ({len(names)} columns)" if len(names) > 50 else "")
+
+
+def _target_name(names: list[str], opts: TableOptions) -> str:
+    if opts.target in (None, ""):
+        t = names[-1]
+    elif opts.target in names:
+        t = opts.target
+    else:
+        raise ParseError(f"target column {opts.target!r} not found; the header has: {_header_list(names)}")
+    if t in opts.ignore:
+        raise ParseError(f"ignore: {t!r} is the target column; it cannot be ignored")
+    return t
+
+
+# ----------------------------------------------------------------------------- CSV
+
+def _open_raw(path: Path, gz: bool):
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def _detect_encoding(head: bytes, given: str | None) -> tuple[str, int]:
+    """(Python codec name, BOM length) from the BOM, else the form field ``encoding``, else UTF-8."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8", 3
+    if head.startswith(codecs.BOM_UTF16_LE) or head.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16", 0                       # the codec reads the BOM itself
+    if given:
+        try:
+            name = codecs.lookup(given).name
+        except LookupError:
+            raise ParseError(f"encoding: unknown encoding {given!r} (e.g. utf-8, cp1252, latin-1, utf-16)") from None
+        return name, 0
+    return "utf-8", 0
+
+
+def _utf8_error(path: Path, gz: bool, bom: int, encoding: str) -> ParseError:
+    """A 422 naming the byte offset of the first byte the encoding cannot decode."""
+    dec = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    with _open_raw(path, gz) as f:
+        f.read(bom)
+        offset = bom
+        while chunk := f.read(1 << 20):
+            try:
+                dec.decode(chunk)
+            except UnicodeDecodeError as e:
+                # the decoder may hold back bytes of the previous chunk; e.start is within the joined buffer
+                held = len(e.object) - len(chunk)
+                pos = offset - held + e.start
+                return ParseError(f"the file is not {_enc_name(encoding)} text (byte offset {pos}); name its "
+                                  f"encoding in the form field encoding, e.g. cp1252 or latin-1")
+            offset += len(chunk)
+    return ParseError(f"the file is not {_enc_name(encoding)} text; name its encoding in the form field "
+                      f"encoding, e.g. cp1252 or latin-1")
+
+
+def _enc_name(encoding: str) -> str:
+    return "UTF-8" if encoding in ("utf-8", "utf8") else encoding
+
+
+def _sample(path: Path, gz: bool, opts: TableOptions) -> tuple[str, int, str, bool]:
+    """(decoded sample that holds at least the header line, BOM length, codec, whether it is the whole file)."""
+    with _open_raw(path, gz) as f:
+        try:
+            raw = f.read(_SNIFF_BYTES)
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise ParseError(f"not a valid .gz file ({e})") from None
+        enc, bom = _detect_encoding(raw, opts.encoding)
+        dec = codecs.getincrementaldecoder(enc)()
+        eof = len(raw) < _SNIFF_BYTES
+        try:
+            text = dec.decode(raw[bom:], final=eof)
+            while not eof:
+                body = text.lstrip("\r\n")
+                if "\n" in body or "\r" in body or len(raw) >= _MAX_HEADER_BYTES:
+                    break
+                more = f.read(_SNIFF_BYTES)
+                if not more:
+                    text += dec.decode(b"", final=True)
+                    eof = True
+                    break
+                raw += more
+                text += dec.decode(more)
+        except UnicodeDecodeError:
+            raise _utf8_error(path, gz, bom, enc) from None
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise ParseError(f"not a valid .gz file ({e})") from None
+    return text, bom, enc, eof
+
+
+def _sniff_delimiter(lines: list[str]) -> str:
+    """The candidate that splits the header into the most columns while every sampled row agrees with it."""
+    best, best_key = ",", (-1, -1)
+    for d in DELIMITERS:
+        try:
+            rows = list(csv.reader(lines, delimiter=d))
+        except csv.Error:
+            continue
+        rows = [r for r in rows if r]
+        if not rows:
+            continue
+        width = len(rows[0])
+        if width < 2:
+            continue
+        agree = sum(len(r) == width for r in rows[1:])
+        key = (agree == len(rows) - 1, width)
+        if key > best_key:
+            best, best_key = d, key
+    return best
+
+
+def _csv_reader_text(path: Path, gz: bool, bom: int, encoding: str) -> io.TextIOBase:
+    raw = _open_raw(path, gz)
+    raw.read(bom)
+    return io.TextIOWrapper(raw, encoding=encoding, newline="")
+
+
+class _CsvDiagnosis:
+    """Error-path helpers: re-scan the text with the csv module to name a line (never used on success)."""
+
+    def __init__(self, path, gz, bom, encoding, delimiter, header_line, width):
+        self.args = (path, gz, bom, encoding)
+        self.delimiter, self.header_line, self.width = delimiter, header_line, width
+
+    def _records(self) -> Iterator[tuple[int, int, list[str]]]:
+        """(first line, last line, fields) of every non-empty data record."""
+        with _csv_reader_text(*self.args) as f:
+            reader = csv.reader(f, delimiter=self.delimiter, strict=True)
+            last = 0
+            for row in reader:
+                first, last = last + 1, reader.line_num
+                if first <= self.header_line or not row:
+                    continue
+                yield first, last, row
+
+    def line_of(self, k: int) -> str:
+        """'line L' of the k-th (0-based) data record."""
+        try:
+            for i, (first, _, _) in enumerate(self._records()):
+                if i == k:
+                    return f"line {first}"
+        except (csv.Error, UnicodeDecodeError):
+            pass
+        return f"data row {k + 1}"
+
+    def structure_error(self) -> ParseError | None:
+        """The first row with the wrong number of fields, or an unterminated quote."""
+        first = self.header_line
+        try:
+            for first, _, row in self._records():
+                if len(row) != self.width:
+                    return ParseError(f"line {first}: expected {self.width} columns (as in the header), "
+                                      f"found {len(row)}")
+        except csv.Error as e:
+            if "unexpected end of data" in str(e) or "EOF" in str(e):
+                start = self._open_quote_line()
+                return ParseError(f"line {start}: unterminated quote: a field opens with \" and is never closed")
+            return ParseError(f"line {first + 1}: {e}")
+        return None
+
+    def _open_quote_line(self) -> int:
+        """Line on which the last record (the one the unterminated quote swallows) starts."""
+        start, line, inside = 1, 0, False
+        with _csv_reader_text(*self.args) as f:
+            for text in f:
+                line += 1
+                if not inside:
+                    start = line
+                inside ^= text.count('"') % 2 == 1
+        return start
+
+
+def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
+    """Read a delimited text file with a header row into a Table."""
+    text, bom, enc, whole = _sample(path, gz, opts)
+    if not text.strip():
+        raise ParseError("the file is empty")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if not whole and len(lines) > 1:
+        lines = lines[:-1]              # the sample may end inside a line
+    blank = 0
+    while blank < len(lines) and not lines[blank].strip():
+        blank += 1
+    sample = [ln for ln in lines[blank:blank + 50] if ln.strip()]
+    if opts.delimiter:
+        d = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(opts.delimiter, opts.delimiter)
+        if len(d) != 1 or d in '"\r\n':
+            raise ParseError(f"delimiter must be one character (e.g. , ; | or tab), got {opts.delimiter!r}")
+    else:
+        d = _sniff_delimiter(sample)
+    try:
+        header = [h.strip() for h in next(csv.reader(sample[:1], delimiter=d))]
+    except (csv.Error, StopIteration):
+        raise ParseError("line 1: the header row could not be read") from None
+    header_line = blank + 1
+    if len(header) < 2:
+        raise ParseError(f"the header row must name at least one feature column and the target column; found "
+                         f"{len(header)} column(s) (delimiters tried: comma, semicolon, tab, pipe; set the form "
+                         f"field delimiter)")
+    _check_columns(header, opts)
+    target = _target_name(header, opts)
+    diag = _CsvDiagnosis(path, gz, bom, enc, d, header_line, len(header))
+    include = [h for h in header if h not in opts.ignore]
+    forced: dict[str, pa.DataType] = {target: pa.string()}
+    forced.update({c: pa.string() for c in opts.categorical if c != target})
+    while True:
+        try:
+            return _read_csv_once(path, gz, enc, d, header, header_line, include, target, forced, opts, diag)
+        except _Retype as r:
+            forced[r.column] = r.to
+
+
+class _Retype(Exception):
+    """A column's type inferred from the first block does not hold for a later value: read again as ``to``."""
+
+    def __init__(self, column: str, to: pa.DataType):
+        super().__init__(column)
+        self.column, self.to = column, to
+
+
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+)")
+
+
+def _read_csv_once(path, gz, enc, d, header, header_line, include, target, forced, opts, diag) -> Table:
+    ro = pacsv.ReadOptions(column_names=header, skip_rows=header_line, block_size=BLOCK_BYTES,
+                           encoding="utf8" if enc == "utf-8" else enc)
+    po = pacsv.ParseOptions(delimiter=d, newlines_in_values=True)
+    co = pacsv.ConvertOptions(column_types=forced, null_values=list(opts.na_values), strings_can_be_null=True,
+                              quoted_strings_can_be_null=True, include_columns=include, timestamp_parsers=[])
+    source = pa.input_stream(str(path), compression="gzip" if gz else None)
+    builder = None
+    try:
+        with source, pacsv.open_csv(source, read_options=ro, parse_options=po, convert_options=co) as reader:
+            schema = reader.schema
+            kinds = {}
+            for f in schema:
+                if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
+                    raise _utf8_error(path, gz, 0, enc)
+                k = _kind_of(f.type)
+                if k is None:
+                    # dates, times, all-empty (null) columns: numbers if they turn out to be, else text
+                    raise _Retype(f.name, pa.float64() if pa.types.is_null(f.type) else pa.string())
+                kinds[f.name] = k
+            builder = _Builder(header, target, opts, kinds, lambda k: diag.line_of(k))
+            last = None
+            for batch in reader:
+                builder.add(batch)
+                last = batch
+    except pa.ArrowInvalid as e:
+        msg = str(e)
+        m = _CONVERSION.search(msg)
+        if m:
+            name = header[int(m.group(1))]
+            if "invalid UTF8" in msg or m.group(2) == "string":
+                raise _utf8_error(path, gz, 0, enc) from None
+            frm = m.group(2)
+            raise _Retype(name, pa.float64() if frm in ("null", "int64", "bool", "boolean") and name not in
+                          forced else pa.string()) from None
+        if "invalid UTF8" in msg or "UTF8" in msg:
+            raise _utf8_error(path, gz, 0, enc) from None
+        found = diag.structure_error()
+        if found is not None:
+            raise found from None
+        raise ParseError(f"the CSV could not be parsed: {msg.splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise _utf8_error(path, gz, 0, enc) from None
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        if isinstance(e, pa.ArrowException):
+            raise ParseError(f"the file could not be read: {e}") from None
+        raise ParseError(f"the file could not be read ({e})") from None
+    if builder is None or last is None:
+        raise ParseError("the CSV has a header row but no data rows")
+    _check_unterminated(last, diag)
+    X, cols, y = builder.finish()
+    return Table(X=X, feature_names=builder.features, columns=_profiles(cols, opts, header), target=target,
+                 y=_target_values(y, True, opts), n_dropped=builder.dropped)
+
+
+def _check_unterminated(last: pa.RecordBatch, diag: _CsvDiagnosis) -> None:
+    """An unterminated quote swallows the rest of the file into one value: confirm with the csv module."""
+    for col in last.columns:
+        if (pa.types.is_string(col.type) and len(col) and col[len(col) - 1].is_valid
+                and ("\n" in col[len(col) - 1].as_py() or "\r" in col[len(col) - 1].as_py())):
+            found = diag.structure_error()
+            if found is not None:
+                raise found
+
+
+# ----------------------------------------------------------------------------- Parquet and Arrow IPC
+
+def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: TableOptions,
+                  what: str) -> Table:
+    names = list(schema.names)
+    if len(names) < 2:
+        raise ParseError(f"the {what} file must have at least one feature column and the target column; found "
+                         f"{len(names)}")
+    _check_columns(names, opts)
+    target = _target_name(names, opts)
+    kinds = {}
+    for f in schema:
+        if f.name == target or f.name in opts.ignore:
+            continue
+        k = "categorical" if f.name in opts.categorical else _kind_of(f.type)
+        if k is None:
+            if pa.types.is_temporal(f.type) or pa.types.is_null(f.type):
+                k = "categorical" if pa.types.is_temporal(f.type) else "numeric"
+            else:
+                raise ParseError(f"column {names.index(f.name) + 1} ({f.name!r}) has type {f.type}, which is not "
+                                 f"numeric, boolean or text; drop it with the form field ignore={f.name}")
+        kinds[f.name] = k
+    t = schema.field(target).type
+    if not (_kind_of(t) or pa.types.is_null(t)):
+        raise ParseError(f"target column {target!r} has type {t}; it must hold numbers, booleans or text")
+    builder = _Builder(names, target, opts, kinds, lambda k: f"row {k + 1}")
+    for batch in batches:
+        cols = []
+        for f, col in zip(batch.schema, batch.columns):
+            if pa.types.is_dictionary(col.type):
+                col = col.cast(col.type.value_type)
+            if pa.types.is_null(col.type):
+                col = pa.nulls(len(col), pa.float64() if f.name != target else pa.string())
+            cols.append(col)
+        builder.add(pa.RecordBatch.from_arrays(cols, names=batch.schema.names))
+    X, cols, y = builder.finish()
+    text = pa.types.is_string(y.type) or pa.types.is_large_string(y.type)
+    return Table(X=X, feature_names=builder.features, columns=_profiles(cols, opts, names), target=target,
+                 y=_target_values(y, False, opts) if not text else np.asarray(y.to_numpy(), dtype=str),
+                 n_dropped=builder.dropped)
+
+
+def read_parquet(path: Path, opts: TableOptions) -> Table:
+    """Read a Parquet file row group by row group."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(str(path))
+        schema = pf.schema_arrow
+        cols = [n for n in schema.names if n not in opts.ignore]
+        return _read_batches(schema, pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=cols), opts,
+                             "Parquet")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+        raise ParseError(f"not a valid Parquet file ({str(e).splitlines()[0]})") from None
+
+
+def read_arrow(path: Path, opts: TableOptions) -> Table:
+    """Read an Arrow IPC file (Feather v2) or stream, batch by batch, memory-mapped."""
+    import pyarrow.ipc as ipc
+
+    try:
+        with pa.memory_map(str(path)) as source:
+            try:
+                reader = ipc.open_file(source)
+                schema = reader.schema
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            except pa.ArrowInvalid:
+                source.seek(0)
+                reader = ipc.open_stream(source)
+                schema = reader.schema
+                batches = iter(reader)
+            return _read_batches(schema, batches, opts, "Arrow")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+        raise ParseError(f"not a valid Arrow IPC / Feather v2 file ({str(e).splitlines()[0]})") from None
+
+
+__all__ = ["TableOptions", "Table", "read_csv", "read_parquet", "read_arrow", "NA_TOKENS", "DELIMITERS",
+           "MAX_CATEGORIES"]
