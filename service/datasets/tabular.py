@@ -84,7 +84,7 @@ class _Numeric:
         big = np.abs(v) > _FLOAT32_MAX
         if bad.any() or big.any():
             i = int(np.flatnonzero(bad | big)[0])
-            what = "infinite" if np.isinf(v[i]) else f"{v[i]!r} is too large for float32"
+            what = "infinite" if np.isinf(v[i]) else f"{float(v[i])!r} is too large for float32"
             raise ParseError(f"{where(i)}, {col}: value is not finite ({what})")
         ok = ~np.isnan(v)
         k = int(ok.sum())

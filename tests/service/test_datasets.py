@@ -196,29 +196,28 @@ def test_415_unsupported_content_type(client):
 @pytest.mark.parametrize("content, fields, detail", [
     (b"a,b,label\n1,2,x\n3,4\n", {}, "line 3: expected 3 columns (as in the header), found 2"),
     (b"a,b,label\n1,2,x\n3,4,x,9\n", {}, "line 3: expected 3 columns (as in the header), found 4"),
-    (b"a,b,label\n1,2,x\n3,four,y\n", {},
-     "line 3, column 2 ('b'): 'four' is not a number (feature columns must be numeric)"),
-    (b"a,b,label\n1,2,x\n3,nan,y\n", {}, "line 3, column 2 ('b'): value is not finite (NaN)"),
     (b"a,b,label\n1,2,x\n\n3,4,y\n-inf,1,y\n", {}, "line 5, column 1 ('a'): value is not finite (infinite)"),
-    (b"a,b,label\n1,2,x\n3,,y\n", {}, "line 3, column 2 ('b'): empty value (missing values are not supported)"),
-    (b"a,b,label\n1,2,1\n3,4,inf\n", {}, "line 3, column 3 ('label'): target is not finite (inf)"),
-    (b"a,b,label\n1,2,cat\n3,4,\n", {}, "line 3, column 3 ('label'): empty target value"),
-    (b"a,b,label\n1,2,1\n3,4, \n", {}, "line 3, column 3 ('label'): empty target value"),
-    (b"a,b,label\n1,2,3\n1_000,2,3\n", {}, "line 3: could not convert string '1_000' to float64"),
-    (b"\n\na,b,label\n1,2,x\n4,x,y\n", {},
-     "line 5, column 2 ('b'): 'x' is not a number (feature columns must be numeric)"),
+    (b"a,b,label\n1,2,x\n3,1e39,y\n", {},
+     "line 3, column 2 ('b'): value is not finite (1e+39 is too large for float32)"),
+    (b"a,b,label\n1,2,1\n3,4,inf\n", {}, "target column 'label': the value in data row 2 is not finite (inf)"),
+    (b"a,b,label\n1,2,cat\n3,4,\n", {}, "line 3, column 3 ('label'): missing target value; fill it in, or drop "
+                                        "such rows with the form field drop_missing_target=true"),
+    (b"a,b,label\n1,2,1\n3,4, \n", {}, "line 3, column 3 ('label'): missing target value; fill it in, or drop "
+                                       "such rows with the form field drop_missing_target=true"),
     (b"", {}, "the file is empty"),
     (b"a,b,label\n", {}, "the CSV has a header row but no data rows"),
     (b"a,b,label\n1,2,3\n", {"target": "species"},
      "target column 'species' not found; the header has: a, b, label"),
-    (b"a,b,label\n1,2,cat\n", {"task": "regression"},
-     "task 'regression' needs a numeric target: line 2, column 3 ('label'): non-numeric target 'cat'"),
+    (b"a,b,label\n1,2,cat\n3,4,dog\n", {"task": "regression"},
+     "task 'regression' needs a numeric target, but target column 'label' has the non-numeric value 'cat'; "
+     "use task=classification"),
     (b"a,b,label\n1,2,1\n", {"task": "clustering"},
      "task must be one of ['classification', 'regression'], got 'clustering'"),
-    (b"abc\n1\n", {}, "the header row must name at least one feature column and the target column; "
-                      "found 1 column(s) (is the file comma-separated?)"),
+    (b"abc\n1\n", {}, "the header row must name at least one feature column and the target column; found 1 "
+                      "column(s) (delimiters tried: comma, semicolon, tab, pipe; set the form field delimiter)"),
     (b"a,a,label\n1,2,3\n", {}, "header names column 'a' more than once"),
-    (b"a,b\n1,\xff\n", {}, "the file is not UTF-8 text (byte offset 6)"),
+    (b"a,b\n1,\xff\n", {}, "the file is not UTF-8 text (byte offset 6); name its encoding in the form field "
+                            "encoding, e.g. cp1252 or latin-1"),
 ])
 def test_csv_422_names_line_and_column(app, client, content, fields, detail):
     r = upload_csv(client, content, **fields)
@@ -227,26 +226,29 @@ def test_csv_422_names_line_and_column(app, client, content, fields, detail):
     assert stored_files(app) == []
 
 
-def test_csv_422_error_in_a_later_chunk_names_the_right_line(monkeypatch, client):
-    from service.datasets import parsing
+def test_csv_422_error_in_a_later_block_names_the_right_line(monkeypatch, client):
+    from service.datasets import tabular
 
-    monkeypatch.setattr(parsing, "_CHUNK_CHARS", 64)             # many small chunks
+    monkeypatch.setattr(tabular, "BLOCK_BYTES", 64)             # many small blocks
     rows = [b"%d,%d,%d\n" % (i, i, i % 2) for i in range(200)]
-    rows[150] = b"150,oops,0\n"
+    rows[150] = b"150,inf,0\n"
     r = upload_csv(client, b"a,b,label\n" + b"".join(rows))
     assert r.status_code == 422
-    assert r.json()["detail"].startswith("line 152, column 2 ('b'): 'oops' is not a number")
+    assert r.json()["detail"] == "line 152, column 2 ('b'): value is not finite (infinite)"
 
 
-def test_csv_string_labels_spanning_chunks(monkeypatch, client):
-    from service.datasets import parsing
+def test_csv_text_in_a_later_block_makes_the_column_categorical(monkeypatch, client):
+    from service.datasets import tabular
 
-    monkeypatch.setattr(parsing, "_CHUNK_CHARS", 64)
-    rows = b"".join(b"%d,%d,%s\n" % (i, -i, [b"1", b"2", b"cat"][i % 3]) for i in range(90))
+    monkeypatch.setattr(tabular, "BLOCK_BYTES", 64)
+    rows = b"".join(b"%d,%s,%s\n" % (i, [b"1", b"2", b"cat"][i % 3] if i > 60 else b"1", [b"1", b"2", b"cat"][i % 3])
+                    for i in range(90))
     r = upload_csv(client, b"a,b,label\n" + rows)
     assert r.status_code == 201, r.text
     assert r.json()["classes"] == ["1", "2", "cat"]      # one non-numeric label makes all labels strings
     assert r.json()["n_samples"] == 90
+    b = r.json()["columns"][1]
+    assert b["type"] == "categorical" and b["categories"] == ["1", "2", "cat"]
 
 
 # -- 422: npz ----------------------------------------------------------------------------------------------
@@ -305,12 +307,13 @@ def test_json_422_invalid_json(client):
 def test_multipart_422_unknown_field_and_missing_file(client):
     r = upload_csv(client, IRIS_CSV, targte="species")
     assert r.status_code == 422
-    assert r.json()["detail"] == "unknown form field 'targte'; expected file, name, target, task"
+    assert r.json()["detail"] == ("unknown form field 'targte'; expected file, name, target, task, delimiter, "
+                                  "na_values, encoding, categorical, ignore, max_categories, drop_missing_target")
     r = client.post("/v1/datasets", data={"name": "x"}, files={"other": ("a.csv", b"a,b\n1,2\n")})
     assert r.status_code == 422
     r = client.post("/v1/datasets", files={"name": (None, "only a field")})
     assert r.status_code == 422
-    assert r.json()["detail"] == "multipart upload needs a 'file' part (.csv or .npz)"
+    assert r.json()["detail"] == "multipart upload needs a 'file' part (.csv, .csv.gz, .parquet, .arrow or .npz)"
 
 
 def test_storage_failure_leaves_nothing_half_stored(monkeypatch, app, client):
