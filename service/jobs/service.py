@@ -185,6 +185,9 @@ def _check_fit(settings: Settings, network, dataset) -> None:
     units = network.output_dim
     if dataset.task == "classification":
         k = len(dataset.classes or [])
+        if k < 2:
+            raise InvalidInput(f"dataset_id: the target has only one class, {(dataset.classes or ['?'])[0]!r}; "
+                               f"classification needs at least 2")
         if loss == "binary_cross_entropy":
             if k != 2:
                 raise InvalidInput(f"dataset_id: binary_cross_entropy (sigmoid output) needs exactly 2 classes, "
