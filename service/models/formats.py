@@ -141,7 +141,15 @@ def parse(body: bytes | bytearray, kind: str, *, input_dim: int) -> np.ndarray:
     """A non-JSON predict body -> float32 (n, input_dim); 422 naming the shape, column or row."""
     if kind == "json":
         return service.parse_inputs(body, input_dim=input_dim)
-    X = PARSERS[kind](body)
+    return _checked(PARSERS[kind](body), input_dim)
+
+
+def parse_table(table, what: str, *, input_dim: int) -> np.ndarray:
+    """An Arrow table (numeric columns, or one fixed-size-list column) -> checked float32 (n, input_dim)."""
+    return _checked(_table_to_matrix(table, what), input_dim)
+
+
+def _checked(X: np.ndarray, input_dim: int) -> np.ndarray:
     if X.ndim == 1 and X.shape[0] == input_dim:
         X = X[None, :]
     if X.ndim != 2 or X.shape[1] != input_dim:

@@ -12,7 +12,9 @@ from service.database import SessionDep
 from service.deps import StorageDep
 from service.datasets.upload import read_body
 from service.models import export, formats, service
-from service.models.schemas import PREDICT_BINARY_ANSWERS, PREDICT_OPENAPI, ModelList, ModelRead, PredictResponse
+from service.models import invocations as invocations_
+from service.models.schemas import (INVOCATIONS_OPENAPI, PREDICT_BINARY_ANSWERS, PREDICT_OPENAPI, InvocationsResponse,
+                                    ModelList, ModelRead, PredictResponse)
 
 MAX_OFFSET = 2**31 - 1            # keeps OFFSET within every database's integer range
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -66,12 +68,7 @@ async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
     kind = formats.body_kind(request.headers.get("content-type"))
     answer_kind = formats.answer_kind(request.headers.get("accept"))
     body = await read_body(request, max_bytes=request.app.state.settings.max_upload_bytes, what="body")
-    cache = get_cache(request.app)
-    model = cache.get(owner, model_id)
-    if model is None:
-        model = await run_in_threadpool(_load, request.app, request.app.state.storage, owner, model_id, cache)
-    elif model.needs_check():        # bounded staleness when another API process deleted the model
-        await run_in_threadpool(_revalidate, request.app, owner, model_id, cache)
+    model = await loaded_model(request, owner, model_id)
     if kind != "json" or answer_kind != "json":     # .npy / Arrow / Parquet / CSV in, or .npy / Arrow out
         out = None if len(body) > INLINE_BYTES else formats.predict(model, body, kind, answer_kind, blocking=False)
         if out is None:
@@ -84,6 +81,29 @@ async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
         answer = service.try_predict(model, X)
         if answer is None:
             answer = await run_in_threadpool(service.predict, model, X)
+    return Response(answer, media_type="application/json")
+
+
+async def loaded_model(request: Request, owner: str, model_id: str) -> service.LoadedModel:
+    """The caller's model from this process's cache (loaded off the event loop on a miss); 404 if unknown."""
+    cache = get_cache(request.app)
+    model = cache.get(owner, model_id)
+    if model is None:
+        model = await run_in_threadpool(_load, request.app, request.app.state.storage, owner, model_id, cache)
+    elif model.needs_check():        # bounded staleness when another API process deleted the model
+        await run_in_threadpool(_revalidate, request.app, owner, model_id, cache)
+    return model
+
+
+@router.post("/{model_id}/invocations", response_model=InvocationsResponse, openapi_extra=INVOCATIONS_OPENAPI,
+             responses={**_ERRORS, 413: {"description": "Body larger than MLP_MAX_UPLOAD_BYTES."},
+                        422: {"description": "Not one of the MLflow payloads, a missing column, rows of the "
+                                             "wrong width, non-finite values."}})
+async def invocations(model_id: str, request: Request, owner: OwnerDep) -> Response:
+    """MLflow-style scoring (`dataframe_split`, `dataframe_records`, `instances`, `inputs`, or text/csv)."""
+    body = await read_body(request, max_bytes=request.app.state.settings.max_upload_bytes, what="body")
+    model = await loaded_model(request, owner, model_id)
+    answer = await run_in_threadpool(invocations_.invoke, model, body, request.headers.get("content-type"))
     return Response(answer, media_type="application/json")
 
 

@@ -87,3 +87,33 @@ PREDICT_BINARY_ANSWERS = {
     "application/vnd.apache.arrow.stream": {"schema": {"type": "string", "format": "binary", "description": (
         "One record batch: `prediction` and, for classification, `probabilities` (fixed-size list).")}},
 }
+
+
+# Answer of /invocations (MLflow's shape): one label or value per row.
+class InvocationsResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"predictions": ["setosa", "virginica"]}]})
+
+    predictions: list[Any] = Field(description="One label (classification) or value (regression) per row.")
+
+
+INVOCATIONS_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "description": "Exactly one of dataframe_split, dataframe_records, "
+                                                            "instances, inputs; optionally params (unused)."},
+                "examples": {
+                    "dataframe_split": {"value": {"dataframe_split": {
+                        "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+                        "data": [[5.1, 3.5, 1.4, 0.2]]}}},
+                    "dataframe_records": {"value": {"dataframe_records": [
+                        {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]}},
+                    "instances": {"value": {"instances": [[5.1, 3.5, 1.4, 0.2]]}},
+                    "inputs": {"value": {"inputs": [[5.1, 3.5, 1.4, 0.2]]}},
+                }},
+            "text/csv": {"schema": {"type": "string"},
+                         "example": "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n"},
+        },
+    }
+}
