@@ -18,6 +18,7 @@ from service.errors import ServiceError, validation_detail
 from service.executor import make_executor
 from service.jobs.routes import router as jobs_router
 from service.metrics import install_metrics
+from service.v2.routes import router as v2_router
 from service.models.routes import router as models_router
 from service.networks.routes import router as networks_router
 from service.settings import Settings
@@ -48,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="mlp-service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None,   # served from vendored assets by mount_docs (works offline)
-                  openapi_tags=[{"name": t} for t in ("networks", "datasets", "jobs", "models", "health")])
+                  openapi_tags=[{"name": t} for t in ("networks", "datasets", "jobs", "models", "health",
+                                                      "open inference protocol v2")])
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
@@ -91,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Routes are matched in order, so the endpoints clients poll come first; /docs keeps the workflow order
     # through openapi_tags.
-    for router in (jobs_router, models_router, networks_router, datasets_router):
+    for router in (jobs_router, models_router, networks_router, datasets_router, v2_router):
         app.include_router(router)
     mount_docs(app)
     install_metrics(app)
