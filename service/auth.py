@@ -28,6 +28,7 @@ from service.keys import tables as _keys_tables  # noqa: F401  (registers the ap
 
 DEFAULT_OWNER = "default"
 MAX_TOKEN_CHARS = 512
+BAD_SECRET_SECONDS = 2.0  # after a wrong secret, a key id's secrets are not scrypt-checked for this long
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `mlp-service keys create` or "
                                                    "MLP_API_KEYS_FILE; needed only when keys are configured.")
@@ -49,6 +50,7 @@ class KeyRing:
         self.recheck_seconds = float(getattr(settings, "api_key_recheck_seconds", 1.0))
         self.file_keys: dict[bytes, str] = {}
         self._verified: dict[bytes, _Verified] = {}
+        self._failed: dict[str, float] = {}  # key id -> when a wrong secret for it was last refused
         self._db_has_keys = False
         self._db_checked_at = float("-inf")
         self._lock = threading.Lock()
@@ -101,7 +103,16 @@ class KeyRing:
                 return None
             hit = self._verified.get(d)
             if hit is None or hit.key_id != key_id:
+                # After a wrong secret for this id, further unverified secrets for it are refused without scrypt
+                # for BAD_SECRET_SECONDS: guessing costs what an unknown id costs, and does not tell ids apart.
+                failed_at = self._failed.get(key_id)
+                if failed_at is not None and time.monotonic() - failed_at < BAD_SECRET_SECONDS:
+                    return None
                 if not keys_service.verify(row, secret):
+                    with self._lock:
+                        if len(self._failed) > 10_000:
+                            self._failed.clear()
+                        self._failed[key_id] = time.monotonic()
                     return None
             tenant = row.owner
         with self._lock:
