@@ -79,6 +79,9 @@ def test_wrong_secrets_for_a_known_id_cost_no_more_scrypt_than_unknown_ids(tmp_p
     app = create_app(Settings(data_dir=tmp_path / "d", workers=0, api_key_recheck_seconds=0))
     with app.state.sessionmaker() as session:
         row, key = keys_service.create(session, tenant="alice")
+    from service import auth
+
+    monkeypatch.setattr(auth, "BAD_SECRET_SECONDS", 60.0)  # the whole loop in one back-off window, however slow
     calls = []
     real = keys_service.hash_secret
     monkeypatch.setattr(keys_service, "hash_secret", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -91,6 +94,5 @@ def test_wrong_secrets_for_a_known_id_cost_no_more_scrypt_than_unknown_ids(tmp_p
             r = c.get("/v1/jobs", headers={"Authorization": f"Bearer mlp_{i:012x}_wrong{i:040d}"})
             assert r.status_code == 401 and r.json()["detail"] == "invalid API key"
         assert len(calls) == guesses == 1
-        from service import auth
         monkeypatch.setattr(auth, "BAD_SECRET_SECONDS", 0.0)
         assert c.get("/v1/jobs", headers={"Authorization": f"Bearer {key}"}).status_code == 200
