@@ -27,11 +27,13 @@ class Retry:
     """How the client retries: 429 and 503 (honouring ``Retry-After``) and connections that failed.
 
     Waits ``backoff * 2**attempt`` seconds (with +-25 % jitter, at most ``max_backoff``) unless the server's
-    ``Retry-After`` says otherwise; gives up after ``max_retries`` retries. A request that may have reached
-    the server is retried only for idempotent methods; one that never connected is always retried.
+    ``Retry-After`` says otherwise; gives up after ``max_retries`` retries (``connect_retries`` when no
+    connection could be made at all). A request that may have reached the server is retried only for
+    idempotent methods; one that never connected is always retried.
     """
 
     max_retries: int = 5
+    connect_retries: int = 2
     backoff: float = 0.5
     max_backoff: float = 30.0
     sleep: Callable[[float], Any] = field(default=time.sleep, repr=False)
@@ -51,9 +53,9 @@ class Retry:
 
     def after_error(self, attempt: int, method: str, exc: Exception) -> float | None:
         """Seconds to wait before retrying after a transport error, or None to give up."""
-        if attempt >= self.max_retries:
-            return None
         never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+        if attempt >= (min(self.connect_retries, self.max_retries) if never_sent else self.max_retries):
+            return None
         if never_sent or method.upper() in IDEMPOTENT:
             return self._backoff(attempt)
         return None

@@ -292,9 +292,15 @@ class AsyncModel(ModelBase):
         return np.asarray((await self._predict(X))[1], dtype=np.float64)
 
     async def download(self, path: str | os.PathLike | None = None) -> Path:
-        path = Path(path if path is not None else f"{self.id}.npz")
-        resp = await self._client.request("GET", f"/v1/models/{self.id}/download", stream=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.")
+        return await self._save(f"/v1/models/{self.id}/download", path or f"{self.id}.npz", None)
+
+    async def export(self, path: str | os.PathLike | None = None, *, format: str = "onnx") -> Path:
+        return await self._save(f"/v1/models/{self.id}/export", path or f"{self.id}.{format}", {"format": format})
+
+    async def _save(self, url: str, path: str | os.PathLike, params: dict | None) -> Path:
+        path = Path(path)
+        resp = await self._client.request("GET", url, params=params, stream=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             with os.fdopen(fd, "wb") as fh:
                 async for chunk in resp.aiter_bytes():

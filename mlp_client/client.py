@@ -310,9 +310,17 @@ class Model(ModelBase):
 
     def download(self, path: str | os.PathLike | None = None) -> Path:
         """Save the engine's ``.npz`` (``core.Network.load`` reads it) to ``path`` (default ``{id}.npz``)."""
-        path = Path(path if path is not None else f"{self.id}.npz")
-        resp = self._client.request("GET", f"/v1/models/{self.id}/download", stream=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.")
+        return self._save(f"/v1/models/{self.id}/download", path or f"{self.id}.npz", None)
+
+    def export(self, path: str | os.PathLike | None = None, *, format: str = "onnx") -> Path:
+        """Save the model as ``format`` (``onnx``: a graph with the preprocessing, probabilities and labels;
+        ``npz``: the engine's file) to ``path`` (default ``{id}.{format}``)."""
+        return self._save(f"/v1/models/{self.id}/export", path or f"{self.id}.{format}", {"format": format})
+
+    def _save(self, url: str, path: str | os.PathLike, params: dict | None) -> Path:
+        path = Path(path)
+        resp = self._client.request("GET", url, params=params, stream=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             with os.fdopen(fd, "wb") as fh:
                 for chunk in resp.iter_bytes():

@@ -1,5 +1,7 @@
 """Command line: ``mlp-service serve [--host] [--port]``, ``mlp-service worker [--concurrency N]``,
-``mlp-service keys create --tenant NAME | list | revoke ID``."""
+``mlp-service keys create --tenant NAME | list | revoke ID``; and the client commands of ``mlp_client.cli``
+(``train``, ``watch``, ``predict``, ``jobs``, ``cancel``, ``delete-job``, ``models``, ``export``), which talk to
+a running server over HTTP."""
 
 from __future__ import annotations
 
@@ -109,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id (servers notice within seconds)")
     revoke.add_argument("key_id", metavar="ID")
     keys.set_defaults(func=_keys)
+    from mlp_client import cli as client_cli
+
+    client_cli.add_commands(sub)
     args = parser.parse_args(argv)
+    if args.command in client_cli.COMMANDS:
+        return client_cli.run(args)
     return args.func(args)
 
 

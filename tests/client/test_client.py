@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import mlp_client
+from core import Network
 from mlp_client import AsyncClient, Client, Retry
 from mlp_client.progress import EtaEstimator
 from tests.service.conftest import ROOT, blobs, mlp_spec
@@ -273,7 +274,7 @@ def test_async_client(server):
     asyncio.run(main())
 
 
-def test_job_delete_keeps_the_model_unless_asked(server):
+def test_job_delete_keeps_the_model_and_it_downloads(server, tmp_path):
     X, y = blobs(n=60)
     with Client(server.url) as c:
         data = c.upload_dataset((X, y))
@@ -282,8 +283,18 @@ def test_job_delete_keeps_the_model_unless_asked(server):
         job.delete()
         with pytest.raises(mlp_client.NotFound):
             c.get_job(job.id)
-        assert c.get_model(model_id).job_id == job.id           # the model stays and still predicts
-        assert c.get_model(model_id).predict(X[:3]).shape == (3,)
+        model = c.get_model(model_id)
+        assert model.job_id == job.id                           # the model stays and still predicts
+        served = model.predict(X)
+        path = model.download(tmp_path / "model.npz")           # the engine's file, read by core
+        assert path == tmp_path / "model.npz"
+        assert (Network.load(path).predict(X.astype(np.float32)) == served).all()
+        exported = model.export(tmp_path / "exported.npz", format="npz")
+        assert exported.read_bytes() == path.read_bytes()
+        with pytest.raises(mlp_client.InvalidInput) as err:
+            model.export(tmp_path / "x.bin", format="pickle")
+        assert err.value.status == 422 and "format" in str(err.value.detail)
+        assert not (tmp_path / "x.bin").exists()
 
 
 def test_eta_is_steady_on_a_steady_job():

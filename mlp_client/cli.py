@@ -1,0 +1,287 @@
+"""The client commands of ``mlp-service``: train, watch, predict, jobs, cancel, delete-job, models, export.
+
+They talk to a running server through ``mlp_client`` (``--url`` / ``MLP_URL``, ``--api-key`` /
+``MLP_API_KEY``) and import nothing of the server, so they start fast and work from any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mlp_client.client import DEFAULT_URL, Client, Job, Model
+from mlp_client.errors import JobFailed, MLPError
+
+COMMANDS = ("train", "watch", "predict", "jobs", "cancel", "delete-job", "models", "export")
+METRIC_ORDER = ("train_loss", "train_accuracy", "train_mae", "val_loss", "val_accuracy", "val_mae", "val_rmse",
+                "val_r2", "best_epoch", "seconds")
+
+
+def _connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=os.environ.get("MLP_URL", DEFAULT_URL),
+                        help="the server (default: $MLP_URL or %(default)s)")
+    parser.add_argument("--api-key", default=os.environ.get("MLP_API_KEY"),
+                        help="API key (default: $MLP_API_KEY)")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register the client commands on the ``mlp-service`` sub-command parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    _connection(common)
+
+    train = sub.add_parser("train", parents=[common], help="upload data, train a network, optionally watch it",
+                           description="Create the network and upload the data (or use existing ids), start a "
+                                       "job; with --watch show a live progress bar and end with the model id and "
+                                       "its metrics.")
+    train.add_argument("--network", required=True, help="network spec (.json file) or an existing network id")
+    train.add_argument("--data", required=True, help="data file (.csv, .npz, ...) or an existing data set id")
+    train.add_argument("--target", help="label column of a CSV (default: the last column)")
+    train.add_argument("--task", choices=["classification", "regression"], help="default: inferred")
+    train.add_argument("--validation-data", help="validation data file or data set id")
+    train.add_argument("--validation-split", type=float, help="fraction held out for validation (server: 0)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--optimizer", choices=["adam", "sgd"], help="server default: adam")
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--momentum", type=float, help="SGD momentum")
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--patience", type=int, help="turn on early stopping with this patience")
+    train.add_argument("--monitor", help="the metric early stopping watches (default val_loss)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--job", metavar="JSON", help="more fields of the job body, as a JSON object")
+    train.add_argument("--watch", action="store_true", help="follow the job with a live progress bar")
+    train.set_defaults(func=_train)
+
+    watch = sub.add_parser("watch", parents=[common], help="follow a job with a live progress bar")
+    watch.add_argument("job_id", metavar="JOB")
+    watch.set_defaults(func=_watch)
+
+    predict = sub.add_parser("predict", parents=[common], help="predict the rows of a CSV file")
+    predict.add_argument("model_id", metavar="MODEL")
+    predict.add_argument("rows", help="CSV with a header row (columns matched by name to the model's features)")
+    predict.add_argument("-o", "--output", help="CSV to write (default: standard output)")
+    predict.add_argument("--proba", action="store_true", help="add one probability column per class")
+    predict.set_defaults(func=_predict)
+
+    jobs = sub.add_parser("jobs", parents=[common], help="list jobs, newest first")
+    jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.set_defaults(func=_jobs)
+
+    cancel = sub.add_parser("cancel", parents=[common], help="cancel a queued or running job")
+    cancel.add_argument("job_id", metavar="JOB")
+    cancel.set_defaults(func=_cancel)
+
+    delete = sub.add_parser("delete-job", parents=[common], help="delete a finished job and its checkpoints")
+    delete.add_argument("job_id", metavar="JOB")
+    delete.add_argument("--delete-model", action="store_true", help="delete its trained model too")
+    delete.set_defaults(func=_delete_job)
+
+    models = sub.add_parser("models", parents=[common], help="list trained models, newest first")
+    models.add_argument("--limit", type=int, default=20)
+    models.set_defaults(func=_models)
+
+    export = sub.add_parser("export", parents=[common], help="save a model as ONNX or as the engine's .npz")
+    export.add_argument("model_id", metavar="MODEL")
+    export.add_argument("-o", "--output", help="file to write (default: MODEL.FORMAT)")
+    export.add_argument("--format", choices=["onnx", "npz"], default="onnx")
+    export.set_defaults(func=_export)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one client command; API errors become a message on stderr and exit status 1."""
+    for name in ("httpx", "httpcore"):       # one log line per request is noise in a command's output
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        with Client(args.url, api_key=args.api_key) as client:
+            return args.func(client, args)
+    except JobFailed as exc:
+        print(f"error: job {exc.job.id if exc.job else ''} failed: {exc.detail}", file=sys.stderr)
+        return 1
+    except MLPError as exc:
+        status = f"{exc.status} " if exc.status is not None else ""
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        print(f"error: {status}{detail}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- commands ----------------------------------------------------------------------------------------------
+def _looks_like_id(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value) and not Path(value).exists()
+
+
+def _job_body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(args.job) if args.job else {}
+    if not isinstance(body, dict):
+        raise ValueError("--job must be a JSON object")
+    for field in ("epochs", "batch_size", "validation_split", "weight_decay", "seed"):
+        value = getattr(args, field)
+        if value is not None:
+            body[field] = value
+    if args.optimizer or args.learning_rate is not None or args.momentum is not None:
+        opt = dict(body.get("optimizer") or {})
+        opt["type"] = args.optimizer or opt.get("type") or ("sgd" if args.momentum is not None else "adam")
+        if args.learning_rate is not None:
+            opt["learning_rate"] = args.learning_rate
+        if args.momentum is not None:
+            opt["momentum"] = args.momentum
+        body["optimizer"] = opt
+    if args.patience is not None or args.monitor:
+        early = dict(body.get("early_stopping") or {})
+        if args.patience is not None:
+            early["patience"] = args.patience
+        if args.monitor:
+            early["monitor"] = args.monitor
+        body["early_stopping"] = early
+    return body
+
+
+def _dataset(client: Client, source: str, args: argparse.Namespace):
+    if _looks_like_id(source):
+        return client.get_dataset(source)
+    ds = client.upload_dataset(source, target=args.target, task=args.task)
+    print(f"data set {ds.id}: {ds.n_samples} rows, {ds.n_features} features, {ds.task}"
+          + (f", classes {ds.classes}" if ds.classes else ""), file=sys.stderr)
+    return ds
+
+
+def _train(client: Client, args: argparse.Namespace) -> int:
+    body = _job_body(args)
+    if _looks_like_id(args.network):
+        network = client.get_network(args.network)
+    else:
+        network = client.create_network(args.network)
+        print(f"network {network.id}: {network.name}", file=sys.stderr)
+    dataset = _dataset(client, args.data, args)
+    if args.validation_data:
+        body["validation_dataset_id"] = _dataset(client, args.validation_data, args).id
+    job = client.train(network, dataset, **body)
+    print(f"job {job.id} {job.status}", file=sys.stderr)
+    if not args.watch:
+        print(job.id)
+        return 0
+    return _follow(job)
+
+
+def _watch(client: Client, args: argparse.Namespace) -> int:
+    return _follow(client.get_job(args.job_id))
+
+
+def _follow(job: Job) -> int:
+    t0 = time.monotonic()
+    try:
+        job.wait(progress=True)
+    except JobFailed as exc:
+        print(f"error: job {job.id} failed: {exc.detail}", file=sys.stderr)
+        return 1
+    print(f"job {job.id} {job.status} after {time.monotonic() - t0:.1f} s")
+    if job.status != "succeeded":
+        print(f"error: {job.data.get('error') or job.status}", file=sys.stderr)
+        return 1
+    model = job.model
+    print(f"model {model.id}")
+    for key in METRIC_ORDER:
+        if model.metrics.get(key) is not None:
+            value = model.metrics[key]
+            print(f"  {key:<15} {value:.4f}" if isinstance(value, float) else f"  {key:<15} {value}")
+    return 0
+
+
+def _read_rows(path: str) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ValueError(f"{path} is empty") from None
+        rows = [r for r in reader if r]
+    return header, rows
+
+
+def _predict(client: Client, args: argparse.Namespace) -> int:
+    model: Model = client.get_model(args.model_id)
+    header, rows = _read_rows(args.rows)
+    names = model._feature_names()
+    use = names if names and all(n in header for n in names) else header
+    index = [header.index(n) for n in use]
+    X = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            X.append([float(row[i]) for i in index])
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"{args.rows}, line {line}: {exc}") from None
+    preds, probs = model._predict(X)
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    try:
+        writer = csv.writer(out)
+        classes = model.classes or []
+        writer.writerow(["prediction"] + ([f"p_{c}" for c in classes] if args.proba and probs else []))
+        for i, p in enumerate(preds):
+            cells = list(p) if isinstance(p, list) else [p]
+            writer.writerow(cells + (probs[i] if args.proba and probs else []))
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(f"{len(preds)} predictions written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header] + rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def _metric(metrics: dict[str, Any] | None) -> str:
+    m = metrics or {}
+    for key in ("val_accuracy", "val_r2", "val_loss", "train_accuracy", "train_loss"):
+        if m.get(key) is not None:
+            return f"{key}={m[key]:.4f}"
+    return ""
+
+
+def _jobs(client: Client, args: argparse.Namespace) -> int:
+    jobs = client.list_jobs(status=args.status, limit=args.limit)
+    rows = [[j.id, j.status, f"{j.progress['epoch']}/{j.progress['epochs']}", _metric(j.metrics),
+             j.model_id or "", j.created_at[:19]] for j in jobs]
+    _table(["ID", "STATUS", "EPOCH", "METRIC", "MODEL", "CREATED"], rows)
+    return 0
+
+
+def _cancel(client: Client, args: argparse.Namespace) -> int:
+    job = client.get_job(args.job_id).cancel()
+    print(f"job {job.id} {job.status}" + (" (stopping)" if job.status == "running" else ""))
+    return 0
+
+
+def _delete_job(client: Client, args: argparse.Namespace) -> int:
+    client.get_job(args.job_id).delete(delete_model=args.delete_model)
+    print(f"job {args.job_id} deleted" + (" with its model" if args.delete_model else ""))
+    return 0
+
+
+def _models(client: Client, args: argparse.Namespace) -> int:
+    models = client.list_models(limit=args.limit)
+    rows = [[m.id, m.task, m.input_dim, _metric(m.metrics), m.job_id or "", m.created_at[:19]] for m in models]
+    _table(["ID", "TASK", "INPUTS", "METRIC", "JOB", "CREATED"], rows)
+    return 0
+
+
+def _export(client: Client, args: argparse.Namespace) -> int:
+    model = client.get_model(args.model_id)
+    path = model.export(args.output or f"{model.id}.{args.format}", format=args.format)
+    print(f"model {model.id} written to {path} ({path.stat().st_size:,} bytes)")
+    return 0
