@@ -139,8 +139,9 @@ def upload_body(source: Any, *, target: str | None, name: str | None, task: str 
             continue
         if isinstance(value, bool):
             value = "true" if value else "false"
-        elif isinstance(value, (list, tuple)):
-            value = ",".join(str(v) for v in value)
+        elif isinstance(value, (list, tuple)):   # column lists: a JSON array when a name holds a comma
+            items = [str(v) for v in value]
+            value = json.dumps(items) if any("," in v for v in items) else ",".join(items)
         data[key] = str(value)
     if task is not None:
         data["task"] = task
