@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: venv test serve bench bench-core bench-service clean
+.PHONY: venv test serve bench bench-core bench-service bench-serving clean
 
 $(VENV)/.ok-run: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench-core: $(VENV)/.ok-bench
 
 bench-service: $(VENV)/.ok-bench
 	$(PY) bench/service.py
+
+## every predict protocol (/v1 JSON, .npy, Arrow; OIP v2 JSON and binary) in one run
+bench-serving: $(VENV)/.ok-bench
+	$(PY) bench/serving.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
