@@ -15,6 +15,7 @@ from service.database import make_engine, make_sessionmaker, new_id, utcnow
 from service.datasets import service as datasets_service
 from service.errors import ServiceError
 from service.executor.embedded import worker_name
+from service.jobs import preprocessing as job_preprocessing
 from service.jobs import service as jobs_service
 from service.jobs.tables import CANCELLED, FAILED, QUEUED
 from service.models.tables import TrainedModel
@@ -188,7 +189,7 @@ class Worker:
             Xv, yv = datasets_service.load_arrays(self.storage, val, mmap=True)
             if dataset.task == "classification":
                 yv = _remap_classes(yv, val.classes or [], dataset.classes or [])
-            validation = (Xv, yv)
+            validation = (job_preprocessing.align_validation(Xv, val, dataset), yv)
 
         net = core.Network.from_spec(network.spec)
         ckpt_path = self.storage.local_path(checkpoint_key(job_id))
@@ -245,7 +246,7 @@ class Worker:
                 net, X, y, epochs=params["epochs"], batch_size=params["batch_size"], optimizer=optimizer,
                 weight_decay=params["weight_decay"], validation=validation,
                 validation_split=params["validation_split"], early_stopping=params.get("early_stopping"),
-                standardize=params["standardize"], seed=params["seed"], callback=on_epoch,
+                preprocessing=job_preprocessing.build(params, dataset), seed=params["seed"], callback=on_epoch,
                 should_stop=should_stop, resume=resume)
         except BaseException:
             try:  # record the epochs that did finish before the job is marked failed/cancelled/requeued

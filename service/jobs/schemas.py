@@ -6,9 +6,9 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from core import OPTIMIZERS
+from core import ENCODERS, OPTIMIZERS, SCALERS
 
 
 class _Strict(BaseModel):
@@ -52,6 +52,36 @@ class EarlyStopping(_Strict):
     min_delta: float = Field(0.0, ge=0)
 
 
+# The API's choices are core's table keys (most_frequent is kept for boolean columns).
+ImputeStrategy = Literal["mean", "median", "constant"]
+ScaleMethod = Literal[tuple(SCALERS)]  # type: ignore[valid-type]
+EncodeMethod = Literal[tuple(ENCODERS)]  # type: ignore[valid-type]
+
+
+# How numeric columns are prepared; every statistic comes from the training rows only.
+class NumericPreprocessing(_Strict):
+    impute: ImputeStrategy = Field("mean", description="How a missing value is filled (scikit-learn's "
+                                                       "SimpleImputer strategy).")
+    fill_value: float | None = Field(None, description="The value for impute=constant (default 0).")
+    add_indicator: bool = Field(False, description="Add a 0/1 column per numeric column that had missing "
+                                                   "values in training.")
+    scale: ScaleMethod | None = Field(None, description="standard (default unless standardize is false), "
+                                                        "minmax or none.")
+
+
+# How categorical columns are encoded.
+class CategoricalPreprocessing(_Strict):
+    encode: EncodeMethod = "onehot"
+    max_categories: int | None = Field(None, ge=1, description="Output columns per categorical column at "
+                                                               "most, the shared 'other' slot included.")
+
+
+# Preprocessing learned from the training rows and stored with the model (predict applies it).
+class Preprocessing(_Strict):
+    numeric: NumericPreprocessing = Field(default_factory=NumericPreprocessing)
+    categorical: CategoricalPreprocessing = Field(default_factory=CategoricalPreprocessing)
+
+
 # The training options of a job (stored with the job, passed to core.fit).
 class TrainingParams(_Strict):
     validation_split: float = Field(0.0, ge=0, lt=1, description="Fraction of rows held out for validation.")
@@ -61,8 +91,24 @@ class TrainingParams(_Strict):
     optimizer: OptimizerSpec = Field(default_factory=AdamOptimizer)
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty.")
     early_stopping: EarlyStopping | None = None
-    standardize: bool = Field(True, description="Learn per-feature mean/std; predict applies them.")
+    standardize: bool = Field(True, description="Short for preprocessing.numeric.scale: true = standard, "
+                                                "false = none.")
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing,
+                                         description="Imputation, scaling and one-hot encoding, learned from "
+                                                     "the training rows; predict applies them.")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="Same seed and data give the same metrics.")
+
+    @model_validator(mode="after")
+    def _standardize_is_scale(self):
+        """``standardize`` maps onto ``preprocessing.numeric.scale``; contradicting values are a 422."""
+        numeric = self.preprocessing.numeric
+        if numeric.scale is None:
+            numeric.scale = "standard" if self.standardize else "none"
+        elif "standardize" in self.model_fields_set and self.standardize != (numeric.scale != "none"):
+            raise ValueError(f"standardize={str(self.standardize).lower()} contradicts "
+                             f"preprocessing.numeric.scale={numeric.scale!r}; give only one of them")
+        self.standardize = numeric.scale != "none"
+        return self
 
 
 # Body of POST /v1/jobs.

@@ -137,10 +137,10 @@ def _csv(body: bytes | bytearray) -> np.ndarray:
 PARSERS = {"npy": _npy, "arrow": _arrow, "parquet": _parquet, "csv": _csv}
 
 
-def parse(body: bytes | bytearray, kind: str, *, input_dim: int) -> np.ndarray:
+def parse(body: bytes | bytearray, kind: str, *, input_dim: int, columns=None) -> np.ndarray:
     """A non-JSON predict body -> float32 (n, input_dim); 422 naming the shape, column or row."""
     if kind == "json":
-        return service.parse_inputs(body, input_dim=input_dim)
+        return service.parse_inputs(body, input_dim=input_dim, columns=columns)
     return _checked(PARSERS[kind](body), input_dim)
 
 
@@ -193,7 +193,7 @@ def encode(model: service.LoadedModel, proba: np.ndarray | None, out: np.ndarray
 def predict(model: service.LoadedModel, body: bytes | bytearray, kind: str, answer: str, *,
             blocking: bool = True) -> tuple[bytes, str] | None:
     """Parse, predict under the model's lock and encode; with ``blocking=False``, None if the model is busy."""
-    X = parse(body, kind, input_dim=model.input_dim)
+    X = parse(body, kind, input_dim=model.input_dim, columns=model.columns)
     if not model.lock.acquire(blocking=blocking):
         return None
     try:

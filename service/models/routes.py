@@ -44,9 +44,11 @@ def list_models(session: SessionDep, owner: OwnerDep, limit: int = Query(50, ge=
 
 
 @router.get("/{model_id}", response_model=ModelRead, responses=_ERRORS)
-def get_model(model_id: str, session: SessionDep, owner: OwnerDep) -> ModelRead:
-    """Read one model: task, classes, input_dim, final metrics."""
-    return ModelRead.model_validate(service.get_or_raise(session, owner=owner, model_id=model_id))
+def get_model(model_id: str, request: Request, session: SessionDep, owner: OwnerDep,
+              storage: StorageDep) -> ModelRead:
+    """Read one model: task, classes, input_dim, input_schema (columns and preprocessing), final metrics."""
+    return ModelRead.model_validate(service.read(session, storage, owner=owner, model_id=model_id,
+                                                 cache=get_cache(request.app)))
 
 
 @router.delete("/{model_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
@@ -77,7 +79,7 @@ async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
     if len(body) > INLINE_BYTES:
         answer = await run_in_threadpool(service.predict_body, model, body)
     else:                            # small bodies: parse and predict on the event loop unless the model is busy
-        X = service.parse_inputs(body, input_dim=model.input_dim)
+        X = service.parse_inputs(body, input_dim=model.input_dim, columns=model.columns)
         answer = service.try_predict(model, X)
         if answer is None:
             answer = await run_in_threadpool(service.predict, model, X)

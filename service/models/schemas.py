@@ -37,6 +37,9 @@ class ModelRead(BaseModel):
     output_dim: int
     metrics: dict[str, Any] = Field(description="The final epoch's metrics and best_epoch.")
     created_at: datetime
+    input_schema: list[dict[str, Any]] | None = Field(
+        None, description="Per input column, in order: name, type, categories, how a missing value is filled "
+                          "(missing), scaling, how an unseen category is encoded; in GET /v1/models/{id} only.")
 
 
 # One page of models, newest first.
@@ -46,12 +49,22 @@ class ModelList(BaseModel):
 
 
 # Body of POST /v1/models/{id}/predict (documentation only: parsed with orjson into float32 directly).
+# Exactly one shape: inputs, records, or columns + data.
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]})
+        {"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]},
+        {"records": [{"age": 41, "plan": "pro", "region": None}]},
+        {"columns": ["plan", "age"], "data": [["pro", 41], ["basic", None]]}]})
 
-    inputs: list[list[float]] = Field(description="Rows of input_dim numbers each (raw features: the "
-                                                  "standardisation learned in training is applied for you).")
+    inputs: list[list[float]] | None = Field(
+        None, description="Rows of input_dim numbers each, in the trained column order (numeric-only models; "
+                          "the preprocessing learned in training is applied for you).")
+    records: list[dict[str, Any]] | None = Field(
+        None, description="One object per row, values by column name in any order; null or a left-out "
+                          "column is a missing value (filled as trained); an unseen category is encoded as "
+                          "trained (all zeros or the 'other' slot).")
+    columns: list[str] | None = Field(None, description="Column names of `data` (pandas' split orientation).")
+    data: list[list[Any]] | None = Field(None, description="Rows of values in the order of `columns`.")
 
 
 # Answer of predict: labels as uploaded (strings stay strings); probabilities for classification only.

@@ -75,6 +75,7 @@ class LoadedModel:
     task: str
     classes: list | None
     input_dim: int
+    columns: core.Preprocessor | None = None   # names, types and categories of the raw input columns
     lock: threading.Lock = field(default_factory=threading.Lock)
     checked_at: float = field(default_factory=time.monotonic)
 
@@ -133,7 +134,39 @@ def load(session: Session, storage: Storage, *, owner: str, model_id: str, cache
         net = core.Network.load(fh)
     classes = list(row.classes) if row.classes is not None else None
     return cache.put(owner, LoadedModel(model_id=row.id, net=net, task=net.task, classes=classes,
-                                        input_dim=int(net.input_dim)))
+                                        input_dim=int(net.n_features_in), columns=_columns(net)))
+
+
+def _columns(net: core.Network) -> core.Preprocessor:
+    """The model's raw input columns: its preprocessor, or (no preprocessing stored) all numeric, named as trained."""
+    if net.preprocessor is not None:
+        return net.preprocessor
+    d = int(net.n_features_in)
+    names = (net.meta or {}).get("feature_names") or []
+    if len(names) != d:
+        names = [f"x{j}" for j in range(d)]
+    ident = core.Preprocessor([{"name": str(n), "type": "numeric"} for n in names],
+                              numeric={"impute": None, "scale": "none"})
+    return ident.fit(np.zeros((1, d)))
+
+
+def input_schema(net: core.Network) -> list[dict]:
+    """Per raw input column, in order: name, type, categories, how missing values are filled, scaling."""
+    if net.preprocessor is not None:
+        return net.preprocessor.schema()
+    return [{"name": c["name"], "type": "numeric",
+             "missing": {"strategy": None, "detail": "a missing value is an error"},
+             "scale": {"method": "none"}} for c in _columns(net).columns]
+
+
+def read(session: Session, storage: Storage, *, owner: str, model_id: str, cache: ModelCache) -> dict:
+    """The model's row as the API shows it, with ``input_schema`` from its stored preprocessing."""
+    row = get_or_raise(session, owner=owner, model_id=model_id)
+    model = load(session, storage, owner=owner, model_id=model_id, cache=cache)
+    out = {c: getattr(row, c) for c in ("id", "job_id", "network_id", "dataset_id", "task", "classes",
+                                        "input_dim", "output_dim", "metrics", "created_at")}
+    out["input_schema"] = input_schema(model.net)
+    return out
 
 
 def revalidate(session: Session, *, owner: str, model_id: str, cache: ModelCache) -> None:
@@ -148,27 +181,88 @@ def revalidate(session: Session, *, owner: str, model_id: str, cache: ModelCache
         item.checked_at = time.monotonic()
 
 
-def parse_inputs(body: bytes | bytearray, *, input_dim: int) -> np.ndarray:
-    """The predict body ``{"inputs": [[...], ...]}`` -> float32 (n, input_dim); 422 naming row/column."""
+BODY_SHAPES = ('{"inputs": [[...], ...]}, {"records": [{"column": value, ...}, ...]} or '
+               '{"columns": [...], "data": [[...], ...]}')
+
+
+def parse_inputs(body: bytes | bytearray, *, input_dim: int, columns: core.Preprocessor | None = None) -> np.ndarray:
+    """The predict body -> raw rows (n, input_dim) for the model; 422 naming the row, column or field.
+
+    ``{"inputs": [[...]]}`` (numbers, in the trained column order), ``{"records": [{name: value}]}`` or
+    ``{"columns": [names], "data": [[...]]}`` (columns by name in any order, null = missing)."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or "inputs" not in doc:
-        raise InvalidInput('the body must be an object {"inputs": [[...], ...]}')
-    extra = sorted(set(doc) - {"inputs"})
-    if extra:
-        raise InvalidInput(f"unknown field(s) {extra}; the body is {{\"inputs\": [[...], ...]}}")
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"the body must be an object: {BODY_SHAPES}")
+    keys = set(doc)
+    if keys == {"inputs"}:
+        if columns is not None and any(c["type"] != "numeric" for c in columns.columns):
+            kinds = ", ".join(f"{c['name']!r} ({c['type']})" for c in columns.columns if c["type"] != "numeric")
+            raise InvalidInput(f"inputs: this model has non-numeric columns ({kinds}); send "
+                               '{"records": [...]} or {"columns": [...], "data": [[...]]} with values by column name')
+        try:
+            return rows_to_float32(doc["inputs"], name="inputs", width=input_dim)
+        except ParseError as exc:
+            raise InvalidInput(str(exc)) from None
+    if keys == {"records"}:
+        names, rows = _records(doc["records"])
+    elif keys == {"columns", "data"}:
+        names, rows = _split(doc["columns"], doc["data"])
+    else:
+        extra = sorted(keys - {"inputs", "records", "columns", "data"})
+        what = f"unknown field(s) {extra}" if extra else f"fields {sorted(keys)} do not go together"
+        raise InvalidInput(f"{what}; the body is one of {BODY_SHAPES}")
+    if columns is None:
+        raise InvalidInput("this model predicts from inputs only")
     try:
-        return rows_to_float32(doc["inputs"], name="inputs", width=input_dim)
-    except ParseError as exc:
+        return columns.matrix_from_columns(names, rows)
+    except ValueError as exc:
         raise InvalidInput(str(exc)) from None
+
+
+def _records(records) -> tuple[list, list]:
+    if not isinstance(records, list) or not records:
+        raise InvalidInput("records must be a non-empty list of objects {column: value}")
+    names: dict[str, None] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise InvalidInput(f"records[{i}] must be an object {{column: value}}, got {type(rec).__name__}")
+        for k in rec:
+            names.setdefault(k, None)
+    order = list(names)
+    return order, [[rec.get(k) for k in order] for rec in records]
+
+
+def _split(names, data) -> tuple[list, list]:
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise InvalidInput("columns must be a non-empty list of column names")
+    if not isinstance(data, list) or not data:
+        raise InvalidInput("data must be a non-empty list of rows")
+    for i, row in enumerate(data):
+        if not isinstance(row, list):
+            raise InvalidInput(f"data[{i}] must be a list of values, got {type(row).__name__}")
+        if len(row) != len(names):
+            raise InvalidInput(f"data[{i}] has {len(row)} values but columns names {len(names)}")
+    return names, data
 
 
 def predict(model: LoadedModel, X: np.ndarray) -> bytes:
     """Run the network under the model's lock; returns the JSON answer (labels mapped through classes)."""
     with model.lock:
         return _predict_unlocked(model, X)
+
+
+def _not_finite(out: np.ndarray) -> None:
+    """422 naming the first row whose output is not finite (a model never answers null)."""
+    flat = out.reshape(out.shape[0], -1)
+    if not np.isfinite(flat.sum()):
+        bad = ~np.isfinite(flat).all(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise InvalidInput(f"row {row}: the model's output is not finite for this input (values too large "
+                               f"for the trained network); {int(bad.sum())} row(s) affected")
 
 
 def _predict_unlocked(model: LoadedModel, X: np.ndarray) -> bytes:
@@ -179,10 +273,20 @@ def predict_arrays_unlocked(model: LoadedModel, X: np.ndarray) -> tuple[np.ndarr
     """(probabilities float32 (n, k) or None, class indices (n,) or regression values float32); caller holds
     the lock."""
     PREDICTED_ROWS.inc(X.shape[0])
+    try:
+        return _answer(model, X)
+    except ValueError as exc:        # e.g. an infinite value in the raw rows (the message names the cell)
+        raise InvalidInput(str(exc)) from None
+
+
+def _answer(model: LoadedModel, X: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     if model.task == "classification":
         proba = np.ascontiguousarray(model.net.predict_proba(X), dtype=np.float32)
+        _not_finite(proba)
         return proba, proba.argmax(axis=1)
-    return None, np.ascontiguousarray(model.net.predict(X), dtype=np.float32)
+    values = np.ascontiguousarray(model.net.predict(X), dtype=np.float32)
+    _not_finite(values)
+    return None, values
 
 
 def labels_of(model: LoadedModel, idx: np.ndarray) -> list | np.ndarray:
@@ -203,7 +307,7 @@ def encode_json(model: LoadedModel, proba: np.ndarray | None, out: np.ndarray) -
 
 def predict_body(model: LoadedModel, body: bytes | bytearray) -> bytes:
     """Parse and predict (under the model's lock); for running in a worker thread."""
-    return predict(model, parse_inputs(body, input_dim=model.input_dim))
+    return predict(model, parse_inputs(body, input_dim=model.input_dim, columns=model.columns))
 
 
 def try_predict(model: LoadedModel, X: np.ndarray) -> bytes | None:

@@ -189,7 +189,9 @@ def test_predict_422_names_the_problem(client, colour_model, inputs, detail):
 def test_predict_422_body_shape(client, colour_model):
     url = f"/v1/models/{colour_model['id']}/predict"
     r = client.post(url, content=b"[[1,2,3,4]]", headers={"content-type": "application/json"})
-    assert r.status_code == 422 and r.json()["detail"] == 'the body must be an object {"inputs": [[...], ...]}'
+    assert r.status_code == 422 and r.json()["detail"] == (
+        'the body must be an object: {"inputs": [[...], ...]}, {"records": [{"column": value, ...}, ...]} or '
+        '{"columns": [...], "data": [[...], ...]}')
     r = client.post(url, content=b"{oops", headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["detail"].startswith("the body is not valid JSON")
     r = client.post(url, json={"inputs": [[1, 2, 3, 4]], "extra": 1})
@@ -237,8 +239,10 @@ def test_cache_is_lru_bounded():
 def test_openapi_documents_predict_body(client):
     op = client.get("/openapi.json").json()["paths"]["/v1/models/{model_id}/predict"]["post"]
     schema = op["requestBody"]["content"]["application/json"]["schema"]
-    assert schema["properties"]["inputs"]["type"] == "array"
+    assert {"inputs", "records", "columns", "data"} <= set(schema["properties"])
+    assert schema["properties"]["inputs"]["anyOf"][0]["type"] == "array"
     assert schema["examples"][0]["inputs"][0] == [5.1, 3.5, 1.4, 0.2]
+    assert schema["examples"][1]["records"][0]["plan"] == "pro"
 
 
 def test_cached_model_deleted_elsewhere_is_dropped_after_revalidation(monkeypatch, app, client, colour_model):

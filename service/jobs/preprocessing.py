@@ -1,0 +1,59 @@
+"""A job's preprocessing: the core Preprocessor its params and data set describe, and validation rows in its codes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import core
+
+
+def columns_of(dataset) -> list[dict]:
+    """The data set's column descriptions; data sets without typed columns are all numeric."""
+    columns = getattr(dataset, "columns", None)
+    names = list(dataset.feature_names or [])
+    if not columns:
+        if len(names) != dataset.n_features:
+            names = [f"x{j}" for j in range(dataset.n_features)]
+        return [{"name": str(n), "type": "numeric"} for n in names]
+    out = []
+    for j, c in enumerate(columns):
+        item = {"name": str(c.get("name", names[j] if j < len(names) else f"x{j}")), "type": c.get("type", "numeric")}
+        if item["type"] == "categorical":
+            item["categories"] = [str(v) for v in c.get("categories") or []]
+        out.append(item)
+    return out
+
+
+def build(params: dict, dataset) -> core.Preprocessor:
+    """An unfitted Preprocessor for the job (jobs stored before ``preprocessing`` existed map ``standardize``)."""
+    columns = columns_of(dataset)
+    prep = params.get("preprocessing")
+    if prep is None:
+        return core.Preprocessor.standardize(columns) if params.get("standardize", True) \
+            else core.Preprocessor(columns, numeric={"impute": None, "scale": "none"})
+    return core.Preprocessor(columns, numeric=dict(prep["numeric"]), categorical=dict(prep["categorical"]))
+
+
+def align_validation(X_val: np.ndarray, val_dataset, train_dataset) -> np.ndarray:
+    """Validation rows with each categorical code re-indexed into the training set's categories
+    (a category the training set lacks becomes -1: unseen); ValueError when the columns differ."""
+    train_cols, val_cols = columns_of(train_dataset), columns_of(val_dataset)
+    if [(c["name"], c["type"]) for c in train_cols] != [(c["name"], c["type"]) for c in val_cols]:
+        for t, v in zip(train_cols, val_cols):
+            if (t["name"], t["type"]) != (v["name"], v["type"]):
+                raise ValueError(f"the validation data set's column {v['name']!r} ({v['type']}) does not match "
+                                 f"the training data set's {t['name']!r} ({t['type']})")
+    cats = [j for j, c in enumerate(train_cols) if c["type"] == "categorical"
+            and c["categories"] != val_cols[j]["categories"]]
+    if not cats:
+        return X_val
+    X_val = np.array(X_val, dtype=np.float32)
+    for j in cats:
+        index = {c: i for i, c in enumerate(train_cols[j]["categories"])}
+        table = np.array([index.get(c, -1) for c in val_cols[j]["categories"]] + [-1], dtype=np.float32)
+        col = X_val[:, j]
+        ok = ~np.isnan(col)
+        codes = col[ok].astype(np.int64)
+        codes[(codes < 0) | (codes >= len(table) - 1)] = len(table) - 1
+        col[ok] = table[codes]
+    return X_val
