@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import core
+import core.preprocessing
 
 
 def columns_of(dataset) -> list[dict]:
@@ -15,6 +16,7 @@ def columns_of(dataset) -> list[dict]:
         if len(names) != dataset.n_features:
             names = [f"x{j}" for j in range(dataset.n_features)]
         return [{"name": str(n), "type": "numeric"} for n in names]
+    columns = [c for c in columns if c.get("type", "numeric") in core.preprocessing.COLUMN_TYPES]  # not "ignored"
     out = []
     for j, c in enumerate(columns):
         item = {"name": str(c.get("name", names[j] if j < len(names) else f"x{j}")), "type": c.get("type", "numeric")}

@@ -1,0 +1,224 @@
+"""Preprocessing through the API: the job body's `preprocessing`, models trained on mixed-type CSVs that predict by
+records and columns/data, `input_schema`, Palmer penguins and MNIST end to end, non-finite outputs."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+import palmerpenguins
+import pytest
+
+import core
+from tests.service.conftest import mlp_spec
+from tests.service.test_models import insert_model
+
+PENGUINS_CSV = Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
+MNIST = Path(__file__).resolve().parents[1] / "data" / "mnist"
+
+
+def upload_csv(client, text: str, name: str = "data.csv", **fields) -> dict:
+    r = client.post("/v1/datasets", files={"file": (name, text.encode(), "text/csv")}, data=fields)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def train(client, wait_job, dataset: dict, n_out: int, timeout: float = 90.0, **body) -> dict:
+    r = client.post("/v1/networks", json=mlp_spec(n_out, hidden=16))
+    assert r.status_code == 201, r.text
+    body = {"network_id": r.json()["id"], "dataset_id": dataset["id"], "epochs": 40, "batch_size": 16,
+            "optimizer": {"type": "adam", "learning_rate": 0.01}, **body}
+    r = client.post("/v1/jobs", json=body)
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["id"], timeout=timeout)
+    assert job["status"] == "succeeded", job
+    return job
+
+
+def churn_csv(n: int = 300, seed: int = 0) -> str:
+    """age (blanks), plan (text, NA), region (text), label yes iff plan is pro or age > 50."""
+    rng = np.random.default_rng(seed)
+    lines = ["age,plan,region,label"]
+    for _ in range(n):
+        age = int(rng.integers(18, 80))
+        plan = str(rng.choice(["basic", "pro", "team"]))
+        region = str(rng.choice(["eu", "us"]))
+        label = "yes" if plan == "pro" or age > 50 else "no"
+        age_s = "" if rng.random() < 0.05 else str(age)
+        plan_s = "NA" if rng.random() < 0.05 else plan
+        lines.append(f"{age_s},{plan_s},{region},{label}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def churn_model(client, wait_job):
+    ds = upload_csv(client, churn_csv(), "churn.csv")
+    job = train(client, wait_job, ds, 2, validation_split=0.2)
+    return job["model_id"]
+
+
+def predict(client, model_id: str, body: dict):
+    return client.post(f"/v1/models/{model_id}/predict", json=body)
+
+
+# -- the job body ----------------------------------------------------------------------------------------------
+def test_job_body_preprocessing_defaults_and_standardize_mapping(client, make_network, make_dataset):
+    net = make_network(client, mlp_spec(2))
+    ds = make_dataset(client, [[0.0, 1.0], [1.0, 0.0]] * 4, [0, 1] * 4)
+    base = {"network_id": net["id"], "dataset_id": ds["id"], "epochs": 1}
+    r = client.post("/v1/jobs", json=base)
+    assert r.status_code == 202
+    assert r.json()["params"]["preprocessing"] == {
+        "numeric": {"impute": "mean", "fill_value": None, "add_indicator": False, "scale": "standard"},
+        "categorical": {"encode": "onehot", "max_categories": None}}
+    r = client.post("/v1/jobs", json={**base, "standardize": False})
+    assert r.status_code == 202 and r.json()["params"]["preprocessing"]["numeric"]["scale"] == "none"
+    r = client.post("/v1/jobs", json={**base, "preprocessing": {"numeric": {"scale": "minmax"}}})
+    assert r.status_code == 202 and r.json()["params"]["standardize"] is True
+    r = client.post("/v1/jobs", json={**base, "standardize": False,
+                                      "preprocessing": {"numeric": {"scale": "standard"}}})
+    assert r.status_code == 422
+    assert "standardize=false contradicts preprocessing.numeric.scale='standard'" in r.json()["detail"][0]["msg"]
+    r = client.post("/v1/jobs", json={**base, "preprocessing": {"numeric": {"impute": "mode"}}})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "preprocessing", "numeric", "impute"]
+    r = client.post("/v1/jobs", json={**base, "preprocessing": {"categorical": {"max_categories": 0}}})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "preprocessing", "categorical", "max_categories"]
+
+
+# -- a mixed-type CSV, predict by name ---------------------------------------------------------------------------
+def test_model_shows_input_schema(client, churn_model):
+    r = client.get(f"/v1/models/{churn_model}")
+    assert r.status_code == 200
+    schema = r.json()["input_schema"]
+    assert [(c["name"], c["type"]) for c in schema] == [("age", "numeric"), ("plan", "categorical"),
+                                                         ("region", "categorical")]
+    age, plan, region = schema
+    assert age["missing"]["strategy"] == "mean" and 18 <= age["missing"]["fill_value"] <= 80
+    assert age["scale"]["method"] == "standard"
+    assert plan["categories"][:3] == ["basic", "pro", "team"] and plan["unseen"] == "all_zero"
+    assert region["categories"] == ["eu", "us"]
+
+
+def test_predict_by_records_with_null_and_unseen_category(client, churn_model):
+    records = [{"age": 70, "plan": "basic", "region": "eu"}, {"age": 20, "plan": "pro", "region": "us"},
+               {"age": 20, "plan": "basic", "region": "us"}, {"age": None, "plan": "pro", "region": "mars"},
+               {"region": "eu", "plan": None, "age": 75}]
+    r = predict(client, churn_model, {"records": records})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["predictions"][:3] == ["yes", "yes", "no"]
+    assert len(out["probabilities"]) == 5
+    assert all(np.isfinite(p).all() and abs(sum(p) - 1) < 1e-5 for p in out["probabilities"])
+    # the same rows in the split orientation, columns in another order, give the same answer
+    cols = ["region", "age", "plan"]
+    r2 = predict(client, churn_model, {"columns": cols, "data": [[rec.get(c) for c in cols] for rec in records]})
+    assert r2.status_code == 200 and r2.json() == out
+    # a column left out of a record is missing, filled as trained
+    r3 = predict(client, churn_model, {"records": [{"plan": "pro", "region": "eu"}]})
+    assert r3.status_code == 200 and r3.json()["predictions"] == ["yes"]
+
+
+@pytest.mark.parametrize("body, detail", [
+    ({"records": [{"age": 30, "plann": "pro"}]}, "unknown column 'plann'; the model's columns are 'age', 'plan', "
+                                                 "'region'"),
+    ({"records": [{"age": 30}, {"age": "old"}]}, "row 1, column 'age': expected a number, got 'old'"),
+    ({"columns": ["age", "age"], "data": [[1, 2]]}, "column 'age' is given twice"),
+    ({"columns": ["age", "plan"], "data": [[1]]}, "data[0] has 1 values but columns names 2"),
+    ({"records": []}, "records must be a non-empty list of objects {column: value}"),
+    ({"records": [{"age": 30}], "inputs": [[1]]}, "fields ['inputs', 'records'] do not go together"),
+    ({"inputs": [[30, 1, 0]]}, "inputs: this model has non-numeric columns ('plan' (categorical), 'region' "
+                               "(categorical)); send"),
+])
+def test_predict_by_name_422_names_the_problem(client, churn_model, body, detail):
+    r = predict(client, churn_model, body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(detail)
+
+
+def test_missing_column_of_a_model_without_imputation_is_422(app, client):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2)).astype(np.float32)
+    net = core.Network.from_spec(mlp_spec(1, loss="mse"))
+    core.fit(net, X, X[:, 0] + X[:, 1], epochs=2,
+             preprocessing={"columns": [{"name": "a", "type": "numeric"}, {"name": "b", "type": "numeric"}],
+                            "numeric": {"impute": None}})
+    insert_model(app, net, model_id="n" * 32, task="regression")
+    r = predict(client, "n" * 32, {"records": [{"a": 1.0}]})
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("missing column 'b': the model was trained without imputation")
+    r = predict(client, "n" * 32, {"records": [{"a": 1.0, "b": 2.0}]})
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 1
+
+
+def test_non_finite_output_is_422_naming_the_row(app, client):
+    net = core.Network.from_spec({"layers": [{"type": "dense", "units": 1}], "loss": "mse"})
+    core.fit(net, np.ones((4, 3), np.float32), np.ones(4, np.float32), epochs=1)     # no preprocessing
+    net.layers[0].params["W"][...] = 10.0
+    insert_model(app, net, model_id="f" * 32, task="regression")
+    r = predict(client, "f" * 32, {"inputs": [[1.0, 2.0, 3.0], [3e38, 3e38, 3e38]]})
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("row 1: the model's output is not finite for this input")
+
+
+def test_validation_data_set_with_other_categories_is_aligned(client, wait_job):
+    train_ds = upload_csv(client, churn_csv(200, 1), "train.csv")
+    text = "age,plan,region,label\n30,pro,eu,yes\n25,basic,eu,no\n60,enterprise,eu,yes\n22,basic,eu,no\n"
+    val_ds = upload_csv(client, text, "val.csv")
+    job = train(client, wait_job, train_ds, 2, epochs=5, validation_dataset_id=val_ds["id"])
+    assert np.isfinite(job["metrics"]["val_loss"])
+
+
+# -- real data: Palmer penguins and MNIST ------------------------------------------------------------------------
+def test_penguins_end_to_end_predict_by_records(client, wait_job):
+    text = PENGUINS_CSV.read_text()
+    ds = upload_csv(client, text, "penguins.csv", target="species", drop_missing_target="true")
+    job = train(client, wait_job, ds, 3, validation_split=0.2, epochs=60)
+    assert job["metrics"]["val_accuracy"] >= 0.9
+    model = client.get(f"/v1/models/{job['model_id']}").json()
+    kinds = {c["name"]: c["type"] for c in model["input_schema"]}
+    assert kinds["island"] == "categorical" and kinds["sex"] == "categorical"
+    assert kinds["bill_length_mm"] == "numeric"
+    records = [
+        {"island": "Torgersen", "bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181,
+         "body_mass_g": 3750, "sex": "male", "year": 2007},
+        {"island": "Atlantis", "bill_length_mm": 46.5, "bill_depth_mm": 14.8, "flipper_length_mm": 217,
+         "body_mass_g": 5200, "sex": None, "year": 2008},            # unseen island, missing sex
+        {"island": "Dream", "bill_length_mm": 50.9, "bill_depth_mm": 19.1, "flipper_length_mm": None,
+         "body_mass_g": 3550, "sex": "male", "year": 2009},
+    ]
+    r = predict(client, job["model_id"], {"records": records})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == ["Adelie", "Gentoo", "Chinstrap"]
+
+
+def test_mnist_with_job_defaults(client, wait_job):
+    images = gzip.open(MNIST / "t10k-images-idx3-ubyte.gz").read()
+    labels = gzip.open(MNIST / "t10k-labels-idx1-ubyte.gz").read()
+    X = np.frombuffer(images, np.uint8, offset=16).reshape(-1, 784).astype(np.float32) / 255
+    y = np.frombuffer(labels, np.uint8, offset=8).astype(np.int64)
+    buf = io.BytesIO()
+    np.savez(buf, X=X[:4000], y=y[:4000])
+    r = client.post("/v1/datasets", files={"file": ("mnist.npz", buf.getvalue(), "application/octet-stream")})
+    assert r.status_code == 201, r.text
+    ds = r.json()
+    r = client.post("/v1/networks", json={"layers": [{"type": "dense", "units": 64, "activation": "relu"},
+                                                     {"type": "dense", "units": 10, "activation": "softmax"}],
+                                          "loss": "cross_entropy"})
+    job_r = client.post("/v1/jobs", json={"network_id": r.json()["id"], "dataset_id": ds["id"], "epochs": 4})
+    assert job_r.status_code == 202, job_r.text
+    job = wait_job(client, job_r.json()["id"], timeout=120)
+    assert job["status"] == "succeeded", job
+    held_out = X[8000:9000]
+    r = predict(client, job["model_id"], {"inputs": held_out.tolist()})
+    assert r.status_code == 200
+    out = r.json()
+    proba = np.array(out["probabilities"])
+    assert np.isfinite(proba).all()
+    accuracy = float(np.mean(np.array(out["predictions"]) == y[8000:9000]))
+    assert accuracy >= 0.88, accuracy
+    schema = client.get(f"/v1/models/{job['model_id']}").json()["input_schema"]
+    assert len(schema) == 784 and {c["scale"]["method"] for c in schema} == {"standard"}
