@@ -244,7 +244,7 @@ def _split(names, data) -> tuple[list, list]:
         if not isinstance(row, list):
             raise InvalidInput(f"data[{i}] must be a list of values, got {type(row).__name__}")
         if len(row) != len(names):
-            raise InvalidInput(f"data[{i}] has {len(row)} values but columns names {len(names)}")
+            raise InvalidInput(f"data[{i}] has {len(row)} value(s) but columns lists {len(names)} names")
     return names, data
 
 
