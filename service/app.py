@@ -1,4 +1,4 @@
-"""The application factory: settings, store, storage, executor, routers and error mapping."""
+"""The application factory: settings, store, key ring, storage, model cache, executor, routers, error mapping."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from service import __version__
+from service.auth import KeyRing
 from service.docs import mount_docs
 from service.database import create_all, make_engine, make_sessionmaker
 from service.datasets.routes import router as datasets_router
@@ -20,6 +21,7 @@ from service.jobs.routes import router as jobs_router
 from service.metrics import install_metrics
 from service.v2.routes import router as v2_router
 from service.models.routes import router as models_router
+from service.models.service import ModelCache
 from service.networks.routes import router as networks_router
 from service.settings import Settings
 from service.storage import make_storage
@@ -31,9 +33,11 @@ start a training job, watch its metrics, and predict with the trained model."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the FastAPI app; tests pass their own ``Settings``."""
+    """Build the FastAPI app; tests pass their own ``Settings``. A bad MLP_API_KEYS_FILE raises KeysFileError."""
     settings = settings or Settings()
     engine = make_engine(settings)
+    sessions = make_sessionmaker(engine)
+    keyring = KeyRing(settings, sessions)  # reads MLP_API_KEYS_FILE now, before anything connects or starts
     create_all(engine)
     storage = make_storage(settings)
     executor = make_executor(settings, engine, storage)
@@ -53,8 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                       "open inference protocol v2")])
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.sessionmaker = sessions
+    app.state.keyring = keyring
     app.state.storage = storage
+    app.state.model_cache = ModelCache(capacity=settings.model_cache_size)
     app.state.executor = executor
 
     @app.exception_handler(ServiceError)

@@ -2,7 +2,7 @@
 
 Without API keys (no MLP_API_KEYS_FILE and no key ever created with ``mlp-service keys create``) everything
 belongs to the implicit tenant ``default`` and no header is needed. Once keys exist, every route that takes
-``OwnerDep`` needs ``Authorization: Bearer <key>``; a missing, unknown or revoked key is a 401 with
+``OwnerDep`` (service/deps.py) needs ``Authorization: Bearer <key>``; a missing, unknown or revoked key is a 401 with
 ``WWW-Authenticate: Bearer``. Keys are never kept in clear: the database holds salted scrypt hashes, and this
 process keeps only HMACs of keys (with a random per-process pepper) for keys from the file and for database
 keys it has already verified, re-checking the latter against the database every ``api_key_recheck_seconds``.
@@ -18,13 +18,14 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import Unauthorized
 from service.keys import service as keys_service
 from service.keys import tables as _keys_tables  # noqa: F401  (registers the api_keys table with Base)
+from service.settings import Settings
 
 DEFAULT_OWNER = "default"
 MAX_TOKEN_CHARS = 512
@@ -32,6 +33,10 @@ BAD_SECRET_SECONDS = 2.0  # after a wrong secret, a key id's secrets are not scr
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `mlp-service keys create` or "
                                                    "MLP_API_KEYS_FILE; needed only when keys are configured.")
+
+
+class KeysFileError(ValueError):
+    """MLP_API_KEYS_FILE cannot be read or holds an invalid entry (the message never shows a key)."""
 
 
 @dataclass
@@ -44,19 +49,22 @@ class _Verified:
 class KeyRing:
     """This process's view of the keys: HMACs of file keys, and recently verified database keys."""
 
-    def __init__(self, settings, sessionmaker):
+    def __init__(self, settings: Settings, sessionmaker):
         self._pepper = secrets.token_bytes(32)
         self._sessionmaker = sessionmaker
-        self.recheck_seconds = float(getattr(settings, "api_key_recheck_seconds", 1.0))
+        self.recheck_seconds = float(settings.api_key_recheck_seconds)
         self.file_keys: dict[bytes, str] = {}
         self._verified: dict[bytes, _Verified] = {}
         self._failed: dict[str, float] = {}  # key id -> when a wrong secret for it was last refused
         self._db_has_keys = False
         self._db_checked_at = float("-inf")
         self._lock = threading.Lock()
-        path = getattr(settings, "api_keys_file", None)
-        if path:
-            for tenant, key in keys_service.read_keys_file(path):
+        if settings.api_keys_file:
+            try:
+                entries = keys_service.read_keys_file(settings.api_keys_file)
+            except (OSError, ValueError) as exc:
+                raise KeysFileError(str(exc)) from None
+            for tenant, key in entries:
                 self.file_keys[self.digest(key)] = tenant
 
     def digest(self, token: str) -> bytes:
@@ -127,23 +135,9 @@ class KeyRing:
                 self._verified.pop(d, None)
 
 
-_install_lock = threading.Lock()
-
-
-def install(app: FastAPI) -> KeyRing:
-    """Create the app's KeyRing (reads MLP_API_KEYS_FILE; raises ValueError on a bad file). Idempotent."""
-    ring = getattr(app.state, "keyring", None)
-    if ring is None:
-        with _install_lock:
-            ring = getattr(app.state, "keyring", None)
-            if ring is None:
-                ring = app.state.keyring = KeyRing(app.state.settings, app.state.sessionmaker)
-    return ring
-
-
-def keys_configured(settings, sessionmaker) -> bool:
+def keys_configured(settings: Settings, sessionmaker) -> bool:
     """Whether the server will require keys (a keys file, or keys in the database)."""
-    if getattr(settings, "api_keys_file", None):
+    if settings.api_keys_file:
         return True
     with sessionmaker() as session:
         return keys_service.any_keys(session)
@@ -166,7 +160,7 @@ async def authenticate(request: Request) -> str:
 
 
 async def _resolve_owner(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
-    ring = getattr(request.app.state, "keyring", None) or install(request.app)
+    ring: KeyRing = request.app.state.keyring
     now = time.monotonic()
     enabled = ring.enabled_now(now)
     if enabled is None:
@@ -185,5 +179,3 @@ async def _resolve_owner(request: Request, credentials: HTTPAuthorizationCredent
         raise Unauthorized("invalid API key")
     return tenant
 
-
-OwnerDep = Annotated[str, Depends(get_owner)]

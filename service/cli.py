@@ -23,10 +23,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings()
     log = logging.getLogger("service")
-    app = create_app(settings)
     try:
-        auth.install(app)  # reads MLP_API_KEYS_FILE now, so a bad file stops the start-up
-    except (OSError, ValueError) as exc:
+        app = create_app(settings)  # reads MLP_API_KEYS_FILE now, so a bad file stops the start-up
+    except auth.KeysFileError as exc:
         log.error("cannot read the API keys: %s", exc)
         return 2
     if args.host not in LOOPBACK and not auth.keys_configured(settings, app.state.sessionmaker):

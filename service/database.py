@@ -1,15 +1,12 @@
-"""SQLAlchemy 2 plumbing: declarative Base, engine factory, session dependency, ids and timestamps."""
+"""SQLAlchemy 2 plumbing: declarative Base, engine and session factories, ids and timestamps."""
 
 from __future__ import annotations
 
 import importlib
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import Depends, Request
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -90,18 +87,3 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded attributes after commit (responses read them)."""
     return sessionmaker(engine, expire_on_commit=False)
 
-
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    """FastAPI dependency: one session per request, closed afterwards.
-
-    ``async`` on purpose: opening a Session does no I/O (it connects lazily, inside the sync route's worker
-    thread), and an async dependency costs no threadpool round trips; a sync generator dependency costs two.
-    """
-    session = request.app.state.sessionmaker()
-    try:
-        yield session
-    finally:
-        session.close()
-
-
-SessionDep = Annotated[Session, Depends(get_session)]

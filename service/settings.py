@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,12 +15,15 @@ def _default_workers() -> int:
 
 # Every knob of the service; tests build their own instance and pass it to create_app.
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MLP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MLP_", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(Path("./data"), description="Root for the SQLite database and artifacts.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///{data_dir}/mlp.db.")
     storage_url: str | None = Field(None, description="Artifact directory; default {data_dir}/artifacts.")
     broker_url: str | None = Field(None, description="Celery broker (redis://...); unset = embedded workers.")
+    storage_endpoint_url: str | None = Field(
+        None, validation_alias=AliasChoices("MLP_STORAGE_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+        description="Endpoint of an S3-compatible store (MinIO, moto) for MLP_STORAGE_URL=s3://...")
     workers: int = Field(default_factory=_default_workers, ge=0, description="Embedded worker processes.")
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
     max_json_body_bytes: int = Field(1024 * 1024, ge=1, description="Body of POST /v1/networks, /v1/jobs (413).")
@@ -29,6 +32,7 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(65536, ge=1)
     max_layers: int = Field(64, ge=1)
     max_columns: int = Field(10_000, ge=2, description="Columns of an uploaded table (422 above it).")
+    model_cache_size: int = Field(16, ge=1, description="Trained models each API process keeps loaded (LRU).")
     api_keys_file: Path | None = None
     api_key_recheck_seconds: float = Field(1.0, ge=0, description="How stale a verified key may be (revocation).")
     # Per-tenant quotas (issue 6); None = unlimited. tenant_quotas overrides them per tenant, e.g.

@@ -31,7 +31,6 @@ stored before this metadata existed has ``columns`` null: treat every column of 
 
 from __future__ import annotations
 
-import itertools
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,13 +38,11 @@ from typing import Any
 
 import numpy as np
 
+from service.bodies import ParseError, json_type, rows_to_float32
+
 TASKS = ("classification", "regression")
 MAX_CLASSES = 10_000          # a classification target with more labels than this is almost surely a mistake
 INFER_MAX_CLASSES = 20        # task inference: at most this many distinct integer values -> classification
-
-
-class ParseError(ValueError):
-    """The uploaded data is invalid; the message says where and why."""
 
 
 @dataclass
@@ -283,62 +280,6 @@ def parse_npz(path: str | Path, *, task: str | None = None) -> ParsedDataset:
 
 # ----------------------------------------------------------------------------- JSON
 
-def rows_to_float32(rows: Any, *, name: str, width: int | None = None) -> np.ndarray:
-    """A JSON list of equal-length number lists -> float32 (n, d); errors name the row and column."""
-    if not isinstance(rows, list):
-        raise ParseError(f"{name} must be a list of rows (lists of numbers), got {type(rows).__name__}")
-    if not rows:
-        raise ParseError(f"{name} is empty: send at least one row")
-    X = None
-    first = rows[0]
-    if type(first) is list and first:
-        d = len(first)
-        if all(type(row) is list and len(row) == d for row in rows):
-            # fast path: one pass over the floats, no intermediate object array
-            try:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    X = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float32,
-                                    count=len(rows) * d).reshape(len(rows), d)
-            except (ValueError, TypeError):
-                X = None
-    if X is None:
-        if not isinstance(first, list):
-            raise ParseError(f"{name}[0] must be a list of numbers, got {_json_type(first)}")
-        d = len(first)
-        if d == 0:
-            raise ParseError(f"{name}[0] is empty: send at least one value per row")
-        for i, row in enumerate(rows):
-            if not isinstance(row, list):
-                raise ParseError(f"{name}[{i}] must be a list of numbers, got {_json_type(row)}")
-            if len(row) != d:
-                raise ParseError(f"{name}[{i}] has {len(row)} values but {name}[0] has {d} (ragged rows)")
-            for j, v in enumerate(row):
-                if not isinstance(v, (int, float)) or isinstance(v, bool):
-                    raise ParseError(f"{name}[{i}][{j}] is not a number: {_json_type(v)}")
-        raise ParseError(f"{name} could not be read as a 2-D array of numbers")
-    if width is not None and X.shape[1] != width:
-        raise ParseError(f"{name} rows must have {width} values (the model's input width), got {X.shape[1]}")
-    finite = np.isfinite(X)
-    if not finite.all():
-        i, j = (int(v) for v in np.argwhere(~finite)[0])
-        v = rows[i][j]
-        raise ParseError(f"{name}[{i}][{j}] is not a finite number: "
-                         f"{'null' if v is None else _json_type(v) if not isinstance(v, (int, float)) else v}")
-    return X
-
-
-def _json_type(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, (bool, str)):
-        return repr(v).lower() if isinstance(v, bool) else repr(v)
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "an object"
-    return repr(v)
-
-
 def parse_json_dataset(doc: Any) -> tuple[str | None, ParsedDataset]:
     """Parse the decoded JSON body ``{name, X, y, task?, feature_names?}``; returns (name, parsed)."""
     if not isinstance(doc, dict):
@@ -377,7 +318,7 @@ def parse_json_dataset(doc: Any) -> tuple[str | None, ParsedDataset]:
         bad = [i for i, v in enumerate(y_raw) if type(v) not in (str, int, float)]
         if not bad:
             raise ParseError("y mixes strings and numbers; labels must be all strings or all numbers")
-        raise ParseError(f"y[{bad[0]}] must be a number or a string label, got {_json_type(y_raw[bad[0]])}")
+        raise ParseError(f"y[{bad[0]}] must be a number or a string label, got {json_type(y_raw[bad[0]])}")
     d = X.shape[1]
     names = [f"x{j}" for j in range(d)]
     fn = doc.get("feature_names")

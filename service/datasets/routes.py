@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from service.auth import OwnerDep
-from service.database import SessionDep
 from service.datasets import service, upload
 from service.datasets.schemas import UPLOAD_OPENAPI, DatasetList, DatasetRead
-from service.deps import SettingsDep, StorageDep
-
-MAX_OFFSET = 2**31 - 1            # keeps OFFSET within every database's integer range
+from service.deps import OwnerDep, PageDep, SessionDep, SettingsDep, StorageDep
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 _ERRORS = {404: {"description": "No data set with this id (for this caller)."}}
-
-
-def _tmp_dir(storage, settings) -> Path:
-    temp_dir = getattr(storage, "temp_dir", None)
-    path = temp_dir() if temp_dir else Path(settings.data_dir) / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRead, openapi_extra=UPLOAD_OPENAPI,
@@ -36,7 +23,7 @@ async def create_dataset(request: Request, session: SessionDep, owner: OwnerDep,
     """Upload a data set: multipart `file` (.csv with header, or .npz with X and y) plus `name`, `target`,
     `task`; or a JSON body `{name, X, y, task}`. Streamed to disk, parsed, stored as float32 arrays."""
     received = await upload.receive(request, max_bytes=settings.max_upload_bytes,
-                                    tmp_dir=_tmp_dir(storage, settings))
+                                    tmp_dir=storage.temp_dir())
     try:
         row = await run_in_threadpool(service.create, session, owner=owner, storage=storage, upload=received,
                                       settings=settings)
@@ -46,10 +33,9 @@ async def create_dataset(request: Request, session: SessionDep, owner: OwnerDep,
 
 
 @router.get("", response_model=DatasetList)
-def list_datasets(session: SessionDep, owner: OwnerDep, limit: int = Query(50, ge=1, le=1000),
-                  offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> DatasetList:
+def list_datasets(session: SessionDep, owner: OwnerDep, page: PageDep) -> DatasetList:
     """List data sets, newest first."""
-    rows, total = service.list_(session, owner=owner, limit=limit, offset=offset)
+    rows, total = service.list_(session, owner=owner, limit=page.limit, offset=page.offset)
     return DatasetList(items=[DatasetRead.model_validate(r) for r in rows], total=total)
 
 

@@ -12,7 +12,8 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from service.errors import InvalidInput, TooLarge, UnsupportedMediaType
+from service.bodies import check_length, read_body, too_large
+from service.errors import InvalidInput, UnsupportedMediaType
 
 FORM_FIELDS = ("name", "target", "task", "delimiter", "na_values", "encoding", "categorical", "ignore",
                "max_categories", "drop_missing_target")
@@ -46,10 +47,6 @@ class Upload:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             self.path = None
-
-
-def _too_large(limit: int, what: str = "upload") -> TooLarge:
-    return TooLarge(f"{what} exceeds the limit of {limit:,} bytes (MLP_MAX_UPLOAD_BYTES)")
 
 
 def file_kind(filename: str | None, content_type: str | None) -> str:
@@ -88,23 +85,6 @@ def _param(header: str, key: str) -> str | None:
         return raw.decode("latin-1")
 
 
-def _check_length(request: Request, limit: int, what: str = "upload") -> None:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise _too_large(limit, what)
-
-
-async def read_body(request: Request, *, max_bytes: int, what: str = "upload") -> bytearray:
-    """The whole request body in memory, refused (413) as soon as it passes ``max_bytes``."""
-    _check_length(request, max_bytes, what)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise _too_large(max_bytes, what)
-    return body
-
-
 async def receive(request: Request, *, max_bytes: int, tmp_dir: Path) -> Upload:
     """Read the request body: multipart/form-data (file + fields) or application/json; 413/415/422 on problems."""
     ctype_raw = request.headers.get("content-type", "")
@@ -119,7 +99,7 @@ async def receive(request: Request, *, max_bytes: int, tmp_dir: Path) -> Upload:
     boundary = params.get(b"boundary")
     if not boundary:
         raise InvalidInput("multipart/form-data request without a boundary")
-    _check_length(request, max_bytes)
+    check_length(request, max_bytes)
     return await _receive_multipart(request, boundary, max_bytes, tmp_dir)
 
 
@@ -201,7 +181,7 @@ async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, 
         async for chunk in request.stream():
             received += len(chunk)
             if received > max_bytes:
-                raise _too_large(max_bytes)
+                raise too_large(max_bytes)
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:

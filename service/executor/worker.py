@@ -231,7 +231,7 @@ class Worker:
 
         def save_checkpoint(state: core.TrainingState) -> None:
             state.save(ckpt_path)  # atomic: temp file, fsync, rename
-            self._publish(checkpoint_key(job_id))
+            self.storage.upload_local(checkpoint_key(job_id))
 
         writer = EpochWriter(save_checkpoint, lambda batch, best: self._record(job, attempt, batch, best))
         writer.start()
@@ -265,7 +265,7 @@ class Worker:
         path = self.storage.local_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         net.save(path)  # atomic
-        self._publish(key)
+        self.storage.upload_local(key)
         final = dict(history[-1]) if history else {}
         metrics = dict(final, best_epoch=history.best_epoch)
         model = TrainedModel(id=model_id, owner=job.owner, job_id=job_id, network_id=network.id,
@@ -280,12 +280,6 @@ class Worker:
             raise LostJob(job_id)
         self.storage.delete_prefix(f"jobs/{job_id}")
         log.info("job %s: succeeded after %d epoch(s); model %s", job_id, len(history), model_id)
-
-    def _publish(self, key: str) -> None:
-        """Remote storage (s3://) uploads the file just written at local_path(key); a local one has nothing to do."""
-        upload = getattr(self.storage, "upload_local", None)
-        if upload is not None:
-            upload(key)
 
     def _record(self, job, attempt: int, history: list[dict], best_epoch: int | None) -> None:
         with self.Session() as session:

@@ -12,18 +12,14 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.auth import OwnerDep
-from service.database import SessionDep
+from service.deps import MAX_INT, ExecutorDep, OwnerDep, PageDep, SessionDep, SettingsDep, StorageDep
 from service.http import GuardedRoute
-from service.deps import ExecutorDep, SettingsDep, StorageDep
 from service.jobs import service
 from service.jobs.schemas import EpochMetrics, JobCreate, JobList, JobRead, JobStatus, MetricsList
 from service.jobs.tables import TERMINAL
-from service.models.routes import get_cache
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=GuardedRoute)
 
-MAX_INT = 2**31 - 1  # offsets and epochs stay within every database's INTEGER range
 SSE_POLL_SECONDS = 0.25
 SSE_KEEPALIVE_SECONDS = 15.0
 
@@ -40,12 +36,10 @@ def create_job(body: JobCreate, response: Response, session: SessionDep, owner: 
 
 
 @router.get("", response_model=JobList)
-def list_jobs(session: SessionDep, owner: OwnerDep, status: JobStatus | None = None,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-              offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0) -> JobList:
+def list_jobs(session: SessionDep, owner: OwnerDep, page: PageDep, status: JobStatus | None = None) -> JobList:
     """List jobs, newest first, optionally only those with ``status``."""
     items, total = service.list_(session, owner=owner, status=status.value if status else None,
-                                 limit=limit, offset=offset)
+                                 limit=page.limit, offset=page.offset)
     return JobList(items=[JobRead.from_row(j) for j in items], total=total)
 
 
@@ -88,7 +82,7 @@ def delete_job(job_id: str, request: Request, session: SessionDep, owner: OwnerD
                ) -> Response:
     """Delete a finished job with its metrics and checkpoints; its model stays unless ``delete_model=true``."""
     service.delete(session, storage, owner=owner, job_id=job_id, delete_model=delete_model,
-                   model_cache=get_cache(request.app))
+                   model_cache=request.app.state.model_cache)
     return Response(status_code=204)
 
 

@@ -2,44 +2,26 @@
 
 from __future__ import annotations
 
-import threading
-
 from fastapi import APIRouter, FastAPI, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from service.auth import OwnerDep
-from service.database import SessionDep
-from service.deps import StorageDep
-from service.datasets.upload import read_body
+from service.bodies import read_body
+from service.deps import OwnerDep, PageDep, SessionDep, StorageDep
 from service.models import export, formats, service
 from service.models import invocations as invocations_
 from service.models.schemas import (INVOCATIONS_OPENAPI, PREDICT_BINARY_ANSWERS, PREDICT_OPENAPI, InvocationsResponse,
                                     ModelList, ModelRead, PredictResponse)
 
-MAX_OFFSET = 2**31 - 1            # keeps OFFSET within every database's integer range
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 _ERRORS = {404: {"description": "No model with this id (for this caller)."}}
 INLINE_BYTES = 64 * 1024          # smaller predict bodies run on the event loop (no thread hop)
-_cache_lock = threading.Lock()
-
-
-def get_cache(app: FastAPI) -> service.ModelCache:
-    """This process's model cache (created on first use, kept on app.state)."""
-    cache = getattr(app.state, "model_cache", None)
-    if cache is None:
-        with _cache_lock:
-            cache = getattr(app.state, "model_cache", None)
-            if cache is None:
-                cache = app.state.model_cache = service.ModelCache()
-    return cache
 
 
 @router.get("", response_model=ModelList)
-def list_models(session: SessionDep, owner: OwnerDep, limit: int = Query(50, ge=1, le=1000),
-                offset: int = Query(0, ge=0, le=MAX_OFFSET), job_id: str | None = None) -> ModelList:
+def list_models(session: SessionDep, owner: OwnerDep, page: PageDep, job_id: str | None = None) -> ModelList:
     """List trained models, newest first (optionally those of one job)."""
-    rows, total = service.list_(session, owner=owner, limit=limit, offset=offset, job_id=job_id)
+    rows, total = service.list_(session, owner=owner, limit=page.limit, offset=page.offset, job_id=job_id)
     return ModelList(items=[ModelRead.model_validate(r) for r in rows], total=total)
 
 
@@ -48,14 +30,14 @@ def get_model(model_id: str, request: Request, session: SessionDep, owner: Owner
               storage: StorageDep) -> ModelRead:
     """Read one model: task, classes, input_dim, input_schema (columns and preprocessing), final metrics."""
     return ModelRead.model_validate(service.read(session, storage, owner=owner, model_id=model_id,
-                                                 cache=get_cache(request.app)))
+                                                 cache=request.app.state.model_cache))
 
 
 @router.delete("/{model_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
 def delete_model(model_id: str, request: Request, session: SessionDep, owner: OwnerDep,
                  storage: StorageDep) -> Response:
     """Delete a model and its weights."""
-    service.delete(session, owner=owner, storage=storage, model_id=model_id, cache=get_cache(request.app))
+    service.delete(session, owner=owner, storage=storage, model_id=model_id, cache=request.app.state.model_cache)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -88,7 +70,7 @@ async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
 
 async def loaded_model(request: Request, owner: str, model_id: str) -> service.LoadedModel:
     """The caller's model from this process's cache (loaded off the event loop on a miss); 404 if unknown."""
-    cache = get_cache(request.app)
+    cache: service.ModelCache = request.app.state.model_cache
     model = cache.get(owner, model_id)
     if model is None:
         model = await run_in_threadpool(_load, request.app, request.app.state.storage, owner, model_id, cache)

@@ -13,13 +13,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import core
-from service.datasets.parsing import ParseError, rows_to_float32
+from service.bodies import ParseError, rows_to_float32
 from service.errors import InvalidInput, NotFound
 from service.metrics import CACHE_HITS, CACHE_MISSES, PREDICTED_ROWS
 from service.models.tables import TrainedModel
 from service.storage import Storage
 
-CACHE_SIZE = 16
 REVALIDATE_SECONDS = 5.0      # a cached model is re-checked against the table at most this often
 
 
@@ -87,7 +86,7 @@ class LoadedModel:
 class ModelCache:
     """LRU of loaded networks keyed by (owner, model id); core.Network.load runs once per model."""
 
-    def __init__(self, capacity: int = CACHE_SIZE):
+    def __init__(self, capacity: int):
         self.capacity = capacity
         self._items: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()

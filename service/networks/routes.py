@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, Response, status
 
-from service.auth import OwnerDep
-from service.database import SessionDep
+from service.deps import OwnerDep, PageDep, SessionDep, SettingsDep
 from service.http import GuardedRoute
-from service.deps import SettingsDep
 from service.networks import service
 from service.networks.schemas import (BINARY_EXAMPLE, REGRESSION_EXAMPLE, WINE_EXAMPLE, NetworkCreate, NetworkList,
                                       NetworkRead)
 
-MAX_OFFSET = 2**31 - 1            # keeps OFFSET within every database's integer range
 router = APIRouter(prefix="/v1/networks", tags=["networks"], route_class=GuardedRoute)
 
 _ERRORS = {404: {"description": "No network with this id (for this caller)."}}
@@ -36,10 +33,9 @@ def create_network(body: Annotated[NetworkCreate, Body(openapi_examples=_EXAMPLE
 
 
 @router.get("", response_model=NetworkList)
-def list_networks(session: SessionDep, owner: OwnerDep, limit: int = Query(50, ge=1, le=1000),
-                  offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> NetworkList:
+def list_networks(session: SessionDep, owner: OwnerDep, page: PageDep) -> NetworkList:
     """List networks, newest first."""
-    rows, total = service.list_(session, owner=owner, limit=limit, offset=offset)
+    rows, total = service.list_(session, owner=owner, limit=page.limit, offset=page.offset)
     return NetworkList(items=[NetworkRead.from_row(r) for r in rows], total=total)
 
 

@@ -12,8 +12,8 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from service import __version__
-from service.auth import OwnerDep
-from service.datasets.upload import read_body
+from service.bodies import read_body
+from service.deps import OwnerDep
 from service.errors import NotAvailable, NotFound, ServiceError, TooLarge, TooManyRequests, Unauthorized
 from service.models.routes import INLINE_BYTES, loaded_model
 from service.v2 import protocol

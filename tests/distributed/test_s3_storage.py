@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from service.storage import make_storage
-from service.storage_s3 import S3Storage
+from service.settings import Settings
+from service.storage import S3Storage, make_storage
 from tests.distributed.conftest import S3_ENV, job_body, setup_data, wait_job
 
 
@@ -28,9 +27,9 @@ def s3_url(s3_endpoint, monkeypatch):
 
 
 def test_s3_storage_round_trip(s3_url, tmp_path):
-    storage = make_storage(SimpleNamespace(storage_url=s3_url, data_dir=tmp_path / "node-a"))
+    storage = make_storage(Settings(storage_url=s3_url, data_dir=tmp_path / "node-a"))
     assert isinstance(storage, S3Storage)
-    other = make_storage(SimpleNamespace(storage_url=s3_url, data_dir=tmp_path / "node-b"))  # another machine
+    other = make_storage(Settings(storage_url=s3_url, data_dir=tmp_path / "node-b"))  # another machine
 
     storage.write_bytes("a/b.bin", b"hello")
     assert other.exists("a/b.bin")
@@ -92,7 +91,7 @@ def test_job_through_s3_between_machines(cluster, redis_url, s3_url, s3_endpoint
         r = http.post(f"/v1/models/{job['model_id']}/predict", json={"inputs": X[:5].tolist()})
         assert r.status_code == 200, r.text
         assert len(r.json()["predictions"]) == 5
-    storage = make_storage(SimpleNamespace(storage_url=s3_url, data_dir=tmp_path / "checker"))
+    storage = make_storage(Settings(storage_url=s3_url, data_dir=tmp_path / "checker"))
     assert storage.exists(f"datasets/{ds_id}/X.npy")
     assert storage.exists(f"models/{job['model_id']}/model.npz")
     assert not storage.exists(f"jobs/{job_id}/checkpoint.npz")  # cleaned up after success

@@ -6,8 +6,9 @@ which S3 also publishes only on completion), so a reader sees the old object, or
 downloaded into a cache under ``MLP_DATA_DIR`` and refreshed when the object's ETag changes. Code that writes
 to ``local_path`` calls ``upload_local(key)`` afterwards (the training worker does, for checkpoints and models).
 
-Credentials and endpoint come from the usual AWS variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` for S3-compatible stores such as MinIO or moto).
+Credentials come from the usual AWS variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_DEFAULT_REGION``); the endpoint of an S3-compatible store such as MinIO or moto from
+``Settings.storage_endpoint_url`` (``MLP_STORAGE_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from service.storage import LocalStorage, Storage
+from service.storage.base import Storage
+from service.storage.local import LocalStorage
 
 
 class S3Storage(Storage):
     """Keys map to objects ``s3://bucket/prefix/{key}``; local copies live in ``cache_dir``."""
 
-    def __init__(self, url: str, cache_dir: str | os.PathLike):
+    def __init__(self, url: str, cache_dir: str | os.PathLike, endpoint_url: str | None = None):
         import s3fs
 
         if not url.startswith("s3://"):
@@ -34,10 +36,7 @@ class S3Storage(Storage):
         self.root = url[len("s3://"):].strip("/")
         if not self.root:
             raise ValueError(f"MLP_STORAGE_URL: {url!r} names no bucket")
-        client_kwargs = {}
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            client_kwargs["endpoint_url"] = endpoint
+        client_kwargs = {"endpoint_url": endpoint_url} if endpoint_url else {}
         self.fs = s3fs.S3FileSystem(client_kwargs=client_kwargs, use_listings_cache=False,
                                     skip_instance_cache=True)
         # The cache reuses LocalStorage's key checks and atomic renames.

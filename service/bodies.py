@@ -1,0 +1,98 @@
+"""Reading request bodies: the whole body within a byte limit, and JSON rows of numbers as float32 arrays.
+
+Shared by every domain that takes a body (data set uploads, predict); errors name the limit, row and column.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+
+from service.errors import TooLarge
+
+
+class ParseError(ValueError):
+    """The uploaded data is invalid; the message says where and why."""
+
+
+def too_large(limit: int, what: str = "upload") -> TooLarge:
+    """The 413 for a body over ``limit`` bytes, naming the setting."""
+    return TooLarge(f"{what} exceeds the limit of {limit:,} bytes (MLP_MAX_UPLOAD_BYTES)")
+
+
+def check_length(request: Request, limit: int, what: str = "upload") -> None:
+    """Refuse (413) a request whose Content-Length already says it is over ``limit``."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large(limit, what)
+
+
+async def read_body(request: Request, *, max_bytes: int, what: str = "upload") -> bytearray:
+    """The whole request body in memory, refused (413) as soon as it passes ``max_bytes``."""
+    check_length(request, max_bytes, what)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise too_large(max_bytes, what)
+    return body
+
+
+def rows_to_float32(rows: Any, *, name: str, width: int | None = None) -> np.ndarray:
+    """A JSON list of equal-length number lists -> float32 (n, d); errors name the row and column."""
+    if not isinstance(rows, list):
+        raise ParseError(f"{name} must be a list of rows (lists of numbers), got {type(rows).__name__}")
+    if not rows:
+        raise ParseError(f"{name} is empty: send at least one row")
+    X = None
+    first = rows[0]
+    if type(first) is list and first:
+        d = len(first)
+        if all(type(row) is list and len(row) == d for row in rows):
+            # fast path: one pass over the floats, no intermediate object array
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    X = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float32,
+                                    count=len(rows) * d).reshape(len(rows), d)
+            except (ValueError, TypeError):
+                X = None
+    if X is None:
+        if not isinstance(first, list):
+            raise ParseError(f"{name}[0] must be a list of numbers, got {json_type(first)}")
+        d = len(first)
+        if d == 0:
+            raise ParseError(f"{name}[0] is empty: send at least one value per row")
+        for i, row in enumerate(rows):
+            if not isinstance(row, list):
+                raise ParseError(f"{name}[{i}] must be a list of numbers, got {json_type(row)}")
+            if len(row) != d:
+                raise ParseError(f"{name}[{i}] has {len(row)} values but {name}[0] has {d} (ragged rows)")
+            for j, v in enumerate(row):
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    raise ParseError(f"{name}[{i}][{j}] is not a number: {json_type(v)}")
+        raise ParseError(f"{name} could not be read as a 2-D array of numbers")
+    if width is not None and X.shape[1] != width:
+        raise ParseError(f"{name} rows must have {width} values (the model's input width), got {X.shape[1]}")
+    finite = np.isfinite(X)
+    if not finite.all():
+        i, j = (int(v) for v in np.argwhere(~finite)[0])
+        v = rows[i][j]
+        raise ParseError(f"{name}[{i}][{j}] is not a finite number: "
+                         f"{'null' if v is None else json_type(v) if not isinstance(v, (int, float)) else v}")
+    return X
+
+
+def json_type(v: Any) -> str:
+    """How a decoded JSON value is named in error messages (null, a list, an object, or its repr)."""
+    if v is None:
+        return "null"
+    if isinstance(v, (bool, str)):
+        return repr(v).lower() if isinstance(v, bool) else repr(v)
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return repr(v)
