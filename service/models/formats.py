@@ -85,12 +85,15 @@ def _table_to_matrix(table, what: str) -> np.ndarray:
 
     if table.num_columns == 1 and pa.types.is_fixed_size_list(table.schema.field(0).type):
         col = table.column(0).combine_chunks()
-        if col.null_count or col.values.null_count:
-            raise InvalidInput(f"{what} column {table.column_names[0]!r} has missing values")
+        if col.null_count:
+            raise InvalidInput(f"{what} column {table.column_names[0]!r} has a missing row at "
+                               f"{pc.index(pc.is_null(col), True).as_py()}")
         width = col.type.list_size
         flat = col.flatten()
         if not (pa.types.is_floating(flat.type) or pa.types.is_integer(flat.type)):
             raise InvalidInput(f"{what} column {table.column_names[0]!r} must hold numbers, got {flat.type}")
+        if flat.null_count:
+            flat = pc.fill_null(pc.cast(flat, pa.float64()), float("nan"))
         return flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, width)
     out = np.empty((table.num_rows, table.num_columns), dtype=np.float32)
     for j, name in enumerate(table.column_names):
@@ -98,10 +101,9 @@ def _table_to_matrix(table, what: str) -> np.ndarray:
         if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type) or pa.types.is_boolean(col.type)
                 or pa.types.is_null(col.type)):
             raise InvalidInput(f"{what} column {name!r} (column {j}) must be numeric, got {col.type}")
-        if col.null_count:
-            row = pc.index(pc.is_null(col), True).as_py()
-            raise InvalidInput(f"{what} column {name!r} (column {j}) has a missing value at row {row}")
-        out[:, j] = col.to_numpy()
+        # a missing value becomes NaN: the model's imputer fills it, or predict refuses it naming the cell
+        out[:, j] = col.to_numpy(zero_copy_only=False) if not col.null_count else \
+            pc.fill_null(pc.cast(col, pa.float64()), float("nan")).to_numpy(zero_copy_only=False)
     return out
 
 
@@ -157,8 +159,8 @@ def _checked(X: np.ndarray, input_dim: int) -> np.ndarray:
     if X.shape[0] == 0:
         raise InvalidInput("inputs has no rows")
     X = np.ascontiguousarray(X, dtype=np.float32)
-    if not np.isfinite(X).all():
-        r, c = np.argwhere(~np.isfinite(X))[0]
+    if np.isinf(X).any():       # NaN is a missing value: the model imputes it, or predict refuses it
+        r, c = np.argwhere(np.isinf(X))[0]
         raise InvalidInput(f"inputs[{r}][{c}] is not a finite number: {X[r, c]}")
     return X
 
