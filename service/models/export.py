@@ -1,9 +1,10 @@
 """A trained model out of the service: the engine's own .npz, or an ONNX graph built with the ``onnx`` package.
 
-The ONNX graph takes ``input`` (float32, shape [N, input_dim], raw features as predict takes them) and computes
-the stored preprocessing of numeric columns (missing indicators, imputation, clip, Sub, Div; models with
-categorical or boolean columns answer 501 for ONNX), each dense layer as a Gemm, each activation as its ONNX operator
-(dropout is the identity at inference), and then:
+The ONNX graph takes ``input`` (float32, shape [N, input_dim], raw features as predict takes them: NaN for a
+missing value, a categorical column as its category code) and computes the stored preprocessing (numeric
+imputation, clip and scaling with missing indicators, boolean fill, one-hot slots of categorical columns; see
+``_preprocessing``), each dense layer as a Gemm, each activation as its ONNX operator (dropout is the identity
+at inference), and then:
 
 - classification: ``probabilities`` (float32 [N, n_classes]; a 1-unit sigmoid output becomes [1 - p, p]) and
   ``label`` ([N], the class labels as uploaded: ArgMax, then Gather from a constant of the labels, as string,
@@ -123,30 +124,59 @@ def _labels_tensor(classes: list) -> tuple[np.ndarray, int]:
 
 
 def _preprocessing(g: _Graph, prep: core.Preprocessor, x: str) -> str:
-    """The stored numeric preprocessing: missing indicators, imputation (Where/IsNaN), clip (Min/Max), Sub, Div."""
-    if len(prep.num_idx_) != prep.n_features_in:
-        raise NotAvailable("ONNX export covers models whose columns are all numeric; this model has "
-                           "categorical or boolean columns (export format=npz instead)")
+    """The stored preprocessing, in the engine's column order: numeric columns (imputation Where/IsNaN, clip
+    Min/Max, Sub, Div), their missing indicators, boolean columns (most-frequent fill), then each categorical
+    column's one-hot slots (Equal against the kept codes; NaN is the missing code; an "other" slot for the
+    rest when the encoder has one)."""
     from onnx import TensorProto
     f32 = np.float32
     raw = x
-    ind = None
-    if prep.indicator_.any():
-        cols = g.const("indicator_columns", np.flatnonzero(prep.indicator_).astype(np.int64))
-        picked = g.op("Gather", [raw, cols], "indicator_input", axis=1)
-        ind = g.op("Cast", [g.op("IsNaN", [picked], "is_missing")], "missing_indicator", to=TensorProto.FLOAT)
-    if prep.imputer_ is not None:
-        fill = g.const("fill", prep.imputer_.fill_.astype(f32)[None, :])
-        x = g.op("Where", [g.op("IsNaN", [x], "missing"), fill, x], "imputed")
-    sc = prep.scaler_
-    if sc.clips:
-        x = g.op("Min", [x, g.const("clip_hi", sc.hi_.astype(f32)[None, :])], "clipped_hi")
-        x = g.op("Max", [x, g.const("clip_lo", sc.lo_.astype(f32)[None, :])], "clipped")
-    x = g.op("Sub", [x, g.const("center", sc.center_.astype(f32))], "centered")
-    x = g.op("Div", [x, g.const("scale", sc.scale_.astype(f32))], "scaled")
-    if ind is not None:
-        x = g.op("Concat", [x, ind], "with_indicators", axis=1)
-    return x
+    parts = []
+    num_idx = prep.num_idx_
+    if len(num_idx):
+        x = raw if len(num_idx) == prep.n_features_in else \
+            g.op("Gather", [raw, g.const("numeric_columns", num_idx.astype(np.int64))], "numeric", axis=1)
+        num_raw = x
+        if prep.imputer_ is not None:
+            fill = g.const("fill", prep.imputer_.fill_.astype(f32)[None, :])
+            x = g.op("Where", [g.op("IsNaN", [x], "missing"), fill, x], "imputed")
+        sc = prep.scaler_
+        if sc.clips:
+            x = g.op("Min", [x, g.const("clip_hi", sc.hi_.astype(f32)[None, :])], "clipped_hi")
+            x = g.op("Max", [x, g.const("clip_lo", sc.lo_.astype(f32)[None, :])], "clipped")
+        x = g.op("Sub", [x, g.const("center", sc.center_.astype(f32))], "centered")
+        parts.append(g.op("Div", [x, g.const("scale", sc.scale_.astype(f32))], "scaled"))
+        if prep.indicator_.any():
+            cols = g.const("indicator_columns", np.flatnonzero(prep.indicator_).astype(np.int64))
+            picked = g.op("Gather", [num_raw, cols], "indicator_input", axis=1)
+            parts.append(g.op("Cast", [g.op("IsNaN", [picked], "is_missing")], "missing_indicator",
+                              to=TensorProto.FLOAT))
+    if len(prep.bool_idx_):
+        b = g.op("Gather", [raw, g.const("boolean_columns", prep.bool_idx_.astype(np.int64))], "boolean", axis=1)
+        fill = g.const("boolean_fill", prep.bool_imputer_.fill_.astype(f32)[None, :])
+        parts.append(g.op("Where", [g.op("IsNaN", [b], "boolean_missing"), fill, b], "boolean_filled"))
+    for j, enc in zip(prep.cat_idx_, prep.encoders_):
+        c = g.op("Gather", [raw, g.const(f"column{j}", np.array([j], dtype=np.int64))], f"categorical{j}", axis=1)
+        n_codes = float(enc.n_codes)
+        # a literal n_codes is an unseen value (not "missing"); then NaN becomes the missing code n_codes
+        c = g.op("Where", [g.op("Equal", [c, g.const("n_codes", np.array(n_codes, f32))]),
+                           g.const("unseen", np.array(-1.0, f32)), c], f"codes{j}")
+        c = g.op("Where", [g.op("IsNaN", [c]), g.const("missing_code", np.array(n_codes, f32)), c], f"codes{j}")
+        slots = []
+        if len(enc.kept_):
+            kept = g.const(f"kept{j}", enc.kept_.astype(f32)[None, :])
+            slots.append(g.op("Cast", [g.op("Equal", [c, kept])], f"onehot{j}", to=TensorProto.FLOAT))
+        if enc.has_other_:
+            if slots:
+                hit = g.op("ReduceMax", [slots[0]], f"matched{j}", axes=[1], keepdims=1)
+                slots.append(g.op("Sub", [g.const("one", np.ones((1, 1), f32)), hit], f"other{j}"))
+            else:
+                zero = g.op("Mul", [c, g.const("zero", np.zeros((1, 1), f32))], f"zero{j}")
+                slots.append(g.op("Add", [zero, g.const("one", np.ones((1, 1), f32))], f"other{j}"))
+        parts.extend(slots)
+    if len(parts) == 1:
+        return parts[0]
+    return g.op("Concat", parts, "preprocessed", axis=1)
 
 
 def to_onnx(net: core.Network, *, classes: list | None, model_id: str = ""):

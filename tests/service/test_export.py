@@ -129,3 +129,41 @@ def test_export_errors(client, trained_model):
         r = client.get(path)
         assert r.status_code == 404
         assert r.json()["detail"] == "model 0123456789abcdef0123456789abcdef not found"
+
+
+@pytest.mark.parametrize("numeric", [
+    {"impute": "median", "add_indicator": True, "scale": "standard"},
+    {"impute": "mean", "scale": "minmax"},
+    {"impute": "constant", "fill_value": -1.0, "scale": "none"},
+])
+@pytest.mark.parametrize("max_categories", [None, 2])
+def test_onnx_preprocessing_with_categorical_boolean_and_missing_inputs(numeric, max_categories):
+    from service.models.export import to_onnx
+
+    g = np.random.default_rng(3)
+    n = 300
+    cats = ["basic", "pro", "team", "enterprise"]
+    X = np.column_stack([g.normal(50, 10, n), g.integers(0, 4, n).astype(float), g.normal(0, 1, n),
+                         g.integers(0, 2, n).astype(float)])
+    y = ((X[:, 0] > 50) ^ (X[:, 1] >= 2)).astype(int) + (X[:, 3] > 0).astype(int)
+    for col, frac in ((0, 0.1), (1, 0.1), (2, 0.05), (3, 0.1)):            # missing values everywhere
+        X[g.random(n) < frac, col] = np.nan
+    columns = [{"name": "age", "type": "numeric"}, {"name": "plan", "type": "categorical", "categories": cats},
+               {"name": "score", "type": "numeric"}, {"name": "active", "type": "boolean"}]
+    prep = core.Preprocessor(columns, numeric=numeric, categorical={"max_categories": max_categories})
+    net = core.Network.from_spec({"layers": [{"type": "dense", "units": 12, "activation": "tanh"},
+                                             {"type": "dense", "units": 3, "activation": "softmax"}],
+                                  "loss": "cross_entropy"})
+    core.fit(net, X, y, epochs=3, batch_size=32, preprocessing=prep, seed=0)
+    held = np.column_stack([g.normal(50, 15, 80), g.integers(-1, 6, 80).astype(float),   # unseen codes too
+                            g.normal(0, 2, 80), g.integers(0, 2, 80).astype(float)]).astype(np.float32)
+    held[g.random(80) < 0.2, 0] = np.nan
+    held[g.random(80) < 0.2, 1] = np.nan
+    held[g.random(80) < 0.2, 3] = np.nan
+    held[3, 1] = 4.0                                                    # the literal n_codes: unseen, not missing
+    sess = ort.InferenceSession(to_onnx(net, classes=["a", "b", "c"]).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    label, proba = sess.run(["label", "probabilities"], {"input": held})
+    ours = net.predict_proba(held)
+    np.testing.assert_allclose(proba, ours, atol=1e-5)
+    assert label.tolist() == [["a", "b", "c"][i] for i in ours.argmax(axis=1)]
