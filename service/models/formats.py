@@ -107,48 +107,81 @@ def _table_to_matrix(table, what: str) -> np.ndarray:
     return out
 
 
-def _arrow(body: bytes | bytearray) -> np.ndarray:
+def _arrow(body: bytes | bytearray):
     import pyarrow as pa
     try:
         table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
     except (pa.ArrowInvalid, pa.ArrowException) as exc:
         raise InvalidInput(f"the body is not an Arrow IPC stream: {exc}") from None
-    return _table_to_matrix(table, "Arrow")
+    return table
 
 
-def _parquet(body: bytes | bytearray) -> np.ndarray:
+def _parquet(body: bytes | bytearray):
     import pyarrow as pa
     import pyarrow.parquet as pq
     try:
         table = pq.read_table(pa.BufferReader(pa.py_buffer(body)))
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         raise InvalidInput(f"the body is not a Parquet file: {exc}") from None
-    return _table_to_matrix(table, "Parquet")
+    return table
 
 
-def _csv(body: bytes | bytearray) -> np.ndarray:
+def _csv(body: bytes | bytearray):
     import pyarrow as pa
     import pyarrow.csv as pcsv
     try:
         table = pcsv.read_csv(pa.BufferReader(pa.py_buffer(body)))
     except (pa.ArrowInvalid, pa.ArrowException) as exc:
         raise InvalidInput(f"the CSV body cannot be read (a header line, then numbers): {exc}") from None
-    return _table_to_matrix(table, "CSV")
+    return table
 
 
 PARSERS = {"npy": _npy, "arrow": _arrow, "parquet": _parquet, "csv": _csv}
+WHAT = {"arrow": "Arrow", "parquet": "Parquet", "csv": "CSV"}
 
 
 def parse(body: bytes | bytearray, kind: str, *, input_dim: int, columns=None) -> np.ndarray:
-    """A non-JSON predict body -> float32 (n, input_dim); 422 naming the shape, column or row."""
+    """A predict body -> float32 (n, input_dim); 422 naming the shape, column or row.
+
+    ``columns`` (the model's ``core.Preprocessor``) maps named table columns (any order; categorical text,
+    booleans, nulls) onto the model's raw input columns."""
     if kind == "json":
         return service.parse_inputs(body, input_dim=input_dim, columns=columns)
-    return _checked(PARSERS[kind](body), input_dim)
+    parsed = PARSERS[kind](body)
+    if isinstance(parsed, np.ndarray):
+        return _checked(parsed, input_dim)
+    return parse_table(parsed, WHAT[kind], input_dim=input_dim, columns=columns)
 
 
-def parse_table(table, what: str, *, input_dim: int) -> np.ndarray:
-    """An Arrow table (numeric columns, or one fixed-size-list column) -> checked float32 (n, input_dim)."""
-    return _checked(_table_to_matrix(table, what), input_dim)
+def parse_table(table, what: str, *, input_dim: int, columns=None) -> np.ndarray:
+    """An Arrow table -> checked float32 (n, input_dim): numeric columns by name (or in order when no name
+    matches), one fixed-size-list column, or (models with categorical/boolean columns, or some trained
+    columns left out) values by column name through the model's ``matrix_from_columns``."""
+    import pyarrow as pa
+
+    names = [str(n) for n in table.column_names]
+    if columns is None or (table.num_columns == 1 and pa.types.is_fixed_size_list(table.schema.field(0).type)):
+        return _checked(_table_to_matrix(table, what), input_dim)
+    model_names = [c["name"] for c in columns.columns]
+    numeric = all(c["type"] == "numeric" for c in columns.columns)
+    if not set(names) & set(model_names) and len(names) == len(model_names):
+        if not numeric:
+            raise InvalidInput(f"{what} columns {names} are none of the model's columns {model_names}")
+        return _checked(_table_to_matrix(table, what), input_dim)              # in order (e.g. unnamed)
+    if numeric and set(model_names) <= set(names):
+        unknown = [n for n in names if n not in model_names]
+        if unknown:
+            raise InvalidInput(f"{what}: unknown column(s) {unknown}; the model's columns are {model_names}")
+        return _checked(_table_to_matrix(table.select([names.index(n) for n in model_names]), what), input_dim)
+    values = [table.column(j).to_pylist() for j in range(table.num_columns)]
+    rows = [list(r) for r in zip(*values)]
+    if not rows:
+        raise InvalidInput("inputs has no rows")
+    try:
+        X = columns.matrix_from_columns(names, rows)
+    except ValueError as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+    return _checked(X, input_dim)
 
 
 def _checked(X: np.ndarray, input_dim: int) -> np.ndarray:
