@@ -63,7 +63,9 @@ class DatasetRead(BaseModel):
     classes: list[str | int | float | bool] | None = Field(
         description="Labels as uploaded, sorted (strings stay strings); null for regression.")
     target: str | None = Field(description="The CSV target column; null for .npz and JSON uploads.")
-    size_bytes: int = Field(description="Size of the uploaded file (or JSON body) in bytes.")
+    size_bytes: int = Field(description="Bytes counted against the stored-bytes quota: the uploaded file (or JSON "
+                                        "body), or the stored arrays when they are larger (a compressed "
+                                        "file).")
     n_dropped: int = Field(0, description="Rows dropped for a missing target (drop_missing_target=true).")
     columns: list[dict] | None = Field(
         None, description="Per column of the file except the target, in file order: name, type (numeric, "

@@ -11,13 +11,15 @@ from sqlalchemy.orm import Session
 
 from service import quotas
 from service.database import new_id
+from service.datasets import archive
 from service.datasets.parsing import ParseError, numeric_columns, parse_json_dataset, parse_npz, parse_table
 from service.datasets.tables import Dataset
 from service.datasets.upload import Upload
-from service.errors import Conflict, InvalidInput, NotFound
+from service.errors import Conflict, InvalidInput, NotFound, TooLarge
 from service.storage import Storage
 
 MAX_NAME = 200
+MAX_LABEL_CHARS = 256       # a feature name or a class label (they are echoed in every answer about the data set)
 
 
 def x_key(dataset_id: str) -> str:
@@ -105,6 +107,31 @@ def _parse(upload: Upload, settings=None):
         raise InvalidInput(str(exc)) from None
 
 
+def _check_npz(session: Session, settings, *, owner: str, path) -> None:
+    """422 for an archive numpy could not have written; 413 when its arrays would pass the upload limit or a
+    quota once decompressed (the members' declared shapes are summed; nothing is inflated)."""
+    try:
+        declared = archive.declared_bytes(path)
+    except ParseError as exc:
+        raise InvalidInput(str(exc)) from None
+    if declared > settings.max_upload_bytes:
+        raise TooLarge(f"the .npz holds arrays of {declared:,} bytes once decompressed, more than the limit of "
+                       f"{settings.max_upload_bytes:,} bytes (MLP_MAX_UPLOAD_BYTES); nothing is stored")
+    quotas.check_dataset(session, settings, owner=owner, size_bytes=declared)
+
+
+def _check_labels(parsed) -> int:
+    """422 for a feature name or class label over MAX_LABEL_CHARS; the bytes of the stored arrays, which count
+    against the stored-bytes quota when more than the upload (a compressed file)."""
+    for i, n in enumerate(parsed.feature_names or []):
+        if len(str(n)) > MAX_LABEL_CHARS:
+            raise InvalidInput(f"feature name {i} is {len(str(n)):,} characters long; at most {MAX_LABEL_CHARS}")
+    for i, c in enumerate(parsed.classes or []):
+        if isinstance(c, str) and len(c) > MAX_LABEL_CHARS:
+            raise InvalidInput(f"class label {i} is {len(c):,} characters long; at most {MAX_LABEL_CHARS}")
+    return int(parsed.X.size) * 4 + int(np.asarray(parsed.y).nbytes)
+
+
 def _stem(filename: str) -> str:
     """The file name without its directory and extension(s): 'data.csv.gz' -> 'data'."""
     name = filename.replace("\\", "/").rsplit("/", 1)[-1]
@@ -118,10 +145,15 @@ def create(session: Session, *, owner: str, storage: Storage, upload: Upload, se
     """Parse, then store X.npy and y.npy atomically and commit the row last; on failure nothing is left."""
     if settings is not None:
         quotas.check_dataset(session, settings, owner=owner, size_bytes=upload.size_bytes)
+        if upload.kind == "npz":  # what the archive would decompress to, refused before it is inflated
+            _check_npz(session, settings, owner=owner, path=upload.path)
     name, parsed = _parse(upload, settings)
     name = (name or "dataset").strip() or "dataset"
     if len(name) > MAX_NAME:
         raise InvalidInput(f"name must be at most {MAX_NAME} characters, got {len(name)}")
+    size_bytes = max(int(upload.size_bytes), _check_labels(parsed))
+    if settings is not None and size_bytes > upload.size_bytes:
+        quotas.check_dataset(session, settings, owner=owner, size_bytes=size_bytes)
     dataset_id = new_id()
     try:
         storage.save_array(x_key(dataset_id), np.ascontiguousarray(parsed.X, dtype=np.float32))
@@ -129,7 +161,7 @@ def create(session: Session, *, owner: str, storage: Storage, upload: Upload, se
         row = Dataset(id=dataset_id, owner=owner, name=name, task=parsed.task, n_samples=int(parsed.X.shape[0]),
                       n_features=int(parsed.X.shape[1]), n_outputs=parsed.n_outputs,
                       feature_names=parsed.feature_names, classes=parsed.classes, target=parsed.target,
-                      size_bytes=int(upload.size_bytes), columns=parsed.columns, n_dropped=parsed.n_dropped)
+                      size_bytes=size_bytes, columns=parsed.columns, n_dropped=parsed.n_dropped)
         session.add(row)
         session.commit()
     except BaseException:

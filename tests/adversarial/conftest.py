@@ -3,7 +3,9 @@ server (RSS, /healthz latency) while an attack runs."""
 
 from __future__ import annotations
 
-import threading
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,52 +15,28 @@ import pytest
 from tests.service.conftest import app, client, live_server, settings  # noqa: F401  (fixtures)
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of one process (not its children)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 class Watch:
-    """Polls /healthz (latency) and the server's RSS every few ms in a thread while an attack runs."""
+    """Polls /healthz (latency) and the server's RSS every few ms, from a separate process, while an attack runs."""
 
     def __init__(self, url: str, pid: int, interval: float = 0.02):
         self.url, self.pid, self.interval = url, pid, interval
         self.latencies: list[float] = []
-        self.peak_rss = rss_bytes(pid)
+        self.peak_rss = 0
         self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10.0) as http:
-            while not self._stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    r = http.get("/healthz")
-                    if r.status_code != 200:
-                        self.errors.append(f"/healthz answered {r.status_code}")
-                except httpx.HTTPError as exc:
-                    self.errors.append(f"/healthz: {type(exc).__name__}")
-                self.latencies.append(time.perf_counter() - t0)
-                self.peak_rss = max(self.peak_rss, rss_bytes(self.pid))
-                self._stop.wait(self.interval)
+        self._proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "Watch":
-        self._thread.start()
-        deadline = time.monotonic() + 5
-        while not self.latencies and time.monotonic() < deadline:
-            time.sleep(0.005)
+        self._proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_watch.py")), self.url,
+                                       str(self.pid), str(self.interval)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout.readline().strip() == "ready"
         return self
 
     def __exit__(self, *exc) -> None:
-        deadline = time.monotonic() + 5
-        while len(self.latencies) < 20 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self._stop.set()
-        self._thread.join(timeout=15)
+        time.sleep(0.3)  # a few samples after the attack's last request
+        out, _ = self._proc.communicate(input="", timeout=30)
+        result = json.loads(out.strip().splitlines()[-1])
+        self.latencies, self.peak_rss, self.errors = result["latencies"], result["peak_rss"], result["errors"]
 
     def p99(self) -> float:
         xs = sorted(self.latencies)
