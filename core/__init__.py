@@ -5,8 +5,9 @@
 ...                          "loss": "cross_entropy"})
 """
 from .activations import ACTIVATIONS
+from .early_stopping import MONITORS, monitors_for
 from .initializers import INITS
-from .layers import ActivationLayer, Dense, Dropout, Layer
+from .layers import LAYERS, ActivationLayer, Dense, Dropout, Layer
 from .losses import LOSSES
 from .network import Network, count_params, normalize_spec
 from .optimizers import OPTIMIZERS
@@ -14,7 +15,8 @@ from .preprocessing import ENCODERS, IMPUTERS, SCALERS, Preprocessor
 from .training import History, TrainingCancelled, TrainingDiverged, TrainingState, fit
 
 __all__ = [
-    "ACTIVATIONS", "INITS", "LOSSES", "OPTIMIZERS", "Network", "fit", "count_params",
-    "normalize_spec", "History", "TrainingState", "TrainingDiverged", "TrainingCancelled",
-    "Layer", "Dense", "ActivationLayer", "Dropout", "Preprocessor", "IMPUTERS", "SCALERS", "ENCODERS",
+    "ACTIVATIONS", "INITS", "LAYERS", "LOSSES", "MONITORS", "OPTIMIZERS", "monitors_for",
+    "Network", "fit", "count_params", "normalize_spec", "History", "TrainingState", "TrainingDiverged",
+    "TrainingCancelled", "Layer", "Dense", "ActivationLayer", "Dropout", "Preprocessor", "IMPUTERS",
+    "SCALERS", "ENCODERS",
 ]

@@ -4,6 +4,12 @@ and dicts ``params`` / ``grads`` keyed by parameter name.
 Training-time buffers are allocated once per batch shape and reused, so the
 hot loop does no large allocations. ``forward(..., training=False)`` uses
 fresh arrays and caches nothing, so prediction never disturbs training state.
+
+A layer type is one class registered in ``LAYERS`` under the ``type`` string
+the API accepts: besides the array work it declares its spec fields and
+validates them (``normalize``), builds itself from a spec (``from_spec``) and
+counts its parameters (``spec_n_params``), so ``core.network`` needs no change
+when a type is added.
 """
 from __future__ import annotations
 
@@ -12,14 +18,26 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from . import _blas
+from ._spec import choice, int_field
 from .activations import ACTIVATIONS
 from .initializers import INITS, default_init
 
 
 class Layer(ABC):
-    """Base class: a layer without parameters passes shapes through."""
+    """Base class: a layer without parameters passes shapes through.
+
+    Class attributes describe the layer's spec (one dict of ``layers`` in a
+    network spec): ``type``, its ``fields`` besides ``type``, the field naming
+    its activation (``activation_field``, used to find the output activation
+    and to keep softmax last), the field fixing its output width
+    (``units_field``) and whether it may be the network's last layer.
+    """
 
     type = ""
+    fields: tuple[str, ...] = ()
+    activation_field: str | None = None
+    units_field: str | None = None
+    may_be_last = True
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -29,8 +47,96 @@ class Layer(ABC):
         self.dtype = np.float32
         self._bufs: dict[tuple, np.ndarray] = {}
 
+    # -- the spec -------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def normalize(cls, cfg: dict, where: str) -> dict:
+        """Validate one layer's spec and return it with defaults filled in.
+
+        Parameters
+        ----------
+        cfg : dict
+            The layer's spec, ``{"type": cls.type, ...}``; it holds no fields
+            other than ``fields`` (``normalize_spec`` checked that).
+        where : str
+            Its place for error messages, e.g. ``"layers[2]"``.
+
+        Returns
+        -------
+        dict
+            ``{"type": ..., **one entry per field}``.
+
+        Raises
+        ------
+        ValueError
+            Naming the field and the value (``layers[0].units must be >= 1, got 0``).
+        """
+
+    @classmethod
+    def from_spec(cls, cfg: dict) -> "Layer":
+        """Build the (unbuilt) layer from a spec that ``normalize`` returned.
+
+        Parameters
+        ----------
+        cfg : dict
+            A normalised layer spec.
+
+        Returns
+        -------
+        Layer
+        """
+        return cls(**{field: cfg.get(field) for field in cls.fields})
+
+    @classmethod
+    def spec_units(cls, cfg: dict) -> int | None:
+        """Output width the spec fixes, or None when the layer keeps its input's width.
+
+        Parameters
+        ----------
+        cfg : dict
+            A normalised layer spec.
+
+        Returns
+        -------
+        int or None
+        """
+        return cfg[cls.units_field] if cls.units_field else None
+
+    @classmethod
+    def spec_n_params(cls, cfg: dict, input_dim: int) -> int:
+        """Number of trainable parameters for ``input_dim`` inputs (0 here).
+
+        Parameters
+        ----------
+        cfg : dict
+            A normalised layer spec.
+        input_dim : int
+            Width of the layer's input.
+
+        Returns
+        -------
+        int
+        """
+        return 0
+
+    # -- the arrays ---------------------------------------------------------------
     def build(self, input_dim: int, rng: np.random.Generator, dtype=np.float32) -> int:
-        """Allocate parameters for ``input_dim`` inputs; return the output width."""
+        """Allocate parameters for ``input_dim`` inputs.
+
+        Parameters
+        ----------
+        input_dim : int
+            Width of the layer's input.
+        rng : numpy.random.Generator
+            Source of the initial weights.
+        dtype : numpy dtype
+            float32 or float64, for parameters and buffers.
+
+        Returns
+        -------
+        int
+            The output width.
+        """
         self.input_dim = self.output_dim = input_dim
         self.dtype = np.dtype(dtype)
         return input_dim
@@ -44,21 +150,54 @@ class Layer(ABC):
 
     @abstractmethod
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        ...
+        """The layer's output for a batch.
+
+        Parameters
+        ----------
+        x : ndarray of shape (n_samples, input_dim), the layer's dtype
+            The batch; not modified.
+        training : bool
+            True inside ``fit``: the result may be a reused buffer, and what
+            ``backward`` needs is cached. False: a fresh array, nothing cached.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, output_dim), the layer's dtype
+        """
 
     @abstractmethod
     def backward(self, grad: np.ndarray, need_input_grad: bool = True,
                  sgd_step: bool = False) -> np.ndarray | None:
         """Turn ``dL/d output`` into ``dL/d input`` and fill ``grads``.
 
-        With ``sgd_step`` the layer applies a plain SGD step itself,
-        ``p -= grads[p]`` (the learning rate is already folded into ``grad``),
-        instead of storing the gradients; ``grads`` is then left stale.
+        Called after ``forward(x, training=True)`` on the same batch.
+
+        Parameters
+        ----------
+        grad : ndarray of shape (n_samples, output_dim), the layer's dtype
+            ``dL/d output``; may be overwritten.
+        need_input_grad : bool
+            False for the first layer, which may then skip computing it.
+        sgd_step : bool
+            Apply a plain SGD step itself, ``p -= grads[p]`` (the learning rate
+            is already folded into ``grad``), instead of storing the gradients;
+            ``grads`` is then left stale.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, input_dim), or None
+            ``dL/d input`` (possibly a reused buffer or ``grad`` itself); None
+            when ``need_input_grad`` is False and the layer skipped it.
         """
 
     @abstractmethod
     def spec(self) -> dict:
-        ...
+        """The layer's spec, as ``normalize`` returns it.
+
+        Returns
+        -------
+        dict
+        """
 
 
 class Dense(Layer):
@@ -78,6 +217,9 @@ class Dense(Layer):
     """
 
     type = "dense"
+    fields = ("units", "activation", "init")
+    activation_field = "activation"
+    units_field = "units"
 
     def __init__(self, units: int, activation: str = "linear", init: str | None = None):
         super().__init__()
@@ -88,6 +230,19 @@ class Dense(Layer):
         self.skip_activation = False
         self._x: np.ndarray | None = None
         self._y: np.ndarray | None = None
+
+    @classmethod
+    def normalize(cls, cfg, where):
+        units = int_field(cfg.get("units"), f"{where}.units")
+        act = choice(cfg.get("activation") or "linear", f"{where}.activation", ACTIVATIONS)
+        init = cfg.get("init")
+        if init is not None:
+            choice(init, f"{where}.init", INITS)
+        return {"type": "dense", "units": units, "activation": act, "init": init}
+
+    @classmethod
+    def spec_n_params(cls, cfg, input_dim):
+        return input_dim * cfg["units"] + cfg["units"]
 
     def build(self, input_dim, rng, dtype=np.float32):
         self.input_dim, self.output_dim = input_dim, self.units
@@ -103,13 +258,32 @@ class Dense(Layer):
 
         The bias is added as a (1, units) view: for a one-row ``x`` the shapes
         then match exactly and numpy skips broadcasting (~1 us less per call).
+
+        Parameters
+        ----------
+        x : ndarray of shape (n_samples, input_dim), the layer's dtype
+
+        Returns
+        -------
+        ndarray of shape (n_samples, units), the layer's dtype
         """
         z = np.dot(x, self.params["W"])
         z += self.params["b"].reshape(1, -1)
         return z
 
     def activate(self, z: np.ndarray) -> np.ndarray:
-        """The activation applied in place (none when the loss applies it)."""
+        """The activation applied in place (none when the loss applies it).
+
+        Parameters
+        ----------
+        z : ndarray of shape (n_samples, units)
+            Pre-activations, overwritten.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, units)
+            ``z`` itself.
+        """
         return z if self.skip_activation else self.activation.forward(z)
 
     def forward(self, x, training=False):
@@ -163,6 +337,8 @@ class ActivationLayer(Layer):
     """A stand-alone activation ``y = f(x)``."""
 
     type = "activation"
+    fields = ("name",)
+    activation_field = "name"
 
     def __init__(self, name: str):
         super().__init__()
@@ -170,6 +346,10 @@ class ActivationLayer(Layer):
         self.activation = ACTIVATIONS[name]
         self.skip_activation = False
         self._y: np.ndarray | None = None
+
+    @classmethod
+    def normalize(cls, cfg, where):
+        return {"type": "activation", "name": choice(cfg.get("name"), f"{where}.name", ACTIVATIONS)}
 
     def forward(self, x, training=False):
         if self.skip_activation:
@@ -199,12 +379,21 @@ class Dropout(Layer):
     """
 
     type = "dropout"
+    fields = ("rate",)
+    may_be_last = False
 
     def __init__(self, rate: float):
         super().__init__()
         self.rate = float(rate)
         self.rng: np.random.Generator = np.random.default_rng(0)
         self._mask: np.ndarray | None = None
+
+    @classmethod
+    def normalize(cls, cfg, where):
+        rate = cfg.get("rate")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0.0 <= rate < 1.0):
+            raise ValueError(f"{where}.rate must be a number in [0, 1), got {rate!r}")
+        return {"type": "dropout", "rate": float(rate)}
 
     def forward(self, x, training=False):
         if not training or self.rate == 0.0:
@@ -228,3 +417,7 @@ class Dropout(Layer):
 
     def spec(self):
         return {"type": "dropout", "rate": self.rate}
+
+
+# Every layer type, keyed by the ``type`` string the API accepts (in this order in messages).
+LAYERS: dict[str, type[Layer]] = {cls.type: cls for cls in (Dense, ActivationLayer, Dropout)}

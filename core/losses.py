@@ -23,12 +23,17 @@ _TINY = 1e-12
 
 
 class Loss(ABC):
-    """Base class.
+    """Base class: a loss, what output it needs, and how labels are read from it.
 
     ``value(out, y)`` returns the mean loss and may transform ``out`` in place
     (fused losses turn logits into probabilities); ``gradient(out, y, scale)``
     must be called right after ``value`` on the same ``out`` and overwrites it
     with ``scale * dL/d(out)`` (or ``dL/dz`` when fused).
+
+    A new loss declares its output here too: ``allowed_activations`` and
+    ``check_units`` (what ``normalize_spec`` enforces), ``n_classes`` and
+    ``output_units`` (how many output units a data set needs), ``labels``
+    (classification only).
     """
 
     name = ""
@@ -36,14 +41,123 @@ class Loss(ABC):
     # Output activations this loss may follow; None means "any but softmax".
     allowed_activations: tuple[str, ...] | None = None
     task = "regression"
+    # Exactly this many classes (binary: 2); None: any number (or regression).
+    n_classes: int | None = None
+    # How the output width follows from the data, as error messages say it.
+    units_rule = "n_outputs"
 
     @abstractmethod
     def value(self, out: np.ndarray, y: np.ndarray) -> float:
-        ...
+        """Mean loss over the samples (and outputs, for regression).
+
+        Parameters
+        ----------
+        out : ndarray of shape (n_samples, n_outputs), float32 or float64
+            The network's output; logits when the loss is fused with the output
+            activation. May be overwritten: afterwards it holds the network's
+            outputs with the activation applied (probabilities when fused).
+        y : ndarray of shape (n_samples,) int64 class indices, or (n_samples, n_outputs) floats
+            The targets.
+
+        Returns
+        -------
+        float
+            The mean loss (NaN or infinite when training diverges).
+        """
 
     @abstractmethod
     def gradient(self, out: np.ndarray, y: np.ndarray, scale: float = 1.0) -> np.ndarray:
-        ...
+        """Overwrite ``out`` with ``scale * dL/d(out)`` (``dL/dz`` when fused).
+
+        Parameters
+        ----------
+        out : ndarray of shape (n_samples, n_outputs), float32 or float64
+            The array ``value`` was just called on (in the state it left it).
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The same targets as given to ``value``.
+        scale : float
+            Factor folded into the gradient (the learning rate, for plain SGD).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_outputs)
+            ``out`` itself, now holding the gradient of the mean loss.
+        """
+
+    def check_output(self, units: int, activation: str) -> None:
+        """Refuse an output layer this loss cannot follow.
+
+        Parameters
+        ----------
+        units : int
+            Width of the network's output (units of the last dense layer).
+        activation : str
+            The output activation, a key of ``ACTIVATIONS``.
+
+        Raises
+        ------
+        ValueError
+            Naming the loss, the activation it needs or the unit count.
+        """
+        if self.allowed_activations is not None and activation not in self.allowed_activations:
+            raise ValueError(
+                f"loss: {self.name} needs a {' or '.join(self.allowed_activations)} output activation, "
+                f"but the last layer's activation is {activation}")
+        if self.allowed_activations is None and activation == "softmax":
+            raise ValueError(f"loss: {self.name} cannot follow a softmax output; use cross_entropy")
+        self.check_units(units)
+
+    def check_units(self, units: int) -> None:
+        """Refuse an output width this loss cannot use (any width >= 1 here).
+
+        Parameters
+        ----------
+        units : int
+            Width of the network's output.
+
+        Raises
+        ------
+        ValueError
+            When the width does not suit the loss.
+        """
+
+    def output_units(self, n_targets: int) -> int:
+        """Output units a network needs for a data set.
+
+        Parameters
+        ----------
+        n_targets : int
+            Number of classes (classification) or target columns (regression).
+
+        Returns
+        -------
+        int
+            One unit per class or target column here.
+        """
+        return n_targets
+
+    def labels(self, out: np.ndarray, *, probabilities: bool = False) -> np.ndarray:
+        """Class indices read from network outputs (classification losses only).
+
+        Parameters
+        ----------
+        out : ndarray of shape (n_samples, n_outputs)
+            The network's raw outputs (logits, for a fused loss), or with
+            ``probabilities`` its outputs after the output activation.
+            ``predict_proba``'s two binary columns work too.
+        probabilities : bool
+            Whether ``out`` holds activated outputs rather than logits.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), int64
+
+        Raises
+        ------
+        ValueError
+            For a regression loss.
+        """
+        raise ValueError(f"loss {self.name} is for regression: its outputs are not class labels")
 
 
 _ROWS: dict[int, np.ndarray] = {}
@@ -65,6 +179,7 @@ class CrossEntropy(Loss):
     fused_activation = "softmax"
     allowed_activations = ("softmax",)
     task = "classification"
+    units_rule = "softmax needs one unit per class"
 
     def value(self, out, y):
         # out holds logits (n, k); turned into probabilities in place.
@@ -83,6 +198,15 @@ class CrossEntropy(Loss):
         out *= scale / n
         return out
 
+    def check_units(self, units):
+        if units < 2:
+            raise ValueError(f"layers: cross_entropy needs >= 2 output units, got {units}; "
+                             "for two classes use 1 sigmoid unit with binary_cross_entropy")
+
+    def labels(self, out, *, probabilities=False):
+        # softmax is monotone: the largest logit is the largest probability
+        return out.argmax(axis=1)
+
 
 class BinaryCrossEntropy(Loss):
     """Binary cross-entropy on 0/1 labels, fused with a one-unit sigmoid."""
@@ -91,6 +215,8 @@ class BinaryCrossEntropy(Loss):
     fused_activation = "sigmoid"
     allowed_activations = ("sigmoid",)
     task = "classification"
+    n_classes = 2
+    units_rule = "a sigmoid output needs 1 unit"
 
     def value(self, out, y):
         # out holds logits (n, 1); loss = softplus(z) - z*y, stable for large |z|.
@@ -107,8 +233,21 @@ class BinaryCrossEntropy(Loss):
         out *= scale / n
         return out
 
+    def check_units(self, units):
+        if units != 1:
+            raise ValueError(f"layers: binary_cross_entropy needs exactly 1 output unit, got {units}")
+
+    def output_units(self, n_targets):
+        return 1
+
+    def labels(self, out, *, probabilities=False):
+        # The last column is the positive class's score; sigmoid(z) > 0.5 iff z > 0.
+        return (out[:, -1] > (0.5 if probabilities else 0)).astype(np.int64)
+
 
 class MeanSquaredError(Loss):
+    """Mean squared error over samples and outputs."""
+
     name = "mse"
 
     def value(self, out, y):
@@ -122,6 +261,8 @@ class MeanSquaredError(Loss):
 
 
 class MeanAbsoluteError(Loss):
+    """Mean absolute error over samples and outputs."""
+
     name = "mae"
 
     def value(self, out, y):

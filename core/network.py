@@ -8,41 +8,29 @@ from pathlib import Path
 
 import numpy as np
 
+from ._spec import choice, int_field
 from .activations import ACTIVATIONS
-from .initializers import INITS
-from .layers import ActivationLayer, Dense, Dropout, Layer
+from .layers import LAYERS, Dense, Layer
 from .losses import LOSSES
 from .preprocessing import Preprocessor
 
 FORMAT_VERSION = 1
-LAYER_TYPES = ("dense", "activation", "dropout")
-_LAYER_FIELDS = {
-    "dense": {"type", "units", "activation", "init"},
-    "activation": {"type", "name"},
-    "dropout": {"type", "rate"},
-}
 _SPEC_FIELDS = {"name", "input_dim", "layers", "loss"}
-
-
-def _int_field(value, field: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise ValueError(f"{field} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{field} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _choice(value, field: str, table) -> str:
-    if value not in table:
-        raise ValueError(f"{field} must be one of {', '.join(table)}, got {value!r}")
-    return value
 
 
 def normalize_spec(spec: dict) -> dict:
     """Validate a network spec and return it with defaults filled in.
+
+    Parameters
+    ----------
+    spec : dict
+        ``{"layers": [...], "loss": ..., "input_dim"?: int, "name"?: str}``,
+        the body of ``POST /v1/networks``.
+
+    Returns
+    -------
+    dict
+        The same keys, each layer as its class's ``normalize`` returns it.
 
     Raises
     ------
@@ -54,87 +42,106 @@ def normalize_spec(spec: dict) -> dict:
     unknown = set(spec) - _SPEC_FIELDS
     if unknown:
         raise ValueError(f"{sorted(unknown)[0]}: unknown field; allowed: {', '.join(sorted(_SPEC_FIELDS))}")
-    layers = spec.get("layers")
+    layers = _normalize_layers(spec.get("layers"))
+    loss_name = choice(spec.get("loss"), "loss", LOSSES)
+    LOSSES[loss_name].check_output(output_units(layers), output_activation(layers))
+    out = {"layers": layers, "loss": loss_name}
+    if spec.get("name") is not None:
+        out["name"] = str(spec["name"])
+    if spec.get("input_dim") is not None:
+        out["input_dim"] = int_field(spec["input_dim"], "input_dim")
+    return out
+
+
+def _normalize_layers(layers) -> list[dict]:
+    """Each layer through its class's ``normalize``, then the rules on their order."""
     if not isinstance(layers, (list, tuple)) or not layers:
         raise ValueError("layers must be a non-empty list")
-    out_layers = []
+    out = []
     for i, layer in enumerate(layers):
         where = f"layers[{i}]"
         if not isinstance(layer, dict):
             raise ValueError(f"{where} must be an object, got {layer!r}")
-        kind = _choice(layer.get("type"), f"{where}.type", LAYER_TYPES)
-        extra = {k for k, v in layer.items() if v is not None} - _LAYER_FIELDS[kind]
+        kind = choice(layer.get("type"), f"{where}.type", LAYERS)
+        extra = {k for k, v in layer.items() if v is not None} - {"type", *LAYERS[kind].fields}
         if extra:
             raise ValueError(f"{where}.{sorted(extra)[0]}: unknown field for a {kind} layer")
-        if kind == "dense":
-            units = _int_field(layer.get("units"), f"{where}.units")
-            act = _choice(layer.get("activation") or "linear", f"{where}.activation", ACTIVATIONS)
-            init = layer.get("init")
-            if init is not None:
-                _choice(init, f"{where}.init", INITS)
-            out_layers.append({"type": "dense", "units": units, "activation": act, "init": init})
-        elif kind == "activation":
-            act = _choice(layer.get("name"), f"{where}.name", ACTIVATIONS)
-            out_layers.append({"type": "activation", "name": act})
-        else:
-            rate = layer.get("rate")
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0.0 <= rate < 1.0):
-                raise ValueError(f"{where}.rate must be a number in [0, 1), got {rate!r}")
-            out_layers.append({"type": "dropout", "rate": float(rate)})
-    if not any(l["type"] == "dense" for l in out_layers):
-        raise ValueError("layers must contain at least one dense layer")
+        out.append(LAYERS[kind].normalize(layer, where))
+    if not any(LAYERS[l["type"]].units_field for l in out):
+        sizing = " or ".join(k for k, cls in LAYERS.items() if cls.units_field)
+        raise ValueError(f"layers must contain at least one {sizing} layer")
+    last = out[-1]["type"]
+    if not LAYERS[last].may_be_last:
+        raise ValueError(f"layers[{len(out) - 1}]: {last} cannot be the last layer")
     # The output activation is that of the last layer; softmax is allowed nowhere else.
-    last = out_layers[-1]
-    if last["type"] == "dropout":
-        raise ValueError(f"layers[{len(out_layers) - 1}]: dropout cannot be the last layer")
-    for i, l in enumerate(out_layers[:-1]):
-        act = l.get("activation") or l.get("name")
-        if act == "softmax":
-            field = "activation" if l["type"] == "dense" else "name"
+    for i, l in enumerate(out[:-1]):
+        field = LAYERS[l["type"]].activation_field
+        if field and l[field] == "softmax":
             raise ValueError(f"layers[{i}].{field}: softmax is only allowed in the last layer")
-    out_act = last.get("activation") or last.get("name")
-    loss_name = _choice(spec.get("loss"), "loss", LOSSES)
-    loss = LOSSES[loss_name]
-    output_dim = [l for l in out_layers if l["type"] == "dense"][-1]["units"]
-    if loss.allowed_activations is not None and out_act not in loss.allowed_activations:
-        raise ValueError(
-            f"loss: {loss_name} needs a {' or '.join(loss.allowed_activations)} output activation, "
-            f"but the last layer's activation is {out_act}")
-    if loss.allowed_activations is None and out_act == "softmax":
-        raise ValueError(f"loss: {loss_name} cannot follow a softmax output; use cross_entropy")
-    if loss_name == "cross_entropy" and output_dim < 2:
-        raise ValueError(f"layers: cross_entropy needs >= 2 output units, got {output_dim}; "
-                         "for two classes use 1 sigmoid unit with binary_cross_entropy")
-    if loss_name == "binary_cross_entropy" and output_dim != 1:
-        raise ValueError(f"layers: binary_cross_entropy needs exactly 1 output unit, got {output_dim}")
-    out = {"layers": out_layers, "loss": loss_name}
-    if spec.get("name") is not None:
-        out["name"] = str(spec["name"])
-    if spec.get("input_dim") is not None:
-        out["input_dim"] = _int_field(spec["input_dim"], "input_dim")
     return out
 
 
+def output_units(layers: list[dict]) -> int:
+    """Width of the network's output: that of the last layer that fixes one.
+
+    Parameters
+    ----------
+    layers : list of dict
+        Normalised layer specs.
+
+    Returns
+    -------
+    int
+    """
+    return [units for units in (LAYERS[l["type"]].spec_units(l) for l in layers) if units][-1]
+
+
+def output_activation(layers: list[dict]) -> str:
+    """Name of the network's output activation (``"linear"`` when the last layer has none).
+
+    Parameters
+    ----------
+    layers : list of dict
+        Normalised layer specs.
+
+    Returns
+    -------
+    str
+        A key of ``ACTIVATIONS``.
+    """
+    field = LAYERS[layers[-1]["type"]].activation_field
+    return layers[-1][field] if field else "linear"
+
+
 def count_params(spec: dict, input_dim: int | None = None) -> int | None:
-    """Number of trainable parameters, or None when the input width is unknown."""
+    """Number of trainable parameters, or None when the input width is unknown.
+
+    Parameters
+    ----------
+    spec : dict
+        A network spec (validated here).
+    input_dim : int or None
+        Input width; default the spec's ``input_dim``.
+
+    Returns
+    -------
+    int or None
+
+    Raises
+    ------
+    ValueError
+        When the spec is invalid (see ``normalize_spec``).
+    """
     spec = normalize_spec(spec)
     d = input_dim if input_dim is not None else spec.get("input_dim")
     if d is None:
         return None
     total = 0
     for layer in spec["layers"]:
-        if layer["type"] == "dense":
-            total += d * layer["units"] + layer["units"]
-            d = layer["units"]
+        cls = LAYERS[layer["type"]]
+        total += cls.spec_n_params(layer, d)
+        d = cls.spec_units(layer) or d
     return total
-
-
-def _make_layer(cfg: dict) -> Layer:
-    if cfg["type"] == "dense":
-        return Dense(cfg["units"], cfg["activation"], cfg.get("init"))
-    if cfg["type"] == "activation":
-        return ActivationLayer(cfg["name"])
-    return Dropout(cfg["rate"])
 
 
 def atomic_savez(path, arrays: dict[str, np.ndarray]) -> None:
@@ -211,10 +218,10 @@ class Network:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
-        self.layers: list[Layer] = [_make_layer(c) for c in self.spec["layers"]]
+        self.layers: list[Layer] = [LAYERS[c["type"]].from_spec(c) for c in self.spec["layers"]]
         self.loss = LOSSES[self.spec["loss"]]
         self.input_dim: int | None = self.spec.get("input_dim")
-        self.output_dim: int = [l for l in self.layers if isinstance(l, Dense)][-1].units
+        self.output_dim: int = output_units(self.spec["layers"])
         self.task = self.loss.task
         self.meta: dict = {}
         # Preprocessing learned by fit (imputation, scaling, one-hot), applied by predict to raw rows.
@@ -222,12 +229,10 @@ class Network:
         self.built = False
         # When the loss applies the output activation itself, the last layer
         # hands it logits during training and prediction; see _output().
-        last = self.layers[-1]
-        self.output_activation = ACTIVATIONS[
-            last.activation_name if isinstance(last, Dense) else last.name]
+        self.output_activation = ACTIVATIONS[output_activation(self.spec["layers"])]
         self._fused = self.loss.fused_activation is not None
         if self._fused:
-            last.skip_activation = True
+            self.layers[-1].skip_activation = True
         if seed is not None and self.input_dim is not None:
             self.build(self.input_dim, np.random.default_rng(seed))
 
@@ -380,9 +385,7 @@ class Network:
         """
         raw = self._raw(X)
         if self.task == "classification":
-            if raw.shape[1] == 1:
-                return (raw[:, 0] > 0).astype(np.int64)  # sigmoid(z) > 0.5 iff z > 0
-            return raw.argmax(axis=1)
+            return self.loss.labels(raw, probabilities=not self._fused)
         return raw[:, 0] if raw.shape[1] == 1 else raw
 
     # -- persistence --------------------------------------------------------

@@ -9,12 +9,10 @@ from typing import Callable
 
 import numpy as np
 
+from .early_stopping import MONITORS, normalize_early_stopping
 from .network import Network, _check_finite, _from_json_array, _json_array, atomic_savez
 from .optimizers import make_optimizer
 from .preprocessing import Preprocessor
-
-# Metrics early stopping may watch, and whether larger is better.
-_MAXIMIZE = {"train_accuracy": True, "val_accuracy": True, "val_r2": True}
 
 
 class TrainingDiverged(ArithmeticError):
@@ -156,7 +154,8 @@ def _evaluate(net: Network, X: np.ndarray, y: np.ndarray, prefix: str, chunk: in
         for s in range(0, n, chunk):
             out = net.forward(X[s:s + chunk])
             yb = y[s:s + chunk]
-            pred = (out[:, 0] > 0) if out.shape[1] == 1 else out.argmax(axis=1)
+            # read before value() turns logits into probabilities
+            pred = net.loss.labels(out, probabilities=net.loss.fused_activation is None)
             correct += int(np.count_nonzero(pred == yb))
             loss_sum += net.loss.value(out, yb) * len(yb)
         return {f"{prefix}_loss": loss_sum / n, f"{prefix}_accuracy": correct / n}
@@ -177,35 +176,6 @@ def _evaluate(net: Network, X: np.ndarray, y: np.ndarray, prefix: str, chunk: in
     r2 = np.where(col_var > 0, 1.0 - col_sq / np.where(col_var > 0, col_var, 1.0), 0.0)
     return {f"{prefix}_loss": loss_sum / n, f"{prefix}_mae": abs_sum / size,
             f"{prefix}_rmse": math.sqrt(sq_sum / size), f"{prefix}_r2": float(r2.mean())}
-
-
-def _normalize_early(early_stopping, has_val: bool, task: str) -> dict | None:
-    # None or False: off. A dict, even {}: on, with defaults for what it leaves out
-    # (as the service's {"early_stopping": {}} does).
-    if early_stopping is None or early_stopping is False:
-        return None
-    if not isinstance(early_stopping, dict):
-        raise ValueError(f"early_stopping must be a dict like {{'monitor': 'val_loss', "
-                         f"'patience': 5}} or None, got {early_stopping!r}")
-    cfg = {"monitor": "val_loss", "patience": 5, "min_delta": 0.0, "restore_best": True}
-    unknown = set(early_stopping) - set(cfg)
-    if unknown:
-        raise ValueError(f"early_stopping.{sorted(unknown)[0]}: unknown option")
-    cfg.update(early_stopping)
-    allowed = ["train_loss", "val_loss"] + (
-        ["train_accuracy", "val_accuracy"] if task == "classification"
-        else ["train_mae", "val_mae", "val_rmse", "val_r2"])
-    if cfg["monitor"] not in allowed:
-        raise ValueError(f"early_stopping.monitor must be one of {', '.join(allowed)}, "
-                         f"got {cfg['monitor']!r}")
-    if cfg["monitor"].startswith("val_") and not has_val:
-        raise ValueError(f"early_stopping.monitor {cfg['monitor']!r} needs validation data "
-                         "(validation or validation_split)")
-    if isinstance(cfg["patience"], bool) or not isinstance(cfg["patience"], int) or cfg["patience"] < 1:
-        raise ValueError(f"early_stopping.patience must be an integer >= 1, got {cfg['patience']!r}")
-    if not isinstance(cfg["min_delta"], (int, float)) or cfg["min_delta"] < 0:
-        raise ValueError(f"early_stopping.min_delta must be >= 0, got {cfg['min_delta']!r}")
-    return cfg
 
 
 # -- fit ------------------------------------------------------------------------------
@@ -340,7 +310,7 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
             else:
                 _check_finite(X_va, "validation X")
             X_va = np.array(X_va, dtype=net.dtype)
-    early = _normalize_early(early_stopping, X_va is not None, net.task)
+    early = normalize_early_stopping(early_stopping, X_va is not None, net.task)
 
     # The preprocessing: restored from the checkpoint, or learned from the training rows only
     # (never the validation rows), or the one the network already has.
@@ -429,7 +399,7 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
                     "inputs, or add weight decay.", epoch)
             loss_sum += loss * m
             if classification:
-                pred = (out[:, 0] > 0.5) if out.shape[1] == 1 else out.argmax(axis=1)
+                pred = net.loss.labels(out, probabilities=True)
                 correct += int(np.count_nonzero(pred == yb))
             net.loss.gradient(out, yb, scale)
             if step_in_backward:
@@ -456,7 +426,7 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
 
         monitor = early["monitor"] if early else ("val_loss" if X_va is not None else "train_loss")
         value = metrics[monitor]
-        maximize = _MAXIMIZE.get(monitor, False)
+        maximize = MONITORS[monitor].maximize
         min_delta = early["min_delta"] if early else 0.0
         improved = best_value is None or (
             value > best_value + min_delta if maximize else value < best_value - min_delta)

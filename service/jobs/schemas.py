@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from core import ENCODERS, OPTIMIZERS, SCALERS
+from core import ENCODERS, MONITORS, OPTIMIZERS, SCALERS
 
 
 class _Strict(BaseModel):
@@ -40,9 +40,8 @@ if set(_OPTIMIZER_SCHEMAS) != set(OPTIMIZERS):
 OptimizerSpec = Annotated[Union[tuple(_OPTIMIZER_SCHEMAS[k] for k in OPTIMIZERS)],  # noqa: UP007
                           Field(discriminator="type")]
 
-# Metrics early stopping can watch (accuracy for classification; mae/rmse/r2 for regression).
-Monitor = Literal["train_loss", "val_loss", "train_accuracy", "val_accuracy",
-                  "train_mae", "val_mae", "val_rmse", "val_r2"]
+# Metrics early stopping can watch: core.MONITORS' keys (which ones suit a task is checked by jobs.service).
+Monitor = Literal[tuple(MONITORS)]  # type: ignore[valid-type]
 
 
 # Stop when the monitored metric has not improved by min_delta for `patience` epochs; keeps the best weights.

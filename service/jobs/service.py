@@ -171,10 +171,10 @@ def _check_limits(settings: Settings, body: JobCreate) -> None:
 
 def _check_fit(settings: Settings, network, dataset) -> None:
     """The network's input, output and task must fit the data set."""
-    loss = network.spec.get("loss")
+    loss = core.LOSSES[network.spec["loss"]]
     if network.task != dataset.task:
         raise InvalidInput(f"dataset_id: data set {dataset.id} is for {dataset.task} but network {network.id} "
-                           f"(loss {loss!r}) does {network.task}")
+                           f"(loss {loss.name!r}) does {network.task}")
     if network.input_dim is not None and network.input_dim != dataset.n_features:
         raise InvalidInput(f"network_id: the network's input_dim is {network.input_dim} but data set "
                            f"{dataset.id} has {dataset.n_features} features (n_features)")
@@ -188,19 +188,15 @@ def _check_fit(settings: Settings, network, dataset) -> None:
         if k < 2:
             raise InvalidInput(f"dataset_id: the target has only one class, {(dataset.classes or ['?'])[0]!r}; "
                                f"classification needs at least 2")
-        if loss == "binary_cross_entropy":
-            if k != 2:
-                raise InvalidInput(f"dataset_id: binary_cross_entropy (sigmoid output) needs exactly 2 classes, "
-                                   f"data set {dataset.id} has {k}")
-            if units != 1:
-                raise InvalidInput(f"network_id: a sigmoid/binary_cross_entropy output needs 1 unit, the "
-                                   f"network's output layer has {units}")
-        elif units != k:
+        if loss.n_classes is not None and k != loss.n_classes:
+            raise InvalidInput(f"dataset_id: {loss.name} ({loss.fused_activation} output) needs exactly "
+                               f"{loss.n_classes} classes, data set {dataset.id} has {k}")
+        if units != loss.output_units(k):
             raise InvalidInput(f"network_id: the network's output layer has {units} units but data set "
-                               f"{dataset.id} has {k} classes (softmax needs one unit per class)")
-    elif units != dataset.n_outputs:
+                               f"{dataset.id} has {k} classes ({loss.units_rule})")
+    elif units != loss.output_units(dataset.n_outputs):
         raise InvalidInput(f"network_id: the network's output layer has {units} units but data set "
-                           f"{dataset.id} has {dataset.n_outputs} regression target(s) (n_outputs)")
+                           f"{dataset.id} has {dataset.n_outputs} regression target(s) ({loss.units_rule})")
 
 
 def _check_validation_dataset(train, val) -> None:
@@ -221,12 +217,11 @@ def _check_validation_dataset(train, val) -> None:
 
 
 def _check_early_stopping(monitor: str, task: str, has_validation: bool) -> None:
-    allowed = ["train_loss", "val_loss"] + (["train_accuracy", "val_accuracy"] if task == "classification"
-                                            else ["train_mae", "val_mae", "val_rmse", "val_r2"])
+    allowed = core.monitors_for(task)
     if monitor not in allowed:
         raise InvalidInput(f"early_stopping.monitor: {monitor!r} is not available for {task}; use one of "
                            f"{', '.join(allowed)}")
-    if monitor.startswith("val_") and not has_validation:
+    if core.MONITORS[monitor].needs_validation and not has_validation:
         raise InvalidInput(f"early_stopping.monitor: {monitor!r} needs validation data (validation_split > 0 "
                            "or validation_dataset_id)")
 

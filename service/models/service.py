@@ -282,7 +282,7 @@ def _answer(model: LoadedModel, X: np.ndarray) -> tuple[np.ndarray | None, np.nd
     if model.task == "classification":
         proba = np.ascontiguousarray(model.net.predict_proba(X), dtype=np.float32)
         _not_finite(proba)
-        return proba, proba.argmax(axis=1)
+        return proba, model.net.loss.labels(proba, probabilities=True)
     values = np.ascontiguousarray(model.net.predict(X), dtype=np.float32)
     _not_finite(values)
     return None, values

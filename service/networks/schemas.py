@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core import ACTIVATIONS, INITS, LOSSES
+from core import ACTIVATIONS, INITS, LAYERS, LOSSES
 
 ActivationName = Literal[tuple(ACTIVATIONS)]  # type: ignore[valid-type]
 InitName = Literal[tuple(INITS)]  # type: ignore[valid-type]
@@ -69,7 +69,14 @@ class DropoutLayer(BaseModel):
     rate: float = Field(ge=0.0, lt=1.0, description="Fraction of inputs dropped while training, in [0, 1).")
 
 
-Layer = Annotated[Union[DenseLayer, ActivationLayer, DropoutLayer], Field(discriminator="type")]
+# One schema per engine layer type, with the same fields: the discriminator's choices are core.LAYERS' keys.
+_LAYER_SCHEMAS = {"dense": DenseLayer, "activation": ActivationLayer, "dropout": DropoutLayer}
+if set(_LAYER_SCHEMAS) != set(LAYERS) or any(
+        set(_LAYER_SCHEMAS[k].model_fields) != {"type", *LAYERS[k].fields} for k in LAYERS):
+    raise RuntimeError(f"layer schemas {sorted(_LAYER_SCHEMAS)} do not match core.LAYERS {sorted(LAYERS)} "
+                       "(types and fields)")
+Layer = Annotated[Union[tuple(_LAYER_SCHEMAS[k] for k in LAYERS)],  # noqa: UP007
+                  Field(discriminator="type")]
 
 
 # Body of POST /v1/networks: the architecture, validated by the engine (core.Network.from_spec).
