@@ -92,3 +92,122 @@ def normalize_early_stopping(early_stopping, has_val: bool, task: str) -> dict |
     if not isinstance(cfg["min_delta"], (int, float)) or cfg["min_delta"] < 0:
         raise ValueError(f"early_stopping.min_delta must be >= 0, got {cfg['min_delta']!r}")
     return cfg
+
+
+class EarlyStopping:
+    """Follows the monitored metric epoch by epoch: the best epoch so far, and when to stop.
+
+    Parameters
+    ----------
+    options : dict or None
+        As ``normalize_early_stopping`` returns them. None: early stopping is
+        off; the tracker then only finds the best epoch (of ``val_loss`` with
+        validation data, else ``train_loss``) and never stops or keeps weights.
+    has_val : bool
+        Whether training has validation rows (chooses the monitor when off).
+    """
+
+    def __init__(self, options: dict | None, has_val: bool):
+        self.enabled = options is not None
+        off = {"monitor": "val_loss" if has_val else "train_loss", "patience": None,
+               "min_delta": 0.0, "restore_best": False}
+        opts = options or off
+        self.monitor: str = opts["monitor"]
+        self.patience: int | None = opts["patience"]
+        self.min_delta: float = opts["min_delta"]
+        self.restore_best: bool = opts["restore_best"]
+        self.maximize = MONITORS[self.monitor].maximize
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.wait = 0
+        self.best_arrays: dict | None = None
+
+    @classmethod
+    def from_options(cls, early_stopping, *, has_val: bool, task: str) -> "EarlyStopping":
+        """A tracker for ``fit``'s ``early_stopping`` option (see ``normalize_early_stopping``).
+
+        Parameters
+        ----------
+        early_stopping : dict, None or False
+            The option as given to ``fit``.
+        has_val : bool
+            Whether training has validation rows.
+        task : str
+            ``"classification"`` or ``"regression"``.
+
+        Returns
+        -------
+        EarlyStopping
+
+        Raises
+        ------
+        ValueError
+            When the option is invalid, naming it and the value.
+        """
+        return cls(normalize_early_stopping(early_stopping, has_val, task), has_val)
+
+    def update(self, epoch: int, metrics: dict, arrays) -> bool:
+        """Record one epoch's metrics.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch just finished (1-based).
+        metrics : dict
+            Its metrics; must hold the monitored one.
+        arrays : callable() -> dict of str to ndarray
+            The network's arrays (``Network.get_arrays``), copied when this
+            epoch is the best and the best weights are to be restored.
+
+        Returns
+        -------
+        bool
+            True when the metric has not improved by more than ``min_delta``
+            for ``patience`` epochs: training should stop.
+        """
+        value = metrics[self.monitor]
+        best = self.best_value
+        if best is None or (value > best + self.min_delta if self.maximize
+                            else value < best - self.min_delta):
+            self.best_value, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_arrays = {k: v.copy() for k, v in arrays().items()}
+            return False
+        self.wait += 1
+        return self.patience is not None and self.wait >= self.patience
+
+    def state(self) -> dict:
+        """The bookkeeping a checkpoint stores (JSON-able).
+
+        Returns
+        -------
+        dict
+            ``{"best_value": float or None, "best_epoch": int or None, "wait": int}``.
+        """
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch, "wait": self.wait}
+
+    def load(self, state: dict, best_arrays: dict | None) -> None:
+        """Continue from a checkpoint's ``state()`` and best weights.
+
+        Parameters
+        ----------
+        state : dict
+            As ``state()`` returned it.
+        best_arrays : dict of str to ndarray, or None
+            The best epoch's network arrays, if they were kept.
+        """
+        self.best_value = state.get("best_value")
+        self.best_epoch = state.get("best_epoch")
+        self.wait = state.get("wait", 0)
+        self.best_arrays = best_arrays
+
+    def restore(self, set_arrays) -> None:
+        """Put the best epoch's weights back, when they were kept.
+
+        Parameters
+        ----------
+        set_arrays : callable(dict of str to ndarray)
+            ``Network.set_arrays`` of the trained network.
+        """
+        if self.restore_best and self.best_arrays is not None:
+            set_arrays(self.best_arrays)

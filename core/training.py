@@ -5,13 +5,13 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
-from .early_stopping import MONITORS, normalize_early_stopping
+from .early_stopping import EarlyStopping
 from .network import Network, _check_finite, _from_json_array, _json_array, atomic_savez
-from .optimizers import make_optimizer
+from .optimizers import Optimizer, make_optimizer
 from .preprocessing import Preprocessor
 
 
@@ -61,7 +61,46 @@ class TrainingState:
         self.best_arrays = best_arrays
         self.stopped = stopped
 
+    @classmethod
+    def capture(cls, net: Network, opt: Optimizer, rng: np.random.Generator, history: list,
+                tracker: EarlyStopping, *, epoch: int, stopped: bool) -> "TrainingState":
+        """Copy the state of a run after an epoch (what ``fit`` hands its callback).
+
+        Parameters
+        ----------
+        net : Network
+        opt : Optimizer
+        rng : numpy.random.Generator
+            The training generator (shuffling, dropout).
+        history : list of dict
+            The metrics of every epoch so far.
+        tracker : EarlyStopping
+        epoch : int
+            Epochs completed.
+        stopped : bool
+            Whether training is to stop after this epoch.
+
+        Returns
+        -------
+        TrainingState
+            Holding copies, so training may go on without changing it.
+        """
+        return cls(epoch=epoch,
+                   net_arrays={k: v.copy() for k, v in net.get_arrays().items()},
+                   opt_arrays={k: v.copy() for k, v in opt.state_arrays().items()},
+                   opt_scalars=opt.state_scalars(), rng_state=rng.bit_generator.state,
+                   history=[dict(h) for h in history], early=tracker.state(),
+                   best_arrays=tracker.best_arrays, stopped=stopped)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
+        """The state as named arrays, for an ``.npz`` (no pickled objects).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``net/...``, ``opt/...``, ``best/...`` arrays and ``__state__``, a
+            0-d string array holding the JSON of the scalars and history.
+        """
         arrays = {f"net/{k}": v for k, v in self.net_arrays.items()}
         arrays.update({f"opt/{k}": v for k, v in self.opt_arrays.items()})
         if self.best_arrays is not None:
@@ -73,11 +112,32 @@ class TrainingState:
         return arrays
 
     def save(self, path) -> None:
-        """Write the state atomically (temporary file, fsync, rename)."""
+        """Write the state atomically (temporary file, fsync, rename).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination ``.npz`` file.
+        """
         atomic_savez(path, self.to_arrays())
 
     @classmethod
     def from_arrays(cls, arrays) -> "TrainingState":
+        """Rebuild a state from ``to_arrays()`` output.
+
+        Parameters
+        ----------
+        arrays : mapping of str to ndarray
+
+        Returns
+        -------
+        TrainingState
+
+        Raises
+        ------
+        KeyError
+            When ``__state__`` is missing.
+        """
         info = _from_json_array(arrays["__state__"])
 
         def group(prefix):
@@ -91,6 +151,21 @@ class TrainingState:
 
     @classmethod
     def load(cls, path) -> "TrainingState":
+        """Read a state written by ``save`` (never unpickles).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        TrainingState
+
+        Raises
+        ------
+        OSError
+            When the file cannot be read.
+        """
         with np.load(path, allow_pickle=False) as data:
             return cls.from_arrays({k: data[k] for k in data.files})
 
@@ -178,14 +253,119 @@ def _evaluate(net: Network, X: np.ndarray, y: np.ndarray, prefix: str, chunk: in
             f"{prefix}_rmse": math.sqrt(sq_sum / size), f"{prefix}_r2": float(r2.mean())}
 
 
-# -- fit ------------------------------------------------------------------------------
-def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
-        optimizer: dict | None = None, weight_decay: float = 0.0,
-        validation: tuple | None = None, validation_split: float = 0.0,
-        early_stopping: dict | None = None, standardize: bool = False,
-        preprocessing: Preprocessor | dict | None = None, seed: int = 0,
+# -- preparing the data ---------------------------------------------------------------
+class _Data(NamedTuple):
+    X_tr: np.ndarray
+    y_tr: np.ndarray
+    X_va: np.ndarray | None
+    y_va: np.ndarray | None
+
+
+def _check_options(epochs, batch_size, weight_decay, validation, validation_split) -> tuple[int, int]:
+    epochs = _int_arg(epochs, "epochs")
+    batch_size = _int_arg(batch_size, "batch_size")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
+            or not math.isfinite(weight_decay) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    if not isinstance(validation_split, (int, float)) or not (0.0 <= validation_split < 1.0):
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    if validation is not None and validation_split:
+        raise ValueError("give either validation or validation_split, not both")
+    return epochs, batch_size
+
+
+def _preprocessing_option(standardize: bool, preprocessing) -> Preprocessor | None:
+    if standardize and preprocessing is not None:
+        raise ValueError("give either standardize or preprocessing, not both")
+    if isinstance(preprocessing, dict):
+        return Preprocessor(**preprocessing)
+    if standardize:
+        return Preprocessor.standardize()
+    if preprocessing is not None and not isinstance(preprocessing, Preprocessor):
+        raise ValueError(f"preprocessing must be a Preprocessor or a dict, got {type(preprocessing).__name__}")
+    return preprocessing
+
+
+def _check_data(net: Network, X, y, prep: Preprocessor | None, resume):
+    """X and y checked; the preprocessor to use (the option, the checkpoint's or the
+    network's own, or None) and the loaded checkpoint."""
+    X = _as_2d_float(X, "X")
+    n, d = X.shape
+    if net.input_dim is not None and d != net.input_dim and d != net.n_features_in \
+            and d != net.spec.get("input_dim"):
+        raise ValueError(f"X has {d} features but the network expects input_dim {net.input_dim}")
+    y = _check_targets(net, y, n, "y")
+    narrowing = X.dtype.itemsize > net.dtype.itemsize and np.issubdtype(X.dtype, np.floating)
+    limit = float(np.finfo(net.dtype).max) if narrowing else None
+    prep = prep if prep is not None else net.preprocessor
+    if resume is not None and not isinstance(resume, TrainingState):
+        resume = TrainingState.load(resume)
+    if resume is not None and "prep/config" in resume.net_arrays:
+        prep = Preprocessor.from_arrays(resume.net_arrays)
+    if prep is not None:  # NaN is a missing value where the preprocessor imputes it
+        prep.check_values(X, name="X", limit=limit)
+    else:
+        _check_finite(X, "X", limit=limit)
+    return X, y, prep, resume
+
+
+def _split_validation(net: Network, X: np.ndarray, y: np.ndarray, validation, validation_split: float,
+                      seed: int, prep: Preprocessor | None) -> _Data:
+    """Training and validation rows: a seeded random ``validation_split`` of the rows
+    (each part in its original order), or the ``validation`` pair, checked."""
+    n, d = X.shape
+    if validation_split:
+        n_val = max(1, int(round(n * validation_split)))
+        if n_val >= n:
+            raise ValueError(f"validation_split {validation_split} leaves no training rows of {n}")
+        perm = np.random.default_rng([seed, 1]).permutation(n)
+        tr_idx, va_idx = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+        return _Data(_gather_rows(X, tr_idx, net.dtype), y[tr_idx],
+                     _gather_rows(X, va_idx, net.dtype), y[va_idx])
+    if validation is None:
+        return _Data(X, y, None, None)
+    X_va = _as_2d_float(validation[0], "validation X")
+    if X_va.shape[1] != d:
+        raise ValueError(f"validation X has {X_va.shape[1]} features, X has {d}")
+    y_va = _check_targets(net, validation[1], X_va.shape[0], "validation y")
+    if prep is not None:
+        prep.check_values(X_va, name="validation X")
+    else:
+        _check_finite(X_va, "validation X")
+    return _Data(X, y, np.array(X_va, dtype=net.dtype), y_va)
+
+
+def _build(net: Network, data: _Data, prep: Preprocessor | None, seed: int, resume) -> _Data:
+    """Fit the preprocessing on the training rows only (never the validation rows),
+    build the network (or restore the checkpoint's arrays) and return one working
+    copy of the rows, preprocessed, C-contiguous, in the network's dtype."""
+    X_tr, y_tr, X_va, y_va = data
+    if prep is not None and not prep.fitted:
+        prep.fit(X_tr)
+    d_in = prep.n_features_out if prep is not None else X_tr.shape[1]
+    if not net.built:
+        net.build(d_in, np.random.default_rng([seed, 0]), raw_input_dim=X_tr.shape[1])
+    elif net.input_dim != d_in:
+        raise ValueError(f"the preprocessed X has {d_in} features but the network was built for "
+                         f"{net.input_dim}")
+    net.preprocessor = prep
+    if resume is not None:
+        net.set_arrays(resume.net_arrays)
+    if prep is not None:
+        X_tr = prep.transform(X_tr, dtype=net.dtype)
+        if X_va is not None:
+            X_va = prep.transform(X_va, dtype=net.dtype)
+    elif X_tr.dtype != net.dtype or not X_tr.flags.c_contiguous:
+        X_tr = np.ascontiguousarray(X_tr, dtype=net.dtype)
+    return _Data(X_tr, y_tr, X_va, y_va)
+
+
+# -- fit --------------------------------------------------------------------------------
+def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int = 0,
+        optimizer: dict | None = None, weight_decay: float = 0.0, standardize: bool = False,
+        validation: tuple | None = None, validation_split: float = 0.0, early_stopping: dict | None = None,
+        preprocessing: Preprocessor | dict | None = None, should_stop: Callable[[], bool] | None = None,
         callback: Callable[[dict, TrainingState], object] | None = None,
-        should_stop: Callable[[], bool] | None = None,
         resume: TrainingState | str | Path | None = None) -> History:
     """Train ``net`` with minibatch gradient descent and backpropagation.
 
@@ -251,212 +431,141 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32,
     TrainingCancelled
         ``should_stop`` returned True.
     """
-    epochs = _int_arg(epochs, "epochs")
-    batch_size = _int_arg(batch_size, "batch_size")
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
-            or not math.isfinite(weight_decay) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-    if not isinstance(validation_split, (int, float)) or not (0.0 <= validation_split < 1.0):
-        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-    if validation is not None and validation_split:
-        raise ValueError("give either validation or validation_split, not both")
+    epochs, batch_size = _check_options(epochs, batch_size, weight_decay, validation, validation_split)
     opt = make_optimizer(optimizer)
+    prep = _preprocessing_option(standardize, preprocessing)
+    X, y, prep, resume = _check_data(net, X, y, prep, resume)
+    data = _split_validation(net, X, y, validation, validation_split, seed, prep)
+    tracker = EarlyStopping.from_options(early_stopping, has_val=data.X_va is not None, task=net.task)
+    data = _build(net, data, prep, seed, resume)
+    return _train(net, data, opt, tracker, epochs=epochs, batch_size=batch_size,
+                  weight_decay=weight_decay, seed=seed, callback=callback,
+                  should_stop=should_stop, resume=resume)
 
-    if standardize and preprocessing is not None:
-        raise ValueError("give either standardize or preprocessing, not both")
-    if isinstance(preprocessing, dict):
-        preprocessing = Preprocessor(**preprocessing)
-    elif standardize:
-        preprocessing = Preprocessor.standardize()
-    elif preprocessing is not None and not isinstance(preprocessing, Preprocessor):
-        raise ValueError(f"preprocessing must be a Preprocessor or a dict, got {type(preprocessing).__name__}")
-    X = _as_2d_float(X, "X")
-    n, d = X.shape
-    if net.input_dim is not None and d != net.input_dim and d != net.n_features_in \
-            and d != net.spec.get("input_dim"):
-        raise ValueError(f"X has {d} features but the network expects input_dim {net.input_dim}")
-    y = _check_targets(net, y, n, "y")
-    narrowing = X.dtype.itemsize > net.dtype.itemsize and np.issubdtype(X.dtype, np.floating)
-    limit = float(np.finfo(net.dtype).max) if narrowing else None
-    checker = preprocessing if preprocessing is not None else net.preprocessor
-    if resume is not None and not isinstance(resume, TrainingState):
-        resume = TrainingState.load(resume)
-    if resume is not None and "prep/config" in resume.net_arrays:
-        checker = preprocessing = Preprocessor.from_arrays(resume.net_arrays)
-    if checker is not None:  # NaN is a missing value where the preprocessor imputes it
-        checker.check_values(X, name="X", limit=limit)
-    else:
-        _check_finite(X, "X", limit=limit)
 
-    rng_split = np.random.default_rng([seed, 1])
-    if validation_split:
-        n_val = max(1, int(round(n * validation_split)))
-        if n_val >= n:
-            raise ValueError(f"validation_split {validation_split} leaves no training rows of {n}")
-        perm = rng_split.permutation(n)
-        tr_idx, va_idx = np.sort(perm[n_val:]), np.sort(perm[:n_val])
-        X_tr, y_tr = _gather_rows(X, tr_idx, net.dtype), y[tr_idx]
-        X_va, y_va = _gather_rows(X, va_idx, net.dtype), y[va_idx]
-    else:
-        X_tr, y_tr = X, y
-        X_va = y_va = None
-        if validation is not None:
-            X_va = _as_2d_float(validation[0], "validation X")
-            if X_va.shape[1] != d:
-                raise ValueError(f"validation X has {X_va.shape[1]} features, X has {d}")
-            y_va = _check_targets(net, validation[1], X_va.shape[0], "validation y")
-            if checker is not None:
-                checker.check_values(X_va, name="validation X")
-            else:
-                _check_finite(X_va, "validation X")
-            X_va = np.array(X_va, dtype=net.dtype)
-    early = normalize_early_stopping(early_stopping, X_va is not None, net.task)
-
-    # The preprocessing: restored from the checkpoint, or learned from the training rows only
-    # (never the validation rows), or the one the network already has.
-    prep = preprocessing if preprocessing is not None else net.preprocessor
-    if prep is not None and not prep.fitted:
-        prep.fit(X_tr)
-    d_in = prep.n_features_out if prep is not None else d
-    if not net.built:
-        net.build(d_in, np.random.default_rng([seed, 0]), raw_input_dim=d)
-    elif net.input_dim != d_in:
-        raise ValueError(f"the preprocessed X has {d_in} features but the network was built for "
-                         f"{net.input_dim}")
-    net.preprocessor = prep
-    if resume is not None:
-        net.set_arrays(resume.net_arrays)
-
-    # One working copy of the training rows, in the network's dtype and preprocessed.
-    if prep is not None:
-        X_tr = prep.transform(X_tr, dtype=net.dtype)
-        if X_va is not None:
-            X_va = prep.transform(X_va, dtype=net.dtype)
-    elif X_tr.dtype != net.dtype or not X_tr.flags.c_contiguous:
-        X_tr = np.ascontiguousarray(X_tr, dtype=net.dtype)
-    d = X_tr.shape[1]
-
-    rng = np.random.default_rng([seed, 2])
+def _train(net: Network, data: _Data, opt: Optimizer, tracker: EarlyStopping, *, epochs: int,
+           batch_size: int, weight_decay: float, seed: int, callback, should_stop,
+           resume: TrainingState | None) -> History:
+    """The epochs: train on the minibatches, evaluate, track the best epoch, checkpoint."""
+    rng = np.random.default_rng([seed, 2])  # shuffling and dropout
     for layer in net.layers:
         if hasattr(layer, "rng"):
             layer.rng = rng
-    history = History()
-    best_value = None
-    best_epoch = None
-    best_arrays = None
-    wait = 0
-    start_epoch = 0
-    stopped = False
+    history, epoch, stopped = History(), 0, False
     if resume is not None:
         opt.load_state(resume.opt_arrays, resume.opt_scalars)
         rng.bit_generator.state = resume.rng_state
         history.extend(resume.history)
-        start_epoch = resume.epoch
-        best_value = resume.early.get("best_value")
-        best_epoch = resume.early.get("best_epoch")
-        wait = resume.early.get("wait", 0)
-        best_arrays = resume.best_arrays
-        stopped = resume.stopped
+        tracker.load(resume.early, resume.best_arrays)
+        epoch, stopped = resume.epoch, resume.stopped
+    batches = _Minibatches(data.X_tr, data.y_tr, batch_size)
+    while epoch < epochs and not stopped:
+        epoch += 1
+        t0 = time.perf_counter()
+        metrics = {"epoch": epoch, **_train_epoch(net, opt, batches(rng), weight_decay, epoch, should_stop)}
+        if data.X_va is not None:
+            metrics.update(_evaluate(net, data.X_va, data.y_va, "val"))
+        for k, v in metrics.items():
+            if k != "epoch" and not math.isfinite(v):
+                raise _diverged(epoch, k, v, opt.learning_rate)
+        metrics["seconds"] = time.perf_counter() - t0
+        stopped = tracker.update(epoch, metrics, net.get_arrays)
+        history.append(metrics)
+        if callback is not None and callback(dict(metrics), TrainingState.capture(
+                net, opt, rng, history, tracker, epoch=epoch, stopped=stopped)):
+            stopped = True
+    tracker.restore(net.set_arrays)
+    history.best_epoch = tracker.best_epoch
+    history.stopped_early = tracker.enabled and stopped and epoch < epochs
+    return history
 
-    keys, params, grads = zip(*net.param_items())
-    keys, params, grads = list(keys), list(params), list(grads)
-    n_tr = X_tr.shape[0]
+
+def _train_epoch(net: Network, opt: Optimizer, batches, weight_decay: float, epoch: int,
+                 should_stop) -> dict:
+    """One epoch of minibatch gradient descent; returns its training metrics."""
+    keys, params, grads = (list(t) for t in zip(*net.param_items()))
     scale = opt.learning_rate if opt.folds_learning_rate else 1.0
     # Plain SGD: the layers subtract the (learning-rate scaled) gradients
     # during backpropagation, in one accumulating GEMM per weight matrix.
     step_in_backward = opt.steps_in_backward(weight_decay)
-    classification = net.task == "classification"
-    epoch = start_epoch
-    xbufs: dict[int, np.ndarray] = {}
+    totals = _EpochTotals(net)
+    for b, (xb, yb) in enumerate(batches):
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled(epoch, b)
+        out = net.forward(xb, training=True)  # forward pass
+        loss = net.loss.value(out, yb)  # the loss; out now holds the network's outputs
+        if not math.isfinite(loss):
+            raise _diverged(epoch, "the loss", loss, opt.learning_rate, batch=b + 1)
+        totals.add(loss, out, yb)
+        net.loss.gradient(out, yb, scale)  # dL/d(out), where backpropagation starts
+        if step_in_backward:
+            net.backward(out, sgd_step=True)
+            opt.count_step()
+        else:
+            net.backward(out)  # backpropagation: every layer's grads
+            opt.step(keys, params, grads, weight_decay)  # the gradient step
+    return totals.metrics()
 
-    while epoch < epochs and not stopped:
-        epoch += 1
-        t0 = time.perf_counter()
-        perm = rng.permutation(n_tr)
-        loss_sum = 0.0
-        correct = 0
-        abs_sum = 0.0
-        for b, start in enumerate(range(0, n_tr, batch_size)):
-            if should_stop is not None and should_stop():
-                raise TrainingCancelled(epoch, b)
-            idx = perm[start:start + batch_size]
+
+class _Minibatches:
+    """The training rows, reshuffled each epoch, in minibatches; one row buffer per batch size."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, batch_size: int):
+        self.X, self.y, self.batch_size = X, y, batch_size
+        self._bufs: dict[int, np.ndarray] = {}
+
+    def __call__(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        n = self.X.shape[0]
+        perm = rng.permutation(n)
+        for start in range(0, n, self.batch_size):
+            idx = perm[start:start + self.batch_size]
             m = idx.shape[0]
-            xb = xbufs.get(m)
+            xb = self._bufs.get(m)
             if xb is None:
-                xb = xbufs[m] = np.empty((m, d), dtype=net.dtype)
+                xb = self._bufs[m] = np.empty((m, self.X.shape[1]), dtype=self.X.dtype)
             # mode="clip": the indices are a permutation, always in range, and
             # the default "raise" makes take() copy through a temporary.
-            np.take(X_tr, idx, axis=0, out=xb, mode="clip")
-            yb = y_tr[idx]
-            out = net.forward(xb, training=True)
-            if not classification:
-                abs_sum += float(np.abs(out - yb).sum())
-            loss = net.loss.value(out, yb)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"training diverged in epoch {epoch} (batch {b + 1}): the loss became {loss}. "
-                    f"Try a lower learning rate (now {opt.learning_rate:g}), standardize the "
-                    "inputs, or add weight decay.", epoch)
-            loss_sum += loss * m
-            if classification:
-                pred = net.loss.labels(out, probabilities=True)
-                correct += int(np.count_nonzero(pred == yb))
-            net.loss.gradient(out, yb, scale)
-            if step_in_backward:
-                net.backward(out, sgd_step=True)
-                opt.count_step()
-            else:
-                net.backward(out)
-                opt.step(keys, params, grads, weight_decay)
+            np.take(self.X, idx, axis=0, out=xb, mode="clip")
+            yield xb, self.y[idx]
 
-        metrics = {"epoch": epoch, "train_loss": loss_sum / n_tr}
-        if classification:
-            metrics["train_accuracy"] = correct / n_tr
+
+class _EpochTotals:
+    """Sums over an epoch's minibatches: the loss, and correct labels or absolute errors."""
+
+    def __init__(self, net: Network):
+        self.loss = net.loss
+        self.classification = net.task == "classification"
+        self.output_dim = net.output_dim
+        self.rows = 0
+        self.loss_sum = 0.0
+        self.correct = 0
+        self.abs_sum = 0.0
+
+    def add(self, loss: float, out: np.ndarray, yb: np.ndarray) -> None:
+        m = out.shape[0]
+        self.rows += m
+        self.loss_sum += loss * m
+        if self.classification:
+            self.correct += int(np.count_nonzero(self.loss.labels(out, probabilities=True) == yb))
         else:
-            metrics["train_mae"] = abs_sum / (n_tr * net.output_dim)
-        if X_va is not None:
-            metrics.update(_evaluate(net, X_va, y_va, "val"))
-        for k, v in metrics.items():
-            if k != "epoch" and not math.isfinite(v):
-                raise TrainingDiverged(
-                    f"training diverged in epoch {epoch}: {k} became {v}. Try a lower learning "
-                    f"rate (now {opt.learning_rate:g}), standardize the inputs, or add weight "
-                    "decay.", epoch)
-        metrics["seconds"] = time.perf_counter() - t0
+            self.abs_sum += float(np.abs(out - yb).sum())
 
-        monitor = early["monitor"] if early else ("val_loss" if X_va is not None else "train_loss")
-        value = metrics[monitor]
-        maximize = MONITORS[monitor].maximize
-        min_delta = early["min_delta"] if early else 0.0
-        improved = best_value is None or (
-            value > best_value + min_delta if maximize else value < best_value - min_delta)
-        if improved:
-            best_value, best_epoch, wait = value, epoch, 0
-            if early and early["restore_best"]:
-                best_arrays = {k: v.copy() for k, v in net.get_arrays().items()}
+    def metrics(self) -> dict:
+        metrics = {"train_loss": self.loss_sum / self.rows}
+        if self.classification:
+            metrics["train_accuracy"] = self.correct / self.rows
         else:
-            wait += 1
-            if early and wait >= early["patience"]:
-                stopped = True
-        history.append(metrics)
+            metrics["train_mae"] = self.abs_sum / (self.rows * self.output_dim)
+        return metrics
 
-        if callback is not None:
-            state = TrainingState(
-                epoch=epoch,
-                net_arrays={k: v.copy() for k, v in net.get_arrays().items()},
-                opt_arrays={k: v.copy() for k, v in opt.state_arrays().items()},
-                opt_scalars=opt.state_scalars(), rng_state=rng.bit_generator.state,
-                history=[dict(h) for h in history],
-                early={"best_value": best_value, "best_epoch": best_epoch, "wait": wait},
-                best_arrays=best_arrays, stopped=stopped)
-            if callback(dict(metrics), state):
-                stopped = True
 
-    if early and early["restore_best"] and best_arrays is not None:
-        net.set_arrays(best_arrays)
-    history.best_epoch = best_epoch
-    history.stopped_early = bool(early) and stopped and epoch < epochs
-    return history
+def _diverged(epoch: int, what: str, value: float, learning_rate: float,
+              batch: int | None = None) -> TrainingDiverged:
+    """The error for a non-finite loss (in a batch) or metric (of an epoch), with what to try."""
+    where = f"epoch {epoch}" if batch is None else f"epoch {epoch} (batch {batch})"
+    return TrainingDiverged(
+        f"training diverged in {where}: {what} became {value}. Try a lower learning rate "
+        f"(now {learning_rate:g}), standardize the inputs, or add weight decay.", epoch)
 
 
 def _int_arg(value, name: str) -> int:
