@@ -110,7 +110,19 @@ def _fn(kind: str, dtype):
 
 
 def available(dtype=np.float32, kind: str = "gemm") -> bool:
-    """Whether ``kind`` (``gemm``, ``axpby`` or ``axpy``) runs in BLAS for ``dtype``."""
+    """Whether ``kind`` runs in BLAS for ``dtype``.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        float32 or float64 (anything else: False).
+    kind : str
+        ``"gemm"`` (``gemm_tn_acc``), ``"axpby"`` or ``"axpy"``.
+
+    Returns
+    -------
+    bool
+    """
     return _fn(kind, np.dtype(dtype)) is not None
 
 
@@ -124,8 +136,13 @@ def gemm_tn_acc(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float) -> bo
     c : ndarray of shape (m, n), C-contiguous and writeable; updated in place
     alpha : float
 
-    Returns True when done; False (and ``c`` untouched) when the arrays or the
-    platform do not allow it, so the caller must do it with numpy instead.
+    All three of the same dtype, float32 or float64.
+
+    Returns
+    -------
+    bool
+        True when done; False (and ``c`` untouched) when the arrays or the
+        platform do not allow it, so the caller must do it with numpy instead.
     """
     fn = _fn("gemm", c.dtype)
     if fn is None:
@@ -147,8 +164,19 @@ def _vector_ok(x: np.ndarray, y: np.ndarray) -> bool:
 
 
 def axpby(alpha: float, x: np.ndarray, beta: float, y: np.ndarray) -> bool:
-    """``y = alpha * x + beta * y`` in place, elementwise over same-size
-    C-contiguous arrays, in one BLAS pass if possible (else False, ``y`` untouched)."""
+    """``y = alpha * x + beta * y`` in place, in one BLAS pass if possible.
+
+    Parameters
+    ----------
+    alpha, beta : float
+    x : ndarray, float32 or float64, C-contiguous
+    y : ndarray of the same size and dtype, C-contiguous and writeable; updated in place
+
+    Returns
+    -------
+    bool
+        True when done; False (``y`` untouched) when BLAS cannot take the arrays.
+    """
     fn = _fn("axpby", y.dtype)
     if fn is None or not _vector_ok(x, y):
         return False
@@ -157,7 +185,19 @@ def axpby(alpha: float, x: np.ndarray, beta: float, y: np.ndarray) -> bool:
 
 
 def axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> bool:
-    """``y += alpha * x`` in place, in one BLAS pass if possible (else False)."""
+    """``y += alpha * x`` in place, in one BLAS pass if possible.
+
+    Parameters
+    ----------
+    alpha : float
+    x : ndarray, float32 or float64, C-contiguous
+    y : ndarray of the same size and dtype, C-contiguous and writeable; updated in place
+
+    Returns
+    -------
+    bool
+        True when done; False (``y`` untouched) when BLAS cannot take the arrays.
+    """
     fn = _fn("axpy", y.dtype)
     if fn is None or not _vector_ok(x, y):
         return False

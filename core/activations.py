@@ -26,14 +26,45 @@ class Activation(ABC):
 
     @abstractmethod
     def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        ...
+        """The activation ``f(z)``.
+
+        Parameters
+        ----------
+        z : ndarray of shape (n_samples, n_units), float32 or float64
+            Pre-activations.
+        out : ndarray of the same shape and dtype, or None
+            Where to write the result; may be ``z`` itself. None: in place, into ``z``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_units)
+            ``out`` (or ``z``), holding ``f(z)``.
+        """
 
     @abstractmethod
     def backward(self, y: np.ndarray, grad: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        ...
+        """Turn ``dL/dy`` into ``dL/dz`` in place, from the cached output ``y = f(z)``.
+
+        Parameters
+        ----------
+        y : ndarray of shape (n_samples, n_units), float32 or float64
+            The output ``forward`` returned for this batch; not modified.
+        grad : ndarray of the same shape and dtype
+            ``dL/dy``; overwritten with ``dL/dz``.
+        mask : ndarray of the same shape, bool, or None
+            A caller-owned scratch buffer an activation may use (relu's mask)
+            instead of allocating one.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_units)
+            ``grad``, now ``dL/dz``.
+        """
 
 
 class Linear(Activation):
+    """The identity ``f(z) = z``."""
+
     name = "linear"
 
     def forward(self, z, out=None):
@@ -64,6 +95,8 @@ def _zero_row(z: np.ndarray) -> np.ndarray:
 
 
 class ReLU(Activation):
+    """Rectified linear unit ``f(z) = max(z, 0)``; ``f'`` from the sign of the output."""
+
     name = "relu"
 
     def forward(self, z, out=None):
@@ -80,6 +113,8 @@ class ReLU(Activation):
 
 
 class LeakyReLU(Activation):
+    """``f(z) = z`` for ``z > 0``, else ``0.01 z`` (``LEAKY_SLOPE``)."""
+
     name = "leaky_relu"
 
     def forward(self, z, out=None):
@@ -94,6 +129,8 @@ class LeakyReLU(Activation):
 
 
 class Tanh(Activation):
+    """Hyperbolic tangent; ``f' = 1 - y*y``."""
+
     name = "tanh"
 
     def forward(self, z, out=None):
@@ -105,6 +142,8 @@ class Tanh(Activation):
 
 
 class Sigmoid(Activation):
+    """Logistic ``f(z) = 1 / (1 + exp(-z))``; ``f' = y (1 - y)``."""
+
     name = "sigmoid"
 
     def forward(self, z, out=None):
@@ -122,6 +161,8 @@ class Sigmoid(Activation):
 
 
 class Softmax(Activation):
+    """Row-wise softmax ``exp(z_j) / sum_k exp(z_k)`` (the output of a classifier)."""
+
     name = "softmax"
 
     def forward(self, z, out=None):

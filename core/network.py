@@ -145,7 +145,20 @@ def count_params(spec: dict, input_dim: int | None = None) -> int | None:
 
 
 def atomic_savez(path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an .npz to a temporary name, flush, fsync and rename it into place."""
+    """Write an .npz to a temporary name, flush, fsync and rename it into place.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file.
+    arrays : dict of str to ndarray
+        Saved under their keys (numeric or string arrays; nothing is pickled).
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
@@ -238,15 +251,47 @@ class Network:
 
     @classmethod
     def from_spec(cls, spec: dict, dtype=np.float32, seed: int | None = None) -> "Network":
-        """Validate ``spec`` and build the network (see the class docstring)."""
+        """Validate ``spec`` and build the network.
+
+        Parameters
+        ----------
+        spec : dict
+            The body of ``POST /v1/networks`` (see the class docstring).
+        dtype : numpy dtype
+            float32 (default) or float64.
+        seed : int or None
+            Initialise the weights now (when the spec gives ``input_dim``).
+
+        Returns
+        -------
+        Network
+
+        Raises
+        ------
+        ValueError
+            For an invalid spec or dtype, naming the field and the value.
+        """
         return cls(spec, dtype=dtype, seed=seed)
 
     # -- structure --------------------------------------------------------
     def build(self, input_dim: int, rng: np.random.Generator, raw_input_dim: int | None = None) -> None:
         """Initialise all weights for ``input_dim`` input features.
 
-        ``raw_input_dim``: the width before preprocessing (one-hot columns make
-        ``input_dim`` larger); the spec's ``input_dim`` may name either."""
+        Parameters
+        ----------
+        input_dim : int
+            Width of the (preprocessed) rows the first layer sees.
+        rng : numpy.random.Generator
+            Source of the initial weights.
+        raw_input_dim : int or None
+            The width before preprocessing (one-hot columns make ``input_dim``
+            larger); the spec's ``input_dim`` may name either.
+
+        Raises
+        ------
+        ValueError
+            When neither width matches the spec's ``input_dim``.
+        """
         if self.spec.get("input_dim") is not None and input_dim != self.spec["input_dim"] \
                 and raw_input_dim != self.spec["input_dim"]:
             raise ValueError(f"input_dim: the network expects {self.spec['input_dim']} features, "
@@ -259,15 +304,33 @@ class Network:
 
     @property
     def n_features_in(self) -> int | None:
-        """Values per raw input row (before preprocessing)."""
+        """Values per raw input row (before preprocessing); None before ``build``.
+
+        Returns
+        -------
+        int or None
+        """
         return self.preprocessor.n_features_in if self.preprocessor is not None else self.input_dim
 
     @property
     def n_params(self) -> int | None:
+        """Number of trainable parameters; None while the input width is unknown.
+
+        Returns
+        -------
+        int or None
+        """
         return count_params(self.spec, self.input_dim)
 
     def param_items(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """``(key, param, grad)`` for every trainable array, in a fixed order."""
+        """``(key, param, grad)`` for every trainable array, in a fixed order.
+
+        Returns
+        -------
+        list of (str, ndarray, ndarray)
+            Key ``"<layer index>.<name>"``, the parameter and its gradient
+            buffer (same shape and dtype), the arrays themselves.
+        """
         out = []
         for i, layer in enumerate(self.layers):
             for name, p in layer.params.items():
@@ -275,14 +338,33 @@ class Network:
         return out
 
     def get_arrays(self) -> dict[str, np.ndarray]:
-        """All arrays that define the trained network (weights and preprocessing state)."""
+        """All arrays that define the trained network (weights and preprocessing state).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``param/<key>`` (the arrays themselves, not copies) and ``prep/...``.
+        """
         arrays = {f"param/{k}": p for k, p, _ in self.param_items()}
         if self.preprocessor is not None:
             arrays.update(self.preprocessor.to_arrays("prep/"))
         return arrays
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Copy arrays from ``get_arrays()`` output into this (built) network."""
+        """Copy arrays from ``get_arrays()`` output into this (built) network.
+
+        Parameters
+        ----------
+        arrays : dict of str to ndarray
+            As ``get_arrays`` returns them (or format-1 ``x_mean``/``x_scale``).
+
+        Raises
+        ------
+        ValueError
+            When a parameter's shape does not match.
+        KeyError
+            When a parameter is missing.
+        """
         for k, p, _ in self.param_items():
             src = arrays[f"param/{k}"]
             if src.shape != p.shape:
@@ -297,15 +379,35 @@ class Network:
 
     # -- forward / backward -----------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Run all layers; returns logits when the loss fuses the output activation."""
+        """Run all layers on already preprocessed rows.
+
+        Parameters
+        ----------
+        x : ndarray of shape (n_samples, input_dim), the network's dtype
+        training : bool
+            Training mode (dropout active, buffers reused and cached for ``backward``).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, output_dim)
+            Logits when the loss fuses the output activation, else outputs.
+        """
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
 
     def backward(self, delta: np.ndarray, sgd_step: bool = False) -> None:
-        """Backpropagate ``delta`` (dL/d output) and fill every layer's ``grads``;
-        with ``sgd_step``, each layer applies ``p -= grad`` itself instead (plain
-        SGD with the learning rate folded into ``delta``)."""
+        """Backpropagate ``delta`` and fill every layer's ``grads``.
+
+        Parameters
+        ----------
+        delta : ndarray of shape (n_samples, output_dim), the network's dtype
+            ``dL/d output`` (``dL/d logits`` when fused), as ``Loss.gradient``
+            leaves it; overwritten.
+        sgd_step : bool
+            Each layer applies ``p -= grad`` itself instead (plain SGD with the
+            learning rate folded into ``delta``).
+        """
         for i in range(len(self.layers) - 1, -1, -1):
             delta = self.layers[i].backward(delta, need_input_grad=i > 0, sgd_step=sgd_step)
 
@@ -362,11 +464,22 @@ class Network:
         return z
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n_samples, n_classes); binary gives 2 columns.
+        """Class probabilities; binary gives 2 columns.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features) or (n_features,)
+            Raw rows (preprocessed here, as in training).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), the network's dtype
+
+        Raises
+        ------
+        ValueError
+            For a regression network, a network without weights, a wrong
+            width or a non-finite value (naming its row and column).
         """
         if self.task != "classification":
             raise ValueError("predict_proba is only defined for classification networks")
@@ -376,12 +489,25 @@ class Network:
         return out
 
     def predict(self, X) -> np.ndarray:
-        """Class indices (n_samples,) for classification; values (n_samples,) or
-        (n_samples, n_outputs) for regression.
+        """Class indices for classification; values for regression.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features) or (n_features,)
+            Raw rows (preprocessed here, as in training).
+
+        Returns
+        -------
+        ndarray
+            Classification: shape (n_samples,), int64 class indices.
+            Regression: shape (n_samples,) for one output, else
+            (n_samples, n_outputs), in the network's dtype.
+
+        Raises
+        ------
+        ValueError
+            For a network without weights, a wrong width or a non-finite
+            value (naming its row and column).
         """
         raw = self._raw(X)
         if self.task == "classification":
@@ -390,7 +516,13 @@ class Network:
 
     # -- persistence --------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Everything ``save`` writes, as a dict of arrays (no pickled objects)."""
+        """Everything ``save`` writes, as a dict of arrays (no pickled objects).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``get_arrays()`` plus ``__spec__`` and ``__meta__`` (0-d JSON strings).
+        """
         arrays = dict(self.get_arrays())
         arrays["__spec__"] = _json_array(self.spec)
         arrays["__meta__"] = _json_array({"format": FORMAT_VERSION, "input_dim": self.input_dim,
@@ -399,6 +531,22 @@ class Network:
 
     @classmethod
     def from_arrays(cls, arrays) -> "Network":
+        """Rebuild a network from ``to_arrays()`` output.
+
+        Parameters
+        ----------
+        arrays : mapping of str to ndarray
+
+        Returns
+        -------
+        Network
+            Built, with the saved weights, preprocessing and ``meta``.
+
+        Raises
+        ------
+        KeyError, ValueError
+            When arrays are missing or do not fit the saved spec.
+        """
         spec = _from_json_array(arrays["__spec__"])
         info = _from_json_array(arrays["__meta__"])
         net = cls(spec, dtype=np.dtype(info["dtype"]))
@@ -411,14 +559,40 @@ class Network:
         return net
 
     def save(self, path) -> None:
-        """Save weights, spec and metadata to an ``.npz`` file (atomic write)."""
+        """Save weights, spec and metadata to an ``.npz`` file (atomic write).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Raises
+        ------
+        ValueError
+            When the network has no weights yet.
+        """
         if not self.built:
             raise ValueError("cannot save a network without weights: call fit() first")
         atomic_savez(path, self.to_arrays())
 
     @classmethod
     def load(cls, path) -> "Network":
-        """Load a network saved by ``save`` (never unpickles)."""
+        """Load a network saved by ``save`` (never unpickles).
+
+        Parameters
+        ----------
+        path : str, os.PathLike or file object
+
+        Returns
+        -------
+        Network
+
+        Raises
+        ------
+        FileNotFoundError
+            When there is no such file.
+        ValueError
+            When the file is not a network saved by ``save``.
+        """
         try:
             with np.load(path, allow_pickle=False) as data:
                 if not hasattr(data, "files") or "__spec__" not in data.files:

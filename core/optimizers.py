@@ -19,6 +19,19 @@ from . import _blas
 
 
 class Optimizer(ABC):
+    """Base class: updates parameter arrays in place and keeps per-parameter state by key.
+
+    Parameters
+    ----------
+    **params
+        The options of ``defaults`` (``learning_rate`` and the optimizer's own).
+
+    Raises
+    ------
+    ValueError
+        For an unknown option or a value out of range, naming it.
+    """
+
     type = ""
     folds_learning_rate = False
     defaults: dict = {}
@@ -38,25 +51,70 @@ class Optimizer(ABC):
     @abstractmethod
     def step(self, keys: list[str], params: list[np.ndarray], grads: list[np.ndarray],
              weight_decay: float = 0.0) -> None:
-        ...
+        """Update every parameter in place from its gradient (one minibatch's step).
+
+        Parameters
+        ----------
+        keys : list of str
+            A stable name per parameter (``"0.W"``), under which state is kept.
+        params : list of ndarray, float32 or float64, any shapes
+            The parameters, updated in place.
+        grads : list of ndarray, each the shape and dtype of its parameter
+            ``dL/dparam`` (already times the learning rate when
+            ``folds_learning_rate``); may be used as scratch space.
+        weight_decay : float
+            L2 coefficient: ``weight_decay * param`` is added to each gradient.
+        """
 
     def steps_in_backward(self, weight_decay: float = 0.0) -> bool:
-        """Whether the update is a bare ``p -= grad`` that the layers may apply
-        during backpropagation (``Network.backward(..., sgd_step=True)``);
-        the caller then calls ``count_step()`` instead of ``step()``."""
+        """Whether the update is a bare ``p -= grad`` the layers may apply themselves.
+
+        Then ``Network.backward(..., sgd_step=True)`` does the step during
+        backpropagation and the caller calls ``count_step()`` instead of ``step()``.
+
+        Parameters
+        ----------
+        weight_decay : float
+
+        Returns
+        -------
+        bool
+        """
         return False
 
     def count_step(self) -> None:
+        """Count a step the layers applied themselves (see ``steps_in_backward``)."""
         self.t += 1
 
     # State round-trip: arrays by key plus JSON-able scalars.
     def state_arrays(self) -> dict[str, np.ndarray]:
+        """The per-parameter state (velocities, moments) by key.
+
+        Returns
+        -------
+        dict of str to ndarray
+            The arrays themselves, not copies.
+        """
         return dict(self.state)
 
     def state_scalars(self) -> dict:
+        """The JSON-able scalar state.
+
+        Returns
+        -------
+        dict
+            ``{"t": steps taken}``.
+        """
         return {"t": self.t}
 
     def load_state(self, arrays: dict[str, np.ndarray], scalars: dict) -> None:
+        """Continue from ``state_arrays()`` and ``state_scalars()`` output (copied in).
+
+        Parameters
+        ----------
+        arrays : dict of str to ndarray
+        scalars : dict
+        """
         self.state = {k: np.array(v) for k, v in arrays.items()}
         self.t = int(scalars.get("t", 0))
 
@@ -174,7 +232,22 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}
 
 
 def make_optimizer(spec: dict | None) -> Optimizer:
-    """Build an optimizer from ``{"type": ..., **options}`` (default plain SGD, lr 0.01)."""
+    """Build an optimizer from ``{"type": ..., **options}``.
+
+    Parameters
+    ----------
+    spec : dict or None
+        ``{"type": "sgd" | "adam", **options}``; None: plain SGD, learning rate 0.01.
+
+    Returns
+    -------
+    Optimizer
+
+    Raises
+    ------
+    ValueError
+        For an unknown type or option, or a value out of range, naming it.
+    """
     spec = dict(spec or {"type": "sgd"})
     kind = spec.get("type", "sgd")
     if kind not in OPTIMIZERS:
