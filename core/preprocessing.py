@@ -110,10 +110,12 @@ class _Imputer:
         return X
 
     def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state: ``{"fill": ndarray of shape (n_columns,), float64}``."""
         return {"fill": self.fill_}
 
     @classmethod
     def from_arrays(cls, arrays: dict, fill_value: float | None = None) -> "_Imputer":
+        """A fitted imputer from ``to_arrays()`` output (and the configured ``fill_value``)."""
         step = cls(fill_value)
         step.fill_ = np.asarray(arrays["fill"], dtype=np.float64)
         return step
@@ -238,10 +240,12 @@ class _Scaler:
         return X
 
     def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state: ``center``, ``scale``, ``lo``, ``hi``, each of shape (n_columns,), float64."""
         return {"center": self.center_, "scale": self.scale_, "lo": self.lo_, "hi": self.hi_}
 
     @classmethod
     def from_arrays(cls, arrays: dict) -> "_Scaler":
+        """A fitted scaler from ``to_arrays()`` output."""
         step = cls()
         for key in ("center", "scale", "lo", "hi"):
             setattr(step, f"{key}_", np.asarray(arrays[key], dtype=np.float64))
@@ -380,6 +384,12 @@ class OneHotEncoder:
 
     @property
     def n_slots(self) -> int:
+        """Output columns: one per kept category, plus one for ``<other>`` when used.
+
+        Returns
+        -------
+        int
+        """
         return len(self.kept_) + int(self.has_other_)
 
     def _lookup(self) -> np.ndarray:
@@ -412,10 +422,31 @@ class OneHotEncoder:
         return out
 
     def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``kept``: shape (n_kept,), int64 codes with a slot; ``has_other``: 0-d bool.
+        """
         return {"kept": self.kept_, "has_other": np.array(self.has_other_)}
 
     @classmethod
     def from_arrays(cls, arrays: dict, n_codes: int, max_categories: int | None = None) -> "OneHotEncoder":
+        """A fitted encoder from ``to_arrays()`` output.
+
+        Parameters
+        ----------
+        arrays : dict of str to ndarray
+        n_codes : int
+            Number of categories of the column.
+        max_categories : int or None
+            As configured.
+
+        Returns
+        -------
+        OneHotEncoder
+        """
         step = cls(n_codes, max_categories)
         step.kept_ = np.asarray(arrays["kept"], dtype=np.int64)
         step.has_other_ = bool(np.asarray(arrays["has_other"]))
@@ -447,7 +478,25 @@ def _check_choice(value, table, field: str, allow_none: bool = False):
 
 
 def normalize_columns(columns, n_features: int | None = None) -> list[dict]:
-    """Column descriptions ``{"name", "type", "categories"?}`` checked; None -> all numeric ``x0..``."""
+    """Column descriptions ``{"name", "type", "categories"?}`` checked, with defaults.
+
+    Parameters
+    ----------
+    columns : list of dict, or None
+        None: ``n_features`` numeric columns named ``x0, x1, ...``.
+    n_features : int or None
+        The width of X, when known: ``columns`` must describe that many.
+
+    Returns
+    -------
+    list of dict
+        ``{"name": str, "type": "numeric" | "categorical" | "boolean", "categories"?: list of str}``.
+
+    Raises
+    ------
+    ValueError
+        Naming the column (``columns[2].type must be one of ...``).
+    """
     if columns is None:
         if n_features is None:
             raise ValueError("columns or n_features is needed")
@@ -528,7 +577,18 @@ class Preprocessor:
 
     @classmethod
     def standardize(cls, columns: list[dict] | None = None) -> "Preprocessor":
-        """Legacy ``standardize=True``: standard scaling, missing values are an error."""
+        """Legacy ``standardize=True``: standard scaling, missing values are an error.
+
+        Parameters
+        ----------
+        columns : list of dict, or None
+            As for ``normalize_columns``; None: all numeric.
+
+        Returns
+        -------
+        Preprocessor
+            Not fitted yet.
+        """
         return cls(columns, numeric={"impute": None, "scale": "standard"})
 
     # -- structure ------------------------------------------------------------------------------
@@ -541,12 +601,27 @@ class Preprocessor:
 
     @property
     def n_features_in(self) -> int:
-        """Width of the raw input."""
+        """Width of the raw input.
+
+        Returns
+        -------
+        int
+        """
         return len(self.columns)
 
     @property
     def n_features_out(self) -> int:
-        """Width of the transformed output."""
+        """Width of the transformed output.
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        ValueError
+            When not fitted yet.
+        """
         self._check_fitted()
         return self._n_out
 
@@ -558,7 +633,18 @@ class Preprocessor:
         return self
 
     def feature_names_out(self) -> list[str]:
-        """Names of the output columns (``age``, ``age=<missing>``, ``plan=pro``, ``plan=<other>``)."""
+        """Names of the output columns.
+
+        Returns
+        -------
+        list of str
+            ``n_features_out`` names: ``age``, ``age=<missing>``, ``plan=pro``, ``plan=<other>``.
+
+        Raises
+        ------
+        ValueError
+            When not fitted yet.
+        """
         self._check_fitted()
         names = [self.columns[j]["name"] for j in self.num_idx_]
         names += [f"{self.columns[j]['name']}={MISSING}" for j in self.num_idx_[self.indicator_]]
@@ -720,7 +806,16 @@ class Preprocessor:
             pos += enc.n_slots
 
     def fit_transform(self, X) -> np.ndarray:
-        """``fit(X)`` then ``transform(X)``."""
+        """``fit(X)`` then ``transform(X)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_out), float32
+        """
         return self.fit(X).transform(X)
 
     # -- raw values by column name --------------------------------------------------------------
@@ -777,7 +872,17 @@ class Preprocessor:
         return X
 
     def imputes(self, j: int) -> bool:
-        """True when a missing value in input column ``j`` is filled (not an error)."""
+        """Whether a missing value in an input column is filled (rather than an error).
+
+        Parameters
+        ----------
+        j : int
+            Index of the input column.
+
+        Returns
+        -------
+        bool
+        """
         kind = self.columns[j]["type"]
         return kind != "numeric" or self.numeric["impute"] is not None
 
@@ -818,7 +923,18 @@ class Preprocessor:
 
     # -- description ----------------------------------------------------------------------------
     def schema(self) -> list[dict]:
-        """Per input column, in order: name, type, how missing values are filled, scaling, categories."""
+        """Describe every input column: name, type, how missing values are filled, scaling, categories.
+
+        Returns
+        -------
+        list of dict
+            One JSON-able dict per input column, in order.
+
+        Raises
+        ------
+        ValueError
+            When not fitted yet.
+        """
         self._check_fitted()
         out = []
         num_pos = {int(j): p for p, j in enumerate(self.num_idx_)}
@@ -854,7 +970,23 @@ class Preprocessor:
 
     # -- state as arrays ------------------------------------------------------------------------
     def to_arrays(self, prefix: str = "prep/") -> dict[str, np.ndarray]:
-        """The whole fitted state as named arrays (a JSON config string plus float/int arrays)."""
+        """The whole fitted state as named arrays.
+
+        Parameters
+        ----------
+        prefix : str
+            Put before every key.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``<prefix>config`` (a 0-d JSON string) plus float and int arrays.
+
+        Raises
+        ------
+        ValueError
+            When not fitted yet.
+        """
         self._check_fitted()
         arrays = {f"{prefix}config": np.array(json.dumps({
             "columns": self.columns, "numeric": self.numeric, "categorical": self.categorical}))}
@@ -871,7 +1003,19 @@ class Preprocessor:
 
     @classmethod
     def from_arrays(cls, arrays: dict, prefix: str = "prep/") -> "Preprocessor":
-        """Rebuild a fitted preprocessor from ``to_arrays`` output."""
+        """Rebuild a fitted preprocessor from ``to_arrays`` output.
+
+        Parameters
+        ----------
+        arrays : mapping of str to ndarray
+        prefix : str
+            The prefix ``to_arrays`` was given.
+
+        Returns
+        -------
+        Preprocessor
+            Fitted.
+        """
         cfg = json.loads(str(np.asarray(arrays[f"{prefix}config"])[()]))
         p = cls(cfg["columns"], cfg["numeric"], cfg["categorical"])
         p._index()
@@ -893,7 +1037,17 @@ class Preprocessor:
 
     @classmethod
     def from_standardization(cls, mean, scale) -> "Preprocessor":
-        """A fitted preprocessor equal to the old ``x_mean``/``x_scale`` standardisation (model files of format 1)."""
+        """A fitted preprocessor equal to the old ``x_mean``/``x_scale`` standardisation (format-1 files).
+
+        Parameters
+        ----------
+        mean, scale : array-like of shape (n_features,)
+
+        Returns
+        -------
+        Preprocessor
+            Fitted; no imputation, no clipping.
+        """
         mean = np.asarray(mean, dtype=np.float64)
         p = cls.standardize(normalize_columns(None, mean.shape[0]))
         p._index()
