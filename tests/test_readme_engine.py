@@ -13,3 +13,13 @@ def test_readme_engine_example_runs(capsys):
     out = capsys.readouterr().out
     acc = float(re.search(r"held-out accuracy ([0-9.]+)", out).group(1))
     assert acc >= 0.95, out
+
+
+def test_readme_preprocessing_example_runs(capsys):
+    text = README.read_text()
+    section = text.split("## Use the engine from Python", 1)[1].split("<!-- section: api -->", 1)[0]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[1]
+    exec(compile(code, "README-preprocessing", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "['age', 'age=<missing>', 'plan=basic', 'plan=pro', 'plan=team']"
+    assert lines[1] == "[1 0 1]"

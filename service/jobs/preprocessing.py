@@ -26,6 +26,28 @@ def columns_of(dataset) -> list[dict]:
     return out
 
 
+def input_width(dataset, preprocessing: dict | None = None) -> int:
+    """The network's input width after preprocessing, at most (one-hot columns widen it; from the data set's profile)."""
+    columns = getattr(dataset, "columns", None)
+    if not columns:
+        return int(dataset.n_features)
+    prep = preprocessing or {}
+    indicators = bool((prep.get("numeric") or {}).get("add_indicator"))
+    cap = (prep.get("categorical") or {}).get("max_categories")
+    width = 0
+    for c in columns:
+        kind = c.get("type", "numeric")
+        if kind not in core.preprocessing.COLUMN_TYPES:
+            continue
+        missing = bool(c.get("missing"))
+        if kind == "categorical":
+            n = len(c.get("categories") or []) + int(missing)
+            width += min(n, cap) if cap else n
+        else:
+            width += 1 + int(indicators and kind == "numeric" and missing)
+    return width
+
+
 def build(params: dict, dataset) -> core.Preprocessor:
     """An unfitted Preprocessor for the job (jobs stored before ``preprocessing`` existed map ``standardize``)."""
     columns = columns_of(dataset)

@@ -19,6 +19,7 @@ from service.datasets import service as datasets_service
 from service.database import utcnow
 from service.errors import Conflict, InvalidInput, NotFound
 from service.executor.base import Executor
+from service.jobs import preprocessing as job_preprocessing
 from service.jobs.schemas import JobCreate
 from service.jobs.tables import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, JobMetric
 from service.models import service as models_service
@@ -91,7 +92,8 @@ def create(session: Session, executor: Executor, settings: Settings, *, owner: s
     _check_limits(settings, body)
     network = networks_service.get_or_raise(session, owner=owner, network_id=body.network_id)
     dataset = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.dataset_id)
-    _check_fit(settings, network, dataset)
+    _check_fit(settings, network, dataset, width=job_preprocessing.input_width(
+        dataset, body.training_params().get("preprocessing")))
     has_validation = body.validation_split > 0
     if body.validation_dataset_id is not None:
         if body.validation_split > 0:
@@ -169,8 +171,8 @@ def _check_limits(settings: Settings, body: JobCreate) -> None:
                            f"max_batch_size={settings.max_batch_size} (MLP_MAX_BATCH_SIZE)")
 
 
-def _check_fit(settings: Settings, network, dataset) -> None:
-    """The network's input, output and task must fit the data set."""
+def _check_fit(settings: Settings, network, dataset, width: int | None = None) -> None:
+    """The network's input, output and task must fit the data set (``width``: its input width after one-hot)."""
     loss = core.LOSSES[network.spec["loss"]]
     if network.task != dataset.task:
         raise InvalidInput(f"dataset_id: data set {dataset.id} is for {dataset.task} but network {network.id} "
@@ -178,9 +180,10 @@ def _check_fit(settings: Settings, network, dataset) -> None:
     if network.input_dim is not None and network.input_dim != dataset.n_features:
         raise InvalidInput(f"network_id: the network's input_dim is {network.input_dim} but data set "
                            f"{dataset.id} has {dataset.n_features} features (n_features)")
-    n_params = core.count_params(network.spec, dataset.n_features)
+    width = width or dataset.n_features
+    n_params = core.count_params(network.spec, width)
     if n_params is not None and n_params > settings.max_params:
-        raise InvalidInput(f"network_id: with {dataset.n_features} input features the network has {n_params} "
+        raise InvalidInput(f"network_id: with {width} input features the network has {n_params} "
                            f"parameters, more than the limit max_params={settings.max_params} (MLP_MAX_PARAMS)")
     units = network.output_dim
     if dataset.task == "classification":
@@ -206,6 +209,10 @@ def _check_validation_dataset(train, val) -> None:
     if val.n_features != train.n_features:
         raise InvalidInput(f"validation_dataset_id: data set {val.id} has {val.n_features} features, the "
                            f"training data set {train.n_features}")
+    for t, v in zip(job_preprocessing.columns_of(train), job_preprocessing.columns_of(val)):
+        if (t["name"], t["type"]) != (v["name"], v["type"]):
+            raise InvalidInput(f"validation_dataset_id: column {v['name']!r} ({v['type']}) of data set {val.id} "
+                               f"does not match the training data set's {t['name']!r} ({t['type']})")
     if train.task == "regression" and val.n_outputs != train.n_outputs:
         raise InvalidInput(f"validation_dataset_id: data set {val.id} has {val.n_outputs} targets, the "
                            f"training data set {train.n_outputs}")

@@ -225,3 +225,31 @@ def test_mnist_with_job_defaults(client, wait_job):
     assert accuracy >= 0.88, accuracy
     schema = client.get(f"/v1/models/{job['model_id']}").json()["input_schema"]
     assert len(schema) == 784 and {c["scale"]["method"] for c in schema} == {"standard"}
+
+
+def test_validation_data_set_with_other_column_types_is_422(client, make_network):
+    train_ds = upload_csv(client, churn_csv(40, 2), "train.csv")
+    val_ds = upload_csv(client, "age,plan,region,label\n30,1,eu,yes\n25,2,us,no\n", "val.csv")
+    net = make_network(client, mlp_spec(2))
+    r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": train_ds["id"],
+                                      "validation_dataset_id": val_ds["id"]})
+    assert r.status_code == 422
+    assert r.json()["detail"] == (f"validation_dataset_id: column 'plan' (numeric) of data set {val_ds['id']} "
+                                  "does not match the training data set's 'plan' (categorical)")
+
+
+def test_parameter_limit_counts_one_hot_columns(tmp_path, make_network):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+    text = "code,label\n" + "".join(f"c{i},{'yes' if i % 2 else 'no'}\n" for i in range(200))
+    with TestClient(create_app(Settings(data_dir=tmp_path / "d", workers=0, max_params=1000))) as client:
+        ds = upload_csv(client, text, "codes.csv")
+        net = make_network(client, mlp_spec(2, hidden=8))
+        r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"]})
+        assert r.status_code == 422
+        assert r.json()["detail"].startswith("network_id: with 200 input features the network has 1626 parameters")
+        r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"],
+                                          "preprocessing": {"categorical": {"max_categories": 50}}})
+        assert r.status_code == 202, r.text
