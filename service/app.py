@@ -17,6 +17,7 @@ from service.database import create_all, make_engine, make_sessionmaker
 from service.datasets.routes import router as datasets_router
 from service.errors import ServiceError, validation_detail
 from service.executor import make_executor
+from service.faults import StorageProbe, install_disk_full_handler, sweep_temporaries
 from service.jobs.routes import router as jobs_router
 from service.metrics import install_metrics
 from service.v2.routes import router as v2_router
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        sweep_temporaries(storage, settings)  # before any worker or request writes
         executor.start()
         try:
             yield
@@ -72,6 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # FastAPI's own handler echoes the input, which may hold NaN or a lone surrogate (a 500 when encoded)
         return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
 
+    install_disk_full_handler(app)
+    storage_probe = StorageProbe(storage)
+
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:
         """Liveness: the process answers."""
@@ -87,11 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             checks["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             checks["database"] = f"error: {exc}"
-        try:
-            storage.write_bytes(".readyz", b"ok")
-            checks["storage"] = "ok"
-        except Exception as exc:  # noqa: BLE001
-            checks["storage"] = f"error: {exc}"
+        checks["storage"] = storage_probe.check()  # a real write at most every 10 s, not one per request
         checks["executor"] = "ok" if executor.healthy() else "error: executor is not running"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},

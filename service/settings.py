@@ -26,6 +26,8 @@ class Settings(BaseSettings):
         description="Endpoint of an S3-compatible store (MinIO, moto) for MLP_STORAGE_URL=s3://...")
     workers: int = Field(default_factory=_default_workers, ge=0, description="Embedded worker processes.")
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    tmp_sweep_age_seconds: float | None = Field(None, ge=0, description="Start-up sweep of temporary files: "
+                                                "those older than this; default all (embedded), 1 h (scale-out).")
     max_json_body_bytes: int = Field(1024 * 1024, ge=1, description="Body of POST /v1/networks, /v1/jobs (413).")
     max_params: int = Field(5_000_000, ge=1)
     max_epochs: int = Field(1000, ge=1)
