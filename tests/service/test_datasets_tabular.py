@@ -1,0 +1,367 @@
+"""Tabular uploads read with pyarrow: CSV dialects, encodings, NA tokens, .csv.gz, Parquet, Arrow; column typing,
+the `columns` profile, labels as written; every error by status code and detail."""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.auth import DEFAULT_OWNER
+from service.datasets import service as datasets_service
+from service.settings import Settings
+
+import palmerpenguins
+
+PENGUINS_CSV = Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
+MIXED = ("age,plan,member,score,label\n"
+         "41,pro,true,0.5,yes\n"
+         "35,free,false,NA,no\n"
+         ",pro,,1.5,yes\n"
+         "29,basic,true,2.5,no\n")
+
+
+def up(client, content: bytes, filename: str = "data.csv", ctype: str = "text/csv", **fields):
+    return client.post("/v1/datasets", files={"file": (filename, content, ctype)}, data=fields)
+
+
+def stored(app, dataset_id: str):
+    with app.state.sessionmaker() as session:
+        row = datasets_service.get_or_raise(session, owner=DEFAULT_OWNER, dataset_id=dataset_id)
+    X, y = datasets_service.load_arrays(app.state.storage, row, mmap=False)
+    return row, X, y
+
+
+def stored_files(app) -> list[str]:
+    root = app.state.storage.root
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != ".readyz")
+
+
+def ok(r) -> dict:
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def err(r, status: int = 422) -> str:
+    assert r.status_code == status, r.text
+    return r.json()["detail"]
+
+
+# -- the storage representation ------------------------------------------------------------------------------
+
+def test_mixed_columns_are_typed_profiled_and_stored_as_documented(app, client):
+    body = ok(up(client, MIXED.encode(), target="label"))
+    assert body["feature_names"] == ["age", "plan", "member", "score"] and body["classes"] == ["no", "yes"]
+    cols = {c["name"]: c for c in body["columns"]}
+    assert cols["age"] == {"name": "age", "type": "numeric", "missing": 1, "min": 29.0, "max": 41.0,
+                           "mean": pytest.approx(35.0), "std": pytest.approx(np.std([41, 35, 29]))}
+    assert cols["plan"] == {"name": "plan", "type": "categorical", "missing": 0, "n_categories": 3,
+                            "categories": ["basic", "free", "pro"],
+                            "top": [{"value": "pro", "count": 2}, {"value": "basic", "count": 1},
+                                    {"value": "free", "count": 1}]}
+    assert cols["member"] == {"name": "member", "type": "boolean", "missing": 1, "true": 2, "false": 1}
+    assert cols["score"]["missing"] == 1 and cols["score"]["type"] == "numeric"
+    _, X, y = stored(app, body["id"])
+    assert X.dtype == np.float32 and X.shape == (4, 4)
+    np.testing.assert_array_equal(X, np.array([[41, 2, 1, 0.5], [35, 1, 0, np.nan], [np.nan, 2, np.nan, 1.5],
+                                               [29, 0, 1, 2.5]], dtype=np.float32))
+    assert y.tolist() == [1, 0, 1, 0]
+    assert client.get(f"/v1/datasets/{body['id']}").json()["columns"] == body["columns"]
+
+
+def test_categorical_and_ignore_fields(app, client):
+    csv = b"id,zip,x,label\n1,01234,1.5,a\n2,98765,2.5,b\n3,01234,3.5,a\n"
+    body = ok(up(client, csv, categorical="zip", ignore="id"))
+    assert body["feature_names"] == ["zip", "x"] and body["n_features"] == 2
+    assert body["columns"][0] == {"name": "id", "type": "ignored"}
+    assert body["columns"][1]["type"] == "categorical" and body["columns"][1]["categories"] == ["01234", "98765"]
+    _, X, _ = stored(app, body["id"])
+    np.testing.assert_array_equal(X[:, 0], [0, 1, 0])
+    # a JSON array names columns with commas in them
+    csv = b'"a,b",c,label\n1,x,0\n2,y,1\n'
+    body = ok(up(client, csv, ignore='["a,b"]'))
+    assert body["feature_names"] == ["c"]
+
+
+@pytest.mark.parametrize("fields, detail", [
+    ({"ignore": "nope"}, "ignore: column 'nope' not found; the header has: id, zip, x, label"),
+    ({"categorical": "nope"}, "categorical: column 'nope' not found; the header has: id, zip, x, label"),
+    ({"ignore": "label"}, "ignore: 'label' is the target column; it cannot be ignored"),
+    ({"ignore": "id,zip,x"}, "no feature columns are left: every column but the target is in ignore"),
+    ({"max_categories": "many"}, "max_categories must be an integer >= 1, got 'many'"),
+    ({"drop_missing_target": "maybe"}, "drop_missing_target must be true or false, got 'maybe'"),
+    ({"encoding": "klingon"}, "encoding: unknown encoding 'klingon' (e.g. utf-8, cp1252, latin-1, utf-16)"),
+    ({"delimiter": "::"}, "delimiter must be one character (e.g. , ; | or tab), got '::'"),
+])
+def test_form_field_errors_name_the_field(app, client, fields, detail):
+    assert err(up(client, b"id,zip,x,label\n1,01234,1.5,a\n2,98765,2.5,b\n", **fields)) == detail
+    assert stored_files(app) == []
+
+
+def test_too_many_categories_names_the_column_and_suggests_ignore(client):
+    csv = b"customer_id,x,label\n" + b"".join(b"c%05d,%d,%d\n" % (i, i, i % 2) for i in range(1500))
+    assert err(up(client, csv)) == ("column 1 ('customer_id') has more than 1000 distinct values (text columns are "
+                                    "categorical); drop it with the form field ignore=customer_id (e.g. an id or "
+                                    "free text), or raise max_categories")
+    assert err(up(client, csv, max_categories="10")).startswith("column 1 ('customer_id') has more than 10 ")
+    body = ok(up(client, csv, max_categories="2000"))
+    col = body["columns"][0]
+    assert col["n_categories"] == 1500 and "categories" not in col and len(col["top"]) == 10   # answer stays small
+    assert ok(up(client, csv, ignore="customer_id"))["feature_names"] == ["x"]
+
+
+def test_stored_metadata_keeps_the_full_category_list(app, client):
+    csv = b"c,x,label\n" + b"".join(b"v%03d,%d,%d\n" % (i, i, i % 2) for i in range(150))
+    body = ok(up(client, csv))
+    row, X, _ = stored(app, body["id"])
+    assert row.columns[0]["categories"] == [f"v{i:03d}" for i in range(150)]
+    np.testing.assert_array_equal(X[:, 0], np.arange(150))
+
+
+def test_column_limit_and_a_40000_column_duplicate_header(tmp_path):
+    with TestClient(create_app(Settings(data_dir=tmp_path / "d", workers=0, max_columns=50_000))) as c:
+        names = [f"c{j}" for j in range(40_000)]
+        header = ",".join(names + ["c17"]).encode()
+        assert err(up(c, header + b"\n" + b",".join([b"1"] * 40_001) + b"\n")) == \
+            "header names column 'c17' more than once"
+        body = ok(up(c, ",".join(names).encode() + b"\n" + b",".join(b"%d" % (j % 2) for j in range(40_000))
+                     + b"\n" + b",".join(b"%d" % ((j + 1) % 2) for j in range(40_000)) + b"\n",
+                     task="classification"))
+        assert body["n_features"] == 39_999
+    with TestClient(create_app(Settings(data_dir=tmp_path / "e", workers=0, max_columns=10))) as c:
+        csv = ",".join(f"c{j}" for j in range(11)).encode() + b"\n" + b",".join([b"1"] * 11) + b"\n"
+        assert err(up(c, csv)) == "the file has 11 columns, more than the limit of 10 (MLP_MAX_COLUMNS)"
+
+
+def test_numeric_inf_is_a_422_naming_row_and_column(client):
+    assert err(up(client, b"a,b,label\n1,2,x\n3,-inf,y\n")) == \
+        "line 3, column 2 ('b'): value is not finite (infinite)"
+    table = pa.table({"a": [1.0, float("inf")], "label": ["x", "y"]})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    assert err(up(client, buf.getvalue(), "d.parquet", "application/octet-stream")) == \
+        "row 2, column 1 ('a'): value is not finite (infinite)"
+
+
+# -- CSV dialects --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("delim", [",", ";", "\t", "|"])
+def test_delimiter_detected(app, client, delim):
+    csv = MIXED.replace(",", delim).encode()
+    body = ok(up(client, csv))
+    ref = ok(up(client, MIXED.encode()))
+    assert body["columns"] == ref["columns"] and body["classes"] == ref["classes"]
+    np.testing.assert_array_equal(stored(app, body["id"])[1], stored(app, ref["id"])[1])
+
+
+def test_delimiter_field_overrides_detection(client):
+    # a '|'-separated file whose text holds commas: detection would see 2 comma columns... the field says '|'
+    csv = b"name|x|label\nSmith, J|1|a\nDoe, K|2|b\nRoe, L|3|a\n"
+    assert ok(up(client, csv))["feature_names"] == ["name", "x"]
+    body = ok(up(client, b"a,b;c\n1,2;x\n3,4;y\n", delimiter=";"))
+    assert body["feature_names"] == ["a,b"] and body["columns"][0]["type"] == "categorical"
+    assert ok(up(client, b"a\tb\tl\n1\t2\tx\n3\t4\ty\n", delimiter="tab"))["feature_names"] == ["a", "b"]
+    assert ok(up(client, b"a\tb\tl\n1\t2\tx\n3\t4\ty\n", delimiter="\t"))["feature_names"] == ["a", "b"]
+
+
+def test_quoted_fields_with_delimiters_quotes_and_line_breaks(app, client):
+    csv = b'a,note,label\n1,"big, red",x\n2,"say ""hi""",y\n3,"two\nlines",x\n'
+    body = ok(up(client, csv))
+    assert body["n_samples"] == 3
+    assert body["columns"][1]["categories"] == ["big, red", 'say "hi"', "two\nlines"]
+
+
+def test_unterminated_quote_names_the_line(app, client):
+    assert err(up(client, b'a,b,label\n1,2,x\n3,"4,y\n5,6,z\n')) == \
+        'line 3: unterminated quote: a field opens with " and is never closed'
+    assert err(up(client, b'a,b,label\n1,2,x\n3,4,y\n5,6,"z\n')) == \
+        'line 4: unterminated quote: a field opens with " and is never closed'
+    assert stored_files(app) == []
+
+
+@pytest.mark.parametrize("token", ["", "NA", "N/A", "NaN", "null", "?", "-"])
+def test_default_na_tokens_are_missing(app, client, token):
+    csv = f"a,plan,label\n1,pro,x\n{token},{token},y\n3,free,x\n".encode()
+    body = ok(up(client, csv))
+    assert [c["missing"] for c in body["columns"]] == [1, 1]
+    assert body["columns"][0]["type"] == "numeric" and body["columns"][1]["type"] == "categorical"
+    X = stored(app, body["id"])[1]
+    assert np.isnan(X[1]).all() and not np.isnan(X[[0, 2]]).any()
+
+
+def test_na_values_field_replaces_the_tokens(client):
+    csv = b"a,plan,label\n1,NA,x\nmissing,pro,y\n3,free,x\n"
+    body = ok(up(client, csv, na_values="missing"))
+    assert body["columns"][0] == {"name": "a", "type": "numeric", "missing": 1, "min": 1.0, "max": 3.0,
+                                  "mean": 2.0, "std": 1.0}
+    assert body["columns"][1]["categories"] == ["NA", "free", "pro"]     # 'NA' is a value now
+    assert ok(up(client, csv, na_values='["missing", "NA"]'))["columns"][1]["missing"] == 1
+
+
+# -- encodings and compression -------------------------------------------------------------------------------
+
+TEXT = "name,x,label\nZoë,1,ja\nJosé,2,nein\nŁódź,3,ja\n"
+
+
+@pytest.mark.parametrize("data", [
+    TEXT.encode("utf-8"), codecs.BOM_UTF8 + TEXT.encode("utf-8"), TEXT.encode("utf-16"),
+    codecs.BOM_UTF16_BE + TEXT.encode("utf-16-be"), codecs.BOM_UTF16_LE + TEXT.encode("utf-16-le")],
+    ids=["utf8", "utf8-bom", "utf16", "utf16-be", "utf16-le"])
+def test_encodings_detected(client, data):
+    body = ok(up(client, data))
+    assert body["feature_names"] == ["name", "x"]
+    assert body["columns"][0]["categories"] == ["José", "Zoë", "Łódź"]
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_encoding_field(client, encoding):
+    text = "name,x,label\nZoë,1,ja\nJosé,2,nein\n"
+    assert err(up(client, text.encode(encoding))) == (
+        "the file is not UTF-8 text (byte offset 15); name its encoding in the form field encoding, "
+        "e.g. cp1252 or latin-1")
+    assert ok(up(client, text.encode(encoding), encoding=encoding))["columns"][0]["categories"] == ["José", "Zoë"]
+
+
+def test_csv_gz(app, client):
+    body = ok(up(client, gzip.compress(MIXED.encode()), "data.csv.gz", "application/gzip"))
+    assert body["name"] == "data" and body["n_samples"] == 4
+    assert err(up(client, b"not gzip at all", "data.csv.gz")).startswith("not a valid .gz file")
+    assert stored_files(app) == [f"datasets/{body['id']}/X.npy", f"datasets/{body['id']}/y.npy"]
+
+
+def test_parquet_and_arrow(app, client):
+    table = pacsv.read_csv(io.BytesIO(MIXED.encode()),
+                           convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    ref = ok(up(client, MIXED.encode()))
+    pbuf, fbuf, sbuf = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    pq.write_table(table, pbuf)
+    feather.write_feather(table, fbuf)
+    with pa.ipc.new_stream(sbuf, table.schema) as w:
+        w.write_table(table)
+    for content, name in [(pbuf, "d.parquet"), (fbuf, "d.feather"), (fbuf, "d.arrow"), (sbuf, "s.arrow")]:
+        body = ok(up(client, content.getvalue(), name, "application/octet-stream"))
+        assert body["columns"] == ref["columns"] and body["classes"] == ref["classes"], name
+        np.testing.assert_array_equal(stored(app, body["id"])[1], stored(app, ref["id"])[1])
+    assert err(up(client, b"PAR1 nope", "d.parquet")).startswith("not a valid Parquet file")
+    assert err(up(client, b"nope", "d.arrow")).startswith("not a valid Arrow IPC / Feather v2 file")
+
+
+# -- names in any script -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("filename", ["данные.csv", "données.csv", "数据.csv"])
+def test_file_names_in_any_script(client, filename):
+    body = ok(up(client, MIXED.encode(), filename))
+    assert body["name"] == filename[:-4]
+    assert client.get(f"/v1/datasets/{body['id']}").json()["name"] == filename[:-4]
+
+
+def test_rfc5987_filename_and_utf8_form_fields(client):
+    boundary = "xyz"
+    parts = [
+        'Content-Disposition: form-data; name="file"; filename="x.csv"; '
+        "filename*=UTF-8''%D0%B4%D0%B0%D0%BD%D0%BD%D1%8B%D0%B5.csv\r\nContent-Type: text/csv\r\n\r\n" + MIXED,
+        'Content-Disposition: form-data; name="target"\r\n\r\nlabel',
+    ]
+    raw = "".join(f"--{boundary}\r\n{p}\r\n" for p in parts) + f"--{boundary}--\r\n"
+    r = client.post("/v1/datasets", content=raw.encode(),
+                    headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert ok(r)["name"] == "данные"
+    body = ok(up(client, "größe,数量,label\n1,2,ja\n3,4,nein\n".encode(), name="données 数据", target="label",
+                 categorical="数量"))
+    assert body["name"] == "données 数据" and body["feature_names"] == ["größe", "数量"]
+
+
+# -- labels exactly as written -------------------------------------------------------------------------------
+
+def test_labels_keep_their_text_and_numbers_stay_numbers(client):
+    assert ok(up(client, b"x,label\n1,007\n2,07\n3,7\n4,7\n"))["classes"] == ["007", "07", "7"]
+    assert ok(up(client, b"x,label\n1,0\n2,1\n3,1\n"))["classes"] == [0, 1]
+    assert ok(up(client, b"x,label\n1,0\n2,1\n3,NA\n", drop_missing_target="true"))["classes"] == [0, 1]
+    assert ok(up(client, b"x,label\n1,1.5\n2,2.5\n3,0.25\n"))["task"] == "regression"
+
+
+def test_missing_target_is_a_422_or_dropped_and_counted(app, client):
+    csv = b"x,label\n1,0\n2,1\nNA,NA\n4,1\n5,\n6,0\n"
+    assert err(up(client, csv)) == ("line 4, column 2 ('label'): missing target value; fill it in, or drop such "
+                                    "rows with the form field drop_missing_target=true")
+    body = ok(up(client, csv, drop_missing_target="true"))
+    assert body["n_samples"] == 4 and body["n_dropped"] == 2 and body["classes"] == [0, 1]
+    assert client.get(f"/v1/datasets/{body['id']}").json()["n_dropped"] == 2
+    _, X, y = stored(app, body["id"])
+    assert X[:, 0].tolist() == [1, 2, 4, 6] and y.tolist() == [0, 1, 1, 0]
+    assert err(up(client, b"x,label\n1,NA\n2,\n", drop_missing_target="true")) == \
+        "every row has a missing target value (2 dropped); nothing is left"
+
+
+def test_single_class_target_is_one_clear_422(client):
+    assert err(up(client, b"x,label\n1,yes\n2,yes\n")) == \
+        "the target has only one class, 'yes'; classification needs at least 2"
+    assert err(client.post("/v1/datasets", json={"X": [[1], [2]], "y": ["yes", "yes"]})) == \
+        "the target has only one class, 'yes'; classification needs at least 2"
+    assert ok(up(client, b"x,label\n1,3\n2,3\n", task="regression"))["task"] == "regression"
+
+
+def test_labels_shaped_n_by_1_are_labels(client):
+    body = ok(client.post("/v1/datasets", json={"X": [[0], [1], [2], [3]], "y": [[0], [1], [1], [0]]}))
+    assert body["task"] == "classification" and body["classes"] == [0, 1] and body["n_outputs"] == 1
+    buf = io.BytesIO()
+    np.savez(buf, X=np.arange(8.0).reshape(4, 2), y=np.array([[0], [1], [1], [0]]))
+    body = ok(up(client, buf.getvalue(), "d.npz", "application/octet-stream"))
+    assert body["task"] == "classification" and body["classes"] == [0, 1]
+
+
+def test_data_sets_without_metadata_still_read(app, client):
+    body = ok(client.post("/v1/datasets", json={"X": [[0.0], [1.0]], "y": [0.5, 1.5]}))
+    assert body["columns"] == [{"name": "x0", "type": "numeric", "missing": 0, "min": 0.0, "max": 1.0,
+                                "mean": 0.5, "std": 0.5}]
+    with app.state.sessionmaker() as session:
+        row = datasets_service.get_or_raise(session, owner=DEFAULT_OWNER, dataset_id=body["id"])
+        row.columns, row.n_dropped = None, None         # as stored before the profile existed
+        session.commit()
+    r = client.get(f"/v1/datasets/{body['id']}")
+    assert r.status_code == 200 and r.json()["columns"] is None and r.json()["n_dropped"] == 0
+
+
+# -- Palmer penguins in every format -------------------------------------------------------------------------
+
+def test_penguins_identical_across_formats(app, client):
+    raw = PENGUINS_CSV.read_bytes()
+    text = raw.decode()
+    table = pacsv.read_csv(PENGUINS_CSV, convert_options=pacsv.ConvertOptions(
+        null_values=["NA", ""], strings_can_be_null=True))
+    pbuf = io.BytesIO()
+    pq.write_table(table, pbuf)
+    uploads = {
+        "csv": (raw, "penguins.csv"),
+        "semicolon": (text.replace(",", ";").encode(), "penguins.csv"),
+        "utf16": (text.encode("utf-16"), "penguins.csv"),
+        "gz": (gzip.compress(raw), "penguins.csv.gz"),
+        "parquet": (pbuf.getvalue(), "penguins.parquet"),
+    }
+    answers = {k: ok(up(client, data, name, "application/octet-stream", target="species"))
+               for k, (data, name) in uploads.items()}
+    ref = answers["csv"]
+    assert ref["n_samples"] == 344 and ref["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
+    assert ref["feature_names"] == ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm",
+                                    "body_mass_g", "sex", "year"]
+    cols = {c["name"]: c for c in ref["columns"]}
+    assert cols["island"]["categories"] == ["Biscoe", "Dream", "Torgersen"]
+    assert cols["sex"]["categories"] == ["female", "male"] and cols["sex"]["missing"] == 11
+    assert cols["bill_length_mm"]["missing"] == 2 and cols["bill_length_mm"]["type"] == "numeric"
+    _, X0, y0 = stored(app, ref["id"])
+    for k, body in answers.items():
+        for key in ("columns", "classes", "feature_names", "n_samples", "task"):
+            assert body[key] == ref[key], (k, key)
+        _, X, y = stored(app, body["id"])
+        np.testing.assert_array_equal(X, X0, err_msg=k)
+        np.testing.assert_array_equal(y, y0, err_msg=k)
