@@ -165,7 +165,7 @@ def test_delimiter_detected(app, client, delim):
 
 
 def test_delimiter_field_overrides_detection(client):
-    # a '|'-separated file whose text holds commas: detection would see 2 comma columns... the field says '|'
+    # a '|'-separated file whose text holds commas is detected as '|'; the field overrides detection
     csv = b"name|x|label\nSmith, J|1|a\nDoe, K|2|b\nRoe, L|3|a\n"
     assert ok(up(client, csv))["feature_names"] == ["name", "x"]
     body = ok(up(client, b"a,b;c\n1,2;x\n3,4;y\n", delimiter=";"))
