@@ -29,7 +29,7 @@ DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 MAX_CATEGORIES = 1000
 TOP_VALUES = 10
-BLOCK_BYTES = 4 << 20           # CSV block: the first block decides column types (a later surprise re-reads)
+BLOCK_BYTES = 1 << 20           # CSV block: the unit of pyarrow's parallel parsing (its default)
 PARQUET_BATCH_ROWS = 65536
 _SNIFF_BYTES = 256 << 10        # sample for encoding and delimiter detection (grown until the header ends)
 _MAX_HEADER_BYTES = 64 << 20
@@ -537,11 +537,20 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
     include = [h for h in header if h not in opts.ignore]
     forced: dict[str, pa.DataType] = {target: pa.string()}
     forced.update({c: pa.string() for c in opts.categorical if c != target})
+    # quoted line breaks need pyarrow's slower quote-aware chunking: on when the sample holds a quote, and on a
+    # retry when the fast chunking fails to parse
+    quoted = '"' in text
     while True:
         try:
-            return _read_csv_once(path, gz, enc, d, header, header_line, include, target, forced, opts, diag)
+            return _read_csv_once(path, gz, enc, d, header, header_line, include, target, forced, opts, diag, quoted)
         except _Retype as r:
             forced[r.column] = r.to
+        except _Requote:
+            quoted = True
+
+
+class _Requote(Exception):
+    """The file did not parse with newline-splitting chunks: read again with quote-aware chunking."""
 
 
 class _Retype(Exception):
@@ -555,10 +564,10 @@ class _Retype(Exception):
 _CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+)")
 
 
-def _read_csv_once(path, gz, enc, d, header, header_line, include, target, forced, opts, diag) -> Table:
+def _read_csv_once(path, gz, enc, d, header, header_line, include, target, forced, opts, diag, quoted) -> Table:
     ro = pacsv.ReadOptions(column_names=header, skip_rows=header_line, block_size=BLOCK_BYTES,
                            encoding="utf8" if enc == "utf-8" else enc)
-    po = pacsv.ParseOptions(delimiter=d, newlines_in_values=True)
+    po = pacsv.ParseOptions(delimiter=d, newlines_in_values=quoted)
     co = pacsv.ConvertOptions(column_types=forced, null_values=list(opts.na_values), strings_can_be_null=True,
                               quoted_strings_can_be_null=True, include_columns=include, timestamp_parsers=[])
     try:
@@ -576,6 +585,8 @@ def _read_csv_once(path, gz, enc, d, header, header_line, include, target, force
             raise _Retype(name, pa.string()) from None
         if "UTF8" in msg:
             raise _utf8_error(path, gz, 0, enc) from None
+        if not quoted:
+            raise _Requote() from None
         found = diag.structure_error()
         if found is not None:
             raise found from None

@@ -1,0 +1,208 @@
+"""Upload benchmark (issue 12): upload-and-parse over HTTP against the raw parsers, on a real server process.
+
+Two generated files of about ``--mb`` MB each:
+
+- numeric: 50 float columns and a float target (regression);
+- mixed: 20 feature columns of which 6 (30 %) are text with 3-200 distinct values, 5 % of all feature cells
+  missing (empty), and a text target (classification).
+
+For each file, ``--rounds`` times and interleaved: ``pyarrow.csv.read_csv`` and ``pandas.read_csv`` on the file
+from disk (default options, in this process), and ``POST /v1/datasets`` of the same file to ``mlp-service serve``
+(no workers), timed from the first byte sent to the 201. The rate of each is file MB / seconds (best round).
+The server's peak RSS during the upload is sampled every 10 ms with psutil, next to its RSS before the upload.
+
+Targets: upload-and-parse >= 0.8x the fastest raw parser; peak server memory <= 2x the file size.
+
+    PYTHONPATH=. .venv/bin/python bench/upload.py            # ~100 MB files, 2 rounds: a few minutes
+    PYTHONPATH=. .venv/bin/python bench/upload.py --mb 10 --rounds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``mlp-service serve`` as a subprocess with its own data directory and no workers."""
+
+    def __init__(self, data_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLP_")}
+        env.update(MLP_DATA_DIR=str(data_dir), MLP_WORKERS="0", MLP_MAX_UPLOAD_BYTES=str(2**31),
+                   PYTHONPATH=str(ROOT))
+        self.log = open(data_dir.parent / f"server-{self.port}.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1",
+                                      "--port", str(self.port), "--no-access-log", "--log-level", "warning"],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start; see {self.log.name}")
+            time.sleep(0.1)
+        self.ps = psutil.Process(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def write_numeric(path: Path, mb: float, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    d = 50
+    with open(path, "w") as f:
+        f.write(",".join([f"f{i}" for i in range(d)] + ["y"]) + "\n")
+        while f.tell() < mb * 1e6:
+            np.savetxt(f, rng.standard_normal((20000, d + 1)), fmt="%.5f", delimiter=",")
+
+
+def write_mixed(path: Path, mb: float, seed: int = 0) -> None:
+    """20 features: 14 numeric, 6 text (30 %); 5 % of the feature cells empty; a text target."""
+    rng = np.random.default_rng(seed)
+    n_num, n_txt, rows = 14, 6, 20000
+    vocab = [np.array([f"{w}_{i}" for i in range(k)]) for w, k in
+             zip(["plan", "region", "city", "device", "channel", "segment"], [3, 12, 200, 8, 25, 50])]
+    with open(path, "w") as f:
+        f.write(",".join([f"n{i}" for i in range(n_num)] + [v[0].split("_")[0] for v in vocab] + ["label"]) + "\n")
+        while f.tell() < mb * 1e6:
+            cols = [np.char.mod("%.4f", rng.standard_normal(rows) * 10) for _ in range(n_num)]
+            cols += [v[rng.integers(0, len(v), rows)] for v in vocab]
+            cells = np.stack(cols, axis=1).astype(object)
+            cells[rng.random(cells.shape) < 0.05] = ""
+            labels = np.array(["churn", "stay", "upgrade"])[rng.integers(0, 3, rows)]
+            lines = [",".join(r) + "," + lab for r, lab in zip(cells.tolist(), labels.tolist())]
+            f.write("\n".join(lines) + "\n")
+
+
+def raw_pyarrow(path: Path) -> float:
+    import pyarrow.csv as pacsv
+
+    t = time.perf_counter()
+    pacsv.read_csv(path)
+    return time.perf_counter() - t
+
+
+def raw_pandas(path: Path) -> float:
+    import pandas as pd
+
+    t = time.perf_counter()
+    pd.read_csv(path)
+    return time.perf_counter() - t
+
+
+def upload(server: Server, path: Path, fields: dict) -> tuple[float, int, int, dict]:
+    """(seconds, server RSS before, peak server RSS during, answer)."""
+    before = server.ps.memory_info().rss
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            try:
+                peak[0] = max(peak[0], server.ps.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.01)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t = time.perf_counter()
+    with open(path, "rb") as f:
+        r = httpx.post(server.url + "/v1/datasets", files={"file": (path.name, f, "text/csv")}, data=fields,
+                       timeout=1800)
+    dt = time.perf_counter() - t
+    done.set()
+    th.join()
+    if r.status_code != 201:
+        raise RuntimeError(f"upload failed: {r.status_code} {r.text[:500]}")
+    body = r.json()
+    httpx.delete(f"{server.url}/v1/datasets/{body['id']}", timeout=60)
+    return dt, before, peak[0], body
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mb", type=float, default=100.0, help="size of each generated CSV (default 100)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds per file (default 2)")
+    args = ap.parse_args()
+    import pandas
+    import pyarrow
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-upload-"))
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} on "
+          f"{os.cpu_count()} cores; pyarrow {pyarrow.__version__}, pandas {pandas.__version__}")
+    server = None
+    try:
+        files = {"numeric": (tmp / "numeric.csv", write_numeric, {"task": "regression"}),
+                 "mixed": (tmp / "mixed.csv", write_mixed, {"target": "label"})}
+        for name, (path, writer, _) in files.items():
+            writer(path, args.mb)
+        server = Server(tmp / "data")
+        # warm-up: the first tabular upload imports pyarrow (and pandas, which pyarrow's to_numpy pulls in when it
+        # is installed) into the server, a one-time cost that is not the parser's
+        warm = tmp / "warm.csv"
+        warm.write_text("a,plan,label\n1,x,p\n2,y,q\n")
+        upload(server, warm, {})
+        for name, (path, _, fields) in files.items():
+            mb = path.stat().st_size / 1e6
+            times = {"pyarrow.csv.read_csv": [], "pandas.read_csv": [], "upload over HTTP": []}
+            rss = []
+            for _ in range(args.rounds):
+                times["pyarrow.csv.read_csv"].append(raw_pyarrow(path))
+                times["pandas.read_csv"].append(raw_pandas(path))
+                dt, before, peak, body = upload(server, path, fields)
+                times["upload over HTTP"].append(dt)
+                rss.append((before, peak))
+            rates = {k: mb / min(v) for k, v in times.items()}
+            fastest = max(rates["pyarrow.csv.read_csv"], rates["pandas.read_csv"])
+            print(f"\n{name}: {mb:.1f} MB, {body['n_samples']} rows x {len(body['columns']) + 1} columns "
+                  f"({sum(c['type'] == 'categorical' for c in body['columns'])} categorical), "
+                  f"load average {os.getloadavg()[0]:.2f}")
+            for k, v in times.items():
+                print(f"  {k:22s} {rates[k]:7.1f} MB/s   (rounds: {', '.join(f'{mb / t:.1f}' for t in v)})")
+            ratio = rates["upload over HTTP"] / fastest
+            print(f"  upload vs fastest raw parser: {ratio:.2f}x (target >= 0.8x)")
+            before, peak = max(rss, key=lambda p: p[1])
+            print(f"  server RSS: {before / 1e6:.0f} MB before, peak {peak / 1e6:.0f} MB during the upload "
+                  f"(+{(peak - before) / 1e6:.0f} MB); peak = {peak / 1e6 / mb:.2f}x the file, growth "
+                  f"{(peak - before) / 1e6 / mb:.2f}x (target <= 2x)")
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
