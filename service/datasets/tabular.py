@@ -30,6 +30,7 @@ DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 MAX_CATEGORIES = 1000
 TOP_VALUES = 10
 BLOCK_BYTES = 1 << 20           # CSV block: the unit of pyarrow's parallel parsing (its default)
+SEGMENT_BYTES = 8 << 20         # CSV segment: one pyarrow.csv.read_csv call; bounds the parser's memory
 PARQUET_BATCH_ROWS = 65536
 _SNIFF_BYTES = 256 << 10        # sample for encoding and delimiter detection (grown until the header ends)
 _MAX_HEADER_BYTES = 64 << 20
@@ -194,11 +195,11 @@ class _Categorical:
 # ----------------------------------------------------------------------------- the batch loop shared by all formats
 
 class _Builder:
-    """Fills a preallocated float32 X from record batches of one file, column by column; the target column is
-    handled up front (missing values: 422 or dropped rows)."""
+    """Consumes record batches of one file: feature columns into float32 chunks, the target into Arrow chunks;
+    a missing target is a 422 naming its row, or the row is dropped (``drop_missing_target``)."""
 
     def __init__(self, names: list[str], target: str, opts: TableOptions, kinds: dict[str, str],
-                 where: Callable[[int], str], y: pa.ChunkedArray):
+                 where: Callable[[int], str]):
         self.opts, self.target, self.where = opts, target, where
         self.file_index = {n: i for i, n in enumerate(names)}
         self.features = [n for n in names if n != target and n not in opts.ignore]
@@ -213,29 +214,10 @@ class _Builder:
                 self.cols.append(_Boolean(n))
             else:
                 self.cols.append(_Numeric(n))
-        if pa.types.is_string(y.type) or pa.types.is_large_string(y.type):
-            y = pc.utf8_trim_whitespace(y)
-            y = pc.if_else(pc.equal(y, ""), pa.scalar(None, y.type), y)
-        self.keep = None
+        self.chunks: list[np.ndarray] = []
+        self.y_chunks: list[pa.Array] = []
+        self.rows = 0           # rows read, including dropped ones (for error positions)
         self.dropped = 0
-        if y.null_count:
-            nulls = np.asarray(y.is_null().to_numpy(zero_copy_only=False))
-            if not opts.drop_missing_target:
-                i = int(np.flatnonzero(nulls)[0])
-                raise ParseError(f"{where(i)}, {self._col(target)}: missing target value; fill it in, or drop such "
-                                 f"rows with the form field drop_missing_target=true")
-            self.keep = ~nulls
-            self.dropped = int(nulls.sum())
-            y = y.filter(pa.array(self.keep))
-        self.y = y
-        n = len(y)
-        if n == 0:
-            if self.dropped:
-                raise ParseError(f"every row has a missing target value ({self.dropped} dropped); nothing is left")
-            raise ParseError("the file has a header row but no data rows")
-        self.X = np.empty((n, len(self.cols)), dtype=np.float32)
-        self.rows = 0           # rows read, dropped ones included (error positions)
-        self.pos = 0            # rows written to X
 
     def _col(self, name: str) -> str:
         return f"column {self.file_index[name] + 1} ({name!r})"
@@ -244,30 +226,56 @@ class _Builder:
         n = batch.num_rows
         if n == 0:
             return
-        base = self.rows
-        self.rows += n
-        if self.keep is not None:
-            keep = self.keep[base:base + n]
+        y = batch.column(self.target)
+        if pa.types.is_string(y.type) or pa.types.is_large_string(y.type):
+            y = pc.utf8_trim_whitespace(y)
+            y = pc.if_else(pc.equal(y, ""), pa.scalar(None, y.type), y)
+        rows = None
+        if y.null_count:
+            nulls = np.asarray(y.is_null().to_numpy(zero_copy_only=False))
+            if not self.opts.drop_missing_target:
+                i = int(np.flatnonzero(nulls)[0])
+                raise ParseError(f"{self.where(self.rows + i)}, {self._col(self.target)}: missing target value; "
+                                 f"fill it in, or drop such rows with the form field drop_missing_target=true")
+            keep = ~nulls
             rows = np.flatnonzero(keep)
-            if rows.size < n:
-                batch = batch.filter(pa.array(keep))
-            where = lambda i: self.where(base + int(rows[i]))  # noqa: E731
-        else:
-            where = lambda i: self.where(base + i)  # noqa: E731
-        m = batch.num_rows
-        out = self.X[self.pos:self.pos + m]
+            self.dropped += int(nulls.sum())
+            batch = batch.filter(pa.array(keep))
+            y = y.filter(pa.array(keep))
+            n = batch.num_rows
+        base = self.rows
+        where = (lambda i: self.where(base + i)) if rows is None else (lambda i: self.where(base + int(rows[i])))
+        self.rows += len(keep) if rows is not None else n
+        if n == 0:
+            return
+        out = np.empty((n, len(self.cols)), dtype=np.float32)
         for j, c in enumerate(self.cols):
             out[:, j] = c.convert(batch.column(c.name), where, self._col(c.name))
-        self.pos += m
+        self.chunks.append(out)
+        self.y_chunks.append(y)
 
     def finish(self) -> tuple[np.ndarray, list, pa.ChunkedArray]:
-        X = self.X
+        if not self.chunks:
+            if self.dropped:
+                raise ParseError(f"every row has a missing target value ({self.dropped} dropped); nothing is left")
+            raise ParseError("the file has a header row but no data rows")
+        # copy the chunks into X one by one, freeing each: the pages of X are touched only as they are written,
+        # so memory holds about one X, not the chunks and X
+        X = np.empty((sum(len(c) for c in self.chunks), len(self.cols)), dtype=np.float32)
+        pos = 0
+        self.chunks.reverse()
+        while self.chunks:
+            c = self.chunks.pop()
+            X[pos:pos + len(c)] = c
+            pos += len(c)
+            del c
         for j, c in enumerate(self.cols):
             if isinstance(c, _Categorical):
                 col = X[:, j].copy()
                 c.finish(col)
                 X[:, j] = col
-        return X, self.cols, self.y
+        ycol = pa.chunked_array(self.y_chunks)
+        return X, self.cols, ycol
 
 
 def _kind_of(t: pa.DataType) -> str | None:
@@ -297,10 +305,9 @@ def _target_values(y: pa.ChunkedArray, text: bool, opts: TableOptions) -> np.nda
     if not text:
         if pa.types.is_boolean(y.type):
             return np.asarray(y.to_numpy(), dtype=bool)
-        v = y.to_numpy()
-        if pa.types.is_dictionary(y.type) or v.dtype.kind not in "biuf":
-            return np.asarray(pc.cast(y, pa.string()).to_numpy(zero_copy_only=False), dtype=str)
-        return v
+        if not (pa.types.is_integer(y.type) or pa.types.is_floating(y.type) or pa.types.is_decimal(y.type)):
+            return _strings(pc.cast(y, pa.string()))
+        return np.asarray(y.to_numpy(), dtype=np.float64 if pa.types.is_decimal(y.type) else None)
     try:
         num = pc.cast(y, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -310,7 +317,14 @@ def _target_values(y: pa.ChunkedArray, text: bool, opts: TableOptions) -> np.nda
         if np.all(np.isfinite(v)) and np.all(np.mod(v, 1) == 0) and np.all(np.abs(v) < 2**53):
             return v.astype(np.int64)
         return v
-    return np.asarray(y.to_numpy(), dtype=str)
+    return _strings(y)
+
+
+def _strings(y: pa.ChunkedArray) -> np.ndarray:
+    """A text column without nulls as a NumPy str array, through its dictionary (few distinct labels)."""
+    enc = y.combine_chunks().dictionary_encode()
+    values = np.array(enc.dictionary.to_pylist() or [""], dtype=str)
+    return values[np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
 
 
 def _check_columns(names: list[str], opts: TableOptions) -> None:
@@ -537,20 +551,11 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
     include = [h for h in header if h not in opts.ignore]
     forced: dict[str, pa.DataType] = {target: pa.string()}
     forced.update({c: pa.string() for c in opts.categorical if c != target})
-    # quoted line breaks need pyarrow's slower quote-aware chunking: on when the sample holds a quote, and on a
-    # retry when the fast chunking fails to parse
-    quoted = '"' in text
     while True:
         try:
-            return _read_csv_once(path, gz, enc, d, header, header_line, include, target, forced, opts, diag, quoted)
+            return _read_csv_segments(path, gz, enc, d, header, header_line, include, target, forced, opts, diag)
         except _Retype as r:
             forced[r.column] = r.to
-        except _Requote:
-            quoted = True
-
-
-class _Requote(Exception):
-    """The file did not parse with newline-splitting chunks: read again with quote-aware chunking."""
 
 
 class _Retype(Exception):
@@ -564,59 +569,108 @@ class _Retype(Exception):
 _CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+)")
 
 
-def _read_csv_once(path, gz, enc, d, header, header_line, include, target, forced, opts, diag, quoted) -> Table:
-    ro = pacsv.ReadOptions(column_names=header, skip_rows=header_line, block_size=BLOCK_BYTES,
-                           encoding="utf8" if enc == "utf-8" else enc)
-    po = pacsv.ParseOptions(delimiter=d, newlines_in_values=quoted)
-    co = pacsv.ConvertOptions(column_types=forced, null_values=list(opts.na_values), strings_can_be_null=True,
-                              quoted_strings_can_be_null=True, include_columns=include, timestamp_parsers=[])
+def _segments(path: Path, gz: bool, enc: str) -> Iterator[tuple[memoryview, bool]]:
+    """The file as UTF-8 byte segments of about SEGMENT_BYTES, each cut after a line break outside quotes (an
+    even number of ``"`` before the cut); yields (segment, whether it holds a quote)."""
+    transcode = None if enc == "utf-8" else codecs.getincrementaldecoder(enc)()
+    with pa.input_stream(str(path), compression="gzip" if gz else None) as f:
+        carry = b""
+        while True:
+            chunk = f.read(SEGMENT_BYTES)
+            if transcode is not None:
+                chunk = transcode.decode(chunk, final=not chunk).encode("utf-8")
+            if not chunk:
+                if carry.strip():
+                    yield memoryview(carry), b'"' in carry
+                return
+            buf = carry + chunk if carry else chunk
+            cut = buf.rfind(b"\n") + 1
+            quotes = buf.count(b'"', 0, cut) if cut else 0
+            while quotes % 2 and cut:                  # the cut falls inside a quoted field: cut earlier
+                prev = buf.rfind(b"\n", 0, cut - 1) + 1
+                quotes -= buf.count(b'"', prev, cut)
+                cut = prev
+            if cut == 0:
+                carry = buf
+                continue
+            view = memoryview(buf)
+            carry = bytes(view[cut:])
+            yield view[:cut], quotes > 0
+
+
+def _fixed_types(schema: pa.Schema, forced: dict) -> dict:
+    """Column types for the segments after the first: what the first inferred, widened so that later segments
+    parse the same way (integers and all-empty columns as float64)."""
+    out = dict(forced)
+    for f in schema:
+        if f.name in out:
+            continue
+        if pa.types.is_integer(f.type) or pa.types.is_null(f.type):
+            out[f.name] = pa.float64()
+        else:
+            out[f.name] = f.type
+    return out
+
+
+def _read_csv_segments(path, gz, enc, d, header, header_line, include, target, forced, opts, diag) -> Table:
+    """Read the data lines segment by segment with pyarrow's multi-threaded reader: about pyarrow's own rate,
+    while memory holds one segment's Arrow table next to the float32 X built so far."""
+    types = dict(forced)
+    builder = None
+    first = True
+    last = None
+    for seg, quoted in _segments(path, gz, enc):
+        ro = pacsv.ReadOptions(column_names=header, skip_rows=header_line if first else 0,
+                               block_size=BLOCK_BYTES)
+        po = pacsv.ParseOptions(delimiter=d, newlines_in_values=quoted)
+        co = pacsv.ConvertOptions(column_types=types, null_values=list(opts.na_values), strings_can_be_null=True,
+                                  quoted_strings_can_be_null=True, include_columns=include, timestamp_parsers=[])
+        table = _read_segment(seg, ro, po, co, header, path, gz, enc, diag)
+        del seg
+        if first:
+            kinds = {}
+            for f in table.schema:
+                if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
+                    raise _utf8_error(path, gz, 0, enc)
+                k = "numeric" if pa.types.is_null(f.type) else _kind_of(f.type)
+                if k is None:
+                    raise _Retype(f.name, pa.string())      # dates and times: categorical, exactly as written
+                kinds[f.name] = k
+            builder = _Builder(header, target, opts, kinds, diag.line_of)
+            types = _fixed_types(table.schema, forced)
+            first = False
+        if table.num_rows:
+            last = table
+            for batch in table.to_batches():
+                builder.add(batch)
+        del table
+    if builder is None or last is None:
+        raise ParseError("the CSV has a header row but no data rows")
+    _check_unterminated(last, diag)
+    del last
+    X, cols, y = builder.finish()
+    return Table(X=X, feature_names=builder.features, columns=_profiles(cols, opts, header), target=target,
+                 y=_target_values(y, True, opts), n_dropped=builder.dropped)
+
+
+def _read_segment(seg, ro, po, co, header, path, gz, enc, diag) -> pa.Table:
+    """One segment through ``pyarrow.csv.read_csv``; its errors become 422s naming the line, or a re-read."""
     try:
-        # the multi-threaded table reader: types are inferred over the whole file (a later text value turns a
-        # column to text by itself), about 2x the rate of the one-thread streaming reader on two cores
-        with pa.input_stream(str(path), compression="gzip" if gz else None) as source:
-            table = pacsv.read_csv(source, read_options=ro, parse_options=po, convert_options=co)
+        return pacsv.read_csv(pa.BufferReader(pa.py_buffer(seg)), read_options=ro, parse_options=po,
+                              convert_options=co)
     except pa.ArrowInvalid as e:
         msg = str(e)
         m = _CONVERSION.search(msg)
         if m:
-            name = header[int(m.group(1))]
             if "invalid UTF8" in msg or m.group(2) == "string":
                 raise _utf8_error(path, gz, 0, enc) from None
-            raise _Retype(name, pa.string()) from None
+            raise _Retype(header[int(m.group(1))], pa.string()) from None
         if "UTF8" in msg:
             raise _utf8_error(path, gz, 0, enc) from None
-        if not quoted:
-            raise _Requote() from None
         found = diag.structure_error()
         if found is not None:
             raise found from None
         raise ParseError(f"the CSV could not be parsed: {msg.splitlines()[0]}") from None
-    except UnicodeDecodeError:
-        raise _utf8_error(path, gz, 0, enc) from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise ParseError(f"the file could not be read ({str(e).splitlines()[0]})") from None
-    if table.num_rows == 0:
-        raise ParseError("the CSV has a header row but no data rows")
-    kinds = {}
-    for f in table.schema:
-        if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
-            raise _utf8_error(path, gz, 0, enc)
-        if pa.types.is_null(f.type):
-            kinds[f.name] = "numeric"                  # every value missing
-            continue
-        k = _kind_of(f.type)
-        if k is None:
-            raise _Retype(f.name, pa.string())          # dates and times: categorical, exactly as written
-        kinds[f.name] = k
-    _check_unterminated(table, diag)
-    builder = _Builder(header, target, opts, kinds, diag.line_of, table.column(target))
-    table = table.drop_columns([target])
-    for batch in table.to_batches(max_chunksize=PARQUET_BATCH_ROWS):
-        builder.add(batch)
-    del table
-    X, cols, y = builder.finish()
-    return Table(X=X, feature_names=builder.features, columns=_profiles(cols, opts, header), target=target,
-                 y=_target_values(y, True, opts), n_dropped=builder.dropped)
 
 
 def _check_unterminated(table: pa.Table, diag: _CsvDiagnosis) -> None:
@@ -632,8 +686,7 @@ def _check_unterminated(table: pa.Table, diag: _CsvDiagnosis) -> None:
 
 # ----------------------------------------------------------------------------- Parquet and Arrow IPC
 
-def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: TableOptions, what: str,
-                  target_column: Callable[[str], pa.ChunkedArray]) -> Table:
+def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: TableOptions, what: str) -> Table:
     names = list(schema.names)
     if len(names) < 2:
         raise ParseError(f"the {what} file must have at least one feature column and the target column; found "
@@ -655,29 +708,20 @@ def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: Ta
     t = schema.field(target).type
     if not (_kind_of(t) or pa.types.is_null(t)):
         raise ParseError(f"target column {target!r} has type {t}; it must hold numbers, booleans or text")
-    y = target_column(target)
-    if pa.types.is_null(y.type):
-        y = pa.chunked_array([pa.nulls(len(y), pa.string())])
-    builder = _Builder(names, target, opts, kinds, lambda k: f"row {k + 1}", y)
+    builder = _Builder(names, target, opts, kinds, lambda k: f"row {k + 1}")
     for batch in batches:
-        cols, keep = [], []
+        cols = []
         for f, col in zip(batch.schema, batch.columns):
-            if f.name == target:
-                continue
             if pa.types.is_dictionary(col.type):
                 col = col.cast(col.type.value_type)
             if pa.types.is_null(col.type):
-                col = pa.nulls(len(col), pa.float64())
+                col = pa.nulls(len(col), pa.float64() if f.name != target else pa.string())
             cols.append(col)
-            keep.append(f.name)
-        builder.add(pa.RecordBatch.from_arrays(cols, names=keep))
+        builder.add(pa.RecordBatch.from_arrays(cols, names=batch.schema.names))
     X, cols, y = builder.finish()
-    if pa.types.is_dictionary(y.type):
-        y = y.cast(y.type.value_type)
     text = pa.types.is_string(y.type) or pa.types.is_large_string(y.type)
     return Table(X=X, feature_names=builder.features, columns=_profiles(cols, opts, names), target=target,
-                 y=_target_values(y, False, opts) if not text else np.asarray(y.to_numpy(), dtype=str),
-                 n_dropped=builder.dropped)
+                 y=_target_values(y, False, opts) if not text else _strings(y), n_dropped=builder.dropped)
 
 
 def read_parquet(path: Path, opts: TableOptions) -> Table:
@@ -689,7 +733,7 @@ def read_parquet(path: Path, opts: TableOptions) -> Table:
         schema = pf.schema_arrow
         cols = [n for n in schema.names if n not in opts.ignore]
         return _read_batches(schema, pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=cols), opts,
-                             "Parquet", lambda t: pf.read(columns=[t]).column(0))
+                             "Parquet")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
         raise ParseError(f"not a valid Parquet file ({str(e).splitlines()[0]})") from None
 
@@ -708,8 +752,7 @@ def read_arrow(path: Path, opts: TableOptions) -> Table:
                 reader = ipc.open_stream(source)
                 batches = list(reader)
             schema = reader.schema
-            return _read_batches(schema, iter(batches), opts, "Arrow",
-                                 lambda t: pa.chunked_array([b.column(t) for b in batches], schema.field(t).type))
+            return _read_batches(schema, iter(batches), opts, "Arrow")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
         raise ParseError(f"not a valid Arrow IPC / Feather v2 file ({str(e).splitlines()[0]})") from None
 

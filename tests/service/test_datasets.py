@@ -229,7 +229,7 @@ def test_csv_422_names_line_and_column(app, client, content, fields, detail):
 def test_csv_422_error_in_a_later_block_names_the_right_line(monkeypatch, client):
     from service.datasets import tabular
 
-    monkeypatch.setattr(tabular, "BLOCK_BYTES", 64)             # many small blocks
+    monkeypatch.setattr(tabular, "SEGMENT_BYTES", 64)           # many small segments
     rows = [b"%d,%d,%d\n" % (i, i, i % 2) for i in range(200)]
     rows[150] = b"150,inf,0\n"
     r = upload_csv(client, b"a,b,label\n" + b"".join(rows))
@@ -240,7 +240,7 @@ def test_csv_422_error_in_a_later_block_names_the_right_line(monkeypatch, client
 def test_csv_text_in_a_later_block_makes_the_column_categorical(monkeypatch, client):
     from service.datasets import tabular
 
-    monkeypatch.setattr(tabular, "BLOCK_BYTES", 64)
+    monkeypatch.setattr(tabular, "SEGMENT_BYTES", 64)
     rows = b"".join(b"%d,%s,%s\n" % (i, [b"1", b"2", b"cat"][i % 3] if i > 60 else b"1", [b"1", b"2", b"cat"][i % 3])
                     for i in range(90))
     r = upload_csv(client, b"a,b,label\n" + rows)
@@ -249,6 +249,23 @@ def test_csv_text_in_a_later_block_makes_the_column_categorical(monkeypatch, cli
     assert r.json()["n_samples"] == 90
     b = r.json()["columns"][1]
     assert b["type"] == "categorical" and b["categories"] == ["1", "2", "cat"]
+
+
+def test_csv_segments_keep_quoted_line_breaks_and_widen_integers(monkeypatch, app, client):
+    from service.datasets import tabular
+
+    monkeypatch.setattr(tabular, "SEGMENT_BYTES", 50)
+    rows = [b'%d,"note\nline %d, with ""quotes""",%d\n' % (i, i, i % 2) for i in range(40)]
+    rows[30] = b'30.5,"x",0\n'                      # the first segment saw integers only
+    r = upload_csv(client, b"a,note,label\n" + b"".join(rows))
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["n_samples"] == 40 and body["columns"][1]["n_categories"] == 40
+    with app.state.sessionmaker() as session:
+        row = datasets_service.get_or_raise(session, owner=DEFAULT_OWNER, dataset_id=body["id"])
+    X, y = datasets_service.load_arrays(app.state.storage, row)
+    assert X[30, 0] == 30.5 and X[39, 0] == 39 and y.tolist() == [i % 2 for i in range(40)]
+    assert row.columns[1]["categories"][0] == "note\nline 0, with \"quotes\""
 
 
 # -- 422: npz ----------------------------------------------------------------------------------------------
