@@ -49,9 +49,14 @@ def _worker(args: argparse.Namespace) -> int:
     if not settings.broker_url:
         logging.getLogger("service").error("mlp-service worker needs MLP_BROKER_URL (e.g. redis://host:6379/0)")
         return 2
+    from service.executor.base import prepare_worker_process, threads_per_worker
+
+    concurrency = max(1, args.concurrency or settings.workers or 1)
+    # Before numpy loads (the executor imports it): the pool processes inherit the thread limits and niceness.
+    prepare_worker_process(threads=threads_per_worker(concurrency), nice=settings.worker_nice)
     from service.executor.celery import run_worker
 
-    return run_worker(settings, concurrency=args.concurrency, loglevel=args.log_level)
+    return run_worker(settings, concurrency=concurrency, loglevel=args.log_level)
 
 
 def _keys(args: argparse.Namespace) -> int:

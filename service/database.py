@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -81,6 +82,15 @@ def create_all(engine: Engine) -> None:
     for name in TABLE_MODULES:
         importlib.import_module(name)
     Base.metadata.create_all(engine)
+
+
+# What a lost or unusable database connection raises (server down, network cut, SQLite locked or unreadable).
+CONNECTION_ERRORS = (OperationalError, InterfaceError, DisconnectionError)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database could not be reached, as opposed to a fault of the job or the code."""
+    return isinstance(exc, CONNECTION_ERRORS) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

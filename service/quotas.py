@@ -102,21 +102,6 @@ def check_new_job(session: Session, settings, *, owner: str, network, n_features
     check_jobs(session, settings, owner=owner)
 
 
-def active_job_using(session: Session, *, owner: str, network_id: str | None = None,
-                     dataset_id: str | None = None) -> str | None:
-    """Id of a queued or running job of the tenant that uses this network or data set, if any."""
-    from sqlalchemy import or_
-
-    from service.jobs.tables import QUEUED, RUNNING, Job
-
-    cond = [Job.owner == owner, Job.status.in_((QUEUED, RUNNING))]
-    if network_id is not None:
-        cond.append(Job.network_id == network_id)
-    if dataset_id is not None:
-        cond.append(or_(Job.dataset_id == dataset_id, Job.validation_dataset_id == dataset_id))
-    return session.scalar(select(Job.id).where(*cond).limit(1))
-
-
 def usage(session: Session, settings, *, owner: str) -> dict:
     """What the tenant uses against each quota (for operators and tests)."""
     return {"active_jobs": active_jobs(session, owner=owner), "stored_bytes": stored_bytes(session, owner=owner),

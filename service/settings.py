@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -13,13 +13,17 @@ def _default_workers() -> int:
     return os.cpu_count() or 1
 
 
-# Every knob of the service; tests build their own instance and pass it to create_app.
+# Every knob of the service, read once and never changed (frozen); tests build their own instance and pass it
+# to create_app.
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MLP_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="MLP_", extra="ignore", populate_by_name=True, frozen=True)
 
-    data_dir: Path = Field(Path("./data"), description="Root for the SQLite database and artifacts.")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///{data_dir}/mlp.db.")
-    storage_url: str | None = Field(None, description="Artifact directory; default {data_dir}/artifacts.")
+    data_dir: Path = Field(Path("./data"), validate_default=True,
+                           description="Root for the SQLite database and artifacts.")
+    database_url: str | None = Field(None, validate_default=True,
+                                     description="SQLAlchemy URL; default sqlite:///{data_dir}/mlp.db.")
+    storage_url: str | None = Field(None, validate_default=True,
+                                    description="Artifact directory; default {data_dir}/artifacts.")
     broker_url: str | None = Field(None, description="Celery broker (redis://...); unset = embedded workers.")
     storage_endpoint_url: str | None = Field(
         None, validation_alias=AliasChoices("MLP_STORAGE_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
@@ -45,11 +49,30 @@ class Settings(BaseSettings):
     quota_max_params: int | None = Field(None, ge=1, description="Parameters of one network (413).")
     tenant_quotas: dict[str, dict[str, int | None]] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _fill_defaults(self) -> "Settings":
-        self.data_dir = Path(self.data_dir).expanduser().resolve()
-        if not self.database_url:
-            self.database_url = f"sqlite:///{self.data_dir / 'mlp.db'}"
-        if not self.storage_url:
-            self.storage_url = str(self.data_dir / "artifacts")
-        return self
+    # Workers (embedded and Celery): batch work runs below the API's priority.
+    worker_nice: int = Field(10, ge=0, le=19, description="Niceness added to every training process.")
+    # Distributed executor leases (service/executor/celery.py); MLP_LEASE_SECONDS etc.
+    lease_seconds: float = Field(15.0, gt=0, description="A running job whose lease is older is taken over.")
+    lease_heartbeat_seconds: float = Field(3.0, gt=0, description="How often a training task renews its lease.")
+    sweep_seconds: float = Field(5.0, gt=0, description="How often each worker looks for expired leases.")
+    republish_seconds: float = Field(30.0, gt=0, description="A queued job this old with an empty broker queue "
+                                                             "is published again.")
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _resolve_data_dir(cls, value: Path) -> Path:
+        return Path(value).expanduser().resolve()
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _default_database_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value or "data_dir" not in info.data:
+            return value
+        return f"sqlite:///{info.data['data_dir'] / 'mlp.db'}"
+
+    @field_validator("storage_url", mode="after")
+    @classmethod
+    def _default_storage_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value or "data_dir" not in info.data:
+            return value
+        return str(info.data["data_dir"] / "artifacts")

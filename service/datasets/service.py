@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import quotas
@@ -15,7 +15,8 @@ from service.datasets import archive
 from service.datasets.parsing import ParseError, numeric_columns, parse_json_dataset, parse_npz, parse_table
 from service.datasets.tables import Dataset
 from service.datasets.upload import Upload
-from service.errors import Conflict, InvalidInput, NotFound, TooLarge
+from service.errors import InvalidInput, NotFound, TooLarge
+from service.jobs import usage as jobs_usage
 from service.storage import Storage
 
 MAX_NAME = 200
@@ -198,23 +199,10 @@ def list_(session: Session, *, owner: str, limit: int, offset: int) -> tuple[lis
     return list(rows), total
 
 
-def _active_job(session: Session, *, owner: str, dataset_id: str) -> str | None:
-    try:
-        from service.jobs.tables import QUEUED, RUNNING, Job
-    except ImportError:
-        return None
-    return session.scalar(select(Job.id).where(
-        Job.owner == owner, Job.status.in_((QUEUED, RUNNING)),
-        or_(Job.dataset_id == dataset_id, Job.validation_dataset_id == dataset_id)).limit(1))
-
-
 def delete(session: Session, *, owner: str, storage: Storage, dataset_id: str) -> None:
     """Delete the row, then its arrays; 409 while a queued or running job still reads it."""
     row = get_or_raise(session, owner=owner, dataset_id=dataset_id)
-    job_id = _active_job(session, owner=owner, dataset_id=dataset_id)
-    if job_id is not None:
-        raise Conflict(f"dataset {dataset_id} is used by job {job_id}, which is not finished; "
-                       f"cancel it or wait for it to finish first")
+    jobs_usage.ensure_unused(session, owner=owner, dataset_id=dataset_id)
     session.delete(row)
     session.commit()
     storage.delete_prefix(f"datasets/{dataset_id}")

@@ -6,7 +6,8 @@ import os
 import signal
 import sys
 
-WORKER_NICE = 10
+from service.executor.base import prepare_worker_process
+from service.settings import Settings
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -29,16 +30,9 @@ def worker_main(settings_data: dict, conn, parent_pid: int, threads: int) -> Non
     _die_with_parent(parent_pid)
     # Ctrl-C in a terminal reaches the whole process group; the server coordinates the shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Training is batch work: below the API process's priority, so polling and predictions stay fast while
-    # every core trains (with nothing else to run, a niced worker still gets the whole core).
-    try:
-        os.nice(WORKER_NICE)
-    except OSError:
-        pass
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(threads))
+    settings = Settings(**settings_data)
+    prepare_worker_process(threads=threads, nice=settings.worker_nice)
 
-    from service.executor.worker import Worker
-    from service.settings import Settings
+    from service.executor.worker import Worker  # only now: numpy reads the thread limits when it loads
 
-    Worker(Settings(**settings_data), conn, parent_pid).run()
+    Worker(settings, conn, parent_pid).run()

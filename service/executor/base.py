@@ -2,7 +2,36 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from abc import ABC, abstractmethod
+
+# The thread pools numpy's BLAS may use; each training process gets its share of the cores.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def worker_name(pid: int) -> str:
+    """How a worker process is recorded in jobs.worker."""
+    return f"{socket.gethostname()}:{pid}"
+
+
+def threads_per_worker(workers: int) -> int:
+    """Each of ``workers`` training processes gets an equal share of this machine's cores (at least one)."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def prepare_worker_process(*, threads: int, nice: int) -> None:
+    """Set up a training process before numpy loads: its BLAS thread limit (unless set) and its niceness.
+
+    Training is batch work: below the API process's priority, so polling and predictions stay fast while every
+    core trains (with nothing else to run, a niced worker still gets the whole core).
+    """
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, str(threads))  # a write for this process and its children, before numpy loads
+    try:
+        os.nice(nice)
+    except OSError:
+        pass
 
 
 class Executor(ABC):

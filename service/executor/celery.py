@@ -7,11 +7,11 @@ How a job moves:
   (``queued`` -> ``running``, ``attempt + 1``); if the row is not claimable the task is a no-op. So a redelivered
   or duplicated task can never make a second writer: every write of the trainer carries its ``attempt``.
 - While it trains, the task renews a lease: a heartbeat thread bumps ``jobs.updated_at`` (fenced on the attempt)
-  every ``HEARTBEAT_SECONDS``, and every epoch commit bumps it too.
-- Every worker's main process runs a sweeper. A ``running`` job whose lease is older than ``LEASE_SECONDS`` (its
+  every ``lease_heartbeat_seconds``, and every epoch commit bumps it too.
+- Every worker's main process runs a sweeper. A ``running`` job whose lease is older than ``lease_seconds`` (its
   worker was SIGKILLed, lost its machine, or froze) goes back to ``queued`` with a fresh task; the next worker
   claims it (``attempt + 1`` fences the old one out) and resumes from the last epoch checkpoint. A ``queued``
-  job older than ``REPUBLISH_SECONDS`` while the broker queue is empty lost its message (e.g. the broker
+  job older than ``republish_seconds`` while the broker queue is empty lost its message (e.g. the broker
   restarted without its data): the sweeper publishes it again.
 - Cancel is a flag in the row; the trainer polls it (at most every 0.2 s, between minibatches).
 
@@ -32,24 +32,18 @@ from datetime import timedelta
 from pathlib import Path
 
 from celery import Celery, signals
-from sqlalchemy import func, select, update
-
-from service.database import make_engine, make_sessionmaker, utcnow
+from service.database import make_engine, make_sessionmaker
 from service.executor.base import Executor
-from service.jobs.tables import FAILED, QUEUED, RUNNING, Job
+from service.executor.worker import Worker
+from service.jobs import service as jobs_service
 
 log = logging.getLogger("service.executor.celery")
 
 TASK_NAME = "mlp.train"
 QUEUE = "mlp-jobs"
-HEARTBEAT_SECONDS = float(os.environ.get("MLP_LEASE_HEARTBEAT_SECONDS", "3"))
-LEASE_SECONDS = float(os.environ.get("MLP_LEASE_SECONDS", "15"))
-SWEEP_SECONDS = float(os.environ.get("MLP_SWEEP_SECONDS", "5"))
-REPUBLISH_SECONDS = float(os.environ.get("MLP_REPUBLISH_SECONDS", "30"))
 # Redis re-delivers an unacknowledged message after this long; the lease normally acts long before.
 VISIBILITY_TIMEOUT = 6 * 3600
 HEALTH_CACHE_SECONDS = 2.0
-WORKER_NICE = 10
 
 
 def make_celery(settings) -> Celery:
@@ -83,74 +77,6 @@ def make_celery(settings) -> Celery:
 def publish(app: Celery, job_id: str) -> None:
     """Send one wake-up for ``job_id``."""
     app.send_task(TASK_NAME, args=[job_id], queue=QUEUE)
-
-
-# -- database side of the lease (fenced on attempt) ---------------------------------------------------------
-def claim(session, *, job_id: str, worker: str, lease_seconds: float = LEASE_SECONDS) -> int | None:
-    """Take ``job_id`` if it is queued, or running with an expired lease; returns the new attempt or None."""
-    now = utcnow()
-    row = session.execute(select(Job.status, Job.attempt, Job.updated_at).where(Job.id == job_id)).first()
-    if row is None:
-        session.rollback()
-        return None
-    stale = now - timedelta(seconds=lease_seconds)
-    if row.status == QUEUED:
-        cond = [Job.status == QUEUED]
-    elif row.status == RUNNING and row.updated_at < stale:
-        cond = [Job.status == RUNNING, Job.updated_at < stale]
-        log.warning("job %s: lease of attempt %d expired (last beat %s); taking it over", job_id, row.attempt,
-                    row.updated_at)
-    else:
-        session.rollback()
-        return None
-    res = session.execute(update(Job).where(Job.id == job_id, Job.attempt == row.attempt, *cond).values(
-        status=RUNNING, attempt=row.attempt + 1, worker=worker, error=None,
-        started_at=func.coalesce(Job.started_at, now), updated_at=now)
-        .execution_options(synchronize_session=False))
-    session.commit()
-    return row.attempt + 1 if res.rowcount == 1 else None
-
-
-def renew(session, *, job_id: str, attempt: int) -> bool:
-    """Heartbeat: extend the lease of (job_id, attempt); False when that attempt no longer holds the job."""
-    res = session.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == RUNNING)
-                          .values(updated_at=utcnow()).execution_options(synchronize_session=False))
-    session.commit()
-    return res.rowcount == 1
-
-
-def requeue_expired(session, *, lease_seconds: float = LEASE_SECONDS) -> list[str]:
-    """Running jobs whose lease expired go back to ``queued`` (each fenced on its attempt)."""
-    now = utcnow()
-    stale = now - timedelta(seconds=lease_seconds)
-    rows = session.execute(select(Job.id, Job.attempt).where(Job.status == RUNNING, Job.updated_at < stale)).all()
-    ids = []
-    for r in rows:
-        res = session.execute(update(Job).where(Job.id == r.id, Job.attempt == r.attempt, Job.status == RUNNING,
-                                                Job.updated_at < stale)
-                              .values(status=QUEUED, worker=None, updated_at=now)
-                              .execution_options(synchronize_session=False))
-        if res.rowcount == 1:
-            ids.append(r.id)
-    session.commit()
-    return ids
-
-
-def stale_queued(session, *, older_than: float = REPUBLISH_SECONDS) -> list[str]:
-    """Queued jobs untouched for ``older_than`` seconds; their ``updated_at`` is bumped so one sweeper wins."""
-    now = utcnow()
-    cutoff = now - timedelta(seconds=older_than)
-    rows = session.execute(select(Job.id, Job.updated_at).where(Job.status == QUEUED, Job.updated_at < cutoff)
-                           .order_by(Job.created_at).limit(1000)).all()
-    ids = []
-    for r in rows:
-        res = session.execute(update(Job).where(Job.id == r.id, Job.status == QUEUED,
-                                                Job.updated_at == r.updated_at)
-                              .values(updated_at=now).execution_options(synchronize_session=False))
-        if res.rowcount == 1:
-            ids.append(r.id)
-    session.commit()
-    return ids
 
 
 # -- API side -----------------------------------------------------------------------------------------------
@@ -219,39 +145,26 @@ def _runtime(app: Celery) -> "_TaskRuntime":
     return _RUNTIME
 
 
-DB_CONNECTION_ERRORS = ("OperationalError", "InterfaceError", "DisconnectionError")
+class CeleryWorker(Worker):
+    """The embedded Worker fed by Celery tasks: cancel and loss of the job come from the database, no pipe."""
 
+    def _drain(self) -> None:
+        pass
 
-def _database_unreachable(error: str | None) -> bool:
-    """Whether the worker's failure message is a lost database connection (see Worker.run_job)."""
-    prefix = "internal error while training: "
-    return bool(error) and error.startswith(prefix) and error[len(prefix):].split(":", 1)[0] in DB_CONNECTION_ERRORS
+    def _parent_alive(self) -> bool:
+        return True
+
+    def _database_lost(self, job_id: str, attempt: int, exc: Exception) -> None:
+        # Not the job's fault: leave it running without a heartbeat; once the database is back a sweeper sees
+        # the expired lease and another attempt resumes from the last checkpoint.
+        log.warning("job %s: attempt %d lost the database (%s: %s); it will be taken over", job_id, attempt,
+                    type(exc).__name__, exc)
 
 
 class _TaskRuntime:
-    """A pool process's trainer: A's embedded Worker, fed by Celery tasks instead of a pipe."""
+    """A pool process's trainer: a CeleryWorker, fed by Celery tasks instead of a pipe."""
 
     def __init__(self, app: Celery):
-        from service.executor.worker import Worker  # numpy and core load in pool processes only
-
-        class CeleryWorker(Worker):
-            """Cancel and loss of the job come from the database; there is no parent pipe to watch."""
-
-            def _drain(self) -> None:
-                pass
-
-            def _parent_alive(self) -> bool:
-                return True
-
-            def _finish(self, job_id: str, attempt: int, status: str, error: str | None = None) -> None:
-                if status == FAILED and _database_unreachable(error):
-                    # Not the job's fault: leave it running without a heartbeat; once the database is back a
-                    # sweeper sees the expired lease and another attempt resumes from the last checkpoint.
-                    log.warning("job %s: attempt %d lost the database (%s); it will be taken over", job_id,
-                                attempt, error)
-                    return
-                super()._finish(job_id, attempt, status, error)
-
         self.app = app
         self.worker = CeleryWorker(app.mlp_settings, conn=None, parent_pid=os.getppid())
         self.running = False
@@ -262,7 +175,8 @@ class _TaskRuntime:
             publish(self.app, job_id)
             return "handed over"
         with w.Session() as session:
-            attempt = claim(session, job_id=job_id, worker=w.name)
+            attempt = jobs_service.claim(session, job_id=job_id, worker=w.name,
+                                         lease_seconds=w.settings.lease_seconds)
         if attempt is None:
             log.info("job %s: not claimable (done, cancelled, or held by a live worker); task dropped", job_id)
             return "skipped"
@@ -286,10 +200,10 @@ class _TaskRuntime:
         return "ran"
 
     def _heartbeat(self, job_id: str, attempt: int, stop: threading.Event) -> None:
-        while not stop.wait(HEARTBEAT_SECONDS):
+        while not stop.wait(self.worker.settings.lease_heartbeat_seconds):
             try:
                 with self.worker.Session() as session:
-                    if not renew(session, job_id=job_id, attempt=attempt):
+                    if not jobs_service.renew(session, job_id=job_id, attempt=attempt):
                         return  # finished or fenced out; the trainer notices on its next poll
             except Exception as exc:  # noqa: BLE001 - a database blip: try again next beat
                 log.warning("job %s: lease renewal failed: %s", job_id, exc)
@@ -360,7 +274,7 @@ class Sweeper:
         self._stop.set()
 
     def _run(self) -> None:
-        while not self._stop.wait(SWEEP_SECONDS):
+        while not self._stop.wait(self.settings.sweep_seconds):
             try:
                 self.sweep_once()
             except Exception as exc:  # noqa: BLE001 - database or broker down: try again next round
@@ -380,11 +294,12 @@ class Sweeper:
         engine = make_engine(self.settings)
         try:
             with make_sessionmaker(engine)() as session:
-                expired = requeue_expired(session)
+                expired = jobs_service.requeue_expired(session, lease_seconds=self.settings.lease_seconds)
                 for job_id in expired:
                     log.warning("job %s: its worker stopped renewing the lease; requeued", job_id)
                     publish(self.app, job_id)
-                lost = stale_queued(session) if self._broker_queue_empty() else []
+                lost = (jobs_service.stale_queued(session, older_than=self.settings.republish_seconds)
+                        if self._broker_queue_empty() else [])
                 for job_id in lost:
                     log.warning("job %s: queued with no message in the broker; republished", job_id)
                     publish(self.app, job_id)
@@ -393,15 +308,11 @@ class Sweeper:
 
 
 def run_worker(settings, *, concurrency: int | None = None, loglevel: str = "info") -> int:
-    """``mlp-service worker``: a Celery worker with ``concurrency`` training processes and a sweeper."""
+    """``mlp-service worker``: a Celery worker with ``concurrency`` training processes and a sweeper.
+
+    The caller (the CLI) has already run ``prepare_worker_process``: it must happen before numpy loads.
+    """
     n = max(1, concurrency or settings.workers or 1)
-    threads = max(1, (os.cpu_count() or 1) // n)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(threads))
-    try:  # batch work: below an API process that shares the machine (a lone worker still gets whole cores)
-        os.nice(WORKER_NICE)
-    except OSError:
-        pass
     app = make_celery(settings)
     sweeper = Sweeper(app)
 

@@ -12,7 +12,6 @@ import logging
 import multiprocessing as mp
 import os
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,17 +19,13 @@ from multiprocessing.connection import Connection, wait
 
 from service.database import make_sessionmaker
 from service.executor._entry import worker_main
-from service.executor.base import Executor
+from service.executor.base import Executor, threads_per_worker, worker_name
+from service.jobs import service as jobs_service
 
 log = logging.getLogger("service.executor")
 
 STOP_TIMEOUT = 20.0
 RESPAWN_DELAY = 1.0
-
-
-def worker_name(pid: int) -> str:
-    """How a worker is recorded in jobs.worker."""
-    return f"{socket.gethostname()}:{pid}"
 
 
 def describe_exit(code: int | None) -> str:
@@ -61,7 +56,7 @@ class EmbeddedExecutor(Executor):
         self._sessionmaker = make_sessionmaker(engine)
         self._ctx = mp.get_context("spawn")
         self._slots = [_Slot() for _ in range(settings.workers)]
-        self._threads = max(1, (os.cpu_count() or 1) // max(1, settings.workers))
+        self._threads = threads_per_worker(settings.workers)
         self._want_workers = threading.Event()
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
@@ -70,8 +65,6 @@ class EmbeddedExecutor(Executor):
 
     # -- interface ----------------------------------------------------------------------------------------
     def start(self) -> None:
-        from service.jobs import service as jobs_service
-
         with self._sessionmaker() as session:
             requeued = jobs_service.requeue_interrupted(session)
             pending = jobs_service.has_queued(session)
@@ -165,8 +158,6 @@ class EmbeddedExecutor(Executor):
             slot.process = slot.conn = None
         if self._stopping.is_set():
             return
-        from service.jobs import service as jobs_service
-
         how = describe_exit(p.exitcode)
         error = (f"the worker process (pid {p.pid}) {how} while training this job; the job was not "
                  "completed. Check the server log, then start a new job.")

@@ -11,14 +11,14 @@ import traceback
 import numpy as np
 
 import core
-from service.database import make_engine, make_sessionmaker, new_id, utcnow
+from service.database import connection_lost, make_engine, make_sessionmaker, new_id
 from service.datasets import service as datasets_service
 from service.errors import ServiceError
-from service.executor.embedded import worker_name
+from service.executor.base import worker_name
 from service.jobs import preprocessing as job_preprocessing
 from service.jobs import service as jobs_service
 from service.jobs.tables import CANCELLED, FAILED, QUEUED
-from service.models.tables import TrainedModel
+from service.models import service as models_service
 from service.storage import make_storage
 
 log = logging.getLogger("service.worker")
@@ -92,10 +92,6 @@ def checkpoint_key(job_id: str) -> str:
     return f"jobs/{job_id}/checkpoint.npz"
 
 
-def model_key(model_id: str) -> str:
-    return f"models/{model_id}/model.npz"
-
-
 def _remap_classes(y_val: np.ndarray, val_classes: list, train_classes: list) -> np.ndarray:
     """Validation labels are indices into the validation set's classes; re-index them to the training set's."""
     if list(val_classes) == list(train_classes):
@@ -153,11 +149,11 @@ class Worker:
     def run_job(self, job_id: str, attempt: int) -> None:
         log.info("job %s: attempt %d started", job_id, attempt)
         self.cancel_hints.discard(job_id)
-        stop_reason: list[str] = []
+        training = Training(self, job_id, attempt)
         try:
-            self._train(job_id, attempt, stop_reason)
+            training.run()
         except core.TrainingCancelled:
-            reason = stop_reason[0] if stop_reason else "cancel"
+            reason = training.stop_reason or "cancel"
             if reason == "shutdown":
                 self._finish(job_id, attempt, QUEUED)  # resumes from its checkpoint after the restart
             elif reason == "cancel":
@@ -171,115 +167,21 @@ class Worker:
         except ValueError as exc:
             self._finish(job_id, attempt, FAILED, f"training failed: {exc}")
         except Exception as exc:  # noqa: BLE001 - the job fails with a readable message, the worker lives on
+            if connection_lost(exc):
+                self._database_lost(job_id, attempt, exc)
+                return
             log.error("job %s failed:\n%s", job_id, traceback.format_exc())
             self._finish(job_id, attempt, FAILED, f"internal error while training: {type(exc).__name__}: {exc}")
+
+    def _database_lost(self, job_id: str, attempt: int, exc: Exception) -> None:
+        """The database could not be reached while training: here (one machine) the job fails and says why."""
+        log.error("job %s lost the database:\n%s", job_id, traceback.format_exc())
+        self._finish(job_id, attempt, FAILED, f"internal error while training: {type(exc).__name__}: {exc}")
 
     def _finish(self, job_id: str, attempt: int, status: str, error: str | None = None) -> None:
         with self.Session() as session:
             ok = jobs_service.finish(session, job_id=job_id, attempt=attempt, status=status, error=error)
         log.info("job %s: attempt %d ended %s%s", job_id, attempt, status, "" if ok else " (superseded)")
-
-    def _train(self, job_id: str, attempt: int, stop_reason: list[str]) -> None:
-        with self.Session() as session:
-            job, network, dataset, val = jobs_service.load_for_training(session, job_id=job_id)
-        params = job.params
-        X, y = datasets_service.load_arrays(self.storage, dataset, mmap=True)
-        validation = None
-        if val is not None:
-            Xv, yv = datasets_service.load_arrays(self.storage, val, mmap=True)
-            if dataset.task == "classification":
-                yv = _remap_classes(yv, val.classes or [], dataset.classes or [])
-            validation = (job_preprocessing.align_validation(Xv, val, dataset), yv)
-
-        net = core.Network.from_spec(network.spec)
-        ckpt_path = self.storage.local_path(checkpoint_key(job_id))
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        resume = None
-        if ckpt_path.is_file():
-            resume = core.TrainingState.load(ckpt_path)
-            log.info("job %s: resuming after epoch %d", job_id, resume.epoch)
-            if resume.history:
-                self._record(job, attempt, resume.history, resume.early.get("best_epoch"))
-
-        last_check = [time.monotonic()]
-
-        def should_stop() -> bool:
-            writer.check()
-            self._drain()
-            if self.shutdown:
-                stop_reason.append("shutdown")
-                return True
-            if job_id in self.cancel_hints:
-                stop_reason.append("cancel")
-                return True
-            now = time.monotonic()
-            if now - last_check[0] < CANCEL_POLL_SECONDS:
-                return False
-            last_check[0] = now
-            if not self._parent_alive():
-                self.shutdown = True
-                stop_reason.append("shutdown")
-                return True
-            with self.Session() as session:
-                why = jobs_service.should_stop(session, job_id=job_id, attempt=attempt)
-            if why == "lost":
-                raise LostJob(job_id)
-            if why:
-                stop_reason.append(why)
-                return True
-            return False
-
-        def save_checkpoint(state: core.TrainingState) -> None:
-            state.save(ckpt_path)  # atomic: temp file, fsync, rename
-            self.storage.upload_local(checkpoint_key(job_id))
-
-        writer = EpochWriter(save_checkpoint, lambda batch, best: self._record(job, attempt, batch, best))
-        writer.start()
-
-        def on_epoch(metrics: dict, state: core.TrainingState) -> bool:
-            writer.put(metrics, state, state.early.get("best_epoch"))
-            return False
-
-        optimizer = dict(params["optimizer"])
-        try:
-            history = core.fit(
-                net, X, y, epochs=params["epochs"], batch_size=params["batch_size"], optimizer=optimizer,
-                weight_decay=params["weight_decay"], validation=validation,
-                validation_split=params["validation_split"], early_stopping=params.get("early_stopping"),
-                preprocessing=job_preprocessing.build(params, dataset), seed=params["seed"], callback=on_epoch,
-                should_stop=should_stop, resume=resume)
-        except BaseException:
-            try:  # record the epochs that did finish before the job is marked failed/cancelled/requeued
-                writer.close()
-            except LostJob:
-                raise
-            except Exception:  # noqa: BLE001 - the training error is the one to report
-                log.exception("job %s: writing the last epochs failed", job_id)
-            raise
-        writer.close()
-
-        net.meta = {"job_id": job_id, "network_id": network.id, "dataset_id": dataset.id,
-                    "task": dataset.task, "classes": dataset.classes, "feature_names": dataset.feature_names}
-        model_id = new_id()
-        key = model_key(model_id)
-        path = self.storage.local_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        net.save(path)  # atomic
-        self.storage.upload_local(key)
-        final = dict(history[-1]) if history else {}
-        metrics = dict(final, best_epoch=history.best_epoch)
-        model = TrainedModel(id=model_id, owner=job.owner, job_id=job_id, network_id=network.id,
-                             dataset_id=dataset.id, task=dataset.task, classes=dataset.classes,
-                             input_dim=dataset.n_features, output_dim=net.output_dim, metrics=metrics,
-                             artifact_key=key, created_at=utcnow())
-        with self.Session() as session:
-            ok = jobs_service.complete(session, job_id=job_id, attempt=attempt, model=model,
-                                       metrics=final or None, best_epoch=history.best_epoch)
-        if not ok:
-            self.storage.delete_prefix(f"models/{model_id}")
-            raise LostJob(job_id)
-        self.storage.delete_prefix(f"jobs/{job_id}")
-        log.info("job %s: succeeded after %d epoch(s); model %s", job_id, len(history), model_id)
 
     def _record(self, job, attempt: int, history: list[dict], best_epoch: int | None) -> None:
         with self.Session() as session:
@@ -287,3 +189,125 @@ class Worker:
                                             history=history, best_epoch=best_epoch)
         if not ok:
             raise LostJob(job.id)
+
+
+class Training:
+    """One attempt at one job, in four steps: load, resume from the checkpoint, fit (polling for a stop), save.
+
+    ``stop_reason`` says why fit stopped early when it raised ``core.TrainingCancelled``: 'cancel' or 'shutdown'.
+    """
+
+    def __init__(self, worker: Worker, job_id: str, attempt: int):
+        self.worker, self.job_id, self.attempt = worker, job_id, attempt
+        self.stop_reason: str | None = None
+        self.ckpt_path = worker.storage.local_path(checkpoint_key(job_id))
+        self._last_check = time.monotonic()
+        self._writer: EpochWriter | None = None
+
+    def run(self) -> None:
+        self.load()
+        net = core.Network.from_spec(self.network.spec)
+        history = self.fit(net, self.resume())
+        self.save(net, history)
+
+    def load(self) -> None:
+        """The job, network and data set rows, and the training (and validation) arrays."""
+        w = self.worker
+        with w.Session() as session:
+            self.job, self.network, self.dataset, val = jobs_service.load_for_training(session, job_id=self.job_id)
+        self.X, self.y = datasets_service.load_arrays(w.storage, self.dataset, mmap=True)
+        self.validation = None
+        if val is not None:
+            Xv, yv = datasets_service.load_arrays(w.storage, val, mmap=True)
+            if self.dataset.task == "classification":
+                yv = _remap_classes(yv, val.classes or [], self.dataset.classes or [])
+            self.validation = (job_preprocessing.align_validation(Xv, val, self.dataset), yv)
+
+    def resume(self) -> core.TrainingState | None:
+        """The last epoch checkpoint of an earlier attempt (its epochs recorded again, once each), or None."""
+        self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.ckpt_path.is_file():
+            return None
+        state = core.TrainingState.load(self.ckpt_path)
+        log.info("job %s: resuming after epoch %d", self.job_id, state.epoch)
+        if state.history:
+            self._record(state.history, state.early.get("best_epoch"))
+        return state
+
+    def fit(self, net: core.Network, resume: core.TrainingState | None) -> core.History:
+        """Train; each epoch's checkpoint and metrics are written by an EpochWriter off this thread."""
+        params = self.job.params
+        self._writer = writer = EpochWriter(self._save_checkpoint, self._record)
+        writer.start()
+        try:
+            history = core.fit(
+                net, self.X, self.y, epochs=params["epochs"], batch_size=params["batch_size"],
+                optimizer=dict(params["optimizer"]), weight_decay=params["weight_decay"],
+                validation=self.validation, validation_split=params["validation_split"],
+                early_stopping=params.get("early_stopping"),
+                preprocessing=job_preprocessing.build(params, self.dataset), seed=params["seed"],
+                callback=self._on_epoch, should_stop=self.should_stop, resume=resume)
+        except BaseException:
+            try:  # record the epochs that did finish before the job is marked failed/cancelled/requeued
+                writer.close()
+            except LostJob:
+                raise
+            except Exception:  # noqa: BLE001 - the training error is the one to report
+                log.exception("job %s: writing the last epochs failed", self.job_id)
+            raise
+        writer.close()
+        return history
+
+    def should_stop(self) -> bool:
+        """Polled between minibatches: cancel or shutdown hints at once, the database at most every 0.2 s."""
+        w = self.worker
+        self._writer.check()
+        w._drain()
+        if w.shutdown:
+            return self._stop("shutdown")
+        if self.job_id in w.cancel_hints:
+            return self._stop("cancel")
+        now = time.monotonic()
+        if now - self._last_check < CANCEL_POLL_SECONDS:
+            return False
+        self._last_check = now
+        if not w._parent_alive():
+            w.shutdown = True
+            return self._stop("shutdown")
+        with w.Session() as session:
+            why = jobs_service.should_stop(session, job_id=self.job_id, attempt=self.attempt)
+        if why == "lost":
+            raise LostJob(self.job_id)
+        return self._stop(why) if why else False
+
+    def save(self, net: core.Network, history: core.History) -> None:
+        """Store the model's weights and commit it with the job's success; fenced out -> the weights go again."""
+        w, job, dataset = self.worker, self.job, self.dataset
+        net.meta = {"job_id": job.id, "network_id": self.network.id, "dataset_id": dataset.id,
+                    "task": dataset.task, "classes": dataset.classes, "feature_names": dataset.feature_names}
+        final = dict(history[-1]) if history else {}
+        model = models_service.new_from_job(w.storage, model_id=new_id(), net=net, job=job, network=self.network,
+                                            dataset=dataset, metrics=dict(final, best_epoch=history.best_epoch))
+        with w.Session() as session:
+            ok = jobs_service.complete(session, job_id=job.id, attempt=self.attempt, model=model,
+                                       metrics=final or None, best_epoch=history.best_epoch)
+        if not ok:
+            models_service.delete_weights(w.storage, model_id=model.id)
+            raise LostJob(job.id)
+        w.storage.delete_prefix(f"jobs/{job.id}")
+        log.info("job %s: succeeded after %d epoch(s); model %s", job.id, len(history), model.id)
+
+    def _stop(self, reason: str) -> bool:
+        self.stop_reason = reason
+        return True
+
+    def _on_epoch(self, metrics: dict, state: core.TrainingState) -> bool:
+        self._writer.put(metrics, state, state.early.get("best_epoch"))
+        return False
+
+    def _save_checkpoint(self, state: core.TrainingState) -> None:
+        state.save(self.ckpt_path)  # atomic: temp file, fsync, rename
+        self.worker.storage.upload_local(checkpoint_key(self.job_id))  # remote storage uploads it
+
+    def _record(self, history: list[dict], best_epoch: int | None) -> None:
+        self.worker._record(self.job, self.attempt, history, best_epoch)

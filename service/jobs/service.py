@@ -1,4 +1,5 @@
-"""Job verbs. API side: create, get, list, metrics, cancel. Worker side: claim, record epochs, finish.
+"""Job verbs. API side: create, get, list, metrics, cancel. Worker side: claim, renew, requeue,
+record epochs, complete, finish. Executors call these and choose the policy (lease length, when to sweep).
 
 This module is the only writer of job rows. Every worker-side write is fenced on ``attempt`` (bumped by each
 claim) and on ``status = 'running'``, so a worker that lost its job (restart, crash handling) cannot write.
@@ -6,6 +7,8 @@ claim) and on ``status = 'running'``, so a worker that lost its job (restart, cr
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -27,6 +30,8 @@ from service.models.service import ModelCache
 from service.networks import service as networks_service
 from service.settings import Settings
 from service.storage import Storage
+
+log = logging.getLogger("service.jobs")
 
 _NO_SYNC = {"synchronize_session": False}
 
@@ -252,6 +257,20 @@ def has_queued(session: Session) -> bool:
     return session.scalar(select(Job.id).where(Job.status == QUEUED).limit(1)) is not None
 
 
+def _fenced(job_id: str, attempt: int):
+    return update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == RUNNING)
+
+
+def _take(session: Session, *, job_id: str, attempt: int, worker: str, cond: list) -> bool:
+    """The fenced claim UPDATE: (job_id, attempt) under ``cond`` becomes running as ``attempt + 1``."""
+    now = utcnow()
+    res = session.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, *cond).values(
+        status=RUNNING, attempt=attempt + 1, worker=worker, error=None,
+        started_at=func.coalesce(Job.started_at, now), updated_at=now).execution_options(**_NO_SYNC))
+    session.commit()
+    return res.rowcount == 1
+
+
 def claim_next(session: Session, *, worker: str) -> tuple[str, int] | None:
     """Atomically take the oldest queued job: returns (job_id, attempt) or None."""
     for _ in range(10):
@@ -260,15 +279,68 @@ def claim_next(session: Session, *, worker: str) -> tuple[str, int] | None:
         if row is None:
             session.rollback()
             return None
-        now = utcnow()
-        res = session.execute(update(Job).where(Job.id == row.id, Job.status == QUEUED,
-                                                Job.attempt == row.attempt).values(
-            status=RUNNING, attempt=row.attempt + 1, worker=worker, error=None,
-            started_at=func.coalesce(Job.started_at, now), updated_at=now).execution_options(**_NO_SYNC))
-        session.commit()
-        if res.rowcount == 1:
+        if _take(session, job_id=row.id, attempt=row.attempt, worker=worker, cond=[Job.status == QUEUED]):
             return row.id, row.attempt + 1
     return None
+
+
+def claim(session: Session, *, job_id: str, worker: str, lease_seconds: float | None = None) -> int | None:
+    """Take ``job_id`` if queued (or running with a lease older than ``lease_seconds``); the new attempt or None."""
+    row = session.execute(select(Job.status, Job.attempt, Job.updated_at).where(Job.id == job_id)).first()
+    if row is None:
+        session.rollback()
+        return None
+    stale = utcnow() - timedelta(seconds=lease_seconds) if lease_seconds is not None else None
+    if row.status == QUEUED:
+        cond = [Job.status == QUEUED]
+    elif row.status == RUNNING and stale is not None and row.updated_at < stale:
+        cond = [Job.status == RUNNING, Job.updated_at < stale]
+        log.warning("job %s: lease of attempt %d expired (last beat %s); taking it over", job_id, row.attempt,
+                    row.updated_at)
+    else:
+        session.rollback()
+        return None
+    taken = _take(session, job_id=job_id, attempt=row.attempt, worker=worker, cond=cond)
+    return row.attempt + 1 if taken else None
+
+
+def renew(session: Session, *, job_id: str, attempt: int) -> bool:
+    """Heartbeat: extend the lease of (job_id, attempt); False when that attempt no longer holds the job."""
+    res = session.execute(_fenced(job_id, attempt).values(updated_at=utcnow()).execution_options(**_NO_SYNC))
+    session.commit()
+    return res.rowcount == 1
+
+
+def requeue_expired(session: Session, *, lease_seconds: float) -> list[str]:
+    """Running jobs whose lease is older than ``lease_seconds`` go back to ``queued`` (each fenced on its attempt)."""
+    now = utcnow()
+    stale = now - timedelta(seconds=lease_seconds)
+    rows = session.execute(select(Job.id, Job.attempt).where(Job.status == RUNNING, Job.updated_at < stale)).all()
+    ids = []
+    for r in rows:
+        res = session.execute(_fenced(r.id, r.attempt).where(Job.updated_at < stale)
+                              .values(status=QUEUED, worker=None, updated_at=now).execution_options(**_NO_SYNC))
+        if res.rowcount == 1:
+            ids.append(r.id)
+    session.commit()
+    return ids
+
+
+def stale_queued(session: Session, *, older_than: float) -> list[str]:
+    """Queued jobs untouched for ``older_than`` seconds; their ``updated_at`` is bumped so one sweeper wins."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=older_than)
+    rows = session.execute(select(Job.id, Job.updated_at).where(Job.status == QUEUED, Job.updated_at < cutoff)
+                           .order_by(Job.created_at).limit(1000)).all()
+    ids = []
+    for r in rows:
+        res = session.execute(update(Job).where(Job.id == r.id, Job.status == QUEUED,
+                                                Job.updated_at == r.updated_at)
+                              .values(updated_at=now).execution_options(**_NO_SYNC))
+        if res.rowcount == 1:
+            ids.append(r.id)
+    session.commit()
+    return ids
 
 
 def load_for_training(session: Session, *, job_id: str):
@@ -289,10 +361,6 @@ def should_stop(session: Session, *, job_id: str, attempt: int) -> str | None:
     if row is None or row.status != RUNNING or row.attempt != attempt:
         return "lost"
     return "cancel" if row.cancel_requested else None
-
-
-def _fenced(job_id: str, attempt: int):
-    return update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == RUNNING)
 
 
 def _insert_metrics_ignore(session: Session, rows: list[dict[str, Any]]) -> None:

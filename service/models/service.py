@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 import core
 from service.bodies import ParseError, rows_to_float32
+from service.database import utcnow
 from service.errors import InvalidInput, NotFound
 from service.metrics import CACHE_HITS, CACHE_MISSES, PREDICTED_ROWS
 from service.models.tables import TrainedModel
@@ -25,6 +26,30 @@ REVALIDATE_SECONDS = 5.0      # a cached model is re-checked against the table a
 def artifact_key(model_id: str) -> str:
     """Storage key of a model's weights (a core Network.save file)."""
     return f"models/{model_id}/model.npz"
+
+
+def save_weights(storage: Storage, *, model_id: str, net: core.Network) -> str:
+    """Write the network under the model's key (atomically; uploaded when storage is remote); returns the key."""
+    key = artifact_key(model_id)
+    path = storage.local_path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net.save(path)  # atomic: temp file, fsync, rename
+    storage.upload_local(key)  # remote storage (s3://) uploads the file just written
+    return key
+
+
+def delete_weights(storage: Storage, *, model_id: str) -> None:
+    """Remove a model's stored weights (its row is deleted, or was never committed)."""
+    storage.delete_prefix(artifact_key(model_id).rsplit("/", 1)[0])  # the model's folder
+
+
+def new_from_job(storage: Storage, *, model_id: str, net: core.Network, job, network, dataset,
+                 metrics: dict) -> TrainedModel:
+    """Save a trained network's weights and build its row (not added: the job's completion commits it)."""
+    key = save_weights(storage, model_id=model_id, net=net)
+    return TrainedModel(id=model_id, owner=job.owner, job_id=job.id, network_id=network.id, dataset_id=dataset.id,
+                        task=dataset.task, classes=dataset.classes, input_dim=dataset.n_features,
+                        output_dim=net.output_dim, metrics=metrics, artifact_key=key, created_at=utcnow())
 
 
 def get(session: Session, *, owner: str, model_id: str) -> TrainedModel | None:
@@ -55,12 +80,10 @@ def list_(session: Session, *, owner: str, limit: int, offset: int,
 def delete(session: Session, *, owner: str, storage: Storage, model_id: str, cache: "ModelCache") -> None:
     """Delete the row, then the weights, and drop the model from this process's cache."""
     row = get_or_raise(session, owner=owner, model_id=model_id)
-    key = row.artifact_key
     session.delete(row)
     session.commit()
     cache.evict(owner, model_id)
-    prefix = key.rsplit("/", 1)[0] if "/" in key else key
-    storage.delete_prefix(prefix)
+    delete_weights(storage, model_id=model_id)
 
 
 # ----------------------------------------------------------------------------- cache and prediction

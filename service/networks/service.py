@@ -7,7 +7,8 @@ from sqlalchemy.orm import Session
 
 import core
 from service import quotas
-from service.errors import Conflict, InvalidInput, NotFound
+from service.errors import InvalidInput, NotFound
+from service.jobs import usage as jobs_usage
 from service.networks.schemas import NetworkCreate
 from service.networks.tables import Network
 
@@ -73,23 +74,9 @@ def list_(session: Session, *, owner: str, limit: int, offset: int) -> tuple[lis
     return list(rows), total
 
 
-def _active_job(session: Session, *, owner: str, **filters) -> str | None:
-    """Id of a queued or running job matching ``filters`` (e.g. network_id=...), if any."""
-    try:
-        from service.jobs.tables import QUEUED, RUNNING, Job
-    except ImportError:  # the jobs domain is optional for this check
-        return None
-    cond = [Job.owner == owner, Job.status.in_((QUEUED, RUNNING))]
-    cond += [getattr(Job, k) == v for k, v in filters.items()]
-    return session.scalar(select(Job.id).where(*cond).limit(1))
-
-
 def delete(session: Session, *, owner: str, network_id: str) -> None:
     """Delete the network; 409 while a queued or running job still needs it. Trained models stay."""
     row = get_or_raise(session, owner=owner, network_id=network_id)
-    job_id = _active_job(session, owner=owner, network_id=network_id)
-    if job_id is not None:
-        raise Conflict(f"network {network_id} is used by job {job_id}, which is not finished; "
-                       f"cancel it or wait for it to finish first")
+    jobs_usage.ensure_unused(session, owner=owner, network_id=network_id)
     session.delete(row)
     session.commit()

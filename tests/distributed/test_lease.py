@@ -6,10 +6,11 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from service.database import create_all, make_engine, make_sessionmaker, utcnow
-from service.executor.celery import _database_unreachable, claim, renew, requeue_expired, stale_queued
+from service.database import connection_lost, create_all, make_engine, make_sessionmaker, utcnow
 from service.jobs import service as jobs_service
+from service.jobs.service import claim, renew, requeue_expired, stale_queued
 from service.jobs.tables import QUEUED, RUNNING, SUCCEEDED, Job
 from service.settings import Settings
 
@@ -114,7 +115,9 @@ def test_stale_queued_jobs_are_republished_by_one_sweeper(Session):
 
 
 def test_database_errors_are_told_from_job_errors():
-    assert _database_unreachable("internal error while training: OperationalError: (psycopg.OperationalError) x")
-    assert not _database_unreachable("internal error while training: ValueError: bad")
-    assert not _database_unreachable("training diverged at epoch 3")
-    assert not _database_unreachable(None)
+    """By exception type, never by message: a lost connection hands the job over, anything else fails it."""
+    assert connection_lost(OperationalError("SELECT 1", {}, Exception("server closed the connection")))
+    assert connection_lost(DBAPIError("SELECT 1", {}, Exception("x"), connection_invalidated=True))
+    assert not connection_lost(DBAPIError("SELECT 1", {}, Exception("x")))
+    assert not connection_lost(IntegrityError("INSERT", {}, Exception("duplicate key")))
+    assert not connection_lost(ValueError("OperationalError: not a database error"))

@@ -1,6 +1,7 @@
 """Fixtures for the service tests.
 
-- ``client``: a TestClient over ``create_app(Settings(data_dir=tmp_path, workers=1))`` with the lifespan running.
+- ``client``: a TestClient over ``create_app(Settings(data_dir=tmp_path, workers=1))`` with the lifespan running;
+  a test marked ``@pytest.mark.settings(max_layers=2)`` gets those fields too (Settings are frozen).
 - ``make_network`` / ``make_dataset`` / ``wait_job`` / ``trained_model``: small helpers over the HTTP API.
 - ``live_server``: starts the real ``mlp-service serve`` as a subprocess on a free port (restart, kill -9).
 """
@@ -27,10 +28,15 @@ ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "settings(**fields): build the test's app with these Settings fields")
+
+
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    """Settings on a fresh data directory with one embedded worker."""
-    return Settings(data_dir=tmp_path / "data", workers=1)
+def settings(request, tmp_path) -> Settings:
+    """Settings on a fresh data directory with one embedded worker (plus ``@pytest.mark.settings(...)`` fields)."""
+    marker = request.node.get_closest_marker("settings")
+    return Settings(data_dir=tmp_path / "data", workers=1, **(marker.kwargs if marker else {}))
 
 
 @pytest.fixture

@@ -145,16 +145,16 @@ def test_json_201_multi_output_regression(app, client):
 
 # -- 413 / 415 ---------------------------------------------------------------------------------------------
 
+@pytest.mark.settings(max_upload_bytes=1000)
 def test_413_content_length_over_limit_stores_nothing(app, client):
-    app.state.settings.max_upload_bytes = 1000
     r = upload_csv(client, b"a,b\n" + b"1,2\n" * 1000)
     assert r.status_code == 413
     assert r.json()["detail"] == "upload exceeds the limit of 1,000 bytes (MLP_MAX_UPLOAD_BYTES)"
     assert stored_files(app) == []
 
 
+@pytest.mark.settings(max_upload_bytes=5000)
 def test_413_streamed_without_content_length_leaves_no_temp_file(app, client):
-    app.state.settings.max_upload_bytes = 5000
     boundary = "xyzboundary"
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
             f"Content-Type: text/csv\r\n\r\na,b\n").encode()
@@ -173,8 +173,8 @@ def test_413_streamed_without_content_length_leaves_no_temp_file(app, client):
     assert client.get("/v1/datasets").json()["total"] == 0
 
 
-def test_413_json_body_over_limit(app, client):
-    app.state.settings.max_upload_bytes = 100
+@pytest.mark.settings(max_upload_bytes=100)
+def test_413_json_body_over_limit(client):
     r = client.post("/v1/datasets", json={"name": "x", "X": [[1.0] * 50], "y": [1]})
     assert r.status_code == 413
 
@@ -418,14 +418,16 @@ def test_no_temp_files_after_uploads(app, client):
     assert os.listdir(tmp) == []
 
 
-def test_413_over_the_tenants_dataset_quotas(app, client):
-    app.state.settings.quota_max_dataset_bytes = 50
+@pytest.mark.settings(quota_max_dataset_bytes=50)
+def test_413_over_the_tenants_dataset_quota(client):
     r = upload_csv(client, IRIS_CSV)
     assert r.status_code == 413
     assert r.json()["detail"].startswith(f"quota exceeded: the data set has {len(IRIS_CSV)} bytes, more than "
                                          f"the limit quota_max_dataset_bytes (MLP_QUOTA_MAX_DATASET_BYTES)=50")
-    app.state.settings.quota_max_dataset_bytes = None
-    app.state.settings.quota_max_stored_bytes = len(IRIS_CSV) + 10
+
+
+@pytest.mark.settings(quota_max_stored_bytes=len(IRIS_CSV) + 10)
+def test_413_over_the_tenants_stored_bytes_quota(app, client):
     assert upload_csv(client, IRIS_CSV).status_code == 201
     r = upload_csv(client, IRIS_CSV)
     assert r.status_code == 413 and "quota_max_stored_bytes (MLP_QUOTA_MAX_STORED_BYTES)" in r.json()["detail"]

@@ -203,8 +203,8 @@ def test_predict_404_unknown_model(client):
     assert r.status_code == 404 and r.json()["detail"] == "model nope not found"
 
 
-def test_predict_413_body_over_limit(app, client, colour_model):
-    app.state.settings.max_upload_bytes = 1000
+@pytest.mark.settings(max_upload_bytes=1000)
+def test_predict_413_body_over_limit(client, colour_model):
     r = predict(client, colour_model["id"], colour_model["X"][:100].tolist())
     assert r.status_code == 413
     assert r.json()["detail"] == "body exceeds the limit of 1,000 bytes (MLP_MAX_UPLOAD_BYTES)"

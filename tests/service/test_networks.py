@@ -96,8 +96,8 @@ def test_create_422_too_many_params_even_without_input_dim(client):
     assert "even with input_dim=1" in r.json()["detail"]
 
 
-def test_create_422_too_many_layers(app, client):
-    app.state.settings.max_layers = 2
+@pytest.mark.settings(max_layers=2)
+def test_create_422_too_many_layers(client):
     r = client.post("/v1/networks", json=WINE)
     assert r.status_code == 422
     assert r.json()["detail"] == "layers: 3 layers exceed the limit max_layers=2 (MLP_MAX_LAYERS)"
@@ -189,8 +189,8 @@ def test_openapi_documents_the_layer_union_with_examples(client):
     assert "softmax" in schema["DenseLayer"]["properties"]["activation"]["enum"]
 
 
-def test_create_413_over_the_tenants_parameter_quota(app, client):
-    app.state.settings.quota_max_params = 100
+@pytest.mark.settings(quota_max_params=100)
+def test_create_413_over_the_tenants_parameter_quota(client):
     r = client.post("/v1/networks", json=WINE)
     assert r.status_code == 413
     assert r.json()["detail"].startswith("quota exceeded: the network has 547 parameters, more than the limit "
