@@ -5,6 +5,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVICE = ROOT / "service"
 
 
 def _functions_longer_than(limit: int, folder: Path) -> list[str]:
@@ -31,3 +32,16 @@ def test_the_function_length_check_finds_a_long_method(tmp_path):
     (tmp_path / "m.py").write_text(f"def short():\n    return 1\n\n\nclass A:\n    def long(self):\n{body}\n"
                                    "        return x0\n")
     assert _functions_longer_than(80, tmp_path) == ["m.py:6 long (81 lines)"]
+
+
+def _sources(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_only_the_jobs_domain_writes_job_rows():
+    """Executors call the verbs of service/jobs/ (claim, renew, requeue, finish); no other module updates a job."""
+    writers = [f"{p.relative_to(ROOT)}:{i}" for p in _sources(SERVICE)
+               for i, line in enumerate(p.read_text().splitlines(), 1) if "update(Job" in line]
+    assert writers, "the check found no job writes at all: it no longer looks at the right code"
+    outside = [w for w in writers if not w.startswith("service/jobs/")]
+    assert outside == [], f"job rows written outside service/jobs/: {outside}"

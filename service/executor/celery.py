@@ -32,6 +32,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from celery import Celery, signals
+from kombu.exceptions import ChannelError
 from service.database import make_engine, make_sessionmaker
 from service.executor.base import Executor
 from service.executor.worker import Worker
@@ -281,8 +282,6 @@ class Sweeper:
                 log.warning("sweep failed: %s", exc)
 
     def _broker_queue_empty(self) -> bool:
-        from kombu.exceptions import ChannelError
-
         with self.app.connection_for_read() as conn:
             try:
                 return conn.default_channel.queue_declare(QUEUE, passive=True).message_count == 0
