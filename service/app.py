@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = sessions
     app.state.keyring = keyring
     app.state.storage = storage
-    app.state.model_cache = ModelCache(capacity=settings.model_cache_size)
+    app.state.model_cache = ModelCache(capacity=settings.model_cache_size,
+                                           predict_memory_bytes=settings.predict_memory_bytes)
     app.state.executor = executor
 
     @app.exception_handler(ServiceError)

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
     tmp_sweep_age_seconds: float | None = Field(None, ge=0, description="Start-up sweep of temporary files: "
                                                 "those older than this; default all (embedded), 1 h (scale-out).")
+    predict_memory_bytes: int = Field(64 * 2**20, ge=1, description="Activation memory of one predict chunk: "
+                                      "rows are predicted in chunks that stay within it.")
+    max_row_activations: int = Field(262_144, ge=1, description="Most activation values one row may need "
+                                     "(input width plus every layer's units); a wider network is a 422.")
     max_json_body_bytes: int = Field(1024 * 1024, ge=1, description="Body of POST /v1/networks, /v1/jobs (413).")
     max_params: int = Field(5_000_000, ge=1)
     max_epochs: int = Field(1000, ge=1)

@@ -226,9 +226,12 @@ def encode(model: service.LoadedModel, proba: np.ndarray | None, out: np.ndarray
 
 
 def predict(model: service.LoadedModel, body: bytes | bytearray, kind: str, answer: str, *,
-            blocking: bool = True) -> tuple[bytes, str] | None:
-    """Parse, predict under the model's lock and encode; with ``blocking=False``, None if the model is busy."""
+            blocking: bool = True, max_work: int | None = None) -> tuple[bytes, str] | None:
+    """Parse, predict under the model's lock and encode; with ``blocking=False``, None if the model is busy or
+    the work (rows x parameters) is over ``max_work``."""
     X = parse(body, kind, input_dim=model.input_dim, columns=model.columns)
+    if not blocking and max_work is not None and model.cost(X.shape[0]) > max_work:
+        return None
     if not model.lock.acquire(blocking=blocking):
         return None
     try:

@@ -15,7 +15,8 @@ from service.models.schemas import (INVOCATIONS_OPENAPI, PREDICT_BINARY_ANSWERS,
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 _ERRORS = {404: {"description": "No model with this id (for this caller)."}}
-INLINE_BYTES = 64 * 1024          # smaller predict bodies run on the event loop (no thread hop)
+INLINE_BYTES = 64 * 1024          # smaller predict bodies are parsed on the event loop (no thread hop)
+INLINE_WORK = 2_000_000           # and predicted there when rows x parameters is at most this (about 1 ms)
 
 
 @router.get("", response_model=ModelList)
@@ -54,15 +55,16 @@ async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
     body = await read_body(request, max_bytes=request.app.state.settings.max_upload_bytes, what="body")
     model = await loaded_model(request, owner, model_id)
     if kind != "json" or answer_kind != "json":     # .npy / Arrow / Parquet / CSV in, or .npy / Arrow out
-        out = None if len(body) > INLINE_BYTES else formats.predict(model, body, kind, answer_kind, blocking=False)
+        out = None if len(body) > INLINE_BYTES else formats.predict(model, body, kind, answer_kind, blocking=False,
+                                                                      max_work=INLINE_WORK)
         if out is None:
             out = await run_in_threadpool(formats.predict, model, body, kind, answer_kind)
         return Response(out[0], media_type=out[1])
     if len(body) > INLINE_BYTES:
         answer = await run_in_threadpool(service.predict_body, model, body)
-    else:                            # small bodies: parse and predict on the event loop unless the model is busy
+    else:                            # small bodies: parse on the event loop; predict there if the work is small
         X = service.parse_inputs(body, input_dim=model.input_dim, columns=model.columns)
-        answer = service.try_predict(model, X)
+        answer = service.try_predict(model, X) if model.cost(X.shape[0]) <= INLINE_WORK else None
         if answer is None:
             answer = await run_in_threadpool(service.predict, model, X)
     return Response(answer, media_type="application/json")

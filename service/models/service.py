@@ -100,6 +100,12 @@ class LoadedModel:
     columns: core.Preprocessor | None = None   # names, types and categories of the raw input columns
     lock: threading.Lock = field(default_factory=threading.Lock)
     checked_at: float = field(default_factory=time.monotonic)
+    chunk_rows: int = 1 << 30      # rows per forward pass, so activations stay within MLP_PREDICT_MEMORY_BYTES
+    n_params: int = 0              # weights touched per row: rows x n_params is the work of a predict
+
+    def cost(self, n_rows: int) -> int:
+        """The work of predicting ``n_rows`` rows (multiply-adds, about)."""
+        return n_rows * max(self.n_params, 1)
 
     def needs_check(self) -> bool:
         """True when the row was last seen more than REVALIDATE_SECONDS ago."""
@@ -109,8 +115,9 @@ class LoadedModel:
 class ModelCache:
     """LRU of loaded networks keyed by (owner, model id); core.Network.load runs once per model."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, predict_memory_bytes: int = 64 * 2**20):
         self.capacity = capacity
+        self.predict_memory_bytes = predict_memory_bytes  # activations of one predict chunk (MLP_PREDICT_MEMORY_BYTES)
         self._items: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -155,8 +162,12 @@ def load(session: Session, storage: Storage, *, owner: str, model_id: str, cache
     with storage.open_read(row.artifact_key) as fh:
         net = core.Network.load(fh)
     classes = list(row.classes) if row.classes is not None else None
+    widest = max([int(net.n_features_in)] + [int(c.get("units", 0)) for c in net.spec["layers"]])
+    # two activations of the widest layer alive at a time (the layer's input and output), float32 or float64
+    chunk = max(1, cache.predict_memory_bytes // (2 * 8 * widest))
     return cache.put(owner, LoadedModel(model_id=row.id, net=net, task=net.task, classes=classes,
-                                        input_dim=int(net.n_features_in), columns=_columns(net)))
+                                        input_dim=int(net.n_features_in), columns=_columns(net),
+                                        chunk_rows=chunk, n_params=int(net.n_params or 0)))
 
 
 def _columns(net: core.Network) -> core.Preprocessor:
@@ -302,6 +313,22 @@ def predict_arrays_unlocked(model: LoadedModel, X: np.ndarray) -> tuple[np.ndarr
 
 
 def _answer(model: LoadedModel, X: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    step = model.chunk_rows
+    if X.shape[0] > step:  # row chunks: the activations of a wide network stay within the memory budget
+        if X.dtype.kind == "f":
+            bad = ~np.isfinite(X)
+            if bad.any():
+                r, c = (int(v) for v in np.argwhere(bad)[0])
+                raise ValueError(f"X has a non-finite value at row {r}, column {c}")
+        if model.task == "classification":
+            proba = np.concatenate([np.asarray(model.net.predict_proba(X[i:i + step]), dtype=np.float32)
+                                    for i in range(0, X.shape[0], step)])
+            _not_finite(proba)
+            return proba, model.net.loss.labels(proba, probabilities=True)
+        values = np.concatenate([np.asarray(model.net.predict(X[i:i + step]), dtype=np.float32)
+                                 for i in range(0, X.shape[0], step)])
+        _not_finite(values)
+        return None, values
     if model.task == "classification":
         proba = np.ascontiguousarray(model.net.predict_proba(X), dtype=np.float32)
         _not_finite(proba)

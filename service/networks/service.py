@@ -28,6 +28,12 @@ def check_limits(spec: dict, *, input_dim: int | None, settings) -> int | None:
         lower = n_params if n_params is not None else core.count_params(spec, 1)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
+    units = sum(int(layer.get("units", 0)) for layer in spec.get("layers") or () if isinstance(layer, dict))
+    per_row = units + int(input_dim or 0)
+    if per_row > settings.max_row_activations:
+        raise InvalidInput(f"layers: one row needs {per_row:,} activation values (input width plus every layer's "
+                           f"units), more than the limit max_row_activations={settings.max_row_activations:,} "
+                           "(MLP_MAX_ROW_ACTIVATIONS)")
     if lower > settings.max_params:
         where = "" if n_params is not None else " even with input_dim=1"
         raise InvalidInput(f"layers: the network has {lower:,} parameters{where}, more than the limit "
