@@ -101,6 +101,9 @@ class TrainingParams(_Strict):
     def _standardize_is_scale(self):
         """``standardize`` maps onto ``preprocessing.numeric.scale``; contradicting values are a 422."""
         numeric = self.preprocessing.numeric
+        if numeric.fill_value is not None and numeric.impute != "constant":
+            raise ValueError(f"preprocessing.numeric.fill_value is only used with impute='constant', "
+                             f"not {numeric.impute!r}")
         if numeric.scale is None:
             numeric.scale = "standard" if self.standardize else "none"
         elif "standardize" in self.model_fields_set and self.standardize != (numeric.scale != "none"):

@@ -253,3 +253,36 @@ def test_parameter_limit_counts_one_hot_columns(tmp_path, make_network):
         r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"],
                                           "preprocessing": {"categorical": {"max_categories": 50}}})
         assert r.status_code == 202, r.text
+
+
+def test_fill_value_without_constant_imputation_is_422(client, make_network, make_dataset):
+    net = make_network(client, mlp_spec(2))
+    ds = make_dataset(client, [[0.0, 1.0], [1.0, 0.0]] * 4, [0, 1] * 4)
+    r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"],
+                                      "preprocessing": {"numeric": {"fill_value": -1}}})
+    assert r.status_code == 422
+    assert "fill_value is only used with impute='constant', not 'mean'" in r.json()["detail"][0]["msg"]
+    r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "epochs": 1,
+                                      "preprocessing": {"numeric": {"impute": "constant", "fill_value": -1}}})
+    assert r.status_code == 202
+
+
+def test_boolean_column_trains_and_predicts_by_record(client, wait_job):
+    rng = np.random.default_rng(3)
+    lines = ["x,active,label"]
+    for _ in range(200):
+        x, active = float(rng.normal()), bool(rng.random() < 0.5)
+        cell = "" if rng.random() < 0.05 else ("true" if active else "false")
+        lines.append(f"{x:.3f},{cell},{'yes' if active else 'no'}")
+    ds = upload_csv(client, "\n".join(lines) + "\n", "flags.csv")
+    job = train(client, wait_job, ds, 2)
+    schema = client.get(f"/v1/models/{job['model_id']}").json()["input_schema"]
+    assert schema[1]["name"] == "active" and schema[1]["type"] == "boolean"
+    assert schema[1]["missing"]["strategy"] == "most_frequent"
+    r = predict(client, job["model_id"], {"records": [{"x": 0.1, "active": True}, {"x": 0.1, "active": False},
+                                                      {"x": 0.1, "active": None}]})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"][:2] == ["yes", "no"]
+    r = predict(client, job["model_id"], {"records": [{"x": 0.1, "active": "maybe"}]})
+    assert r.status_code == 422
+    assert r.json()["detail"] == "row 0, column 'active': expected true or false, got 'maybe'"
