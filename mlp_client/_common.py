@@ -179,40 +179,59 @@ def upload_body(source: Any, *, target: str | None, name: str | None, task: str 
 
 
 # -- prediction inputs -------------------------------------------------------------------------------------
-def input_rows(X: Any, feature_names: Callable[[], list[str] | None]) -> np.ndarray:
-    """Rows of raw features (n, d) float64 from an array, a DataFrame or a list of records (dicts).
+def is_named(X: Any) -> bool:
+    """Whether predict inputs come by column name (a DataFrame, a record or a list of records)."""
+    return _is_dataframe(X) or isinstance(X, dict) or (isinstance(X, list) and bool(X) and isinstance(X[0], dict))
 
-    A DataFrame or records are matched by column name to the model's features when it knows them (extra
-    columns such as the target are left out); ``feature_names`` is called only then.
+
+def _cell(value: Any) -> Any:
+    """A JSON-able cell: numpy scalars as Python ones, NaN/None/NA as null (a missing value)."""
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    return value
+
+
+def _dumps(doc: dict) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), default=_cell).encode()
+
+
+def predict_bodies(X: Any, feature_names: Callable[[], list[str] | None]) -> Iterator[bytes]:
+    """JSON bodies of POST /v1/models/{id}/predict, PREDICT_CHUNK_ROWS rows each.
+
+    Arrays go as ``{"inputs": rows}``; a DataFrame as ``{"columns", "data"}`` and records as
+    ``{"records"}``, matched by name on the server. Columns the model does not know (a label column, say)
+    are left out when the model's feature names are known (``feature_names`` is called only then).
     """
     if _is_dataframe(X):
         names = feature_names()
-        if names and all(n in X.columns for n in names):
-            X = X[names]
-        return X.to_numpy(dtype=np.float64)
-    if isinstance(X, dict):
-        X = [X]
-    if isinstance(X, list) and X and isinstance(X[0], dict):
+        cols = [c for c in X.columns if c in names] if names else list(X.columns)
+        if not cols:
+            raise ValueError(f"none of the DataFrame's columns {list(X.columns)[:10]} is an input of the model "
+                             f"({names})")
+        frame = X[cols]
+        data = [[_cell(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+        for start in range(0, len(data), PREDICT_CHUNK_ROWS):
+            yield _dumps({"columns": [str(c) for c in cols], "data": data[start:start + PREDICT_CHUNK_ROWS]})
+        return
+    if isinstance(X, dict) or (isinstance(X, list) and X and isinstance(X[0], dict)):
+        records = [X] if isinstance(X, dict) else X
         names = feature_names()
-        if not names:
-            raise ValueError("records need the model's feature names, which are not available; pass rows instead")
-        rows = []
-        for i, rec in enumerate(X):
-            missing = [n for n in names if n not in rec]
-            if missing:
-                raise ValueError(f"record {i} lacks feature(s) {missing[:5]}; the model's features are {names}")
-            rows.append([rec[n] for n in names])
-        return np.asarray(rows, dtype=np.float64)
-    arr = np.asarray(X, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr.reshape(1, -1)
-    return arr
-
-
-def predict_bodies(rows: np.ndarray) -> Iterator[bytes]:
-    """JSON bodies of POST /v1/models/{id}/predict, PREDICT_CHUNK_ROWS rows each."""
+        keep = set(names) if names else None
+        clean = [{k: _cell(v) for k, v in rec.items() if keep is None or k in keep} for rec in records]
+        for start in range(0, len(clean), PREDICT_CHUNK_ROWS):
+            yield _dumps({"records": clean[start:start + PREDICT_CHUNK_ROWS]})
+        return
+    rows = np.asarray(X, dtype=np.float64)
+    if rows.ndim == 1:
+        rows = rows.reshape(1, -1)
     for start in range(0, max(len(rows), 1), PREDICT_CHUNK_ROWS):
-        yield json.dumps({"inputs": rows[start:start + PREDICT_CHUNK_ROWS].tolist()}).encode()
+        yield _dumps({"inputs": rows[start:start + PREDICT_CHUNK_ROWS].tolist()})
 
 
 # -- server-sent events ------------------------------------------------------------------------------------

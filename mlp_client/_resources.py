@@ -90,10 +90,8 @@ class ModelBase(Resource):
 
     def _feature_names_from(self, dataset: dict[str, Any] | None) -> list[str] | None:
         schema = self.data.get("input_schema")
-        if isinstance(schema, dict) and isinstance(schema.get("columns"), list):
-            names = [c["name"] if isinstance(c, dict) else c for c in schema["columns"]]
-            if all(isinstance(n, str) for n in names):
-                return names
+        if isinstance(schema, list) and schema and all(isinstance(c, dict) and "name" in c for c in schema):
+            return [str(c["name"]) for c in schema]
         if dataset and dataset.get("feature_names"):
             return list(dataset["feature_names"])
         return None

@@ -262,6 +262,8 @@ class AsyncModel(ModelBase):
 
     async def _feature_names(self) -> list[str] | None:
         if "_names" not in self.__dict__:
+            if "input_schema" not in self.data:
+                self.data = await self._client._json("GET", f"/v1/models/{self.id}")
             dataset = None
             if not self.data.get("input_schema") and self.data.get("dataset_id"):
                 try:
@@ -272,13 +274,10 @@ class AsyncModel(ModelBase):
         return self._names
 
     async def _predict(self, X: Any) -> tuple[list, list]:
-        needs_names = common._is_dataframe(X) or isinstance(X, dict) or (
-            isinstance(X, list) and bool(X) and isinstance(X[0], dict))
-        names = await self._feature_names() if needs_names else None
-        rows = common.input_rows(X, lambda: names)
+        names = await self._feature_names() if common.is_named(X) else None
         preds: list = []
         probs: list = []
-        for body in common.predict_bodies(rows):
+        for body in common.predict_bodies(X, lambda: names):
             out = await self._client._json("POST", f"/v1/models/{self.id}/predict", content=body,
                                            headers={"Content-Type": "application/json"})
             preds.extend(out["predictions"])

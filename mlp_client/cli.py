@@ -210,19 +210,26 @@ def _read_rows(path: str) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _cell(text: str) -> Any:
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _predict(client: Client, args: argparse.Namespace) -> int:
     model: Model = client.get_model(args.model_id)
     header, rows = _read_rows(args.rows)
-    names = model._feature_names()
-    use = names if names and all(n in header for n in names) else header
-    index = [header.index(n) for n in use]
-    X = []
+    records = []
     for line, row in enumerate(rows, start=2):
-        try:
-            X.append([float(row[i]) for i in index])
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"{args.rows}, line {line}: {exc}") from None
-    preds, probs = model._predict(X)
+        if len(row) != len(header):
+            raise ValueError(f"{args.rows}, line {line}: {len(row)} values, the header has {len(header)}")
+        records.append({name: _cell(v) for name, v in zip(header, row)})
+    if not records:
+        raise ValueError(f"{args.rows} has a header but no rows")
+    preds, probs = model._predict(records)
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
     try:
         writer = csv.writer(out)

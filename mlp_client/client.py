@@ -279,6 +279,8 @@ class Model(ModelBase):
 
     def _feature_names(self) -> list[str] | None:
         if "_names" not in self.__dict__:
+            if "input_schema" not in self.data:          # list answers leave it out: read the model itself
+                self.data = self._client._json("GET", f"/v1/models/{self.id}")
             dataset = None
             if not self.data.get("input_schema") and self.data.get("dataset_id"):
                 try:
@@ -289,10 +291,9 @@ class Model(ModelBase):
         return self._names
 
     def _predict(self, X: Any) -> tuple[list, list]:
-        rows = common.input_rows(X, self._feature_names)
         preds: list = []
         probs: list = []
-        for body in common.predict_bodies(rows):
+        for body in common.predict_bodies(X, self._feature_names):
             out = self._client._json("POST", f"/v1/models/{self.id}/predict", content=body,
                                      headers={"Content-Type": "application/json"})
             preds.extend(out["predictions"])
@@ -300,8 +301,9 @@ class Model(ModelBase):
         return preds, probs
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predictions for rows of raw features: an array (n, d), a pandas DataFrame (columns matched by
-        name) or a list of records (dicts); labels as uploaded, or regression values."""
+        """Predictions for rows of raw features: an array (n, d) in the trained column order, a pandas
+        DataFrame or a list of records (dicts), matched by column name (NaN/None = missing); labels as
+        uploaded, or regression values."""
         return np.asarray(self._predict(X)[0])
 
     def predict_proba(self, X: Any) -> np.ndarray:
