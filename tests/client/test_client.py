@@ -84,8 +84,36 @@ def test_dataframe_upload_and_predict_by_column_name(server):
         assert model.predict(shuffled).tolist() == expected.tolist()
         records = shuffled.head(7).to_dict(orient="records")
         assert model.predict(records).tolist() == expected[:7].tolist()
-        with pytest.raises(ValueError, match=r"record 0 lacks feature\(s\) \['b'\]"):
-            model.predict([{"a": 1.0, "c": 2.0, "d": 3.0}])
+        # a column left out, None and NaN are all a missing value (imputed as the model was trained)
+        left_out = model.predict_proba([{"a": 1.0, "c": 2.0, "d": 3.0}])
+        assert np.array_equal(left_out, model.predict_proba([{"a": 1.0, "b": None, "c": 2.0, "d": 3.0}]))
+        frame = pd.DataFrame({"d": [3.0], "c": [2.0], "b": [np.nan], "a": [1.0]})
+        assert np.array_equal(left_out, model.predict_proba(frame))
+
+
+def test_mixed_type_dataframe_round_trip(server):
+    """A string feature column goes up in the CSV and comes back by name in predict."""
+    rng = np.random.default_rng(1)
+    n = 300
+    color = rng.choice(["red", "green", "blue"], n)
+    x = rng.normal(size=n)
+    label = np.where((color == "red") ^ (x > 0), "yes", "no")
+    df = pd.DataFrame({"x": x.round(3), "color": color, "label": label})
+    with Client(server.url) as c:
+        data = c.upload_dataset(df, target="label")
+        job = c.train({"layers": [{"type": "dense", "units": 16, "activation": "tanh"},
+                                  {"type": "dense", "units": 2, "activation": "softmax"}],
+                       "loss": "cross_entropy"}, data, epochs=40, batch_size=16,
+                      optimizer={"type": "adam", "learning_rate": 0.02}).wait(progress=False)
+        model = job.model
+        schema = {col["name"]: col["type"] for col in c.get_model(model.id).input_schema}
+        assert schema["x"] == "numeric" and schema["color"] != "numeric"
+        pred = model.predict(df)                                 # label column included: left out
+        assert (pred == label).mean() > 0.9
+        assert model.predict(df.to_dict(orient="records")[:5]).tolist() == pred[:5].tolist()
+        with pytest.raises(mlp_client.InvalidInput) as err:
+            model.predict(df[["x"]].assign(color=1.5).to_numpy())  # rows of numbers: not for this model
+        assert err.value.status == 422 and "non-numeric columns" in err.value.detail
 
 
 def test_csv_path_upload(server, tmp_path):
