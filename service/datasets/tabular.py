@@ -641,7 +641,7 @@ def _read_csv_segments(path, gz, enc, d, header, header_line, include, target, f
             first = False
         if table.num_rows:
             last = table
-            for batch in table.to_batches():
+            for batch in table.combine_chunks().to_batches():      # one batch per segment: fewer, larger steps
                 builder.add(batch)
         del table
     if builder is None or last is None:
