@@ -159,6 +159,14 @@ async def authenticate(request: Request) -> str:
     return owner
 
 
+async def still_authorised(request: Request, owner: str) -> bool:
+    """Whether the request's key still maps to ``owner`` (for long streams: a revoked key ends them)."""
+    try:
+        return await _resolve_owner(request, await bearer(request)) == owner
+    except Unauthorized:
+        return False
+
+
 async def _resolve_owner(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
     ring: KeyRing = request.app.state.keyring
     now = time.monotonic()

@@ -38,7 +38,10 @@ def _serve(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     sys.setswitchinterval(0.001)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    # Slow or idle clients: idle keep-alive connections close after 5 s, and past MLP_MAX_CONNECTIONS open
+    # connections new requests get 503 instead of piling up.
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
+                timeout_keep_alive=5, limit_concurrency=settings.max_connections)
     return 0
 
 

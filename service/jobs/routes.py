@@ -12,15 +12,16 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from service.auth import still_authorised
 from service.deps import MAX_INT, ExecutorDep, OwnerDep, PageDep, SessionDep, SettingsDep, StorageDep
 from service.http import GuardedRoute
 from service.jobs import service
 from service.jobs.schemas import EpochMetrics, JobCreate, JobList, JobRead, JobStatus, MetricsList
+from service.jobs.streams import StreamHub
 from service.jobs.tables import TERMINAL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=GuardedRoute)
 
-SSE_POLL_SECONDS = 0.25
 SSE_KEEPALIVE_SECONDS = 15.0
 
 
@@ -103,37 +104,46 @@ async def job_events(job_id: str, request: Request, owner: OwnerDep,
                      since_epoch: Annotated[int, Query(ge=0, le=MAX_INT)] = 0) -> StreamingResponse:
     """Server-sent events: an `epoch` event (data: the epoch's metrics) per epoch, an `end` event with the
     final job when it ends, then the stream closes. Reconnect with `Last-Event-ID` or `since_epoch`."""
-    Session = request.app.state.sessionmaker
     last_id = request.headers.get("last-event-id")
     if last_id and last_id.isascii() and last_id.isdigit():
         since_epoch = max(since_epoch, min(int(last_id), MAX_INT))
-
-    def _poll(after: int):
-        with Session() as session:
-            job, metrics = service.poll(session, owner=owner, job_id=job_id, since_epoch=after)
-            return JobRead.from_row(job), metrics
-
-    first = await run_in_threadpool(_poll, since_epoch)  # 404 before the stream starts
+    hub = getattr(request.app.state, "stream_hub", None)
+    if hub is None:
+        hub = request.app.state.stream_hub = StreamHub(request.app.state.sessionmaker, request.app.state.settings)
+    feed = await hub.open(owner, job_id)  # 404 before the stream starts; 429 over the stream caps
+    recheck = max(float(request.app.state.settings.api_key_recheck_seconds), 0.05)
 
     async def stream() -> AsyncIterator[bytes]:
         after = since_epoch
-        job, metrics = first
-        last_sent = time.monotonic()
-        while True:
-            for m in metrics:
-                after = max(after, int(m["epoch"]))
-                yield _sse("epoch", m, after)
-                last_sent = time.monotonic()
-            if job.status.value in TERMINAL:
-                yield _sse("end", job.model_dump(mode="json"))
-                return
-            if time.monotonic() - last_sent > SSE_KEEPALIVE_SECONDS:
-                yield b": keep-alive\n\n"
-                last_sent = time.monotonic()
-            await anyio.sleep(SSE_POLL_SECONDS)
-            if await request.is_disconnected():
-                return
-            job, metrics = await run_in_threadpool(_poll, after)
+        last_sent = last_check = time.monotonic()
+        try:
+            while True:
+                changed = feed.changed
+                for m in feed.metrics:
+                    if int(m["epoch"]) > after:
+                        after = int(m["epoch"])
+                        yield _sse("epoch", m, after)
+                        last_sent = time.monotonic()
+                if feed.job is not None and feed.job.status.value in TERMINAL:
+                    yield _sse("end", feed.job.model_dump(mode="json"))
+                    return
+                if feed.gone:
+                    yield _sse("error", {"detail": f"job {job_id} not found"})
+                    return
+                if time.monotonic() - last_sent > SSE_KEEPALIVE_SECONDS:
+                    yield b": keep-alive\n\n"
+                    last_sent = time.monotonic()
+                with anyio.move_on_after(min(recheck, SSE_KEEPALIVE_SECONDS)):
+                    await changed.wait()
+                if await request.is_disconnected():
+                    return
+                if time.monotonic() - last_check >= recheck:  # a revoked key ends its streams
+                    last_check = time.monotonic()
+                    if not await still_authorised(request, owner):
+                        yield _sse("error", {"detail": "the API key was revoked"})
+                        return
+        finally:
+            hub.close(feed)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
