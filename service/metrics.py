@@ -15,12 +15,12 @@ Two sources, one answer:
 
 from __future__ import annotations
 
-import os
 import time
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest,
+                               multiprocess, values)
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import case, func, select
 
@@ -117,12 +117,15 @@ class DatabaseCollector:
 
 
 def _process_metrics() -> bytes:
-    mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not mp_dir:
+    """This process's metrics; in prometheus-client's multiprocess mode those of every API process.
+
+    The library chooses the mode itself when it loads (``PROMETHEUS_MULTIPROC_DIR`` set: values go to files there);
+    asking it, rather than reading the variable here, keeps the two from disagreeing.
+    """
+    if values.ValueClass is values.MutexValue:
         return generate_latest(REGISTRY)
-    from prometheus_client import multiprocess
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=mp_dir)
+    multiprocess.MultiProcessCollector(registry)  # reads the directory from the library's own variable
     return generate_latest(registry)
 
 
