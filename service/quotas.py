@@ -16,7 +16,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+import core
+from service.datasets.tables import Dataset
 from service.errors import TooLarge, TooManyRequests
+from service.jobs.tables import QUEUED, RUNNING, Job
 
 NAMES = ("quota_max_jobs", "quota_max_stored_bytes", "quota_max_dataset_bytes", "quota_max_params")
 RETRY_AFTER_SECONDS = "5"
@@ -44,8 +47,6 @@ def check_params(settings, *, owner: str, n_params: int | None) -> None:
 
 def stored_bytes(session: Session, *, owner: str) -> int:
     """Bytes of the tenant's data sets, as uploaded."""
-    from service.datasets.tables import Dataset
-
     return int(session.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0))
                               .where(Dataset.owner == owner)) or 0)
 
@@ -69,8 +70,6 @@ def check_dataset(session: Session, settings, *, owner: str, size_bytes: int) ->
 
 def active_jobs(session: Session, *, owner: str) -> int:
     """Number of the tenant's queued or running jobs."""
-    from service.jobs.tables import QUEUED, RUNNING, Job
-
     return int(session.scalar(select(func.count()).select_from(Job)
                               .where(Job.owner == owner, Job.status.in_((QUEUED, RUNNING)))) or 0)
 
@@ -96,8 +95,6 @@ def check_jobs(session: Session, settings, *, owner: str) -> None:
 
 def check_new_job(session: Session, settings, *, owner: str, network, n_features: int) -> None:
     """The job-time checks: the network's parameters for this data set's width, then the job count."""
-    import core
-
     check_params(settings, owner=owner, n_params=core.count_params(network.spec, n_features))
     check_jobs(session, settings, owner=owner)
 
