@@ -12,6 +12,7 @@ import gzip
 import io
 import math
 import re
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -392,11 +393,15 @@ def _utf8_error(path: Path, gz: bool, bom: int, encoding: str) -> ParseError:
             try:
                 dec.decode(chunk)
             except UnicodeDecodeError as e:
+                if not isinstance(e.object, (bytes, bytearray)) or e.start < 0:
+                    break
                 # the decoder may hold back bytes of the previous chunk; e.start is within the joined buffer
                 held = len(e.object) - len(chunk)
                 pos = offset - held + e.start
                 return ParseError(f"the file is not {_enc_name(encoding)} text (byte offset {pos}); name its "
                                   f"encoding in the form field encoding, e.g. cp1252 or latin-1")
+            except UnicodeError:
+                break
             offset += len(chunk)
     return ParseError(f"the file is not {_enc_name(encoding)} text; name its encoding in the form field "
                       f"encoding, e.g. cp1252 or latin-1")
@@ -411,7 +416,7 @@ def _sample(path: Path, gz: bool, opts: TableOptions) -> tuple[str, int, str, bo
     with _open_raw(path, gz) as f:
         try:
             raw = f.read(_SNIFF_BYTES)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise ParseError(f"not a valid .gz file ({e})") from None
         enc, bom = _detect_encoding(raw, opts.encoding)
         dec = codecs.getincrementaldecoder(enc)()
@@ -429,9 +434,9 @@ def _sample(path: Path, gz: bool, opts: TableOptions) -> tuple[str, int, str, bo
                     break
                 raw += more
                 text += dec.decode(more)
-        except UnicodeDecodeError:
+        except UnicodeError:
             raise _utf8_error(path, gz, bom, enc) from None
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise ParseError(f"not a valid .gz file ({e})") from None
     return text, bom, enc, eof
 
@@ -576,9 +581,15 @@ def _segments(path: Path, gz: bool, enc: str) -> Iterator[tuple[memoryview, bool
     with pa.input_stream(str(path), compression="gzip" if gz else None) as f:
         carry = b""
         while True:
-            chunk = f.read(SEGMENT_BYTES)
-            if transcode is not None:
-                chunk = transcode.decode(chunk, final=not chunk).encode("utf-8")
+            try:
+                chunk = f.read(SEGMENT_BYTES)
+                if transcode is not None:
+                    chunk = transcode.decode(chunk, final=not chunk).encode("utf-8")
+            except UnicodeError:
+                raise _utf8_error(path, gz, 0, enc) from None
+            except (pa.ArrowException, OSError, EOFError, zlib.error) as e:
+                what = "not a valid .gz file" if gz else "the file could not be read"
+                raise ParseError(f"{what} ({str(e).splitlines()[0]})") from None
             if not chunk:
                 if carry.strip():
                     yield memoryview(carry), b'"' in carry
@@ -671,6 +682,8 @@ def _read_segment(seg, ro, po, co, header, path, gz, enc, diag) -> pa.Table:
         if found is not None:
             raise found from None
         raise ParseError(f"the CSV could not be parsed: {msg.splitlines()[0]}") from None
+    except pa.ArrowException as e:
+        raise ParseError(f"the CSV could not be parsed: {str(e).splitlines()[0]}") from None
 
 
 def _check_unterminated(table: pa.Table, diag: _CsvDiagnosis) -> None:
@@ -734,7 +747,7 @@ def read_parquet(path: Path, opts: TableOptions) -> Table:
         cols = [n for n in schema.names if n not in opts.ignore]
         return _read_batches(schema, pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=cols), opts,
                              "Parquet")
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+    except (pa.ArrowException, OSError) as e:
         raise ParseError(f"not a valid Parquet file ({str(e).splitlines()[0]})") from None
 
 
@@ -753,7 +766,7 @@ def read_arrow(path: Path, opts: TableOptions) -> Table:
                 batches = list(reader)
             schema = reader.schema
             return _read_batches(schema, iter(batches), opts, "Arrow")
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+    except (pa.ArrowException, OSError) as e:
         raise ParseError(f"not a valid Arrow IPC / Feather v2 file ({str(e).splitlines()[0]})") from None
 
 

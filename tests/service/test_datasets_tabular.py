@@ -232,6 +232,14 @@ def test_encoding_field(client, encoding):
     assert ok(up(client, text.encode(encoding), encoding=encoding))["columns"][0]["categories"] == ["José", "Zoë"]
 
 
+def test_wrong_encoding_field_and_corrupt_gzip_are_422(app, client):
+    assert err(up(client, b"a,b,label\n1,2,x\n3,4,y\n", encoding="utf-16")) == (
+        "the file is not utf-16 text; name its encoding in the form field encoding, e.g. cp1252 or latin-1")
+    broken = gzip.compress(MIXED.encode())[:-6] + b"xxxxxx"          # the CRC at the end does not match
+    assert err(up(client, broken, "data.csv.gz")).startswith("not a valid .gz file (")
+    assert stored_files(app) == []
+
+
 def test_csv_gz(app, client):
     body = ok(up(client, gzip.compress(MIXED.encode()), "data.csv.gz", "application/gzip"))
     assert body["name"] == "data" and body["n_samples"] == 4
