@@ -78,12 +78,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_disk_full_handler(app)
     storage_probe = StorageProbe(storage)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], responses={200: {"content": {"application/json": {
+        "example": {"status": "ok"}}}}})
     def healthz() -> dict:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], responses={
+        200: {"content": {"application/json": {"example": {
+            "status": "ready", "checks": {"database": "ok", "storage": "ok", "executor": "ok"}}}}},
+        503: {"description": "A check failed; its entry says why.", "content": {"application/json": {"example": {
+            "status": "not ready", "checks": {"database": "ok", "storage": "ok",
+                                              "executor": "error: executor is not running"}}}}}})
     def readyz() -> JSONResponse:
         """Readiness: the store is reachable, the artifact directory is writable and the executor is up."""
         checks = {}

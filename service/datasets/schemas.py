@@ -53,13 +53,13 @@ class DatasetJSONBody(BaseModel):
 class DatasetRead(BaseModel):
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [IRIS_EXAMPLE]})
 
-    id: str
-    name: str
-    task: Task
-    n_samples: int
-    n_features: int
+    id: str = Field(description="The data set's id.")
+    name: str = Field(description="The label given at upload.")
+    task: Task = Field(description="classification or regression.")
+    n_samples: int = Field(description="Rows.")
+    n_features: int = Field(description="Input columns (the target excluded).")
     n_outputs: int = Field(description="1 for classification and single-target regression.")
-    feature_names: list[str]
+    feature_names: list[str] = Field(description="Names of the input columns, in order.")
     classes: list[str | int | float | bool] | None = Field(
         description="Labels as uploaded, sorted (strings stay strings); null for regression.")
     target: str | None = Field(description="The CSV target column; null for .npz and JSON uploads.")
@@ -72,7 +72,7 @@ class DatasetRead(BaseModel):
                           "categorical, boolean, ignored), missing count; numeric min/max/mean/std; categorical "
                           f"n_categories, top (up to 10 most frequent) and categories (when at most "
                           f"{MAX_LISTED_CATEGORIES}). Null for data sets stored before profiles existed.")
-    created_at: datetime
+    created_at: datetime = Field(description="When it was uploaded (UTC).")
 
     @field_validator("n_dropped", mode="before")
     @classmethod
@@ -90,8 +90,10 @@ class DatasetRead(BaseModel):
 
 # One page of data sets, newest first.
 class DatasetList(BaseModel):
-    items: list[DatasetRead]
-    total: int
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [IRIS_EXAMPLE], "total": 1}]})
+
+    items: list[DatasetRead] = Field(description="One page of data sets, newest first.")
+    total: int = Field(description="Data sets over all pages.")
 
 
 UPLOAD_OPENAPI = {

@@ -97,7 +97,7 @@ def _sse(event: str, data: dict, event_id: int | None = None) -> bytes:
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}},
+            responses={200: {"content": {"text/event-stream": {"example": SSE_EXAMPLE}},
                              "description": "One `epoch` event per epoch, then `end`."},
                        404: {"description": "Unknown job"}})
 async def job_events(job_id: str, request: Request, owner: OwnerDep,

@@ -17,19 +17,19 @@ class _Strict(BaseModel):
 
 # Plain or momentum SGD (Nesterov optional).
 class SGDOptimizer(_Strict):
-    type: Literal["sgd"] = "sgd"
+    type: Literal["sgd"] = Field("sgd", description="Optimizer: sgd (plain, momentum or Nesterov).")
     learning_rate: float = Field(0.01, gt=0, description="Step size.")
-    momentum: float = Field(0.0, ge=0, lt=1)
-    nesterov: bool = False
+    momentum: float = Field(0.0, ge=0, lt=1, description="Velocity decay in [0, 1); 0 is plain SGD.")
+    nesterov: bool = Field(False, description="Nesterov's look-ahead momentum (needs momentum > 0).")
 
 
 # Adam with bias correction.
 class AdamOptimizer(_Strict):
-    type: Literal["adam"] = "adam"
+    type: Literal["adam"] = Field("adam", description="Optimizer: adam (with bias correction).")
     learning_rate: float = Field(0.001, gt=0, description="Step size.")
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.999, ge=0, lt=1)
-    eps: float = Field(1e-8, gt=0)
+    beta1: float = Field(0.9, ge=0, lt=1, description="Decay of the first-moment estimate.")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Decay of the second-moment estimate.")
+    eps: float = Field(1e-8, gt=0, description="Added to the denominator for stability.")
 
 
 # One schema per engine optimizer: the discriminator's choices are core.OPTIMIZERS' keys.
@@ -46,9 +46,9 @@ Monitor = Literal[tuple(MONITORS)]  # type: ignore[valid-type]
 
 # Stop when the monitored metric has not improved by min_delta for `patience` epochs; keeps the best weights.
 class EarlyStopping(_Strict):
-    monitor: Monitor = "val_loss"
-    patience: int = Field(5, ge=1)
-    min_delta: float = Field(0.0, ge=0)
+    monitor: Monitor = Field("val_loss", description="The metric to watch (val_* needs validation data).")
+    patience: int = Field(5, ge=1, description="Epochs without improvement before training stops.")
+    min_delta: float = Field(0.0, ge=0, description="The smallest change that counts as an improvement.")
 
 
 # The API's choices are core's table keys (most_frequent is kept for boolean columns).
@@ -70,15 +70,17 @@ class NumericPreprocessing(_Strict):
 
 # How categorical columns are encoded.
 class CategoricalPreprocessing(_Strict):
-    encode: EncodeMethod = "onehot"
+    encode: EncodeMethod = Field("onehot", description="How a categorical column becomes numbers (onehot).")
     max_categories: int | None = Field(None, ge=1, description="Output columns per categorical column at "
                                                                "most, the shared 'other' slot included.")
 
 
 # Preprocessing learned from the training rows and stored with the model (predict applies it).
 class Preprocessing(_Strict):
-    numeric: NumericPreprocessing = Field(default_factory=NumericPreprocessing)
-    categorical: CategoricalPreprocessing = Field(default_factory=CategoricalPreprocessing)
+    numeric: NumericPreprocessing = Field(default_factory=NumericPreprocessing,
+                                          description="Imputation and scaling of numeric columns.")
+    categorical: CategoricalPreprocessing = Field(default_factory=CategoricalPreprocessing,
+                                                  description="Encoding of categorical columns.")
 
 
 # The training options of a job (stored with the job, passed to core.fit).
@@ -87,9 +89,11 @@ class TrainingParams(_Strict):
     validation_dataset_id: str | None = Field(None, description="A separate validation data set instead.")
     epochs: int = Field(10, ge=1, description="Passes over the data (at most MLP_MAX_EPOCHS).")
     batch_size: int = Field(32, ge=1, description="Rows per minibatch (at most MLP_MAX_BATCH_SIZE).")
-    optimizer: OptimizerSpec = Field(default_factory=AdamOptimizer)
+    optimizer: OptimizerSpec = Field(default_factory=AdamOptimizer,
+                                     description="sgd or adam with their settings (default adam, learning_rate 0.001).")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty.")
-    early_stopping: EarlyStopping | None = None
+    early_stopping: EarlyStopping | None = Field(
+        None, description="Stop when the monitored metric stalls; null trains every epoch.")
     standardize: bool = Field(True, description="Short for preprocessing.numeric.scale: true = standard, "
                                                 "false = none.")
     preprocessing: Preprocessing = Field(default_factory=Preprocessing,
@@ -121,8 +125,8 @@ class JobCreate(TrainingParams):
         "weight_decay": 0.0, "early_stopping": {"monitor": "val_loss", "patience": 5},
         "standardize": True, "seed": 0}]})
 
-    network_id: str
-    dataset_id: str
+    network_id: str = Field(description="The network (architecture) to train.")
+    dataset_id: str = Field(description="The training data set.")
 
     def training_params(self) -> dict[str, Any]:
         """The training fields as a JSON-able dict (what the job row stores)."""
@@ -139,31 +143,50 @@ class JobStatus(str, Enum):
 
 # How far a job is: completed epochs of the planned ones, and an estimate of the time left.
 class Progress(BaseModel):
-    epoch: int
-    epochs: int
-    fraction: float
-    eta_seconds: float | None
+    epoch: int = Field(description="Epochs completed.")
+    epochs: int = Field(description="Epochs planned.")
+    fraction: float = Field(description="epoch / epochs, 1.0 when done.")
+    eta_seconds: float | None = Field(
+        description="Estimated seconds left (from the last epoch's time); null before the first epoch.")
+
+
+JOB_EXAMPLE = {
+    "id": "7b8b965ad4bca0e41ab51de7b31363a1", "status": "running", "network_id": "3f0c9a1e8b7d4c2a9e6f5d4c3b2a1908",
+    "dataset_id": "9b1f0e2d3c4b5a69788796a5b4c3d2e1", "validation_dataset_id": None,
+    "params": {"epochs": 30, "batch_size": 32, "validation_split": 0.2,
+               "optimizer": {"type": "adam", "learning_rate": 0.001}},
+    "progress": {"epoch": 12, "epochs": 30, "fraction": 0.4, "eta_seconds": 3.6},
+    "metrics": {"epoch": 12, "train_loss": 0.21, "val_loss": 0.25, "train_accuracy": 0.93, "val_accuracy": 0.91,
+                "seconds": 0.2},
+    "best_epoch": 12, "model_id": None, "error": None, "cancel_requested": False, "attempt": 1,
+    "created_at": "2026-01-01T12:00:00Z", "started_at": "2026-01-01T12:00:01Z",
+    "updated_at": "2026-01-01T12:00:04Z", "finished_at": None}
+EPOCH_EXAMPLE = {"epoch": 1, "train_loss": 0.71, "train_accuracy": 0.62, "val_loss": 0.69, "val_accuracy": 0.66,
+                 "seconds": 0.02}
 
 
 # A job as the API shows it.
 class JobRead(BaseModel):
-    id: str
-    status: JobStatus
-    network_id: str
-    dataset_id: str
-    validation_dataset_id: str | None
-    params: dict[str, Any]
-    progress: Progress
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
+
+    id: str = Field(description="The job's id.")
+    status: JobStatus = Field(description="queued, running, succeeded, failed or cancelled.")
+    network_id: str = Field(description="The network trained.")
+    dataset_id: str = Field(description="The training data set.")
+    validation_dataset_id: str | None = Field(description="The validation data set, if one was given.")
+    params: dict[str, Any] = Field(description="The training fields of the request, with defaults filled in.")
+    progress: Progress = Field(description="Epochs done, planned, fraction and time left.")
     metrics: dict[str, Any] | None = Field(None, description="The latest epoch's metrics.")
-    best_epoch: int | None
-    model_id: str | None
-    error: str | None
-    cancel_requested: bool
+    best_epoch: int | None = Field(
+        description="The epoch whose weights the model keeps (early stopping), else the last.")
+    model_id: str | None = Field(description="The trained model, once the job succeeded.")
+    error: str | None = Field(description="Why the job failed; null otherwise.")
+    cancel_requested: bool = Field(description="True once a cancel was asked for.")
     attempt: int = Field(description="How many times a worker has started (or resumed) the job.")
-    created_at: datetime
-    started_at: datetime | None
-    updated_at: datetime
-    finished_at: datetime | None
+    created_at: datetime = Field(description="When the job was created (UTC).")
+    started_at: datetime | None = Field(description="When a worker first started it.")
+    updated_at: datetime = Field(description="Last change of the row.")
+    finished_at: datetime | None = Field(description="When it succeeded, failed or was cancelled.")
 
     @classmethod
     def from_row(cls, job) -> "JobRead":
@@ -186,24 +209,26 @@ class JobRead(BaseModel):
 
 # A page of jobs.
 class JobList(BaseModel):
-    items: list[JobRead]
-    total: int
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [JOB_EXAMPLE], "total": 1}]})
+
+    items: list[JobRead] = Field(description="One page of jobs, newest first.")
+    total: int = Field(description="Jobs matching the filter, over all pages.")
 
 
 # One epoch's metrics (fields depend on the task and on whether there is validation data).
 class EpochMetrics(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [EPOCH_EXAMPLE]})
 
-    epoch: int
-    train_loss: float
-    train_accuracy: float | None = None
-    train_mae: float | None = None
-    val_loss: float | None = None
-    val_accuracy: float | None = None
-    val_mae: float | None = None
-    val_rmse: float | None = None
-    val_r2: float | None = None
-    seconds: float | None = None
+    epoch: int = Field(description="Epoch number, from 1.")
+    train_loss: float = Field(description="Mean training loss of the epoch.")
+    train_accuracy: float | None = Field(None, description="Training accuracy (classification).")
+    train_mae: float | None = Field(None, description="Training mean absolute error (regression).")
+    val_loss: float | None = Field(None, description="Validation loss.")
+    val_accuracy: float | None = Field(None, description="Validation accuracy (classification).")
+    val_mae: float | None = Field(None, description="Validation mean absolute error (regression).")
+    val_rmse: float | None = Field(None, description="Validation root mean squared error (regression).")
+    val_r2: float | None = Field(None, description="Validation R² (regression).")
+    seconds: float | None = Field(None, description="Wall time of the epoch.")
 
     @model_serializer(mode="wrap")
     def _drop_absent(self, handler):
@@ -212,5 +237,7 @@ class EpochMetrics(BaseModel):
 
 # Per-epoch history of a job.
 class MetricsList(BaseModel):
-    items: list[EpochMetrics]
-    total: int
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [EPOCH_EXAMPLE], "total": 1}]})
+
+    items: list[EpochMetrics] = Field(description="Per-epoch metrics, in epoch order.")
+    total: int = Field(description="Epochs recorded.")

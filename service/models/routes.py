@@ -104,7 +104,8 @@ def _revalidate(app: FastAPI, owner: str, model_id: str, cache: service.ModelCac
 
 
 _EXPORT_RESPONSES = {
-    200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    200: {"content": {"application/octet-stream": {"schema": {
+        "type": "string", "format": "binary", "description": "An ONNX ModelProto, or a .npz of the engine."}}},
           "description": "The model file (Content-Disposition names it `{id}.onnx` or `{id}.npz`)."},
     **_ERRORS,
     422: {"description": "format is not onnx or npz."},

@@ -26,17 +26,17 @@ MODEL_EXAMPLE = {
 class ModelRead(BaseModel):
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [MODEL_EXAMPLE]})
 
-    id: str
-    job_id: str | None
-    network_id: str | None
-    dataset_id: str | None
-    task: Literal["classification", "regression"]
+    id: str = Field(description="The model's id.")
+    job_id: str | None = Field(description="The job that trained it.")
+    network_id: str | None = Field(description="Its network.")
+    dataset_id: str | None = Field(description="Its training data set.")
+    task: Literal["classification", "regression"] = Field(description="classification or regression.")
     classes: list[str | int | float | bool] | None = Field(
         description="Label of class index i (labels as uploaded); null for regression.")
     input_dim: int = Field(description="Values per row that predict expects.")
-    output_dim: int
+    output_dim: int = Field(description="Output units (classes, or regression outputs).")
     metrics: dict[str, Any] = Field(description="The final epoch's metrics and best_epoch.")
-    created_at: datetime
+    created_at: datetime = Field(description="When training finished (UTC).")
     input_schema: list[dict[str, Any]] | None = Field(
         None, description="Per input column, in order: name, type, categories, how a missing value is filled "
                           "(missing), scaling, how an unseen category is encoded; in GET /v1/models/{id} only.")
@@ -44,8 +44,10 @@ class ModelRead(BaseModel):
 
 # One page of models, newest first.
 class ModelList(BaseModel):
-    items: list[ModelRead]
-    total: int
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [MODEL_EXAMPLE], "total": 1}]})
+
+    items: list[ModelRead] = Field(description="One page of models, newest first.")
+    total: int = Field(description="Models over all pages.")
 
 
 # Body of POST /v1/models/{id}/predict (documentation only: parsed with orjson into float32 directly).

@@ -47,7 +47,7 @@ class DenseLayer(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"type": "dense", "units": 32, "activation": "relu"}]})
 
-    type: Literal["dense"]
+    type: Literal["dense"] = Field(description="Layer type: dense (fully connected).")
     units: int = Field(ge=1, description="Number of output units.")
     activation: ActivationName = Field("linear", description="Activation applied to the layer's output.")
     init: InitName | None = Field(None, description="Weight initialisation; default depends on the activation.")
@@ -57,15 +57,15 @@ class DenseLayer(BaseModel):
 class ActivationLayer(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"type": "activation", "name": "tanh"}]})
 
-    type: Literal["activation"]
-    name: ActivationName
+    type: Literal["activation"] = Field(description="Layer type: a stand-alone activation.")
+    name: ActivationName = Field(description="The activation function.")
 
 
 # Dropout: zeroes a fraction `rate` of its inputs while training; identity at prediction.
 class DropoutLayer(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"type": "dropout", "rate": 0.1}]})
 
-    type: Literal["dropout"]
+    type: Literal["dropout"] = Field(description="Layer type: dropout (identity at prediction).")
     rate: float = Field(ge=0.0, lt=1.0, description="Fraction of inputs dropped while training, in [0, 1).")
 
 
@@ -99,21 +99,23 @@ class NetworkCreate(BaseModel):
         return spec
 
 
+NETWORK_READ_EXAMPLE = {"id": "3f0c9a1e8b7d4c2a9e6f5d4c3b2a1908", **WINE_EXAMPLE, "output_dim": 3, "n_params": 547,
+                        "task": "classification", "created_at": "2026-01-01T12:00:00Z"}
+
+
 # A stored network: the normalised spec plus what the engine derived from it.
 class NetworkRead(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "3f0c9a1e8b7d4c2a9e6f5d4c3b2a1908", **WINE_EXAMPLE, "output_dim": 3, "n_params": 547,
-        "task": "classification", "created_at": "2026-01-01T12:00:00Z"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [NETWORK_READ_EXAMPLE]})
 
-    id: str
-    name: str
-    input_dim: int | None
-    layers: list[Layer]
-    loss: LossName
+    id: str = Field(description="The network's id.")
+    name: str = Field(description="The label given at creation.")
+    input_dim: int | None = Field(description="Input features, if fixed; else set by the first training data set.")
+    layers: list[Layer] = Field(description="The layers, with defaults filled in.")
+    loss: LossName = Field(description="The training loss.")
     output_dim: int = Field(description="Units of the last dense layer (classes for cross_entropy).")
     n_params: int | None = Field(description="Trainable parameters; null until input_dim is known.")
-    task: Literal["classification", "regression"]
-    created_at: datetime
+    task: Literal["classification", "regression"] = Field(description="classification or regression (from the loss).")
+    created_at: datetime = Field(description="When it was created (UTC).")
 
     @classmethod
     def from_row(cls, row) -> "NetworkRead":
@@ -125,5 +127,7 @@ class NetworkRead(BaseModel):
 
 # One page of networks, newest first.
 class NetworkList(BaseModel):
-    items: list[NetworkRead]
-    total: int
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [NETWORK_READ_EXAMPLE], "total": 1}]})
+
+    items: list[NetworkRead] = Field(description="One page of networks, newest first.")
+    total: int = Field(description="Networks over all pages.")

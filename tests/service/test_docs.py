@@ -65,3 +65,29 @@ def test_event_stream_is_documented_as_text_event_stream(client):
     content = op["responses"]["200"]["content"]
     assert list(content) == ["text/event-stream"]
     assert "event: epoch" in content["text/event-stream"]["example"]
+
+
+BINARY_MEDIA = ("application/octet-stream", "application/x-npy", "application/vnd.apache.arrow.stream")
+
+
+def test_every_schema_field_has_a_description_and_every_json_answer_an_example(client):
+    doc = client.get("/openapi.json").json()
+    comps = doc["components"]["schemas"]
+    undescribed = [f"{name}.{field}" for name, sch in comps.items()
+                   for field, prop in sch.get("properties", {}).items() if "description" not in prop]
+    assert undescribed == []
+    without = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for code, answer in op["responses"].items():
+                for media, content in answer.get("content", {}).items():
+                    if media in BINARY_MEDIA:
+                        assert content["schema"].get("description"), (method, path, code, media)
+                        continue
+                    ref = content.get("schema", {}).get("$ref")
+                    if not ("example" in content or "examples" in content
+                            or (ref and "examples" in comps[ref.rsplit("/", 1)[-1]])):
+                        without.append(f"{method.upper()} {path} {code} {media}")
+    assert without == []
+    assert all("422" not in op["responses"] for p, ops in doc["paths"].items() if p.startswith("/v2")
+               for op in ops.values())
