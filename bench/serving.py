@@ -12,7 +12,8 @@ weights do not matter for speed) answers 1-row and 1,000 x 784-row predictions t
 
 Every figure is end to end from the client: encoding the rows, the request, and decoding the answer into
 arrays. All paths run interleaved round by round (so a slow spell of a shared machine hits all of them), on
-one keep-alive connection per client. Also ``GET /healthz`` as the trivial-endpoint baseline. Targets:
+one keep-alive connection per client. Also ``GET /healthz`` as the trivial-endpoint baseline, and the
+engine alone (``core.Network.predict_proba`` on the downloaded model, in this process) as the floor. Targets:
 1,000 x 784 <= 30 ms through .npy and OIP binary, <= 120 ms through JSON; 1-row OIP JSON <= 1.5x the 1-row
 /v1 predict.
 
@@ -205,7 +206,17 @@ def main() -> None:
             one = run(paths, X[:1], args.rounds_1, http=http)
             # The Triton client builds JSON tensors with the standard library (seconds for 784,000 values):
             # it is measured for one row only.
-            many = run({k: f for k, f in paths.items() if k != "v2 JSON (tritonclient)"}, X, args.rounds_1000)
+            many_paths = {k: f for k, f in paths.items() if k != "v2 JSON (tritonclient)"}
+            # The floor: the same model's core.predict_proba in this process (weights from /download).
+            sys.path.insert(0, str(ROOT))
+            import core
+            net = core.Network.load(io.BytesIO(ok(http.get(f"/v1/models/{model_id}/download")).content))
+            many_paths["engine only (in process)"] = net.predict_proba
+            paths["engine only (in process)"] = net.predict_proba
+            floor = run({"/v1 JSON": paths["/v1 JSON"], "engine only (in process)": net.predict_proba},
+                        X[:1], args.rounds_1)
+            one["engine only (in process)"] = floor["engine only (in process)"]
+            many = run(many_paths, X, args.rounds_1000)
             tc.close()
     finally:
         srv.stop()
