@@ -183,6 +183,10 @@ def _follow(job: Job) -> int:
     t0 = time.monotonic()
     try:
         job.wait(progress=True)
+    except KeyboardInterrupt:
+        print(f"\nstopped watching; job {job.id} goes on (mlp-service watch {job.id}, "
+              f"mlp-service cancel {job.id})", file=sys.stderr)
+        return 130
     except JobFailed as exc:
         print(f"error: job {job.id} failed: {exc.detail}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import time
 
@@ -158,3 +159,25 @@ def test_train_watch_draws_a_live_bar_on_a_terminal(server, tmp_path):
     assert re.search(r"ETA \d+:\d\d", out)
     assert re.search(r"val_\w+ \d\.\d{4}|loss \d\.\d{4}", out)
     assert re.search(r"^model [0-9a-f]{32}\r?$", out, re.M), out[-1000:]
+
+
+def test_ctrl_c_stops_watching_but_not_the_job(server):
+    X, y = blobs(n=2000, d=8)
+    with Client(server.url) as c:
+        job = c.train(mlp_spec(3, hidden=64), c.upload_dataset((X, y)), epochs=1000, batch_size=4)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLP_")}
+        env["PYTHONPATH"] = str(ROOT)
+        proc = subprocess.Popen(serve_command() + ["watch", job.id, "--url", server.url], cwd=str(ROOT), env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while c.get_job(job.id).status != "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)                                     # the command is following the stream by now
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert f"stopped watching; job {job.id} goes on (mlp-service watch {job.id}, mlp-service cancel {job.id})" \
+            in err
+        assert c.get_job(job.id).status == "running"
+        c.get_job(job.id).cancel()
+        assert c.get_job(job.id).wait(progress=False, timeout=30).status == "cancelled"
