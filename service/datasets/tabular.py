@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from service.datasets.parsing import ParseError
+from service.bodies import ParseError
 
 NA_TOKENS = ("", "NA", "N/A", "NaN", "null", "?", "-")
 DELIMITERS = (",", ";", "\t", "|")
