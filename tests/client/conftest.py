@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.service.conftest import LiveServer
+from tests.service.helpers import LiveServer
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from core import Network
 from mlp_client import Client
-from tests.service.conftest import ROOT, blobs, mlp_spec, serve_command
+from tests.service.helpers import ROOT, blobs, mlp_spec, serve_command
 
 LABELS = np.array(["red", "green", "blue"])
 

@@ -18,7 +18,7 @@ import mlp_client
 from core import Network
 from mlp_client import AsyncClient, Client, Retry
 from mlp_client.progress import EtaEstimator
-from tests.service.conftest import ROOT, blobs, mlp_spec
+from tests.service.helpers import ROOT, blobs, mlp_spec
 
 LABELS = np.array(["red", "green", "blue"])
 

@@ -15,7 +15,7 @@ from service.cli import main
 from service.database import make_engine
 from service.settings import Settings
 from service.storage import LocalStorage
-from tests.service.conftest import ROOT, blobs, mlp_spec, serve_command
+from tests.service.helpers import ROOT, UNKNOWN_ID, assert_same_404, blobs, mlp_spec, serve_command
 
 
 def test_healthz(client):
@@ -74,12 +74,14 @@ def test_jobs_of_another_tenant_are_404(client, app, make_network, make_dataset)
     job_id = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "epochs": 1}).json()["id"]
     app.dependency_overrides[get_owner] = lambda: "someone-else"
     try:
-        assert client.get(f"/v1/jobs/{job_id}").status_code == 404
-        assert client.get(f"/v1/jobs/{job_id}/metrics").status_code == 404
-        assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 404
+        assert_same_404(client, "get", "/v1/jobs/{}", job_id)
+        assert_same_404(client, "get", "/v1/jobs/{}/metrics", job_id)
+        assert_same_404(client, "post", "/v1/jobs/{}/cancel", job_id)
         assert client.get("/v1/jobs").json() == {"items": [], "total": 0}
         r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"]})
-        assert r.status_code == 404  # their network is not ours
+        unknown = client.post("/v1/jobs", json={"network_id": UNKNOWN_ID, "dataset_id": ds["id"]})
+        assert r.status_code == unknown.status_code == 404  # their network is not ours
+        assert r.json() == {"detail": unknown.json()["detail"].replace(UNKNOWN_ID, net["id"])}
     finally:
         app.dependency_overrides.clear()
 

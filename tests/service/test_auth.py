@@ -13,9 +13,7 @@ from service import auth, cli
 from service.app import create_app
 from service.keys import service as keys_service
 from service.settings import Settings
-from tests.service.conftest import _post_dataset, _post_network, _wait_job, blobs, mlp_spec
-
-UNKNOWN = "0" * 32
+from tests.service.helpers import UNKNOWN_ID, assert_same_404, blobs, mlp_spec, post_dataset, post_network, wait_job
 
 
 def _bearer(key: str) -> dict:
@@ -51,25 +49,25 @@ def keyed(tmp_path):
 def _train(t: Tenant) -> dict:
     """Alice's network, data set and a succeeded job with its model."""
     X, y = blobs(n=90)
-    net = _post_network(t, mlp_spec(3))
-    ds = _post_dataset(t, X, y, name="blobs")
+    net = post_network(t, mlp_spec(3))
+    ds = post_dataset(t, X, y, name="blobs")
     r = t.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "epochs": 3, "batch_size": 16})
     assert r.status_code == 202, r.text
-    job = _wait_job(t, r.json()["id"])
+    job = wait_job(t, r.json()["id"])
     assert job["status"] == "succeeded", job
     return {"network": net, "dataset": ds, "job": job, "model_id": job["model_id"], "X": X}
 
 
 # -- 401 -------------------------------------------------------------------------------------------------------
 
-ENDPOINTS = [("get", "/v1/networks"), ("post", "/v1/networks"), ("get", f"/v1/networks/{UNKNOWN}"),
-             ("delete", f"/v1/networks/{UNKNOWN}"), ("get", "/v1/datasets"), ("post", "/v1/datasets"),
-             ("get", f"/v1/datasets/{UNKNOWN}"), ("delete", f"/v1/datasets/{UNKNOWN}"), ("get", "/v1/jobs"),
-             ("post", "/v1/jobs"), ("get", f"/v1/jobs/{UNKNOWN}"), ("get", f"/v1/jobs/{UNKNOWN}/metrics"),
-             ("get", f"/v1/jobs/{UNKNOWN}/events"), ("post", f"/v1/jobs/{UNKNOWN}/cancel"),
-             ("delete", f"/v1/jobs/{UNKNOWN}"),
-             ("get", "/v1/models"), ("get", f"/v1/models/{UNKNOWN}"), ("delete", f"/v1/models/{UNKNOWN}"),
-             ("post", f"/v1/models/{UNKNOWN}/predict")]
+ENDPOINTS = [("get", "/v1/networks"), ("post", "/v1/networks"), ("get", f"/v1/networks/{UNKNOWN_ID}"),
+             ("delete", f"/v1/networks/{UNKNOWN_ID}"), ("get", "/v1/datasets"), ("post", "/v1/datasets"),
+             ("get", f"/v1/datasets/{UNKNOWN_ID}"), ("delete", f"/v1/datasets/{UNKNOWN_ID}"), ("get", "/v1/jobs"),
+             ("post", "/v1/jobs"), ("get", f"/v1/jobs/{UNKNOWN_ID}"), ("get", f"/v1/jobs/{UNKNOWN_ID}/metrics"),
+             ("get", f"/v1/jobs/{UNKNOWN_ID}/events"), ("post", f"/v1/jobs/{UNKNOWN_ID}/cancel"),
+             ("delete", f"/v1/jobs/{UNKNOWN_ID}"),
+             ("get", "/v1/models"), ("get", f"/v1/models/{UNKNOWN_ID}"), ("delete", f"/v1/models/{UNKNOWN_ID}"),
+             ("post", f"/v1/models/{UNKNOWN_ID}/predict")]
 
 
 @pytest.mark.parametrize("method,path", ENDPOINTS)
@@ -168,7 +166,7 @@ def test_two_tenants_see_only_their_own_everywhere(keyed):
     alice, bob = keyed["alice"], keyed["bob"]
     a = _train(alice)
     net_id, ds_id, job_id, model_id = a["network"]["id"], a["dataset"]["id"], a["job"]["id"], a["model_id"]
-    bob_net = _post_network(bob, mlp_spec(3))
+    bob_net = post_network(bob, mlp_spec(3))
 
     # lists: each tenant sees only its own
     for path in ("/v1/networks", "/v1/datasets", "/v1/jobs", "/v1/models"):
@@ -179,11 +177,9 @@ def test_two_tenants_see_only_their_own_everywhere(keyed):
 
     # every read, delete, action on alice's ids: exactly the 404 of an unknown id
     def same_404(method, path_tpl, the_id, kind, **kw):
-        theirs = getattr(bob, method)(path_tpl.format(the_id), **kw)
-        unknown = getattr(bob, method)(path_tpl.format(UNKNOWN), **kw)
-        assert theirs.status_code == unknown.status_code == 404, (path_tpl, theirs.text)
-        assert theirs.json() == {"detail": f"{kind} {the_id} not found"}
-        assert unknown.json() == {"detail": f"{kind} {UNKNOWN} not found"}
+        assert_same_404(bob, method, path_tpl, the_id, **kw)
+        unknown = getattr(bob, method)(path_tpl.format(UNKNOWN_ID), **kw)
+        assert unknown.json() == {"detail": f"{kind} {UNKNOWN_ID} not found"}
 
     same_404("get", "/v1/networks/{}", net_id, "network")
     same_404("delete", "/v1/networks/{}", net_id, "network")
@@ -200,7 +196,7 @@ def test_two_tenants_see_only_their_own_everywhere(keyed):
 
     # bob cannot train on alice's network or data set
     X, y = blobs(n=60)
-    bob_ds = _post_dataset(bob, X, y)
+    bob_ds = post_dataset(bob, X, y)
     r = bob.post("/v1/jobs", json={"network_id": net_id, "dataset_id": bob_ds["id"], "epochs": 1})
     assert r.status_code == 404 and r.json() == {"detail": f"network {net_id} not found"}
     r = bob.post("/v1/jobs", json={"network_id": bob_net["id"], "dataset_id": ds_id, "epochs": 1})
@@ -226,8 +222,8 @@ def test_delete_in_use_is_409_and_delete_removes_the_tenants_files(keyed):
     alice, bob = keyed["alice"], keyed["bob"]
     storage = keyed["app"].state.storage
     X, y = blobs(n=2000, d=8)
-    net = _post_network(alice, mlp_spec(3, hidden=64))
-    ds = _post_dataset(alice, X, y)
+    net = post_network(alice, mlp_spec(3, hidden=64))
+    ds = post_dataset(alice, X, y)
     r = alice.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "epochs": 1000,
                                      "batch_size": 8})
     job_id = r.json()["id"]
@@ -239,7 +235,7 @@ def test_delete_in_use_is_409_and_delete_removes_the_tenants_files(keyed):
             assert bob.delete(path).status_code == 404
     finally:
         assert alice.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
-    _wait_job(alice, job_id)
+    wait_job(alice, job_id)
     assert storage.exists(f"datasets/{ds['id']}/X.npy")
     assert alice.delete(f"/v1/datasets/{ds['id']}").status_code == 204
     assert alice.delete(f"/v1/networks/{net['id']}").status_code == 204

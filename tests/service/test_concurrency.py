@@ -16,7 +16,7 @@ from collections import Counter
 
 import httpx
 
-from tests.service.conftest import ROOT, blobs, mlp_spec, serve_command
+from tests.service.helpers import ROOT, blobs, mlp_spec, serve_command
 
 CLIENTS = 20
 SECONDS = float(os.environ.get("MLP_CONCURRENCY_SECONDS", "30"))

@@ -14,6 +14,7 @@ from service.auth import DEFAULT_OWNER
 from service.datasets import service as datasets_service
 from service.datasets.tables import Dataset
 from service.settings import Settings
+from tests.service.helpers import assert_same_404
 
 IRIS_CSV = (b"sepal_length,sepal_width,petal_length,species\n"
             b"5.1,3.5,1.4,setosa\n"
@@ -399,8 +400,8 @@ def test_other_tenant_gets_404(client):
                             n_features=1, n_outputs=1, feature_names=["x0"], classes=None, target=None,
                             size_bytes=1))
         session.commit()
-    assert client.get("/v1/datasets/" + "t" * 32).status_code == 404
-    assert client.delete("/v1/datasets/" + "t" * 32).status_code == 404
+    assert_same_404(client, "get", "/v1/datasets/{}", "t" * 32)
+    assert_same_404(client, "delete", "/v1/datasets/{}", "t" * 32)
     assert client.get("/v1/datasets").json()["total"] == 0
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import core
-from tests.service.conftest import blobs
+from tests.service.helpers import blobs
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

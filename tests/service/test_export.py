@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 import core
-from tests.service.conftest import blobs
+from tests.service.helpers import blobs
 
 rng = np.random.default_rng(7)
 

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 from service.app import create_app
 from service.keys import service as keys_service
 from service.settings import Settings
-from tests.service.conftest import _post_dataset, _post_network, _wait_job, blobs, mlp_spec
+from tests.service.helpers import blobs, mlp_spec, post_dataset, post_network, wait_job
 
 MAX_EXAMPLES = int(os.environ.get("MLP_FUZZ_EXAMPLES", "25"))
 MODES = ("no-keys", "key", "no-key")
@@ -41,12 +41,12 @@ def _seed(client: TestClient, headers: dict) -> dict:
             return lambda *a, **kw: getattr(client, name)(*a, headers=headers, **kw)
 
     c = _C()
-    net = _post_network(c, mlp_spec(3, input_dim=4))
-    ds = _post_dataset(c, X, y)
+    net = post_network(c, mlp_spec(3, input_dim=4))
+    ds = post_dataset(c, X, y)
     r = client.post("/v1/jobs", headers=headers, json={"network_id": net["id"], "dataset_id": ds["id"],
                                                         "epochs": 2, "batch_size": 16})
     assert r.status_code == 202, r.text
-    job = _wait_job(c, r.json()["id"])
+    job = wait_job(c, r.json()["id"])
     assert job["status"] == "succeeded", job
     return {"network_id": net["id"], "dataset_id": ds["id"], "job_id": job["id"], "model_id": job["model_id"]}
 

@@ -19,7 +19,7 @@ def shared(tmp_path_factory):
 
     from service.app import create_app
     from service.settings import Settings
-    from tests.service.conftest import _post_network, _wait_job, blobs, mlp_spec
+    from tests.service.helpers import blobs, mlp_spec, post_network, wait_job
 
     app = create_app(Settings(data_dir=tmp_path_factory.mktemp("invocations") / "data", workers=1))
     with TestClient(app) as c:
@@ -29,9 +29,9 @@ def shared(tmp_path_factory):
         r = c.post("/v1/datasets", files={"file": ("flowers.csv", df.to_csv(index=False).encode(), "text/csv")},
                    data={"name": "flowers", "target": "species"})
         assert r.status_code == 201, r.text
-        net = _post_network(c, mlp_spec(3))
+        net = post_network(c, mlp_spec(3))
         job = c.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": r.json()["id"], "epochs": 5}).json()
-        job = _wait_job(c, job["id"])
+        job = wait_job(c, job["id"])
         assert job["status"] == "succeeded", job
         model_id = job["model_id"]
         rows = df[COLS].iloc[:12]

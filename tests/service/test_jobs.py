@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.service.conftest import blobs, mlp_spec
+from tests.service.helpers import blobs, mlp_spec
 
 
 @pytest.fixture

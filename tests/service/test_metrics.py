@@ -7,7 +7,7 @@ import time
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.conftest import LiveServer, blobs, mlp_spec
+from tests.service.helpers import LiveServer, blobs, mlp_spec
 
 PREDICT = "/v1/models/{model_id}/predict"
 

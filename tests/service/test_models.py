@@ -10,6 +10,7 @@ import core
 from service.auth import DEFAULT_OWNER
 from service.models import service as models_service
 from service.models.tables import TrainedModel
+from tests.service.helpers import assert_same_404
 
 
 def blobs(n: int = 150, d: int = 4, k: int = 3, seed: int = 0):
@@ -110,9 +111,9 @@ def test_delete_204_removes_weights_and_cache(app, client, colour_model):
 def test_other_tenant_gets_404(app, client):
     net = core.Network.from_spec({"input_dim": 2, "layers": [{"type": "dense", "units": 1}], "loss": "mse"}, seed=0)
     insert_model(app, net, model_id="o" * 32, task="regression", owner="someone-else")
-    assert client.get("/v1/models/" + "o" * 32).status_code == 404
-    assert predict(client, "o" * 32, [[1.0, 2.0]]).status_code == 404
-    assert client.delete("/v1/models/" + "o" * 32).status_code == 404
+    assert_same_404(client, "get", "/v1/models/{}", "o" * 32)
+    assert_same_404(client, "post", "/v1/models/{}/predict", "o" * 32, json={"inputs": [[1.0, 2.0]]})
+    assert_same_404(client, "delete", "/v1/models/{}", "o" * 32)
     assert client.get("/v1/models").json()["total"] == 0
 
 

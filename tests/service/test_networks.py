@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.auth import DEFAULT_OWNER
 from service.settings import Settings
+from tests.service.helpers import assert_same_404
 
 WINE = {"name": "wine-mlp", "input_dim": 13,
         "layers": [{"type": "dense", "units": 32, "activation": "relu"},
@@ -175,8 +176,8 @@ def test_other_tenant_gets_404(client):
         session.add(Network(id="x" * 32, owner="someone-else", name="theirs", spec=WINE, input_dim=13,
                             output_dim=3, n_params=547, task="classification"))
         session.commit()
-    assert client.get("/v1/networks/" + "x" * 32).status_code == 404
-    assert client.delete("/v1/networks/" + "x" * 32).status_code == 404
+    assert_same_404(client, "get", "/v1/networks/{}", "x" * 32)
+    assert_same_404(client, "delete", "/v1/networks/{}", "x" * 32)
     assert client.get("/v1/networks").json()["total"] == 0
 
 

@@ -40,16 +40,16 @@ def shared(tmp_path_factory):
 
     from service.app import create_app
     from service.settings import Settings
-    from tests.service.conftest import _post_dataset, _post_network, _wait_job, blobs, mlp_spec
+    from tests.service.helpers import blobs, mlp_spec, post_dataset, post_network, wait_job
 
     app = create_app(Settings(data_dir=tmp_path_factory.mktemp("formats") / "data", workers=1))
     with TestClient(app) as c:
         X, y = blobs()
         labels = np.array(["red", "green", "blue"])[y]
-        net = _post_network(c, mlp_spec(3))
-        ds = _post_dataset(c, X, labels)
+        net = post_network(c, mlp_spec(3))
+        ds = post_dataset(c, X, labels)
         job = c.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "epochs": 5}).json()
-        job = _wait_job(c, job["id"])
+        job = wait_job(c, job["id"])
         assert job["status"] == "succeeded", job
         yield c, {"model_id": job["model_id"], "X": X}
 
@@ -133,7 +133,7 @@ def test_big_npy_body_is_predicted_off_the_event_loop_in_full(client, trained_mo
 
 
 def test_regression_answers_values_as_npy_and_arrow(client, make_network, make_dataset, wait_job):
-    from tests.service.conftest import mlp_spec
+    from tests.service.helpers import mlp_spec
     rng = np.random.default_rng(1)
     X = rng.normal(size=(120, 3))
     y = X @ np.array([1.0, -2.0, 0.5])

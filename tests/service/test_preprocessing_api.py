@@ -12,7 +12,7 @@ import palmerpenguins
 import pytest
 
 import core
-from tests.service.conftest import mlp_spec
+from tests.service.helpers import mlp_spec
 from tests.service.test_models import insert_model
 
 PENGUINS_CSV = Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"

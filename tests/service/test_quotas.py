@@ -9,7 +9,7 @@ from service import quotas
 from service.app import create_app
 from service.keys import service as keys_service
 from service.settings import Settings
-from tests.service.conftest import _post_dataset, _post_network, blobs, mlp_spec
+from tests.service.helpers import blobs, mlp_spec, post_dataset, post_network
 
 
 def _app(tmp_path, **quota):
@@ -49,7 +49,7 @@ def test_jobs_quota_429_names_the_limit_and_stores_nothing(tmp_path):
     app = _app(tmp_path, quota_max_jobs=2)
     with TestClient(app) as c:
         X, y = blobs(n=60)
-        net, ds = _post_network(c, mlp_spec(3)), _post_dataset(c, X, y)
+        net, ds = post_network(c, mlp_spec(3)), post_dataset(c, X, y)
         first = _job(c, net, ds)
         assert first.status_code == 202 and _job(c, net, ds).status_code == 202
         r = _job(c, net, ds)
@@ -156,9 +156,9 @@ def test_params_quota_413_on_create_with_input_dim(tmp_path):
 def test_params_quota_413_at_job_time_without_input_dim(tmp_path):
     app = _app(tmp_path, quota_max_params=200)
     with TestClient(app) as c:
-        net = _post_network(c, mlp_spec(3, hidden=16))           # no input_dim: 16*3+3 = 51 known so far
+        net = post_network(c, mlp_spec(3, hidden=16))           # no input_dim: 16*3+3 = 51 known so far
         X, y = blobs(n=60, d=20)                                 # 20*16+16 + 51 = 387 with this data set
-        ds = _post_dataset(c, X, y)
+        ds = post_dataset(c, X, y)
         r = _job(c, net, ds)
         assert r.status_code == 413, r.text
         assert r.json()["detail"] == ("quota exceeded: the network has 387 parameters, more than the limit "
@@ -182,7 +182,7 @@ def test_jobs_quota_holds_under_concurrent_creates(tmp_path):
     app = _app(tmp_path, quota_max_jobs=3)
     with TestClient(app) as c:
         X, y = blobs(n=60)
-        net, ds = _post_network(c, mlp_spec(3)), _post_dataset(c, X, y)
+        net, ds = post_network(c, mlp_spec(3)), post_dataset(c, X, y)
         with ThreadPoolExecutor(12) as pool:
             codes = sorted(pool.map(lambda _: _job(c, net, ds).status_code, range(12)))
         assert codes == [202] * 3 + [429] * 9

@@ -8,7 +8,7 @@ import re
 import subprocess
 
 from service.settings import Settings
-from tests.service.conftest import ROOT
+from tests.service.helpers import ROOT
 
 README = ROOT / "README.md"
 

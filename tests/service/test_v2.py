@@ -9,7 +9,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.service.conftest import LiveServer, blobs, mlp_spec
+from tests.service.helpers import LiveServer, blobs, mlp_spec
 
 UNKNOWN = "0123456789abcdef0123456789abcdef"
 
