@@ -1,11 +1,13 @@
 """Reading request bodies: the whole body within a byte limit, and JSON rows of numbers as float32 arrays.
 
-Shared by every domain that takes a body (data set uploads, predict); errors name the limit, row and column.
+Shared by every route that takes a body (uploads, predict, the JSON routes' GuardedRoute); errors name the limit,
+row and column.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,22 +25,33 @@ def too_large(limit: int, what: str = "upload") -> TooLarge:
     return TooLarge(f"{what} exceeds the limit of {limit:,} bytes (MLP_MAX_UPLOAD_BYTES)")
 
 
+def declared_over(request: Request, limit: int) -> bool:
+    """Whether the request's Content-Length already says its body is over ``limit`` bytes."""
+    length = request.headers.get("content-length")
+    return length is not None and length.isdigit() and int(length) > limit
+
+
 def check_length(request: Request, limit: int, what: str = "upload") -> None:
     """Refuse (413) a request whose Content-Length already says it is over ``limit``."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if declared_over(request, limit):
         raise too_large(limit, what)
+
+
+async def read_bounded(request: Request, limit: int, error: Callable[[], TooLarge]) -> bytearray:
+    """The whole request body in memory; ``error()`` is raised from Content-Length or as soon as it passes ``limit``."""
+    if declared_over(request, limit):
+        raise error()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise error()
+    return body
 
 
 async def read_body(request: Request, *, max_bytes: int, what: str = "upload") -> bytearray:
     """The whole request body in memory, refused (413) as soon as it passes ``max_bytes``."""
-    check_length(request, max_bytes, what)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise too_large(max_bytes, what)
-    return body
+    return await read_bounded(request, max_bytes, lambda: too_large(max_bytes, what))
 
 
 def rows_to_float32(rows: Any, *, name: str, width: int | None = None) -> np.ndarray:

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.bodies import read_bounded
 from service.errors import InvalidInput, TooLarge
 
 INLINE_PARSE_BYTES = 64 * 1024  # JSON bodies up to this size are parsed on the event loop (well under 1 ms)
@@ -42,16 +43,7 @@ async def read_limited(request: Request, limit: int, setting: str) -> bytes:
         return TooLarge(f"the body exceeds the limit of {limit:,} bytes for {request.method} {request.url.path} "
                         f"({setting})")
 
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise too_large()
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return bytes(await read_bounded(request, limit, too_large))
 
 
 class GuardedRoute(APIRoute):
