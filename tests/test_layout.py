@@ -85,3 +85,79 @@ def test_the_environment_check_tells_reads_from_writes():
     writes = 'import os\nos.environ["X"] = "1"\nos.environ.setdefault("Y", "2")\nos.environ.update({"Z": "3"})\n'
     assert _environment_reads(ast.parse(writes)) == []
     assert _environment_reads(ast.parse("from os import environ\n")) == [1]
+
+
+# -- imports: no cycle, and models/ does not reach into datasets/ --------------------------------------------------
+PACKAGES = ("core", "service")
+
+
+def _module_of(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports, anywhere in the file (inside functions too), as ast sees them."""
+    files = {_module_of(p): p for pkg in PACKAGES for p in _sources(ROOT / pkg)}
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from . import x, from ..a import b
+                    anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([base] if base else []))
+                for alias in node.names:  # `from pkg import mod` imports the module pkg.mod
+                    targets.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base)
+        graph[module] = {t for t in targets if t in files and t != module}
+    return graph
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None (iterative depth-first search)."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    for start in sorted(graph):
+        if state.get(start):
+            continue
+        path, stack = [start], [iter(sorted(graph[start]))]
+        state[start] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            elif not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(sorted(graph[nxt])))
+    return None
+
+
+def test_the_import_graph_sees_the_project():
+    """The checks below read real edges (a graph that lost them would pass anything)."""
+    graph = _import_graph()
+    assert "service.storage.local" in graph["service.storage"]
+    assert "service.deps" in graph["service.jobs.routes"]
+    assert "core.network" in graph["core.training"] or "core.network" in graph["core"]
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_among_the_projects_modules():
+    """core/ and service/ import each module only after everything it imports: no cycle, hidden in a function or not."""
+    cycle = _find_cycle(_import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_models_does_not_import_datasets():
+    """Trained models stand on their own: service/models/ never imports service/datasets/ (shared code is in bodies)."""
+    graph = _import_graph()
+    reaching = sorted(f"{m} -> {t}" for m, targets in graph.items() if m.startswith("service.models")
+                      for t in targets if t.startswith("service.datasets"))
+    assert reaching == [], f"service.models imports service.datasets: {reaching}"
