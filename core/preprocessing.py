@@ -144,13 +144,7 @@ class MedianImputer(_Imputer):
     name = "median"
 
     def _fill(self, X):
-        out = np.full(X.shape[1], np.nan)
-        for j in range(X.shape[1]):
-            col = _f64(X[:, j])
-            col = col[~np.isnan(col)]
-            if col.size:
-                out[j] = np.median(col)
-        return out
+        return _per_column(X, np.median)
 
 
 class ConstantImputer(_Imputer):
@@ -168,14 +162,23 @@ class MostFrequentImputer(_Imputer):
     name = "most_frequent"
 
     def _fill(self, X):
-        out = np.full(X.shape[1], np.nan)
-        for j in range(X.shape[1]):
-            col = _f64(X[:, j])
-            col = col[~np.isnan(col)]
-            if col.size:
-                vals, counts = np.unique(col, return_counts=True)
-                out[j] = vals[np.argmax(counts)]
-        return out
+        return _per_column(X, _most_frequent)
+
+
+def _most_frequent(col: np.ndarray) -> float:
+    vals, counts = np.unique(col, return_counts=True)
+    return vals[np.argmax(counts)]
+
+
+def _per_column(X: np.ndarray, stat) -> np.ndarray:
+    """``stat`` of each column's present (not NaN) values: ndarray of shape (n_columns,), NaN where none is."""
+    out = np.full(X.shape[1], np.nan)
+    for j in range(X.shape[1]):
+        col = _f64(X[:, j])
+        col = col[~np.isnan(col)]
+        if col.size:
+            out[j] = stat(col)
+    return out
 
 
 IMPUTERS = {c.name: c for c in (MeanImputer, MedianImputer, ConstantImputer, MostFrequentImputer)}

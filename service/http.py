@@ -13,28 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import orjson
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.bodies import read_bounded
-from service.errors import InvalidInput, TooLarge
+from service.bodies import parse_json, read_bounded
+from service.errors import TooLarge
 
 INLINE_PARSE_BYTES = 64 * 1024  # JSON bodies up to this size are parsed on the event loop (well under 1 ms)
-
-
-def parse_json(body: bytes | bytearray) -> Any:
-    """orjson's parse, or 422 naming the position (NaN, Infinity and lone surrogates are not JSON)."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        at = bytes(body[exc.pos:exc.pos + 9]).lstrip(b"-")
-        if at.startswith((b"NaN", b"Infinity")):
-            raise InvalidInput(f"the body is not valid JSON: NaN and Infinity are not JSON numbers "
-                               f"(line {exc.lineno} column {exc.colno})") from None
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
 
 
 async def read_limited(request: Request, limit: int, setting: str) -> bytes:

@@ -17,20 +17,25 @@ from pathlib import Path
 
 import numpy as np
 
-from service.datasets.parsing import ParseError
+from service.bodies import ParseError
 
 MAX_MEMBERS = 16
 _METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 
 
-def declared_bytes(path: str | Path) -> int:
-    """Total bytes of the arrays the archive's members declare (shape x itemsize); ParseError when not valid."""
+def check_magic(path: str | Path) -> None:
+    """ParseError unless the file starts as a zip does (a bare ``.npy`` is named as such)."""
     with open(path, "rb") as fh:
         magic = fh.read(6)
     if magic == b"\x93NUMPY":
         raise ParseError("not an .npz archive (a bare .npy array was uploaded); save with np.savez(f, X=X, y=y)")
     if magic[:4] != b"PK\x03\x04":
         raise ParseError("not a valid .npz file (expected a zip archive written by np.savez)")
+
+
+def declared_bytes(path: str | Path) -> int:
+    """Total bytes of the arrays the archive's members declare (shape x itemsize); ParseError when not valid."""
+    check_magic(path)
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from service.bodies import ParseError, json_type, rows_to_float32
+from service.datasets import archive
 
 TASKS = ("classification", "regression")
 MAX_CLASSES = 10_000          # a classification target with more labels than this is almost surely a mistake
@@ -221,12 +222,7 @@ def numeric_columns(X: np.ndarray, names: list[str]) -> list[dict]:
 def parse_npz(path: str | Path, *, task: str | None = None) -> ParsedDataset:
     """Parse an ``.npz`` with arrays ``X`` (n, d) and ``y`` (n,) or (n, m); never unpickles."""
     task = _check_task_arg(task)
-    with open(path, "rb") as fh:
-        magic = fh.read(6)
-    if magic == b"\x93NUMPY":
-        raise ParseError("not an .npz archive (a bare .npy array was uploaded); save with np.savez(f, X=X, y=y)")
-    if magic[:4] != b"PK\x03\x04":
-        raise ParseError("not a valid .npz file (expected a zip archive written by np.savez)")
+    archive.check_magic(path)
     try:
         npz = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:

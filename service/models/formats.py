@@ -232,10 +232,5 @@ def predict(model: service.LoadedModel, body: bytes | bytearray, kind: str, answ
     X = parse(body, kind, input_dim=model.input_dim, columns=model.columns)
     if not blocking and max_work is not None and model.cost(X.shape[0]) > max_work:
         return None
-    if not model.lock.acquire(blocking=blocking):
-        return None
-    try:
-        proba, out = service.predict_arrays_unlocked(model, X)
-    finally:
-        model.lock.release()
-    return encode(model, proba, out, answer)
+    arrays = service.predict_arrays(model, X, blocking=blocking)
+    return None if arrays is None else encode(model, *arrays, answer)

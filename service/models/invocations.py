@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
+from service.bodies import parse_json
 from service.errors import InvalidInput
 from service.models import formats, service
 
@@ -56,16 +57,7 @@ def _positional(rows, model: service.LoadedModel, where: str) -> np.ndarray:
 
 
 def _from_records(records: list, model: service.LoadedModel, where: str) -> np.ndarray:
-    if not isinstance(records, list) or not records:
-        raise InvalidInput(f"{where} must be a non-empty list of records ({{column: value}})")
-    names: dict[str, None] = {}
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise InvalidInput(f"{where}[{i}] must be an object {{column: value}}")
-        for k in rec:
-            names.setdefault(k, None)
-    order = list(names)
-    return _named(order, [[rec.get(k) for k in order] for rec in records], model, where)
+    return _named(*service.records_to_rows(records, where=where), model, where)
 
 
 def parse(body: bytes | bytearray, content_type: str | None, model: service.LoadedModel) -> np.ndarray:
@@ -73,10 +65,7 @@ def parse(body: bytes | bytearray, content_type: str | None, model: service.Load
     media = (content_type or "application/json").split(";", 1)[0].strip().lower()
     if media == "text/csv":
         return formats.parse(body, "csv", input_dim=model.input_dim, columns=model.columns)
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    doc = parse_json(body)
     if not isinstance(doc, dict):
         raise InvalidInput(f"the body must be an object with one of {', '.join(KEYS)}")
     present = [k for k in KEYS if k in doc]
@@ -115,7 +104,6 @@ def parse(body: bytes | bytearray, content_type: str | None, model: service.Load
 def invoke(model: service.LoadedModel, body: bytes | bytearray, content_type: str | None) -> bytes:
     """Parse, predict under the model's lock, answer ``{"predictions": [...]}``."""
     X = parse(body, content_type, model)
-    with model.lock:
-        proba, out = service.predict_arrays_unlocked(model, X)
+    proba, out = service.predict_arrays(model, X)
     preds = service.labels_of(model, out) if proba is not None else out
     return orjson.dumps({"predictions": preds}, option=orjson.OPT_SERIALIZE_NUMPY)

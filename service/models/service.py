@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import core
-from service.bodies import ParseError, rows_to_float32
+from service.bodies import ParseError, parse_json, rows_to_float32
 from service.database import utcnow
 from service.errors import InvalidInput, NotFound
 from service.metrics import CACHE_HITS, CACHE_MISSES, PREDICTED_ROWS
@@ -223,10 +223,7 @@ def parse_inputs(body: bytes | bytearray, *, input_dim: int, columns: core.Prepr
 
     ``{"inputs": [[...]]}`` (numbers, in the trained column order), ``{"records": [{name: value}]}`` or
     ``{"columns": [names], "data": [[...]]}`` (columns by name in any order, null = missing)."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    doc = parse_json(body)
     if not isinstance(doc, dict):
         raise InvalidInput(f"the body must be an object: {BODY_SHAPES}")
     keys = set(doc)
@@ -240,7 +237,7 @@ def parse_inputs(body: bytes | bytearray, *, input_dim: int, columns: core.Prepr
         except ParseError as exc:
             raise InvalidInput(str(exc)) from None
     if keys == {"records"}:
-        names, rows = _records(doc["records"])
+        names, rows = records_to_rows(doc["records"], where="records")
     elif keys == {"columns", "data"}:
         names, rows = _split(doc["columns"], doc["data"])
     else:
@@ -255,13 +252,14 @@ def parse_inputs(body: bytes | bytearray, *, input_dim: int, columns: core.Prepr
         raise InvalidInput(str(exc)) from None
 
 
-def _records(records) -> tuple[list, list]:
+def records_to_rows(records, *, where: str) -> tuple[list, list]:
+    """``[{column: value}, ...]`` -> (column names in first-seen order, rows with None where a record lacks one)."""
     if not isinstance(records, list) or not records:
-        raise InvalidInput("records must be a non-empty list of objects {column: value}")
+        raise InvalidInput(f"{where} must be a non-empty list of objects {{column: value}}")
     names: dict[str, None] = {}
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
-            raise InvalidInput(f"records[{i}] must be an object {{column: value}}, got {type(rec).__name__}")
+            raise InvalidInput(f"{where}[{i}] must be an object {{column: value}}, got {type(rec).__name__}")
         for k in rec:
             names.setdefault(k, None)
     order = list(names)
@@ -283,8 +281,18 @@ def _split(names, data) -> tuple[list, list]:
 
 def predict(model: LoadedModel, X: np.ndarray) -> bytes:
     """Run the network under the model's lock; returns the JSON answer (labels mapped through classes)."""
-    with model.lock:
-        return _predict_unlocked(model, X)
+    return encode_json(model, *predict_arrays(model, X))
+
+
+def predict_arrays(model: LoadedModel, X: np.ndarray, *,
+                   blocking: bool = True) -> tuple[np.ndarray | None, np.ndarray] | None:
+    """``predict_arrays_unlocked`` under the model's lock; with ``blocking=False``, None if the model is busy."""
+    if not model.lock.acquire(blocking=blocking):
+        return None
+    try:
+        return predict_arrays_unlocked(model, X)
+    finally:
+        model.lock.release()
 
 
 def _not_finite(out: np.ndarray) -> None:
@@ -296,10 +304,6 @@ def _not_finite(out: np.ndarray) -> None:
             row = int(np.argmax(bad))
             raise InvalidInput(f"row {row}: the model's output is not finite for this input (values too large "
                                f"for the trained network); {int(bad.sum())} row(s) affected")
-
-
-def _predict_unlocked(model: LoadedModel, X: np.ndarray) -> bytes:
-    return encode_json(model, *predict_arrays_unlocked(model, X))
 
 
 def predict_arrays_unlocked(model: LoadedModel, X: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
@@ -361,9 +365,5 @@ def predict_body(model: LoadedModel, body: bytes | bytearray) -> bytes:
 
 def try_predict(model: LoadedModel, X: np.ndarray) -> bytes | None:
     """Predict only if the model is free right now (never blocks the event loop); else None."""
-    if not model.lock.acquire(blocking=False):
-        return None
-    try:
-        return _predict_unlocked(model, X)
-    finally:
-        model.lock.release()
+    arrays = predict_arrays(model, X, blocking=False)
+    return None if arrays is None else encode_json(model, *arrays)

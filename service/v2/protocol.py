@@ -225,10 +225,5 @@ def infer(model: service.LoadedModel, body: bytes | bytearray, header_length: st
     ``blocking=False``, None when the model is busy."""
     doc, binary = split_body(body, header_length)
     X = input_matrix(doc, binary, model)
-    if not model.lock.acquire(blocking=blocking):
-        return None
-    try:
-        proba, out = service.predict_arrays_unlocked(model, X)
-    finally:
-        model.lock.release()
-    return answer(doc, model, proba, out)
+    arrays = service.predict_arrays(model, X, blocking=blocking)
+    return None if arrays is None else answer(doc, model, *arrays)
