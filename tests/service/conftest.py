@@ -25,10 +25,6 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "settings(**fields): build the test's app with these Settings fields")
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "settings(**fields): build the test's app with these Settings fields")
-
-
 @pytest.fixture
 def settings(request, tmp_path) -> Settings:
     """Settings on a fresh data directory with one embedded worker (plus ``@pytest.mark.settings(...)`` fields)."""
