@@ -13,6 +13,9 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from service.settings import Settings
+from service.storage import Storage
+
 log = logging.getLogger("service")
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
@@ -22,7 +25,7 @@ DISK_FULL_DETAIL = ("the server is out of disk space: nothing was stored. Delete
 READY_WRITE_SECONDS = 10.0  # /readyz proves the artifact store writable at most this often
 
 
-def sweep_temporaries(storage, settings) -> int:
+def sweep_temporaries(storage: Storage, settings: Settings) -> int:
     """Remove temporary files a killed process left behind (partial uploads, ``*.tmp`` of atomic writes); the
     number removed. Embedded (one server owns the data directory): all of them. Scale-out (other machines may
     be writing now): those older than ``tmp_sweep_age_seconds``."""
@@ -30,14 +33,9 @@ def sweep_temporaries(storage, settings) -> int:
     if age is None:
         age = 3600.0 if settings.broker_url else 0.0
     cutoff = time.time() - age
-    places: list[tuple[Path, bool]] = []  # (folder, every file in it is temporary)
-    temp_dir = getattr(storage, "temp_dir", None)
-    if temp_dir is not None:
-        places.append((Path(temp_dir()), True))
-    places.append((Path(settings.data_dir) / "tmp", True))
-    root = getattr(storage, "root", None)
-    if root is not None:
-        places.append((Path(root), False))  # only the ``<name>.<random>.tmp`` files of atomic writes
+    places: list[tuple[Path, bool]] = [  # (folder, every file in it is temporary)
+        (storage.temp_dir(), True), (Path(settings.data_dir) / "tmp", True),
+        (storage.local_dir(), False)]  # only the ``<name>.<random>.tmp`` files of atomic writes
     removed = 0
     for top, all_temporary in places:
         if not top.is_dir():

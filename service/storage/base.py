@@ -47,6 +47,10 @@ class Storage(ABC):
         """Local scratch space on the store's file system (uploads are streamed here)."""
 
     @abstractmethod
+    def local_dir(self) -> Path:
+        """The local directory that holds this store's files (the store itself, or S3's local copies)."""
+
+    @abstractmethod
     def upload_local(self, key: str) -> None:
         """Publish the file just written at ``local_path(key)`` (nothing to do where that path is the store)."""
 

@@ -83,6 +83,10 @@ class LocalStorage(Storage):
         """A scratch directory on the same file system (uploads are streamed here, then renamed)."""
         return self._tmp
 
+    def local_dir(self) -> Path:
+        """The root directory."""
+        return self.root
+
     def upload_local(self, key: str) -> None:
         """Nothing to do: ``local_path(key)`` is the stored file itself."""
 

@@ -118,3 +118,7 @@ class S3Storage(Storage):
     def temp_dir(self) -> Path:
         """Local scratch space for streamed uploads."""
         return self.cache.temp_dir()
+
+    def local_dir(self) -> Path:
+        """The cache of local copies."""
+        return self.cache.root
