@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from tests.service.conftest import _wait_job
+from tests.service.helpers import wait_job
 
 WIDE = {"name": "wide", "input_dim": 1, "loss": "mse",
         "layers": [{"type": "dense", "units": 1_600_000, "activation": "relu"},
@@ -37,7 +37,7 @@ def test_wide_model_predicts_many_rows_in_chunks_off_the_event_loop(live_server,
                                          "task": "regression"}).json()["id"]
     job = http.post("/v1/jobs", json={"network_id": net, "dataset_id": ds, "epochs": 1, "batch_size": 32})
     assert job.status_code == 202, job.text
-    done = _wait_job(http, job.json()["id"], timeout=60)
+    done = wait_job(http, job.json()["id"], timeout=60)
     assert done["status"] == "succeeded", done
     model = done["model_id"]
     assert http.post(f"/v1/models/{model}/predict", json={"inputs": [[0.5]]}).status_code == 200  # loaded

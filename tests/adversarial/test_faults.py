@@ -14,7 +14,7 @@ import sqlalchemy.exc
 from sqlalchemy.orm import Session
 
 from service import faults
-from tests.service.conftest import blobs, mlp_spec
+from tests.service.helpers import blobs, mlp_spec
 
 
 def _tmp_files(data_dir):

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 
-from tests.service.conftest import blobs, mlp_spec, serve_command, ROOT
+from tests.service.helpers import ROOT, blobs, mlp_spec, serve_command
 
 
 def _queued_job(http) -> str:

@@ -8,7 +8,7 @@ import struct
 import subprocess
 import sys
 
-from tests.service.conftest import ROOT
+from tests.service.helpers import ROOT
 
 
 def test_mnist_lab_prints_the_table_and_draws_the_curves(server, tmp_path):
