@@ -266,6 +266,9 @@ def test_csv_segments_keep_quoted_line_breaks_and_widen_integers(monkeypatch, ap
         row = datasets_service.get_or_raise(session, owner=DEFAULT_OWNER, dataset_id=body["id"])
     X, y = datasets_service.load_arrays(app.state.storage, row)
     assert X[30, 0] == 30.5 and X[39, 0] == 39 and y.tolist() == [i % 2 for i in range(40)]
+    a = np.array([30.5 if i == 30 else i for i in range(40)])       # statistics merged over the segments
+    assert row.columns[0]["mean"] == pytest.approx(a.mean()) and row.columns[0]["std"] == pytest.approx(a.std())
+    assert row.columns[0]["min"] == 0 and row.columns[0]["max"] == 39
     assert row.columns[1]["categories"][0] == "note\nline 0, with \"quotes\""
 
 
