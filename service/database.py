@@ -97,3 +97,25 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded attributes after commit (responses read them)."""
     return sessionmaker(engine, expire_on_commit=False)
 
+
+
+def lock_for_write(session, *, rows: list[tuple[type, str]] = (), tenant: str | None = None) -> None:
+    """Serialise a check-then-write with every other one on the same rows (or the same tenant): call it first in
+    the transaction. SQLite: take the database's write lock now (a write statement that changes nothing), so the
+    reads that follow see every commit and no other writer can interleave until this transaction ends.
+    PostgreSQL: ``SELECT ... FOR UPDATE`` on the rows, and a transaction-scoped advisory lock for a tenant."""
+    from sqlalchemy import func, select, text, update
+
+    if session.get_bind().dialect.name == "sqlite":
+        if session.in_transaction():
+            session.commit()  # a snapshot older than the lock could not write (SQLITE_BUSY_SNAPSHOT)
+        model = rows[0][0] if rows else None
+        if model is None:
+            session.execute(text("UPDATE jobs SET id = id WHERE 0"))
+        else:
+            session.execute(update(model).where(text("0")).values(id=model.id))
+        return
+    for model, row_id in rows:
+        session.execute(select(model.id).where(model.id == row_id).with_for_update())
+    if tenant is not None:
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(tenant))))

@@ -51,9 +51,10 @@ def stored_bytes(session: Session, *, owner: str) -> int:
                               .where(Dataset.owner == owner)) or 0)
 
 
-def check_dataset(session: Session, settings, *, owner: str, size_bytes: int) -> None:
+def check_dataset(session: Session, settings, *, owner: str, size_bytes: int, locked: bool = False) -> None:
     """413 when one upload exceeds ``quota_max_dataset_bytes`` or would take the tenant past
-    ``quota_max_stored_bytes``. Call it before the data set is stored."""
+    ``quota_max_stored_bytes``. Call it before the data set is stored, and again with ``locked=True`` inside the
+    committing transaction after ``lock_for_write`` (the transaction, and its lock, are kept)."""
     cap = limit(settings, owner=owner, name="quota_max_dataset_bytes")
     if cap is not None and size_bytes > cap:
         raise TooLarge(f"quota exceeded: the data set has {size_bytes:,} bytes, more than the limit "
@@ -61,7 +62,8 @@ def check_dataset(session: Session, settings, *, owner: str, size_bytes: int) ->
     cap = limit(settings, owner=owner, name="quota_max_stored_bytes")
     if cap is not None:
         used = stored_bytes(session, owner=owner)
-        session.rollback()  # end the read transaction; the caller goes on with a fresh one
+        if not locked:
+            session.rollback()  # end the read transaction; the caller goes on with a fresh one
         if used + size_bytes > cap:
             raise TooLarge(f"quota exceeded: tenant {owner} stores {used:,} bytes of data sets; {size_bytes:,} "
                            f"more would pass the limit {_label('quota_max_stored_bytes')}={cap:,}. "

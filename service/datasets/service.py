@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import quotas
-from service.database import new_id
+from service.database import lock_for_write, new_id
 from service.datasets import archive
 from service.datasets.parsing import ParseError, numeric_columns, parse_json_dataset, parse_npz, parse_table
 from service.datasets.tables import Dataset
@@ -163,6 +163,9 @@ def create(session: Session, *, owner: str, storage: Storage, upload: Upload, se
                       n_features=int(parsed.X.shape[1]), n_outputs=parsed.n_outputs,
                       feature_names=parsed.feature_names, classes=parsed.classes, target=parsed.target,
                       size_bytes=size_bytes, columns=parsed.columns, n_dropped=parsed.n_dropped)
+        if settings is not None:  # again under the tenant's lock: concurrent uploads cannot all pass the quota
+            lock_for_write(session, rows=[(Dataset, dataset_id)], tenant=owner)
+            quotas.check_dataset(session, settings, owner=owner, size_bytes=size_bytes, locked=True)
         session.add(row)
         session.commit()
     except BaseException:
@@ -201,6 +204,7 @@ def list_(session: Session, *, owner: str, limit: int, offset: int) -> tuple[lis
 
 def delete(session: Session, *, owner: str, storage: Storage, dataset_id: str) -> None:
     """Delete the row, then its arrays; 409 while a queued or running job still reads it."""
+    lock_for_write(session, rows=[(Dataset, dataset_id)])  # serialised with POST /v1/jobs using it
     row = get_or_raise(session, owner=owner, dataset_id=dataset_id)
     jobs_usage.ensure_unused(session, owner=owner, dataset_id=dataset_id)
     session.delete(row)

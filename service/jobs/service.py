@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 import core
 from service import quotas
 from service.datasets import service as datasets_service
-from service.database import utcnow
+from service.database import lock_for_write, utcnow
+from service.datasets.tables import Dataset
 from service.errors import Conflict, InvalidInput, NotFound
 from service.executor.base import Executor
 from service.jobs import preprocessing as job_preprocessing
@@ -28,6 +29,7 @@ from service.jobs.tables import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, T
 from service.models import service as models_service
 from service.models.service import ModelCache
 from service.networks import service as networks_service
+from service.networks.tables import Network
 from service.settings import Settings
 from service.storage import Storage
 
@@ -95,6 +97,10 @@ def poll(session: Session, *, owner: str, job_id: str, since_epoch: int) -> tupl
 def create(session: Session, executor: Executor, settings: Settings, *, owner: str, body: JobCreate) -> Job:
     """Validate the job against its network, data set(s) and limits, commit it queued, hand it over."""
     _check_limits(settings, body)
+    # One serialised step with DELETE of the network or data set: whichever commits first, the other one loses
+    # (404 here, or 409 there); the job quota is checked under the same lock.
+    lock_for_write(session, rows=[(Network, body.network_id), (Dataset, body.dataset_id)]
+                   + ([(Dataset, body.validation_dataset_id)] if body.validation_dataset_id else []), tenant=owner)
     network = networks_service.get_or_raise(session, owner=owner, network_id=body.network_id)
     dataset = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.dataset_id)
     _check_fit(settings, network, dataset, width=job_preprocessing.input_width(

@@ -10,6 +10,7 @@ from service import quotas
 from service.errors import InvalidInput, NotFound
 from service.jobs import usage as jobs_usage
 from service.networks.schemas import NetworkCreate
+from service.database import lock_for_write
 from service.networks.tables import Network
 
 
@@ -82,6 +83,7 @@ def list_(session: Session, *, owner: str, limit: int, offset: int) -> tuple[lis
 
 def delete(session: Session, *, owner: str, network_id: str) -> None:
     """Delete the network; 409 while a queued or running job still needs it. Trained models stay."""
+    lock_for_write(session, rows=[(Network, network_id)])  # serialised with POST /v1/jobs using it
     row = get_or_raise(session, owner=owner, network_id=network_id)
     jobs_usage.ensure_unused(session, owner=owner, network_id=network_id)
     session.delete(row)
