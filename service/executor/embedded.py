@@ -159,15 +159,16 @@ class EmbeddedExecutor(Executor):
         if self._stopping.is_set():
             return
         how = describe_exit(p.exitcode)
-        error = (f"the worker process (pid {p.pid}) {how} while training this job; the job was not "
-                 "completed. Check the server log, then start a new job.")
+        error = f"the worker process (pid {p.pid}) {how} while training this job."
         try:
             with self._sessionmaker() as session:
-                ids = jobs_service.fail_worker_jobs(session, worker=worker_name(p.pid), error=error)
+                requeued, failed = jobs_service.hand_back_worker_jobs(
+                    session, worker=worker_name(p.pid), error=error, max_attempts=self.settings.max_job_attempts)
         except Exception:  # noqa: BLE001 - keep the monitor alive
-            log.exception("could not mark the jobs of dead worker %s failed", p.pid)
-            ids = []
-        log.warning("worker process %s %s; failed job(s): %s", p.pid, how, ids or "none")
+            log.exception("could not hand back the jobs of dead worker %s", p.pid)
+            requeued, failed = [], []
+        log.warning("worker process %s %s; job(s) handed to its replacement: %s; failed after too many "
+                    "attempts: %s", p.pid, how, requeued or "none", failed or "none")
 
     def _run_monitor(self) -> None:
         while not self._stopping.is_set():

@@ -428,6 +428,28 @@ def finish(session: Session, *, job_id: str, attempt: int, status: str, error: s
     return res.rowcount == 1
 
 
+def hand_back_worker_jobs(session: Session, *, worker: str, error: str, max_attempts: int) -> tuple[list[str], list[str]]:
+    """A worker process died: each running job it held goes back to the queue (the next worker resumes it from
+    its last epoch checkpoint), or fails with ``error`` once it has been tried ``max_attempts`` times (a job
+    that kills every worker must not loop forever). Returns (requeued ids, failed ids)."""
+    rows = session.execute(select(Job.id, Job.attempt).where(Job.status == RUNNING, Job.worker == worker)).all()
+    requeued, failed = [], []
+    now = utcnow()
+    for r in rows:
+        if r.attempt < max_attempts:
+            res = session.execute(_fenced(r.id, r.attempt).values(status=QUEUED, worker=None, updated_at=now)
+                                  .execution_options(**_NO_SYNC))
+            (requeued if res.rowcount else []).append(r.id)
+        else:
+            res = session.execute(_fenced(r.id, r.attempt).values(
+                status=FAILED, worker=None, finished_at=now, updated_at=now,
+                error=f"{error} It was tried {r.attempt} times (MLP_MAX_JOB_ATTEMPTS={max_attempts}); "
+                      "each time the worker died.").execution_options(**_NO_SYNC))
+            (failed if res.rowcount else []).append(r.id)
+    session.commit()
+    return requeued, failed
+
+
 def fail_worker_jobs(session: Session, *, worker: str, error: str) -> list[str]:
     """A worker process died: its running jobs fail with ``error`` (they are not left running)."""
     ids = list(session.scalars(select(Job.id).where(Job.status == RUNNING, Job.worker == worker)).all())

@@ -148,7 +148,7 @@ def test_queued_job_survives_kill9(live_server):
 
 
 def test_crashing_worker_fails_its_job_and_is_replaced(live_server):
-    srv = live_server(workers=1)
+    srv = live_server(workers=1, env={"MLP_MAX_JOB_ATTEMPTS": "1"})  # no second attempt: the job fails
     with srv.client() as http:
         net_id, ds_id, _ = _setup(http, n=4000)
         job_id = http.post("/v1/jobs", json=_job_body(net_id, ds_id, epochs=1000)).json()["id"]
