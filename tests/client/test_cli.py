@@ -169,10 +169,10 @@ def test_ctrl_c_stops_watching_but_not_the_job(server):
         env["PYTHONPATH"] = str(ROOT)
         proc = subprocess.Popen(serve_command() + ["watch", job.id, "--url", server.url], cwd=str(ROOT), env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while c.get_job(job.id).status != "running" and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(2.0)                                     # the command is following the stream by now
+        ready, _, _ = select.select([proc.stderr], [], [], 120)
+        assert ready, "no output from `mlp-service watch` within 120 s"
+        first = proc.stderr.readline()                      # the first epoch's line: it follows the stream
+        assert first.startswith(f"job {job.id} epoch 1/1000"), first
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 130, err
