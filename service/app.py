@@ -25,6 +25,8 @@ from service.models.routes import router as models_router
 from service.models.service import ModelCache
 from service.networks.routes import router as networks_router
 from service.settings import Settings
+from service.sweeps.driver import SweepDriver
+from service.sweeps.routes import router as sweeps_router
 from service.storage import make_storage
 
 log = logging.getLogger("service")
@@ -42,20 +44,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     create_all(engine)
     storage = make_storage(settings)
     executor = make_executor(settings, engine, storage)
+    sweep_driver = SweepDriver(sessions, executor, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         sweep_temporaries(storage, settings)  # before any worker or request writes
         executor.start()
+        sweep_driver.start()
         try:
             yield
         finally:
+            sweep_driver.stop()
             executor.stop()
             engine.dispose()
 
     app = FastAPI(title="mlp-service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None,   # served from vendored assets by mount_docs (works offline)
-                  openapi_tags=[{"name": t} for t in ("networks", "datasets", "jobs", "models", "health",
+                  openapi_tags=[{"name": t} for t in ("networks", "datasets", "jobs", "sweeps", "models",
+                                                      "health",
                                                       "open inference protocol v2")])
     app.state.settings = settings
     app.state.engine = engine
@@ -65,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model_cache = ModelCache(capacity=settings.model_cache_size,
                                            predict_memory_bytes=settings.predict_memory_bytes)
     app.state.executor = executor
+    app.state.sweep_driver = sweep_driver
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -107,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Routes are matched in order, so the endpoints clients poll come first; /docs keeps the workflow order
     # through openapi_tags.
-    for router in (jobs_router, models_router, networks_router, datasets_router, v2_router):
+    for router in (jobs_router, models_router, networks_router, datasets_router, sweeps_router, v2_router):
         app.include_router(router)
     mount_docs(app)
     install_metrics(app)

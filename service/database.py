@@ -19,6 +19,7 @@ TABLE_MODULES = (
     "service.models.tables",
     "service.jobs.tables",
     "service.keys.tables",
+    "service.sweeps.tables",
 )
 
 

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(15.0, gt=0, description="A running job whose lease is older is taken over.")
     lease_heartbeat_seconds: float = Field(3.0, gt=0, description="How often a training task renews its lease.")
     sweep_seconds: float = Field(5.0, gt=0, description="How often each worker looks for expired leases.")
+    # Sweeps (service/sweeps/driver.py): every API process runs a driver; a DB lease gives each sweep to one.
+    sweep_lease_seconds: float = Field(10.0, gt=0, description="A sweep whose driver's lease is older is taken "
+                                                               "over by another API process.")
+    sweep_poll_seconds: float = Field(0.2, gt=0, description="How often the sweep driver reads trial progress.")
     republish_seconds: float = Field(30.0, gt=0, description="A queued job this old with an empty broker queue "
                                                              "is published again.")
 

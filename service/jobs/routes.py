@@ -37,10 +37,12 @@ def create_job(body: JobCreate, response: Response, session: SessionDep, owner: 
 
 
 @router.get("", response_model=JobList)
-def list_jobs(session: SessionDep, owner: OwnerDep, page: PageDep, status: JobStatus | None = None) -> JobList:
-    """List jobs, newest first, optionally only those with ``status``."""
+def list_jobs(session: SessionDep, owner: OwnerDep, page: PageDep, status: JobStatus | None = None,
+              sweep_id: Annotated[str | None, Query(max_length=64, description="Only the trials of this sweep.")]
+              = None) -> JobList:
+    """List jobs, newest first, optionally only those with ``status`` or of one sweep."""
     items, total = service.list_(session, owner=owner, status=status.value if status else None,
-                                 limit=page.limit, offset=page.offset)
+                                 sweep_id=sweep_id, limit=page.limit, offset=page.offset)
     return JobList(items=[JobRead.from_row(j) for j in items], total=total)
 
 

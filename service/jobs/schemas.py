@@ -174,6 +174,7 @@ class JobRead(BaseModel):
     network_id: str = Field(description="The network trained.")
     dataset_id: str = Field(description="The training data set.")
     validation_dataset_id: str | None = Field(description="The validation data set, if one was given.")
+    sweep_id: str | None = Field(None, description="The sweep this job is a trial of.")
     params: dict[str, Any] = Field(description="The training fields of the request, with defaults filled in.")
     progress: Progress = Field(description="Epochs done, planned, fraction and time left.")
     metrics: dict[str, Any] | None = Field(None, description="The latest epoch's metrics.")
@@ -200,7 +201,7 @@ class JobRead(BaseModel):
             eta = round(float(job.metrics["seconds"]) * max(job.epochs - job.epoch, 0), 3)
         return cls(
             id=job.id, status=job.status, network_id=job.network_id, dataset_id=job.dataset_id,
-            validation_dataset_id=job.validation_dataset_id, params=job.params,
+            validation_dataset_id=job.validation_dataset_id, sweep_id=job.sweep_id, params=job.params,
             progress=Progress(epoch=job.epoch, epochs=job.epochs, fraction=round(fraction, 6), eta_seconds=eta),
             metrics=job.metrics, best_epoch=job.best_epoch, model_id=job.model_id, error=job.error,
             cancel_requested=job.cancel_requested, attempt=job.attempt, created_at=job.created_at,

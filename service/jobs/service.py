@@ -63,10 +63,12 @@ def read_row(conn: Connection, *, owner: str, job_id: str) -> Row:
     return row
 
 
-def list_(session: Session, *, owner: str, status: str | None = None, limit: int = 50,
-          offset: int = 0) -> tuple[list[Job], int]:
-    """A page of the owner's jobs, newest first, and the total matching ``status``."""
+def list_(session: Session, *, owner: str, status: str | None = None, sweep_id: str | None = None,
+          limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
+    """A page of the owner's jobs, newest first, and the total matching ``status`` and ``sweep_id``."""
     where = [Job.owner == owner] + ([Job.status == status] if status else [])
+    if sweep_id is not None:
+        where.append(Job.sweep_id == sweep_id)
     total = session.scalar(select(func.count()).select_from(Job).where(*where))
     items = session.scalars(select(Job).where(*where).order_by(Job.created_at.desc(), Job.id)
                             .limit(limit).offset(offset)).all()
@@ -94,7 +96,8 @@ def poll(session: Session, *, owner: str, job_id: str, since_epoch: int) -> tupl
     return job, metrics
 
 
-def create(session: Session, executor: Executor, settings: Settings, *, owner: str, body: JobCreate) -> Job:
+def create(session: Session, executor: Executor, settings: Settings, *, owner: str, body: JobCreate,
+           sweep_id: str | None = None) -> Job:
     """Validate the job against its network, data set(s) and limits, commit it queued, hand it over."""
     _check_limits(settings, body)
     # One serialised step with DELETE of the network or data set: whichever commits first, the other one loses
@@ -123,7 +126,7 @@ def create(session: Session, executor: Executor, settings: Settings, *, owner: s
 
     now = utcnow()
     job = Job(owner=owner, network_id=network.id, dataset_id=dataset.id,
-              validation_dataset_id=body.validation_dataset_id, params=body.training_params(),
+              validation_dataset_id=body.validation_dataset_id, params=body.training_params(), sweep_id=sweep_id,
               status=QUEUED, epoch=0, epochs=body.epochs, attempt=0, cancel_requested=False,
               created_at=now, updated_at=now)
     session.add(job)

@@ -26,6 +26,7 @@ class Job(Base):
     network_id: Mapped[str] = mapped_column(String(32), index=True)
     dataset_id: Mapped[str] = mapped_column(String(32), index=True)
     validation_dataset_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    sweep_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)  # a sweep's trial
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)
     epoch: Mapped[int] = mapped_column(Integer, default=0)

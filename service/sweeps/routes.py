@@ -1,0 +1,110 @@
+"""HTTP routes of /v1/sweeps: thin wrappers over sweeps.service."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import ExecutorDep, OwnerDep, PageDep, SessionDep, SettingsDep, StorageDep
+from service.http import GuardedRoute
+from service.sweeps import service
+from service.sweeps.schemas import SweepCreate, SweepList, SweepRead
+from service.sweeps.tables import SWEEP_TERMINAL, TRIAL_ACTIVE
+
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], route_class=GuardedRoute)
+
+EVENTS_POLL_SECONDS = 0.25
+SSE_KEEPALIVE_SECONDS = 15.0
+
+
+@router.post("", status_code=202, response_model=SweepRead,
+             responses={404: {"description": "Unknown data set"},
+                        422: {"description": "Invalid space, budget, metric or limit"}})
+def create_sweep(body: SweepCreate, request: Request, response: Response, session: SessionDep, owner: OwnerDep,
+                 settings: SettingsDep) -> SweepRead:
+    """Start a hyper-parameter sweep: its trials are jobs, proposed by Optuna and run by the workers."""
+    sweep = service.create(session, settings, owner=owner, body=body)
+    driver = getattr(request.app.state, "sweep_driver", None)
+    if driver is not None:
+        driver.wake()
+    response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
+    return service.view(sweep, [])
+
+
+@router.get("", response_model=SweepList)
+def list_sweeps(session: SessionDep, owner: OwnerDep, page: PageDep) -> SweepList:
+    """List sweeps, newest first (without their trials)."""
+    items, total = service.list_(session, owner=owner, limit=page.limit, offset=page.offset)
+    return SweepList(items=items, total=total)
+
+
+@router.get("/{sweep_id}", response_model=SweepRead, responses={404: {"description": "Unknown sweep"}})
+def get_sweep(sweep_id: str, session: SessionDep, owner: OwnerDep) -> SweepRead:
+    """Status, trials ranked by the metric with their parameters, the best model, parameter importances."""
+    return service.read(session, owner=owner, sweep_id=sweep_id)
+
+
+@router.post("/{sweep_id}/cancel", response_model=SweepRead,
+             responses={404: {"description": "Unknown sweep"}, 409: {"description": "The sweep already ended"}})
+def cancel_sweep(sweep_id: str, session: SessionDep, owner: OwnerDep, executor: ExecutorDep) -> SweepRead:
+    """Stop the sweep: no new trials; every running trial stops within one minibatch."""
+    service.cancel(session, executor, owner=owner, sweep_id=sweep_id)
+    return service.read(session, owner=owner, sweep_id=sweep_id)
+
+
+@router.delete("/{sweep_id}", status_code=204,
+               responses={404: {"description": "Unknown sweep"}, 409: {"description": "The sweep is running"}})
+def delete_sweep(sweep_id: str, request: Request, session: SessionDep, owner: OwnerDep,
+                 storage: StorageDep) -> Response:
+    """Delete a finished sweep with its trials' jobs and networks (trained models stay)."""
+    service.delete(session, storage, owner=owner, sweep_id=sweep_id, model_cache=request.app.state.model_cache)
+    return Response(status_code=204)
+
+
+def _sse(event: str, data: dict, event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
+
+
+@router.get("/{sweep_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                             "description": "One `trial` event per trial that ends (id: its number), then `end`."},
+                       404: {"description": "Unknown sweep"}})
+async def sweep_events(sweep_id: str, request: Request, owner: OwnerDep) -> StreamingResponse:
+    """Server-sent events: a `trial` event (the trial's JSON) when each trial ends, `end` with the sweep."""
+    sessions = request.app.state.sessionmaker
+
+    def poll() -> object:
+        with sessions() as session:
+            return service.read(session, owner=owner, sweep_id=sweep_id)
+
+    first = await run_in_threadpool(poll)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[bytes]:
+        sent: set[int] = set()
+        sweep, last = first, time.monotonic()
+        while True:
+            for t in sorted(sweep.trials, key=lambda t: t.number):
+                if t.status not in TRIAL_ACTIVE and t.number not in sent:
+                    sent.add(t.number)
+                    last = time.monotonic()
+                    yield _sse("trial", t.model_dump(mode="json"), t.number)
+            if sweep.status in SWEEP_TERMINAL:
+                yield _sse("end", sweep.model_dump(mode="json", exclude={"trials"}))
+                return
+            if time.monotonic() - last > SSE_KEEPALIVE_SECONDS:
+                yield b": keep-alive\n\n"
+                last = time.monotonic()
+            await anyio.sleep(EVENTS_POLL_SECONDS)
+            if await request.is_disconnected():
+                return
+            sweep = await run_in_threadpool(poll)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

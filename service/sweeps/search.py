@@ -1,0 +1,182 @@
+"""The Optuna side of a sweep: distributions of the search space, seeded samplers, pruners, and the in-memory
+study rebuilt from the trial rows (so the database is the only state, and proposals depend only on it)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from service.errors import InvalidInput
+from service.sweeps.schemas import FloatRange, IntRange, SweepCreate
+from service.sweeps.tables import COMPLETE, PENDING, PRUNED, TRIAL_RUNNING
+
+optuna.logging.set_verbosity(logging.WARNING)
+
+# Searched dimensions in the order they are suggested (``units`` expands to units_1.. unless shared).
+DIMENSIONS = ("hidden_layers", "units", "activation", "dropout", "optimizer", "learning_rate", "batch_size",
+              "weight_decay", "epochs")
+GRID_MAX_POINTS = 10_000
+
+
+def _distribution(dim: Any) -> BaseDistribution | None:
+    """Optuna's distribution of one dimension, or None for a fixed value."""
+    if isinstance(dim, IntRange):
+        return IntDistribution(dim.low, dim.high, log=dim.log, step=dim.step)
+    if isinstance(dim, FloatRange):
+        return FloatDistribution(dim.low, dim.high, log=dim.log)
+    if isinstance(dim, list):
+        return CategoricalDistribution(list(dict.fromkeys(dim)))
+    return None
+
+
+def shared_units(req: SweepCreate) -> bool:
+    """One ``units`` for every hidden layer (always for the grid, whose space cannot be conditional)."""
+    return req.space.shared_units or req.strategy == "grid"
+
+
+def _names(req: SweepCreate, n_layers: int) -> list[str]:
+    out = []
+    for name in DIMENSIONS:
+        if name == "units" and not shared_units(req):
+            out += [f"units_{i}" for i in range(1, n_layers + 1)]
+        else:
+            out.append(name)
+    return out
+
+
+def _dimension(req: SweepCreate, name: str) -> Any:
+    return getattr(req.space, "units" if name.startswith("units") else name)
+
+
+def suggest(req: SweepCreate, trial: optuna.Trial) -> dict[str, Any]:
+    """Every parameter of a new trial: asked from Optuna for searched dimensions, fixed values as given."""
+    params: dict[str, Any] = {}
+    for name in _names(req, n_layers=0 if not shared_units(req) else 1):
+        params[name] = _suggest(trial, name, _dimension(req, name))
+    if not shared_units(req):
+        for i in range(1, int(params["hidden_layers"]) + 1):
+            params[f"units_{i}"] = _suggest(trial, f"units_{i}", req.space.units)
+    return params
+
+
+def _suggest(trial: optuna.Trial, name: str, dim: Any) -> Any:
+    dist = _distribution(dim)
+    if dist is None:
+        return dim
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+    return trial.suggest_categorical(name, dist.choices)
+
+
+def distributions(req: SweepCreate, params: dict[str, Any]) -> dict[str, BaseDistribution]:
+    """The distributions of a stored trial's searched parameters (for re-adding it to a study)."""
+    out = {}
+    for name in params:
+        dist = _distribution(_dimension(req, name))
+        if dist is not None:
+            out[name] = dist
+    return out
+
+
+def grid_space(req: SweepCreate) -> dict[str, list]:
+    """The grid of a ``grid`` sweep: every searched dimension as its list of values (a 422 names a float range)."""
+    grid = {}
+    for name in _names(req, 1):
+        dim = _dimension(req, name)
+        if isinstance(dim, FloatRange):
+            raise InvalidInput(f"space.{name}: the grid strategy needs a list of values, not a float range")
+        if isinstance(dim, IntRange):
+            if dim.log:
+                raise InvalidInput(f"space.{name}: the grid strategy needs a list of values, not a log range")
+            dim = list(range(dim.low, dim.high + 1, dim.step))
+        if isinstance(dim, list):
+            grid[name] = list(dict.fromkeys(dim))
+    size = int(np.prod([len(v) for v in grid.values()])) if grid else 1
+    if size > GRID_MAX_POINTS:
+        raise InvalidInput(f"space: the grid has {size:,} points, more than {GRID_MAX_POINTS:,}")
+    return grid
+
+
+def grid_size(req: SweepCreate) -> int:
+    """Number of points of the grid."""
+    return int(np.prod([len(v) for v in grid_space(req).values()])) if grid_space(req) else 1
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial ``number``: depends on the sweep's seed and the trial number only."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def sampler(req: SweepCreate, number: int) -> optuna.samplers.BaseSampler:
+    """The seeded sampler that proposes trial ``number``."""
+    if req.strategy == "grid":
+        return optuna.samplers.GridSampler(grid_space(req), seed=req.seed)
+    if req.strategy == "random":
+        return optuna.samplers.RandomSampler(seed=trial_seed(req.seed, number))
+    return optuna.samplers.TPESampler(seed=trial_seed(req.seed, number))
+
+
+def pruner(req: SweepCreate, max_epochs: int) -> optuna.pruners.BasePruner:
+    """Optuna's pruner named by the request."""
+    if req.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=req.pruner_startup_trials,
+                                           n_warmup_steps=req.pruner_warmup_epochs)
+    if req.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, max_epochs))
+    return optuna.pruners.NopPruner()
+
+
+def max_epochs(req: SweepCreate) -> int:
+    """The most epochs any trial can have."""
+    dim = req.space.epochs
+    return dim.high if isinstance(dim, IntRange) else max(dim) if isinstance(dim, list) else int(dim)
+
+
+_STATES = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, PENDING: TrialState.RUNNING,
+           TRIAL_RUNNING: TrialState.RUNNING}
+
+
+def study(req: SweepCreate, study_name: str, trials: list, *, number: int,
+          running: frozenset[int] = frozenset()) -> optuna.Study:
+    """An in-memory study holding the stored trials in number order, with the sampler of trial ``number``
+    (the trials numbered in ``running`` count as running, whatever their row says: they are being judged)."""
+    st = optuna.create_study(study_name=study_name, direction=req.direction, sampler=sampler(req, number),
+                             pruner=pruner(req, max_epochs(req)))
+    for t in sorted(trials, key=lambda t: t.number):
+        state = TrialState.RUNNING if t.number in running else _STATES.get(t.status, TrialState.FAIL)
+        if state == TrialState.COMPLETE and t.value is None:
+            state = TrialState.FAIL
+        st.add_trial(create_trial(
+            state=state, value=t.value if state == TrialState.COMPLETE else None,
+            params={k: v for k, v in t.params.items() if k in distributions(req, t.params)},
+            distributions=distributions(req, t.params),
+            intermediate_values={int(k): float(v) for k, v in (t.intermediate or {}).items()}))
+    return st
+
+
+def should_prune(st: optuna.Study, number: int, intermediate: dict[int, float]) -> bool:
+    """Whether Optuna's pruner stops trial ``number`` given its values up to the latest epoch in ``intermediate``."""
+    frozen: FrozenTrial = st.trials[number]
+    frozen.intermediate_values = dict(intermediate)
+    return bool(st.pruner.prune(st, frozen))
+
+
+def importances(st: optuna.Study) -> dict[str, float] | None:
+    """Optuna's parameter importances over the complete trials (None with fewer than two, or nothing searched)."""
+    done = [t for t in st.trials if t.state == TrialState.COMPLETE]
+    if len(done) < 2 or not any(t.params for t in done):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "some regimes have less than 2 trials": expected early on
+            return {k: round(float(v), 6) for k, v in optuna.importance.get_param_importances(st).items()}
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return None

@@ -1,0 +1,412 @@
+"""Sweep verbs. API side: create, get, list, cancel, delete. Driver side: take_lease, release, step.
+
+A sweep's state is its rows (sweeps, sweep_trials) and its trials' jobs; each ``step`` rebuilds the Optuna study
+from them, so any API process holding the sweep's lease can drive it, also after a kill -9. Trials are created,
+cancelled and read through the jobs and networks verbs: this module never writes a job row.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete as delete_
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+import core
+from service.datasets import service as datasets_service
+from service.database import utcnow
+from service.errors import Conflict, InvalidInput, NotFound, ServiceError, TooManyRequests
+from service.executor.base import Executor
+from service.jobs import service as jobs_service
+from service.jobs.schemas import JobCreate
+from service.jobs.tables import CANCELLED, FAILED, SUCCEEDED, Job, JobMetric
+from service.networks import service as networks_service
+from service.networks.schemas import NetworkCreate
+from service.settings import Settings
+from service.storage import Storage
+from service.sweeps import search
+from service.sweeps.schemas import SweepCreate, SweepRead, TrialRead
+from service.sweeps.tables import (CANCELLED as SWEEP_CANCELLED, COMPLETE, FAILED as SWEEP_FAILED, PENDING, PRUNED,
+                                   RUNNING, SUCCEEDED as SWEEP_SUCCEEDED, SWEEP_TERMINAL, TRIAL_ACTIVE,
+                                   TRIAL_CANCELLED, TRIAL_FAILED, TRIAL_RUNNING, Sweep, SweepTrial)
+
+log = logging.getLogger("service.sweeps")
+
+_NO_SYNC = {"synchronize_session": False}
+_MAXIMIZE = ("accuracy", "r2")
+
+
+# -- API side ---------------------------------------------------------------------------------------------
+def create(session: Session, settings: Settings, *, owner: str, body: SweepCreate) -> Sweep:
+    """Validate the sweep against its data set(s) and limits and commit it; the driver proposes its trials."""
+    dataset = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.dataset_id)
+    if body.validation_dataset_id is not None:
+        datasets_service.get_or_raise(session, owner=owner, dataset_id=body.validation_dataset_id)
+    elif body.validation_split is None:
+        body = body.model_copy(update={"validation_split": 0.2})
+    metric = body.metric or ("val_accuracy" if dataset.task == "classification" else "val_loss")
+    if metric not in core.monitors_for(dataset.task):
+        raise InvalidInput(f"metric: {metric!r} is not available for {dataset.task}; use one of "
+                           f"{', '.join(core.monitors_for(dataset.task))}")
+    direction = body.direction or ("maximize" if metric.endswith(_MAXIMIZE) else "minimize")
+    body = body.model_copy(update={"metric": metric, "direction": direction})
+    if body.strategy == "grid":
+        size = search.grid_size(body)  # 422 for ranges a grid cannot enumerate
+        if body.max_trials is None or body.max_trials > size:
+            body = body.model_copy(update={"max_trials": size})
+    if search.max_epochs(body) > settings.max_epochs:
+        raise InvalidInput(f"space.epochs: {search.max_epochs(body)} is more than the limit "
+                           f"max_epochs={settings.max_epochs} (MLP_MAX_EPOCHS)")
+    batch = body.space.batch_size
+    biggest = batch.high if hasattr(batch, "high") else max(batch) if isinstance(batch, list) else batch
+    if biggest > settings.max_batch_size:
+        raise InvalidInput(f"space.batch_size: {biggest} is more than the limit "
+                           f"max_batch_size={settings.max_batch_size} (MLP_MAX_BATCH_SIZE)")
+    now = utcnow()
+    sweep = Sweep(owner=owner, name=body.name, request=body.model_dump(mode="json"), status=RUNNING,
+                  created_at=now, updated_at=now)
+    session.add(sweep)
+    session.commit()
+    return sweep
+
+
+def get_or_raise(session: Session, *, owner: str, sweep_id: str) -> Sweep:
+    """The sweep, or NotFound (also for another tenant's sweep)."""
+    sweep = session.scalars(select(Sweep).where(Sweep.id == sweep_id, Sweep.owner == owner)).first()
+    if sweep is None:
+        raise NotFound(f"sweep {sweep_id} not found")
+    return sweep
+
+
+def trials_of(session: Session, *, owner: str, sweep_id: str) -> list[SweepTrial]:
+    """The sweep's trial rows in number order."""
+    return list(session.scalars(select(SweepTrial).where(SweepTrial.sweep_id == sweep_id,
+                                                         SweepTrial.owner == owner)
+                                .order_by(SweepTrial.number)).all())
+
+
+def ranked(req: dict, trials: list[SweepTrial]) -> list[tuple[SweepTrial, int | None]]:
+    """Trials best first: complete ones by the metric (ranked 1..n), then pruned by epoch reached, then the rest."""
+    sign = -1.0 if req["direction"] == "maximize" else 1.0
+    done = sorted((t for t in trials if t.status == COMPLETE and t.value is not None),
+                  key=lambda t: (sign * t.value, t.number))
+    pruned = sorted((t for t in trials if t.status == PRUNED), key=lambda t: (-t.epoch, t.number))
+    rest = [t for t in trials if t not in done and t not in pruned]
+    return [(t, i + 1) for i, t in enumerate(done)] + [(t, None) for t in pruned + rest]
+
+
+def read(session: Session, *, owner: str, sweep_id: str, with_trials: bool = True) -> SweepRead:
+    """The sweep as the API shows it (trials ranked by the metric)."""
+    sweep = get_or_raise(session, owner=owner, sweep_id=sweep_id)
+    return view(sweep, trials_of(session, owner=owner, sweep_id=sweep_id), with_trials=with_trials)
+
+
+def view(sweep: Sweep, trials: list[SweepTrial], *, with_trials: bool = True) -> SweepRead:
+    """Build the SweepRead of a sweep row and its trial rows."""
+    req = sweep.request
+    order = ranked(req, trials)
+    best = order[0][0] if order and order[0][1] == 1 else None
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    return SweepRead(
+        id=sweep.id, name=sweep.name, status=sweep.status, reason=sweep.reason, strategy=req["strategy"],
+        metric=req["metric"], direction=req["direction"], parallelism=req["parallelism"],
+        max_trials=req.get("max_trials"), max_seconds=req.get("max_seconds"), counts=counts,
+        best_trial=best.number if best else None, best_value=best.value if best else None,
+        best_model_id=best.model_id if best else None, importances=sweep.importances,
+        trials=[TrialRead.from_row(t, rank) for t, rank in order] if with_trials else [],
+        request=req, created_at=sweep.created_at, updated_at=sweep.updated_at, finished_at=sweep.finished_at)
+
+
+def list_(session: Session, *, owner: str, limit: int, offset: int) -> tuple[list[SweepRead], int]:
+    """A page of the owner's sweeps, newest first (without their trials), and the total."""
+    total = session.scalar(select(func.count()).select_from(Sweep).where(Sweep.owner == owner)) or 0
+    rows = session.scalars(select(Sweep).where(Sweep.owner == owner).order_by(Sweep.created_at.desc(), Sweep.id)
+                           .limit(limit).offset(offset)).all()
+    return [view(s, trials_of(session, owner=owner, sweep_id=s.id), with_trials=False) for s in rows], int(total)
+
+
+def cancel(session: Session, executor: Executor, *, owner: str, sweep_id: str,
+           reason: str = "cancelled") -> Sweep:
+    """Stop the sweep: no new trials, every queued or running trial job cancelled (within one minibatch)."""
+    sweep = get_or_raise(session, owner=owner, sweep_id=sweep_id)
+    if sweep.status in SWEEP_TERMINAL:
+        raise Conflict(f"sweep {sweep_id} is already {sweep.status}; only a running sweep can be cancelled")
+    now = utcnow()
+    res = session.execute(update(Sweep).where(Sweep.id == sweep_id, Sweep.status == RUNNING).values(
+        status=SWEEP_CANCELLED, reason=reason, finished_at=now, updated_at=now, lease_owner=None,
+        lease_expires=None).execution_options(**_NO_SYNC))
+    session.commit()
+    if res.rowcount != 1:
+        raise Conflict(f"sweep {sweep_id} has just ended; only a running sweep can be cancelled")
+    _stop_active(session, executor, owner=owner, sweep_id=sweep_id, status=TRIAL_CANCELLED)
+    session.refresh(sweep)
+    return sweep
+
+
+def _stop_active(session: Session, executor: Executor, *, owner: str, sweep_id: str, status: str) -> None:
+    for t in trials_of(session, owner=owner, sweep_id=sweep_id):
+        if t.status in TRIAL_ACTIVE:
+            _cancel_job(session, executor, owner=owner, job_id=t.job_id)
+            t.status, t.finished_at = status, utcnow()
+    session.commit()
+
+
+def _cancel_job(session: Session, executor: Executor, *, owner: str, job_id: str | None) -> None:
+    if job_id is None:
+        return
+    try:
+        jobs_service.cancel(session, executor, owner=owner, job_id=job_id)
+    except (Conflict, NotFound):
+        session.rollback()  # it ended (or was deleted) meanwhile
+
+
+def delete(session: Session, storage: Storage, *, owner: str, sweep_id: str, model_cache) -> None:
+    """Delete a finished sweep with its trials' jobs and networks; trained models stay (409 while it runs)."""
+    sweep = get_or_raise(session, owner=owner, sweep_id=sweep_id)
+    if sweep.status not in SWEEP_TERMINAL:
+        raise Conflict(f"sweep {sweep_id} is {sweep.status}; cancel it first")
+    trials = trials_of(session, owner=owner, sweep_id=sweep_id)
+    for t in trials:
+        if t.job_id is not None:
+            try:
+                jobs_service.delete(session, storage, owner=owner, job_id=t.job_id, model_cache=model_cache)
+            except NotFound:
+                session.rollback()
+        if t.network_id is not None:
+            try:
+                networks_service.delete(session, owner=owner, network_id=t.network_id)
+            except (NotFound, Conflict):
+                session.rollback()
+    session.execute(delete_(SweepTrial).where(SweepTrial.sweep_id == sweep_id, SweepTrial.owner == owner)
+                    .execution_options(**_NO_SYNC))
+    session.execute(delete_(Sweep).where(Sweep.id == sweep_id, Sweep.owner == owner).execution_options(**_NO_SYNC))
+    session.commit()
+
+
+# -- driver side --------------------------------------------------------------------------------------------
+def runnable(session: Session) -> list[str]:
+    """Ids of the running sweeps, oldest first."""
+    ids = list(session.scalars(select(Sweep.id).where(Sweep.status == RUNNING).order_by(Sweep.created_at)).all())
+    session.rollback()
+    return ids
+
+
+def take_lease(session: Session, *, sweep_id: str, driver: str, seconds: float) -> bool:
+    """Take (or renew) the lease on a running sweep: free, expired, or already ours."""
+    now = utcnow()
+    res = session.execute(update(Sweep).where(
+        Sweep.id == sweep_id, Sweep.status == RUNNING,
+        or_(Sweep.lease_owner.is_(None), Sweep.lease_owner == driver, Sweep.lease_expires < now))
+        .values(lease_owner=driver, lease_expires=now + timedelta(seconds=seconds)).execution_options(**_NO_SYNC))
+    session.commit()
+    return res.rowcount == 1
+
+
+def release(session: Session, *, driver: str) -> None:
+    """Give up every lease of ``driver`` (at shutdown), so another process takes over at once."""
+    session.execute(update(Sweep).where(Sweep.lease_owner == driver).values(lease_owner=None, lease_expires=None)
+                    .execution_options(**_NO_SYNC))
+    session.commit()
+
+
+def step(session: Session, executor: Executor, settings: Settings, *, sweep_id: str) -> None:
+    """One round of the driver: read trial jobs, prune, stop at the budget, ask Optuna for new trials."""
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None or sweep.status != RUNNING:
+        return
+    req = SweepCreate.model_validate(sweep.request)
+    trials = trials_of(session, owner=sweep.owner, sweep_id=sweep.id)
+    before = [t.status for t in trials]
+    new_values = _refresh(session, sweep, req, trials)
+    if req.pruner != "none" and new_values:
+        _prune(session, executor, sweep, req, trials, new_values)
+    _update_best(session, sweep, req, trials, changed=before != [t.status for t in trials])
+    if sweep.status != RUNNING:
+        return
+    elapsed = (utcnow() - sweep.created_at).total_seconds()
+    if req.max_seconds is not None and elapsed >= req.max_seconds:
+        _finish(session, sweep, SWEEP_SUCCEEDED, f"max_seconds={req.max_seconds:g} reached")
+        _stop_active(session, executor, owner=sweep.owner, sweep_id=sweep.id, status=TRIAL_CANCELLED)
+        return
+    active = [t for t in trials if t.status in TRIAL_ACTIVE]
+    for t in active:
+        if t.status == PENDING and not _launch(session, executor, settings, sweep, req, t):
+            return  # over the job quota: try again at the next step
+    exhausted = req.max_trials is not None and len(trials) >= req.max_trials
+    if exhausted and not any(t.status in TRIAL_ACTIVE for t in trials):
+        _finish(session, sweep, SWEEP_SUCCEEDED, f"max_trials={req.max_trials} reached")
+        return
+    while not exhausted and sum(t.status in TRIAL_ACTIVE for t in trials) < req.parallelism:
+        t = _ask(session, sweep, req, trials)
+        trials.append(t)
+        if not _launch(session, executor, settings, sweep, req, t):
+            return
+        exhausted = req.max_trials is not None and len(trials) >= req.max_trials
+
+
+def _finish(session: Session, sweep: Sweep, status: str, reason: str) -> None:
+    now = utcnow()
+    session.execute(update(Sweep).where(Sweep.id == sweep.id, Sweep.status == RUNNING).values(
+        status=status, reason=reason, finished_at=now, updated_at=now, lease_owner=None, lease_expires=None)
+        .execution_options(**_NO_SYNC))
+    session.commit()
+    session.refresh(sweep)
+    log.info("sweep %s: %s (%s)", sweep.id, sweep.status, reason)
+
+
+def _refresh(session: Session, sweep: Sweep, req: SweepCreate, trials: list[SweepTrial]) -> dict[int, list]:
+    """Read each running trial's job: new per-epoch metric values, and its outcome when it ended."""
+    new: dict[int, list] = {}
+    for t in trials:
+        if t.status != TRIAL_RUNNING or t.job_id is None:
+            continue
+        job = session.scalars(select(Job).where(Job.id == t.job_id, Job.owner == sweep.owner)).first()
+        rows = session.scalars(select(JobMetric.metrics).where(
+            JobMetric.job_id == t.job_id, JobMetric.owner == sweep.owner, JobMetric.epoch > t.epoch)
+            .order_by(JobMetric.epoch)).all()
+        values = [(int(m["epoch"]), float(m[req.metric])) for m in rows if m.get(req.metric) is not None]
+        if values:
+            new[t.number] = values
+        _record_values(t, values)
+        if job is None:
+            t.status, t.error, t.finished_at = TRIAL_FAILED, "its job was deleted", utcnow()
+        elif job.status == SUCCEEDED:
+            final = (job.metrics or {}).get(req.metric)
+            t.status, t.model_id, t.finished_at = COMPLETE, job.model_id, utcnow()
+            t.value = float(final) if final is not None else None
+            t.epoch = job.epoch
+        elif job.status in (FAILED, CANCELLED):
+            t.status, t.error, t.finished_at = (TRIAL_FAILED if job.status == FAILED else TRIAL_CANCELLED,
+                                                job.error, utcnow())
+            new.pop(t.number, None)
+    session.commit()
+    return new
+
+
+def _record_values(t: SweepTrial, values: list) -> None:
+    if values:
+        t.intermediate = {**(t.intermediate or {}), **{str(e): v for e, v in values}}
+        t.epoch = max(e for e, _ in values)
+
+
+def _prune(session: Session, executor: Executor, sweep: Sweep, req: SweepCreate, trials: list[SweepTrial],
+           new_values: dict[int, list]) -> None:
+    """Report each new epoch to Optuna's pruner in order; a pruned trial's job is cancelled.
+
+    A trial whose job ended before the driver saw its epochs is judged on them all the same (and is ``pruned``
+    if the rule says so at any epoch): the outcome depends on the metrics only, never on when they were read.
+    """
+    st = search.study(req, sweep.id, trials, number=len(trials), running=frozenset(new_values))
+    for t in trials:
+        if t.number not in new_values or t.status not in (TRIAL_RUNNING, COMPLETE):
+            continue
+        inter = {int(k): float(v) for k, v in (t.intermediate or {}).items() if int(k) < new_values[t.number][0][0]}
+        for epoch, value in new_values[t.number]:
+            inter[epoch] = value
+            if search.should_prune(st, t.number, inter):
+                if t.status == TRIAL_RUNNING:
+                    _cancel_job(session, executor, owner=sweep.owner, job_id=t.job_id)
+                t.status, t.finished_at, t.error = PRUNED, utcnow(), f"pruned by the {req.pruner} rule"
+                t.value = t.model_id = None
+                break
+        t.intermediate = {str(k): v for k, v in inter.items()}
+        t.epoch = max(inter)
+    session.commit()
+
+
+def _update_best(session: Session, sweep: Sweep, req: SweepCreate, trials: list[SweepTrial], *,
+                 changed: bool) -> None:
+    """When a trial ended: the best trial and Optuna's parameter importances, stored on the sweep row."""
+    if not changed and sweep.best_trial is not None:
+        return
+    order = ranked(sweep.request, trials)
+    best = order[0][0].number if order and order[0][1] == 1 else None
+    if not changed and best == sweep.best_trial:
+        return
+    imp = search.importances(search.study(req, sweep.id, trials, number=len(trials)))
+    session.execute(update(Sweep).where(Sweep.id == sweep.id).values(
+        best_trial=best, importances=imp, updated_at=utcnow()).execution_options(**_NO_SYNC))
+    session.commit()
+    session.refresh(sweep)
+
+
+def _ask(session: Session, sweep: Sweep, req: SweepCreate, trials: list[SweepTrial]) -> SweepTrial:
+    """Ask Optuna for trial number len(trials) and commit it as pending (before any job exists)."""
+    number = len(trials)
+    st = search.study(req, sweep.id, trials, number=number)
+    trial = st.ask()
+    params = search.suggest(req, trial)
+    t = SweepTrial(sweep_id=sweep.id, owner=sweep.owner, number=number, params=params, status=PENDING,
+                   epoch=0, intermediate={}, created_at=utcnow())
+    session.add(t)
+    session.commit()
+    return t
+
+
+def network_spec(req: SweepCreate, params: dict[str, Any], dataset, *, name: str) -> dict:
+    """The network of a trial: its hidden layers (dropout after each when > 0) and the data set's output."""
+    layers: list[dict] = []
+    for i in range(1, int(params["hidden_layers"]) + 1):
+        units = params["units"] if "units" in params else params[f"units_{i}"]
+        layers.append({"type": "dense", "units": int(units), "activation": params["activation"]})
+        if float(params["dropout"]) > 0:
+            layers.append({"type": "dropout", "rate": float(params["dropout"])})
+    if dataset.task == "classification":
+        loss = core.LOSSES["cross_entropy"]
+        layers.append({"type": "dense", "units": loss.output_units(len(dataset.classes or [])),
+                       "activation": "softmax"})
+        return {"name": name, "layers": layers, "loss": "cross_entropy"}
+    layers.append({"type": "dense", "units": int(dataset.n_outputs), "activation": "linear"})
+    return {"name": name, "layers": layers, "loss": "mse"}
+
+
+def _launch(session: Session, executor: Executor, settings: Settings, sweep: Sweep, req: SweepCreate,
+            t: SweepTrial) -> bool:
+    """Create the trial's network and job through their verbs (idempotent after a crash); False over quota."""
+    name = f"sweep {sweep.id} trial {t.number}"
+    if session.scalar(select(Sweep.status).where(Sweep.id == sweep.id)) != RUNNING:  # cancelled meanwhile
+        t.status, t.finished_at = TRIAL_CANCELLED, utcnow()
+        session.commit()
+        return False
+    try:
+        if t.network_id is None:
+            dataset = datasets_service.get_or_raise(session, owner=sweep.owner, dataset_id=req.dataset_id)
+            spec = network_spec(req, t.params, dataset, name=name)
+            net = networks_service.create(session, owner=sweep.owner, body=NetworkCreate(**spec), settings=settings)
+            t.network_id = net.id
+            session.commit()
+        if t.job_id is None:  # a job made before a crash is found by its network
+            t.job_id = session.scalar(select(Job.id).where(Job.owner == sweep.owner, Job.sweep_id == sweep.id,
+                                                           Job.network_id == t.network_id))
+        if t.job_id is None:
+            p = t.params
+            body = JobCreate(network_id=t.network_id, dataset_id=req.dataset_id,
+                             validation_dataset_id=req.validation_dataset_id,
+                             validation_split=req.validation_split or 0.0, epochs=int(p["epochs"]),
+                             batch_size=int(p["batch_size"]), weight_decay=float(p["weight_decay"]),
+                             optimizer={"type": p["optimizer"], "learning_rate": float(p["learning_rate"])},
+                             standardize=req.standardize, seed=req.seed)
+            job = jobs_service.create(session, executor, settings, owner=sweep.owner, body=body, sweep_id=sweep.id)
+            t.job_id = job.id
+    except TooManyRequests:
+        session.rollback()
+        return False
+    except (ServiceError, ValueError) as exc:
+        session.rollback()
+        detail = exc.detail if isinstance(exc, ServiceError) else str(exc)
+        t.status, t.error, t.finished_at = TRIAL_FAILED, f"cannot start the trial: {detail}", utcnow()
+        session.commit()
+        return True
+    t.status = TRIAL_RUNNING
+    session.commit()
+    if session.scalar(select(Sweep.status).where(Sweep.id == sweep.id)) != RUNNING:
+        _cancel_job(session, executor, owner=sweep.owner, job_id=t.job_id)
+        t.status, t.finished_at = TRIAL_CANCELLED, utcnow()
+        session.commit()
+        return False
+    return True
