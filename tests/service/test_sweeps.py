@@ -1,0 +1,216 @@
+"""Hyper-parameter sweeps (issue 17): seeded proposals, pruning, cancel, tenancy, quota, kill -9 and restart."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sklearn.datasets import load_digits
+
+from service.app import create_app
+from service.keys import service as keys_service
+from service.settings import Settings
+from service.sweeps import search
+from service.sweeps.schemas import SweepCreate
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def digits(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` of scikit-learn's bundled 8x8 digits: X float (n, 64), y int (n,)."""
+    X, y = load_digits(return_X_y=True)
+    return X[:n], y[:n]
+
+
+def _dataset(c, n: int = 300, headers=None) -> str:
+    X, y = digits(n)
+    r = c.post("/v1/datasets", json={"name": "digits", "X": X.tolist(), "y": y.tolist()}, headers=headers or {})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _wait(c, sweep_id: str, *, timeout: float, until=TERMINAL, headers=None) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        s = c.get(f"/v1/sweeps/{sweep_id}", headers=headers or {}).json()
+        if until(s) if callable(until) else s["status"] in until:
+            return s
+        if time.monotonic() > deadline:
+            raise AssertionError(f"sweep {sweep_id} still {s['status']} after {timeout}s: {s['counts']}")
+        time.sleep(0.1)
+
+
+# -- proposals ---------------------------------------------------------------------------------------------
+def _propose(body: dict, n: int) -> list[dict]:
+    """The driver's ask path (search.study + search.suggest) for n trials, each told a fixed function's value."""
+    req = SweepCreate(**body)
+    rows = []
+    for number in range(n):
+        st = search.study(req, "s", rows, number=number)
+        params = search.suggest(req, st.ask())
+        value = -abs(np.log10(params["learning_rate"]) + 2) + params["hidden_layers"] * 0.01
+        rows.append(SimpleNamespace(number=number, params=params, status="complete", value=value, intermediate={}))
+    return [r.params for r in rows]
+
+
+@pytest.mark.parametrize("strategy", ["grid", "random", "tpe"])
+def test_proposals_are_reproducible_from_the_seed(strategy):
+    space = {"hidden_layers": [1, 2, 3], "units": [16, 64], "learning_rate": [1e-3, 1e-2, 1e-1]}
+    if strategy != "grid":
+        space.update(units={"low": 16, "high": 256, "log": True},
+                     learning_rate={"low": 1e-4, "high": 1e-1, "log": True}, hidden_layers={"low": 1, "high": 3})
+    body = {"dataset_id": "d", "strategy": strategy, "max_trials": 14, "space": space, "direction": "maximize"}
+    first, again = _propose(dict(body, seed=7), 14), _propose(dict(body, seed=7), 14)
+    other = _propose(dict(body, seed=8), 14)
+    assert first == again
+    assert first != other
+    if strategy == "grid":  # 3 x 2 x 3 points, each once
+        assert len({tuple(sorted(p.items())) for p in first[:14]}) == 14
+    else:
+        assert all(16 <= p[f"units_{i}"] <= 256 for p in first for i in range(1, p["hidden_layers"] + 1))
+        assert all(1e-4 <= p["learning_rate"] <= 1e-1 for p in first)
+
+
+def test_the_same_request_proposes_the_same_trials_through_the_api(tmp_path):
+    """No workers: the driver asks `parallelism` trials, queued as jobs; two equal requests get equal trials."""
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=0))) as c:
+        ds = _dataset(c, 60)
+        body = {"dataset_id": ds, "strategy": "tpe", "seed": 3, "max_trials": 10, "parallelism": 3,
+                "space": {"epochs": 2, "activation": ["relu", "tanh"], "dropout": {"low": 0, "high": 0.5}}}
+        ids = [c.post("/v1/sweeps", json=body).json()["id"] for _ in range(2)]
+        got = [_wait(c, i, timeout=20, until=lambda s: s["counts"].get("running", 0) == 3) for i in ids]
+        params = [sorted((t["number"], t["params"]) for t in s["trials"]) for s in got]
+        params = [[(n, sorted(p.items())) for n, p in ps] for ps in params]
+        assert params[0] == params[1] and len(params[0]) == 3
+        jobs = c.get("/v1/jobs", params={"sweep_id": ids[0]}).json()
+        assert jobs["total"] == 3 and {j["sweep_id"] for j in jobs["items"]} == {ids[0]}
+        assert {j["status"] for j in jobs["items"]} == {"queued"}
+        assert {j["id"] for j in jobs["items"]} == {t["job_id"] for t in got[0]["trials"]}
+
+
+def test_create_errors_name_the_field(tmp_path):
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=0, max_epochs=50))) as c:
+        ds = _dataset(c, 40)
+        r = c.post("/v1/sweeps", json={"dataset_id": "nope", "max_trials": 2})
+        assert r.status_code == 404 and r.json()["detail"] == "dataset nope not found"
+        r = c.post("/v1/sweeps", json={"dataset_id": ds})
+        assert r.status_code == 422 and "give a budget: max_trials and/or max_seconds" in str(r.json()["detail"])
+        r = c.post("/v1/sweeps", json={"dataset_id": ds, "strategy": "grid"})
+        assert r.status_code == 422
+        assert r.json()["detail"] == "space.units: the grid strategy needs a list of values, not a log range"
+        r = c.post("/v1/sweeps", json={"dataset_id": ds, "max_trials": 2, "metric": "val_r2"})
+        assert r.status_code == 422 and r.json()["detail"].startswith("metric: 'val_r2' is not available for "
+                                                                      "classification")
+        r = c.post("/v1/sweeps", json={"dataset_id": ds, "max_trials": 2, "space": {"epochs": [10, 60]}})
+        assert r.status_code == 422
+        assert r.json()["detail"] == "space.epochs: 60 is more than the limit max_epochs=50 (MLP_MAX_EPOCHS)"
+        r = c.get("/v1/sweeps/unknown")
+        assert r.status_code == 404 and r.json()["detail"] == "sweep unknown not found"
+
+
+# -- running sweeps --------------------------------------------------------------------------------------
+def test_pruning_stops_the_deliberately_bad_trials(tmp_path):
+    """A grid of two good and two hopeless learning rates (seed 4 runs the good ones first, as its two start-up
+    trials): the median rule stops the hopeless ones after their first epoch, and cancels their jobs."""
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=1))) as c:
+        ds = _dataset(c, 400)
+        r = c.post("/v1/sweeps", json={
+            "dataset_id": ds, "strategy": "grid", "seed": 4, "parallelism": 1, "pruner": "median",
+            "pruner_startup_trials": 2, "metric": "val_accuracy",
+            "space": {"hidden_layers": 1, "units": [32], "learning_rate": [0.02, 0.01, 1e-7, 2e-7],
+                      "epochs": 25, "batch_size": 8}})
+        assert r.status_code == 202, r.text
+        assert r.headers["location"] == f"/v1/sweeps/{r.json()['id']}"
+        s = _wait(c, r.json()["id"], timeout=120)
+        assert s["status"] == "succeeded" and s["reason"] == "max_trials=4 reached", s
+        by_lr = {t["params"]["learning_rate"]: t for t in s["trials"]}
+        for lr in (0.02, 0.01):
+            assert by_lr[lr]["status"] == "complete" and by_lr[lr]["value"] > 0.8, by_lr[lr]
+        for lr in (1e-7, 2e-7):
+            t = by_lr[lr]
+            assert t["status"] == "pruned" and t["epoch"] == 1 and t["value"] is None, t
+            deadline = time.monotonic() + 10  # the last one may still be stopping (within one minibatch)
+            while (job := c.get(f"/v1/jobs/{t['job_id']}").json())["status"] == "running":
+                assert time.monotonic() < deadline, job
+                time.sleep(0.05)
+            assert job["status"] == "cancelled" and job["progress"]["epoch"] < 25, job
+        assert [t["rank"] for t in s["trials"]] == [1, 2, None, None]
+        assert s["best_model_id"] == s["trials"][0]["model_id"] is not None
+        assert s["best_value"] == max(by_lr[0.02]["value"], by_lr[0.01]["value"])
+        assert "learning_rate" in s["importances"]
+        assert c.get(f"/v1/models/{s['best_model_id']}").status_code == 200
+
+
+def test_cancel_stops_every_running_trial_and_delete(tmp_path):
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=2))) as c:
+        ds = _dataset(c, 300)
+        sid = c.post("/v1/sweeps", json={"dataset_id": ds, "strategy": "random", "max_trials": 6, "parallelism": 2,
+                                         "pruner": "none", "space": {"epochs": 1000, "batch_size": 4}}).json()["id"]
+
+        def both_training(s):
+            jobs = c.get("/v1/jobs", params={"sweep_id": sid}).json()["items"]
+            return len(jobs) == 2 and all(j["status"] == "running" and j["progress"]["epoch"] >= 1 for j in jobs)
+        _wait(c, sid, timeout=90, until=both_training)
+        r = c.delete(f"/v1/sweeps/{sid}")
+        assert r.status_code == 409 and r.json()["detail"] == f"sweep {sid} is running; cancel it first"
+        t0 = time.monotonic()
+        r = c.post(f"/v1/sweeps/{sid}/cancel")
+        assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+        assert r.json()["counts"] == {"cancelled": 2}
+        while any(j["status"] != "cancelled" for j in c.get("/v1/jobs", params={"sweep_id": sid}).json()["items"]):
+            assert time.monotonic() - t0 < 10, "trial jobs still running 10 s after the cancel"
+            time.sleep(0.05)
+        jobs = c.get("/v1/jobs", params={"sweep_id": sid}).json()["items"]
+        assert all(j["progress"]["epoch"] < 1000 for j in jobs)
+        r = c.post(f"/v1/sweeps/{sid}/cancel")
+        assert r.status_code == 409
+        assert r.json()["detail"] == f"sweep {sid} is already cancelled; only a running sweep can be cancelled"
+        time.sleep(0.5)  # the driver proposes nothing more
+        assert c.get(f"/v1/jobs", params={"sweep_id": sid}).json()["total"] == 2
+        assert c.get("/v1/sweeps").json()["total"] == 1
+        assert c.delete(f"/v1/sweeps/{sid}").status_code == 204
+        assert c.get(f"/v1/sweeps/{sid}").status_code == 404
+        assert c.get("/v1/jobs", params={"sweep_id": sid}).json()["total"] == 0
+        assert c.get("/v1/sweeps").json() == {"items": [], "total": 0}
+
+
+def test_tenancy_and_the_job_quota(tmp_path):
+    """Another tenant's sweep is the same 404 as an unknown one; a sweep's trials count against the job quota."""
+    app = create_app(Settings(data_dir=tmp_path / "data", workers=0, quota_max_jobs=2))
+    with app.state.sessionmaker() as session:
+        _, ka = keys_service.create(session, tenant="alice")
+        _, kb = keys_service.create(session, tenant="bob")
+    a, b = {"Authorization": f"Bearer {ka}"}, {"Authorization": f"Bearer {kb}"}
+    with TestClient(app) as c:
+        ds = _dataset(c, 60, headers=a)
+        sid = c.post("/v1/sweeps", headers=a, json={"dataset_id": ds, "max_trials": 5, "parallelism": 4,
+                                                   "space": {"epochs": 2}}).json()["id"]
+        _wait(c, sid, timeout=20, headers=a, until=lambda s: s["counts"].get("running", 0) == 2)
+        time.sleep(1.0)  # the driver keeps trying: the quota holds the sweep at 2 queued trials
+        s = c.get(f"/v1/sweeps/{sid}", headers=a).json()
+        assert s["counts"] == {"running": 2, "pending": 1}, s["counts"]
+        assert c.get("/v1/jobs", headers=a, params={"sweep_id": sid}).json()["total"] == 2
+        net = c.post("/v1/networks", headers=a, json={"layers": [{"type": "dense", "units": 10,
+                                                                  "activation": "softmax"}],
+                                                       "loss": "cross_entropy"}).json()
+        r = c.post("/v1/jobs", headers=a, json={"network_id": net["id"], "dataset_id": ds, "epochs": 2})
+        assert r.status_code == 429
+        assert r.json()["detail"].startswith("quota exceeded: tenant alice already has 2 queued or running jobs")
+        for path in (f"/v1/sweeps/{sid}", "/v1/sweeps/unknown"):
+            r = c.get(path, headers=b)
+            assert r.status_code == 404 and r.json()["detail"] == f"sweep {path.rsplit('/', 1)[1]} not found"
+        for method, path in (("post", f"/v1/sweeps/{sid}/cancel"), ("delete", f"/v1/sweeps/{sid}"),
+                             ("get", f"/v1/sweeps/{sid}/events")):
+            r = c.request(method.upper(), path, headers=b)
+            assert r.status_code == 404 and r.json()["detail"] == f"sweep {sid} not found"
+        assert c.get("/v1/sweeps", headers=b).json() == {"items": [], "total": 0}
+        assert c.get("/v1/jobs", headers=b, params={"sweep_id": sid}).json()["total"] == 0
+        r = c.post("/v1/sweeps", headers=b, json={"dataset_id": ds, "max_trials": 1})
+        assert r.status_code == 404 and r.json()["detail"] == f"dataset {ds} not found"
+        assert c.get("/v1/sweeps", headers=a).json()["total"] == 1
+        assert c.post(f"/v1/sweeps/{sid}/cancel", headers=a).json()["counts"] == {"cancelled": 3}
+        assert c.post("/v1/jobs", headers=a, json={"network_id": net["id"], "dataset_id": ds,
+                                                   "epochs": 2}).status_code == 202
