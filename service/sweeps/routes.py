@@ -67,13 +67,17 @@ def delete_sweep(sweep_id: str, request: Request, session: SessionDep, owner: Ow
     return Response(status_code=204)
 
 
+SSE_EXAMPLE = ('id: 0\nevent: trial\ndata: {"number":0,"status":"complete","value":0.96,"epoch":10,...}\n\n'
+               'event: end\ndata: {"id":"5e1c...","status":"succeeded","best_trial":0,...}\n\n')
+
+
 def _sse(event: str, data: dict, event_id: int | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
 
 @router.get("/{sweep_id}/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}},
                              "description": "One `trial` event per trial that ends (id: its number), then `end`."},
                        404: {"description": "Unknown sweep"}})
 async def sweep_events(sweep_id: str, request: Request, owner: OwnerDep) -> StreamingResponse:

@@ -20,10 +20,10 @@ class _Strict(BaseModel):
 
 # An integer range searched by Optuna (``log``: sampled on a log scale; ``step``: grid spacing).
 class IntRange(_Strict):
-    low: int = Field(ge=0)
-    high: int = Field(ge=0)
-    log: bool = False
-    step: int = Field(1, ge=1)
+    low: int = Field(ge=0, description="Smallest value.")
+    high: int = Field(ge=0, description="Largest value (included).")
+    log: bool = Field(False, description="Sample on a log scale.")
+    step: int = Field(1, ge=1, description="Spacing of the values.")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -36,9 +36,9 @@ class IntRange(_Strict):
 
 # A float range searched by Optuna (``log``: sampled on a log scale, e.g. learning rates).
 class FloatRange(_Strict):
-    low: float = Field(ge=0)
-    high: float = Field(ge=0)
-    log: bool = False
+    low: float = Field(ge=0, description="Smallest value.")
+    high: float = Field(ge=0, description="Largest value.")
+    log: bool = Field(False, description="Sample on a log scale (learning rates, weight decay).")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -62,13 +62,15 @@ class SearchSpace(_Strict):
                           description="Units of each hidden layer (units_1, units_2, ... one per layer; one "
                                       "shared `units` with shared_units or the grid strategy).")
     shared_units: bool = Field(False, description="All hidden layers get the same number of units.")
-    activation: ActivationName | list[ActivationName] = "relu"
+    activation: ActivationName | list[ActivationName] = Field("relu", description="Hidden activation, or a list "
+                                                                              "of choices.")
     dropout: FloatDim = Field(0.0, description="Dropout rate after each hidden layer (0 = none).")
-    optimizer: OptimizerName | list[OptimizerName] = "adam"
-    learning_rate: FloatDim = Field(default_factory=lambda: FloatRange(low=1e-4, high=1e-1, log=True))
-    batch_size: IntDim = 32
-    weight_decay: FloatDim = 0.0
-    epochs: IntDim = 10
+    optimizer: OptimizerName | list[OptimizerName] = Field("adam", description="Optimizer, or a list of choices.")
+    learning_rate: FloatDim = Field(default_factory=lambda: FloatRange(low=1e-4, high=1e-1, log=True),
+                                    description="Step size (default a log range 1e-4..1e-1).")
+    batch_size: IntDim = Field(32, description="Rows per minibatch.")
+    weight_decay: FloatDim = Field(0.0, description="L2 penalty.")
+    epochs: IntDim = Field(10, description="Passes over the data of each trial (the pruner may stop it sooner).")
 
 
 # Body of POST /v1/sweeps.
@@ -81,13 +83,14 @@ class SweepCreate(_Strict):
         "max_trials": 40, "metric": "val_accuracy", "direction": "maximize", "parallelism": 2,
         "pruner": "median"}]})
 
-    name: str | None = Field(None, max_length=200)
-    dataset_id: str
-    validation_dataset_id: str | None = None
+    name: str | None = Field(None, max_length=200, description="A label for the sweep.")
+    dataset_id: str = Field(description="The training data set.")
+    validation_dataset_id: str | None = Field(None, description="A separate validation data set.")
     validation_split: float | None = Field(None, gt=0, lt=1, description="Default 0.2 without "
                                                                          "validation_dataset_id.")
-    space: SearchSpace = Field(default_factory=SearchSpace)
-    strategy: Literal["grid", "random", "tpe"] = "tpe"
+    space: SearchSpace = Field(default_factory=SearchSpace, description="What is searched.")
+    strategy: Literal["grid", "random", "tpe"] = Field("tpe", description="Optuna's GridSampler, RandomSampler or "
+                                                                         "TPESampler (Bayesian).")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="The same request proposes the same trials.")
     max_trials: int | None = Field(None, ge=1, le=10_000, description="Trials at most (grid: default its size).")
     max_seconds: float | None = Field(None, gt=0, description="Wall time of the sweep at most; running trials "
@@ -96,11 +99,12 @@ class SweepCreate(_Strict):
                                                         "(regression).")
     direction: Literal["minimize", "maximize"] | None = Field(None, description="Default from the metric.")
     parallelism: int = Field(1, ge=1, le=64, description="Trials running at the same time at most.")
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner: Literal["median", "hyperband", "none"] = Field("median", description="Optuna's MedianPruner or "
+                                                                                "HyperbandPruner, fed each epoch.")
     pruner_startup_trials: int = Field(5, ge=0, description="Median pruner: finished trials before it prunes.")
     pruner_warmup_epochs: int = Field(0, ge=0, description="Median pruner: epochs of a trial before it may be "
                                                            "pruned.")
-    standardize: bool = True
+    standardize: bool = Field(True, description="Standardize numeric columns (as in POST /v1/jobs).")
 
     @model_validator(mode="after")
     def _budget(self):
@@ -112,20 +116,36 @@ class SweepCreate(_Strict):
 
 
 
+SWEEP_EXAMPLE = {
+    "id": "5e1c0a9b7d6f4e3a2b1c0d9e8f7a6b5c", "name": "digits", "status": "succeeded",
+    "reason": "max_trials=2 reached", "strategy": "tpe", "metric": "val_accuracy", "direction": "maximize",
+    "parallelism": 2, "max_trials": 2, "max_seconds": None, "counts": {"complete": 1, "pruned": 1},
+    "best_trial": 0, "best_value": 0.96, "best_model_id": "d1da0a60d09c44c98bd7a7475d4094cd",
+    "importances": None,
+    "trials": [{"number": 0, "rank": 1, "status": "complete", "params": {"hidden_layers": 1, "units_1": 64,
+                "learning_rate": 0.01}, "value": 0.96, "epoch": 10, "job_id": "7b8b965ad4bca0e41ab51de7b31363a1",
+                "network_id": "3f0c9a1e8b7d4c2a9e6f5d4c3b2a1908", "model_id": "d1da0a60d09c44c98bd7a7475d4094cd",
+                "error": None, "created_at": "2026-11-30T17:00:00Z", "finished_at": "2026-11-30T17:00:02Z"}],
+    "request": {"dataset_id": "9b1f0e2d3c4b5a69788796a5b4c3d2e1", "strategy": "tpe", "max_trials": 2},
+    "created_at": "2026-11-30T17:00:00Z", "updated_at": "2026-11-30T17:00:04Z",
+    "finished_at": "2026-11-30T17:00:04Z"}
+
+
 # One trial as the API shows it; ``rank`` orders finished trials by the metric (1 = best).
 class TrialRead(BaseModel):
-    number: int
-    rank: int | None = None
-    status: Literal["pending", "running", "complete", "pruned", "failed", "cancelled"]
-    params: dict[str, Any]
+    number: int = Field(description="Optuna's trial number (0, 1, ...).")
+    rank: int | None = Field(None, description="1 = best complete trial; None unless complete.")
+    status: Literal["pending", "running", "complete", "pruned", "failed", "cancelled"] = Field(
+        description="pending (no job yet), running (job queued or running), complete, pruned, failed, cancelled.")
+    params: dict[str, Any] = Field(description="The trial's hyper-parameters.")
     value: float | None = Field(None, description="The metric at the trial's last epoch.")
     epoch: int = Field(description="Epochs reached (for a pruned trial: the epoch it was stopped at).")
-    job_id: str | None
-    network_id: str | None
-    model_id: str | None
-    error: str | None
-    created_at: datetime
-    finished_at: datetime | None
+    job_id: str | None = Field(description="The trial's training job.")
+    network_id: str | None = Field(description="The trial's network.")
+    model_id: str | None = Field(description="The trained model of a complete trial.")
+    error: str | None = Field(description="Why it was pruned, failed or could not start.")
+    created_at: datetime = Field(description="When Optuna proposed it.")
+    finished_at: datetime | None = Field(description="When it ended.")
 
     @classmethod
     def from_row(cls, t, rank: int | None = None) -> "TrialRead":
@@ -137,30 +157,35 @@ class TrialRead(BaseModel):
 
 # A sweep as the API shows it: status, counts, best trial, trials ranked by the metric, importances.
 class SweepRead(BaseModel):
-    id: str
-    name: str | None
-    status: Literal["running", "succeeded", "failed", "cancelled"]
-    reason: str | None
-    strategy: str
-    metric: str
-    direction: str
-    parallelism: int
-    max_trials: int | None
-    max_seconds: float | None
+    model_config = ConfigDict(json_schema_extra={"examples": [SWEEP_EXAMPLE]})
+
+    id: str = Field(description="The sweep's id.")
+    name: str | None = Field(description="Its label.")
+    status: Literal["running", "succeeded", "failed", "cancelled"] = Field(description="running until the budget "
+                                                                                     "is spent or it is cancelled.")
+    reason: str | None = Field(description="Why it ended.")
+    strategy: str = Field(description="grid, random or tpe.")
+    metric: str = Field(description="The metric optimised.")
+    direction: str = Field(description="minimize or maximize.")
+    parallelism: int = Field(description="Trials running at the same time at most.")
+    max_trials: int | None = Field(description="Trial budget.")
+    max_seconds: float | None = Field(description="Time budget.")
     counts: dict[str, int] = Field(description="Trials per status.")
-    best_trial: int | None
-    best_value: float | None
-    best_model_id: str | None
+    best_trial: int | None = Field(description="Number of the best complete trial.")
+    best_value: float | None = Field(description="Its metric.")
+    best_model_id: str | None = Field(description="Its trained model (predict with it).")
     importances: dict[str, float] | None = Field(None, description="Optuna's parameter importances (>= 2 "
                                                                    "complete trials).")
     trials: list[TrialRead] = Field(default_factory=list, description="Ranked: best first.")
-    request: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
+    request: dict[str, Any] = Field(description="The request with defaults filled in.")
+    created_at: datetime = Field(description="When it was created.")
+    updated_at: datetime = Field(description="Last change of its best trial or importances.")
+    finished_at: datetime | None = Field(description="When it ended.")
 
 
 # A page of sweeps (without their trials).
 class SweepList(BaseModel):
-    items: list[SweepRead]
-    total: int
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [SWEEP_EXAMPLE], "total": 1}]})
+
+    items: list[SweepRead] = Field(description="This page.")
+    total: int = Field(description="Sweeps in all.")
