@@ -33,3 +33,17 @@ def choice(value, field: str, table) -> str:
     if value not in table:
         raise ValueError(f"{field} must be one of {', '.join(table)}, got {value!r}")
     return value
+
+
+def positive_number(value, field: str) -> float:
+    """``value`` as a finite float > 0.
+
+    Raises
+    ------
+    ValueError
+        ``{field} must be a number > 0, got ...``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{field} must be a number > 0, got {value!r}")
+    return float(value)

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from . import _blas
-from ._spec import choice, int_field
+from ._spec import choice, int_field, positive_number
 from .activations import ACTIVATIONS
 from .initializers import INITS, default_init
 
@@ -42,6 +42,9 @@ class Layer(ABC):
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        # Arrays learned in training but not by gradients (batch norm's running
+        # statistics): saved with the model and in checkpoints.
+        self.state: dict[str, np.ndarray] = {}
         self.input_dim: int | None = None
         self.output_dim: int | None = None
         self.dtype = np.float32
@@ -190,6 +193,19 @@ class Layer(ABC):
             when ``need_input_grad`` is False and the layer skipped it.
         """
 
+    def constrain(self) -> None:
+        """Apply the layer's weight constraint after an optimizer step (none here)."""
+
+    @property
+    def constrained(self) -> bool:
+        """Whether ``constrain`` does anything (``fit`` calls it only then).
+
+        Returns
+        -------
+        bool
+        """
+        return False
+
     @abstractmethod
     def spec(self) -> dict:
         """The layer's spec, as ``normalize`` returns it.
@@ -211,19 +227,25 @@ class Dense(Layer):
         A key of ``ACTIVATIONS``.
     init : str or None
         A key of ``INITS``; default He for relu-like activations, else Glorot.
+    max_norm : float or None
+        After every optimizer step, rescale each unit's incoming weights (a column
+        of ``W``) whose L2 norm exceeds this to exactly this norm (Keras' ``MaxNorm``
+        kernel constraint; the bias is left alone).
 
     With ``skip_activation`` set (by the network, when the loss applies the
     output activation itself), ``forward`` returns the logits ``x @ W + b``.
     """
 
     type = "dense"
-    fields = ("units", "activation", "init")
+    fields = ("units", "activation", "init", "max_norm")
     activation_field = "activation"
     units_field = "units"
 
-    def __init__(self, units: int, activation: str = "linear", init: str | None = None):
+    def __init__(self, units: int, activation: str = "linear", init: str | None = None,
+                 max_norm: float | None = None):
         super().__init__()
         self.units = units
+        self.max_norm = max_norm
         self.activation_name = activation
         self.activation = ACTIVATIONS[activation]
         self.init = init or default_init(activation)
@@ -238,7 +260,11 @@ class Dense(Layer):
         init = cfg.get("init")
         if init is not None:
             choice(init, f"{where}.init", INITS)
-        return {"type": "dense", "units": units, "activation": act, "init": init}
+        out = {"type": "dense", "units": units, "activation": act, "init": init}
+        max_norm = cfg.get("max_norm")
+        if max_norm is not None:
+            out["max_norm"] = positive_number(max_norm, f"{where}.max_norm")
+        return out
 
     @classmethod
     def spec_n_params(cls, cfg, input_dim):
@@ -328,9 +354,25 @@ class Dense(Layer):
             ones = self._bufs[("ones", n)] = np.ones(n, dtype=self.dtype)
         return ones
 
+    @property
+    def constrained(self):
+        return self.max_norm is not None
+
+    def constrain(self):
+        if self.max_norm is None:
+            return
+        W = self.params["W"]
+        norms = np.sqrt(np.einsum("ij,ij->j", W, W))
+        over = norms > self.max_norm
+        if over.any():
+            W[:, over] *= (self.max_norm / norms[over]).astype(W.dtype)
+
     def spec(self):
-        return {"type": "dense", "units": self.units, "activation": self.activation_name,
-                "init": self.init}
+        out = {"type": "dense", "units": self.units, "activation": self.activation_name,
+               "init": self.init}
+        if self.max_norm is not None:
+            out["max_norm"] = self.max_norm
+        return out
 
 
 class ActivationLayer(Layer):
@@ -419,5 +461,107 @@ class Dropout(Layer):
         return {"type": "dropout", "rate": self.rate}
 
 
+class BatchNorm(Layer):
+    """Batch normalisation (Ioffe & Szegedy) over the features of its input.
+
+    In training each feature is normalised with the batch's mean and (biased)
+    variance, ``y = gamma (x - mean) / sqrt(var + eps) + beta``, and the running
+    statistics move towards the batch's: ``running = (1 - momentum) running +
+    momentum batch`` (PyTorch's convention; the running variance takes the
+    unbiased batch variance). At inference the running statistics are used.
+
+    Parameters
+    ----------
+    momentum : float in (0, 1]
+        Weight of each batch in the running statistics (default 0.1).
+    eps : float > 0
+        Added to the variance (default 1e-5).
+    """
+
+    type = "batch_norm"
+    fields = ("momentum", "eps")
+    may_be_last = False
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+        self._xhat: np.ndarray | None = None
+        self._inv_std: np.ndarray | None = None
+
+    @classmethod
+    def normalize(cls, cfg, where):
+        momentum = cfg.get("momentum")
+        momentum = 0.1 if momentum is None else positive_number(momentum, f"{where}.momentum")
+        if momentum > 1:
+            raise ValueError(f"{where}.momentum must be in (0, 1], got {momentum!r}")
+        eps = cfg.get("eps")
+        eps = 1e-5 if eps is None else positive_number(eps, f"{where}.eps")
+        return {"type": "batch_norm", "momentum": momentum, "eps": eps}
+
+    @classmethod
+    def spec_n_params(cls, cfg, input_dim):
+        return 2 * input_dim
+
+    def build(self, input_dim, rng, dtype=np.float32):
+        super().build(input_dim, rng, dtype)
+        d, dt = input_dim, self.dtype
+        self.params = {"gamma": np.ones(d, dtype=dt), "beta": np.zeros(d, dtype=dt)}
+        self.grads = {"gamma": np.zeros(d, dtype=dt), "beta": np.zeros(d, dtype=dt)}
+        self.state = {"running_mean": np.zeros(d, dtype=dt), "running_var": np.ones(d, dtype=dt)}
+        self._bufs = {}
+        return d
+
+    def forward(self, x, training=False):
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if not training:
+            scale = gamma / np.sqrt(self.state["running_var"] + self.eps)
+            y = x - self.state["running_mean"]
+            y *= scale
+            y += beta
+            return y
+        n = x.shape[0]
+        mean = x.mean(axis=0)
+        xhat = self._buffer("xhat", x.shape)
+        np.subtract(x, mean, out=xhat)
+        var = np.einsum("ij,ij->j", xhat, xhat) / n
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        xhat *= inv_std
+        self._xhat, self._inv_std = xhat, inv_std.astype(self.dtype)
+        m = self.momentum
+        unbiased = var * (n / (n - 1)) if n > 1 else var
+        self.state["running_mean"] *= 1 - m
+        self.state["running_mean"] += m * mean
+        self.state["running_var"] *= 1 - m
+        self.state["running_var"] += (m * unbiased).astype(self.dtype)
+        y = self._buffer("y", x.shape)
+        np.multiply(xhat, gamma, out=y)
+        y += beta
+        return y
+
+    def backward(self, grad, need_input_grad=True, sgd_step=False):
+        xhat, gamma = self._xhat, self.params["gamma"]
+        n = grad.shape[0]
+        gg, gb = self.grads["gamma"], self.grads["beta"]
+        np.einsum("ij,ij->j", grad, xhat, out=gg)
+        np.sum(grad, axis=0, out=gb)
+        gin = None
+        if need_input_grad:
+            # dx = gamma / (n std) (n g - sum(g) - xhat sum(g xhat))
+            gin = self._buffer("gin", grad.shape)
+            np.multiply(xhat, gg, out=gin)
+            gin += gb
+            gin *= -1.0 / n
+            gin += grad
+            gin *= gamma * self._inv_std
+        if sgd_step:
+            gamma -= gg
+            self.params["beta"] -= gb
+        return gin
+
+    def spec(self):
+        return {"type": "batch_norm", "momentum": self.momentum, "eps": self.eps}
+
+
 # Every layer type, keyed by the ``type`` string the API accepts (in this order in messages).
-LAYERS: dict[str, type[Layer]] = {cls.type: cls for cls in (Dense, ActivationLayer, Dropout)}
+LAYERS: dict[str, type[Layer]] = {cls.type: cls for cls in (Dense, ActivationLayer, Dropout, BatchNorm)}

@@ -9,7 +9,10 @@ itself; the fused gradients are the well-known simple forms:
 * sigmoid + binary_cross_entropy:   dL/dz = (p - y) / n
 * linear + mse:                     dL/dz = 2 (y_pred - y) / (n * m)
 
-All values are means over the samples (and outputs, for regression).
+All values are means over the samples (and outputs, for regression). With
+per-sample weights ``w`` (class weights, a sample-weight column) a value is
+``sum_i w_i l_i / n`` (Keras' ``sample_weight`` convention: the weights
+scale each row's share; all ones give the plain mean), and so is its gradient.
 """
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ class Loss(ABC):
     units_rule = "n_outputs"
 
     @abstractmethod
-    def value(self, out: np.ndarray, y: np.ndarray) -> float:
+    def value(self, out: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> float:
         """Mean loss over the samples (and outputs, for regression).
 
         Parameters
@@ -58,6 +61,8 @@ class Loss(ABC):
             outputs with the activation applied (probabilities when fused).
         y : ndarray of shape (n_samples,) int64 class indices, or (n_samples, n_outputs) floats
             The targets.
+        w : ndarray of shape (n_samples,), the dtype of ``out``, or None
+            Per-sample weights: the value is ``sum_i w_i l_i / n``.
 
         Returns
         -------
@@ -66,7 +71,8 @@ class Loss(ABC):
         """
 
     @abstractmethod
-    def gradient(self, out: np.ndarray, y: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    def gradient(self, out: np.ndarray, y: np.ndarray, scale: float = 1.0,
+                 w: np.ndarray | None = None) -> np.ndarray:
         """Overwrite ``out`` with ``scale * dL/d(out)`` (``dL/dz`` when fused).
 
         Parameters
@@ -77,6 +83,8 @@ class Loss(ABC):
             The same targets as given to ``value``.
         scale : float
             Factor folded into the gradient (the learning rate, for plain SGD).
+        w : ndarray of shape (n_samples,), or None
+            The same per-sample weights as given to ``value``.
 
         Returns
         -------
@@ -181,21 +189,26 @@ class CrossEntropy(Loss):
     task = "classification"
     units_rule = "softmax needs one unit per class"
 
-    def value(self, out, y):
+    def value(self, out, y, w=None):
         # out holds logits (n, k); turned into probabilities in place.
         n = out.shape[0]
         out -= out.max(axis=1, keepdims=True)
-        picked_sum = float(out[_rows(n), y].sum())
+        picked = out[_rows(n), y]
         np.exp(out, out=out)
         s = out.sum(axis=1, keepdims=True)
-        loss = (float(np.log(s).sum()) - picked_sum) / n
+        if w is None:
+            loss = (float(np.log(s).sum()) - float(picked.sum())) / n
+        else:
+            loss = float(np.dot(w, np.log(s[:, 0]) - picked)) / n
         out /= s
         return loss
 
-    def gradient(self, out, y, scale=1.0):
+    def gradient(self, out, y, scale=1.0, w=None):
         n = out.shape[0]
         out[_rows(n), y] -= 1
         out *= scale / n
+        if w is not None:
+            out *= w[:, None]
         return out
 
     def check_units(self, units):
@@ -218,19 +231,21 @@ class BinaryCrossEntropy(Loss):
     n_classes = 2
     units_rule = "a sigmoid output needs 1 unit"
 
-    def value(self, out, y):
+    def value(self, out, y, w=None):
         # out holds logits (n, 1); loss = softplus(z) - z*y, stable for large |z|.
         z = out[:, 0]
         yf = y.astype(out.dtype, copy=False)
         loss = np.maximum(z, 0) - z * yf + np.log1p(np.exp(-np.abs(z)))
-        value = float(np.mean(loss))
+        value = float(np.mean(loss)) if w is None else float(np.dot(w, loss)) / len(loss)
         ACTIVATIONS["sigmoid"].forward(out, out=out)
         return value
 
-    def gradient(self, out, y, scale=1.0):
+    def gradient(self, out, y, scale=1.0, w=None):
         n = out.shape[0]
         out[:, 0] -= y
         out *= scale / n
+        if w is not None:
+            out *= w[:, None]
         return out
 
     def check_units(self, units):
@@ -250,14 +265,14 @@ class MeanSquaredError(Loss):
 
     name = "mse"
 
-    def value(self, out, y):
+    def value(self, out, y, w=None):
         d = out - y.reshape(out.shape)
-        return float(np.mean(d * d))
+        return _weighted_mean(d * d, w)
 
-    def gradient(self, out, y, scale=1.0):
+    def gradient(self, out, y, scale=1.0, w=None):
         out -= y.reshape(out.shape)
         out *= 2.0 * scale / out.size
-        return out
+        return _times_weights(out, w)
 
 
 class MeanAbsoluteError(Loss):
@@ -265,14 +280,73 @@ class MeanAbsoluteError(Loss):
 
     name = "mae"
 
-    def value(self, out, y):
-        return float(np.mean(np.abs(out - y.reshape(out.shape))))
+    def value(self, out, y, w=None):
+        return _weighted_mean(np.abs(out - y.reshape(out.shape)), w)
 
-    def gradient(self, out, y, scale=1.0):
+    def gradient(self, out, y, scale=1.0, w=None):
         out -= y.reshape(out.shape)
         np.sign(out, out=out)
         out *= scale / out.size
-        return out
+        return _times_weights(out, w)
+
+
+class Huber(Loss):
+    """Huber loss (PyTorch's ``HuberLoss``, Keras' ``Huber``), mean over samples and outputs:
+    ``d^2 / 2`` where ``|d| <= delta``, else ``delta (|d| - delta / 2)``; its gradient is
+    ``clip(d, -delta, delta)``. ``delta`` is set by ``with_delta`` (default 1.0)."""
+
+    name = "huber"
+
+    def __init__(self, delta: float = 1.0):
+        self.delta = float(delta)
+
+    def with_delta(self, delta: float) -> "Huber":
+        """This loss with another ``delta``.
+
+        Parameters
+        ----------
+        delta : float
+            > 0.
+
+        Returns
+        -------
+        Huber
+
+        Raises
+        ------
+        ValueError
+            When ``delta`` is not a positive number.
+        """
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta > 0 \
+                or delta == float("inf"):
+            raise ValueError(f"huber_delta must be a number > 0, got {delta!r}")
+        return self if float(delta) == self.delta else Huber(delta)
+
+    def value(self, out, y, w=None):
+        a = np.abs(out - y.reshape(out.shape))
+        small = np.minimum(a, self.delta)
+        # 0.5 min(a, delta)^2 + delta (a - min(a, delta)) is both branches at once.
+        loss = 0.5 * small * small + self.delta * (a - small)
+        return _weighted_mean(loss, w)
+
+    def gradient(self, out, y, scale=1.0, w=None):
+        out -= y.reshape(out.shape)
+        np.clip(out, -self.delta, self.delta, out=out)
+        out *= scale / out.size
+        return _times_weights(out, w)
+
+
+def _weighted_mean(per_entry: np.ndarray, w: np.ndarray | None) -> float:
+    """Mean of (n, m) per-entry losses; with row weights, ``sum_i w_i mean_j l_ij / n``."""
+    if w is None:
+        return float(np.mean(per_entry))
+    return float(np.dot(w, per_entry.mean(axis=1))) / per_entry.shape[0]
+
+
+def _times_weights(grad: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    if w is not None:
+        grad *= w[:, None]
+    return grad
 
 
 class _UnfusedCrossEntropy(Loss):
@@ -280,16 +354,16 @@ class _UnfusedCrossEntropy(Loss):
 
     name = "cross_entropy_probs"
 
-    def value(self, out, y):
+    def value(self, out, y, w=None):
         n = out.shape[0]
-        return float(-np.mean(np.log(np.maximum(out[np.arange(n), y], _TINY))))
+        return _weighted_mean(-np.log(np.maximum(out[np.arange(n), y], _TINY))[:, None], w)
 
-    def gradient(self, out, y, scale=1.0):
+    def gradient(self, out, y, scale=1.0, w=None):
         n = out.shape[0]
         g = np.zeros_like(out)
         g[np.arange(n), y] = -1.0 / np.maximum(out[np.arange(n), y], _TINY)
         out[...] = g * (scale / n)
-        return out
+        return _times_weights(out, w)
 
 
 class _UnfusedBinaryCrossEntropy(Loss):
@@ -297,24 +371,25 @@ class _UnfusedBinaryCrossEntropy(Loss):
 
     name = "binary_cross_entropy_probs"
 
-    def value(self, out, y):
+    def value(self, out, y, w=None):
         p = np.clip(out[:, 0], _TINY, 1 - _TINY)
-        return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+        return _weighted_mean(-(y * np.log(p) + (1 - y) * np.log1p(-p))[:, None], w)
 
-    def gradient(self, out, y, scale=1.0):
+    def gradient(self, out, y, scale=1.0, w=None):
         n = out.shape[0]
         p = np.clip(out[:, 0], _TINY, 1 - _TINY)
         out[:, 0] = (p - y) / (p * (1 - p)) * (scale / n)
-        return out
+        return _times_weights(out, w)
 
 
 LOSSES: dict[str, Loss] = {
     loss.name: loss
-    for loss in (CrossEntropy(), BinaryCrossEntropy(), MeanSquaredError(), MeanAbsoluteError())
+    for loss in (CrossEntropy(), BinaryCrossEntropy(), MeanSquaredError(), MeanAbsoluteError(), Huber())
 }
 UNFUSED_LOSSES: dict[str, Loss] = {
     "cross_entropy": _UnfusedCrossEntropy(),
     "binary_cross_entropy": _UnfusedBinaryCrossEntropy(),
     "mse": LOSSES["mse"],
     "mae": LOSSES["mae"],
+    "huber": LOSSES["huber"],
 }

@@ -15,7 +15,7 @@ from .losses import LOSSES
 from .preprocessing import Preprocessor
 
 FORMAT_VERSION = 1
-_SPEC_FIELDS = {"name", "input_dim", "layers", "loss"}
+_SPEC_FIELDS = {"name", "input_dim", "layers", "loss", "huber_delta"}
 
 
 def normalize_spec(spec: dict) -> dict:
@@ -50,6 +50,10 @@ def normalize_spec(spec: dict) -> dict:
         out["name"] = str(spec["name"])
     if spec.get("input_dim") is not None:
         out["input_dim"] = int_field(spec["input_dim"], "input_dim")
+    if spec.get("huber_delta") is not None:
+        if loss_name != "huber":
+            raise ValueError(f"huber_delta is only used with loss 'huber', not {loss_name!r}")
+        out["huber_delta"] = LOSSES["huber"].with_delta(spec["huber_delta"]).delta
     return out
 
 
@@ -233,6 +237,8 @@ class Network:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
         self.layers: list[Layer] = [LAYERS[c["type"]].from_spec(c) for c in self.spec["layers"]]
         self.loss = LOSSES[self.spec["loss"]]
+        if "huber_delta" in self.spec:
+            self.loss = self.loss.with_delta(self.spec["huber_delta"])
         self.input_dim: int | None = self.spec.get("input_dim")
         self.output_dim: int = output_units(self.spec["layers"])
         self.task = self.loss.task
@@ -343,9 +349,12 @@ class Network:
         Returns
         -------
         dict of str to ndarray
-            ``param/<key>`` (the arrays themselves, not copies) and ``prep/...``.
+            ``param/<key>``, ``state/<key>`` (running statistics; the arrays
+            themselves, not copies) and ``prep/...``.
         """
         arrays = {f"param/{k}": p for k, p, _ in self.param_items()}
+        for i, layer in enumerate(self.layers):
+            arrays.update({f"state/{i}.{name}": a for name, a in layer.state.items()})
         if self.preprocessor is not None:
             arrays.update(self.preprocessor.to_arrays("prep/"))
         return arrays
@@ -370,6 +379,10 @@ class Network:
             if src.shape != p.shape:
                 raise ValueError(f"parameter {k}: shape {src.shape} does not match {p.shape}")
             p[...] = src
+        for i, layer in enumerate(self.layers):
+            for name, a in layer.state.items():
+                if f"state/{i}.{name}" in arrays:
+                    a[...] = arrays[f"state/{i}.{name}"]
         if "prep/config" in arrays:
             self.preprocessor = Preprocessor.from_arrays(arrays, "prep/")
         elif "x_mean" in arrays:  # files of format 1: per-feature mean/std standardisation

@@ -50,7 +50,7 @@ class Optimizer(ABC):
 
     @abstractmethod
     def step(self, keys: list[str], params: list[np.ndarray], grads: list[np.ndarray],
-             weight_decay: float = 0.0) -> None:
+             weight_decay: float = 0.0, l1: float = 0.0) -> None:
         """Update every parameter in place from its gradient (one minibatch's step).
 
         Parameters
@@ -64,6 +64,8 @@ class Optimizer(ABC):
             ``folds_learning_rate``); may be used as scratch space.
         weight_decay : float
             L2 coefficient: ``weight_decay * param`` is added to each gradient.
+        l1 : float
+            L1 coefficient: ``l1 * sign(param)`` is added to each gradient.
         """
 
     def steps_in_backward(self, weight_decay: float = 0.0) -> bool:
@@ -161,13 +163,15 @@ class SGD(Optimizer):
     def steps_in_backward(self, weight_decay=0.0):
         return self.momentum == 0.0 and not weight_decay
 
-    def step(self, keys, params, grads, weight_decay=0.0):
+    def step(self, keys, params, grads, weight_decay=0.0, l1=0.0):
         lr_wd = self.learning_rate * weight_decay
         mu = self.momentum
         for key, w, g in zip(keys, params, grads):
             # L2: d/dw (wd/2 |w|^2), learning rate folded in
             if lr_wd and not _blas.axpy(lr_wd, w, g):
                 g += lr_wd * w
+            if l1:
+                add_l1(w, g, self.learning_rate * l1)
             if mu == 0.0:
                 w -= g
                 continue
@@ -190,6 +194,7 @@ class Adam(Optimizer):
 
     type = "adam"
     defaults = {"learning_rate": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    decoupled_decay = 0.0
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -197,15 +202,20 @@ class Adam(Optimizer):
         self.beta2 = _unit_float(self.config["beta2"], "optimizer.beta2")
         self.eps = _positive_float(self.config["eps"], "optimizer.eps")
 
-    def step(self, keys, params, grads, weight_decay=0.0):
+    def step(self, keys, params, grads, weight_decay=0.0, l1=0.0):
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step = self.learning_rate * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
+        decay = 1.0 - self.learning_rate * self.decoupled_decay
         # The moment updates and the final step are one BLAS pass each where
         # core._blas has them (y = a x + b y); numpy needs two or three.
         for key, w, g in zip(keys, params, grads):
             if weight_decay and not _blas.axpy(weight_decay, w, g):
                 g += weight_decay * w
+            if l1:
+                add_l1(w, g, l1)
+            if decay != 1.0:  # AdamW: w *= 1 - lr * wd, before the Adam step (as PyTorch)
+                w *= decay
             m = self.state.get(key + ".m")
             if m is None:
                 m = self.state[key + ".m"] = np.zeros_like(w)
@@ -228,7 +238,118 @@ class Adam(Optimizer):
                 w -= g
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): each step first shrinks
+    every parameter by ``1 - learning_rate * weight_decay`` (PyTorch's ``AdamW``, whose
+    default ``weight_decay`` 0.01 this keeps); the job's L2 ``weight_decay`` still adds
+    to the gradient."""
+
+    type = "adamw"
+    defaults = {**Adam.defaults, "weight_decay": 0.01}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        wd = _number(self.config["weight_decay"], "optimizer.weight_decay")
+        if not math.isfinite(wd) or wd < 0:
+            raise ValueError(f"optimizer.weight_decay must be >= 0, got {self.config['weight_decay']!r}")
+        self.decoupled_decay = wd
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton): ``v = rho v + (1 - rho) g^2``; ``w -= lr g / (sqrt(v) + eps)``,
+    with optional momentum on that step (PyTorch's ``RMSprop``, Keras' defaults)."""
+
+    type = "rmsprop"
+    defaults = {"learning_rate": 0.001, "rho": 0.9, "eps": 1e-7, "momentum": 0.0}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.rho = _unit_float(self.config["rho"], "optimizer.rho")
+        self.eps = _positive_float(self.config["eps"], "optimizer.eps")
+        self.momentum = _unit_float(self.config["momentum"], "optimizer.momentum")
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def step(self, keys, params, grads, weight_decay=0.0, l1=0.0):
+        self.t += 1
+        rho, lr, mu = self.rho, self.learning_rate, self.momentum
+        for key, w, g in zip(keys, params, grads):
+            if weight_decay and not _blas.axpy(weight_decay, w, g):
+                g += weight_decay * w
+            if l1:
+                add_l1(w, g, l1)
+            v = self.state.get(key + ".v")
+            if v is None:
+                v = self.state[key + ".v"] = np.zeros_like(w)
+            sq = self._scratch(key, w)
+            np.multiply(g, g, out=sq)
+            if not _blas.axpby(1 - rho, sq, rho, v):  # v = rho v + (1 - rho) g^2
+                v *= rho
+                sq *= 1 - rho
+                v += sq
+            np.sqrt(v, out=sq)
+            sq += self.eps
+            np.divide(g, sq, out=g)  # g := g / (sqrt(v) + eps)
+            if mu:
+                buf = self.state.get(key + ".m")
+                if buf is None:
+                    buf = self.state[key + ".m"] = np.zeros_like(w)
+                buf *= mu
+                buf += g
+                g = buf
+            if not _blas.axpy(-lr, g, w):
+                w -= lr * g
+
+    def _scratch(self, key: str, w: np.ndarray) -> np.ndarray:
+        buf = self._bufs.get(key)
+        if buf is None or buf.shape != w.shape or buf.dtype != w.dtype:
+            buf = self._bufs[key] = np.empty_like(w)
+        return buf
+
+
+def add_l1(w: np.ndarray, g: np.ndarray, coef: float) -> None:
+    """Add the L1 penalty's (sub)gradient, ``coef * sign(w)``, to ``g`` in place.
+
+    Parameters
+    ----------
+    w : ndarray, any shape
+        The parameter.
+    g : ndarray, the shape and dtype of ``w``
+        Its gradient, updated in place.
+    coef : float
+    """
+    s = np.sign(w)
+    s *= coef
+    g += s
+
+
+def clip_by_global_norm(grads: list[np.ndarray], clip_norm: float) -> float:
+    """Scale every gradient by ``clip_norm / norm`` when their global L2 norm exceeds ``clip_norm``.
+
+    Parameters
+    ----------
+    grads : list of ndarray, any shapes
+        Updated in place.
+    clip_norm : float
+        The largest global norm let through (> 0), in the units of ``grads``.
+
+    Returns
+    -------
+    float
+        The global norm before clipping.
+    """
+    total = 0.0
+    for g in grads:
+        flat = g.reshape(-1)
+        total += float(np.dot(flat, flat))
+    norm = math.sqrt(total)
+    if norm > clip_norm:
+        factor = clip_norm / norm
+        for g in grads:
+            g *= factor
+    return norm
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
 
 
 def make_optimizer(spec: dict | None) -> Optimizer:
@@ -237,7 +358,7 @@ def make_optimizer(spec: dict | None) -> Optimizer:
     Parameters
     ----------
     spec : dict or None
-        ``{"type": "sgd" | "adam", **options}``; None: plain SGD, learning rate 0.01.
+        ``{"type": <a key of OPTIMIZERS>, **options}``; None: plain SGD, learning rate 0.01.
 
     Returns
     -------

@@ -11,8 +11,9 @@ import numpy as np
 
 from .early_stopping import EarlyStopping
 from .network import Network, _check_finite, _from_json_array, _json_array, atomic_savez
-from .optimizers import Optimizer, make_optimizer
+from .optimizers import Optimizer, clip_by_global_norm, make_optimizer
 from .preprocessing import Preprocessor
+from .schedules import Schedule, make_schedule
 
 
 class TrainingDiverged(ArithmeticError):
@@ -43,14 +44,16 @@ class History(list):
 class TrainingState:
     """Everything needed to continue training exactly where it stopped.
 
-    Holds copies of the network arrays, optimizer state, the training RNG
-    state, the completed epoch count, the history so far and the early
-    stopping bookkeeping. ``save``/``load`` use an ``.npz`` without pickles.
+    Holds copies of the network arrays (running statistics included), optimizer
+    state, the training RNG state, the completed epoch count, the history so
+    far, the early stopping and learning-rate schedule bookkeeping.
+    ``save``/``load`` use an ``.npz`` without pickles.
     """
 
     def __init__(self, *, epoch: int, net_arrays: dict, opt_arrays: dict, opt_scalars: dict,
                  rng_state: dict, history: list, early: dict, best_arrays: dict | None,
-                 stopped: bool = False):
+                 stopped: bool = False, schedule: dict | None = None):
+        self.schedule = schedule or {}
         self.epoch = epoch
         self.net_arrays = net_arrays
         self.opt_arrays = opt_arrays
@@ -63,7 +66,8 @@ class TrainingState:
 
     @classmethod
     def capture(cls, net: Network, opt: Optimizer, rng: np.random.Generator, history: list,
-                tracker: EarlyStopping, *, epoch: int, stopped: bool) -> "TrainingState":
+                tracker: EarlyStopping, *, epoch: int, stopped: bool,
+                schedule: Schedule | None = None) -> "TrainingState":
         """Copy the state of a run after an epoch (what ``fit`` hands its callback).
 
         Parameters
@@ -79,6 +83,8 @@ class TrainingState:
             Epochs completed.
         stopped : bool
             Whether training is to stop after this epoch.
+        schedule : Schedule or None
+            The learning-rate schedule, whose bookkeeping is kept.
 
         Returns
         -------
@@ -90,7 +96,8 @@ class TrainingState:
                    opt_arrays={k: v.copy() for k, v in opt.state_arrays().items()},
                    opt_scalars=opt.state_scalars(), rng_state=rng.bit_generator.state,
                    history=[dict(h) for h in history], early=tracker.state(),
-                   best_arrays=tracker.best_arrays, stopped=stopped)
+                   best_arrays=tracker.best_arrays, stopped=stopped,
+                   schedule=schedule.state() if schedule is not None else None)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The state as named arrays, for an ``.npz`` (no pickled objects).
@@ -108,7 +115,7 @@ class TrainingState:
         arrays["__state__"] = _json_array({
             "epoch": self.epoch, "opt_scalars": self.opt_scalars, "rng_state": self.rng_state,
             "history": self.history, "early": self.early, "stopped": self.stopped,
-            "has_best": self.best_arrays is not None})
+            "has_best": self.best_arrays is not None, "schedule": self.schedule})
         return arrays
 
     def save(self, path) -> None:
@@ -147,7 +154,7 @@ class TrainingState:
                    opt_scalars=info["opt_scalars"], rng_state=info["rng_state"],
                    history=info["history"], early=info["early"],
                    best_arrays=group("best/") if info["has_best"] else None,
-                   stopped=info["stopped"])
+                   stopped=info["stopped"], schedule=info.get("schedule"))
 
     @classmethod
     def load(cls, path) -> "TrainingState":
@@ -259,19 +266,34 @@ class _Data(NamedTuple):
     y_tr: np.ndarray
     X_va: np.ndarray | None
     y_va: np.ndarray | None
+    w_tr: np.ndarray | None = None  # per-row loss weights of the training rows
 
 
-def _check_options(epochs, batch_size, weight_decay, validation, validation_split) -> tuple[int, int]:
+class _Step(NamedTuple):
+    """What each minibatch's update applies besides the optimizer's own rule."""
+
+    weight_decay: float = 0.0
+    l1: float = 0.0
+    clip_norm: float | None = None
+
+
+def _check_options(epochs, batch_size, weight_decay, validation, validation_split,
+                   l1=0.0, clip_norm=None) -> tuple[int, int, _Step]:
     epochs = _int_arg(epochs, "epochs")
     batch_size = _int_arg(batch_size, "batch_size")
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
-            or not math.isfinite(weight_decay) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    for name, value in (("weight_decay", weight_decay), ("l1", l1)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    if clip_norm is not None and (isinstance(clip_norm, bool) or not isinstance(clip_norm, (int, float))
+                                  or not math.isfinite(clip_norm) or clip_norm <= 0):
+        raise ValueError(f"clip_norm must be a number > 0 or None, got {clip_norm!r}")
     if not isinstance(validation_split, (int, float)) or not (0.0 <= validation_split < 1.0):
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
     if validation is not None and validation_split:
         raise ValueError("give either validation or validation_split, not both")
-    return epochs, batch_size
+    return epochs, batch_size, _Step(float(weight_decay), float(l1),
+                                     None if clip_norm is None else float(clip_norm))
 
 
 def _preprocessing_option(standardize: bool, preprocessing) -> Preprocessor | None:
@@ -309,8 +331,82 @@ def _check_data(net: Network, X, y, prep: Preprocessor | None, resume):
     return X, y, prep, resume
 
 
+def _check_sample_weight(sample_weight, n: int) -> np.ndarray | None:
+    """``sample_weight`` as float64 (n,), finite and >= 0, or None."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.dtype == object or not (np.issubdtype(w.dtype, np.number) or w.dtype == bool):
+        raise ValueError(f"sample_weight must be numeric, got dtype {w.dtype}")
+    w = w.astype(np.float64).reshape(-1) if w.ndim == 2 and w.shape[1] == 1 else w.astype(np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), one weight per row, got {w.shape}")
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        r = int(np.argmax(bad))
+        raise ValueError(f"sample_weight must be finite and >= 0, got {w[r]} at row {r}")
+    return w
+
+
+def class_weights(class_weight, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Weight of each class index for ``fit``'s ``class_weight`` option.
+
+    Parameters
+    ----------
+    class_weight : "balanced" or dict of int to float
+        ``"balanced"``: ``n_samples / (n_present_classes * count(class))`` over the
+        training rows, as scikit-learn's ``compute_class_weight`` (a class with no
+        training row gets 1). A dict: class index to weight (> = 0); classes left
+        out get 1 (Keras' ``class_weight``).
+    y : ndarray of shape (n_samples,), int64
+        The training rows' class indices.
+    n_classes : int
+
+    Returns
+    -------
+    ndarray of shape (n_classes,), float64
+
+    Raises
+    ------
+    ValueError
+        For another value, a class index out of range or a weight < 0, naming it.
+    """
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be 'balanced' or a dict of class to weight, "
+                             f"got {class_weight!r}")
+        present = counts > 0
+        out = np.ones(n_classes)
+        out[present] = len(y) / (present.sum() * counts[present])
+        return out
+    if not isinstance(class_weight, dict):
+        raise ValueError(f"class_weight must be 'balanced' or a dict of class to weight, got {class_weight!r}")
+    out = np.ones(n_classes)
+    for key, weight in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < n_classes:
+            raise ValueError(f"class_weight: class {key!r} is not a class index in 0..{n_classes - 1}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+                or weight < 0:
+            raise ValueError(f"class_weight[{key}] must be a number >= 0, got {weight!r}")
+        out[int(key)] = float(weight)
+    return out
+
+
+def _row_weights(net: Network, data: _Data, class_weight) -> _Data:
+    """The training rows' loss weights: sample weights times class weights (None when neither)."""
+    if class_weight is not None and net.task != "classification":
+        raise ValueError("class_weight is for classification; use sample_weight for regression")
+    w = data.w_tr
+    if class_weight is not None:
+        k = 2 if net.output_dim == 1 else net.output_dim
+        cw = class_weights(class_weight, data.y_tr, k)[data.y_tr]
+        w = cw if w is None else w * cw
+    return data._replace(w_tr=None if w is None else w.astype(net.dtype))
+
+
 def _split_validation(net: Network, X: np.ndarray, y: np.ndarray, validation, validation_split: float,
-                      seed: int, prep: Preprocessor | None) -> _Data:
+                      seed: int, prep: Preprocessor | None, sample_weight: np.ndarray | None = None) -> _Data:
     """Training and validation rows: a seeded random ``validation_split`` of the rows
     (each part in its original order), or the ``validation`` pair, checked."""
     n, d = X.shape
@@ -321,9 +417,10 @@ def _split_validation(net: Network, X: np.ndarray, y: np.ndarray, validation, va
         perm = np.random.default_rng([seed, 1]).permutation(n)
         tr_idx, va_idx = np.sort(perm[n_val:]), np.sort(perm[:n_val])
         return _Data(_gather_rows(X, tr_idx, net.dtype), y[tr_idx],
-                     _gather_rows(X, va_idx, net.dtype), y[va_idx])
+                     _gather_rows(X, va_idx, net.dtype), y[va_idx],
+                     None if sample_weight is None else sample_weight[tr_idx])
     if validation is None:
-        return _Data(X, y, None, None)
+        return _Data(X, y, None, None, sample_weight)
     X_va = _as_2d_float(validation[0], "validation X")
     if X_va.shape[1] != d:
         raise ValueError(f"validation X has {X_va.shape[1]} features, X has {d}")
@@ -332,14 +429,14 @@ def _split_validation(net: Network, X: np.ndarray, y: np.ndarray, validation, va
         prep.check_values(X_va, name="validation X")
     else:
         _check_finite(X_va, "validation X")
-    return _Data(X, y, np.array(X_va, dtype=net.dtype), y_va)
+    return _Data(X, y, np.array(X_va, dtype=net.dtype), y_va, sample_weight)
 
 
 def _build(net: Network, data: _Data, prep: Preprocessor | None, seed: int, resume) -> _Data:
     """Fit the preprocessing on the training rows only (never the validation rows),
     build the network (or restore the checkpoint's arrays) and return one working
     copy of the rows, preprocessed, C-contiguous, in the network's dtype."""
-    X_tr, y_tr, X_va, y_va = data
+    X_tr, y_tr, X_va, y_va, w_tr = data
     if prep is not None and not prep.fitted:
         prep.fit(X_tr)
     d_in = prep.n_features_out if prep is not None else X_tr.shape[1]
@@ -357,7 +454,7 @@ def _build(net: Network, data: _Data, prep: Preprocessor | None, seed: int, resu
             X_va = prep.transform(X_va, dtype=net.dtype)
     elif X_tr.dtype != net.dtype or not X_tr.flags.c_contiguous:
         X_tr = np.ascontiguousarray(X_tr, dtype=net.dtype)
-    return _Data(X_tr, y_tr, X_va, y_va)
+    return _Data(X_tr, y_tr, X_va, y_va, w_tr)
 
 
 # -- fit --------------------------------------------------------------------------------
@@ -366,7 +463,8 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
         validation: tuple | None = None, validation_split: float = 0.0, early_stopping: dict | None = None,
         preprocessing: Preprocessor | dict | None = None, should_stop: Callable[[], bool] | None = None,
         callback: Callable[[dict, TrainingState], object] | None = None,
-        resume: TrainingState | str | Path | None = None) -> History:
+        resume: TrainingState | str | Path | None = None, lr_schedule: dict | None = None,
+        clip_norm: float | None = None, l1: float = 0.0, class_weight=None, sample_weight=None) -> History:
     """Train ``net`` with minibatch gradient descent and backpropagation.
 
     Parameters
@@ -374,53 +472,50 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
     net : Network
     X : array-like of shape (n_samples, n_features)
     y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        Class indices 0..k-1 for classification (0/1 for binary); floats for
-        regression.
+        Class indices 0..k-1 for classification (0/1 for binary); floats for regression.
     epochs, batch_size : int
-        Passes over the data; rows per minibatch. The rows are reshuffled every
-        epoch from ``seed``.
+        Passes over the data; rows per minibatch (reshuffled every epoch from ``seed``).
     optimizer : dict
-        ``{"type": "sgd", "learning_rate", "momentum", "nesterov"}`` or
-        ``{"type": "adam", "learning_rate", "beta1", "beta2", "eps"}``.
-    weight_decay : float
-        L2 penalty coefficient (added to the gradient).
+        ``{"type": <a key of OPTIMIZERS: sgd, adam, adamw, rmsprop>, **its options}``.
+    weight_decay, l1 : float
+        L2 and L1 penalty coefficients (added to the gradient, after clipping).
+    lr_schedule : dict or None
+        ``{"type": <a key of core.schedules.SCHEDULES>, **options}``; each epoch's ``lr`` is in its metrics.
+    clip_norm : float or None
+        Scale the gradients down to this global L2 norm when it is exceeded.
+    class_weight : "balanced", dict of class index to weight, or None
+        See ``class_weights``; multiplies ``sample_weight``.
+    sample_weight : array-like of shape (n_samples,) or None
+        Per-row loss weights (>= 0): the loss is ``sum_i w_i l_i / n``.
     validation : (X_val, y_val) or None
     validation_split : float in [0, 1)
         Hold out this fraction of the rows (chosen by ``seed``) instead.
     early_stopping : dict or None
-        ``{"monitor": "val_loss", "patience": 5, "min_delta": 0.0}``; the best
-        epoch's weights are restored at the end.
+        ``{"monitor": "val_loss", "patience": 5, "min_delta": 0.0}``; the best epoch's weights are restored.
     standardize : bool
-        Learn per-feature mean and std on the training rows; ``predict``
-        applies them automatically. Short for
-        ``preprocessing=Preprocessor.standardize()`` (a missing value stays an error).
+        Short for ``preprocessing=Preprocessor.standardize()`` (a missing value stays an error).
     preprocessing : Preprocessor or dict, optional
-        An unfitted :class:`~core.preprocessing.Preprocessor` (or its keyword
-        arguments ``{"columns", "numeric", "categorical"}``). It is fitted on
-        the training rows only (after ``validation_split``), applied to the
-        training and validation rows, and kept as ``net.preprocessor`` so that
-        ``predict`` takes raw rows (NaN = missing). With neither this nor
-        ``standardize``, a preprocessor the network already has is reused.
+        An unfitted :class:`~core.preprocessing.Preprocessor` (or its keyword arguments
+        ``{"columns", "numeric", "categorical"}``), fitted on the training rows only and kept as
+        ``net.preprocessor`` so that ``predict`` takes raw rows (NaN = missing). With neither this
+        nor ``standardize``, a preprocessor the network already has is reused.
     seed : int
-        Seeds weight initialisation (if the network has no weights yet),
-        the validation split, shuffling and dropout.
+        Seeds weight initialisation (if not built yet), the validation split, shuffling and dropout.
     callback : callable(metrics, state) or None
-        Called after every epoch with the epoch's metrics and a
-        ``TrainingState`` (``state.save(path)`` makes a checkpoint). A truthy
-        return value stops training after this epoch.
+        Called after every epoch with its metrics and a ``TrainingState`` (``state.save(path)``
+        makes a checkpoint). A truthy return value stops training after this epoch.
     should_stop : callable() -> bool, or None
         Polled before every minibatch; when it returns True, training raises
         ``TrainingCancelled`` (so cancelling takes effect within one minibatch).
     resume : TrainingState or path, or None
-        Continue from a saved state. Given the same data and arguments, the
-        resumed run ends with exactly the weights of an uninterrupted one.
+        Continue from a saved state: with the same data and arguments, the run ends with
+        exactly the weights of an uninterrupted one.
 
     Returns
     -------
     History
-        A list of per-epoch dicts (``epoch``, ``train_loss``, ``val_loss``,
-        ``train_accuracy``/``val_accuracy`` or ``train_mae``/``val_mae``/
-        ``val_rmse``/``val_r2``, ``seconds``) with ``best_epoch``.
+        Per-epoch dicts (``epoch``, ``lr``, ``train_loss``, ``val_loss``, ``train_accuracy``/``val_accuracy``
+        or ``train_mae``/``val_mae``/``val_rmse``/``val_r2``, ``seconds``) with ``best_epoch``.
 
     Raises
     ------
@@ -431,21 +526,24 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
     TrainingCancelled
         ``should_stop`` returned True.
     """
-    epochs, batch_size = _check_options(epochs, batch_size, weight_decay, validation, validation_split)
+    epochs, batch_size, step = _check_options(epochs, batch_size, weight_decay, validation,
+                                              validation_split, l1, clip_norm)
     opt = make_optimizer(optimizer)
     prep = _preprocessing_option(standardize, preprocessing)
     X, y, prep, resume = _check_data(net, X, y, prep, resume)
-    data = _split_validation(net, X, y, validation, validation_split, seed, prep)
-    tracker = EarlyStopping.from_options(early_stopping, has_val=data.X_va is not None, task=net.task)
-    data = _build(net, data, prep, seed, resume)
-    return _train(net, data, opt, tracker, epochs=epochs, batch_size=batch_size,
-                  weight_decay=weight_decay, seed=seed, callback=callback,
-                  should_stop=should_stop, resume=resume)
+    data = _split_validation(net, X, y, validation, validation_split, seed, prep,
+                             _check_sample_weight(sample_weight, X.shape[0]))
+    has_val = data.X_va is not None
+    tracker = EarlyStopping.from_options(early_stopping, has_val=has_val, task=net.task)
+    schedule = make_schedule(lr_schedule, opt.learning_rate, epochs, task=net.task, has_val=has_val)
+    data = _build(net, _row_weights(net, data, class_weight), prep, seed, resume)
+    return _train(net, data, opt, tracker, epochs=epochs, batch_size=batch_size, step=step, seed=seed,
+                  callback=callback, should_stop=should_stop, resume=resume, schedule=schedule)
 
 
 def _train(net: Network, data: _Data, opt: Optimizer, tracker: EarlyStopping, *, epochs: int,
-           batch_size: int, weight_decay: float, seed: int, callback, should_stop,
-           resume: TrainingState | None) -> History:
+           batch_size: int, step: _Step, seed: int, callback, should_stop,
+           resume: TrainingState | None, schedule: Schedule | None) -> History:
     """The epochs: train on the minibatches, evaluate, track the best epoch, checkpoint."""
     rng = np.random.default_rng([seed, 2])  # shuffling and dropout
     for layer in net.layers:
@@ -457,12 +555,17 @@ def _train(net: Network, data: _Data, opt: Optimizer, tracker: EarlyStopping, *,
         rng.bit_generator.state = resume.rng_state
         history.extend(resume.history)
         tracker.load(resume.early, resume.best_arrays)
+        if schedule is not None:
+            schedule.load(resume.schedule)
         epoch, stopped = resume.epoch, resume.stopped
-    batches = _Minibatches(data.X_tr, data.y_tr, batch_size)
+    batches = _Minibatches(data.X_tr, data.y_tr, batch_size, data.w_tr)
+    base_lr = opt.learning_rate
     while epoch < epochs and not stopped:
         epoch += 1
         t0 = time.perf_counter()
-        metrics = {"epoch": epoch, **_train_epoch(net, opt, batches(rng), weight_decay, epoch, should_stop)}
+        opt.learning_rate = schedule.lr(epoch) if schedule is not None else base_lr
+        metrics = {"epoch": epoch, **_train_epoch(net, opt, batches(rng), step, epoch, should_stop),
+                   "lr": opt.learning_rate}
         if data.X_va is not None:
             metrics.update(_evaluate(net, data.X_va, data.y_va, "val"))
         for k, v in metrics.items():
@@ -470,9 +573,11 @@ def _train(net: Network, data: _Data, opt: Optimizer, tracker: EarlyStopping, *,
                 raise _diverged(epoch, k, v, opt.learning_rate)
         metrics["seconds"] = time.perf_counter() - t0
         stopped = tracker.update(epoch, metrics, net.get_arrays)
+        if schedule is not None:
+            schedule.update(epoch, metrics)
         history.append(metrics)
         if callback is not None and callback(dict(metrics), TrainingState.capture(
-                net, opt, rng, history, tracker, epoch=epoch, stopped=stopped)):
+                net, opt, rng, history, tracker, epoch=epoch, stopped=stopped, schedule=schedule)):
             stopped = True
     tracker.restore(net.set_arrays)
     history.best_epoch = tracker.best_epoch
@@ -480,41 +585,48 @@ def _train(net: Network, data: _Data, opt: Optimizer, tracker: EarlyStopping, *,
     return history
 
 
-def _train_epoch(net: Network, opt: Optimizer, batches, weight_decay: float, epoch: int,
+def _train_epoch(net: Network, opt: Optimizer, batches, step: _Step, epoch: int,
                  should_stop) -> dict:
     """One epoch of minibatch gradient descent; returns its training metrics."""
     keys, params, grads = (list(t) for t in zip(*net.param_items()))
     scale = opt.learning_rate if opt.folds_learning_rate else 1.0
     # Plain SGD: the layers subtract the (learning-rate scaled) gradients
     # during backpropagation, in one accumulating GEMM per weight matrix.
-    step_in_backward = opt.steps_in_backward(weight_decay)
+    step_in_backward = opt.steps_in_backward(step.weight_decay) and not step.l1 and step.clip_norm is None
+    # Clipping sees the loss gradient (times the folded learning rate for SGD).
+    clip = None if step.clip_norm is None else step.clip_norm * scale
+    constrained = [layer for layer in net.layers if layer.constrained]
     totals = _EpochTotals(net)
-    for b, (xb, yb) in enumerate(batches):
+    for b, (xb, yb, wb) in enumerate(batches):
         if should_stop is not None and should_stop():
             raise TrainingCancelled(epoch, b)
         out = net.forward(xb, training=True)  # forward pass
-        loss = net.loss.value(out, yb)  # the loss; out now holds the network's outputs
+        loss = net.loss.value(out, yb, wb)  # the loss; out now holds the network's outputs
         if not math.isfinite(loss):
             raise _diverged(epoch, "the loss", loss, opt.learning_rate, batch=b + 1)
         totals.add(loss, out, yb)
-        net.loss.gradient(out, yb, scale)  # dL/d(out), where backpropagation starts
+        net.loss.gradient(out, yb, scale, wb)  # dL/d(out), where backpropagation starts
         if step_in_backward:
             net.backward(out, sgd_step=True)
             opt.count_step()
         else:
             net.backward(out)  # backpropagation: every layer's grads
-            opt.step(keys, params, grads, weight_decay)  # the gradient step
+            if clip is not None:
+                clip_by_global_norm(grads, clip)
+            opt.step(keys, params, grads, step.weight_decay, step.l1)  # the gradient step
+        for layer in constrained:
+            layer.constrain()
     return totals.metrics()
 
 
 class _Minibatches:
     """The training rows, reshuffled each epoch, in minibatches; one row buffer per batch size."""
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, batch_size: int):
-        self.X, self.y, self.batch_size = X, y, batch_size
+    def __init__(self, X: np.ndarray, y: np.ndarray, batch_size: int, w: np.ndarray | None = None):
+        self.X, self.y, self.w, self.batch_size = X, y, w, batch_size
         self._bufs: dict[int, np.ndarray] = {}
 
-    def __call__(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def __call__(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         n = self.X.shape[0]
         perm = rng.permutation(n)
         for start in range(0, n, self.batch_size):
@@ -526,7 +638,7 @@ class _Minibatches:
             # mode="clip": the indices are a permutation, always in range, and
             # the default "raise" makes take() copy through a temporary.
             np.take(self.X, idx, axis=0, out=xb, mode="clip")
-            yield xb, self.y[idx]
+            yield xb, self.y[idx], None if self.w is None else self.w[idx]
 
 
 class _EpochTotals:

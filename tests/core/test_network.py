@@ -27,8 +27,8 @@ def blobs(n=150, d=4, k=3, seed=0):
 # ----------------------------------------------------------------- tables
 def test_tables_are_keyed_by_api_strings():
     assert set(ACTIVATIONS) == {"relu", "leaky_relu", "tanh", "sigmoid", "softmax", "linear"}
-    assert set(LOSSES) == {"cross_entropy", "binary_cross_entropy", "mse", "mae"}
-    assert set(OPTIMIZERS) == {"sgd", "adam"}
+    assert set(LOSSES) == {"cross_entropy", "binary_cross_entropy", "mse", "mae", "huber"}
+    assert set(OPTIMIZERS) == {"sgd", "adam", "adamw", "rmsprop"}
     assert set(INITS) == {"he", "glorot", "normal"}
 
 
@@ -234,7 +234,7 @@ def test_feature_count_mismatch_raises():
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"epochs": 0}, {"batch_size": 0}, {"optimizer": {"type": "rmsprop"}},
+    {"epochs": 0}, {"batch_size": 0}, {"optimizer": {"type": "adagrad"}},
     {"optimizer": {"type": "sgd", "learning_rate": -1}}, {"optimizer": {"type": "adam", "beta1": 1.0}},
     {"validation_split": 1.0}, {"weight_decay": -0.1},
     {"early_stopping": {"monitor": "val_loss", "patience": 2}},  # no validation data

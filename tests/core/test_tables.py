@@ -99,7 +99,7 @@ def test_a_layer_type_is_one_class_registered_in_layers(monkeypatch):
         normalize_spec({**spec, "layers": [{"type": "scale", "factor": 0}, spec["layers"][1]]})
     with pytest.raises(ValueError, match=r"^layers\[0\]\.units: unknown field for a scale layer$"):
         normalize_spec({**spec, "layers": [{"type": "scale", "factor": 1, "units": 3}, spec["layers"][1]]})
-    with pytest.raises(ValueError, match=r"^layers\[0\]\.type must be one of dense, activation, dropout, "
+    with pytest.raises(ValueError, match=r"^layers\[0\]\.type must be one of dense, activation, dropout, batch_norm, "
                                          r"scale, got 'conv'$"):
         normalize_spec({**spec, "layers": [{"type": "conv"}, spec["layers"][1]]})
     net = Network.from_spec(spec, seed=0)
