@@ -487,9 +487,8 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
         See ``class_weights``; multiplies ``sample_weight``.
     sample_weight : array-like of shape (n_samples,) or None
         Per-row loss weights (>= 0): the loss is ``sum_i w_i l_i / n``.
-    validation : (X_val, y_val) or None
-    validation_split : float in [0, 1)
-        Hold out this fraction of the rows (chosen by ``seed``) instead.
+    validation, validation_split : (X_val, y_val) or None; float in [0, 1)
+        Validation rows, or this fraction of the rows held out (chosen by ``seed``).
     early_stopping : dict or None
         ``{"monitor": "val_loss", "patience": 5, "min_delta": 0.0}``; the best epoch's weights are restored.
     standardize : bool
