@@ -494,7 +494,7 @@ class BatchNorm(Layer):
         momentum = cfg.get("momentum")
         momentum = 0.1 if momentum is None else positive_number(momentum, f"{where}.momentum")
         if momentum > 1:
-            raise ValueError(f"{where}.momentum must be in (0, 1], got {momentum!r}")
+            raise ValueError(f"{where}.momentum must be in (0, 1], got {cfg.get('momentum')!r}")
         eps = cfg.get("eps")
         eps = 1e-5 if eps is None else positive_number(eps, f"{where}.eps")
         return {"type": "batch_norm", "momentum": momentum, "eps": eps}
