@@ -216,12 +216,16 @@ class Training:
         with w.Session() as session:
             self.job, self.network, self.dataset, val = jobs_service.load_for_training(session, job_id=self.job_id)
         self.X, self.y = datasets_service.load_arrays(w.storage, self.dataset, mmap=True)
+        # A sample-weight column is not a feature: cut from the rows (and the validation rows) here.
+        j = job_preprocessing.weight_column_index(self.dataset, self.job.params.get("sample_weight_column"))
+        self.X, self.sample_weight = job_preprocessing.split_weights(self.X, j)
         self.validation = None
         if val is not None:
             Xv, yv = datasets_service.load_arrays(w.storage, val, mmap=True)
             if self.dataset.task == "classification":
                 yv = _remap_classes(yv, val.classes or [], self.dataset.classes or [])
-            self.validation = (job_preprocessing.align_validation(Xv, val, self.dataset), yv)
+            Xv = job_preprocessing.align_validation(Xv, val, self.dataset)
+            self.validation = (job_preprocessing.split_weights(Xv, j)[0], yv)
 
     def resume(self) -> core.TrainingState | None:
         """The last epoch checkpoint of an earlier attempt (its epochs recorded again, once each), or None."""
@@ -246,7 +250,11 @@ class Training:
                 validation=self.validation, validation_split=params["validation_split"],
                 early_stopping=params.get("early_stopping"),
                 preprocessing=job_preprocessing.build(params, self.dataset), seed=params["seed"],
-                callback=self._on_epoch, should_stop=self.should_stop, resume=resume)
+                callback=self._on_epoch, should_stop=self.should_stop, resume=resume,
+                lr_schedule=params.get("lr_schedule"), clip_norm=params.get("clip_norm"), l1=params.get("l1", 0.0),
+                class_weight=job_preprocessing.class_weight_indices(params.get("class_weight"),
+                                                                     list(self.dataset.classes or [])),
+                sample_weight=self.sample_weight)
         except BaseException:
             try:  # record the epochs that did finish before the job is marked failed/cancelled/requeued
                 writer.close()
@@ -283,8 +291,11 @@ class Training:
     def save(self, net: core.Network, history: core.History) -> None:
         """Store the model's weights and commit it with the job's success; fenced out -> the weights go again."""
         w, job, dataset = self.worker, self.job, self.dataset
+        names = dataset.feature_names
+        if names and job.params.get("sample_weight_column") in names:
+            names = [n for n in names if n != job.params["sample_weight_column"]]
         net.meta = {"job_id": job.id, "network_id": self.network.id, "dataset_id": dataset.id,
-                    "task": dataset.task, "classes": dataset.classes, "feature_names": dataset.feature_names}
+                    "task": dataset.task, "classes": dataset.classes, "feature_names": names}
         final = dict(history[-1]) if history else {}
         model = models_service.new_from_job(w.storage, model_id=new_id(), net=net, job=job, network=self.network,
                                             dataset=dataset, metrics=dict(final, best_epoch=history.best_epoch))

@@ -26,18 +26,56 @@ def columns_of(dataset) -> list[dict]:
     return out
 
 
-def input_width(dataset, preprocessing: dict | None = None) -> int:
-    """The network's input width after preprocessing, at most (one-hot columns widen it; from the data set's profile)."""
+def weight_column_index(dataset, name: str | None) -> int | None:
+    """Position among the data set's feature columns of the numeric ``sample_weight_column``; ValueError naming it."""
+    if name is None:
+        return None
+    columns = columns_of(dataset)
+    for j, c in enumerate(columns):
+        if c["name"] == name:
+            if c["type"] != "numeric":
+                raise ValueError(f"sample_weight_column: column {name!r} is {c['type']}; it must be numeric")
+            if len(columns) < 2:
+                raise ValueError(f"sample_weight_column: column {name!r} is the data set's only feature")
+            return j
+    raise ValueError(f"sample_weight_column: data set {dataset.id} has no column {name!r}; columns: "
+                     f"{', '.join(c['name'] for c in columns[:20])}")
+
+
+def split_weights(X: np.ndarray, j: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The features without column ``j`` and that column as float64 weights (X itself and None when j is None)."""
+    if j is None:
+        return X, None
+    return np.delete(np.asarray(X), j, axis=1), np.asarray(X[:, j], dtype=np.float64)
+
+
+def class_weight_indices(class_weight, classes: list) -> str | dict[int, float] | None:
+    """``class_weight`` with labels as uploaded turned into class indices; ValueError naming an unknown label."""
+    if class_weight is None or isinstance(class_weight, str):
+        return class_weight
+    index = {str(c): i for i, c in enumerate(classes)}
+    out = {}
+    for label, weight in class_weight.items():
+        if str(label) not in index:
+            raise ValueError(f"class_weight: {label!r} is not a class of the data set; classes: "
+                             f"{', '.join(map(str, classes[:20]))}")
+        out[index[str(label)]] = float(weight)
+    return out
+
+
+def input_width(dataset, preprocessing: dict | None = None, exclude: str | None = None) -> int:
+    """The network's input width after preprocessing, at most (one-hot columns widen it; from the data set's profile);
+    ``exclude`` names a column that is not a feature (the sample weights)."""
     columns = getattr(dataset, "columns", None)
     if not columns:
-        return int(dataset.n_features)
+        return int(dataset.n_features) - (exclude is not None)
     prep = preprocessing or {}
     indicators = bool((prep.get("numeric") or {}).get("add_indicator"))
     cap = (prep.get("categorical") or {}).get("max_categories")
     width = 0
     for c in columns:
         kind = c.get("type", "numeric")
-        if kind not in core.preprocessing.COLUMN_TYPES:
+        if kind not in core.preprocessing.COLUMN_TYPES or (exclude is not None and c.get("name") == exclude):
             continue
         missing = bool(c.get("missing"))
         if kind == "categorical":
@@ -51,6 +89,8 @@ def input_width(dataset, preprocessing: dict | None = None) -> int:
 def build(params: dict, dataset) -> core.Preprocessor:
     """An unfitted Preprocessor for the job (jobs stored before ``preprocessing`` existed map ``standardize``)."""
     columns = columns_of(dataset)
+    if params.get("sample_weight_column") is not None:
+        columns = [c for c in columns if c["name"] != params["sample_weight_column"]]
     prep = params.get("preprocessing")
     if prep is None:
         return core.Preprocessor.standardize(columns) if params.get("standardize", True) \

@@ -6,9 +6,10 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from core import ENCODERS, MONITORS, OPTIMIZERS, SCALERS
+from core.schedules import SCHEDULES
 
 
 class _Strict(BaseModel):
@@ -32,8 +33,25 @@ class AdamOptimizer(_Strict):
     eps: float = Field(1e-8, gt=0, description="Added to the denominator for stability.")
 
 
+# AdamW: Adam with decoupled weight decay (Loshchilov & Hutter), as PyTorch's AdamW.
+class AdamWOptimizer(AdamOptimizer):
+    type: Literal["adamw"] = Field("adamw", description="Optimizer: adamw (Adam with decoupled weight decay).")
+    weight_decay: float = Field(0.01, ge=0, description="Decoupled decay: each step multiplies the weights by "
+                                                        "1 - learning_rate * weight_decay (PyTorch's default 0.01).")
+
+
+# RMSprop (Keras' defaults; optional momentum as PyTorch's).
+class RMSpropOptimizer(_Strict):
+    type: Literal["rmsprop"] = Field("rmsprop", description="Optimizer: rmsprop.")
+    learning_rate: float = Field(0.001, gt=0, description="Step size.")
+    rho: float = Field(0.9, ge=0, lt=1, description="Decay of the running mean of squared gradients.")
+    eps: float = Field(1e-7, gt=0, description="Added to the root mean square.")
+    momentum: float = Field(0.0, ge=0, lt=1, description="Momentum on the scaled step (0: none).")
+
+
 # One schema per engine optimizer: the discriminator's choices are core.OPTIMIZERS' keys.
-_OPTIMIZER_SCHEMAS = {"sgd": SGDOptimizer, "adam": AdamOptimizer}
+_OPTIMIZER_SCHEMAS = {"sgd": SGDOptimizer, "adam": AdamOptimizer, "adamw": AdamWOptimizer,
+                      "rmsprop": RMSpropOptimizer}
 if set(_OPTIMIZER_SCHEMAS) != set(OPTIMIZERS):
     raise RuntimeError(f"optimizer schemas {sorted(_OPTIMIZER_SCHEMAS)} do not match core.OPTIMIZERS "
                        f"{sorted(OPTIMIZERS)}")
@@ -49,6 +67,51 @@ class EarlyStopping(_Strict):
     monitor: Monitor = Field("val_loss", description="The metric to watch (val_* needs validation data).")
     patience: int = Field(5, ge=1, description="Epochs without improvement before training stops.")
     min_delta: float = Field(0.0, ge=0, description="The smallest change that counts as an improvement.")
+
+
+# Linear warm-up shared by the epoch-indexed schedules.
+class _Warmup(_Strict):
+    warmup_epochs: int = Field(0, ge=0, description="Epochs of linear warm-up (epoch e <= w runs at "
+                                                    "learning_rate * e / (w + 1)) before the schedule starts.")
+
+
+# lr = learning_rate * gamma ** (k // step_size) in the schedule's k-th epoch from 0 (PyTorch's StepLR).
+class StepSchedule(_Warmup):
+    type: Literal["step"] = Field(description="Schedule type.")
+    step_size: int = Field(10, ge=1, description="Epochs between two decays.")
+    gamma: float = Field(0.1, gt=0, le=1, description="Factor of each decay.")
+
+
+# lr = learning_rate * gamma ** k in the schedule's k-th epoch from 0 (PyTorch's ExponentialLR).
+class ExponentialSchedule(_Warmup):
+    type: Literal["exponential"] = Field(description="Schedule type.")
+    gamma: float = Field(0.95, gt=0, le=1, description="Factor per epoch.")
+
+
+# Cosine annealing from learning_rate to min_lr over t_max epochs (PyTorch's CosineAnnealingLR).
+class CosineSchedule(_Warmup):
+    type: Literal["cosine"] = Field(description="Schedule type.")
+    t_max: int | None = Field(None, ge=1, description="Period in epochs; default the epochs after warm-up.")
+    min_lr: float = Field(0.0, ge=0, description="The rate at the end of the period.")
+
+
+# Multiply the rate by `factor` when `monitor` has not improved for `patience` epochs (Keras' ReduceLROnPlateau).
+class ReduceOnPlateauSchedule(_Strict):
+    type: Literal["reduce_on_plateau"] = Field(description="Schedule type.")
+    monitor: Monitor = Field("val_loss", description="The metric watched (as early_stopping.monitor).")
+    factor: float = Field(0.1, gt=0, lt=1, description="Factor applied at each plateau.")
+    patience: int = Field(10, ge=1, description="Epochs without improvement before a reduction.")
+    min_lr: float = Field(0.0, ge=0, description="The rate never goes below this.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+
+
+# One schema per schedule: the discriminator's choices are core.schedules.SCHEDULES' keys.
+_SCHEDULE_SCHEMAS = {"step": StepSchedule, "exponential": ExponentialSchedule, "cosine": CosineSchedule,
+                     "reduce_on_plateau": ReduceOnPlateauSchedule}
+if set(_SCHEDULE_SCHEMAS) != set(SCHEDULES):
+    raise RuntimeError(f"schedule schemas {sorted(_SCHEDULE_SCHEMAS)} do not match core SCHEDULES {sorted(SCHEDULES)}")
+ScheduleSpec = Annotated[Union[tuple(_SCHEDULE_SCHEMAS[k] for k in SCHEDULES)],  # noqa: UP007
+                         Field(discriminator="type")]
 
 
 # The API's choices are core's table keys (most_frequent is kept for boolean columns).
@@ -90,8 +153,19 @@ class TrainingParams(_Strict):
     epochs: int = Field(10, ge=1, description="Passes over the data (at most MLP_MAX_EPOCHS).")
     batch_size: int = Field(32, ge=1, description="Rows per minibatch (at most MLP_MAX_BATCH_SIZE).")
     optimizer: OptimizerSpec = Field(default_factory=AdamOptimizer,
-                                     description="sgd or adam with their settings (default adam, learning_rate 0.001).")
+                                     description="sgd, adam, adamw or rmsprop with their settings (default adam, "
+                                                 "learning_rate 0.001).")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty.")
+    l1: float = Field(0.0, ge=0, description="L1 penalty (l1 * sign(w) added to the gradient).")
+    lr_schedule: ScheduleSpec | None = Field(
+        None, validation_alias=AliasChoices("lr_schedule", "schedule"),
+        description="Learning-rate schedule (also accepted as `schedule`); each epoch's `lr` is in its metrics.")
+    clip_norm: float | None = Field(None, gt=0, description="Clip the gradients to this global L2 norm.")
+    class_weight: Literal["balanced"] | dict[str, float] | None = Field(
+        None, description="'balanced' (n_samples / (n_classes * count), as scikit-learn) or a map from label as "
+                          "uploaded to weight (others 1); classification only.")
+    sample_weight_column: str | None = Field(None, description="A numeric column of the data set holding each "
+                                                               "row's loss weight; it is not a feature.")
     early_stopping: EarlyStopping | None = Field(
         None, description="Stop when the monitored metric stalls; null trains every epoch.")
     standardize: bool = Field(True, description="Short for preprocessing.numeric.scale: true = standard, "
@@ -229,6 +303,7 @@ class EpochMetrics(BaseModel):
     val_mae: float | None = Field(None, description="Validation mean absolute error (regression).")
     val_rmse: float | None = Field(None, description="Validation root mean squared error (regression).")
     val_r2: float | None = Field(None, description="Validation R² (regression).")
+    lr: float | None = Field(None, description="The learning rate in effect during the epoch.")
     seconds: float | None = Field(None, description="Wall time of the epoch.")
 
     @model_serializer(mode="wrap")

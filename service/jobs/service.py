@@ -107,7 +107,9 @@ def create(session: Session, executor: Executor, settings: Settings, *, owner: s
     network = networks_service.get_or_raise(session, owner=owner, network_id=body.network_id)
     dataset = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.dataset_id)
     _check_fit(settings, network, dataset, width=job_preprocessing.input_width(
-        dataset, body.training_params().get("preprocessing")))
+        dataset, body.training_params().get("preprocessing"), exclude=body.sample_weight_column),
+        excluded=int(body.sample_weight_column is not None))
+    _check_weights(body, dataset)
     has_validation = body.validation_split > 0
     if body.validation_dataset_id is not None:
         if body.validation_split > 0:
@@ -123,6 +125,8 @@ def create(session: Session, executor: Executor, settings: Settings, *, owner: s
                                "no rows to train on")
     if body.early_stopping is not None:
         _check_early_stopping(body.early_stopping.monitor, dataset.task, has_validation)
+    if body.lr_schedule is not None and getattr(body.lr_schedule, "monitor", None) is not None:
+        _check_early_stopping(body.lr_schedule.monitor, dataset.task, has_validation, field="lr_schedule.monitor")
 
     now = utcnow()
     job = Job(owner=owner, network_id=network.id, dataset_id=dataset.id,
@@ -185,15 +189,17 @@ def _check_limits(settings: Settings, body: JobCreate) -> None:
                            f"max_batch_size={settings.max_batch_size} (MLP_MAX_BATCH_SIZE)")
 
 
-def _check_fit(settings: Settings, network, dataset, width: int | None = None) -> None:
+def _check_fit(settings: Settings, network, dataset, width: int | None = None, excluded: int = 0) -> None:
     """The network's input, output and task must fit the data set (``width``: its input width after one-hot)."""
     loss = core.LOSSES[network.spec["loss"]]
     if network.task != dataset.task:
         raise InvalidInput(f"dataset_id: data set {dataset.id} is for {dataset.task} but network {network.id} "
                            f"(loss {loss.name!r}) does {network.task}")
-    if network.input_dim is not None and network.input_dim != dataset.n_features:
+    n_features = dataset.n_features - excluded
+    if network.input_dim is not None and network.input_dim != n_features:
         raise InvalidInput(f"network_id: the network's input_dim is {network.input_dim} but data set "
-                           f"{dataset.id} has {dataset.n_features} features (n_features)")
+                           f"{dataset.id} has {n_features} features (n_features"
+                           f"{', less the sample weight column' if excluded else ''})")
     width = width or dataset.n_features
     n_params = core.count_params(network.spec, width)
     if n_params is not None and n_params > settings.max_params:
@@ -237,14 +243,36 @@ def _check_validation_dataset(train, val) -> None:
                                "occur in the training data set")
 
 
-def _check_early_stopping(monitor: str, task: str, has_validation: bool) -> None:
+def _check_early_stopping(monitor: str, task: str, has_validation: bool,
+                          field: str = "early_stopping.monitor") -> None:
     allowed = core.monitors_for(task)
     if monitor not in allowed:
-        raise InvalidInput(f"early_stopping.monitor: {monitor!r} is not available for {task}; use one of "
+        raise InvalidInput(f"{field}: {monitor!r} is not available for {task}; use one of "
                            f"{', '.join(allowed)}")
     if core.MONITORS[monitor].needs_validation and not has_validation:
-        raise InvalidInput(f"early_stopping.monitor: {monitor!r} needs validation data (validation_split > 0 "
+        raise InvalidInput(f"{field}: {monitor!r} needs validation data (validation_split > 0 "
                            "or validation_dataset_id)")
+
+
+def _check_weights(body: JobCreate, dataset) -> None:
+    """class_weight suits the task and names the data set's labels; sample_weight_column is a numeric column."""
+    if body.class_weight is not None:
+        if dataset.task != "classification":
+            raise InvalidInput(f"class_weight: data set {dataset.id} is for {dataset.task}; class weights are for "
+                               "classification (use sample_weight_column)")
+        try:
+            job_preprocessing.class_weight_indices(body.class_weight, list(dataset.classes or []))
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+    try:
+        job_preprocessing.weight_column_index(dataset, body.sample_weight_column)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    column = next((c for c in (getattr(dataset, "columns", None) or [])
+                   if c.get("name") == body.sample_weight_column), None)
+    if column is not None and column.get("missing"):
+        raise InvalidInput(f"sample_weight_column: column {body.sample_weight_column!r} has {column['missing']} "
+                           "missing value(s); every row needs a weight")
 
 
 # -- worker side ------------------------------------------------------------------------------------------

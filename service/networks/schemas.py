@@ -51,6 +51,8 @@ class DenseLayer(BaseModel):
     units: int = Field(ge=1, description="Number of output units.")
     activation: ActivationName = Field("linear", description="Activation applied to the layer's output.")
     init: InitName | None = Field(None, description="Weight initialisation; default depends on the activation.")
+    max_norm: float | None = Field(None, gt=0, description="After each step, each unit's incoming weights are "
+                                                           "rescaled to at most this L2 norm (Keras' MaxNorm).")
 
 
 # A standalone activation (the same functions as a dense layer's `activation`).
@@ -69,8 +71,19 @@ class DropoutLayer(BaseModel):
     rate: float = Field(ge=0.0, lt=1.0, description="Fraction of inputs dropped while training, in [0, 1).")
 
 
+# Batch normalisation: batch statistics while training, running statistics (saved with the model) at prediction.
+class BatchNormLayer(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"type": "batch_norm"}]})
+
+    type: Literal["batch_norm"] = Field(description="Layer type: batch normalisation over the features.")
+    momentum: float = Field(0.1, gt=0.0, le=1.0, description="Weight of each batch in the running statistics "
+                                                             "(PyTorch's convention), in (0, 1].")
+    eps: float = Field(1e-5, gt=0.0, description="Added to the variance.")
+
+
 # One schema per engine layer type, with the same fields: the discriminator's choices are core.LAYERS' keys.
-_LAYER_SCHEMAS = {"dense": DenseLayer, "activation": ActivationLayer, "dropout": DropoutLayer}
+_LAYER_SCHEMAS = {"dense": DenseLayer, "activation": ActivationLayer, "dropout": DropoutLayer,
+                  "batch_norm": BatchNormLayer}
 if set(_LAYER_SCHEMAS) != set(LAYERS) or any(
         set(_LAYER_SCHEMAS[k].model_fields) != {"type", *LAYERS[k].fields} for k in LAYERS):
     raise RuntimeError(f"layer schemas {sorted(_LAYER_SCHEMAS)} do not match core.LAYERS {sorted(LAYERS)} "
@@ -90,7 +103,9 @@ class NetworkCreate(BaseModel):
     layers: list[Layer] = Field(min_length=1, description="Layers from input to output; the last dense layer's "
                                                            "units are the output width.")
     loss: LossName = Field(description="cross_entropy needs a softmax output (>= 2 units), binary_cross_entropy "
-                                       "a sigmoid output with 1 unit, mse/mae a non-softmax output.")
+                                       "a sigmoid output with 1 unit, mse/mae/huber a non-softmax output.")
+    huber_delta: float | None = Field(None, gt=0, description="huber only: where the loss turns from quadratic "
+                                                              "to linear (default 1.0).")
 
     def to_spec(self) -> dict:
         """The spec dict handed to core (defaults filled in, unset optional fields dropped)."""
@@ -112,6 +127,7 @@ class NetworkRead(BaseModel):
     input_dim: int | None = Field(description="Input features, if fixed; else set by the first training data set.")
     layers: list[Layer] = Field(description="The layers, with defaults filled in.")
     loss: LossName = Field(description="The training loss.")
+    huber_delta: float | None = Field(None, description="huber's delta, when set.")
     output_dim: int = Field(description="Units of the last dense layer (classes for cross_entropy).")
     n_params: int | None = Field(description="Trainable parameters; null until input_dim is known.")
     task: Literal["classification", "regression"] = Field(description="classification or regression (from the loss).")
@@ -121,7 +137,7 @@ class NetworkRead(BaseModel):
     def from_row(cls, row) -> "NetworkRead":
         """Build from a networks table row."""
         return cls(id=row.id, name=row.name, input_dim=row.input_dim, layers=row.spec["layers"],
-                   loss=row.spec["loss"], output_dim=row.output_dim, n_params=row.n_params, task=row.task,
+                   loss=row.spec["loss"], huber_delta=row.spec.get("huber_delta"), output_dim=row.output_dim, n_params=row.n_params, task=row.task,
                    created_at=row.created_at)
 
 
