@@ -27,7 +27,12 @@ compare with both unset for that command alone::
 
 The script prints the kernel numpy's OpenBLAS picked (threadpoolctl), so the
 two runs can be told apart.  Options: ``--samples``, ``--epochs``,
-``--threads``, ``--no-torch``, ``--no-sklearn``, ``--json``.
+``--threads``, ``--no-torch``, ``--no-sklearn``, ``--json``, ``--adam-only``.
+
+A second row trains the same network with Adam (1e-3), a cosine learning-rate
+schedule over the run and gradients clipped to global norm 1.0, against
+PyTorch's ``Adam`` + ``CosineAnnealingLR`` + ``clip_grad_norm_`` in the same
+run (interleaved the same way; target >= 1.3x).
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ N_FEATURES = 784
 HIDDEN = (256, 128)
 N_CLASSES = 10
 LEARNING_RATE = 0.1
+ADAM_LR = 1e-3  # the Adam row
+CLIP_NORM = 1.0
 BATCH = 128
 
 SPEC = {
@@ -134,7 +141,7 @@ class TorchRunner:
     """The same network in PyTorch: nn.Sequential, CrossEntropyLoss, optim.SGD,
     shuffled index batches, He-normal weights and zero biases like core's "he"."""
 
-    def __init__(self, X, y, threads: int):
+    def __init__(self, X, y, threads: int, adam_epochs: int | None = None):
         import torch
         from torch import nn
 
@@ -152,6 +159,12 @@ class TorchRunner:
                 nn.init.zeros_(m.bias)
         self.criterion = nn.CrossEntropyLoss()
         self.opt = torch.optim.SGD(self.model.parameters(), lr=LEARNING_RATE, momentum=0.0)
+        self.sched = None
+        self.clip = None
+        if adam_epochs is not None:  # the Adam row: cosine over the run's epochs, gradients clipped
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=ADAM_LR)
+            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=adam_epochs)
+            self.clip = CLIP_NORM
         self.Xt, self.yt = torch.from_numpy(X), torch.from_numpy(y)
         self.gen = torch.Generator().manual_seed(0)
         self.n = len(X)
@@ -173,9 +186,13 @@ class TorchRunner:
             out = model(xb)
             loss = crit(out, yb)
             loss.backward()
+            if self.clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.clip)
             opt.step()
             total_loss += loss.item() * len(idx)
             correct += int((out.argmax(1) == yb).sum())
+        if self.sched is not None:
+            self.sched.step()
         self.epoch_seconds.append(time.perf_counter() - t0)
         self.losses.append((total_loss / self.n, correct / self.n))
 
@@ -292,6 +309,48 @@ def run_all(X, y, epochs: int, threads: int, others: list, results: dict) -> Non
             results[runner.name].update(inference_figures(runner.predict, X))
 
 
+def run_adam_row(X, y, epochs: int, threads: int, with_torch: bool) -> dict:
+    """Adam (lr 1e-3) with a cosine schedule over the run and gradients clipped to global norm 1.0,
+    core against PyTorch with the same settings, interleaved epoch by epoch as ``run_all``."""
+    from core import Network, fit
+
+    runner = TorchRunner(X, y, threads, adam_epochs=1 + epochs) if with_torch else None
+    marks = {"resume": time.perf_counter()}
+    core_seconds: list[float] = []
+
+    def callback(metrics, state):
+        core_seconds.append(time.perf_counter() - marks["resume"])
+        if runner is not None:
+            runner.epoch()
+        marks["resume"] = time.perf_counter()
+        return False
+
+    history = fit(Network.from_spec(SPEC), X, y, epochs=1 + epochs, batch_size=BATCH, seed=0,
+                  optimizer={"type": "adam", "learning_rate": ADAM_LR}, lr_schedule={"type": "cosine"},
+                  clip_norm=CLIP_NORM, callback=callback)
+    out = {"core": {"epoch_seconds": core_seconds[1:], "samples_per_s": len(X) / statistics.median(core_seconds[1:]),
+                    "train_loss": [float(h["train_loss"]) for h in history], "lr": [h["lr"] for h in history]}}
+    if runner is not None:
+        out["torch"] = runner.result()
+        out["torch"]["lr"] = [g["lr"] for g in runner.opt.param_groups]
+    return out
+
+
+def print_adam_row(adam: dict) -> None:
+    c = adam["core"]
+    print(f"\nAdam lr {ADAM_LR} + cosine schedule + clip_norm {CLIP_NORM} (torch: Adam, CosineAnnealingLR, "
+          "clip_grad_norm_), same network and batches:")
+    print(f"core  {c['samples_per_s']:12,.0f} samples/s, epochs {' '.join(f'{s:.2f}' for s in c['epoch_seconds'])} s, "
+          f"loss {' '.join(f'{v:.4f}' for v in c['train_loss'])}")
+    if "torch" in adam:
+        t = adam["torch"]
+        ratios = [o / k for o, k in zip(t["epoch_seconds"], c["epoch_seconds"])]
+        print(f"torch {t['samples_per_s']:12,.0f} samples/s, epochs {' '.join(f'{s:.2f}' for s in t['epoch_seconds'])} s, "
+              f"loss {' '.join(f'{v:.4f}' for v in t['train_loss'])}")
+        print(f"core / torch   Adam+cosine+clipping throughput: {c['samples_per_s'] / t['samples_per_s']:.2f}x "
+              f"(target >= 1.3x); paired epochs median {statistics.median(ratios):.2f}x")
+
+
 def gemm_floor(X, repeats: int = 3) -> float:
     """Seconds per epoch of the bare matrix multiplies core.fit cannot avoid: per batch,
     3 forward GEMMs, 3 weight-gradient GEMMs and 2 input-gradient GEMMs (the first layer
@@ -357,6 +416,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-sklearn", action="store_true")
     ap.add_argument("--json", metavar="PATH", help="also write the raw figures as JSON")
     ap.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--adam-only", action="store_true",
+                    help="only the Adam + cosine + clipping row (core and PyTorch)")
     args = ap.parse_args(argv)
 
     if args.memory_probe:
@@ -373,6 +434,10 @@ def main(argv=None) -> int:
     if load1 > 0.5:
         print("  warning: the machine is busy; figures are noisy (frameworks run interleaved, "
               "so ratios suffer less than absolute numbers)")
+    if args.adam_only:
+        with threadpool_limits(limits=args.threads):
+            print_adam_row(run_adam_row(X, y, args.epochs, args.threads, not args.no_torch))
+        return 0
     env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     print("env: " + ", ".join(f"{k}={v if v is not None else '(unset)'}" for k, v in env.items()))
     with threadpool_limits(limits=args.threads):
@@ -391,6 +456,7 @@ def main(argv=None) -> int:
             others.append(runner)
         run_all(X, y, args.epochs, args.threads, others, results)
         results["gemm_floor_seconds"] = gemm_floor(X)
+        results["adam_cosine_clip"] = run_adam_row(X, y, args.epochs, args.threads, not args.no_torch)
     process_peak = peak_rss_mb()
 
     probe = subprocess.run(
@@ -448,6 +514,7 @@ def main(argv=None) -> int:
         line += f", torch's {statistics.median(results['torch']['epoch_seconds']) / floor:.2f}x"
     print(line)
     print(f"core single-row predict median: {c['predict1_us']:.1f} us (target <= 50 us)")
+    print_adam_row(results["adam_cosine_clip"])
     extra = mem["peak_after_fit_mb"] - max(mem["rss_before_fit_mb"], mem["peak_before_fit_mb"])
     print(f"peak RSS: core.fit alone (fresh process): {mem['peak_after_fit_mb']:.0f} MiB, "
           f"{extra:+.0f} MiB over the {mem['peak_before_fit_mb']:.0f} MiB before fit "
