@@ -184,7 +184,7 @@ def to_onnx(net: core.Network, *, classes: list | None, model_id: str = ""):
     import onnx
     from onnx import TensorProto, helper
 
-    from core.layers import ActivationLayer, Dense, Dropout
+    from core.layers import ActivationLayer, BatchNorm, Dense, Dropout
 
     g = _Graph()
     f32 = np.float32
@@ -200,6 +200,11 @@ def to_onnx(net: core.Network, *, classes: list | None, model_id: str = ""):
             x = _activation(g, layer.name, x)
         elif isinstance(layer, Dropout):
             continue                                     # the identity at inference
+        elif isinstance(layer, BatchNorm):               # running statistics: x * scale + shift
+            scale = layer.params["gamma"] / np.sqrt(layer.state["running_var"] + layer.eps)
+            shift = layer.params["beta"] - layer.state["running_mean"] * scale
+            x = g.op("Mul", [x, g.const(f"bn_scale{i}", scale.astype(f32)[None, :])], f"bn_scaled{i}")
+            x = g.op("Add", [x, g.const(f"bn_shift{i}", shift.astype(f32)[None, :])], f"batch_norm{i}")
         else:
             raise ValueError(f"layer {i} ({type(layer).__name__}) has no ONNX mapping")
 

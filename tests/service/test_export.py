@@ -41,6 +41,14 @@ CASES = {
         layers=[{"type": "dense", "units": 8, "activation": "relu"},
                 {"type": "dense", "units": 1, "activation": "sigmoid"}],
         loss="mae", labels=None, standardize=False),
+    "softmax_batch_norm_max_norm_strings": dict(
+        layers=[{"type": "dense", "units": 12, "activation": "relu", "max_norm": 2.0},
+                {"type": "batch_norm", "momentum": 0.3}, {"type": "dense", "units": 3, "activation": "softmax"}],
+        loss="cross_entropy", labels=np.array(["red", "green", "blue"]), standardize=True),
+    "huber_batch_norm_two_outputs": dict(
+        layers=[{"type": "dense", "units": 8, "activation": "tanh"}, {"type": "batch_norm"},
+                {"type": "dense", "units": 2, "activation": "linear"}],
+        loss="huber", labels=None, standardize=False),
 }
 
 
@@ -49,7 +57,7 @@ def _data(case: dict, n: int = 160):
     X, y = blobs(n=n, d=5, k=k, seed=1)
     if case["labels"] is not None:
         return X, case["labels"][y]
-    if case["loss"] == "mse":
+    if case["loss"] in ("mse", "huber"):
         return X, np.stack([X[:, 0] * 0.5 + X[:, 1], X[:, 2] - X[:, 3]], axis=1).round(4)
     return X, (1 / (1 + np.exp(-X[:, 0]))).round(4)
 
