@@ -214,3 +214,38 @@ def test_tenancy_and_the_job_quota(tmp_path):
         assert c.post(f"/v1/sweeps/{sid}/cancel", headers=a).json()["counts"] == {"cancelled": 3}
         assert c.post("/v1/jobs", headers=a, json={"network_id": net["id"], "dataset_id": ds,
                                                    "epochs": 2}).status_code == 202
+
+
+def test_kill9_of_the_server_mid_sweep_then_restart_reaches_the_same_ranking(live_server):
+    """A reference sweep runs uninterrupted; the same request again is killed (-9) while a trial trains. After
+    the restart the sweep goes on: finished trials are not re-run, the interrupted trial's job resumes (attempt
+    2), and the ranking (params and metric of every trial) equals the reference's."""
+    srv = live_server(workers=1, env={"MLP_SWEEP_LEASE_SECONDS": "1"})
+    X, y = digits(300)
+    with srv.client() as c:
+        ds = c.post("/v1/datasets", json={"name": "digits", "X": X.tolist(), "y": y.tolist()}).json()["id"]
+        body = {"dataset_id": ds, "strategy": "random", "seed": 5, "max_trials": 4, "parallelism": 1,
+                "pruner": "none", "space": {"epochs": 15, "batch_size": 16, "units": {"low": 8, "high": 48}}}
+        ref = _wait(c, c.post("/v1/sweeps", json=body).json()["id"], timeout=120)
+        sid = c.post("/v1/sweeps", json=body).json()["id"]
+
+        def mid_trial(s):
+            jobs = c.get("/v1/jobs", params={"sweep_id": sid}).json()["items"]
+            return s["counts"].get("complete", 0) >= 1 and any(
+                j["status"] == "running" and 2 <= j["progress"]["epoch"] < 15 for j in jobs)
+        before = _wait(c, sid, timeout=120, until=mid_trial)
+    srv.kill9()
+    srv.start(timeout=90)
+    with srv.client() as c:
+        after = _wait(c, sid, timeout=120)
+        jobs = c.get("/v1/jobs", params={"sweep_id": sid}).json()["items"]
+    assert ref["status"] == after["status"] == "succeeded", (ref, after)
+
+    def ranking(s):
+        return [(t["rank"], t["number"], t["status"], sorted(t["params"].items()), t["value"]) for t in s["trials"]]
+    assert ranking(after) == ranking(ref)
+    assert after["best_trial"] == ref["best_trial"] and after["importances"] == ref["importances"]
+    assert len(jobs) == 4  # one job per trial: nothing re-run
+    done_before = {t["job_id"] for t in before["trials"] if t["status"] == "complete"}
+    assert done_before and all(j["attempt"] == 1 for j in jobs if j["id"] in done_before)
+    assert any(j["attempt"] == 2 for j in jobs), [(j["id"], j["attempt"]) for j in jobs]
