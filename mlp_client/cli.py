@@ -19,7 +19,7 @@ from typing import Any
 from mlp_client.client import DEFAULT_URL, Client, Job, Model
 from mlp_client.errors import JobFailed, MLPError
 
-COMMANDS = ("train", "watch", "predict", "jobs", "cancel", "delete-job", "models", "export")
+COMMANDS = ("train", "watch", "predict", "jobs", "cancel", "delete-job", "models", "export", "sweep")
 METRIC_ORDER = ("train_loss", "train_accuracy", "train_mae", "val_loss", "val_accuracy", "val_mae", "val_rmse",
                 "val_r2", "best_epoch", "seconds")
 
@@ -58,6 +58,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--job", metavar="JSON", help="more fields of the job body, as a JSON object")
     train.add_argument("--watch", action="store_true", help="follow the job with a live progress bar")
     train.set_defaults(func=_train)
+
+    sweep = sub.add_parser("sweep", parents=[common], help="run a hyper-parameter sweep with a progress bar",
+                           description="Upload the data (or use a data set id), start a sweep (POST /v1/sweeps) "
+                                       "and follow it; prints the ranked trials and the best model.")
+    sweep.add_argument("--data", required=True, help="data file (.csv, .npz, ...) or an existing data set id")
+    sweep.add_argument("--target", help="label column of a CSV (default: the last column)")
+    sweep.add_argument("--task", choices=["classification", "regression"], help="default: inferred")
+    sweep.add_argument("--space", metavar="JSON", help="the search space, as a JSON object or a .json file")
+    sweep.add_argument("--strategy", choices=["grid", "random", "tpe"], help="server default: tpe")
+    sweep.add_argument("--max-trials", type=int)
+    sweep.add_argument("--max-seconds", type=float)
+    sweep.add_argument("--parallelism", type=int)
+    sweep.add_argument("--metric", help="default val_accuracy (classification) or val_loss")
+    sweep.add_argument("--direction", choices=["minimize", "maximize"])
+    sweep.add_argument("--pruner", choices=["median", "hyperband", "none"])
+    sweep.add_argument("--seed", type=int)
+    sweep.add_argument("--no-wait", action="store_true", help="print the sweep id and return")
+    sweep.set_defaults(func=_sweep)
 
     watch = sub.add_parser("watch", parents=[common], help="follow a job with a live progress bar")
     watch.add_argument("job_id", metavar="JOB")
@@ -173,6 +191,34 @@ def _train(client: Client, args: argparse.Namespace) -> int:
         print(job.id)
         return 0
     return _follow(job)
+
+
+def _sweep(client: Client, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {k: v for k, v in (
+        ("strategy", args.strategy), ("max_trials", args.max_trials), ("max_seconds", args.max_seconds),
+        ("parallelism", args.parallelism), ("metric", args.metric), ("direction", args.direction),
+        ("pruner", args.pruner), ("seed", args.seed)) if v is not None}
+    if args.space:
+        body["space"] = json.loads(Path(args.space).read_text() if args.space.endswith(".json") else args.space)
+    dataset = _dataset(client, args.data, args)
+    sweep = client.sweep(dataset, **body)
+    print(f"sweep {sweep.id} {sweep.status}", file=sys.stderr)
+    if args.no_wait:
+        print(sweep.id)
+        return 0
+    try:
+        sweep.wait(progress=True)
+    except KeyboardInterrupt:
+        print(f"\nstopped watching; sweep {sweep.id} goes on", file=sys.stderr)
+        return 130
+    print(f"sweep {sweep.id} {sweep.status}: {sweep.data.get('reason')}")
+    for t in sweep.trials[:10]:
+        value = "-" if t["value"] is None else f"{t['value']:.4f}"
+        print(f"  #{t['number']:<3} {t['status']:<9} {sweep.data['metric']}={value} epoch {t['epoch']} "
+              f"{json.dumps(t['params'], separators=(',', ':'))}")
+    if sweep.data.get("best_model_id"):
+        print(f"best model {sweep.data['best_model_id']}")
+    return 0 if sweep.status == "succeeded" else 1
 
 
 def _watch(client: Client, args: argparse.Namespace) -> int:

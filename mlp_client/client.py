@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -146,6 +147,24 @@ class Client:
             params["status"] = status
         page = self._json("GET", "/v1/jobs", params=params)
         return [Job(self, d) for d in page["items"]]
+
+    # -- sweeps --------------------------------------------------------------------------------------------
+    def sweep(self, dataset: Any, *, wait: bool = False, progress: bool = True, timeout: float | None = None,
+              **body: Any) -> "Sweep":
+        """Start a hyper-parameter sweep (the fields of POST /v1/sweeps as keywords: space, strategy, max_trials,
+        max_seconds, metric, direction, parallelism, pruner, seed, ...); with ``wait``, follow it to its end."""
+        if "validation_dataset" in body:
+            val = body.pop("validation_dataset")
+            body["validation_dataset_id"] = common.ident(val) if val is not None else None
+        sweep = Sweep(self, self._json("POST", "/v1/sweeps", json={"dataset_id": common.ident(dataset), **body}))
+        return sweep.wait(progress=progress, timeout=timeout) if wait else sweep
+
+    def get_sweep(self, sweep_id: str) -> "Sweep":
+        return Sweep(self, self._json("GET", f"/v1/sweeps/{sweep_id}"))
+
+    def list_sweeps(self, *, limit: int = 50, offset: int = 0) -> list["Sweep"]:
+        page = self._json("GET", "/v1/sweeps", params={"limit": limit, "offset": offset})
+        return [Sweep(self, d) for d in page["items"]]
 
     # -- models --------------------------------------------------------------------------------------------
     def get_model(self, model_id: str) -> "Model":
@@ -337,3 +356,68 @@ class Model(ModelBase):
 
     def delete(self) -> None:
         self._client.delete_model(self.id)
+
+
+class Sweep:
+    """A hyper-parameter sweep: ``data`` is the JSON of GET /v1/sweeps/{id} (trials ranked, best model)."""
+
+    def __init__(self, client: Client, data: dict[str, Any]):
+        self.client, self.data = client, data
+
+    def __repr__(self) -> str:
+        return f"Sweep(id={self.id!r}, status={self.status!r}, best_value={self.data.get('best_value')!r})"
+
+    @property
+    def id(self) -> str:
+        return self.data["id"]
+
+    @property
+    def status(self) -> str:
+        return self.data["status"]
+
+    @property
+    def trials(self) -> list[dict[str, Any]]:
+        """The trials, best first."""
+        return self.data.get("trials", [])
+
+    def refresh(self) -> "Sweep":
+        self.data = self.client._json("GET", f"/v1/sweeps/{self.id}")
+        return self
+
+    def best_model(self) -> "Model":
+        """The trained model of the best trial."""
+        if not self.data.get("best_model_id"):
+            raise ValueError(f"sweep {self.id} has no complete trial yet")
+        return self.client.get_model(self.data["best_model_id"])
+
+    def wait(self, progress: bool = True, *, timeout: float | None = None, poll: float = 0.5,
+             file: Any = None) -> "Sweep":
+        """Poll until the sweep ends, with a rich progress bar of finished trials and the best value."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        total = self.data.get("max_trials")
+        bar = Progress(TextColumn("sweep {task.fields[sid]}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
+                       console=Console(file=file or sys.stderr), disable=not progress)
+        with bar:
+            task = bar.add_task("sweep", total=total, sid=self.id[:8], best="-")
+            while True:
+                self.refresh()
+                counts = self.data.get("counts", {})
+                done = sum(n for k, n in counts.items() if k not in ("pending", "running"))
+                best = self.data.get("best_value")
+                bar.update(task, completed=done, best="-" if best is None else f"{best:.4g}")
+                if self.status in ("succeeded", "failed", "cancelled"):
+                    return self
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"sweep {self.id} still {self.status} after {timeout} s")
+                time.sleep(poll)
+
+    def cancel(self) -> "Sweep":
+        self.data = self.client._json("POST", f"/v1/sweeps/{self.id}/cancel")
+        return self
+
+    def delete(self) -> None:
+        self.client.request("DELETE", f"/v1/sweeps/{self.id}")

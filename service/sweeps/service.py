@@ -27,7 +27,6 @@ from service.networks import service as networks_service
 from service.networks.schemas import NetworkCreate
 from service.settings import Settings
 from service.storage import Storage
-from service.sweeps import search
 from service.sweeps.schemas import SweepCreate, SweepRead, TrialRead
 from service.sweeps.tables import (CANCELLED as SWEEP_CANCELLED, COMPLETE, FAILED as SWEEP_FAILED, PENDING, PRUNED,
                                    RUNNING, SUCCEEDED as SWEEP_SUCCEEDED, SWEEP_TERMINAL, TRIAL_ACTIVE,
@@ -37,6 +36,12 @@ log = logging.getLogger("service.sweeps")
 
 _NO_SYNC = {"synchronize_session": False}
 _MAXIMIZE = ("accuracy", "r2")
+
+
+def _search():
+    """The Optuna side, imported on first use (Optuna costs start-up time that servers without sweeps skip)."""
+    from service.sweeps import search
+    return search
 
 
 # -- API side ---------------------------------------------------------------------------------------------
@@ -54,11 +59,11 @@ def create(session: Session, settings: Settings, *, owner: str, body: SweepCreat
     direction = body.direction or ("maximize" if metric.endswith(_MAXIMIZE) else "minimize")
     body = body.model_copy(update={"metric": metric, "direction": direction})
     if body.strategy == "grid":
-        size = search.grid_size(body)  # 422 for ranges a grid cannot enumerate
+        size = _search().grid_size(body)  # 422 for ranges a grid cannot enumerate
         if body.max_trials is None or body.max_trials > size:
             body = body.model_copy(update={"max_trials": size})
-    if search.max_epochs(body) > settings.max_epochs:
-        raise InvalidInput(f"space.epochs: {search.max_epochs(body)} is more than the limit "
+    if _search().max_epochs(body) > settings.max_epochs:
+        raise InvalidInput(f"space.epochs: {_search().max_epochs(body)} is more than the limit "
                            f"max_epochs={settings.max_epochs} (MLP_MAX_EPOCHS)")
     batch = body.space.batch_size
     biggest = batch.high if hasattr(batch, "high") else max(batch) if isinstance(batch, list) else batch
@@ -301,14 +306,14 @@ def _prune(session: Session, executor: Executor, sweep: Sweep, req: SweepCreate,
     A trial whose job ended before the driver saw its epochs is judged on them all the same (and is ``pruned``
     if the rule says so at any epoch): the outcome depends on the metrics only, never on when they were read.
     """
-    st = search.study(req, sweep.id, trials, number=len(trials), running=frozenset(new_values))
+    st = _search().study(req, sweep.id, trials, number=len(trials), running=frozenset(new_values))
     for t in trials:
         if t.number not in new_values or t.status not in (TRIAL_RUNNING, COMPLETE):
             continue
         inter = {int(k): float(v) for k, v in (t.intermediate or {}).items() if int(k) < new_values[t.number][0][0]}
         for epoch, value in new_values[t.number]:
             inter[epoch] = value
-            if search.should_prune(st, t.number, inter):
+            if _search().should_prune(st, t.number, inter):
                 if t.status == TRIAL_RUNNING:
                     _cancel_job(session, executor, owner=sweep.owner, job_id=t.job_id)
                 t.status, t.finished_at, t.error = PRUNED, utcnow(), f"pruned by the {req.pruner} rule"
@@ -328,7 +333,7 @@ def _update_best(session: Session, sweep: Sweep, req: SweepCreate, trials: list[
     best = order[0][0].number if order and order[0][1] == 1 else None
     if not changed and best == sweep.best_trial:
         return
-    imp = search.importances(search.study(req, sweep.id, trials, number=len(trials)))
+    imp = _search().importances(_search().study(req, sweep.id, trials, number=len(trials)))
     session.execute(update(Sweep).where(Sweep.id == sweep.id).values(
         best_trial=best, importances=imp, updated_at=utcnow()).execution_options(**_NO_SYNC))
     session.commit()
@@ -338,9 +343,9 @@ def _update_best(session: Session, sweep: Sweep, req: SweepCreate, trials: list[
 def _ask(session: Session, sweep: Sweep, req: SweepCreate, trials: list[SweepTrial]) -> SweepTrial:
     """Ask Optuna for trial number len(trials) and commit it as pending (before any job exists)."""
     number = len(trials)
-    st = search.study(req, sweep.id, trials, number=number)
+    st = _search().study(req, sweep.id, trials, number=number)
     trial = st.ask()
-    params = search.suggest(req, trial)
+    params = _search().suggest(req, trial)
     t = SweepTrial(sweep_id=sweep.id, owner=sweep.owner, number=number, params=params, status=PENDING,
                    epoch=0, intermediate={}, created_at=utcnow())
     session.add(t)
