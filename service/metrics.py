@@ -93,8 +93,8 @@ class DatabaseCollector:
         yield jobs
         yield GaugeMetricFamily("mlp_queue_depth", "Jobs waiting for a worker.", value=counts.get("queued", 0))
 
-        pids = getattr(self.app.state.executor, "worker_pids", None)
-        live = len(pids()) if callable(pids) else len({r.worker for r in running if r.worker})
+        pids = self.app.state.executor.worker_pids()
+        live = len(pids) if pids is not None else len({r.worker for r in running if r.worker})
         yield GaugeMetricFamily("mlp_workers_live", "Live worker processes (embedded), or workers holding a "
                                                     "running job (Celery).", value=live)
 

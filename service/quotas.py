@@ -27,10 +27,10 @@ RETRY_AFTER_SECONDS = "5"
 
 def limit(settings, *, owner: str, name: str) -> int | None:
     """The tenant's value of quota ``name``: its ``tenant_quotas`` override, else the global setting."""
-    override = (getattr(settings, "tenant_quotas", None) or {}).get(owner) or {}
+    override = settings.tenant_quotas.get(owner) or {}
     if name in override:
         return override[name]
-    return getattr(settings, name, None)
+    return getattr(settings, name)  # a lookup by name: one of NAMES, each a Settings field
 
 
 def _label(name: str) -> str:

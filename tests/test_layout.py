@@ -25,6 +25,10 @@ def test_no_function_in_core_is_longer_than_80_lines():
     assert _functions_longer_than(80, ROOT / "core") == []
 
 
+def test_no_function_in_service_is_longer_than_80_lines():
+    assert _functions_longer_than(80, SERVICE) == []
+
+
 def test_the_function_length_check_finds_a_long_method(tmp_path):
     body = "\n".join(f"        x{i} = {i}" for i in range(79))
     (tmp_path / "m.py").write_text(f"def short():\n    return 1\n\n\nclass A:\n    def long(self):\n{body}\n")

@@ -103,79 +103,109 @@ async def receive(request: Request, *, max_bytes: int, tmp_dir: Path) -> Upload:
     return await _receive_multipart(request, boundary, max_bytes, tmp_dir)
 
 
-async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, tmp_dir: Path) -> Upload:
-    state: dict = {"headers": {}, "field": None, "value": None, "name": None, "filename": None, "error": None}
-    upload = Upload(kind="")
-    fh = None
-    header_field = bytearray()
-    header_value = bytearray()
+class _MultipartReader:
+    """python-multipart callbacks that stream the 'file' part to a temp file and collect the form fields."""
 
-    def on_part_begin() -> None:
-        state["headers"] = {}
-        header_field.clear()
-        header_value.clear()
+    def __init__(self, tmp_dir: Path) -> None:
+        self.tmp_dir = tmp_dir
+        self.upload = Upload(kind="")
+        self.fh = None
+        self.headers: dict[str, str] = {}
+        self.name: str | None = None
+        self.value: bytearray | None = None          # None while inside the file part
+        self.complete = False
+        self.header_field = bytearray()
+        self.header_value = bytearray()
 
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header_field.extend(data[start:end])
+    def callbacks(self) -> dict:
+        """The parser's callback table."""
+        return {"on_part_begin": self.on_part_begin, "on_header_field": self.on_header_field,
+                "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
+                "on_headers_finished": self.on_headers_finished, "on_part_data": self.on_part_data,
+                "on_part_end": self.on_part_end, "on_end": self.on_end}
 
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header_value.extend(data[start:end])
+    def on_part_begin(self) -> None:
+        """Start a part with no headers."""
+        self.headers = {}
+        self.header_field.clear()
+        self.header_value.clear()
 
-    def on_header_end() -> None:
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        """Collect a header name."""
+        self.header_field.extend(data[start:end])
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        """Collect a header value."""
+        self.header_value.extend(data[start:end])
+
+    def on_header_end(self) -> None:
+        """Store one header of the part."""
         # latin-1 keeps every byte; _param decodes names as UTF-8 (a str with non-latin-1 characters would
         # make python-multipart's parse_options_header fail)
-        state["headers"][bytes(header_field).lower().decode("latin-1")] = bytes(header_value).decode("latin-1")
-        header_field.clear()
-        header_value.clear()
+        self.headers[bytes(self.header_field).lower().decode("latin-1")] = bytes(self.header_value).decode("latin-1")
+        self.header_field.clear()
+        self.header_value.clear()
 
-    def on_headers_finished() -> None:
-        nonlocal fh
-        disposition = state["headers"].get("content-disposition", "")
+    def on_headers_finished(self) -> None:
+        """Open the temp file for the 'file' part, or a buffer for a known form field; 415/422 otherwise."""
+        disposition = self.headers.get("content-disposition", "")
         name = _param(disposition, "name") or ""
         filename = _param(disposition, "filename")
-        state["name"] = name
+        self.name = name
         if name == "file":
+            upload = self.upload
             if upload.kind:
                 raise InvalidInput("send exactly one 'file' part")
             upload.filename = filename
-            upload.kind = file_kind(upload.filename, state["headers"].get("content-type", "").strip())
-            fd, tmp = tempfile.mkstemp(prefix="upload-", suffix="." + upload.kind, dir=tmp_dir)
+            upload.kind = file_kind(upload.filename, self.headers.get("content-type", "").strip())
+            fd, tmp = tempfile.mkstemp(prefix="upload-", suffix="." + upload.kind, dir=self.tmp_dir)
             upload.path = Path(tmp)
-            fh = os.fdopen(fd, "wb")
-            state["value"] = None
+            self.fh = os.fdopen(fd, "wb")
+            self.value = None
         elif name in FORM_FIELDS:
             if filename is not None:
                 raise InvalidInput(f"form field {name!r} must be a plain value, not a file")
-            state["value"] = bytearray()
+            self.value = bytearray()
         else:
             raise InvalidInput(f"unknown form field {name!r}; expected file, {', '.join(FORM_FIELDS)}")
 
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["value"] is None:
-            fh.write(data[start:end])
-            upload.size_bytes += end - start
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        """Write file bytes to disk, or append to the field's bounded buffer."""
+        if self.value is None:
+            self.fh.write(data[start:end])
+            self.upload.size_bytes += end - start
         else:
-            state["value"].extend(data[start:end])
-            if len(state["value"]) > MAX_FIELD_BYTES:
-                raise InvalidInput(f"form field {state['name']!r} is longer than {MAX_FIELD_BYTES} bytes")
+            self.value.extend(data[start:end])
+            if len(self.value) > MAX_FIELD_BYTES:
+                raise InvalidInput(f"form field {self.name!r} is longer than {MAX_FIELD_BYTES} bytes")
 
-    def on_part_end() -> None:
-        nonlocal fh
-        if state["value"] is None:
-            if fh is not None:
-                fh.close()
-                fh = None
+    def on_part_end(self) -> None:
+        """Close the file part, or decode the field as UTF-8 text."""
+        if self.value is None:
+            self.close()
         else:
             try:
-                value = state["value"].decode("utf-8")
-                upload.fields[state["name"]] = value if state["name"] in UNSTRIPPED_FIELDS else value.strip()
+                value = self.value.decode("utf-8")
+                self.upload.fields[self.name] = value if self.name in UNSTRIPPED_FIELDS else value.strip()
             except UnicodeDecodeError:
-                raise InvalidInput(f"form field {state['name']!r} is not UTF-8 text") from None
+                raise InvalidInput(f"form field {self.name!r} is not UTF-8 text") from None
 
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
-        "on_part_end": on_part_end, "on_end": lambda: state.__setitem__("complete", True)})
+    def on_end(self) -> None:
+        """The closing boundary arrived."""
+        self.complete = True
+
+    def close(self) -> None:
+        """Close the temp file if open (idempotent)."""
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
+async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, tmp_dir: Path) -> Upload:
+    """Stream a multipart body through the parser, bounded by ``max_bytes``; the temp file is removed on failure."""
+    reader = _MultipartReader(tmp_dir)
+    upload = reader.upload
+    parser = MultipartParser(boundary, reader.callbacks())
     received = 0
     try:
         async for chunk in request.stream():
@@ -191,11 +221,10 @@ async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, 
         upload.cleanup()
         raise
     finally:
-        if fh is not None:
-            fh.close()
+        reader.close()
     if not upload.kind:
         raise InvalidInput("multipart upload needs a 'file' part (.csv, .csv.gz, .parquet, .arrow or .npz)")
-    if not state.get("complete"):  # a body cut short (a dropped chunked upload) is not a whole file
+    if not reader.complete:  # a body cut short (a dropped chunked upload) is not a whole file
         upload.cleanup()
         raise InvalidInput("malformed multipart body: it ended before its closing boundary (the upload was cut "
                            "short); send the whole body")

@@ -56,3 +56,7 @@ class Executor(ABC):
     @abstractmethod
     def healthy(self) -> bool:
         """Whether jobs can make progress."""
+
+    @abstractmethod
+    def worker_pids(self) -> list[int] | None:
+        """Pids of the live worker processes this executor runs, or None when its workers run elsewhere."""

@@ -125,6 +125,10 @@ class CeleryExecutor(Executor):
             self._health = (time.monotonic(), ok)
             return ok
 
+    def worker_pids(self) -> None:
+        """None: Celery workers run anywhere; the job rows' ``worker`` column is the only record of them."""
+        return None
+
 
 def _redact(url: str | None) -> str:
     if not url or "@" not in url:

@@ -113,7 +113,7 @@ class EmbeddedExecutor(Executor):
 
     # -- workers ----------------------------------------------------------------------------------------
     def worker_pids(self) -> list[int]:
-        """Pids of the live worker processes (for tests and diagnostics)."""
+        """Pids of the live worker processes (the metrics' worker count, tests and diagnostics)."""
         return [s.process.pid for s in self._slots if s.process is not None and s.process.is_alive()]
 
     def _ensure_workers(self) -> None:

@@ -10,7 +10,7 @@ import core.preprocessing
 
 def columns_of(dataset) -> list[dict]:
     """The data set's column descriptions; data sets without typed columns are all numeric."""
-    columns = getattr(dataset, "columns", None)
+    columns = dataset.columns
     names = list(dataset.feature_names or [])
     if not columns:
         if len(names) != dataset.n_features:
@@ -66,7 +66,7 @@ def class_weight_indices(class_weight, classes: list) -> str | dict[int, float] 
 def input_width(dataset, preprocessing: dict | None = None, exclude: str | None = None) -> int:
     """The network's input width after preprocessing, at most (one-hot columns widen it; from the data set's profile);
     ``exclude`` names a column that is not a feature (the sample weights)."""
-    columns = getattr(dataset, "columns", None)
+    columns = dataset.columns
     if not columns:
         return int(dataset.n_features) - (exclude is not None)
     prep = preprocessing or {}

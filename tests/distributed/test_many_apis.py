@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from tests.distributed.conftest import job_body, setup_data, wait_job
+from tests.service.helpers import sse_events
 
 
 def test_two_api_processes_share_jobs_metrics_events_and_cancel(cluster, redis_url, postgres_url):
@@ -20,10 +19,7 @@ def test_two_api_processes_share_jobs_metrics_events_and_cancel(cluster, redis_u
         with http_b.stream("GET", f"/v1/jobs/{job_id}/events") as r:
             assert r.status_code == 200
             text = r.read().decode()
-        events = []
-        for block in text.strip().split("\n\n"):
-            lines = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
-            events.append((lines["event"], json.loads(lines["data"])))
+        events = sse_events(text)
         assert [e for e, _ in events] == ["epoch"] * 4 + ["end"]
         assert events[-1][1]["status"] == "succeeded"
 

@@ -5,6 +5,7 @@ Fixtures live in conftest.py; everything a test module imports lives here.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -57,6 +58,19 @@ def post_dataset(client, X, y, *, task: str | None = None, name: str = "test-dat
     r = client.post("/v1/datasets", json=body)
     assert r.status_code == 201, r.text
     return r.json()
+
+
+def sse_events(text: str) -> list[tuple[str, dict]]:
+    """(event, JSON data) of each event in a text/event-stream body; comment-only blocks (``: keep-alive``) skipped.
+
+    As the SSE spec reads a stream: blocks end at a blank line, and a line starting with ':' is a comment.
+    """
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":"))
+        if fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
 
 
 def wait_job(client, job_id: str, *, timeout: float = 60.0, until=TERMINAL) -> dict:

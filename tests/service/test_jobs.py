@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -11,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.service.helpers import blobs, mlp_spec
+from tests.service.helpers import blobs, mlp_spec, sse_events
 
 
 @pytest.fixture
@@ -150,10 +149,7 @@ def test_events_stream_one_event_per_epoch_then_end(client, blob_setup):
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         text = r.read().decode()  # returns because the stream closes when the job ends
-    events = []
-    for block in text.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
-        events.append((lines["event"], json.loads(lines["data"])))
+    events = sse_events(text)
     assert [e for e, _ in events] == ["epoch"] * 6 + ["end"]
     assert [d["epoch"] for _, d in events[:-1]] == [1, 2, 3, 4, 5, 6]
     assert events[-1][1]["status"] == "succeeded" and events[-1][1]["model_id"]
