@@ -27,11 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,52 +40,14 @@ import pyarrow as pa
 import tritonclient.http as triton
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.service.helpers import LiveServer  # noqa: E402 - the same server as the tests
 SPEC = {"name": "bench-784", "loss": "cross_entropy",
         "layers": [{"type": "dense", "units": 256, "activation": "relu"},
                    {"type": "dense", "units": 128, "activation": "relu"},
                    {"type": "dense", "units": 10, "activation": "softmax"}]}
 NPY, ARROW = "application/x-npy", "application/vnd.apache.arrow.stream"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``mlp-service serve`` as a subprocess with its own data directory."""
-
-    def __init__(self, data_dir: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        script = Path(sys.executable).with_name("mlp-service")
-        cmd = [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLP_")}
-        env.update(MLP_DATA_DIR=str(data_dir), MLP_WORKERS="1", PYTHONPATH=str(ROOT))
-        self.log = open(data_dir.parent / "server.log", "wb")
-        self.proc = subprocess.Popen(cmd + ["serve", "--host", "127.0.0.1", "--port", str(self.port),
-                                            "--no-access-log", "--log-level", "warning"],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start; see {self.log.name}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 def ok(r: httpx.Response, status: int = 200) -> httpx.Response:
@@ -196,7 +154,7 @@ def main() -> None:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    srv = Server(tmp / "data")
+    srv = LiveServer(tmp / "data", workers=1).start(timeout=60)
     try:
         with httpx.Client(base_url=srv.url, timeout=120) as http:
             tc = triton.InferenceServerClient(url=srv.url.removeprefix("http://"), network_timeout=120)
@@ -208,7 +166,6 @@ def main() -> None:
             # it is measured for one row only.
             many_paths = {k: f for k, f in paths.items() if k != "v2 JSON (tritonclient)"}
             # The floor: the same model's core.predict_proba in this process (weights from /download).
-            sys.path.insert(0, str(ROOT))
             import core
             net = core.Network.load(io.BytesIO(ok(http.get(f"/v1/models/{model_id}/download")).content))
             many_paths["engine only (in process)"] = net.predict_proba

@@ -22,9 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,47 +33,9 @@ import numpy as np
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``mlp-service serve`` as a subprocess with its own data directory and no workers."""
-
-    def __init__(self, data_dir: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLP_")}
-        env.update(MLP_DATA_DIR=str(data_dir), MLP_WORKERS="0", MLP_MAX_UPLOAD_BYTES=str(2**31),
-                   PYTHONPATH=str(ROOT))
-        self.log = open(data_dir.parent / f"server-{self.port}.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1",
-                                      "--port", str(self.port), "--no-access-log", "--log-level", "warning"],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start; see {self.log.name}")
-            time.sleep(0.1)
-        self.ps = psutil.Process(self.proc.pid)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+from tests.service.helpers import LiveServer  # noqa: E402 - the same server as the tests
 
 
 def write_numeric(path: Path, mb: float, seed: int = 0) -> None:
@@ -122,16 +81,17 @@ def raw_pandas(path: Path) -> float:
     return time.perf_counter() - t
 
 
-def upload(server: Server, path: Path, fields: dict) -> tuple[float, int, int, dict]:
+def upload(server: LiveServer, path: Path, fields: dict) -> tuple[float, int, int, dict]:
     """(seconds, server RSS before, peak server RSS during, answer)."""
-    before = server.ps.memory_info().rss
+    ps = psutil.Process(server.proc.pid)
+    before = ps.memory_info().rss
     peak = [before]
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
             try:
-                peak[0] = max(peak[0], server.ps.memory_info().rss)
+                peak[0] = max(peak[0], ps.memory_info().rss)
             except psutil.Error:
                 return
             time.sleep(0.01)
@@ -169,7 +129,7 @@ def main() -> None:
                  "mixed": (tmp / "mixed.csv", write_mixed, {"target": "label"})}
         for name, (path, writer, _) in files.items():
             writer(path, args.mb)
-        server = Server(tmp / "data")
+        server = LiveServer(tmp / "data", workers=0, env={"MLP_MAX_UPLOAD_BYTES": str(2**31)}).start(timeout=60)
         # warm-up: the first tabular upload imports pyarrow (and pandas, which pyarrow's to_numpy pulls in when it
         # is installed) into the server, a one-time cost that is not the parser's
         warm = tmp / "warm.csv"

@@ -255,12 +255,7 @@ class Job(JobBase):
                 display.on_status(self.data["status"])
             for ev in self.events():
                 if display is not None:
-                    if ev.event == "epoch":
-                        display.on_epoch(ev.data)
-                    elif ev.event == "progress":
-                        display.on_progress(ev.data)
-                    elif ev.event == "end":
-                        display.on_end(ev.data)
+                    display.on_event(ev.event, ev.data)
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"job {self.id} still {self.data.get('status')} after {timeout} s")
         finally:

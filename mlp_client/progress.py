@@ -133,6 +133,12 @@ class ProgressDisplay:
                                   where=self._where(), numbers=self._numbers())
 
     # -- events --------------------------------------------------------------------------------------------
+    def on_event(self, event: str, data: dict[str, Any]) -> None:
+        """One event of the job's stream (``epoch``, ``progress`` or ``end``; others are ignored)."""
+        handler = {"epoch": self.on_epoch, "progress": self.on_progress, "end": self.on_end}.get(event)
+        if handler is not None:
+            handler(data)
+
     def on_epoch(self, metrics: dict[str, Any]) -> None:
         self.status = "running"
         self.metrics = metrics
