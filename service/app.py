@@ -19,6 +19,7 @@ from service.errors import ServiceError, validation_detail
 from service.executor import make_executor
 from service.faults import StorageProbe, install_disk_full_handler, sweep_temporaries
 from service.jobs.routes import router as jobs_router
+from service.jobs.streams import StreamHub
 from service.metrics import install_metrics
 from service.v2.routes import router as v2_router
 from service.models.routes import router as models_router
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                            predict_memory_bytes=settings.predict_memory_bytes)
     app.state.executor = executor
     app.state.sweep_driver = sweep_driver
+    app.state.stream_hub = StreamHub(sessions, settings)
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:

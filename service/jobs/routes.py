@@ -17,7 +17,6 @@ from service.deps import MAX_INT, ExecutorDep, OwnerDep, PageDep, SessionDep, Se
 from service.http import GuardedRoute
 from service.jobs import service
 from service.jobs.schemas import EpochMetrics, JobCreate, JobList, JobRead, JobStatus, MetricsList
-from service.jobs.streams import StreamHub
 from service.jobs.tables import TERMINAL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=GuardedRoute)
@@ -109,10 +108,7 @@ async def job_events(job_id: str, request: Request, owner: OwnerDep,
     last_id = request.headers.get("last-event-id")
     if last_id and last_id.isascii() and last_id.isdigit():
         since_epoch = max(since_epoch, min(int(last_id), MAX_INT))
-    hub = getattr(request.app.state, "stream_hub", None)
-    if hub is None:
-        hub = request.app.state.stream_hub = StreamHub(request.app.state.sessionmaker, request.app.state.settings)
-    feed = await hub.open(owner, job_id)  # 404 before the stream starts; 429 over the stream caps
+    feed = await request.app.state.stream_hub.open(owner, job_id)  # 404 before the stream starts; 429 over the stream caps
     recheck = max(float(request.app.state.settings.api_key_recheck_seconds), 0.05)
 
     async def stream() -> AsyncIterator[bytes]:
