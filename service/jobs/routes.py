@@ -108,7 +108,8 @@ async def job_events(job_id: str, request: Request, owner: OwnerDep,
     last_id = request.headers.get("last-event-id")
     if last_id and last_id.isascii() and last_id.isdigit():
         since_epoch = max(since_epoch, min(int(last_id), MAX_INT))
-    feed = await request.app.state.stream_hub.open(owner, job_id)  # 404 before the stream starts; 429 over the stream caps
+    hub = request.app.state.stream_hub
+    feed = await hub.open(owner, job_id)  # 404 before the stream starts; 429 over the stream caps
     recheck = max(float(request.app.state.settings.api_key_recheck_seconds), 0.05)
 
     async def stream() -> AsyncIterator[bytes]:
