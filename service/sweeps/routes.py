@@ -30,9 +30,7 @@ def create_sweep(body: SweepCreate, request: Request, response: Response, sessio
                  settings: SettingsDep) -> SweepRead:
     """Start a hyper-parameter sweep: its trials are jobs, proposed by Optuna and run by the workers."""
     sweep = service.create(session, settings, owner=owner, body=body)
-    driver = getattr(request.app.state, "sweep_driver", None)
-    if driver is not None:
-        driver.wake()
+    request.app.state.sweep_driver.wake()  # create_app builds it
     response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
     return service.view(sweep, [])
 
