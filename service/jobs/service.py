@@ -268,7 +268,7 @@ def _check_weights(body: JobCreate, dataset) -> None:
         job_preprocessing.weight_column_index(dataset, body.sample_weight_column)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
-    column = next((c for c in (getattr(dataset, "columns", None) or [])
+    column = next((c for c in (dataset.columns or [])
                    if c.get("name") == body.sample_weight_column), None)
     if column is not None and column.get("missing"):
         raise InvalidInput(f"sample_weight_column: column {body.sample_weight_column!r} has {column['missing']} "
