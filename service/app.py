@@ -85,6 +85,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
 
     install_disk_full_handler(app)
+    _install_health_routes(app, engine, storage, executor)
+
+    # Routes are matched in order, so the endpoints clients poll come first; /docs keeps the workflow order
+    # through openapi_tags.
+    for router in (jobs_router, models_router, networks_router, datasets_router, sweeps_router, v2_router):
+        app.include_router(router)
+    mount_docs(app)
+    install_metrics(app)
+    return app
+
+
+def _install_health_routes(app: FastAPI, engine, storage, executor) -> None:
+    """/healthz (the process answers) and /readyz (database, storage and executor checked)."""
     storage_probe = StorageProbe(storage)
 
     @app.get("/healthz", tags=["health"], responses={200: {"content": {"application/json": {
@@ -113,11 +126,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                             status_code=200 if ready else 503)
-
-    # Routes are matched in order, so the endpoints clients poll come first; /docs keeps the workflow order
-    # through openapi_tags.
-    for router in (jobs_router, models_router, networks_router, datasets_router, sweeps_router, v2_router):
-        app.include_router(router)
-    mount_docs(app)
-    install_metrics(app)
-    return app
