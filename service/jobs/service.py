@@ -11,10 +11,10 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, nulls_first, select, update
 from sqlalchemy import delete as delete_
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 import core
 from service import quotas
@@ -308,11 +308,21 @@ def _take(session: Session, *, job_id: str, attempt: int, worker: str, cond: lis
     return res.rowcount == 1
 
 
+def _fair_order() -> tuple:
+    """Fair claim order across tenants: fewest running jobs, then least recently served, then oldest job."""
+    other = aliased(Job)
+    running = (select(func.count(other.id)).where(other.owner == Job.owner, other.status == RUNNING)
+               .correlate(Job).scalar_subquery())
+    last_start = (select(func.max(other.started_at)).where(other.owner == Job.owner)
+                  .correlate(Job).scalar_subquery())
+    return running, nulls_first(last_start), Job.created_at, Job.id
+
+
 def claim_next(session: Session, *, worker: str) -> tuple[str, int] | None:
-    """Atomically take the oldest queued job: returns (job_id, attempt) or None."""
+    """Atomically take the fairest queued job (see ``_fair_order``): returns (job_id, attempt) or None."""
     for _ in range(10):
         row = session.execute(select(Job.id, Job.attempt).where(Job.status == QUEUED)
-                              .order_by(Job.created_at, Job.id).limit(1)).first()
+                              .order_by(*_fair_order()).limit(1)).first()
         if row is None:
             session.rollback()
             return None
