@@ -18,6 +18,7 @@ from service.datasets.routes import router as datasets_router
 from service.errors import ServiceError, validation_detail
 from service.executor import make_executor
 from service.faults import StorageProbe, install_disk_full_handler, sweep_temporaries
+from service.jobs.routes import predictions_router
 from service.jobs.routes import router as jobs_router
 from service.jobs.streams import StreamHub
 from service.metrics import install_metrics
@@ -89,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Routes are matched in order, so the endpoints clients poll come first; /docs keeps the workflow order
     # through openapi_tags.
-    for router in (jobs_router, models_router, networks_router, datasets_router, sweeps_router, v2_router):
+    for router in (jobs_router, models_router, predictions_router, networks_router, datasets_router, sweeps_router,
+                   v2_router):
         app.include_router(router)
     mount_docs(app)
     install_metrics(app)

@@ -79,10 +79,30 @@ def make_engine(settings) -> Engine:
 
 
 def create_all(engine: Engine) -> None:
-    """Create every domain's tables (idempotent)."""
+    """Create every domain's tables (idempotent); on SQLite also add columns a newer release declares."""
     for name in TABLE_MODULES:
         importlib.import_module(name)
     Base.metadata.create_all(engine)
+    if engine.dialect.name == "sqlite":
+        _add_missing_columns(engine)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """A SQLite file made by an older release gains the nullable or defaulted columns added since (e.g.
+    ``jobs.kind``); PostgreSQL is upgraded by the Alembic migrations instead."""
+    from sqlalchemy import inspect, text
+
+    insp = inspect(engine)
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in insp.get_columns(table.name)}
+            for col in table.columns:
+                if col.name in have or not (col.nullable or col.server_default is not None):
+                    continue
+                ddl = f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {col.type.compile(engine.dialect)}'
+                if col.server_default is not None:
+                    ddl += f" NOT NULL DEFAULT '{col.server_default.arg}'"
+                conn.execute(text(ddl))
 
 
 # What a lost or unusable database connection raises (server down, network cut, SQLite locked or unreadable).

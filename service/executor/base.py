@@ -10,6 +10,10 @@ from abc import ABC, abstractmethod
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+class LostJob(Exception):
+    """This worker no longer holds the job (its attempt was fenced out)."""
+
+
 def worker_name(pid: int) -> str:
     """How a worker process is recorded in jobs.worker."""
     return f"{socket.gethostname()}:{pid}"

@@ -14,10 +14,11 @@ import core
 from service.database import connection_lost, make_engine, make_sessionmaker, new_id
 from service.datasets import service as datasets_service
 from service.errors import ServiceError
-from service.executor.base import worker_name
+from service.executor.base import LostJob, worker_name
+from service.executor.scoring import Scoring
 from service.jobs import preprocessing as job_preprocessing
 from service.jobs import service as jobs_service
-from service.jobs.tables import CANCELLED, FAILED, QUEUED
+from service.jobs.tables import CANCELLED, FAILED, PREDICT, QUEUED, TRAIN
 from service.models import service as models_service
 from service.storage import make_storage
 
@@ -25,10 +26,6 @@ log = logging.getLogger("service.worker")
 
 IDLE_POLL_SECONDS = 1.0
 CANCEL_POLL_SECONDS = 0.2
-
-
-class LostJob(Exception):
-    """This worker no longer holds the job (its attempt was fenced out)."""
 
 
 class EpochWriter(threading.Thread):
@@ -149,11 +146,13 @@ class Worker:
     def run_job(self, job_id: str, attempt: int) -> None:
         log.info("job %s: attempt %d started", job_id, attempt)
         self.cancel_hints.discard(job_id)
-        training = Training(self, job_id, attempt)
+        with self.Session() as session:
+            kind = jobs_service.kind_of(session, job_id=job_id) or TRAIN
+        runner = RUNNERS[kind](self, job_id, attempt)
         try:
-            training.run()
+            runner.run()
         except core.TrainingCancelled:
-            reason = training.stop_reason or "cancel"
+            reason = runner.stop_reason or "cancel"
             if reason == "shutdown":
                 self._finish(job_id, attempt, QUEUED)  # resumes from its checkpoint after the restart
             elif reason == "cancel":
@@ -163,15 +162,16 @@ class Worker:
         except core.TrainingDiverged as exc:
             self._finish(job_id, attempt, FAILED, str(exc))
         except ServiceError as exc:  # e.g. the network or data set was deleted
-            self._finish(job_id, attempt, FAILED, f"cannot train: {exc.detail}")
+            self._finish(job_id, attempt, FAILED, f"cannot {runner.verb}: {exc.detail}")
         except ValueError as exc:
-            self._finish(job_id, attempt, FAILED, f"training failed: {exc}")
+            self._finish(job_id, attempt, FAILED, f"{runner.noun} failed: {exc}")
         except Exception as exc:  # noqa: BLE001 - the job fails with a readable message, the worker lives on
             if connection_lost(exc):
                 self._database_lost(job_id, attempt, exc)
                 return
             log.error("job %s failed:\n%s", job_id, traceback.format_exc())
-            self._finish(job_id, attempt, FAILED, f"internal error while training: {type(exc).__name__}: {exc}")
+            self._finish(job_id, attempt, FAILED,
+                         f"internal error while {runner.noun}: {type(exc).__name__}: {exc}")
 
     def _database_lost(self, job_id: str, attempt: int, exc: Exception) -> None:
         """The database could not be reached while training: here (one machine) the job fails and says why."""
@@ -196,6 +196,8 @@ class Training:
 
     ``stop_reason`` says why fit stopped early when it raised ``core.TrainingCancelled``: 'cancel' or 'shutdown'.
     """
+
+    verb, noun = "train", "training"     # for the job's error message
 
     def __init__(self, worker: Worker, job_id: str, attempt: int):
         self.worker, self.job_id, self.attempt = worker, job_id, attempt
@@ -322,3 +324,7 @@ class Training:
 
     def _record(self, history: list[dict], best_epoch: int | None) -> None:
         self.worker._record(self.job, self.attempt, history, best_epoch)
+
+
+# What a worker runs for each kind of job (jobs.kind); every runner has run(), stop_reason, verb and noun.
+RUNNERS = {TRAIN: Training, PREDICT: Scoring}

@@ -121,3 +121,43 @@ def align_validation(X_val: np.ndarray, val_dataset, train_dataset) -> np.ndarra
         codes[(codes < 0) | (codes >= len(table) - 1)] = len(table) - 1
         col[ok] = table[codes]
     return X_val
+
+
+def scoring_plan(model_columns: list[dict], dataset) -> list[tuple[int, np.ndarray | None]]:
+    """Per input column of a model (its ``input_schema`` order): the data set's column index with the same name,
+    and for categorical columns a table from the data set's codes to the model's (unseen -> -1, last entry for
+    out-of-range codes); ValueError naming the first column the data set lacks or holds with another type."""
+    have = {c["name"]: (j, c) for j, c in enumerate(columns_of(dataset))}
+    plan = []
+    for col in model_columns:
+        name, kind = str(col["name"]), col["type"]
+        if name not in have:
+            raise ValueError(f"data set {dataset.id} has no column {name!r}, which the model takes as input "
+                             f"(the model's columns: {[str(c['name']) for c in model_columns]})")
+        j, theirs = have[name]
+        if theirs["type"] != kind:
+            raise ValueError(f"column {name!r} of data set {dataset.id} is {theirs['type']}, the model takes it "
+                             f"as {kind}")
+        table = None
+        if kind == "categorical":
+            index = {str(c): i for i, c in enumerate(col.get("categories") or [])}
+            table = np.array([index.get(c, -1) for c in theirs["categories"]] + [-1], dtype=np.float32)
+        plan.append((j, table))
+    return plan
+
+
+def apply_plan(X: np.ndarray, plan: list[tuple[int, np.ndarray | None]]) -> np.ndarray:
+    """Rows of a stored data set (n, n_features) -> the model's raw input rows float32 (n, len(plan))."""
+    out = np.empty((X.shape[0], len(plan)), dtype=np.float32)
+    for k, (j, table) in enumerate(plan):
+        col = np.asarray(X[:, j], dtype=np.float32)
+        if table is None:
+            out[:, k] = col
+            continue
+        ok = ~np.isnan(col)
+        codes = col[ok].astype(np.int64)
+        codes[(codes < 0) | (codes >= len(table) - 1)] = len(table) - 1
+        dest = np.full(col.shape, np.nan, dtype=np.float32)
+        dest[ok] = table[codes]
+        out[:, k] = dest
+    return out

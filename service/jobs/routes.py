@@ -15,11 +15,13 @@ from starlette.concurrency import run_in_threadpool
 from service.auth import still_authorised
 from service.deps import MAX_INT, ExecutorDep, OwnerDep, PageDep, SessionDep, SettingsDep, StorageDep
 from service.http import GuardedRoute
-from service.jobs import service
-from service.jobs.schemas import EpochMetrics, JobCreate, JobList, JobRead, JobStatus, MetricsList
+from service.jobs import scoring, service
+from service.jobs.schemas import EpochMetrics, JobCreate, JobList, JobRead, JobStatus, MetricsList, PredictionCreate
 from service.jobs.tables import TERMINAL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=GuardedRoute)
+# Batch scoring jobs live under the model that scores: POST .../predictions, GET .../predictions/{job_id}.
+predictions_router = APIRouter(prefix="/v1/models", tags=["models"], route_class=GuardedRoute)
 
 SSE_KEEPALIVE_SECONDS = 15.0
 
@@ -146,3 +148,43 @@ async def job_events(job_id: str, request: Request, owner: OwnerDep,
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@predictions_router.post("/{model_id}/predictions", status_code=202, response_model=JobRead,
+                         responses={404: {"description": "Unknown model or data set"},
+                                    422: {"description": "The data set lacks a column of the model's input_schema, "
+                                                         "or holds it with another type (the detail names it)"}})
+def create_predictions(model_id: str, body: PredictionCreate, request: Request, response: Response,
+                       session: SessionDep, owner: OwnerDep, settings: SettingsDep, executor: ExecutorDep,
+                       storage: StorageDep) -> JobRead:
+    """Score a stored data set with the model as a job (kind `predict`): 202 with Location of the job."""
+    job = scoring.create(session, executor, storage, settings, owner=owner, model_id=model_id, body=body,
+                         cache=request.app.state.model_cache)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return JobRead.from_row(job)
+
+
+_FILE = {"content": {media: {"schema": {"type": "string", "format": "binary"}} for media in scoring.FORMATS.values()},
+         "description": "The predictions file: `prediction` (labels as uploaded, or values), and `proba_<label>` "
+                        "per class for classification; one row per data set row, in order."}
+
+
+@predictions_router.get("/{model_id}/predictions/{job_id}", response_class=StreamingResponse,
+                        responses={200: _FILE, 404: {"description": "Unknown model or job, or a job that is not a "
+                                                                    "batch prediction of this model"},
+                                   409: {"description": "The job has not succeeded (queued, running, failed or "
+                                                        "cancelled)"}})
+def download_predictions(model_id: str, job_id: str, session: SessionDep, owner: OwnerDep,
+                         storage: StorageDep) -> StreamingResponse:
+    """Download the predictions file of a succeeded scoring job (CSV or Parquet, as asked for)."""
+    key, media = scoring.predictions_file(session, storage, owner=owner, model_id=model_id, job_id=job_id)
+    fh = storage.open_read(key)
+
+    def chunks():
+        with fh:
+            while block := fh.read(1 << 20):
+                yield block
+
+    name = key.rsplit("/", 1)[-1].replace("predictions", f"predictions-{job_id}")
+    return StreamingResponse(chunks(), media_type=media,
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})

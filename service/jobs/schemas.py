@@ -217,8 +217,8 @@ class JobStatus(str, Enum):
 
 # How far a job is: completed epochs of the planned ones, and an estimate of the time left.
 class Progress(BaseModel):
-    epoch: int = Field(description="Epochs completed.")
-    epochs: int = Field(description="Epochs planned.")
+    epoch: int = Field(description="Epochs completed (predict jobs: rows scored).")
+    epochs: int = Field(description="Epochs planned (predict jobs: rows of the data set).")
     fraction: float = Field(description="epoch / epochs, 1.0 when done.")
     eta_seconds: float | None = Field(
         description="Estimated seconds left (from the last epoch's time); null before the first epoch.")
@@ -239,11 +239,24 @@ EPOCH_EXAMPLE = {"epoch": 1, "train_loss": 0.71, "train_accuracy": 0.62, "val_lo
                  "seconds": 0.02}
 
 
+# Body of POST /v1/models/{id}/predictions: score a stored data set with the model, as a job.
+class PredictionCreate(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"dataset_id": "9b1f0e2d3c4b5a69788796a5b4c3d2e1", "format": "parquet"}]})
+
+    dataset_id: str = Field(description="The stored data set to score; its columns are matched by name to the "
+                                        "model's input_schema (extra columns, such as the target, are ignored).")
+    format: Literal["csv", "parquet"] = Field("csv", description="File format of the predictions: csv or parquet.")
+
+
 # A job as the API shows it.
 class JobRead(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
 
     id: str = Field(description="The job's id.")
+    kind: Literal["train", "predict"] = Field(
+        "train", description="train (a training run) or predict (batch scoring of dataset_id with model_id; "
+                             "progress counts rows instead of epochs).")
     status: JobStatus = Field(description="queued, running, succeeded, failed or cancelled.")
     network_id: str = Field(description="The network trained.")
     dataset_id: str = Field(description="The training data set.")
@@ -254,7 +267,8 @@ class JobRead(BaseModel):
     metrics: dict[str, Any] | None = Field(None, description="The latest epoch's metrics.")
     best_epoch: int | None = Field(
         description="The epoch whose weights the model keeps (early stopping), else the last.")
-    model_id: str | None = Field(description="The trained model, once the job succeeded.")
+    model_id: str | None = Field(description="The trained model, once the job succeeded (predict jobs: the model "
+                                             "that scores).")
     error: str | None = Field(description="Why the job failed; null otherwise.")
     cancel_requested: bool = Field(description="True once a cancel was asked for.")
     attempt: int = Field(description="How many times a worker has started (or resumed) the job.")
@@ -271,11 +285,14 @@ class JobRead(BaseModel):
         eta = None
         if done:
             eta = 0.0
+        elif job.status == JobStatus.running.value and job.metrics and job.metrics.get("rows_per_second"):
+            eta = round(max(job.epochs - job.epoch, 0) / float(job.metrics["rows_per_second"]), 3)
         elif job.status == JobStatus.running.value and job.metrics and job.metrics.get("seconds") is not None:
             eta = round(float(job.metrics["seconds"]) * max(job.epochs - job.epoch, 0), 3)
         return cls(
-            id=job.id, status=job.status, network_id=job.network_id, dataset_id=job.dataset_id,
-            validation_dataset_id=job.validation_dataset_id, sweep_id=job.sweep_id, params=job.params,
+            id=job.id, kind=getattr(job, "kind", None) or "train", status=job.status, network_id=job.network_id,
+            dataset_id=job.dataset_id, validation_dataset_id=job.validation_dataset_id, sweep_id=job.sweep_id,
+            params=job.params,
             progress=Progress(epoch=job.epoch, epochs=job.epochs, fraction=round(fraction, 6), eta_seconds=eta),
             metrics=job.metrics, best_epoch=job.best_epoch, model_id=job.model_id, error=job.error,
             cancel_requested=job.cancel_requested, attempt=job.attempt, created_at=job.created_at,

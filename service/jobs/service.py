@@ -458,6 +458,31 @@ def complete(session: Session, *, job_id: str, attempt: int, model, metrics: dic
     return True
 
 
+def kind_of(session: Session, *, job_id: str) -> str | None:
+    """The job's kind ('train' or 'predict'), or None when the job is gone."""
+    kind = session.scalar(select(Job.kind).where(Job.id == job_id))
+    session.rollback()
+    return kind
+
+
+def record_rows(session: Session, *, job_id: str, attempt: int, rows: int, metrics: dict[str, Any]) -> bool:
+    """A scoring job's progress (rows scored; also its heartbeat); False if fenced out."""
+    res = session.execute(_fenced(job_id, attempt).values(epoch=rows, metrics=metrics, updated_at=utcnow())
+                          .execution_options(**_NO_SYNC))
+    session.commit()
+    return res.rowcount == 1
+
+
+def succeed(session: Session, *, job_id: str, attempt: int, rows: int, metrics: dict[str, Any]) -> bool:
+    """Mark a scoring job succeeded (its predictions file is stored); False if fenced out."""
+    now = utcnow()
+    res = session.execute(_fenced(job_id, attempt).values(
+        status=SUCCEEDED, epoch=rows, metrics=metrics, worker=None, finished_at=now, updated_at=now)
+        .execution_options(**_NO_SYNC))
+    session.commit()
+    return res.rowcount == 1
+
+
 def finish(session: Session, *, job_id: str, attempt: int, status: str, error: str | None = None) -> bool:
     """End the attempt as failed or cancelled, or hand the job back to the queue (status 'queued')."""
     now = utcnow()

@@ -13,16 +13,21 @@ from service.database import Base, UTCDateTime, new_id, utcnow
 # Status values; the terminal ones never change again.
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+# Kinds of job: training a network, or batch scoring a stored data set with a trained model.
+TRAIN, PREDICT = "train", "predict"
+KINDS = (TRAIN, PREDICT)
 
 
 class Job(Base):
-    """A training run of one network on one data set; the table is also the work queue."""
+    """A training run of one network on one data set, or (``kind='predict'``) batch scoring of a data set with
+    the model ``model_id``; the table is also the work queue."""
 
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default=TRAIN, server_default=TRAIN)
     network_id: Mapped[str] = mapped_column(String(32), index=True)
     dataset_id: Mapped[str] = mapped_column(String(32), index=True)
     validation_dataset_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
