@@ -164,7 +164,10 @@ def create_predictions(model_id: str, body: PredictionCreate, request: Request, 
     return JobRead.from_row(job)
 
 
-_FILE = {"content": {media: {"schema": {"type": "string", "format": "binary"}} for media in scoring.FORMATS.values()},
+_FILE = {"content": {"text/csv": {"schema": {"type": "string", "format": "binary"},
+                                  "example": "prediction,proba_no,proba_yes\nyes,0.12,0.88\nno,0.97,0.03\n"},
+                     "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"},
+                                                        "example": "(a Parquet file with the same columns)"}},
          "description": "The predictions file: `prediction` (labels as uploaded, or values), and `proba_<label>` "
                         "per class for classification; one row per data set row, in order."}
 

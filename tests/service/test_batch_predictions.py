@@ -138,6 +138,12 @@ def test_another_tenants_model_and_data_set_are_404(tmp_path):
         assert r.status_code == 404 and r.json()["detail"] == f"dataset {a['dataset']['id']} not found"
         assert_same_404(bob, "get", f"/v1/models/{a['model_id']}/predictions/{{}}", job["id"])
         assert bob.get(f"/v1/jobs/{job['id']}").status_code == 404
+        r = client.post(f"/v1/models/{a['model_id']}/predictions", json={"dataset_id": a["dataset"]["id"]})
+        assert r.status_code == 401 and r.json()["detail"].startswith("missing API key")
+        r = client.get(f"/v1/models/{a['model_id']}/predictions/{job['id']}")
+        assert r.status_code == 401 and r.json()["detail"].startswith("missing API key")
+        r = alice.get(f"/v1/models/{a['model_id']}/predictions/{job['id']}")
+        assert r.status_code == 200 and r.text.startswith('"prediction","proba_0","proba_1","proba_2"')
 
 
 # -- no worker: queued, 409, cancel (queued and running) --------------------------------------------------------
