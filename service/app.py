@@ -124,7 +124,12 @@ def _install_health_routes(app: FastAPI, engine, storage, executor) -> None:
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             checks["database"] = f"error: {exc}"
         checks["storage"] = storage_probe.check()  # a real write at most every 10 s, not one per request
-        checks["executor"] = "ok" if executor.healthy() else "error: executor is not running"
+        if not executor.healthy():
+            checks["executor"] = "error: executor is not running"
+        elif getattr(executor, "warming", lambda: False)():
+            checks["executor"] = "starting: worker processes are warming up"
+        else:
+            checks["executor"] = "ok"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                             status_code=200 if ready else 503)

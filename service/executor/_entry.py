@@ -25,14 +25,20 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def worker_main(settings_data: dict, conn, parent_pid: int, threads: int) -> None:
+def worker_main(settings_data: dict, conn, parent_pid: int, threads: int, warm=None) -> None:
     """Run one worker: claim queued jobs from the database and train them until told to stop."""
     _die_with_parent(parent_pid)
     # Ctrl-C in a terminal reaches the whole process group; the server coordinates the shutdown.
+    # SIGTERM to the process group likewise: the server stops its workers itself (a "stop" message), so a
+    # worker never dies before the server knows it is shutting down and would replace it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     settings = Settings(**settings_data)
     prepare_worker_process(threads=threads, nice=settings.worker_nice)
 
     from service.executor.worker import Worker  # only now: numpy reads the thread limits when it loads
+
+    if warm is not None:
+        warm.set()  # numpy and core are loaded: the first job does not wait for imports
 
     Worker(settings, conn, parent_pid).run()

@@ -1,8 +1,8 @@
 """Embedded executor: MLP_WORKERS worker processes on this machine, the database as the queue.
 
-Workers are spawned (multiprocessing "spawn") by one long-lived monitor thread, lazily: when the first job is
-submitted, or at start-up when jobs wait in the queue. The monitor watches the process sentinels; when a worker
-dies unexpectedly its running job is marked failed and the worker is replaced. Submit/cancel only send hints
+Workers are spawned (multiprocessing "spawn") by one long-lived monitor thread at start-up, and /readyz answers
+503 until each has imported numpy and core, so the first job does not wait for processes to start. The monitor
+watches the process sentinels; when a worker dies unexpectedly its running job is marked failed and the worker is replaced. Submit/cancel only send hints
 over a pipe; the truth is in the database (queued rows, cancel flags), so a lost hint costs at most a poll.
 """
 
@@ -44,6 +44,7 @@ class _Slot:
     process: mp.process.BaseProcess | None = None
     conn: Connection | None = None
     last_spawn: float = 0.0
+    warm: object | None = None  # an mp.Event the worker sets once numpy and core are imported
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -67,13 +68,11 @@ class EmbeddedExecutor(Executor):
     def start(self) -> None:
         with self._sessionmaker() as session:
             requeued = jobs_service.requeue_interrupted(session)
-            pending = jobs_service.has_queued(session)
         if requeued:
             log.info("requeued %d job(s) interrupted by a previous shutdown: %s", len(requeued), requeued)
         self._monitor = threading.Thread(target=self._run_monitor, name="mlp-executor", daemon=True)
         self._monitor.start()
-        if pending:
-            self._ensure_workers()
+        self._ensure_workers()  # workers start (and warm up) with the server, not with the first job
 
     def stop(self) -> None:
         self._stopping.set()
@@ -111,6 +110,10 @@ class EmbeddedExecutor(Executor):
         return not self._slots or not self._want_workers.is_set() or any(
             s.process is not None and s.process.is_alive() for s in self._slots)
 
+    def warming(self) -> bool:
+        """Whether a wanted worker process is not yet up and warm (/readyz answers 503 meanwhile)."""
+        return any(s.process is None or s.warm is None or not s.warm.is_set() for s in self._slots)
+
     # -- workers ----------------------------------------------------------------------------------------
     def worker_pids(self) -> list[int]:
         """Pids of the live worker processes (the metrics' worker count, tests and diagnostics)."""
@@ -142,12 +145,13 @@ class EmbeddedExecutor(Executor):
         # Spawned from the monitor thread only: PR_SET_PDEATHSIG fires when the spawning *thread* exits.
         child_r, parent_w = self._ctx.Pipe(duplex=False)  # the worker reads what the server writes
         data = self.settings.model_dump(mode="json")
-        p = self._ctx.Process(target=worker_main, args=(data, child_r, os.getpid(), self._threads),
+        warm = self._ctx.Event()
+        p = self._ctx.Process(target=worker_main, args=(data, child_r, os.getpid(), self._threads, warm),
                               name="mlp-worker", daemon=True)
         p.start()
         child_r.close()
         with slot.lock:
-            slot.process, slot.conn, slot.last_spawn = p, parent_w, time.monotonic()
+            slot.process, slot.conn, slot.last_spawn, slot.warm = p, parent_w, time.monotonic(), warm
         log.info("started worker process %s", p.pid)
 
     def _reap(self, slot: _Slot) -> None:
