@@ -68,11 +68,13 @@ class EmbeddedExecutor(Executor):
     def start(self) -> None:
         with self._sessionmaker() as session:
             requeued = jobs_service.requeue_interrupted(session)
+            pending = jobs_service.has_queued(session)
         if requeued:
             log.info("requeued %d job(s) interrupted by a previous shutdown: %s", len(requeued), requeued)
         self._monitor = threading.Thread(target=self._run_monitor, name="mlp-executor", daemon=True)
         self._monitor.start()
-        self._ensure_workers()  # workers start (and warm up) with the server, not with the first job
+        if pending or self.settings.prestart_workers:
+            self._ensure_workers()  # workers start (and warm up) with the server, not with the first job
 
     def stop(self) -> None:
         self._stopping.set()
@@ -112,7 +114,7 @@ class EmbeddedExecutor(Executor):
 
     def warming(self) -> bool:
         """Whether a wanted worker process is not yet up and warm (/readyz answers 503 meanwhile)."""
-        return any(s.process is None or s.warm is None or not s.warm.is_set() for s in self._slots)
+        return self._want_workers.is_set() and any(s.process is None or s.warm is None or not s.warm.is_set() for s in self._slots)
 
     # -- workers ----------------------------------------------------------------------------------------
     def worker_pids(self) -> list[int]:

@@ -27,9 +27,11 @@ def pytest_configure(config):
 
 @pytest.fixture
 def settings(request, tmp_path) -> Settings:
-    """Settings on a fresh data directory with one embedded worker (plus ``@pytest.mark.settings(...)`` fields)."""
+    """Settings on a fresh data directory with one embedded worker, spawned with the first job so that tests
+    without jobs start no process (plus ``@pytest.mark.settings(...)`` fields)."""
     marker = request.node.get_closest_marker("settings")
-    return Settings(data_dir=tmp_path / "data", workers=1, **(marker.kwargs if marker else {}))
+    fields = {"prestart_workers": False, **(marker.kwargs if marker else {})}
+    return Settings(data_dir=tmp_path / "data", workers=1, **fields)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -27,6 +28,17 @@ def test_readyz_reports_each_check(client):
     r = client.get("/readyz")
     assert r.status_code == 200
     assert r.json() == {"status": "ready", "checks": {"database": "ok", "storage": "ok", "executor": "ok"}}
+
+
+@pytest.mark.settings(prestart_workers=True)
+def test_readyz_is_503_until_the_prestarted_worker_is_warm(client):
+    deadline = time.monotonic() + 60
+    while (r := client.get("/readyz")).status_code == 503:
+        assert r.json()["checks"]["executor"] == "starting: worker processes are warming up", r.text
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.05)
+    assert r.json() == {"status": "ready", "checks": {"database": "ok", "storage": "ok", "executor": "ok"}}
+    assert len(client.app.state.executor.worker_pids()) == 1
 
 
 def test_readyz_is_503_when_the_executor_is_down(client):
