@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -158,13 +159,33 @@ def study(req: SweepCreate, study_name: str, trials: list, *, number: int,
             state=state, value=t.value if state == TrialState.COMPLETE else None,
             params={k: v for k, v in t.params.items() if k in distributions(req, t.params)},
             distributions=distributions(req, t.params),
-            intermediate_values={int(k): float(v) for k, v in (t.intermediate or {}).items()}))
+            intermediate_values=(inter := {int(k): float(v) for k, v in (t.intermediate or {}).items()}),
+            system_attrs=_rungs(st, t.number, inter) if state != TrialState.RUNNING else {}))
     return st
+
+
+def _rungs(st: optuna.Study, number: int, intermediate: dict[int, float]) -> dict[str, float]:
+    """Hyperband's successive halving keeps a trial's value at each rung it reached in the trial's system
+    attributes (``completed_rung_<r>``); a rebuilt study gets them back from the stored per-epoch values."""
+    pr = st.pruner
+    if not isinstance(pr, optuna.pruners.HyperbandPruner) or not intermediate:
+        return {}
+    if not pr._pruners:  # Optuna builds its brackets on the first prune call
+        pr._try_initialization(st)
+    bracket = pr._get_bracket_id(st, SimpleNamespace(number=number))
+    out, last = {}, max(intermediate)
+    for rung in range(64):
+        step = pr._min_resource * pr._reduction_factor ** (bracket + rung)
+        if step > last:
+            break
+        if step in intermediate:
+            out[f"completed_rung_{rung}"] = intermediate[step]
+    return out
 
 
 def should_prune(st: optuna.Study, number: int, intermediate: dict[int, float]) -> bool:
     """Whether Optuna's pruner stops trial ``number`` given its values up to the latest epoch in ``intermediate``."""
-    frozen: FrozenTrial = st.trials[number]
+    frozen: FrozenTrial = st._storage.get_trial(st.trials[number]._trial_id)  # with the rungs pruning set
     frozen.intermediate_values = dict(intermediate)
     return bool(st.pruner.prune(st, frozen))
 

@@ -89,6 +89,30 @@ def test_the_same_request_proposes_the_same_trials_through_the_api(tmp_path):
         assert jobs["total"] == 3 and {j["sweep_id"] for j in jobs["items"]} == {ids[0]}
         assert {j["status"] for j in jobs["items"]} == {"queued"}
         assert {j["id"] for j in jobs["items"]} == {t["job_id"] for t in got[0]["trials"]}
+        assert c.post(f"/v1/sweeps/{ids[0]}/cancel").status_code == 200
+        r = c.get(f"/v1/sweeps/{ids[0]}/events")  # the sweep ended: its trials' events, then `end`
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [block.split("\n") for block in r.text.strip().split("\n\n")]
+        assert [e[1] for e in events[:3]] == ["event: trial"] * 3 and [e[0] for e in events[:3]] == [
+            "id: 0", "id: 1", "id: 2"]
+        assert events[3][0] == "event: end" and '"status":"cancelled"' in events[3][1]
+
+
+def test_hyperband_and_median_prune_from_intermediate_values():
+    """Optuna's pruners judge a running trial from the stored per-epoch values of the others."""
+    for pruner in ("median", "hyperband"):
+        req = SweepCreate(dataset_id="d", max_trials=9, pruner=pruner, pruner_startup_trials=2,
+                          space={"epochs": 9, "learning_rate": [0.1, 0.01]}, direction="maximize")
+        good = [SimpleNamespace(number=i, params={"hidden_layers": 1, "units_1": 16, "learning_rate": 0.1},
+                                status="complete", value=0.9, intermediate={str(e): 0.9 for e in range(1, 10)})
+                for i in range(12)]
+        bad = SimpleNamespace(number=12, params={"hidden_layers": 1, "units_1": 16, "learning_rate": 0.01},
+                              status="running", value=None, intermediate={})
+        st = search.study(req, "s", good + [bad], number=13)
+        # trial 12 falls in Hyperband's bracket 2 (first rung at epoch 3**2 = 9), with trials 7, 8, 9
+        assert search.should_prune(st, 12, {e: 0.1 for e in range(1, 10)}) is True, pruner
+        st = search.study(req, "s", good + [bad], number=13)
+        assert search.should_prune(st, 12, {e: 0.95 for e in range(1, 10)}) is False, pruner
 
 
 def test_create_errors_name_the_field(tmp_path):
