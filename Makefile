@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: venv test serve bench bench-core bench-service bench-serving clean
+.PHONY: venv test serve bench bench-core bench-service bench-serving clean chromium
 
 $(VENV)/.ok-run: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,14 @@ $(VENV)/.ok-bench: pyproject.toml
 venv: $(VENV)/.ok-run
 
 ## the whole test suite
-test: $(VENV)/.ok-test
+test: $(VENV)/.ok-test chromium
 	$(PY) -m pytest -q tests
+
+# tests/ui drives Debian's chromium with Playwright (`playwright install` downloads nothing here): installed when
+# missing and we are root (CI); otherwise the UI test fails saying how to install it.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || true
 
 ## start the API on http://$(HOST):$(PORT) with the embedded defaults (SQLite, ./data, local workers)
 serve: $(VENV)/.ok-run

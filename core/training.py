@@ -464,7 +464,8 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
         preprocessing: Preprocessor | dict | None = None, should_stop: Callable[[], bool] | None = None,
         callback: Callable[[dict, TrainingState], object] | None = None,
         resume: TrainingState | str | Path | None = None, lr_schedule: dict | None = None,
-        clip_norm: float | None = None, l1: float = 0.0, class_weight=None, sample_weight=None) -> History:
+        clip_norm: float | None = None, l1: float = 0.0, class_weight=None, sample_weight=None,
+        on_batch: Callable | None = None) -> History:
     """Train ``net`` with minibatch gradient descent and backpropagation.
 
     Parameters
@@ -503,9 +504,9 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
     callback : callable(metrics, state) or None
         Called after every epoch with its metrics and a ``TrainingState`` (``state.save(path)``
         makes a checkpoint). A truthy return value stops training after this epoch.
-    should_stop : callable() -> bool, or None
-        Polled before every minibatch; when it returns True, training raises
-        ``TrainingCancelled`` (so cancelling takes effect within one minibatch).
+    should_stop, on_batch : callable() -> bool, callable(epoch, done, n_batches), or None
+        Called before every minibatch: ``should_stop`` returning True raises ``TrainingCancelled``; ``on_batch``
+        gets the epoch in progress (1-based), its minibatches done and the minibatches per epoch.
     resume : TrainingState or path, or None
         Continue from a saved state: with the same data and arguments, the run ends with
         exactly the weights of an uninterrupted one.
@@ -537,12 +538,24 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
     schedule = make_schedule(lr_schedule, opt.learning_rate, epochs, task=net.task, has_val=has_val)
     data = _build(net, _row_weights(net, data, class_weight), prep, seed, resume)
     return _train(net, data, opt, tracker, epochs=epochs, batch_size=batch_size, step=step, seed=seed,
-                  callback=callback, should_stop=should_stop, resume=resume, schedule=schedule)
+                  callback=callback, should_stop=should_stop, resume=resume, schedule=schedule, on_batch=on_batch)
+
+
+def _batch_poll(should_stop, on_batch, epoch: int, n_batches: int):
+    """``should_stop`` preceded by ``on_batch(epoch, batches_done, n_batches)``: one hook before each minibatch."""
+    done = -1
+
+    def poll() -> bool:
+        nonlocal done
+        done += 1
+        on_batch(epoch, done, n_batches)
+        return should_stop is not None and should_stop()
+    return poll
 
 
 def _train(net: Network, data: _Data, opt: Optimizer, tracker: EarlyStopping, *, epochs: int,
            batch_size: int, step: _Step, seed: int, callback, should_stop,
-           resume: TrainingState | None, schedule: Schedule | None) -> History:
+           resume: TrainingState | None, schedule: Schedule | None, on_batch=None) -> History:
     """The epochs: train on the minibatches, evaluate, track the best epoch, checkpoint."""
     rng = np.random.default_rng([seed, 2])  # shuffling and dropout
     for layer in net.layers:
@@ -563,7 +576,9 @@ def _train(net: Network, data: _Data, opt: Optimizer, tracker: EarlyStopping, *,
         epoch += 1
         t0 = time.perf_counter()
         opt.learning_rate = schedule.lr(epoch) if schedule is not None else base_lr
-        metrics = {"epoch": epoch, **_train_epoch(net, opt, batches(rng), step, epoch, should_stop),
+        poll = should_stop if on_batch is None else _batch_poll(
+            should_stop, on_batch, epoch, -(-data.X_tr.shape[0] // batch_size))
+        metrics = {"epoch": epoch, **_train_epoch(net, opt, batches(rng), step, epoch, poll),
                    "lr": opt.learning_rate}
         if data.X_va is not None:
             metrics.update(_evaluate(net, data.X_va, data.y_va, "val"))

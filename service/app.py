@@ -30,6 +30,7 @@ from service.settings import Settings
 from service.sweeps.driver import SweepDriver
 from service.sweeps.routes import router as sweeps_router
 from service.storage import make_storage
+from service.ui import mount_ui
 
 log = logging.getLogger("service")
 
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    v2_router):
         app.include_router(router)
     mount_docs(app)
+    mount_ui(app)
     install_metrics(app)
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -26,6 +27,8 @@ log = logging.getLogger("service.worker")
 
 IDLE_POLL_SECONDS = 1.0
 CANCEL_POLL_SECONDS = 0.2
+PROGRESS_SECONDS = 1.0  # within-epoch progress is written at most this often
+RATE_SECONDS = 4.0  # time constant of the smoothed training rate behind the ETA
 
 
 class EpochWriter(threading.Thread):
@@ -83,6 +86,34 @@ class EpochWriter(threading.Thread):
             self._cond.notify()
         self.join()
         self.check()
+
+
+class Eta:
+    """Seconds left from the fraction done per second, exponentially weighted over about ``tau`` seconds.
+
+    Each report's rate is measured since the previous report (validation passes included), so one slow or fast
+    stretch moves the estimate little, and a lasting change of speed (another job on the machine) is followed
+    within a few ``tau``. The last epoch's duration alone would jump with every epoch.
+    """
+
+    def __init__(self, tau: float = RATE_SECONDS):
+        self.tau = tau
+        self._last: tuple[float, float] | None = None  # (time, fraction) of the previous report
+        self.rate: float | None = None  # smoothed fraction per second
+
+    def update(self, now: float, fraction: float) -> float | None:
+        """Report ``fraction`` done at monotonic time ``now``; the estimated seconds left (None until known)."""
+        if self._last is not None:
+            t, f = self._last
+            if now <= t or fraction <= f:
+                return self._eta(fraction)
+            rate, w = (fraction - f) / (now - t), 1.0 - math.exp(-(now - t) / self.tau)
+            self.rate = rate if self.rate is None else w * rate + (1.0 - w) * self.rate
+        self._last = (now, fraction)
+        return self._eta(fraction)
+
+    def _eta(self, fraction: float) -> float | None:
+        return round(max(1.0 - fraction, 0.0) / self.rate, 2) if self.rate else None
 
 
 def checkpoint_key(job_id: str) -> str:
@@ -205,6 +236,8 @@ class Training:
         self.ckpt_path = worker.storage.local_path(checkpoint_key(job_id))
         self._last_check = time.monotonic()
         self._writer: EpochWriter | None = None
+        self._eta = Eta()
+        self._next_report = 0.0
 
     def run(self) -> None:
         self.load()
@@ -256,7 +289,7 @@ class Training:
                 lr_schedule=params.get("lr_schedule"), clip_norm=params.get("clip_norm"), l1=params.get("l1", 0.0),
                 class_weight=job_preprocessing.class_weight_indices(params.get("class_weight"),
                                                                      list(self.dataset.classes or [])),
-                sample_weight=self.sample_weight)
+                sample_weight=self.sample_weight, on_batch=self._on_batch)
         except BaseException:
             try:  # record the epochs that did finish before the job is marked failed/cancelled/requeued
                 writer.close()
@@ -317,6 +350,18 @@ class Training:
     def _on_epoch(self, metrics: dict, state: core.TrainingState) -> bool:
         self._writer.put(metrics, state, state.early.get("best_epoch"))
         return False
+
+    def _on_batch(self, epoch: int, done: int, n_batches: int) -> None:
+        """Before each minibatch: about once a second, write the fraction done and the ETA from a smoothed rate."""
+        now = time.monotonic()
+        if now < self._next_report:
+            return
+        self._next_report = now + PROGRESS_SECONDS
+        fraction = (epoch - 1 + done / n_batches) / self.job.params["epochs"]
+        progress = {"epoch": epoch, "batch": done, "batches": n_batches, "fraction": round(fraction, 6),
+                    "eta_seconds": self._eta.update(now, fraction), "at": round(time.time(), 3)}
+        with self.worker.Session() as session:
+            jobs_service.record_progress(session, job_id=self.job_id, attempt=self.attempt, progress=progress)
 
     def _save_checkpoint(self, state: core.TrainingState) -> None:
         state.save(self.ckpt_path)  # atomic: temp file, fsync, rename

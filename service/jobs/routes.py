@@ -90,7 +90,8 @@ def delete_job(job_id: str, request: Request, session: SessionDep, owner: OwnerD
     return Response(status_code=204)
 
 
-SSE_EXAMPLE = ('id: 1\nevent: epoch\ndata: {"epoch":1,"train_loss":0.71,"val_loss":0.69,"seconds":0.02}\n\n'
+SSE_EXAMPLE = ('event: progress\ndata: {"epoch":1,"batch":12,"batches":25,"fraction":0.048,"eta_seconds":19.5}\n\n'
+               'id: 1\nevent: epoch\ndata: {"epoch":1,"train_loss":0.71,"val_loss":0.69,"seconds":0.02}\n\n'
                'event: end\ndata: {"id":"7b8b965ad4bca0e41ab51de7b31363a1","status":"succeeded","model_id":"5d41..."}\n\n')
 
 
@@ -101,12 +102,14 @@ def _sse(event: str, data: dict, event_id: int | None = None) -> bytes:
 
 @router.get("/{job_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {"example": SSE_EXAMPLE}},
-                             "description": "One `epoch` event per epoch, then `end`."},
+                             "description": "`progress` events (about 1/s) and one `epoch` event per epoch, "
+                                            "then `end`."},
                        404: {"description": "Unknown job"}})
 async def job_events(job_id: str, request: Request, owner: OwnerDep,
                      since_epoch: Annotated[int, Query(ge=0, le=MAX_INT)] = 0) -> StreamingResponse:
-    """Server-sent events: an `epoch` event (data: the epoch's metrics) per epoch, an `end` event with the
-    final job when it ends, then the stream closes. Reconnect with `Last-Event-ID` or `since_epoch`."""
+    """Server-sent events: `progress` within an epoch (epoch in progress, batch, batches, fraction, eta_seconds),
+    an `epoch` event (data: the epoch's metrics) per epoch, an `end` event with the final job when it ends, then
+    the stream closes. Reconnect with `Last-Event-ID` or `since_epoch`."""
     last_id = request.headers.get("last-event-id")
     if last_id and last_id.isascii() and last_id.isdigit():
         since_epoch = max(since_epoch, min(int(last_id), MAX_INT))
@@ -117,6 +120,7 @@ async def job_events(job_id: str, request: Request, owner: OwnerDep,
     async def stream() -> AsyncIterator[bytes]:
         after = since_epoch
         last_sent = last_check = time.monotonic()
+        last_progress = None
         try:
             while True:
                 changed = feed.changed
@@ -125,6 +129,13 @@ async def job_events(job_id: str, request: Request, owner: OwnerDep,
                         after = int(m["epoch"])
                         yield _sse("epoch", m, after)
                         last_sent = time.monotonic()
+                p = feed.job.progress if feed.job is not None else None
+                if p is not None and p.batch is not None and feed.job.status.value not in TERMINAL \
+                        and (p.epoch, p.batch) != last_progress:
+                    last_progress = (p.epoch, p.batch)
+                    yield _sse("progress", {"epoch": p.epoch + 1, "batch": p.batch, "batches": p.batches,
+                                            "fraction": p.fraction, "eta_seconds": p.eta_seconds})
+                    last_sent = time.monotonic()
                 if feed.job is not None and feed.job.status.value in TERMINAL:
                     yield _sse("end", feed.job.model_dump(mode="json"))
                     return

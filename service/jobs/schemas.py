@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
@@ -215,13 +216,23 @@ class JobStatus(str, Enum):
     cancelled = "cancelled"
 
 
-# How far a job is: completed epochs of the planned ones, and an estimate of the time left.
+# How far a job is: completed epochs of the planned ones, the fraction of all minibatches done (updated about once
+# a second while running) and the seconds left at the smoothed training rate.
 class Progress(BaseModel):
     epoch: int = Field(description="Epochs completed (predict jobs: rows scored).")
     epochs: int = Field(description="Epochs planned (predict jobs: rows of the data set).")
-    fraction: float = Field(description="epoch / epochs, 1.0 when done.")
+    fraction: float = Field(description="Minibatches done / minibatches planned (about once a second while "
+                                        "running; predict jobs: epoch / epochs), 1.0 when done.")
     eta_seconds: float | None = Field(
-        description="Estimated seconds left (from the last epoch's time); null before the first epoch.")
+        description="Estimated seconds left from the exponentially smoothed training rate; null until known, 0 "
+                    "when done.")
+    batch: int | None = Field(None, description="Minibatches done of the epoch in progress (while running).")
+    batches: int | None = Field(None, description="Minibatches per epoch (while running).")
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler):
+        out = handler(self)
+        return {k: v for k, v in out.items() if v is not None or k not in ("batch", "batches")}
 
 
 JOB_EXAMPLE = {
@@ -229,7 +240,7 @@ JOB_EXAMPLE = {
     "dataset_id": "9b1f0e2d3c4b5a69788796a5b4c3d2e1", "validation_dataset_id": None,
     "params": {"epochs": 30, "batch_size": 32, "validation_split": 0.2,
                "optimizer": {"type": "adam", "learning_rate": 0.001}},
-    "progress": {"epoch": 12, "epochs": 30, "fraction": 0.4, "eta_seconds": 3.6},
+    "progress": {"epoch": 12, "epochs": 30, "fraction": 0.406667, "eta_seconds": 3.6, "batch": 50, "batches": 250},
     "metrics": {"epoch": 12, "train_loss": 0.21, "val_loss": 0.25, "train_accuracy": 0.93, "val_accuracy": 0.91,
                 "seconds": 0.2},
     "best_epoch": 12, "model_id": None, "error": None, "cancel_requested": False, "attempt": 1,
@@ -280,23 +291,34 @@ class JobRead(BaseModel):
     @classmethod
     def from_row(cls, job) -> "JobRead":
         """Build from a jobs.tables.Job row."""
-        done = job.status == JobStatus.succeeded.value
-        fraction = 1.0 if done else (job.epoch / job.epochs if job.epochs else 0.0)
-        eta = None
-        if done:
-            eta = 0.0
-        elif job.status == JobStatus.running.value and job.metrics and job.metrics.get("rows_per_second"):
-            eta = round(max(job.epochs - job.epoch, 0) / float(job.metrics["rows_per_second"]), 3)
-        elif job.status == JobStatus.running.value and job.metrics and job.metrics.get("seconds") is not None:
-            eta = round(float(job.metrics["seconds"]) * max(job.epochs - job.epoch, 0), 3)
         return cls(
             id=job.id, kind=getattr(job, "kind", None) or "train", status=job.status, network_id=job.network_id,
             dataset_id=job.dataset_id, validation_dataset_id=job.validation_dataset_id, sweep_id=job.sweep_id,
-            params=job.params,
-            progress=Progress(epoch=job.epoch, epochs=job.epochs, fraction=round(fraction, 6), eta_seconds=eta),
+            params=job.params, progress=_progress(job),
             metrics=job.metrics, best_epoch=job.best_epoch, model_id=job.model_id, error=job.error,
             cancel_requested=job.cancel_requested, attempt=job.attempt, created_at=job.created_at,
             started_at=job.started_at, updated_at=job.updated_at, finished_at=job.finished_at)
+
+
+def _progress(job) -> Progress:
+    """Epochs done; while running, the worker's minibatch count and smoothed ETA when it has reported one."""
+    if job.status == JobStatus.succeeded.value:
+        return Progress(epoch=job.epoch, epochs=job.epochs, fraction=1.0, eta_seconds=0.0)
+    fraction = job.epoch / job.epochs if job.epochs else 0.0
+    eta = batch = batches = None
+    live = job.progress if job.status == JobStatus.running.value else None
+    if live:
+        fraction, eta = max(fraction, float(live["fraction"])), live.get("eta_seconds")
+        if eta is not None and live.get("at") is not None:  # the time since the report has passed too
+            eta = round(max(eta - max(time.time() - float(live["at"]), 0.0), 0.0), 2)
+        if int(live.get("epoch", 0)) > job.epoch:  # else that epoch has ended since the report
+            batch, batches = live.get("batch"), live.get("batches")
+    elif job.status == JobStatus.running.value and job.metrics and job.metrics.get("rows_per_second"):
+        eta = round(max(job.epochs - job.epoch, 0) / float(job.metrics["rows_per_second"]), 3)
+    elif job.status == JobStatus.running.value and job.metrics and job.metrics.get("seconds") is not None:
+        eta = round(float(job.metrics["seconds"]) * max(job.epochs - job.epoch, 0), 3)
+    return Progress(epoch=job.epoch, epochs=job.epochs, fraction=round(fraction, 6), eta_seconds=eta,
+                    batch=batch, batches=batches)
 
 
 # A page of jobs.

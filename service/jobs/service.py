@@ -302,7 +302,7 @@ def _take(session: Session, *, job_id: str, attempt: int, worker: str, cond: lis
     """The fenced claim UPDATE: (job_id, attempt) under ``cond`` becomes running as ``attempt + 1``."""
     now = utcnow()
     res = session.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, *cond).values(
-        status=RUNNING, attempt=attempt + 1, worker=worker, error=None,
+        status=RUNNING, attempt=attempt + 1, worker=worker, error=None, progress=None,
         started_at=func.coalesce(Job.started_at, now), updated_at=now).execution_options(**_NO_SYNC))
     session.commit()
     return res.rowcount == 1
@@ -423,6 +423,14 @@ def _insert_metrics_ignore(session: Session, rows: list[dict[str, Any]]) -> None
         return
     have = set(session.scalars(select(JobMetric.epoch).where(JobMetric.job_id == rows[0]["job_id"])).all())
     session.add_all(JobMetric(**r) for r in rows if r["epoch"] not in have)
+
+
+def record_progress(session: Session, *, job_id: str, attempt: int, progress: dict[str, Any]) -> bool:
+    """Store the running attempt's within-epoch progress (epoch, batch, batches, fraction, eta); False if fenced out."""
+    res = session.execute(_fenced(job_id, attempt).values(progress=progress, updated_at=utcnow())
+                          .execution_options(**_NO_SYNC))
+    session.commit()
+    return res.rowcount == 1
 
 
 def record_epochs(session: Session, *, job_id: str, attempt: int, owner: str, history: list[dict[str, Any]],

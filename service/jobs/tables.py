@@ -38,6 +38,8 @@ class Job(Base):
     epochs: Mapped[int] = mapped_column(Integer)
     best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # latest epoch's
+    # Within-epoch progress of the running attempt: epoch, batch, batches, fraction, eta_seconds (about 1/s).
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     model_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -20,6 +20,7 @@ def test_two_api_processes_share_jobs_metrics_events_and_cancel(cluster, redis_u
             assert r.status_code == 200
             text = r.read().decode()
         events = sse_events(text)
+        events = [(e, d) for e, d in events if e != "progress"]  # within-epoch reports, about one a second
         assert [e for e, _ in events] == ["epoch"] * 4 + ["end"]
         assert events[-1][1]["status"] == "succeeded"
 

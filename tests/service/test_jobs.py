@@ -150,6 +150,9 @@ def test_events_stream_one_event_per_epoch_then_end(client, blob_setup):
         assert r.headers["content-type"].startswith("text/event-stream")
         text = r.read().decode()  # returns because the stream closes when the job ends
     events = sse_events(text)
+    progress = [d for e, d in events if e == "progress"]  # within-epoch reports, about one a second
+    assert all(0 <= d["batch"] < d["batches"] and 1 <= d["epoch"] <= 6 for d in progress), progress
+    events = [(e, d) for e, d in events if e != "progress"]
     assert [e for e, _ in events] == ["epoch"] * 6 + ["end"]
     assert [d["epoch"] for _, d in events[:-1]] == [1, 2, 3, 4, 5, 6]
     assert events[-1][1]["status"] == "succeeded" and events[-1][1]["model_id"]
