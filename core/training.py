@@ -464,8 +464,7 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
         preprocessing: Preprocessor | dict | None = None, should_stop: Callable[[], bool] | None = None,
         callback: Callable[[dict, TrainingState], object] | None = None,
         resume: TrainingState | str | Path | None = None, lr_schedule: dict | None = None,
-        clip_norm: float | None = None, l1: float = 0.0, class_weight=None, sample_weight=None,
-        on_batch: Callable | None = None) -> History:
+        clip_norm: float | None = None, l1: float = 0.0, class_weight=None, sample_weight=None, on_batch=None) -> History:
     """Train ``net`` with minibatch gradient descent and backpropagation.
 
     Parameters
