@@ -103,13 +103,15 @@ def test_fraction_moves_within_epochs_and_eta_tracks_the_time_left(client, make_
     fractions = [p["fraction"] for _, p in running]
     assert fractions == sorted(fractions) and fractions[-1] > 0.8, fractions
 
-    # the ETA counts down with the time (corrected for the time since the report) and, on this shared machine
-    # where the speed is not steady, stays within a factor of 2 of the time that truly remained
+    # the ETA counts down with the time (corrected for the time since the report). The 25 % bound of a steady
+    # job is the simulated test above; here, on a shared machine whose speed can change twofold within seconds,
+    # the live value is held to a factor of 3 of the time that truly remained
     checked = [(p["fraction"], p["eta_seconds"], end - t) for t, p in running if p["fraction"] >= 0.2]
     assert len(checked) >= 10, checked
+    assert checked[0][1] > checked[-1][1] >= 0, checked
     for fraction, eta, true_left in checked:
         if true_left > 2.0:
-            assert true_left / 2 <= eta <= 2 * true_left, (fraction, eta, true_left, checked)
+            assert true_left / 3 <= eta <= 3 * true_left, (fraction, eta, true_left, checked)
 
     # the event stream carries the same progress between the epoch events, then ends
     names = [n for n, _ in events]
