@@ -17,7 +17,7 @@ IMAGE=${IMAGE:-mlp-service:smoke}
 BUILD_ARGS=${BUILD_ARGS:-}            # e.g. "--build-arg BASE_IMAGE=localhost/python:3.11-slim"
 HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-60}  # seconds to wait for /healthz
 JOB_TIMEOUT=${JOB_TIMEOUT:-180}       # seconds to wait for the training job
-MAX_IMAGE_MB=${MAX_IMAGE_MB:-400}
+MAX_IMAGE_MB=${MAX_IMAGE_MB:-450}
 
 if [[ -n ${CONTAINER_ENGINE:-} ]]; then
   ENGINE=$CONTAINER_ENGINE
