@@ -97,7 +97,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 COPY --from=venv /opt/venv /opt/venv
 COPY --from=app /wheels/app /tmp/wheels/app
 # Bytecode only for the modules that the image's commands import (serve, worker, uploads of every
-# format, ONNX export, migrations): about 15 MB of .pyc instead of 63 MB for every module installed.
+# format, ONNX export, migrations): about 27 MB of .pyc instead of 63 MB for every module installed.
 # Without any, each start compiles in memory (here 14 s to import the app instead of 6 s); a module
 # outside this list (s3fs/botocore, only with MLP_STORAGE_URL=s3://...) is compiled when imported.
 RUN python3 -m pip --python /opt/venv/bin/python install --no-index --no-deps --no-compile \
