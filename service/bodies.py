@@ -6,6 +6,7 @@ row and column.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 import orjson
 from starlette.requests import Request
 
-from service.errors import InvalidInput, TooLarge
+from service.errors import InvalidInput, RequestTimeout, TooLarge
 
 
 class ParseError(ValueError):
@@ -42,12 +43,21 @@ async def read_bounded(request: Request, limit: int, error: Callable[[], TooLarg
     """The whole request body in memory; ``error()`` is raised from Content-Length or as soon as it passes ``limit``."""
     if declared_over(request, limit):
         raise error()
+    settings = getattr(request.app.state, "settings", None)
+    idle = getattr(settings, "body_read_timeout_seconds", None)
     body = bytearray()
-    async for chunk in request.stream():
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=idle)
+        except StopAsyncIteration:
+            return body
+        except TimeoutError:
+            raise RequestTimeout(f"the request body stalled: no bytes for {idle:g} s after {len(body):,} bytes "
+                                 "(MLP_BODY_READ_TIMEOUT_SECONDS)") from None
         body += chunk
         if len(body) > limit:
             raise error()
-    return body
 
 
 async def read_body(request: Request, *, max_bytes: int, what: str = "upload") -> bytearray:

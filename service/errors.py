@@ -44,6 +44,10 @@ class Unauthorized(ServiceError):
         super().__init__(detail, **kw)
 
 
+class RequestTimeout(ServiceError):
+    status_code = 408
+
+
 class TooManyRequests(ServiceError):
     status_code = 429
 

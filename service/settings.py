@@ -38,6 +38,8 @@ class Settings(BaseSettings):
                                      "(input width plus every layer's units); a wider network is a 422.")
     max_job_attempts: int = Field(3, ge=1, description="Embedded: a job whose worker died is resumed by the "
                                   "replacement worker until it has been tried this many times, then fails.")
+    body_read_timeout_seconds: float = Field(30.0, gt=0, description="A request body that sends no bytes for "
+                                             "this long is answered 408.")
     prestart_workers: bool = Field(True, description="Embedded: spawn and warm the workers at start-up (/readyz "
                                    "503 until warm); false spawns them with the first job.")
     max_connections: int = Field(1024, ge=1, description="Concurrent connections of `serve` (503 beyond).")
