@@ -35,10 +35,15 @@ class TrainingCancelled(Exception):
 
 
 class History(list):
-    """Per-epoch metric dicts, plus ``best_epoch`` and ``stopped_early``."""
+    """Per-epoch metric dicts, plus ``best_epoch``, ``stopped_early`` and ``restored_best``.
+
+    ``restored_best`` is True when the network holds the weights of ``best_epoch``
+    (early stopping with ``restore_best``), False when it holds the last epoch's.
+    """
 
     best_epoch: int | None = None
     stopped_early: bool = False
+    restored_best: bool = False
 
 
 class TrainingState:
@@ -594,6 +599,7 @@ def _train(net: Network, data: _Data, opt: Optimizer, tracker: EarlyStopping, *,
             stopped = True
     tracker.restore(net.set_arrays)
     history.best_epoch = tracker.best_epoch
+    history.restored_best = tracker.restore_best and tracker.best_arrays is not None
     history.stopped_early = tracker.enabled and stopped and epoch < epochs
     return history
 

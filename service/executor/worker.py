@@ -120,6 +120,20 @@ def checkpoint_key(job_id: str) -> str:
     return f"jobs/{job_id}/checkpoint.npz"
 
 
+def served_metrics(history: core.History) -> dict:
+    """The metrics of the weights the model serves: the best epoch's when they were restored (with
+    ``best_epoch`` and the last epoch's as ``last_epoch_metrics``), else the last epoch's (no best_epoch)."""
+    if not history:
+        return {}
+    last = dict(history[-1])
+    if not history.restored_best or history.best_epoch is None:
+        return last
+    best = next((dict(h) for h in history if h.get("epoch") == history.best_epoch), None)
+    if best is None:
+        return last
+    return dict(best, best_epoch=history.best_epoch, last_epoch_metrics=last)
+
+
 def _remap_classes(y_val: np.ndarray, val_classes: list, train_classes: list) -> np.ndarray:
     """Validation labels are indices into the validation set's classes; re-index them to the training set's."""
     if list(val_classes) == list(train_classes):
@@ -333,7 +347,7 @@ class Training:
                     "task": dataset.task, "classes": dataset.classes, "feature_names": names}
         final = dict(history[-1]) if history else {}
         model = models_service.new_from_job(w.storage, model_id=new_id(), net=net, job=job, network=self.network,
-                                            dataset=dataset, metrics=dict(final, best_epoch=history.best_epoch))
+                                            dataset=dataset, metrics=served_metrics(history))
         with w.Session() as session:
             ok = jobs_service.complete(session, job_id=job.id, attempt=self.attempt, model=model,
                                        metrics=final or None, best_epoch=history.best_epoch)

@@ -16,8 +16,10 @@ MODEL_EXAMPLE = {
     "classes": ["setosa", "versicolor", "virginica"],
     "input_dim": 4,
     "output_dim": 3,
-    "metrics": {"epoch": 30, "train_loss": 0.08, "val_loss": 0.11, "train_accuracy": 0.98,
-                "val_accuracy": 0.97, "best_epoch": 28},
+    "metrics": {"epoch": 28, "train_loss": 0.08, "val_loss": 0.11, "train_accuracy": 0.98,
+                "val_accuracy": 0.97, "best_epoch": 28,
+                "last_epoch_metrics": {"epoch": 30, "train_loss": 0.07, "val_loss": 0.12, "train_accuracy": 0.98,
+                                       "val_accuracy": 0.96}},
     "created_at": "2026-01-01T12:05:00Z",
 }
 
@@ -35,7 +37,9 @@ class ModelRead(BaseModel):
         description="Label of class index i (labels as uploaded); null for regression.")
     input_dim: int = Field(description="Values per row that predict expects.")
     output_dim: int = Field(description="Output units (classes, or regression outputs).")
-    metrics: dict[str, Any] = Field(description="The final epoch's metrics and best_epoch.")
+    metrics: dict[str, Any] = Field(
+        description="The metrics of the weights served: with early stopping's best-weights restore, the best "
+                    "epoch's (with best_epoch, and the last epoch's as last_epoch_metrics); else the last epoch's.")
     created_at: datetime = Field(description="When training finished (UTC).")
     input_schema: list[dict[str, Any]] | None = Field(
         None, description="Per input column, in order: name, type, categories, how a missing value is filled "

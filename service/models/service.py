@@ -223,7 +223,11 @@ def parse_inputs(body: bytes | bytearray, *, input_dim: int, columns: core.Prepr
 
     ``{"inputs": [[...]]}`` (numbers, in the trained column order), ``{"records": [{name: value}]}`` or
     ``{"columns": [names], "data": [[...]]}`` (columns by name in any order, null = missing)."""
-    doc = parse_json(body)
+    return inputs_from_doc(parse_json(body), input_dim=input_dim, columns=columns)
+
+
+def inputs_from_doc(doc, *, input_dim: int, columns: core.Preprocessor | None = None) -> np.ndarray:
+    """A parsed predict body (one of BODY_SHAPES) -> raw rows (n, input_dim); 422 naming the row, column or field."""
     if not isinstance(doc, dict):
         raise InvalidInput(f"the body must be an object: {BODY_SHAPES}")
     keys = set(doc)
