@@ -45,9 +45,13 @@ def test_evaluate_inline_records_and_inputs_agree(client, trained_model):
                     json={"records": [dict(zip(names, row)) for row in X.tolist()], "targets": y})
     assert a.status_code == 200 and b.status_code == 200, (a.text, b.text)
     assert a.json()["metrics"] == b.json()["metrics"] and a.json()["rows"] == 60
+    # trained without early stopping: the model reports its last epoch and no best_epoch
+    m = client.get(f"/v1/models/{mid}").json()["metrics"]
+    assert "best_epoch" not in m and "last_epoch_metrics" not in m
+    assert m["epoch"] == 20
 
 
-@pytest.mark.parametrize("body,detail", [
+BAD_BODIES = [
     ({"inputs": [[0, 0, 0, 0]]}, "targets: required with inline rows (one label or value per row)"),
     ({"inputs": [[0, 0, 0, 0]], "targets": ["purple"]},
      "targets[0]: label 'purple' is not one of the model's classes"),
@@ -57,15 +61,16 @@ def test_evaluate_inline_records_and_inputs_agree(client, trained_model):
     ({"dataset_id": "0" * 32, "importance": "yes"}, "importance must be true or false"),
     ({"dataset_id": "0" * 32, "n_repeats": 0}, "n_repeats must be an integer from 1 to 20, got 0"),
     ({"dataset": "x"}, "unknown field(s) ['dataset']"),
-])
-def test_evaluate_rejects_bad_bodies_naming_the_field(client, trained_model, body, detail):
-    r = client.post(f"/v1/models/{trained_model['model_id']}/evaluate", json=body)
-    assert r.status_code == 422, r.text
-    assert detail in r.json()["detail"]
+]
 
 
-def test_evaluate_unknown_dataset_and_model_are_404(client, trained_model):
-    r = client.post(f"/v1/models/{trained_model['model_id']}/evaluate", json={"dataset_id": "0" * 32})
+def test_evaluate_rejects_bad_bodies_naming_the_field_and_unknown_ids(client, trained_model):
+    mid = trained_model["model_id"]
+    for body, detail in BAD_BODIES:
+        r = client.post(f"/v1/models/{mid}/evaluate", json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert detail in r.json()["detail"], body
+    r = client.post(f"/v1/models/{mid}/evaluate", json={"dataset_id": "0" * 32})
     assert r.status_code == 404 and "0" * 32 in r.json()["detail"]
     r = client.post(f"/v1/models/{'0' * 32}/evaluate", json={"dataset_id": trained_model["dataset"]["id"]})
     assert r.status_code == 404 and "not found" in r.json()["detail"]
@@ -137,9 +142,3 @@ def test_early_stopped_model_reports_the_metrics_of_the_weights_it_serves(client
     assert m["val_accuracy"] == pytest.approx(ev["accuracy"], abs=1e-9)
     assert m["val_accuracy"] == pytest.approx(float(np.mean(np.asarray(pred) == yv)), abs=1e-9)
     assert m["val_loss"] == pytest.approx(ev["loss"], rel=1e-4)
-
-
-def test_model_without_early_stopping_reports_its_last_epoch_and_no_best_epoch(client, trained_model):
-    m = client.get(f"/v1/models/{trained_model['model_id']}").json()["metrics"]
-    assert "best_epoch" not in m and "last_epoch_metrics" not in m
-    assert m["epoch"] == 20
