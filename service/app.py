@@ -15,6 +15,7 @@ from service.auth import KeyRing
 from service.docs import mount_docs
 from service.database import create_all, make_engine, make_sessionmaker
 from service.datasets.routes import router as datasets_router
+from service.evaluation.routes import router as evaluation_router
 from service.errors import ServiceError, validation_detail
 from service.executor import make_executor
 from service.faults import StorageProbe, install_disk_full_handler, sweep_temporaries
@@ -91,8 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Routes are matched in order, so the endpoints clients poll come first; /docs keeps the workflow order
     # through openapi_tags.
-    for router in (jobs_router, models_router, predictions_router, networks_router, datasets_router, sweeps_router,
-                   v2_router):
+    for router in (jobs_router, models_router, evaluation_router, predictions_router, networks_router, datasets_router,
+                   sweeps_router, v2_router):
         app.include_router(router)
     mount_docs(app)
     mount_ui(app)

@@ -1,14 +1,13 @@
-"""HTTP routes of /v1/models: read, list, delete, predict, evaluate."""
+"""HTTP routes of /v1/models: read, list, delete, predict (evaluate is in service/evaluation/routes.py)."""
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, FastAPI, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from service.bodies import read_body
 from service.deps import OwnerDep, PageDep, SessionDep, StorageDep
-from service.models import evaluation, export, formats, service
+from service.models import export, formats, service
 from service.models import invocations as invocations_
 from service.models.schemas import (INVOCATIONS_OPENAPI, PREDICT_BINARY_ANSWERS, PREDICT_OPENAPI, InvocationsResponse,
                                     ModelList, ModelRead, PredictResponse)
@@ -131,28 +130,3 @@ def download_model(model_id: str, session: SessionDep, owner: OwnerDep, storage:
     data = export.read_npz(session, storage, owner=owner, model_id=model_id)
     return Response(data, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{model_id}.npz"'})
-
-
-@router.post("/{model_id}/evaluate", responses={**_ERRORS, 413: {"description": "Body larger than "
-                                                                               "MLP_MAX_UPLOAD_BYTES."},
-                                                422: {"description": "Neither or both of dataset_id and inline rows, "
-                                                                     "targets missing or of the wrong length, an "
-                                                                     "unknown label, a data set of another task."}})
-async def evaluate(model_id: str, request: Request, owner: OwnerDep) -> Response:
-    """Metrics of the model on labelled rows (`dataset_id`, or predict's shapes with `targets`); `importance: true`
-    adds permutation feature importance."""
-    body = await read_body(request, max_bytes=request.app.state.settings.max_upload_bytes, what="body")
-    req = evaluation.parse(body)
-    model = await loaded_model(request, owner, model_id)
-    answer = await run_in_threadpool(_evaluate, request.app, owner, model, req)
-    return Response(orjson.dumps(answer), media_type="application/json")
-
-
-def _evaluate(app: FastAPI, owner: str, model: service.LoadedModel, req: dict) -> dict:
-    if req["dataset_id"] is not None:
-        with app.state.sessionmaker() as session:
-            X, y = evaluation.dataset_data(session, app.state.storage, model, owner=owner,
-                                           dataset_id=req["dataset_id"])
-    else:
-        X, y = evaluation.inline_data(model, req)
-    return evaluation.evaluate(model, X, y, req)

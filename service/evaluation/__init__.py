@@ -1,0 +1,1 @@
+"""Evaluating trained models on labelled rows (stands between models and datasets)."""
