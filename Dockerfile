@@ -96,20 +96,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # Dependencies (a layer that changes only with pyproject.toml), then the project's own wheel.
 COPY --from=venv /opt/venv /opt/venv
 COPY --from=app /wheels/app /tmp/wheels/app
-# Bytecode only for the modules that the image's commands import (serve, worker, uploads of every
-# format, ONNX export, migrations): about 27 MB of .pyc instead of 63 MB for every module installed.
-# Without any, each start compiles in memory (here 14 s to import the app instead of 6 s); a module
-# outside this list (s3fs/botocore, only with MLP_STORAGE_URL=s3://...) is compiled when imported.
+# Bytecode only for the modules that the API server and its training processes import (every upload
+# format, ONNX export, sweeps): about 21 MB of .pyc instead of 63 MB for every module installed.
+# Without any, each start compiles in memory (here 14 s to import the app instead of 6 s); other
+# modules (the Celery worker, alembic, s3fs/botocore) are compiled in memory when imported.
 RUN python3 -m pip --python /opt/venv/bin/python install --no-index --no-deps --no-compile \
         /tmp/wheels/app/*.whl \
  && rm -rf /tmp/wheels \
  && /opt/venv/bin/mlp-service --help >/dev/null \
  && MLP_DATA_DIR=/tmp/warm-up PYTHONDONTWRITEBYTECODE= /opt/venv/bin/python -c "import importlib; \
 [importlib.import_module(m) for m in ('service.cli', 'service.executor.embedded', 'service.executor._entry', \
- 'service.executor.worker', 'service.executor.celery', 'service.datasets.tabular', 'service.models.formats', \
- 'service.models.export', 'pyarrow.parquet', 'pyarrow.ipc', 'pyarrow.dataset', 'onnx.helper', \
- 'onnx.numpy_helper', 'celery.bin.worker', 'kombu.transport.redis', 'psycopg', 'alembic.command', \
- 'alembic.config', 'mlp_client.cli')]; \
+ 'service.executor.worker', 'service.datasets.tabular', 'service.models.formats', 'service.models.export', \
+ 'pyarrow.parquet', 'pyarrow.ipc', 'pyarrow.dataset', 'onnx.helper', 'onnx.numpy_helper')]; \
 from service.app import create_app; create_app()" \
  && rm -rf /tmp/warm-up
 
