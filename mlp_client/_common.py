@@ -287,6 +287,18 @@ class SSEParser:
                 yield ev
 
 
+def evaluate_body(dataset: Any, importance: bool, rows: dict[str, Any]) -> dict[str, Any]:
+    """The JSON of ``POST /v1/models/{id}/evaluate``: a stored data set, or inline rows (``inputs``, ``records``
+    or ``columns`` + ``data``) with ``targets``; numpy arrays and scalars become JSON lists and numbers."""
+    if (dataset is None) == (not rows):
+        raise ValueError("evaluate takes a data set or inline rows with targets, not both or neither")
+    body: dict[str, Any] = {"dataset_id": ident(dataset)} if dataset is not None else {
+        k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rows.items()}
+    if importance:
+        body["importance"] = True
+    return body
+
+
 def as_frame(items: list[dict[str, Any]], as_frame: bool | None):
     """A pandas DataFrame of per-epoch dicts when asked (or, by default, when pandas is installed)."""
     if as_frame is False:

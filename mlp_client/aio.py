@@ -285,6 +285,11 @@ class AsyncModel(ModelBase):
     async def predict_proba(self, X: Any) -> np.ndarray:
         return np.asarray((await self._predict(X))[1], dtype=np.float64)
 
+    async def evaluate(self, dataset: Any = None, *, importance: bool = False, **rows: Any) -> dict[str, Any]:
+        """As ``Model.evaluate``: metrics on a stored data set or on inline rows with ``targets``."""
+        return await self._client._json("POST", f"/v1/models/{self.id}/evaluate",
+                                        json=common.evaluate_body(dataset, importance, rows))
+
     async def download(self, path: str | os.PathLike | None = None) -> Path:
         return await self._save(f"/v1/models/{self.id}/download", path or f"{self.id}.npz", None)
 

@@ -324,6 +324,13 @@ class Model(ModelBase):
         """Class probabilities (n, len(classes)) of a classification model."""
         return np.asarray(self._predict(X)[1], dtype=np.float64)
 
+    def evaluate(self, dataset: Any = None, *, importance: bool = False, **rows: Any) -> dict[str, Any]:
+        """Metrics of the model on a stored data set (a ``Dataset`` or its id), or on inline rows given as
+        predict's body fields plus ``targets`` (``inputs=..., targets=...``): the JSON of
+        ``POST /v1/models/{id}/evaluate`` (``metrics``, ``confusion_matrix``, ``per_class``, ``importance``)."""
+        return self._client._json("POST", f"/v1/models/{self.id}/evaluate",
+                                  json=common.evaluate_body(dataset, importance, rows))
+
     def download(self, path: str | os.PathLike | None = None) -> Path:
         """Save the engine's ``.npz`` (``core.Network.load`` reads it) to ``path`` (default ``{id}.npz``)."""
         return self._save(f"/v1/models/{self.id}/download", path or f"{self.id}.npz", None)

@@ -317,6 +317,12 @@ def test_job_delete_keeps_the_model_and_it_downloads(server, tmp_path):
         path = model.download(tmp_path / "model.npz")           # the engine's file, read by core
         assert path == tmp_path / "model.npz"
         assert (Network.load(path).predict(X.astype(np.float32)) == served).all()
+        report = model.evaluate(data)                            # POST /v1/models/{id}/evaluate
+        assert report["rows"] == len(y)
+        assert report["metrics"]["accuracy"] == pytest.approx(float(np.mean(served == y)), abs=1e-12)
+        assert model.evaluate(inputs=X[:10], targets=y[:10])["rows"] == 10
+        with pytest.raises(ValueError, match="not both or neither"):
+            model.evaluate()
         exported = model.export(tmp_path / "exported.npz", format="npz")
         assert exported.read_bytes() == path.read_bytes()
         with pytest.raises(mlp_client.InvalidInput) as err:
