@@ -118,6 +118,8 @@ def test_dashboard_end_to_end(browser, server, tmp_path):
     hist = api.get(f"/v1/jobs/{job_id}/metrics").json()["items"]
     val = [m["val_loss"] for m in hist]
     assert val[-1] > min(val) * 1.2, val  # the overfitting the chart shows
+    assert all(m["lr"] > 0 for m in hist), hist[0]   # the learning rate in effect, drawn in its own chart
+    assert page.locator("#lr").is_visible() and "lr" in page.locator("#lr .u-legend").text_content()
 
     # confusion matrix of the finished model on labelled rows, computed in the page from a predict
     page.set_input_files("#cmfile", str(val_csv))
