@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def _f64(block) -> np.ndarray:
 
 
 # -- imputers ------------------------------------------------------------------------------------
-class _Imputer:
+class _Imputer(ABC):
     """Fills NaN with one value per column, learned from the training rows.
 
     Attributes
@@ -81,8 +82,9 @@ class _Imputer:
         self.fill_value = fill_value
         self.fill_: np.ndarray | None = None
 
+    @abstractmethod
     def _fill(self, X: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Fill value per column, shape (n_columns,) float64, from the training rows ``X`` (NaN = missing)."""
 
     def fit(self, X: np.ndarray) -> "_Imputer":
         """Learn the fill values.
@@ -185,7 +187,7 @@ IMPUTERS = {c.name: c for c in (MeanImputer, MedianImputer, ConstantImputer, Mos
 
 
 # -- scalers -------------------------------------------------------------------------------------
-class _Scaler:
+class _Scaler(ABC):
     """``(clip(x, lo, hi) - center) / scale`` per column, learned from the (imputed) training rows.
 
     Attributes
@@ -199,8 +201,10 @@ class _Scaler:
     def __init__(self):
         self.center_ = self.scale_ = self.lo_ = self.hi_ = None
 
+    @abstractmethod
     def _center_scale(self, X, lo, hi) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """Center and scale per column, each shape (n_columns,) float64, from the training rows ``X`` and
+        their per-column minimum ``lo`` and maximum ``hi``."""
 
     def fit(self, X: np.ndarray, prepare=None) -> "_Scaler":
         """Learn center, scale and the clip interval.
@@ -293,6 +297,9 @@ class IdentityScaler(_Scaler):
 
     name = "none"
     clips = False
+
+    def _center_scale(self, X, lo, hi):
+        return np.zeros(X.shape[1]), np.ones(X.shape[1])
 
     def fit(self, X, prepare=None):
         k = X.shape[1]
