@@ -23,6 +23,12 @@ from service.jobs.tables import TERMINAL
 SSE_POLL_SECONDS = 0.25
 
 
+def _state(job: JobRead) -> tuple:
+    """What a listener sends events for: status, epoch and minibatch (not the ETA, which moves each read)."""
+    p = job.progress
+    return job.status, job.model_id, job.error, p.epoch if p else None, p.batch if p else None
+
+
 class Feed:
     """A job's metrics and state as last polled, shared by all listeners; ``changed`` is set on each update."""
 
@@ -46,9 +52,10 @@ class Feed:
         if metrics:
             self.metrics.extend(metrics)
             self._after = max(self._after, max(int(m["epoch"]) for m in metrics))
-        self.job = job
-        event, self.changed = self.changed, asyncio.Event()
-        event.set()
+        before, self.job = self.job, job
+        if metrics or before is None or _state(before) != _state(job):  # wake listeners only on news
+            event, self.changed = self.changed, asyncio.Event()
+            event.set()
 
     @property
     def ended(self) -> bool:
