@@ -27,7 +27,7 @@ log = logging.getLogger("service.worker")
 
 IDLE_POLL_SECONDS = 1.0
 CANCEL_POLL_SECONDS = 0.2
-PROGRESS_SECONDS = 1.0  # within-epoch progress is written at most this often
+PROGRESS_SECONDS = 0.5  # within-epoch progress is written at most this often (twice a second)
 RATE_SECONDS = 4.0  # time constant of the smoothed training rate behind the ETA
 
 
@@ -366,7 +366,7 @@ class Training:
         return False
 
     def _on_batch(self, epoch: int, done: int, n_batches: int) -> None:
-        """Before each minibatch: about once a second, write the fraction done and the ETA from a smoothed rate."""
+        """Before each minibatch: about twice a second, write the fraction done and the ETA from a smoothed rate."""
         now = time.monotonic()
         if now < self._next_report:
             return

@@ -221,7 +221,7 @@ class JobStatus(str, Enum):
 class Progress(BaseModel):
     epoch: int = Field(description="Epochs completed (predict jobs: rows scored).")
     epochs: int = Field(description="Epochs planned (predict jobs: rows of the data set).")
-    fraction: float = Field(description="Minibatches done / minibatches planned (about once a second while "
+    fraction: float = Field(description="Minibatches done / minibatches planned (about twice a second while "
                                         "running; predict jobs: epoch / epochs), 1.0 when done.")
     eta_seconds: float | None = Field(
         description="Estimated seconds left from the exponentially smoothed training rate; null until known, 0 "
