@@ -72,6 +72,10 @@ class KeyRing:
         return hmac.new(self._pepper, token.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
 
     # -- are keys required? -------------------------------------------------------------------------------
+    def known_enabled(self) -> bool:
+        """Whether keys are known to exist (a keys file, or keys seen in the database), without asking it."""
+        return bool(self.file_keys or self._db_has_keys)
+
     def enabled_now(self, now: float) -> bool | None:
         """True/False if known without the database, None when the database must be asked."""
         if self.file_keys or self._db_has_keys:

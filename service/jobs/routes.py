@@ -145,7 +145,9 @@ async def job_events(job_id: str, request: Request, owner: OwnerDep,
                 if time.monotonic() - last_sent > SSE_KEEPALIVE_SECONDS:
                     yield b": keep-alive\n\n"
                     last_sent = time.monotonic()
-                with anyio.move_on_after(min(recheck, SSE_KEEPALIVE_SECONDS)):
+                # with keys, wake to re-check the key; without, only for news or the keep-alive
+                keyed = request.app.state.keyring.known_enabled()
+                with anyio.move_on_after(min(recheck, SSE_KEEPALIVE_SECONDS) if keyed else SSE_KEEPALIVE_SECONDS):
                     await changed.wait()
                 if await request.is_disconnected():
                     return
