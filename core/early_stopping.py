@@ -124,25 +124,18 @@ class EarlyStopping:
 
     @classmethod
     def from_options(cls, early_stopping, *, has_val: bool, task: str) -> "EarlyStopping":
-        """A tracker for ``fit``'s ``early_stopping`` option (see ``normalize_early_stopping``).
+        """A tracker for ``fit``'s ``early_stopping`` option.
 
-        Parameters
-        ----------
-        early_stopping : dict, None or False
-            The option as given to ``fit``.
-        has_val : bool
-            Whether training has validation rows.
-        task : str
-            ``"classification"`` or ``"regression"``.
+        Takes the arguments of `normalize_early_stopping` and raises its
+        ValueError (naming the option and the value) for an invalid option.
 
         Returns
         -------
         EarlyStopping
 
-        Raises
-        ------
-        ValueError
-            When the option is invalid, naming it and the value.
+        See Also
+        --------
+        normalize_early_stopping
         """
         return cls(normalize_early_stopping(early_stopping, has_val, task), has_val)
 

@@ -135,11 +135,13 @@ class TrainingState:
 
     @classmethod
     def from_arrays(cls, arrays) -> "TrainingState":
-        """Rebuild a state from ``to_arrays()`` output.
+        """Rebuild a state from ``to_arrays()`` output (its inverse).
 
         Parameters
         ----------
         arrays : mapping of str to ndarray
+            ``net/``, ``opt/`` and ``best/`` arrays, copied here, and the
+            ``__state__`` JSON of the scalars and history.
 
         Returns
         -------

@@ -12,6 +12,7 @@ import core
 from service.datasets import service as datasets_service
 from service.errors import InvalidInput
 from service.executor.base import LostJob
+from service.executor.runner import PROGRESS_SECONDS, Runner
 from service.jobs import preprocessing as job_preprocessing
 from service.jobs import scoring as jobs_scoring
 from service.jobs import service as jobs_service
@@ -19,8 +20,6 @@ from service.models import service as models_service
 
 log = logging.getLogger("service.worker")
 
-CANCEL_POLL_SECONDS = 0.2
-PROGRESS_SECONDS = 0.5
 MAX_CHUNK_ROWS = 65_536
 
 
@@ -33,7 +32,7 @@ def _open_writer(path, schema, fmt: str):
     return pcsv.CSVWriter(str(path), schema)
 
 
-class Scoring:
+class Scoring(Runner):
     """One attempt at one predict job: load the model and data set, then predict and write chunk by chunk.
 
     Stops between chunks on cancel or shutdown (``core.TrainingCancelled``, ``stop_reason`` as for training);
@@ -43,9 +42,8 @@ class Scoring:
     verb, noun = "score", "scoring"     # for the job's error message
 
     def __init__(self, worker, job_id: str, attempt: int):
-        self.worker, self.job_id, self.attempt = worker, job_id, attempt
-        self.stop_reason: str | None = None
-        self._last_check = 0.0
+        super().__init__(worker, job_id, attempt)
+        self._last_check = 0.0  # the first poll asks the database at once
 
     def run(self) -> None:
         w = self.worker
@@ -116,29 +114,6 @@ class Scoring:
         cols = {"prediction": pred}
         cols.update({f"proba_{label}": proba[:, i] for i, label in enumerate(labels)})
         return pa.table(cols)
-
-    def should_stop(self) -> bool:
-        """Polled between chunks: cancel or shutdown hints at once, the database at most every 0.2 s."""
-        w = self.worker
-        w._drain()
-        if w.shutdown or not w._parent_alive():
-            w.shutdown = True
-            return self._stop("shutdown")
-        if self.job_id in w.cancel_hints:
-            return self._stop("cancel")
-        now = time.monotonic()
-        if now - self._last_check < CANCEL_POLL_SECONDS:
-            return False
-        self._last_check = now
-        with w.Session() as session:
-            why = jobs_service.should_stop(session, job_id=self.job_id, attempt=self.attempt)
-        if why == "lost":
-            raise LostJob(self.job_id)
-        return self._stop(why) if why else False
-
-    def _stop(self, reason: str) -> bool:
-        self.stop_reason = reason
-        return True
 
     def _metrics(self, rows: int, started: float) -> dict:
         seconds = max(time.monotonic() - started, 1e-9)

@@ -16,6 +16,7 @@ from service.database import connection_lost, make_engine, make_sessionmaker, ne
 from service.datasets import service as datasets_service
 from service.errors import ServiceError
 from service.executor.base import LostJob, worker_name
+from service.executor.runner import PROGRESS_SECONDS, Runner
 from service.executor.scoring import Scoring
 from service.jobs import preprocessing as job_preprocessing
 from service.jobs import service as jobs_service
@@ -26,8 +27,6 @@ from service.storage import make_storage
 log = logging.getLogger("service.worker")
 
 IDLE_POLL_SECONDS = 1.0
-CANCEL_POLL_SECONDS = 0.2
-PROGRESS_SECONDS = 0.5  # within-epoch progress is written at most this often (twice a second)
 RATE_SECONDS = 4.0  # time constant of the smoothed training rate behind the ETA
 
 
@@ -236,19 +235,14 @@ class Worker:
             raise LostJob(job.id)
 
 
-class Training:
-    """One attempt at one job, in four steps: load, resume from the checkpoint, fit (polling for a stop), save.
-
-    ``stop_reason`` says why fit stopped early when it raised ``core.TrainingCancelled``: 'cancel' or 'shutdown'.
-    """
+class Training(Runner):
+    """One attempt at one job, in four steps: load, resume from the checkpoint, fit (polling for a stop), save."""
 
     verb, noun = "train", "training"     # for the job's error message
 
     def __init__(self, worker: Worker, job_id: str, attempt: int):
-        self.worker, self.job_id, self.attempt = worker, job_id, attempt
-        self.stop_reason: str | None = None
+        super().__init__(worker, job_id, attempt)
         self.ckpt_path = worker.storage.local_path(checkpoint_key(job_id))
-        self._last_check = time.monotonic()
         self._writer: EpochWriter | None = None
         self._eta = Eta()
         self._next_report = 0.0
@@ -315,27 +309,8 @@ class Training:
         writer.close()
         return history
 
-    def should_stop(self) -> bool:
-        """Polled between minibatches: cancel or shutdown hints at once, the database at most every 0.2 s."""
-        w = self.worker
-        self._writer.check()
-        w._drain()
-        if w.shutdown:
-            return self._stop("shutdown")
-        if self.job_id in w.cancel_hints:
-            return self._stop("cancel")
-        now = time.monotonic()
-        if now - self._last_check < CANCEL_POLL_SECONDS:
-            return False
-        self._last_check = now
-        if not w._parent_alive():
-            w.shutdown = True
-            return self._stop("shutdown")
-        with w.Session() as session:
-            why = jobs_service.should_stop(session, job_id=self.job_id, attempt=self.attempt)
-        if why == "lost":
-            raise LostJob(self.job_id)
-        return self._stop(why) if why else False
+    def _check(self) -> None:
+        self._writer.check()  # the epoch writer's error (e.g. LostJob) stops training at the next poll
 
     def save(self, net: core.Network, history: core.History) -> None:
         """Store the model's weights and commit it with the job's success; fenced out -> the weights go again."""
@@ -356,10 +331,6 @@ class Training:
             raise LostJob(job.id)
         w.storage.delete_prefix(f"jobs/{job.id}")
         log.info("job %s: succeeded after %d epoch(s); model %s", job.id, len(history), model.id)
-
-    def _stop(self, reason: str) -> bool:
-        self.stop_reason = reason
-        return True
 
     def _on_epoch(self, metrics: dict, state: core.TrainingState) -> bool:
         self._writer.put(metrics, state, state.early.get("best_epoch"))
@@ -385,5 +356,5 @@ class Training:
         self.worker._record(self.job, self.attempt, history, best_epoch)
 
 
-# What a worker runs for each kind of job (jobs.kind); every runner has run(), stop_reason, verb and noun.
+# What a worker runs for each kind of job (jobs.kind): a Runner each.
 RUNNERS = {TRAIN: Training, PREDICT: Scoring}
