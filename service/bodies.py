@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
@@ -39,25 +39,50 @@ def check_length(request: Request, limit: int, what: str = "upload") -> None:
         raise too_large(limit, what)
 
 
+async def body_chunks(request: Request) -> AsyncIterator[bytes]:
+    """The request body's chunks as they arrive, cut off with a 408 that names the limit when it stalls for
+    MLP_BODY_READ_TIMEOUT_SECONDS, or arrives slower than MLP_BODY_MIN_RATE_BYTES_PER_SECOND: the whole body
+    must be in within the stall timeout plus one second per that many bytes (Apache's RequestReadTimeout
+    ``body=...,MinRate=...``), so a client trickling a byte at a time cannot hold a request open."""
+    settings = getattr(request.app.state, "settings", None)
+    idle = getattr(settings, "body_read_timeout_seconds", None)
+    rate = getattr(settings, "body_min_rate_bytes_per_second", None)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    received = 0
+    chunks = request.stream().__aiter__()
+    while True:
+        timeout, stalled = idle, True
+        if idle is not None and rate:
+            left = start + idle + received / rate - loop.time()
+            if left < idle:
+                timeout, stalled = max(left, 0.0), False
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=timeout)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if stalled:
+                raise RequestTimeout(f"the request body stalled: no bytes for {idle:g} s after {received:,} bytes "
+                                     "(MLP_BODY_READ_TIMEOUT_SECONDS)") from None
+            raise RequestTimeout(f"the request body arrived too slowly: {received:,} bytes in "
+                                 f"{loop.time() - start:.1f} s; a body gets {idle:g} s plus one second per "
+                                 f"{rate:g} bytes (MLP_BODY_READ_TIMEOUT_SECONDS, "
+                                 "MLP_BODY_MIN_RATE_BYTES_PER_SECOND)") from None
+        received += len(chunk)
+        yield chunk
+
+
 async def read_bounded(request: Request, limit: int, error: Callable[[], TooLarge]) -> bytearray:
     """The whole request body in memory; ``error()`` is raised from Content-Length or as soon as it passes ``limit``."""
     if declared_over(request, limit):
         raise error()
-    settings = getattr(request.app.state, "settings", None)
-    idle = getattr(settings, "body_read_timeout_seconds", None)
     body = bytearray()
-    chunks = request.stream().__aiter__()
-    while True:
-        try:
-            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=idle)
-        except StopAsyncIteration:
-            return body
-        except TimeoutError:
-            raise RequestTimeout(f"the request body stalled: no bytes for {idle:g} s after {len(body):,} bytes "
-                                 "(MLP_BODY_READ_TIMEOUT_SECONDS)") from None
+    async for chunk in body_chunks(request):
         body += chunk
         if len(body) > limit:
             raise error()
+    return body
 
 
 async def read_body(request: Request, *, max_bytes: int, what: str = "upload") -> bytearray:

@@ -38,10 +38,13 @@ def _serve(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     sys.setswitchinterval(0.001)
-    # Slow or idle clients: idle keep-alive connections close after 5 s, and past MLP_MAX_CONNECTIONS open
-    # connections new requests get 503 instead of piling up.
+    # Slow or idle clients: idle keep-alive connections close after 5 s; a request head not complete within
+    # MLP_HEADER_READ_TIMEOUT_SECONDS gets 408; past MLP_MAX_CONNECTIONS open connections new requests get 503
+    # instead of piling up (service/connections.py).
+    from service.connections import GuardedHttpProtocol
+
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
-                timeout_keep_alive=5, limit_concurrency=settings.max_connections)
+                timeout_keep_alive=5, http=GuardedHttpProtocol.configured(settings))
     return 0
 
 

@@ -40,9 +40,15 @@ class Settings(BaseSettings):
                                   "replacement worker until it has been tried this many times, then fails.")
     body_read_timeout_seconds: float = Field(30.0, gt=0, description="A request body that sends no bytes for "
                                              "this long is answered 408.")
+    body_min_rate_bytes_per_second: float = Field(500.0, gt=0, description="A request body must arrive within "
+                                                  "MLP_BODY_READ_TIMEOUT_SECONDS plus one second per this many "
+                                                  "bytes received (408 beyond).")
+    header_read_timeout_seconds: float = Field(10.0, gt=0, description="A request head (request line and "
+                                               "headers) not complete within this long is answered 408.")
     prestart_workers: bool = Field(True, description="Embedded: spawn and warm the workers at start-up (/readyz "
                                    "503 until warm); false spawns them with the first job.")
-    max_connections: int = Field(1024, ge=1, description="Concurrent connections of `serve` (503 beyond).")
+    max_connections: int = Field(1024, ge=1, description="Open connections of `serve`; requests on more are "
+                                 "answered 503 (GET /healthz still answered).")
     max_streams: int = Field(256, ge=1, description="Open /v1/jobs/{id}/events streams per API process (429).")
     max_streams_per_tenant: int = Field(32, ge=1, description="Open event streams per tenant and process (429).")
     max_json_body_bytes: int = Field(1024 * 1024, ge=1, description="Body of POST /v1/networks, /v1/jobs (413).")

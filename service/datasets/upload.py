@@ -12,7 +12,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from service.bodies import check_length, read_body, too_large
+from service.bodies import body_chunks, check_length, read_body, too_large
 from service.errors import InvalidInput, UnsupportedMediaType
 
 FORM_FIELDS = ("name", "target", "task", "delimiter", "na_values", "encoding", "categorical", "ignore",
@@ -208,7 +208,7 @@ async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, 
     parser = MultipartParser(boundary, reader.callbacks())
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in body_chunks(request):
             received += len(chunk)
             if received > max_bytes:
                 raise too_large(max_bytes)
