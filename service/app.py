@@ -92,8 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Routes are matched in order, so the endpoints clients poll come first; /docs keeps the workflow order
     # through openapi_tags.
-    for router in (jobs_router, models_router, evaluation_router, predictions_router, networks_router, datasets_router,
-                   sweeps_router, v2_router):
+    # /v2 comes right after /v1/models: FastAPI tries the routers in turn, and inference is the hot path.
+    for router in (jobs_router, models_router, v2_router, evaluation_router, predictions_router, networks_router,
+                   datasets_router, sweeps_router):
         app.include_router(router)
     mount_docs(app)
     mount_ui(app)

@@ -7,7 +7,6 @@ row and column.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -58,7 +57,8 @@ async def body_chunks(request: Request) -> AsyncIterator[bytes]:
             if left < idle:
                 timeout, stalled = max(left, 0.0), False
         try:
-            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=timeout)
+            async with asyncio.timeout(timeout):    # a timer, not a task per chunk as 3.11's wait_for
+                chunk = await chunks.__anext__()
         except StopAsyncIteration:
             return
         except TimeoutError:
@@ -113,12 +113,13 @@ def rows_to_float32(rows: Any, *, name: str, width: int | None = None) -> np.nda
     if type(first) is list and first:
         d = len(first)
         if all(type(row) is list and len(row) == d for row in rows):
-            # fast path: one pass over the floats, no intermediate object array
+            # fast path: equal-length rows, so numpy converts the nested lists in one call
             try:
                 with np.errstate(over="ignore", invalid="ignore"):
-                    X = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float32,
-                                    count=len(rows) * d).reshape(len(rows), d)
-            except (ValueError, TypeError):
+                    X = np.array(rows, dtype=np.float32)
+            except (ValueError, TypeError, OverflowError):
+                X = None
+            if X is not None and X.ndim != 2:      # rows of equal-length lists (one level too deep)
                 X = None
     if X is None:
         if not isinstance(first, list):

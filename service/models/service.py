@@ -232,7 +232,7 @@ def inputs_from_doc(doc, *, input_dim: int, columns: core.Preprocessor | None = 
         raise InvalidInput(f"the body must be an object: {BODY_SHAPES}")
     keys = set(doc)
     if keys == {"inputs"}:
-        if columns is not None and any(c["type"] != "numeric" for c in columns.columns):
+        if columns is not None and len(columns.num_idx_) != len(columns.columns):   # O(1): some column not numeric
             kinds = ", ".join(f"{c['name']!r} ({c['type']})" for c in columns.columns if c["type"] != "numeric")
             raise InvalidInput(f"inputs: this model has non-numeric columns ({kinds}); send "
                                '{"records": [...]} or {"columns": [...], "data": [[...]]} with values by column name')

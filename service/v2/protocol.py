@@ -99,6 +99,23 @@ def _numbers(values: list, name: str) -> np.ndarray:
     return out
 
 
+def _json_data(data: list, dtype_name: str, count: int, shape: list[int]) -> np.ndarray:
+    """A JSON tensor's ``data`` (flat or nested, row-major) -> a flat array of ``count`` elements."""
+    if dtype_name == "BYTES":
+        if data and isinstance(data[0], list):
+            data = [v for row in data for v in (row if isinstance(row, list) else [row])]
+        X = _numbers(data, INPUT)
+    else:
+        try:                      # numpy reads nested lists in one call (no flattening in Python)
+            X = np.array(data, dtype=DTYPES[dtype_name])
+        except (ValueError, TypeError, OverflowError):
+            raise InvalidInput(f"input '{INPUT}': data must hold {dtype_name} numbers "
+                               "(a flat or nested list of equal-length rows)") from None
+    if X.size != count:
+        raise InvalidInput(f"input '{INPUT}': data has {X.size} elements but shape {shape} needs {count}")
+    return X.reshape(-1)
+
+
 def input_matrix(doc: dict, binary: memoryview, model: service.LoadedModel) -> np.ndarray:
     """The request's input tensor as float32 (n, input_dim); 400 naming the input, shape, datatype or element."""
     inputs = doc.get("inputs")
@@ -136,23 +153,7 @@ def input_matrix(doc: dict, binary: memoryview, model: service.LoadedModel) -> n
         data = t.get("data")
         if not isinstance(data, list):
             raise InvalidInput(f"input '{INPUT}' needs 'data' (a flat or nested list) or binary_data_size")
-        if data and isinstance(data[0], list):
-            try:
-                data = [v for row in data for v in (row if isinstance(row, list) else [row])]
-            except TypeError:
-                raise InvalidInput(f"input '{INPUT}': data must be a list of numbers, flat or nested") from None
-        if len(data) != count:
-            raise InvalidInput(f"input '{INPUT}': data has {len(data)} elements but shape {shape} needs {count}")
-        if dtype_name == "BYTES":
-            X = _numbers(data, INPUT)
-        else:
-            try:
-                X = np.array(data, dtype=DTYPES[dtype_name])
-            except (ValueError, TypeError, OverflowError):
-                raise InvalidInput(f"input '{INPUT}': data must hold {dtype_name} numbers "
-                                   "(a flat or nested list)") from None
-            if X.dtype == object or X.ndim != 1:
-                raise InvalidInput(f"input '{INPUT}': data must hold {dtype_name} numbers (a flat or nested list)")
+        X = _json_data(data, dtype_name, count, shape)
     return formats._checked(X.reshape(shape[0], shape[1]), model.input_dim)
 
 
