@@ -3,9 +3,13 @@
 How a job moves:
 
 - The API commits the job ``queued`` and publishes one task ``mlp.train(job_id)``.
-- Any ``mlp-service worker`` may receive it. The task *claims* the job in the database with one fenced UPDATE
-  (``queued`` -> ``running``, ``attempt + 1``); if the row is not claimable the task is a no-op. So a redelivered
-  or duplicated task can never make a second writer: every write of the trainer carries its ``attempt``.
+- Any ``mlp-service worker`` may receive it. A message is a wake-up, not an assignment: the task *claims* the
+  fairest queued job across tenants (``jobs.service.claim_fairest``: fewest running, least recently served, then
+  oldest; the job it names when none is queued and that job's lease expired) with one fenced UPDATE
+  (``queued`` -> ``running``, ``attempt + 1``); with nothing claimable the task is a no-op. One message is
+  published per queued job, so each is taken by some message, in fair order rather than publish order. A
+  redelivered or duplicated task can never make a second writer: every write of the trainer carries its
+  ``attempt``.
 - While it trains, the task renews a lease: a heartbeat thread bumps ``jobs.updated_at`` (fenced on the attempt)
   every ``lease_heartbeat_seconds``, and every epoch commit bumps it too.
 - Every worker's main process runs a sweeper. A ``running`` job whose lease is older than ``lease_seconds`` (its
@@ -180,11 +184,16 @@ class _TaskRuntime:
             publish(self.app, job_id)
             return "handed over"
         with w.Session() as session:
-            attempt = jobs_service.claim(session, job_id=job_id, worker=w.name,
-                                         lease_seconds=w.settings.lease_seconds)
-        if attempt is None:
-            log.info("job %s: not claimable (done, cancelled, or held by a live worker); task dropped", job_id)
+            taken = jobs_service.claim_fairest(session, job_id=job_id, worker=w.name,
+                                               lease_seconds=w.settings.lease_seconds)
+        if taken is None:
+            log.info("job %s: nothing to claim (no queued job; it is done, cancelled, or held by a live worker); "
+                     "task dropped", job_id)
             return "skipped"
+        if taken[0] != job_id:
+            log.info("task for job %s trains job %s, the fairest queued one (its own message takes the next)",
+                     job_id, taken[0])
+        job_id, attempt = taken
         if threading.current_thread() is threading.main_thread():
             _install_pool_process_handler()
         stop = threading.Event()

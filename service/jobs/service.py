@@ -351,6 +351,19 @@ def claim(session: Session, *, job_id: str, worker: str, lease_seconds: float | 
     return row.attempt + 1 if taken else None
 
 
+def claim_fairest(session: Session, *, job_id: str, worker: str,
+                  lease_seconds: float | None = None) -> tuple[str, int] | None:
+    """A broker message's claim: the fairest queued job (``claim_next``), whichever one the message named; when
+    none is queued, ``job_id`` itself if its lease expired (a takeover). (job_id, attempt) or None.
+
+    Messages are wake-ups, one published per queued job, so every queued job is still taken by some message."""
+    taken = claim_next(session, worker=worker)
+    if taken is not None:
+        return taken
+    attempt = claim(session, job_id=job_id, worker=worker, lease_seconds=lease_seconds)
+    return (job_id, attempt) if attempt is not None else None
+
+
 def renew(session: Session, *, job_id: str, attempt: int) -> bool:
     """Heartbeat: extend the lease of (job_id, attempt); False when that attempt no longer holds the job."""
     res = session.execute(_fenced(job_id, attempt).values(updated_at=utcnow()).execution_options(**_NO_SYNC))
