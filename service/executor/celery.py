@@ -187,8 +187,8 @@ class _TaskRuntime:
             taken = jobs_service.claim_fairest(session, job_id=job_id, worker=w.name,
                                                lease_seconds=w.settings.lease_seconds)
         if taken is None:
-            log.info("job %s: nothing to claim (no queued job; it is done, cancelled, or held by a live worker); "
-                     "task dropped", job_id)
+            log.info("job %s: not claimable (done, cancelled, or held by a live worker) and no other job is "
+                     "queued; task dropped", job_id)
             return "skipped"
         if taken[0] != job_id:
             log.info("task for job %s trains job %s, the fairest queued one (its own message takes the next)",
