@@ -3,15 +3,16 @@ study rebuilt from the trial rows (so the database is the only state, and propos
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
-from types import SimpleNamespace
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import FrozenTrial, TrialState, create_trial
+from optuna.trial import TrialState, create_trial
 
 from service.errors import InvalidInput
 from service.sweeps.schemas import FloatRange, IntRange, SweepCreate
@@ -146,48 +147,72 @@ _STATES = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, PENDING: Tr
 
 
 def study(req: SweepCreate, study_name: str, trials: list, *, number: int,
-          running: frozenset[int] = frozenset()) -> optuna.Study:
-    """An in-memory study holding the stored trials in number order, with the sampler of trial ``number``
-    (the trials numbered in ``running`` count as running, whatever their row says: they are being judged)."""
+          running: Mapping[int, int] | None = None) -> optuna.Study:
+    """An in-memory study holding the stored trials in number order, with the sampler of trial ``number``.
+
+    ``running`` maps the trials being judged now to the first epoch being judged: they count as running,
+    whatever their row says, and the pruner's memory of them covers only the epochs before that one.
+    """
+    running = running or {}
     st = optuna.create_study(study_name=study_name, direction=req.direction, sampler=sampler(req, number),
                              pruner=pruner(req, max_epochs(req)))
-    for t in sorted(trials, key=lambda t: t.number):
+    ordered = sorted(trials, key=lambda t: t.number)
+    memory = _pruner_memory(req, study_name, ordered, running)
+    for t in ordered:
         state = TrialState.RUNNING if t.number in running else _STATES.get(t.status, TrialState.FAIL)
         if state == TrialState.COMPLETE and t.value is None:
             state = TrialState.FAIL
         st.add_trial(create_trial(
             state=state, value=t.value if state == TrialState.COMPLETE else None,
             params={k: v for k, v in t.params.items() if k in distributions(req, t.params)},
-            distributions=distributions(req, t.params),
-            intermediate_values=(inter := {int(k): float(v) for k, v in (t.intermediate or {}).items()}),
-            system_attrs=_rungs(st, t.number, inter) if state != TrialState.RUNNING else {}))
+            distributions=distributions(req, t.params), intermediate_values=_values(t),
+            system_attrs=memory.get(t.number, {})))
     return st
 
 
-def _rungs(st: optuna.Study, number: int, intermediate: dict[int, float]) -> dict[str, float]:
-    """Hyperband's successive halving keeps a trial's value at each rung it reached in the trial's system
-    attributes (``completed_rung_<r>``); a rebuilt study gets them back from the stored per-epoch values."""
-    pr = st.pruner
-    if not isinstance(pr, optuna.pruners.HyperbandPruner) or not intermediate:
+def _values(t) -> dict[int, float]:
+    return {int(k): float(v) for k, v in (t.intermediate or {}).items()}
+
+
+def _pruner_memory(req: SweepCreate, study_name: str, ordered: list,
+                   running: Mapping[int, int]) -> dict[int, dict[str, Any]]:
+    """What the pruner wrote into each trial's system attributes while it judged the trial epoch by epoch.
+
+    Hyperband's successive halving remembers there the value a trial had at each rung it reached, and judges
+    a trial against those of its bracket. A rebuilt study gets them back with Optuna's public API only: every
+    stored trial's per-epoch values are replayed through the same pruner (``prune`` once per epoch, as the
+    driver calls it) in a scratch study of the same name (a trial's bracket depends on the study's name and the
+    trial's number); the decisions of the replay are ignored. The median rule remembers nothing: no replay.
+    """
+    if req.pruner != "hyperband" or not ordered:
         return {}
-    if not pr._pruners:  # Optuna builds its brackets on the first prune call
-        pr._try_initialization(st)
-    bracket = pr._get_bracket_id(st, SimpleNamespace(number=number))
-    out, last = {}, max(intermediate)
-    for rung in range(64):
-        step = pr._min_resource * pr._reduction_factor ** (bracket + rung)
-        if step > last:
-            break
-        if step in intermediate:
-            out[f"completed_rung_{rung}"] = intermediate[step]
+    scratch = optuna.create_study(study_name=study_name, direction=req.direction,
+                                  pruner=pruner(req, max_epochs(req)))
+    for _ in range(ordered[-1].number + 1):
+        scratch.add_trial(create_trial(state=TrialState.RUNNING))
+    out: dict[int, dict[str, Any]] = {}
+    for t in ordered:
+        upto = running.get(t.number)
+        values = {e: v for e, v in sorted(_values(t).items()) if upto is None or e < upto}
+        seen: dict[int, float] = {}
+        for epoch, value in values.items():
+            seen[epoch] = value
+            _judge(scratch, t.number, seen)
+        if values:
+            out[t.number] = dict(scratch.get_trials(deepcopy=False)[t.number].system_attrs)
     return out
+
+
+def _judge(st: optuna.Study, number: int, intermediate: dict[int, float]) -> bool:
+    """Optuna's pruner on trial ``number`` of ``st`` as it stands, with ``intermediate`` as its values."""
+    frozen = copy.deepcopy(st.get_trials(deepcopy=False)[number])  # the pruner's memory of it so far
+    frozen.intermediate_values = dict(intermediate)
+    return bool(st.pruner.prune(st, frozen))
 
 
 def should_prune(st: optuna.Study, number: int, intermediate: dict[int, float]) -> bool:
     """Whether Optuna's pruner stops trial ``number`` given its values up to the latest epoch in ``intermediate``."""
-    frozen: FrozenTrial = st._storage.get_trial(st.trials[number]._trial_id)  # with the rungs pruning set
-    frozen.intermediate_values = dict(intermediate)
-    return bool(st.pruner.prune(st, frozen))
+    return _judge(st, number, intermediate)
 
 
 def importances(st: optuna.Study) -> dict[str, float] | None:

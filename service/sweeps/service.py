@@ -306,7 +306,8 @@ def _prune(session: Session, executor: Executor, sweep: Sweep, req: SweepCreate,
     A trial whose job ended before the driver saw its epochs is judged on them all the same (and is ``pruned``
     if the rule says so at any epoch): the outcome depends on the metrics only, never on when they were read.
     """
-    st = _search().study(req, sweep.id, trials, number=len(trials), running=frozenset(new_values))
+    st = _search().study(req, sweep.id, trials, number=len(trials),
+                         running={n: values[0][0] for n, values in new_values.items()})
     for t in trials:
         if t.number not in new_values or t.status not in (TRIAL_RUNNING, COMPLETE):
             continue

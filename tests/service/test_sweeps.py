@@ -115,6 +115,49 @@ def test_hyperband_and_median_prune_from_intermediate_values():
         assert search.should_prune(st, 12, {e: 0.95 for e in range(1, 10)}) is False, pruner
 
 
+@pytest.mark.parametrize("pruner", ["hyperband", "median"])
+def test_rebuilt_studies_prune_as_one_live_optuna_study(pruner):
+    """The driver rebuilds the study from the rows before judging each epoch; its decisions equal those of one
+    Optuna study living through the same trials (ask, report and should_prune each epoch, tell)."""
+    import optuna
+
+    req = SweepCreate(dataset_id="d", max_trials=14, pruner=pruner, pruner_startup_trials=2, strategy="random",
+                      space={"epochs": 9}, direction="maximize")
+    rng = np.random.default_rng(2)
+    # learning curves; every third one collapses after its first epoch (judged again at a later rung, not twice
+    # at the first: a rebuilt study that forgot the rungs a running trial passed pruned these an epoch early)
+    curves = [{e: float(q * (1 - np.exp(-e / tau)) * (0.3 if e >= 2 and n % 3 == 2 else 1)) for e in range(1, 10)}
+              for n, (q, tau) in enumerate(zip(rng.uniform(0.3, 1.0, 14), rng.uniform(1, 4, 14)))]
+
+    live = optuna.create_study(study_name="s", direction="maximize", pruner=search.pruner(req, 9))
+    expected = []
+    for curve in curves:
+        trial, stop = live.ask(), None
+        for e, v in curve.items():
+            trial.report(v, e)
+            if trial.should_prune():
+                stop = e
+                break
+        live.tell(trial, state=optuna.trial.TrialState.PRUNED) if stop else live.tell(trial, curve[9])
+        expected.append(stop)
+
+    rows, got = [], []
+    for n, curve in enumerate(curves):
+        row = SimpleNamespace(number=n, params={}, status="running", value=None, intermediate={})
+        stop = None
+        for e, v in curve.items():  # one driver step per epoch: rebuild, then judge the new epoch
+            row.intermediate[str(e)] = v
+            st = search.study(req, "s", rows + [row], number=n + 1, running={n: e})
+            if search.should_prune(st, n, {int(k): x for k, x in row.intermediate.items()}):
+                stop = e
+                break
+        row.status, row.value = ("pruned", None) if stop else ("complete", curve[9])
+        rows.append(row)
+        got.append(stop)
+    assert got == expected
+    assert any(expected) and not all(expected), expected  # some trials pruned, some not
+
+
 def test_create_errors_name_the_field(tmp_path):
     with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=0, max_epochs=50))) as c:
         ds = _dataset(c, 40)
