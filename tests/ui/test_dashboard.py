@@ -160,3 +160,64 @@ def test_dashboard_end_to_end(browser, server, tmp_path):
     page.screenshot(path=str(shots / "ui-compare.png"))
     assert errors == []
     page.close()
+
+
+def test_sweep_view_scatters_the_metric_against_each_parameter(browser, server, tmp_path):
+    """A small random search (parallelism 1, so its pruning is decided by the metrics alone): the sweeps list
+    links to the sweep, whose page draws one scatter per searched parameter, a point per finished trial
+    (pruned ones in their own series), log axes for the log-scale ranges."""
+    from sklearn.datasets import load_digits
+
+    api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    X, y = load_digits(return_X_y=True)
+    ds = api.post("/v1/datasets", json={"name": "digits", "X": X[:400].tolist(), "y": y[:400].tolist()}).json()
+    r = api.post("/v1/sweeps", json={
+        "name": "digits-random", "dataset_id": ds["id"], "strategy": "random", "seed": 1, "max_trials": 10,
+        "parallelism": 1, "pruner": "median", "pruner_startup_trials": 3,
+        "space": {"hidden_layers": {"low": 1, "high": 2}, "units": {"low": 8, "high": 128, "log": True},
+                  "shared_units": True, "activation": ["relu", "tanh"], "batch_size": [16, 32, 64],
+                  "learning_rate": {"low": 1e-5, "high": 0.3, "log": True}, "epochs": 10}})
+    assert r.status_code == 202, r.text
+    sid = r.json()["id"]
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.add_init_script(f"sessionStorage.setItem('mlp_api_key', '{KEY}')")  # the key entered before (test 1)
+    page.goto(server.url + "/ui")
+    page.click("header nav >> text=Sweeps")
+    page.click(f"#sweeps tr[data-sweep='{sid}'] a")
+    page.wait_for_selector("#sweepsel")
+    assert page.evaluate("document.getElementById('sweepsel').value") == sid
+
+    deadline = time.monotonic() + 90
+    while (s := api.get(f"/v1/sweeps/{sid}").json())["status"] == "running":
+        assert time.monotonic() < deadline, s["counts"]
+        time.sleep(0.2)
+    assert s["status"] == "succeeded", s
+    page.wait_for_selector("#status [data-status=succeeded]")  # the page follows the sweep to its end
+    page.wait_for_function(f"document.querySelectorAll('.scatter[data-points]').length === 5")
+    charts = page.eval_on_selector_all(".scatter", "els => els.map(e => Object.assign({}, e.dataset))")
+    complete = sum(t["status"] == "complete" for t in s["trials"])
+    pruned = sum(t["status"] == "pruned" for t in s["trials"])
+    assert complete + pruned == 10 and pruned >= 1 and complete >= 3, s["counts"]
+    assert page.evaluate("document.getElementById('view').dataset.trials") == "10"
+    assert [c["param"] for c in charts] == ["hidden_layers", "units", "activation", "learning_rate", "batch_size"]
+    assert [c["scale"] for c in charts] == ["discrete", "log", "category", "log", "category"]
+    for c in charts:  # one point per finished trial in every chart; pruned ones in their own (hollow) series
+        assert (c["points"], c["complete"], c["pruned"]) == ("10", str(complete), str(pruned)), c
+    # the points are the trials' values: uPlot's data of the learning-rate chart (x: learning rate, y: metric)
+    xs, done, cut = page.evaluate("document.querySelectorAll('.scatter')[3].uplot.data.slice(0, 3)")
+    for status, ys in (("complete", done), ("pruned", cut)):
+        drawn = sorted(x for x, y in zip(xs, ys) if y is not None)
+        assert drawn == sorted(t["params"]["learning_rate"] for t in s["trials"] if t["status"] == status)
+    assert sorted(y for y in done if y is not None) == sorted(t["value"] for t in s["trials"] if t["value"] is not None)
+    stopped = [next(m["val_accuracy"] for m in api.get(f"/v1/jobs/{t['job_id']}/metrics").json()["items"]
+                    if m["epoch"] == t["epoch"]) for t in s["trials"] if t["status"] == "pruned"]
+    assert sorted(y for y in cut if y is not None) == sorted(stopped)  # a pruned trial at the epoch it stopped
+    rows = page.eval_on_selector_all("#trialtable tbody tr", "trs => trs.map(tr => tr.children[1].textContent)")
+    assert rows == [str(t["number"]) for t in s["trials"]]  # ranked as the API ranks them
+    page.screenshot(path=str((_shots() or tmp_path) / "ui-sweep.png"), full_page=True)
+    assert errors == []
+    page.close()

@@ -78,6 +78,7 @@ const esc = s => String(s === null || s === undefined ? "" : s).replace(/[&<>"']
   c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const fmt = (v, d = 4) => (v === null || v === undefined || Number.isNaN(v)) ? "–"
   : (typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toPrecision(d)) : esc(v));
+const mfmt = v => v === null || v === undefined ? "–" : Number(v).toPrecision(4);   // a metric value
 const short = id => id ? id.slice(0, 8) : "";
 const secs = s => s === null || s === undefined ? "–" : s < 90 ? s.toFixed(1) + " s" : (s / 60).toFixed(1) + " min";
 const badge = s => `<span class="badge ${esc(s)}" data-status="${esc(s)}">${esc(s)}</span>`;
@@ -306,6 +307,172 @@ async function datasetPage(id) {
     ${d.columns ? "" : `<p class="muted">This data set has no column profile (uploaded as arrays).</p>`}</div>`;
 }
 
+// -- sweeps ----------------------------------------------------------------------------------------------
+const DIMENSIONS = ["hidden_layers", "units", "activation", "dropout", "optimizer", "learning_rate", "batch_size",
+  "weight_decay", "epochs"];                         // service/sweeps/search.py's order
+const INT_DIMS = new Set(["hidden_layers", "units", "batch_size", "epochs"]);
+const dimKey = name => name.startsWith("units") ? "units" : name;
+
+// The searched parameters of a sweep, each with how its axis is drawn (fixed values of the space are skipped):
+// "log" (a log-scale range: base 10 for rates, 2 for sizes), "category" (a list of choices, evenly spaced),
+// "discrete" (a short integer range) or "linear". On category and discrete axes the points are spread a little so
+// equal values do not hide each other.
+function searchedParams(sweep) {
+  const space = (sweep.request && sweep.request.space) || {};
+  const names = [];
+  for (const t of sweep.trials) for (const k of Object.keys(t.params)) if (!names.includes(k)) names.push(k);
+  const order = k => DIMENSIONS.indexOf(dimKey(k)) * 100 + (parseInt(k.split("_")[1], 10) || 0);
+  return names.filter(k => { const d = space[dimKey(k)];
+      return Array.isArray(d) ? new Set(d).size > 1 : d !== null && typeof d === "object"; })
+    .sort((a, b) => order(a) - order(b)).map(k => {
+      const d = space[dimKey(k)], values = sweep.trials.map(t => t.params[k]).filter(v => v !== undefined);
+      if (values.some(v => typeof v === "string")) return { name: k, kind: "category", cats: [...new Set(Array.isArray(d) ? d : values)] };
+      if (Array.isArray(d)) return { name: k, kind: "category", cats: [...new Set(d)].sort((a, b) => a - b) };
+      if (!Array.isArray(d) && d.log) return { name: k, kind: "log", base: INT_DIMS.has(dimKey(k)) ? 2 : 10, lo: d.low, hi: d.high };
+      const lo = Array.isArray(d) ? Math.min(...d) : d.low, hi = Array.isArray(d) ? Math.max(...d) : d.high;
+      if (INT_DIMS.has(dimKey(k)) && hi - lo <= 6) return { name: k, kind: "discrete", lo, hi };
+      return { name: k, kind: "linear", lo, hi };
+    });
+}
+
+const spread = n => ((n * 7919) % 11 - 5) * 0.03;    // a fixed small offset per trial number
+const sci = v => v === 0 ? "0" : Math.abs(v) < 0.01 || Math.abs(v) >= 1e4 ? v.toExponential(0) : String(+v.toPrecision(3));
+
+// One scatter of the metric against one parameter: complete trials filled, pruned hollow, the best ringed.
+function scatter(el, dim, sweep, yOf) {
+  const pts = [];
+  for (const t of sweep.trials) {
+    const raw = t.params[dim.name], y = yOf(t);
+    if (raw === undefined || y === null || y === undefined) continue;
+    let x = dim.kind === "category" ? dim.cats.indexOf(raw) : Number(raw);
+    if (dim.kind === "category" || dim.kind === "discrete") x += spread(t.number);
+    pts.push({ x, y, t });
+  }
+  pts.sort((a, b) => a.x - b.x);
+  const col = pred => pts.map(p => pred(p.t) ? p.y : null);
+  const data = [pts.map(p => p.x), col(t => t.status === "complete"), col(t => t.status === "pruned"),
+    col(t => t.number === sweep.best_trial)];
+  const ys = pts.map(p => p.y), lo = Math.min(...ys), hi = Math.max(...ys), pad = Math.max((hi - lo) * 0.08, 0.01);
+  const x = { time: false };
+  const axis = { label: dim.name, size: 36, values: (u, vals) => vals.map(v => v === null ? "" : sci(v)) };
+  if (dim.kind === "log") {                          // the space's range, ticks at the powers of the base
+    const margin = Math.pow(dim.hi / dim.lo, 0.04);
+    Object.assign(x, { distr: 3, log: dim.base, range: () => [dim.lo / margin, dim.hi * margin] });
+    axis.splits = (u, i, min, max) => {
+      const out = [];
+      for (let e = Math.ceil(Math.log(min) / Math.log(dim.base) - 1e-9); Math.pow(dim.base, e) <= max * (1 + 1e-9); e++) out.push(Math.pow(dim.base, e));
+      return out;
+    };
+  }
+  else if (dim.kind === "category") {
+    x.range = () => [-0.5, dim.cats.length - 0.5];
+    Object.assign(axis, { splits: () => dim.cats.map((_, i) => i), values: (u, vals) => vals.map(i => dim.cats[i] ?? "") });
+  } else if (dim.kind === "discrete") {
+    x.range = () => [dim.lo - 0.5, dim.hi + 0.5];
+    const ticks = Array.from({ length: dim.hi - dim.lo + 1 }, (_, i) => dim.lo + i);
+    Object.assign(axis, { splits: () => ticks, values: (u, vals) => vals.map(String) });
+  } else {
+    const w = Math.max((dim.hi - dim.lo) * 0.05, 1e-9);
+    x.range = () => [dim.lo - w, dim.hi + w];
+  }
+  const dot = (color, fill, size, width) => ({ stroke: color, paths: () => null,
+    points: { show: true, size, width, stroke: color, fill } });
+  const series = [{ label: dim.name }, Object.assign({ label: "complete" }, dot(COLORS[0], COLORS[0] + "b3", 8, 1)),
+    Object.assign({ label: "pruned" }, dot(COLORS[1], "#ffffff", 8, 2)),
+    Object.assign({ label: "best" }, dot(COLORS[2], "transparent", 16, 2.5))];
+  const width = Math.max(el.clientWidth - 20, 220);
+  const u = new uPlot({ title: dim.name + (dim.kind === "log" ? " (log scale)" : ""), width, height: 210, series,
+    legend: { show: false }, cursor: { drag: { x: false, y: false }, points: { show: false } },
+    scales: { x, y: { range: () => [lo - pad, hi + pad] } },
+    axes: [axis, { label: sweep.metric, size: 50, values: (u, vals) => vals.map(v => v.toFixed(2)) }] }, data, el);
+  el.uplot = u;                                       // what is drawn, for tests: el.uplot.data
+  Object.assign(el.dataset, { param: dim.name, scale: dim.kind, points: pts.length,
+    complete: data[1].filter(v => v !== null).length, pruned: data[2].filter(v => v !== null).length });
+  return u;
+}
+
+async function sweepsPage() {
+  const page = await api("/v1/sweeps?limit=100");
+  view.innerHTML = `<h1>Sweeps</h1><div class="card">${page.items.length ? `<table id="sweeps"><thead><tr><th>sweep</th><th>status</th>
+    <th>strategy</th><th>metric</th><th class="num">trials</th><th class="num">complete</th><th class="num">pruned</th>
+    <th class="num">best</th><th>created</th></tr></thead><tbody>${page.items.map(s => `<tr data-sweep="${s.id}">
+    <td><a href="#/sweeps/${s.id}">${esc(s.name || short(s.id))}</a></td><td>${badge(s.status)}</td><td>${esc(s.strategy)}</td>
+    <td>${esc(s.metric)} <span class="muted">${s.direction === "maximize" ? "max" : "min"}</span></td>
+    <td class="num">${Object.values(s.counts).reduce((a, b) => a + b, 0)}${s.max_trials ? " / " + s.max_trials : ""}</td>
+    <td class="num">${s.counts.complete || 0}</td><td class="num">${s.counts.pruned || 0}</td><td class="num">${mfmt(s.best_value)}</td>
+    <td class="muted">${esc((s.created_at || "").replace("T", " ").slice(0, 19))}</td></tr>`).join("")}</tbody></table>`
+    : `<p class="muted">No sweeps yet: POST /v1/sweeps, <code>client.sweep(...)</code> or <code>mlp-service sweep</code>.</p>`}</div>`;
+}
+
+async function sweepPage(id) {
+  const [first, list] = await Promise.all([api("/v1/sweeps/" + id), api("/v1/sweeps?limit=100")]);
+  view.innerHTML = `<div class="row"><h1 style="margin:0">Sweep <span id="sweepname"></span> <span id="status"></span></h1>
+    <select id="sweepsel" aria-label="sweep" style="margin-left:auto">${list.items.map(s => `<option value="${s.id}" ${s.id === id ? "selected" : ""}>
+    ${esc(s.name || short(s.id))} · ${esc(s.strategy)} · ${esc(s.status)}</option>`).join("")}</select></div>
+    <div class="card"><div class="stats" id="sstats"></div><div id="reason" class="muted"></div></div>
+    <div class="card"><div class="row" style="margin-top:0"><h2 style="margin:0">${esc(first.metric)} against each parameter</h2>
+    <span class="key"><i class="dot complete"></i>complete <i class="dot pruned"></i>pruned (at the epoch it was stopped) <i class="dot best"></i>best</span></div>
+    <div class="grid3" id="scatters"></div></div>
+    <div class="grid31"><div class="card"><h2>Trials, best first</h2><div id="trials"></div></div>
+    <div class="card"><h2>Parameter importances</h2><div id="importances"></div></div></div>`;
+  document.getElementById("sweepsel").onchange = ev => { location.hash = "#/sweeps/" + ev.target.value; };
+  let charts = [], drawn = "";
+  const stopped = new Map();                          // pruned trial's job -> the metric at the epoch it was stopped
+  async function draw() {
+    const s = await api("/v1/sweeps/" + id);
+    await Promise.all(s.trials.filter(t => t.status === "pruned" && t.job_id && !stopped.has(t.job_id)).map(async t => {
+      const h = await api(`/v1/jobs/${t.job_id}/metrics?since_epoch=${t.epoch - 1}`);
+      const m = h.items.find(r => r.epoch === t.epoch);
+      stopped.set(t.job_id, m && m[s.metric] !== undefined ? m[s.metric] : null);
+    }));
+    const yOf = t => t.status === "complete" ? t.value : t.status === "pruned" ? stopped.get(t.job_id) ?? null : null;
+    const done = s.trials.filter(t => yOf(t) !== null && yOf(t) !== undefined);
+    document.getElementById("sweepname").textContent = s.name || short(s.id);
+    document.getElementById("status").innerHTML = badge(s.status);
+    const option = document.querySelector(`#sweepsel option[value="${id}"]`);
+    if (option) option.textContent = `${s.name || short(s.id)} · ${s.strategy} · ${s.status}`;
+    const best = s.trials.find(t => t.number === s.best_trial);
+    document.getElementById("sstats").innerHTML = `<div><b>${esc(s.strategy)}</b><span>strategy</span></div>
+      <div><b>${s.trials.length}${s.max_trials ? " / " + s.max_trials : ""}</b><span>trials</span></div>
+      <div><b>${s.counts.complete || 0}</b><span>complete</span></div><div><b>${s.counts.pruned || 0}</b><span>pruned</span></div>
+      <div><b>${(s.counts.running || 0) + (s.counts.pending || 0)}</b><span>running</span></div>
+      <div><b>${mfmt(s.best_value)}</b><span>best ${esc(s.metric)} (${s.direction === "maximize" ? "max" : "min"})</span></div>
+      <div><b>${best ? `<a href="#/jobs/${best.job_id}">#${best.number}</a>` : "–"}</b><span>best trial</span></div>
+      <div><b>${s.best_model_id ? `<span class="mono">${short(s.best_model_id)}</span>` : "–"}</b><span>best model</span></div>`;
+    document.getElementById("reason").textContent = s.reason || "";
+    const sig = s.trials.map(t => t.number + t.status).join() + s.best_trial;
+    if (sig !== drawn) {
+      drawn = sig;
+      for (const u of charts) u.destroy();
+      const box = document.getElementById("scatters");
+      const dims = searchedParams(s);
+      box.innerHTML = dims.length ? dims.map((d, i) => `<div class="scatter" id="sc${i}"></div>`).join("")
+        : `<p class="muted">Nothing is searched: every parameter of the space is fixed.</p>`;
+      charts = dims.map((d, i) => scatter(document.getElementById("sc" + i), d, s, yOf));
+      view.dataset.trials = done.length;             // trials drawn as points (for tests and curious users)
+      document.getElementById("trials").innerHTML = `<table id="trialtable"><thead><tr><th class="num">rank</th><th class="num">#</th>
+        <th>status</th><th class="num">${esc(s.metric)}</th><th class="num">epoch</th><th>parameters</th></tr></thead><tbody>${s.trials.map(t =>
+        `<tr><td class="num">${t.rank ?? ""}</td><td class="num">${t.job_id ? `<a href="#/jobs/${t.job_id}">${t.number}</a>` : t.number}</td>
+        <td>${badge(t.status)}</td><td class="num">${mfmt(yOf(t))}</td><td class="num">${t.epoch}</td>
+        <td class="mono params">${dims.map(d => t.params[d.name] === undefined ? "" : `${esc(d.name)}=${fmt(t.params[d.name], 3)}`).filter(Boolean).join(" ")}</td></tr>`).join("")}</tbody></table>`;
+      const imp = Object.entries(s.importances || {}).sort((a, b) => b[1] - a[1]);
+      document.getElementById("importances").innerHTML = imp.length ? `<table class="imp">${imp.map(([k, v]) =>
+        `<tr><td>${esc(k)}</td><td style="width:50%"><span class="bar wide"><span style="width:${(100 * v).toFixed(1)}%"></span></span></td>
+        <td class="num">${v.toFixed(3)}</td></tr>`).join("")}</table>` : `<p class="muted">Optuna computes them from two complete trials on.</p>`;
+    }
+    return s;
+  }
+  const s = await draw();
+  if (s.status === "running") {
+    const timer = setInterval(async () => {
+      const now = await draw().catch(() => null);
+      if (now && now.status !== "running") clearInterval(timer);
+    }, 1500);
+    cleanups.push(() => clearInterval(timer));
+  }
+  cleanups.push(() => { for (const u of charts) u.destroy(); });
+}
+
 // -- routing ---------------------------------------------------------------------------------------------
 async function route() {
   for (const stop of cleanups) stop();
@@ -314,6 +481,8 @@ async function route() {
   try {
     if (parts[0] === "jobs" && parts[1]) await jobPage(parts[1]);
     else if (parts[0] === "compare" && parts[1]) await comparePage(parts[1].split(",").filter(Boolean));
+    else if (parts[0] === "sweeps" && parts[1]) await sweepPage(parts[1]);
+    else if (parts[0] === "sweeps") await sweepsPage();
     else if (parts[0] === "datasets" && parts[1]) await datasetPage(parts[1]);
     else if (parts[0] === "datasets") await datasetsPage();
     else await jobsPage();
