@@ -187,16 +187,8 @@ def axpby(alpha: float, x: np.ndarray, beta: float, y: np.ndarray) -> bool:
 def axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> bool:
     """``y += alpha * x`` in place, in one BLAS pass if possible.
 
-    Parameters
-    ----------
-    alpha : float
-    x : ndarray, float32 or float64, C-contiguous
-    y : ndarray of the same size and dtype, C-contiguous and writeable; updated in place
-
-    Returns
-    -------
-    bool
-        True when done; False (``y`` untouched) when BLAS cannot take the arrays.
+    `axpby` with ``beta = 1`` (BLAS's own ``axpy``): the same arrays, the same
+    True, or False with ``y`` untouched.
     """
     fn = _fn("axpy", y.dtype)
     if fn is None or not _vector_ok(x, y):

@@ -77,12 +77,7 @@ class Layer(ABC):
 
     @classmethod
     def from_spec(cls, cfg: dict) -> "Layer":
-        """Build the (unbuilt) layer from a spec that ``normalize`` returned.
-
-        Parameters
-        ----------
-        cfg : dict
-            A normalised layer spec.
+        """Build the (unbuilt) layer from ``cfg``, a spec that ``normalize`` returned.
 
         Returns
         -------
@@ -92,12 +87,7 @@ class Layer(ABC):
 
     @classmethod
     def spec_units(cls, cfg: dict) -> int | None:
-        """Output width the spec fixes, or None when the layer keeps its input's width.
-
-        Parameters
-        ----------
-        cfg : dict
-            A normalised layer spec.
+        """Output width ``cfg`` (a normalised spec) fixes, or None when the layer keeps its input's width.
 
         Returns
         -------

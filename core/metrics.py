@@ -4,6 +4,9 @@ Classification metrics take integer class indices ``y`` of shape (n,) and
 class probabilities ``proba`` of shape (n, k); regression metrics take targets
 and predictions of shape (n,) or (n, m) (several outputs are averaged
 uniformly, as scikit-learn's default ``multioutput="uniform_average"``).
+The binary ranking scores (``binary_roc_auc``, ``average_precision``) take
+``y_true`` of shape (n,), 1 for the positive class and 0 otherwise, and
+``score`` of shape (n,), higher meaning more likely positive.
 """
 from __future__ import annotations
 
@@ -23,14 +26,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 
 def binary_roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (ties counted half, as the trapezoidal ROC does).
-
-    Parameters
-    ----------
-    y_true : ndarray of shape (n,)
-        1 for the positive class, 0 otherwise.
-    score : ndarray of shape (n,)
-        Higher means more likely positive.
+    """Area under the ROC curve of ``score`` for ``y_true`` (ties counted half, as the trapezoidal ROC does).
 
     Returns
     -------
@@ -47,13 +43,7 @@ def binary_roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
 
 
 def average_precision(y_true: np.ndarray, score: np.ndarray) -> float:
-    """Average precision (area under the precision-recall curve, step-wise), as scikit-learn.
-
-    Parameters
-    ----------
-    y_true : ndarray of shape (n,)
-        1 for the positive class, 0 otherwise.
-    score : ndarray of shape (n,)
+    """Average precision of ``score`` for ``y_true`` (the step-wise area under the PR curve), as scikit-learn.
 
     Returns
     -------

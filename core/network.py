@@ -86,12 +86,7 @@ def _normalize_layers(layers) -> list[dict]:
 
 
 def output_units(layers: list[dict]) -> int:
-    """Width of the network's output: that of the last layer that fixes one.
-
-    Parameters
-    ----------
-    layers : list of dict
-        Normalised layer specs.
+    """Width of the network's output: that of the last of ``layers`` (normalised specs) that fixes one.
 
     Returns
     -------
@@ -101,12 +96,7 @@ def output_units(layers: list[dict]) -> int:
 
 
 def output_activation(layers: list[dict]) -> str:
-    """Name of the network's output activation (``"linear"`` when the last layer has none).
-
-    Parameters
-    ----------
-    layers : list of dict
-        Normalised layer specs.
+    """Name of the output activation of ``layers`` (normalised specs): ``"linear"`` when the last has none.
 
     Returns
     -------
@@ -479,20 +469,16 @@ class Network:
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities; binary gives 2 columns.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_features,)
-            Raw rows (preprocessed here, as in training).
+        Takes ``X`` as `predict` does and raises its ValueErrors, and one for
+        a regression network.
 
         Returns
         -------
         ndarray of shape (n_samples, n_classes), the network's dtype
 
-        Raises
-        ------
-        ValueError
-            For a regression network, a network without weights, a wrong
-            width or a non-finite value (naming its row and column).
+        See Also
+        --------
+        predict
         """
         if self.task != "classification":
             raise ValueError("predict_proba is only defined for classification networks")

@@ -84,6 +84,13 @@ class Optimizer(ABC):
         """
         return False
 
+    def _slot(self, key: str, like: np.ndarray) -> np.ndarray:
+        """The state array under ``key``, zeros like ``like`` on first use."""
+        arr = self.state.get(key)
+        if arr is None:
+            arr = self.state[key] = np.zeros_like(like)
+        return arr
+
     def count_step(self) -> None:
         """Count a step the layers applied themselves (see ``steps_in_backward``)."""
         self.t += 1
@@ -164,20 +171,14 @@ class SGD(Optimizer):
         return self.momentum == 0.0 and not weight_decay
 
     def step(self, keys, params, grads, weight_decay=0.0, l1=0.0):
-        lr_wd = self.learning_rate * weight_decay
+        lr_wd, lr_l1 = self.learning_rate * weight_decay, self.learning_rate * l1
         mu = self.momentum
         for key, w, g in zip(keys, params, grads):
-            # L2: d/dw (wd/2 |w|^2), learning rate folded in
-            if lr_wd and not _blas.axpy(lr_wd, w, g):
-                g += lr_wd * w
-            if l1:
-                add_l1(w, g, self.learning_rate * l1)
+            add_penalties(w, g, lr_wd, lr_l1)  # learning rate folded in
             if mu == 0.0:
                 w -= g
                 continue
-            v = self.state.get(key)
-            if v is None:
-                v = self.state[key] = np.zeros_like(w)
+            v = self._slot(key, w)
             if not _blas.axpby(-1.0, g, mu, v):  # v = mu * v - g, one pass in BLAS
                 v *= mu
                 v -= g
@@ -210,28 +211,16 @@ class Adam(Optimizer):
         # The moment updates and the final step are one BLAS pass each where
         # core._blas has them (y = a x + b y); numpy needs two or three.
         for key, w, g in zip(keys, params, grads):
-            if weight_decay and not _blas.axpy(weight_decay, w, g):
-                g += weight_decay * w
-            if l1:
-                add_l1(w, g, l1)
+            add_penalties(w, g, weight_decay, l1)
             if decay != 1.0:  # AdamW: w *= 1 - lr * wd, before the Adam step (as PyTorch)
                 w *= decay
-            m = self.state.get(key + ".m")
-            if m is None:
-                m = self.state[key + ".m"] = np.zeros_like(w)
-                self.state[key + ".v"] = np.zeros_like(w)
-            v = self.state[key + ".v"]
+            m, v = self._slot(key + ".m", w), self._slot(key + ".v", w)
             if not _blas.axpby(1 - b1, g, b1, m):  # m = b1 m + (1 - b1) g
                 m *= b1
                 m += (1 - b1) * g
-            g *= g
-            if not _blas.axpby(1 - b2, g, b2, v):  # v = b2 v + (1 - b2) g^2
-                v *= b2
-                g *= 1 - b2
-                v += g
             # w -= step * m / (sqrt(v) + eps), using g as scratch space.
-            np.sqrt(v, out=g)
-            g += self.eps
+            g *= g
+            rms_denominator(v, g, b2, self.eps)
             np.divide(m, g, out=g)
             if not _blas.axpy(-step, g, w):
                 g *= step
@@ -273,26 +262,14 @@ class RMSprop(Optimizer):
         self.t += 1
         rho, lr, mu = self.rho, self.learning_rate, self.momentum
         for key, w, g in zip(keys, params, grads):
-            if weight_decay and not _blas.axpy(weight_decay, w, g):
-                g += weight_decay * w
-            if l1:
-                add_l1(w, g, l1)
-            v = self.state.get(key + ".v")
-            if v is None:
-                v = self.state[key + ".v"] = np.zeros_like(w)
+            add_penalties(w, g, weight_decay, l1)
+            v = self._slot(key + ".v", w)
             sq = self._scratch(key, w)
             np.multiply(g, g, out=sq)
-            if not _blas.axpby(1 - rho, sq, rho, v):  # v = rho v + (1 - rho) g^2
-                v *= rho
-                sq *= 1 - rho
-                v += sq
-            np.sqrt(v, out=sq)
-            sq += self.eps
+            rms_denominator(v, sq, rho, self.eps)
             np.divide(g, sq, out=g)  # g := g / (sqrt(v) + eps)
             if mu:
-                buf = self.state.get(key + ".m")
-                if buf is None:
-                    buf = self.state[key + ".m"] = np.zeros_like(w)
+                buf = self._slot(key + ".m", w)
                 buf *= mu
                 buf += g
                 g = buf
@@ -306,8 +283,8 @@ class RMSprop(Optimizer):
         return buf
 
 
-def add_l1(w: np.ndarray, g: np.ndarray, coef: float) -> None:
-    """Add the L1 penalty's (sub)gradient, ``coef * sign(w)``, to ``g`` in place.
+def add_penalties(w: np.ndarray, g: np.ndarray, weight_decay: float, l1: float) -> None:
+    """Add the L2 and L1 penalties' gradients, ``weight_decay * w + l1 * sign(w)``, to ``g`` in place.
 
     Parameters
     ----------
@@ -315,11 +292,39 @@ def add_l1(w: np.ndarray, g: np.ndarray, coef: float) -> None:
         The parameter.
     g : ndarray, the shape and dtype of ``w``
         Its gradient, updated in place.
-    coef : float
+    weight_decay, l1 : float
+        The coefficients (0: that penalty is off).
     """
-    s = np.sign(w)
-    s *= coef
-    g += s
+    if weight_decay and not _blas.axpy(weight_decay, w, g):
+        g += weight_decay * w
+    if l1:  # the L1 (sub)gradient
+        s = np.sign(w)
+        s *= l1
+        g += s
+
+
+def rms_denominator(v: np.ndarray, sq: np.ndarray, rho: float, eps: float) -> None:
+    """Average the squared gradient into ``v`` and leave ``sqrt(v) + eps`` in ``sq`` (Adam, RMSprop).
+
+    ``v = rho * v + (1 - rho) * sq``, in one BLAS pass where ``core._blas`` has it.
+
+    Parameters
+    ----------
+    v : ndarray, any shape
+        The running average of squared gradients, updated in place.
+    sq : ndarray, the shape and dtype of ``v``
+        The squared gradient on entry; ``sqrt(v) + eps`` on return.
+    rho : float
+        The average's decay (Adam's ``beta2``).
+    eps : float
+        Added to the root for numerical stability.
+    """
+    if not _blas.axpby(1 - rho, sq, rho, v):
+        v *= rho
+        sq *= 1 - rho
+        v += sq
+    np.sqrt(v, out=sq)
+    sq += eps
 
 
 def clip_by_global_norm(grads: list[np.ndarray], clip_norm: float) -> float:

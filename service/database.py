@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 plumbing: declarative Base, engine and session factories, ids and timestamps."""
+"""SQLAlchemy 2 plumbing: declarative Base, engine and session factories, ids and timestamps, and the owner-scoped
+queries every domain's ``get`` / ``get_or_raise`` / ``list_`` verbs are made of."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event, func, select
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from service.errors import NotFound
 
 # Every domain's tables module; create_all imports them so their tables exist.
 TABLE_MODULES = (
@@ -120,12 +123,33 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 
+def get_owned(session: Session, table: type, *, owner: str, row_id: str):
+    """The owner's row of ``table`` with this id, or None (another tenant's id reads as missing)."""
+    return session.scalar(select(table).where(table.id == row_id, table.owner == owner))
+
+
+def get_owned_or_raise(session: Session, table: type, *, owner: str, row_id: str, noun: str):
+    """The owner's row, or NotFound ``"<noun> <id> not found"`` (also for another tenant's id)."""
+    row = get_owned(session, table, owner=owner, row_id=row_id)
+    if row is None:
+        raise NotFound(f"{noun} {row_id} not found")
+    return row
+
+
+def page(session: Session, table: type, *where, limit: int, offset: int) -> tuple[list, int]:
+    """One page of ``table``'s rows matching ``where``, newest first (then by id), and the total count."""
+    total = session.scalar(select(func.count()).select_from(table).where(*where))
+    rows = session.scalars(select(table).where(*where).order_by(table.created_at.desc(), table.id)
+                           .limit(limit).offset(offset)).all()
+    return list(rows), int(total or 0)
+
+
 def lock_for_write(session, *, rows: list[tuple[type, str]] = (), tenant: str | None = None) -> None:
     """Serialise a check-then-write with every other one on the same rows (or the same tenant): call it first in
     the transaction. SQLite: take the database's write lock now (a write statement that changes nothing), so the
     reads that follow see every commit and no other writer can interleave until this transaction ends.
     PostgreSQL: ``SELECT ... FOR UPDATE`` on the rows, and a transaction-scoped advisory lock for a tenant."""
-    from sqlalchemy import func, select, text, update
+    from sqlalchemy import text, update
 
     if session.get_bind().dialect.name == "sqlite":
         if session.in_transaction():

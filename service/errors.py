@@ -17,22 +17,33 @@ class ServiceError(Exception):
 
 
 class NotFound(ServiceError):
+    """An unknown id, or one of another tenant's: both get the same answer, so ids do not leak across tenants."""
+
     status_code = 404
 
 
 class Conflict(ServiceError):
+    """The resource is in the wrong state for the request: predicting with an unfinished job, cancelling a
+    finished one, deleting a network or data set that a queued or running job uses."""
+
     status_code = 409
 
 
 class InvalidInput(ServiceError):
+    """Input that cannot be used; the detail names the field, row, column or limit."""
+
     status_code = 422
 
 
 class TooLarge(ServiceError):
+    """A body over its byte limit, or a network or data set over the tenant's quota (nothing is stored)."""
+
     status_code = 413
 
 
 class UnsupportedMediaType(ServiceError):
+    """A file type or Content-Type that no parser takes; the detail lists the ones that are."""
+
     status_code = 415
 
 
@@ -45,10 +56,14 @@ class Unauthorized(ServiceError):
 
 
 class RequestTimeout(ServiceError):
+    """A request body that stalled (no bytes for too long), so a slow client cannot hold a connection."""
+
     status_code = 408
 
 
 class TooManyRequests(ServiceError):
+    """Over a count cap: the tenant's queued or running jobs, or open event streams (per tenant or per server)."""
+
     status_code = 429
 
 

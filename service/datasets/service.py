@@ -6,16 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import quotas
-from service.database import lock_for_write, new_id
+from service.database import get_owned, get_owned_or_raise, lock_for_write, new_id, page
 from service.datasets import archive
 from service.datasets.parsing import ParseError, numeric_columns, parse_json_dataset, parse_npz, parse_table
 from service.datasets.tables import Dataset
 from service.datasets.upload import Upload
-from service.errors import InvalidInput, NotFound, TooLarge
+from service.errors import InvalidInput, TooLarge
 from service.jobs import usage as jobs_usage
 from service.storage import Storage
 
@@ -177,15 +176,12 @@ def create(session: Session, *, owner: str, storage: Storage, upload: Upload, se
 
 def get(session: Session, *, owner: str, dataset_id: str) -> Dataset | None:
     """The caller's data set with this id, or None."""
-    return session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.owner == owner))
+    return get_owned(session, Dataset, owner=owner, row_id=dataset_id)
 
 
 def get_or_raise(session: Session, *, owner: str, dataset_id: str) -> Dataset:
     """The caller's data set, or NotFound (also for another tenant's id)."""
-    row = get(session, owner=owner, dataset_id=dataset_id)
-    if row is None:
-        raise NotFound(f"dataset {dataset_id} not found")
-    return row
+    return get_owned_or_raise(session, Dataset, owner=owner, row_id=dataset_id, noun="dataset")
 
 
 def load_arrays(storage: Storage, dataset: Dataset, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -195,11 +191,7 @@ def load_arrays(storage: Storage, dataset: Dataset, mmap: bool = True) -> tuple[
 
 def list_(session: Session, *, owner: str, limit: int, offset: int) -> tuple[list[Dataset], int]:
     """One page of the caller's data sets, newest first, and the total count."""
-    where = Dataset.owner == owner
-    total = session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
-    rows = session.scalars(select(Dataset).where(where).order_by(Dataset.created_at.desc(), Dataset.id)
-                           .limit(limit).offset(offset)).all()
-    return list(rows), total
+    return page(session, Dataset, Dataset.owner == owner, limit=limit, offset=offset)
 
 
 def delete(session: Session, *, owner: str, storage: Storage, dataset_id: str) -> None:

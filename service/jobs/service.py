@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, aliased
 import core
 from service import quotas
 from service.datasets import service as datasets_service
-from service.database import lock_for_write, utcnow
+from service.database import get_owned_or_raise, lock_for_write, page, utcnow
 from service.datasets.tables import Dataset
 from service.errors import Conflict, InvalidInput, NotFound
 from service.executor.base import Executor
@@ -41,10 +41,7 @@ _NO_SYNC = {"synchronize_session": False}
 # -- API side ---------------------------------------------------------------------------------------------
 def get_or_raise(session: Session, *, owner: str, job_id: str) -> Job:
     """The job, or NotFound (also for another tenant's job)."""
-    job = session.scalars(select(Job).where(Job.id == job_id, Job.owner == owner)).first()
-    if job is None:
-        raise NotFound(f"job {job_id} not found")
-    return job
+    return get_owned_or_raise(session, Job, owner=owner, row_id=job_id, noun="job")
 
 
 # Built once: constructing the expression costs more than running it.
@@ -69,10 +66,7 @@ def list_(session: Session, *, owner: str, status: str | None = None, sweep_id: 
     where = [Job.owner == owner] + ([Job.status == status] if status else [])
     if sweep_id is not None:
         where.append(Job.sweep_id == sweep_id)
-    total = session.scalar(select(func.count()).select_from(Job).where(*where))
-    items = session.scalars(select(Job).where(*where).order_by(Job.created_at.desc(), Job.id)
-                            .limit(limit).offset(offset)).all()
-    return list(items), int(total or 0)
+    return page(session, Job, *where, limit=limit, offset=offset)
 
 
 def list_metrics(session: Session, *, owner: str, job_id: str, since_epoch: int = 0) -> list[dict[str, Any]]:

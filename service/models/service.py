@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import core
 from service.bodies import ParseError, parse_json, rows_to_float32
-from service.database import utcnow
+from service.database import get_owned, get_owned_or_raise, page, utcnow
 from service.errors import InvalidInput, NotFound
 from service.metrics import CACHE_HITS, CACHE_MISSES, PREDICTED_ROWS
 from service.models.tables import TrainedModel
@@ -54,15 +54,12 @@ def new_from_job(storage: Storage, *, model_id: str, net: core.Network, job, net
 
 def get(session: Session, *, owner: str, model_id: str) -> TrainedModel | None:
     """The caller's model with this id, or None."""
-    return session.scalar(select(TrainedModel).where(TrainedModel.id == model_id, TrainedModel.owner == owner))
+    return get_owned(session, TrainedModel, owner=owner, row_id=model_id)
 
 
 def get_or_raise(session: Session, *, owner: str, model_id: str) -> TrainedModel:
     """The caller's model, or NotFound (also for another tenant's id)."""
-    row = get(session, owner=owner, model_id=model_id)
-    if row is None:
-        raise NotFound(f"model {model_id} not found")
-    return row
+    return get_owned_or_raise(session, TrainedModel, owner=owner, row_id=model_id, noun="model")
 
 
 def list_(session: Session, *, owner: str, limit: int, offset: int,
@@ -71,10 +68,7 @@ def list_(session: Session, *, owner: str, limit: int, offset: int,
     cond = [TrainedModel.owner == owner]
     if job_id is not None:
         cond.append(TrainedModel.job_id == job_id)
-    total = session.scalar(select(func.count()).select_from(TrainedModel).where(*cond)) or 0
-    rows = session.scalars(select(TrainedModel).where(*cond)
-                           .order_by(TrainedModel.created_at.desc(), TrainedModel.id).limit(limit).offset(offset))
-    return list(rows.all()), total
+    return page(session, TrainedModel, *cond, limit=limit, offset=offset)
 
 
 def delete(session: Session, *, owner: str, storage: Storage, model_id: str, cache: "ModelCache") -> None:

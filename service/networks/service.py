@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import core
 from service import quotas
-from service.errors import InvalidInput, NotFound
+from service.errors import InvalidInput
 from service.jobs import usage as jobs_usage
 from service.networks.schemas import NetworkCreate
-from service.database import lock_for_write
+from service.database import get_owned, get_owned_or_raise, lock_for_write, page
 from service.networks.tables import Network
 
 
@@ -61,24 +60,17 @@ def create(session: Session, *, owner: str, body: NetworkCreate, settings) -> Ne
 
 def get(session: Session, *, owner: str, network_id: str) -> Network | None:
     """The caller's network with this id, or None."""
-    return session.scalar(select(Network).where(Network.id == network_id, Network.owner == owner))
+    return get_owned(session, Network, owner=owner, row_id=network_id)
 
 
 def get_or_raise(session: Session, *, owner: str, network_id: str) -> Network:
     """The caller's network, or NotFound (also for another tenant's id)."""
-    row = get(session, owner=owner, network_id=network_id)
-    if row is None:
-        raise NotFound(f"network {network_id} not found")
-    return row
+    return get_owned_or_raise(session, Network, owner=owner, row_id=network_id, noun="network")
 
 
 def list_(session: Session, *, owner: str, limit: int, offset: int) -> tuple[list[Network], int]:
     """One page of the caller's networks, newest first, and the total count."""
-    where = Network.owner == owner
-    total = session.scalar(select(func.count()).select_from(Network).where(where)) or 0
-    rows = session.scalars(select(Network).where(where).order_by(Network.created_at.desc(), Network.id)
-                           .limit(limit).offset(offset)).all()
-    return list(rows), total
+    return page(session, Network, Network.owner == owner, limit=limit, offset=offset)
 
 
 def delete(session: Session, *, owner: str, network_id: str) -> None:

@@ -12,12 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete as delete_
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 import core
 from service.datasets import service as datasets_service
-from service.database import utcnow
+from service.database import get_owned_or_raise, page, utcnow
 from service.errors import Conflict, InvalidInput, NotFound, ServiceError, TooManyRequests
 from service.executor.base import Executor
 from service.jobs import service as jobs_service
@@ -80,10 +80,7 @@ def create(session: Session, settings: Settings, *, owner: str, body: SweepCreat
 
 def get_or_raise(session: Session, *, owner: str, sweep_id: str) -> Sweep:
     """The sweep, or NotFound (also for another tenant's sweep)."""
-    sweep = session.scalars(select(Sweep).where(Sweep.id == sweep_id, Sweep.owner == owner)).first()
-    if sweep is None:
-        raise NotFound(f"sweep {sweep_id} not found")
-    return sweep
+    return get_owned_or_raise(session, Sweep, owner=owner, row_id=sweep_id, noun="sweep")
 
 
 def trials_of(session: Session, *, owner: str, sweep_id: str) -> list[SweepTrial]:
@@ -129,10 +126,8 @@ def view(sweep: Sweep, trials: list[SweepTrial], *, with_trials: bool = True) ->
 
 def list_(session: Session, *, owner: str, limit: int, offset: int) -> tuple[list[SweepRead], int]:
     """A page of the owner's sweeps, newest first (without their trials), and the total."""
-    total = session.scalar(select(func.count()).select_from(Sweep).where(Sweep.owner == owner)) or 0
-    rows = session.scalars(select(Sweep).where(Sweep.owner == owner).order_by(Sweep.created_at.desc(), Sweep.id)
-                           .limit(limit).offset(offset)).all()
-    return [view(s, trials_of(session, owner=owner, sweep_id=s.id), with_trials=False) for s in rows], int(total)
+    rows, total = page(session, Sweep, Sweep.owner == owner, limit=limit, offset=offset)
+    return [view(s, trials_of(session, owner=owner, sweep_id=s.id), with_trials=False) for s in rows], total
 
 
 def cancel(session: Session, executor: Executor, *, owner: str, sweep_id: str,
