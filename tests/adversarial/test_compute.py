@@ -10,10 +10,11 @@ import subprocess
 import sys
 import time
 
+import httpx
 import numpy as np
 
 from tests.adversarial.conftest import idle_p99
-from tests.service.helpers import ROOT, wait_job
+from tests.service.helpers import ROOT, free_port, wait_job
 
 WIDE = {"name": "wide", "input_dim": 1, "loss": "mse",
         "layers": [{"type": "dense", "units": 1_600_000, "activation": "relu"},
@@ -30,31 +31,72 @@ def test_network_whose_single_row_activations_pass_the_limit_is_a_422(client):
     assert client.post("/v1/networks", json=ok).status_code == 201
 
 
-def _p99_beside_the_same_work(url: str, spec: dict, rows: int) -> float:
-    """/healthz p99 while another process predicts with the same network in chunks of ``rows`` rows: the CPU the
-    predict itself takes from the server on this machine at this moment, without the event loop in it (on a
-    loaded 2-core VM that alone is tens of ms)."""
-    code = ("import json, sys\nimport numpy as np\nfrom core import Network\n"
-            "net = Network.from_spec(json.loads(sys.argv[1]))\nnet.build(1, np.random.default_rng(0))\n"
-            f"X = np.linspace(-1, 1, {rows}, dtype=np.float32).reshape(-1, 1)\n"
-            "net.predict(X)\nprint('ready', flush=True)\n"
-            "while True:\n    net.predict(X)\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    burner = subprocess.Popen([sys.executable, "-c", code, json.dumps(spec)], env=env, stdout=subprocess.PIPE,
-                              text=True)
-    try:
-        assert burner.stdout.readline().strip() == "ready"
-        return idle_p99(url, seconds=1.0)
-    finally:
-        burner.kill()
-        burner.communicate()
+# A control: a one-route FastAPI app on uvicorn (as `serve` runs it) whose own thread runs the same predict on
+# demand. Its /healthz p99 while the thread computes is what the work costs an event loop that shares its process
+# and GIL with it, on this machine at this moment, without the service's code in it.
+CONTROL = """
+import json, sys, threading
+import numpy as np, uvicorn
+from fastapi import FastAPI
+from core import Network
+net = Network.from_spec(json.loads(sys.argv[1]))
+net.build(1, np.random.default_rng(0))
+X = np.linspace(-1, 1, int(sys.argv[2]), dtype=np.float32).reshape(-1, 1)
+busy = threading.Event()
+def work():
+    while True:
+        busy.wait()
+        net.predict(X)
+threading.Thread(target=work, daemon=True).start()
+app = FastAPI()
+@app.get("/healthz")
+async def healthz():
+    return {"status": "ok"}
+@app.get("/busy")
+async def set_busy():
+    busy.set()
+@app.get("/idle")
+async def set_idle():
+    busy.clear()
+sys.setswitchinterval(0.001)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
+"""
+
+
+class _Control:
+    """The control server in a subprocess: ``p99_busy()`` measures its p99 while its thread predicts."""
+
+    def __init__(self, spec: dict, rows: int):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-c", CONTROL, json.dumps(spec), str(rows), str(self.port)],
+                                     env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(self.url + "/idle", timeout=1)
+                return
+            except httpx.HTTPError:
+                assert self.proc.poll() is None and time.monotonic() < deadline, "control server did not start"
+                time.sleep(0.1)
+
+    def p99_busy(self) -> float:
+        httpx.get(self.url + "/busy", timeout=10)
+        try:
+            return idle_p99(self.url, seconds=1.0)
+        finally:
+            httpx.get(self.url + "/idle", timeout=10)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 def test_wide_model_predicts_many_rows_in_chunks_off_the_event_loop(live_server, watch):
     """A 1 -> 200,000 -> 1 model asked for 4,000 rows in a ~25 KB body: unchunked that is 3.2 GB of
-    activations; in chunks under the 64 MiB budget the server grows little and /healthz stays fast. The /healthz
-    bound also allows 1.5x the same server's p99 while another process does the same predict work, measured
-    just before and just after (the work must run somewhere; on the loop it would stall /healthz for seconds)."""
+    activations; in chunks under the 64 MiB budget the server grows little and /healthz stays fast. On a loaded
+    machine the /healthz bound also allows 2x the p99 of a control server whose own thread does the same predict
+    work, measured just before and just after (on the loop, the predict would stall /healthz for seconds)."""
     srv = live_server(workers=1)
     http = srv.client()
     spec = dict(WIDE, layers=[{"type": "dense", "units": 200_000, "activation": "relu"}, WIDE["layers"][1]])
@@ -69,13 +111,17 @@ def test_wide_model_predicts_many_rows_in_chunks_off_the_event_loop(live_server,
     model = done["model_id"]
     assert http.post(f"/v1/models/{model}/predict", json={"inputs": [[0.5]]}).status_code == 200  # loaded
     rows = np.round(np.linspace(-1, 1, 4000), 3).reshape(-1, 1).tolist()
-    body = {"inputs": rows}
-    chunk = 64 * 2**20 // (2 * 8 * 200_000)                             # service.models: rows per forward pass
-    busy_before = _p99_beside_the_same_work(srv.url, spec, chunk)
-    with watch(srv) as w:
-        t0 = time.monotonic()
-        r = http.post(f"/v1/models/{model}/predict", json=body, timeout=120)
-        elapsed = time.monotonic() - t0
+    control = _Control(spec, rows=64 * 2**20 // (2 * 8 * 200_000))    # service.models' rows per forward pass
+    try:
+        busy_before = control.p99_busy()
+        body = {"inputs": rows}
+        with watch(srv) as w:
+            t0 = time.monotonic()
+            r = http.post(f"/v1/models/{model}/predict", json=body, timeout=120)
+            elapsed = time.monotonic() - t0
+        busy = max(busy_before, control.p99_busy())
+    finally:
+        control.stop()
     assert r.status_code == 200, r.text
     preds = r.json()["predictions"]
     assert len(preds) == 4000 and all(np.isfinite(preds))
@@ -83,10 +129,9 @@ def test_wide_model_predicts_many_rows_in_chunks_off_the_event_loop(live_server,
     for i in (0, 2000, 3999):
         one = http.post(f"/v1/models/{model}/predict", json={"inputs": [rows[i]]}).json()["predictions"][0]
         assert abs(one - preds[i]) <= 1e-4 * max(1.0, abs(one))
-    # within 50 ms, 5x the idle p99 (the other adversarial tests' bound), or 1.5x the p99 beside the same work
-    busy = max(busy_before, _p99_beside_the_same_work(srv.url, spec, chunk))
-    bound = max(0.05, 5 * w.baseline, 1.5 * busy)
+    # within 50 ms, 5x the idle p99 (the other adversarial tests' bound), or 2x the control's p99 with the work
+    bound = max(0.05, 5 * w.baseline, 2 * busy)
     assert not w.errors, w.errors
     assert w.p99() <= bound, (f"/healthz p99 {w.p99() * 1000:.1f} ms during the predict, bound {bound * 1000:.0f} "
-                              f"ms (idle p99 {w.baseline * 1000:.1f} ms, beside the same work {busy * 1000:.1f} ms)")
+                              f"ms (idle p99 {w.baseline * 1000:.1f} ms, control with the same work {busy * 1000:.1f} ms)")
     assert w.peak_rss < 600 * 2**20, f"server RSS {w.peak_rss / 2**20:.0f} MiB during a {elapsed:.1f} s predict"
