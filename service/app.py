@@ -108,8 +108,9 @@ def _install_health_routes(app: FastAPI, engine, storage, executor) -> None:
 
     @app.get("/healthz", tags=["health"], responses={200: {"content": {"application/json": {
         "example": {"status": "ok"}}}}})
-    def healthz() -> dict:
-        """Liveness: the process answers."""
+    async def healthz() -> dict:
+        """Liveness: the process answers (on the event loop: a sync route would wait for a threadpool thread and
+        hand the GIL back and forth with whatever runs there, e.g. a big predict)."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], responses={
