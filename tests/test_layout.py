@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,3 +166,11 @@ def test_models_does_not_import_datasets():
     reaching = sorted(f"{m} -> {t}" for m, targets in graph.items() if m.startswith("service.models")
                       for t in targets if t.startswith("service.datasets"))
     assert reaching == [], f"service.models imports service.datasets: {reaching}"
+
+
+def test_no_symbolic_link_is_tracked():
+    """A worktree's ``.venv`` link to the shared virtualenv, committed by ``git add -A``, replaced the virtualenv
+    itself when it landed in the main checkout (git treats an ignored directory as expendable): no links in git."""
+    listing = subprocess.run(["git", "ls-files", "--stage"], cwd=ROOT, capture_output=True, text=True, check=True)
+    links = [line.split("\t", 1)[1] for line in listing.stdout.splitlines() if line.startswith("120000 ")]
+    assert links == [], f"tracked symbolic links: {links} (untrack them: git rm --cached <path>)"
