@@ -95,7 +95,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
+        cycle = self.cycle  # the newest request: the one answered, unless a pipelined one is already parsed
+        if cycle is not None and cycle.response_complete and cycle.more_body and not self.transport.is_closing():
             self._arm(self.body_timeout, self._close)
 
     def _close(self) -> None:
