@@ -163,7 +163,7 @@ def parse_table(table, what: str, *, input_dim: int, columns=None) -> np.ndarray
     if columns is None or (table.num_columns == 1 and pa.types.is_fixed_size_list(table.schema.field(0).type)):
         return _checked(_table_to_matrix(table, what), input_dim)
     model_names = [c["name"] for c in columns.columns]
-    numeric = all(c["type"] == "numeric" for c in columns.columns)
+    numeric = service.numeric_only(columns)
     if not set(names) & set(model_names) and len(names) == len(model_names):
         if not numeric:
             raise InvalidInput(f"{what} columns {names} are none of the model's columns {model_names}")

@@ -26,7 +26,7 @@ def _named(names: list, rows: list, model: service.LoadedModel, where: str) -> n
     names = [str(n) for n in names]
     cols = model.columns
     model_names = [c["name"] for c in cols.columns]
-    numeric = all(c["type"] == "numeric" for c in cols.columns)
+    numeric = service.numeric_only(cols)
     if not set(names) & set(model_names) and len(names) == len(model_names):
         names = model_names                      # no name matches (e.g. pandas' 0, 1, ...): in order
     if numeric and names == model_names:
@@ -49,7 +49,7 @@ def _rows(rows, where: str, width: int) -> np.ndarray:
 
 def _positional(rows, model: service.LoadedModel, where: str) -> np.ndarray:
     """Rows of values in the model's column order (numbers; or any values for models with non-numeric columns)."""
-    if all(c["type"] == "numeric" for c in model.columns.columns):
+    if service.numeric_only(model.columns):
         return _rows(rows, where, model.input_dim)
     if not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows):
         raise InvalidInput(f"{where} must be a non-empty list of rows")

@@ -150,6 +150,35 @@ def test_json_protocol_details_and_errors(server):
     assert (r.status_code, r.json()) == (404, {"error": f"model {UNKNOWN} not found"})
 
 
+def test_categorical_columns_go_in_as_codes_of_input_schema(server, tc):
+    """A model with a text column takes it in `input` as the index into input_schema's categories; any other
+    code is an unseen category, as an unknown text through /v1 records."""
+    c = server["http"]
+    rng = np.random.default_rng(0)
+    colours = np.array(["red", "green", "blue"])[rng.integers(0, 3, 90)]
+    size = rng.normal(size=90).round(3)
+    csv = "size,colour,y\n" + "".join(f"{s},{k},{'warm' if k == 'red' else 'cold'}\n" for s, k in zip(size, colours))
+    ds = c.post("/v1/datasets", files={"file": ("c.csv", csv.encode(), "text/csv")}, data={"name": "cat"}).json()
+    net = c.post("/v1/networks", json=mlp_spec(2)).json()
+    job = c.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "epochs": 3}).json()
+    for _ in range(600):
+        job = c.get(f"/v1/jobs/{job['id']}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.05)
+    assert job["status"] == "succeeded", job
+    schema = c.get(f"/v1/models/{job['model_id']}").json()["input_schema"]
+    assert [col["name"] for col in schema] == ["size", "colour"]
+    cats = schema[1]["categories"]
+    records = [{"size": 0.5, "colour": k} for k in [*cats, "purple"]]
+    ref = c.post(f"/v1/models/{job['model_id']}/predict", json={"records": records}).json()
+    X = np.array([[0.5, code] for code in [*range(len(cats)), -1]], dtype=np.float32)
+    inp = triton.InferInput("input", list(X.shape), "FP32")
+    inp.set_data_from_numpy(X, binary_data=True)
+    res = tc.infer(job["model_id"], [inp])
+    np.testing.assert_allclose(res.as_numpy("probabilities"), ref["probabilities"], atol=1e-6)
+
+
 def test_v2_applies_keys_and_tenancy(tmp_path):
     from fastapi.testclient import TestClient
 
