@@ -30,9 +30,11 @@ $(VENV)/.ok-bench: pyproject.toml
 
 venv: $(VENV)/.ok-run
 
-## the whole test suite
+## the whole test suite: tests that time nothing on two xdist workers, then the timing tests (`serial`) alone
 test: $(VENV)/.ok-test chromium
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not serial" tests; parallel=$$?; \
+	$(PY) -m pytest -q -m serial tests; serial=$$?; \
+	echo "make test: parallel pass exit $$parallel, serial pass exit $$serial"; [ $$parallel = 0 ] && [ $$serial = 0 ]
 
 # tests/ui drives Debian's chromium with Playwright (`playwright install` downloads nothing here): installed when
 # missing and we are root (CI); otherwise the UI test fails saying how to install it.
