@@ -180,7 +180,7 @@ def parse_table(path: str | Path, *, kind: str = "csv", task: str | None = None,
 
     task = _check_task_arg(task)
     opts = tabular.TableOptions(regression=task == "regression", **options)
-    path = Path(path)
+    path = Path(path) if isinstance(path, str) else path        # a Path, or a Spool (a CSV still arriving)
     if kind in ("csv", "csv.gz"):
         table = tabular.read_csv(path, opts, gz=kind == "csv.gz")
     elif kind == "parquet":

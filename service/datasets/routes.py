@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
@@ -22,8 +24,8 @@ async def create_dataset(request: Request, session: SessionDep, owner: OwnerDep,
                          storage: StorageDep) -> DatasetRead:
     """Upload a data set: multipart `file` (.csv with header, or .npz with X and y) plus `name`, `target`,
     `task`; or a JSON body `{name, X, y, task}`. Streamed to disk, parsed, stored as float32 arrays."""
-    received = await upload.receive(request, max_bytes=settings.max_upload_bytes,
-                                    tmp_dir=storage.temp_dir())
+    received = await upload.receive(request, max_bytes=settings.max_upload_bytes, tmp_dir=storage.temp_dir(),
+                                    parse=partial(service.parse, settings=settings))   # a CSV, as it arrives
     try:
         row = await run_in_threadpool(service.create, session, owner=owner, storage=storage, upload=received,
                                       settings=settings)

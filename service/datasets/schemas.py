@@ -118,6 +118,9 @@ UPLOAD_OPENAPI = {
                         "encoding": {"type": "string", "description": "Text encoding (e.g. cp1252, latin-1); "
                                                                       "UTF-8 (with or without BOM) and UTF-16 with "
                                                                       "BOM are detected."},
+                        "decimal": {"type": "string", "description": "Decimal mark of CSV numbers: . or , "
+                                                                     "(point, comma); default , for a ;-separated "
+                                                                     "file whose numbers are written 2,5, else ."},
                         "categorical": {"type": "string", "description": "Comma-separated columns to treat as "
                                                                          "categorical although numeric."},
                         "ignore": {"type": "string", "description": "Comma-separated columns to drop (ids)."},

@@ -61,6 +61,11 @@ def _table_options(fields: dict[str, str], settings) -> dict:
             opts["na_values"] = tuple(t.strip() for t in raw.split(","))
     if fields.get("encoding"):
         opts["encoding"] = fields["encoding"]
+    if fields.get("decimal"):
+        raw = {"comma": ",", "point": ".", "dot": "."}.get(fields["decimal"].lower(), fields["decimal"])
+        if raw not in (".", ","):
+            raise ParseError(f"decimal must be '.' or ',' (or point, comma), got {fields['decimal']!r}")
+        opts["decimal"] = raw
     if fields.get("max_categories"):
         raw = fields["max_categories"]
         if not raw.isdigit() or int(raw) < 1:
@@ -76,12 +81,12 @@ def _table_options(fields: dict[str, str], settings) -> dict:
     return opts
 
 
-TABLE_FIELDS = ("delimiter", "na_values", "encoding", "categorical", "ignore", "max_categories",
+TABLE_FIELDS = ("delimiter", "na_values", "encoding", "decimal", "categorical", "ignore", "max_categories",
                 "drop_missing_target")
 
 
-def _parse(upload: Upload, settings=None):
-    """Parse the upload into (name, ParsedDataset); ParseError becomes a 422."""
+def parse(upload: Upload, settings=None):
+    """Parse the upload into (name, ParsedDataset), a CSV while it arrives (its spool); ParseError becomes a 422."""
     try:
         if upload.kind == "json":
             try:
@@ -100,7 +105,8 @@ def _parse(upload: Upload, settings=None):
             parsed = parse_npz(upload.path, task=task)
             parsed.columns = numeric_columns(parsed.X, parsed.feature_names)
         else:
-            parsed = parse_table(upload.path, kind=upload.kind, task=task, **_table_options(upload.fields, settings))
+            parsed = parse_table(upload.spool or upload.path, kind=upload.kind, task=task,
+                                 **_table_options(upload.fields, settings))
         name = upload.fields.get("name") or (_stem(upload.filename) if upload.filename else None)
         return name, parsed
     except ParseError as exc:
@@ -147,7 +153,11 @@ def create(session: Session, *, owner: str, storage: Storage, upload: Upload, se
         quotas.check_dataset(session, settings, owner=owner, size_bytes=upload.size_bytes)
         if upload.kind == "npz":  # what the archive would decompress to, refused before it is inflated
             _check_npz(session, settings, owner=owner, path=upload.path)
-    name, parsed = _parse(upload, settings)
+    if upload.parse_error is not None:
+        raise upload.parse_error
+    name, parsed = upload.parsed if upload.parsed is not None else parse(upload, settings)
+    if upload.kind != "json":           # the name field may have come after the file part
+        name = upload.fields.get("name") or (_stem(upload.filename) if upload.filename else None)
     name = (name or "dataset").strip() or "dataset"
     if len(name) > MAX_NAME:
         raise InvalidInput(f"name must be at most {MAX_NAME} characters, got {len(name)}")

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from service.bodies import ParseError
+from service.datasets.spool import Spool
 
 NA_TOKENS = ("", "NA", "N/A", "NaN", "null", "?", "-")
 DELIMITERS = (",", ";", "\t", "|")
@@ -37,6 +38,9 @@ _SNIFF_BYTES = 256 << 10        # sample for encoding and delimiter detection (g
 _MAX_HEADER_BYTES = 64 << 20
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _LEADING_ZERO = r"^[+-]?0[0-9]"  # '007': a label spelled with a leading zero is text, not the number 7
+DECIMALS = (".", ",")
+_COMMA_NUMBER = re.compile(r"[+-]?[0-9]+,[0-9]+(?:[eE][+-]?[0-9]+)?")
+_POINT_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 @dataclass
@@ -47,6 +51,7 @@ class TableOptions:
     delimiter: str | None = None
     na_values: tuple[str, ...] = NA_TOKENS
     encoding: str | None = None
+    decimal: str | None = None        # "." or ","; None: detected (see _sniff_decimal)
     categorical: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     max_categories: int = MAX_CATEGORIES
@@ -70,7 +75,8 @@ class Table:
 # ----------------------------------------------------------------------------- column accumulators
 
 class _Numeric:
-    """A numeric column: float values, missing = NaN; running min/max/mean/variance (Chan's merge)."""
+    """A numeric column: float values, missing = NaN; min/max/mean/variance kept by ``_Builder`` for all numeric
+    columns at once (Chan's merge per batch) and copied here at the end."""
 
     type = "numeric"
 
@@ -78,39 +84,14 @@ class _Numeric:
         self.name, self.missing, self.n, self.mean, self.m2 = name, 0, 0, 0.0, 0.0
         self.lo, self.hi = math.inf, -math.inf
 
-    def convert(self, arr: pa.Array, where: Callable[[int], str], col: str) -> np.ndarray:
-        if pa.types.is_decimal(arr.type):
-            arr = pc.cast(arr, pa.float64())
-        v = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
-        bad = np.isinf(v)
-        big = np.abs(v) > _FLOAT32_MAX
-        if bad.any() or big.any():
-            i = int(np.flatnonzero(bad | big)[0])
-            what = "infinite" if np.isinf(v[i]) else f"{float(v[i])!r} is too large for float32"
-            raise ParseError(f"{where(i)}, {col}: value is not finite ({what})")
-        ok = ~np.isnan(v)
-        k = int(ok.sum())
-        self.missing += v.size - k
-        if k:
-            x = v[ok] if k < v.size else v
-            mean = float(x.mean())
-            m2 = float(((x - mean) ** 2).sum())
-            n = self.n + k
-            delta = mean - self.mean
-            self.mean += delta * k / n
-            self.m2 += m2 + delta * delta * self.n * k / n
-            self.n = n
-            self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
-        return v
-
     def profile(self, full: bool) -> dict:
         seen = self.n > 0
         return {"name": self.name, "type": self.type, "missing": self.missing,
                 "min": self.lo if seen else None, "max": self.hi if seen else None,
                 "mean": self.mean if seen else None, "std": math.sqrt(self.m2 / self.n) if seen else None}
 
-    def finish(self, column: np.ndarray) -> None:
-        """Rewrite the stored column once every batch is seen (categorical codes get their sorted order)."""
+    def finish(self, X: np.ndarray, j: int) -> None:
+        """Fill column ``j`` of X once every batch is seen (only categorical columns need it)."""
 
 
 class _Boolean(_Numeric):
@@ -132,8 +113,9 @@ class _Boolean(_Numeric):
 
 
 class _Categorical:
-    """A text column (or a column named in ``categorical``): the code of the value in first-seen order while
-    reading; ``finish`` renumbers the codes to the categories sorted by their string value."""
+    """A text column (or a column named in ``categorical``): per batch the codes of its values in first-seen
+    order (-1 = missing), kept aside as small integers; ``finish`` writes them into X renumbered to the
+    categories sorted by their string value."""
 
     type = "categorical"
 
@@ -142,14 +124,16 @@ class _Categorical:
         self.codes: dict[str, int] = {}
         self.counts = np.zeros(0, dtype=np.int64)
         self.missing = 0
+        self.dtype = np.int16 if limit < 2**15 - 1 else np.int32
+        self.chunks: list[np.ndarray] = []
 
-    def convert(self, arr: pa.Array, where, col) -> np.ndarray:
+    def convert(self, arr: pa.Array, where, col) -> None:
         if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
             arr = pc.cast(arr, pa.string())
-        arr = pc.utf8_trim_whitespace(arr)
         enc = arr.dictionary_encode()
-        values = enc.dictionary.to_pylist()
-        mapping = np.fromiter((self.codes.setdefault(s, len(self.codes)) for s in values), dtype=np.int64,
+        # trimmed through the (small) dictionary: ' pro' and 'pro' are one category
+        values = pc.utf8_trim_whitespace(enc.dictionary).to_pylist()
+        mapping = np.fromiter((self.codes.setdefault(s, len(self.codes)) for s in values), dtype=self.dtype,
                               count=len(values))
         if len(self.codes) > self.limit:
             how = ("form field categorical names it" if self.forced
@@ -157,30 +141,28 @@ class _Categorical:
             raise ParseError(f"{col} has more than {self.limit} distinct values ({how}); drop it with the form "
                              f"field ignore={self.name} (e.g. an id or free text), or raise max_categories")
         idx = enc.indices
-        missing = idx.null_count
-        self.missing += missing
-        ii = np.asarray(pc.fill_null(idx, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-        codes = mapping[ii] if mapping.size else np.zeros(len(ii), dtype=np.int64)
-        v = codes.astype(np.float64)
-        if missing:
-            nulls = np.asarray(idx.is_null().to_numpy(zero_copy_only=False))
-            v[nulls] = np.nan
-            codes = codes[~nulls]
+        self.missing += idx.null_count
+        if idx.null_count:
+            idx = pc.fill_null(idx, len(values))            # the slot after the dictionary: missing
+        ii = idx.to_numpy(zero_copy_only=False)
+        self.chunks.append(np.append(mapping, self.dtype(-1))[ii])
         if self.counts.size < len(self.codes):
             self.counts = np.concatenate([self.counts, np.zeros(len(self.codes) - self.counts.size, np.int64)])
-        self.counts += np.bincount(codes, minlength=self.counts.size)
-        return v
+        np.add.at(self.counts, mapping, np.bincount(ii, minlength=len(values) + 1)[:len(values)])
 
     def _order(self) -> list[str]:
         return sorted(self.codes)
 
-    def finish(self, column: np.ndarray) -> None:
-        cats = self._order()
-        perm = np.empty(len(cats), dtype=np.float32)
-        for new, s in enumerate(cats):
+    def finish(self, X: np.ndarray, j: int) -> None:
+        perm = np.empty(len(self.codes) + 1, dtype=np.float32)
+        for new, s in enumerate(self._order()):
             perm[self.codes[s]] = new
-        ok = ~np.isnan(column)
-        column[ok] = perm[column[ok].astype(np.int64)]
+        perm[-1] = np.nan                                   # code -1: missing
+        pos = 0
+        while self.chunks:
+            codes = self.chunks.pop(0)
+            X[pos:pos + len(codes), j] = perm[codes]
+            pos += len(codes)
 
     def profile(self, full: bool) -> dict:
         cats = self._order()
@@ -196,8 +178,9 @@ class _Categorical:
 # ----------------------------------------------------------------------------- the batch loop shared by all formats
 
 class _Builder:
-    """Consumes record batches of one file: feature columns into float32 chunks, the target into Arrow chunks;
-    a missing target is a 422 naming its row, or the row is dropped (``drop_missing_target``)."""
+    """Consumes record batches of one file: feature columns into float32 chunks (categorical codes aside), the
+    target into Arrow chunks; a missing target is a 422 naming its row, or the row is dropped
+    (``drop_missing_target``)."""
 
     def __init__(self, names: list[str], target: str, opts: TableOptions, kinds: dict[str, str],
                  where: Callable[[int], str]):
@@ -216,6 +199,7 @@ class _Builder:
             else:
                 self.cols.append(_Numeric(n))
         self.num_idx = np.array([j for j, c in enumerate(self.cols) if type(c) is _Numeric], dtype=np.intp)
+        self.all_numeric = self.num_idx.size == len(self.cols)
         k = self.num_idx.size
         self.stats = {"n": np.zeros(k, np.int64), "missing": np.zeros(k, np.int64), "mean": np.zeros(k),
                       "m2": np.zeros(k), "lo": np.full(k, np.inf), "hi": np.full(k, -np.inf)}
@@ -254,51 +238,59 @@ class _Builder:
         if n == 0:
             return
         out = np.empty((n, len(self.cols)), dtype=np.float32)
-        if self.num_idx.size:
-            out[:, self.num_idx] = self._numeric(batch, n, where)
         for j, c in enumerate(self.cols):
-            if type(c) is not _Numeric:
-                out[:, j] = c.convert(batch.column(c.name), where, self._col(c.name))
+            arr = batch.column(c.name)
+            if type(c) is _Numeric:
+                if pa.types.is_decimal(arr.type):
+                    arr = pc.cast(arr, pa.float64())
+                with np.errstate(over="ignore", invalid="ignore"):
+                    out[:, j] = arr.to_numpy(zero_copy_only=False)     # too large for float32: inf, refused below
+            elif type(c) is _Boolean:
+                out[:, j] = c.convert(arr, where, self._col(c.name))
+            else:
+                c.convert(arr, where, self._col(c.name))
+        if self.num_idx.size:
+            self._numeric(out if self.all_numeric else out[:, self.num_idx], batch, where)
         self.chunks.append(out)
         self.y_chunks.append(y)
 
-    def _numeric(self, batch: pa.RecordBatch, n: int, where) -> np.ndarray:
-        """All numeric columns of a batch at once (float64 (n, k)): finiteness check and running statistics
-        vectorised over the columns, so a 40,000-column file costs no Python work per cell or per statistic."""
-        V = np.empty((n, self.num_idx.size), dtype=np.float64)
-        for t, j in enumerate(self.num_idx):
-            arr = batch.column(self.cols[j].name)
-            if pa.types.is_decimal(arr.type):
-                arr = pc.cast(arr, pa.float64())
-            V[:, t] = arr.to_numpy(zero_copy_only=False)
+    def _numeric(self, V: np.ndarray, batch: pa.RecordBatch, where) -> None:
+        """Finiteness check and running statistics of a batch's numeric columns (float32 (n, k)), vectorised over
+        the columns: a 40,000-column file costs no Python work per cell or per statistic."""
+        n = V.shape[0]
         with np.errstate(invalid="ignore"):
-            bad = np.abs(V) > _FLOAT32_MAX              # inf, and values float32 cannot hold
-        if bad.any():
-            i, t = (int(v) for v in np.argwhere(bad)[0])
-            v = V[i, t]
-            what = "infinite" if np.isinf(v) else f"{float(v)!r} is too large for float32"
-            name = self.cols[self.num_idx[t]].name
-            raise ParseError(f"{where(i)}, {self._col(name)}: value is not finite ({what})")
+            lo, hi = np.fmin.reduce(V, axis=0), np.fmax.reduce(V, axis=0)      # NaN (missing) ignored
+        if np.isinf(lo).any() or np.isinf(hi).any():
+            self._not_finite(V, batch, where)
+        nan = np.isnan(V)
+        miss = np.count_nonzero(nan, axis=0)
+        if miss.any():
+            V = np.where(nan, np.float32(0), V)
+        del nan
+        cnt = n - miss
+        mean = V.sum(axis=0, dtype=np.float64) / np.maximum(cnt, 1)
+        D = V - mean                                         # float64; a missing cell contributes mean**2
+        m2 = np.einsum("ij,ij->j", D, D) - miss * mean * mean
+        del D
         st = self.stats
-        ok = ~np.isnan(V)
-        cnt = ok.sum(axis=0)
-        st["missing"] += n - cnt
+        st["missing"] += miss
         seen = cnt > 0
-        if seen.any():
-            Z = np.where(ok, V, 0.0)
-            safe = np.maximum(cnt, 1)
-            mean = Z.sum(axis=0) / safe
-            D = np.where(ok, V - mean, 0.0)
-            m2 = np.einsum("ij,ij->j", D, D)
-            total = st["n"] + cnt
-            delta = mean - st["mean"]
-            frac = np.where(seen, cnt / np.maximum(total, 1), 0.0)
-            st["mean"] = np.where(seen, st["mean"] + delta * frac, st["mean"])
-            st["m2"] = np.where(seen, st["m2"] + m2 + delta * delta * st["n"] * frac, st["m2"])
-            st["n"] = total
-            st["lo"] = np.minimum(st["lo"], np.where(ok, V, np.inf).min(axis=0))
-            st["hi"] = np.maximum(st["hi"], np.where(ok, V, -np.inf).max(axis=0))
-        return V
+        total = st["n"] + cnt
+        delta = mean - st["mean"]
+        frac = np.where(seen, cnt / np.maximum(total, 1), 0.0)
+        st["mean"] = np.where(seen, st["mean"] + delta * frac, st["mean"])
+        st["m2"] = np.where(seen, st["m2"] + np.maximum(m2, 0.0) + delta * delta * st["n"] * frac, st["m2"])
+        st["n"] = total
+        st["lo"] = np.fmin(st["lo"], lo)
+        st["hi"] = np.fmax(st["hi"], hi)
+
+    def _not_finite(self, V: np.ndarray, batch: pa.RecordBatch, where) -> None:
+        """422 for the first infinite cell (or a value float32 cannot hold), naming its row and column."""
+        i, t = (int(v) for v in np.argwhere(np.isinf(V))[0])
+        name = self.cols[self.num_idx[t]].name
+        v = batch.column(name)[i].as_py()
+        what = "infinite" if math.isinf(float(v)) else f"{float(v)!r} is too large for float32"
+        raise ParseError(f"{where(i)}, {self._col(name)}: value is not finite ({what})")
 
     def finish(self) -> tuple[np.ndarray, list, pa.ChunkedArray]:
         if not self.chunks:
@@ -322,10 +314,7 @@ class _Builder:
             pos += len(c)
             del c
         for j, c in enumerate(self.cols):
-            if isinstance(c, _Categorical):
-                col = X[:, j].copy()
-                c.finish(col)
-                X[:, j] = col
+            c.finish(X, j)
         ycol = pa.chunked_array(self.y_chunks)
         return X, self.cols, ycol
 
@@ -360,10 +349,13 @@ def _target_values(y: pa.ChunkedArray, text: bool, opts: TableOptions) -> np.nda
         if not (pa.types.is_integer(y.type) or pa.types.is_floating(y.type) or pa.types.is_decimal(y.type)):
             return _strings(pc.cast(y, pa.string()))
         return np.asarray(y.to_numpy(), dtype=np.float64 if pa.types.is_decimal(y.type) else None)
-    try:
-        num = pc.cast(y, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        num = None
+    num = None
+    comma = opts.decimal == ","           # decimal commas: 2,5 is the number 2.5 and 2.5 is text
+    if not (comma and pc.any(pc.match_substring(y, ".")).as_py()):
+        try:
+            num = pc.cast(pc.replace_substring(y, ",", ".") if comma else y, pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     if num is not None and (opts.regression or not pc.any(pc.match_substring_regex(y, _LEADING_ZERO)).as_py()):
         v = num.to_numpy()
         if np.all(np.isfinite(v)) and np.all(np.mod(v, 1) == 0) and np.all(np.abs(v) < 2**53):
@@ -414,8 +406,16 @@ def _target_name(names: list[str], opts: TableOptions) -> str:
 
 # ----------------------------------------------------------------------------- CSV
 
-def _open_raw(path: Path, gz: bool):
-    return gzip.open(path, "rb") if gz else open(path, "rb")
+def _open_raw(path: Path | Spool, gz: bool):
+    """The file's bytes (decompressed); a spool's reader waits for the bytes still arriving."""
+    if not isinstance(path, Spool):
+        return gzip.open(path, "rb") if gz else open(path, "rb")
+    raw = path.reader()
+    if not gz:
+        return raw
+    f = gzip.GzipFile(fileobj=raw, mode="rb")
+    f.myfileobj = raw                   # closing f closes raw too
+    return f
 
 
 def _detect_encoding(head: bytes, given: str | None) -> tuple[str, int]:
@@ -513,6 +513,18 @@ def _sniff_delimiter(lines: list[str]) -> str:
     return best
 
 
+def _sniff_decimal(rows: list[list[str]], delimiter: str) -> str:
+    """The decimal mark when the form field ``decimal`` is not given: ``,`` when the delimiter is ``;`` and the
+    sampled data cells hold at least one number written with a decimal comma (``2,5``, ``-1,5e3``) and none
+    written with a decimal point (``2.5``); ``.`` otherwise."""
+    if delimiter != ";":
+        return "."
+    cells = [c.strip() for r in rows for c in r]
+    if any(_POINT_NUMBER.fullmatch(c) for c in cells):
+        return "."
+    return "," if any(_COMMA_NUMBER.fullmatch(c) for c in cells) else "."
+
+
 def _csv_reader_text(path: Path, gz: bool, bom: int, encoding: str) -> io.TextIOBase:
     raw = _open_raw(path, gz)
     raw.read(bom)
@@ -593,9 +605,18 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
     else:
         d = _sniff_delimiter(sample)
     try:
-        header = [h.strip() for h in next(csv.reader(sample[:1], delimiter=d))]
-    except (csv.Error, StopIteration):
-        raise ParseError("line 1: the header row could not be read") from None
+        rows = list(csv.reader(sample, delimiter=d))
+    except csv.Error:
+        rows = list(csv.reader(sample[:1], delimiter=d)) if sample else []
+    if not rows:
+        raise ParseError("line 1: the header row could not be read")
+    header = [h.strip() for h in rows[0]]
+    if opts.decimal is None:
+        opts.decimal = _sniff_decimal(rows[1:], d)
+    elif opts.decimal not in DECIMALS:
+        raise ParseError(f"decimal must be '.' or ',', got {opts.decimal!r}")
+    if opts.decimal == d:
+        raise ParseError(f"decimal {opts.decimal!r} is also the delimiter; set the form field delimiter")
     header_line = blank + 1
     if len(header) < 2:
         raise ParseError(f"the header row must name at least one feature column and the target column; found "
@@ -629,7 +650,7 @@ def _segments(path: Path, gz: bool, enc: str) -> Iterator[tuple[memoryview, bool
     """The file as UTF-8 byte segments of about SEGMENT_BYTES, each cut after a line break outside quotes (an
     even number of ``"`` before the cut); yields (segment, whether it holds a quote)."""
     transcode = None if enc == "utf-8" else codecs.getincrementaldecoder(enc)()
-    with pa.input_stream(str(path), compression="gzip" if gz else None) as f:
+    with _open_raw(path, gz) as f:
         carry = b""
         while True:
             try:
@@ -686,7 +707,8 @@ def _read_csv_segments(path, gz, enc, d, header, header_line, include, target, f
                                block_size=BLOCK_BYTES)
         po = pacsv.ParseOptions(delimiter=d, newlines_in_values=quoted)
         co = pacsv.ConvertOptions(column_types=types, null_values=list(opts.na_values), strings_can_be_null=True,
-                                  quoted_strings_can_be_null=True, include_columns=include, timestamp_parsers=[])
+                                  quoted_strings_can_be_null=True, include_columns=include, timestamp_parsers=[],
+                                  decimal_point=opts.decimal)
         table = _read_segment(seg, ro, po, co, header, path, gz, enc, diag)
         del seg
         if first:

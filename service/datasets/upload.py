@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import tempfile
+import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from service.bodies import body_chunks, check_length, read_body, too_large
+from service.datasets.spool import Spool, UploadAborted
 from service.errors import InvalidInput, UnsupportedMediaType
 
-FORM_FIELDS = ("name", "target", "task", "delimiter", "na_values", "encoding", "categorical", "ignore",
-               "max_categories", "drop_missing_target")
+FORM_FIELDS = ("name", "target", "task", "delimiter", "na_values", "encoding", "decimal", "categorical",
+               "ignore", "max_categories", "drop_missing_target")
 UNSTRIPPED_FIELDS = ("delimiter", "na_values")     # a tab delimiter or a " " NA token must survive
+STREAMED_KINDS = ("csv", "csv.gz")                 # parsed while they arrive (the others need the whole file)
 MAX_FIELD_BYTES = 1 << 20                          # ignore/categorical may list thousands of column names
 CSV_TYPES = {"text/csv", "application/csv", "text/comma-separated-values", "application/vnd.ms-excel",
              "text/tab-separated-values"}
@@ -41,6 +48,9 @@ class Upload:
     filename: str | None = None
     body: bytes | bytearray | None = None
     size_bytes: int = 0
+    spool: Spool | None = None               # the file part while it arrives (streamed kinds)
+    parsed: Any = None                       # what ``parse`` returned while the file arrived
+    parse_error: BaseException | None = None # what it raised instead
 
     def cleanup(self) -> None:
         """Remove the temporary file (idempotent)."""
@@ -85,8 +95,13 @@ def _param(header: str, key: str) -> str | None:
         return raw.decode("latin-1")
 
 
-async def receive(request: Request, *, max_bytes: int, tmp_dir: Path) -> Upload:
-    """Read the request body: multipart/form-data (file + fields) or application/json; 413/415/422 on problems."""
+async def receive(request: Request, *, max_bytes: int, tmp_dir: Path,
+                  parse: Callable[[Upload], Any] | None = None) -> Upload:
+    """Read the request body: multipart/form-data (file + fields) or application/json; 413/415/422 on problems.
+
+    With ``parse``, a CSV file part is parsed by it in a thread while it arrives (the fields sent before the file
+    apply); its result or error is kept on the Upload. A field sent after the file discards that parse.
+    """
     ctype_raw = request.headers.get("content-type", "")
     ctype, params = parse_options_header(ctype_raw)
     ctype = ctype.decode("latin-1").lower()
@@ -100,14 +115,58 @@ async def receive(request: Request, *, max_bytes: int, tmp_dir: Path) -> Upload:
     if not boundary:
         raise InvalidInput("multipart/form-data request without a boundary")
     check_length(request, max_bytes)
-    return await _receive_multipart(request, boundary, max_bytes, tmp_dir)
+    early: list[asyncio.Future] = []
+    reader = _MultipartReader(tmp_dir, None if parse is None else lambda u: early.append(_parse_in_thread(u, parse)))
+    try:
+        upload = await _receive_multipart(request, boundary, max_bytes, reader)
+    except BaseException:
+        if reader.upload.spool is not None:
+            reader.upload.spool.cancel()          # the parse thread stops at its next read
+        raise
+    if early:
+        if reader.stale:
+            upload.spool.cancel()
+        try:
+            upload.parsed = await early[0]
+        except UploadAborted:
+            pass
+        except Exception as exc:                # noqa: BLE001 - handed to the service, which raises it
+            upload.parse_error = exc
+        upload.spool = None                     # the part is whole: a parse from now on reads the file
+    return upload
+
+
+def _parse_in_thread(upload: Upload, parse: Callable[[Upload], Any]) -> asyncio.Future:
+    """Run ``parse`` on a snapshot of the upload (its fields so far) in its own thread; a future of the result."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    snapshot = dataclasses.replace(upload, fields=dict(upload.fields))
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(exc) if exc is not None else future.set_result(result)
+
+    def run() -> None:
+        try:
+            result, exc = parse(snapshot), None
+        except BaseException as e:              # noqa: BLE001 - delivered to the awaiting request
+            result, exc = None, e
+        try:
+            loop.call_soon_threadsafe(settle, result, exc)
+        except RuntimeError:                    # the loop closed (shutdown): nobody waits for it
+            pass
+
+    threading.Thread(target=run, name="upload-parse", daemon=True).start()
+    return future
 
 
 class _MultipartReader:
     """python-multipart callbacks that stream the 'file' part to a temp file and collect the form fields."""
 
-    def __init__(self, tmp_dir: Path) -> None:
+    def __init__(self, tmp_dir: Path, on_file: Callable[[Upload], None] | None = None) -> None:
         self.tmp_dir = tmp_dir
+        self.on_file = on_file
+        self.stale = False                           # a form field came after the file part began
         self.upload = Upload(kind="")
         self.fh = None
         self.headers: dict[str, str] = {}
@@ -160,8 +219,11 @@ class _MultipartReader:
             upload.kind = file_kind(upload.filename, self.headers.get("content-type", "").strip())
             fd, tmp = tempfile.mkstemp(prefix="upload-", suffix="." + upload.kind, dir=self.tmp_dir)
             upload.path = Path(tmp)
-            self.fh = os.fdopen(fd, "wb")
+            self.fh = os.fdopen(fd, "wb", buffering=0)    # each write visible to the spool's reader at once
             self.value = None
+            if self.on_file is not None and upload.kind in STREAMED_KINDS:
+                upload.spool = Spool(upload.path)
+                self.on_file(upload)
         elif name in FORM_FIELDS:
             if filename is not None:
                 raise InvalidInput(f"form field {name!r} must be a plain value, not a file")
@@ -172,8 +234,12 @@ class _MultipartReader:
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         """Write file bytes to disk, or append to the field's bounded buffer."""
         if self.value is None:
-            self.fh.write(data[start:end])
+            view = memoryview(data)[start:end]
+            while view:
+                view = view[self.fh.write(view):]
             self.upload.size_bytes += end - start
+            if self.upload.spool is not None:
+                self.upload.spool.grew(self.upload.size_bytes)
         else:
             self.value.extend(data[start:end])
             if len(self.value) > MAX_FIELD_BYTES:
@@ -183,7 +249,10 @@ class _MultipartReader:
         """Close the file part, or decode the field as UTF-8 text."""
         if self.value is None:
             self.close()
+            if self.upload.spool is not None:
+                self.upload.spool.end("done")
         else:
+            self.stale = self.stale or (self.upload.spool is not None and self.name != "name")
             try:
                 value = self.value.decode("utf-8")
                 self.upload.fields[self.name] = value if self.name in UNSTRIPPED_FIELDS else value.strip()
@@ -201,9 +270,9 @@ class _MultipartReader:
             self.fh = None
 
 
-async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int, tmp_dir: Path) -> Upload:
+async def _receive_multipart(request: Request, boundary: bytes, max_bytes: int,
+                             reader: _MultipartReader) -> Upload:
     """Stream a multipart body through the parser, bounded by ``max_bytes``; the temp file is removed on failure."""
-    reader = _MultipartReader(tmp_dir)
     upload = reader.upload
     parser = MultipartParser(boundary, reader.callbacks())
     received = 0

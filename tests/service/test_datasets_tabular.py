@@ -102,6 +102,7 @@ def test_categorical_and_ignore_fields(app, client):
     ({"drop_missing_target": "maybe"}, "drop_missing_target must be true or false, got 'maybe'"),
     ({"encoding": "klingon"}, "encoding: unknown encoding 'klingon' (e.g. utf-8, cp1252, latin-1, utf-16)"),
     ({"delimiter": "::"}, "delimiter must be one character (e.g. , ; | or tab), got '::'"),
+    ({"decimal": ";"}, "decimal must be '.' or ',' (or point, comma), got ';'"),
 ])
 def test_form_field_errors_name_the_field(app, client, fields, detail):
     assert err(up(client, b"id,zip,x,label\n1,01234,1.5,a\n2,98765,2.5,b\n", **fields)) == detail
@@ -168,10 +169,36 @@ def test_delimiter_field_overrides_detection(client):
     # a '|'-separated file whose text holds commas is detected as '|'; the field overrides detection
     csv = b"name|x|label\nSmith, J|1|a\nDoe, K|2|b\nRoe, L|3|a\n"
     assert ok(up(client, csv))["feature_names"] == ["name", "x"]
-    body = ok(up(client, b"a,b;c\n1,2;x\n3,4;y\n", delimiter=";"))
-    assert body["feature_names"] == ["a,b"] and body["columns"][0]["type"] == "categorical"
+    body = ok(up(client, b"a,b;c\n1,2;x\n3,4;y\n", delimiter=";"))     # ';' file: 1,2 is a decimal comma
+    assert body["feature_names"] == ["a,b"] and body["columns"][0]["mean"] == pytest.approx(2.3)
     assert ok(up(client, b"a\tb\tl\n1\t2\tx\n3\t4\ty\n", delimiter="tab"))["feature_names"] == ["a", "b"]
     assert ok(up(client, b"a\tb\tl\n1\t2\tx\n3\t4\ty\n", delimiter="\t"))["feature_names"] == ["a", "b"]
+
+
+EURO = "age;plan;score;price;label\n41;pro;0,5;-1,25e2;1,5\n35;free;NA;3;2\n;pro;1,5;4,75;2,25\n"
+
+
+def test_decimal_commas_detected_in_a_semicolon_file(app, client):
+    euro = ok(up(client, EURO.encode(), task="regression"))
+    ref = ok(up(client, EURO.replace(",", ".").replace(";", ",").encode(), task="regression"))
+    assert [c["type"] for c in euro["columns"]] == ["numeric", "categorical", "numeric", "numeric"]
+    assert euro["columns"] == ref["columns"]
+    for a, b in zip(stored(app, euro["id"])[1:], stored(app, ref["id"])[1:]):
+        np.testing.assert_array_equal(a, b)
+    assert stored(app, euro["id"])[2].tolist() == [1.5, 2.0, 2.25]
+    # a column mixing 2,5 with text stays categorical, as written
+    body = ok(up(client, b"a;b;label\n2,5;1,5;x\ntext;2;y\n"))
+    assert body["columns"][0]["type"] == "categorical" and body["columns"][0]["categories"] == ["2,5", "text"]
+    assert body["columns"][1]["type"] == "numeric" and body["columns"][1]["max"] == 2.0
+
+
+def test_decimal_field_overrides_detection(client):
+    body = ok(up(client, b"a|b|label\n2,5|1|x\n3,5|2|y\n", decimal=","))       # '|' file: no detection
+    assert body["columns"][0]["type"] == "numeric" and body["columns"][0]["mean"] == 3.0
+    body = ok(up(client, EURO.encode(), decimal="point"))                   # ';' file read with '.' decimals
+    assert [c["type"] for c in body["columns"]] == ["numeric", "categorical", "categorical", "categorical"]
+    assert err(up(client, b"a,b,label\n1,2,x\n", decimal=",", delimiter=",")) == \
+        "decimal ',' is also the delimiter; set the form field delimiter"
 
 
 def test_quoted_fields_with_delimiters_quotes_and_line_breaks(app, client):
