@@ -89,10 +89,12 @@ def infer_task(y: np.ndarray) -> str:
     return "regression"
 
 
-def encode_target(y: np.ndarray, task: str | None, *, where: str) -> tuple[str, np.ndarray, list | None, int]:
+def encode_target(y: np.ndarray, task: str | None, *, where: str,
+                  unique: tuple | None = None) -> tuple[str, np.ndarray, list | None, int]:
     """Encode raw labels/targets: returns (task, y_encoded, classes, n_outputs).
 
-    ``y`` is a 1-D array of strings, or a numeric (n,) / (n, m) array already checked finite.
+    ``y`` is a 1-D array of strings, or a numeric (n,) / (n, m) array already checked finite; ``unique``, when
+    known, is ``np.unique(y, return_inverse=True)`` (a table's text target, computed through its dictionary).
     """
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -122,7 +124,7 @@ def encode_target(y: np.ndarray, task: str | None, *, where: str) -> tuple[str, 
         y = y[:, 0]
     if y.ndim != 1:
         raise ParseError(f"classification needs one label per row; {where} has shape {list(y.shape)}")
-    labels, idx = np.unique(y, return_inverse=True)
+    labels, idx = unique if unique is not None else np.unique(y, return_inverse=True)
     if labels.size > MAX_CLASSES:
         raise ParseError(f"{where} has {labels.size} distinct labels, more than the {MAX_CLASSES} a "
                          f"classification target may have; use task=regression")
@@ -198,7 +200,7 @@ def parse_table(path: str | Path, *, kind: str = "csv", task: str | None = None,
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         i = int(np.flatnonzero(~np.isfinite(y))[0])
         raise ParseError(f"{where}: the value in data row {i + 1} is not finite ({float(y[i])!r})")
-    task, y_enc, classes, n_out = encode_target(y, task, where=where)
+    task, y_enc, classes, n_out = encode_target(y, task, where=where, unique=table.y_codes)
     return ParsedDataset(X=table.X, y=y_enc, task=task, classes=classes, feature_names=table.feature_names,
                          target=table.target, n_outputs=n_out, columns=table.columns, n_dropped=table.n_dropped)
 

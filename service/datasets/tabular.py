@@ -11,7 +11,9 @@ import csv
 import gzip
 import io
 import math
+import queue
 import re
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -70,6 +72,7 @@ class Table:
     target: str
     y: np.ndarray                     # str (n,) or numeric (n,)
     n_dropped: int = 0
+    y_codes: tuple | None = None      # text y: (sorted distinct labels, index of each row's label), np.unique's
 
 
 # ----------------------------------------------------------------------------- column accumulators
@@ -203,7 +206,8 @@ class _Builder:
         k = self.num_idx.size
         self.stats = {"n": np.zeros(k, np.int64), "missing": np.zeros(k, np.int64), "mean": np.zeros(k),
                       "m2": np.zeros(k), "lo": np.full(k, np.inf), "hi": np.full(k, -np.inf)}
-        self.chunks: list[np.ndarray] = []
+        self.X = np.empty((0, len(self.cols)), dtype=np.float32)    # grown in place (realloc), rows [0, n) filled
+        self.n = 0
         self.y_chunks: list[pa.Array] = []
         self.rows = 0           # rows read, including dropped ones (for error positions)
         self.dropped = 0
@@ -237,7 +241,7 @@ class _Builder:
         self.rows += len(keep) if rows is not None else n
         if n == 0:
             return
-        out = np.empty((n, len(self.cols)), dtype=np.float32)
+        out = self._rows(n)
         for j, c in enumerate(self.cols):
             arr = batch.column(c.name)
             if type(c) is _Numeric:
@@ -251,8 +255,16 @@ class _Builder:
                 c.convert(arr, where, self._col(c.name))
         if self.num_idx.size:
             self._numeric(out if self.all_numeric else out[:, self.num_idx], batch, where)
-        self.chunks.append(out)
+        del out
+        self.n += n
         self.y_chunks.append(y)
+
+    def _rows(self, n: int) -> np.ndarray:
+        """The next ``n`` rows of X, growing it geometrically in place (``resize`` reallocates: large blocks
+        are remapped, not copied; pages are resident only once written)."""
+        if self.n + n > self.X.shape[0]:
+            self.X.resize((max(self.n + n, 2 * self.X.shape[0], 1024), self.X.shape[1]), refcheck=False)
+        return self.X[self.n:self.n + n]
 
     def _numeric(self, V: np.ndarray, batch: pa.RecordBatch, where) -> None:
         """Finiteness check and running statistics of a batch's numeric columns (float32 (n, k)), vectorised over
@@ -293,7 +305,7 @@ class _Builder:
         raise ParseError(f"{where(i)}, {self._col(name)}: value is not finite ({what})")
 
     def finish(self) -> tuple[np.ndarray, list, pa.ChunkedArray]:
-        if not self.chunks:
+        if not self.y_chunks:
             if self.dropped:
                 raise ParseError(f"every row has a missing target value ({self.dropped} dropped); nothing is left")
             raise ParseError("the file has a header row but no data rows")
@@ -303,16 +315,8 @@ class _Builder:
             c.n, c.missing, c.mean, c.m2 = int(st["n"][t]), int(st["missing"][t]), float(st["mean"][t]), \
                 float(st["m2"][t])
             c.lo, c.hi = float(st["lo"][t]), float(st["hi"][t])
-        # copy the chunks into X one by one, freeing each: the pages of X are touched only as they are written,
-        # so memory holds about one X, not the chunks and X
-        X = np.empty((sum(len(c) for c in self.chunks), len(self.cols)), dtype=np.float32)
-        pos = 0
-        self.chunks.reverse()
-        while self.chunks:
-            c = self.chunks.pop()
-            X[pos:pos + len(c)] = c
-            pos += len(c)
-            del c
+        X, self.X = self.X, None
+        X.resize((self.n, X.shape[1]), refcheck=False)            # shrinks in place
         for j, c in enumerate(self.cols):
             c.finish(X, j)
         ycol = pa.chunked_array(self.y_chunks)
@@ -341,34 +345,48 @@ def _profiles(cols, opts: TableOptions, names: list[str]) -> list[dict]:
     return out
 
 
-def _target_values(y: pa.ChunkedArray, text: bool, opts: TableOptions) -> np.ndarray:
-    """The target as numbers when it is cleanly numeric, else as the strings written (``007`` stays ``007``)."""
+def _target_values(y: pa.ChunkedArray, text: bool, opts: TableOptions) -> tuple[np.ndarray, tuple | None]:
+    """The target as numbers when it is cleanly numeric, else as the strings written (``007`` stays ``007``),
+    with their sorted labels and codes (see ``_strings``)."""
     if not text:
         if pa.types.is_boolean(y.type):
-            return np.asarray(y.to_numpy(), dtype=bool)
+            return np.asarray(y.to_numpy(), dtype=bool), None
         if not (pa.types.is_integer(y.type) or pa.types.is_floating(y.type) or pa.types.is_decimal(y.type)):
             return _strings(pc.cast(y, pa.string()))
-        return np.asarray(y.to_numpy(), dtype=np.float64 if pa.types.is_decimal(y.type) else None)
+        return np.asarray(y.to_numpy(), dtype=np.float64 if pa.types.is_decimal(y.type) else None), None
     num = None
     comma = opts.decimal == ","           # decimal commas: 2,5 is the number 2.5 and 2.5 is text
     if not (comma and pc.any(pc.match_substring(y, ".")).as_py()):
         try:
-            num = pc.cast(pc.replace_substring(y, ",", ".") if comma else y, pa.float64())
+            pc.cast(_decimal_point(y.slice(0, 1000), comma), pa.float64())   # text labels fail here, cheaply
+            num = pc.cast(_decimal_point(y, comma), pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
     if num is not None and (opts.regression or not pc.any(pc.match_substring_regex(y, _LEADING_ZERO)).as_py()):
         v = num.to_numpy()
         if np.all(np.isfinite(v)) and np.all(np.mod(v, 1) == 0) and np.all(np.abs(v) < 2**53):
-            return v.astype(np.int64)
-        return v
+            return v.astype(np.int64), None
+        return v, None
     return _strings(y)
 
 
-def _strings(y: pa.ChunkedArray) -> np.ndarray:
-    """A text column without nulls as a NumPy str array, through its dictionary (few distinct labels)."""
+def _decimal_point(y: pa.ChunkedArray, comma: bool) -> pa.ChunkedArray:
+    """Numbers written with a decimal comma, respelled with a point."""
+    return pc.replace_substring(y, ",", ".") if comma else y
+
+
+def _strings(y: pa.ChunkedArray) -> tuple[np.ndarray, tuple]:
+    """A text column without nulls as a NumPy str array, and (sorted distinct values, each row's index into
+    them) as ``np.unique(..., return_inverse=True)`` gives, both through its dictionary (hashing, not sorting
+    every row)."""
     enc = y.combine_chunks().dictionary_encode()
-    values = np.array(enc.dictionary.to_pylist() or [""], dtype=str)
-    return values[np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+    values = enc.dictionary.to_pylist() or [""]
+    order = sorted(range(len(values)), key=values.__getitem__)
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[order] = np.arange(len(values))
+    labels = np.array([values[i] for i in order], dtype=str)
+    codes = rank[np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+    return labels[codes], (labels, codes)
 
 
 def _check_columns(names: list[str], opts: TableOptions) -> None:
@@ -695,13 +713,11 @@ def _fixed_types(schema: pa.Schema, forced: dict) -> dict:
     return out
 
 
-def _read_csv_segments(path, gz, enc, d, header, header_line, include, target, forced, opts, diag) -> Table:
-    """Read the data lines segment by segment with pyarrow's multi-threaded reader: about pyarrow's own rate,
-    while memory holds one segment's Arrow table next to the float32 X built so far."""
+def _segment_tables(path, gz, enc, d, header, header_line, include, forced, opts, diag) -> Iterator[tuple]:
+    """(pyarrow table, column kinds or None) of each segment; the first segment's types (inferred) are fixed for
+    the rest (integers widened to float)."""
     types = dict(forced)
-    builder = None
     first = True
-    last = None
     for seg, quoted in _segments(path, gz, enc):
         ro = pacsv.ReadOptions(column_names=header, skip_rows=header_line if first else 0,
                                block_size=BLOCK_BYTES)
@@ -711,6 +727,7 @@ def _read_csv_segments(path, gz, enc, d, header, header_line, include, target, f
                                   decimal_point=opts.decimal)
         table = _read_segment(seg, ro, po, co, header, path, gz, enc, diag)
         del seg
+        kinds = None
         if first:
             kinds = {}
             for f in table.schema:
@@ -720,12 +737,65 @@ def _read_csv_segments(path, gz, enc, d, header, header_line, include, target, f
                 if k is None:
                     raise _Retype(f.name, pa.string())      # dates and times: categorical, exactly as written
                 kinds[f.name] = k
-            builder = _Builder(header, target, opts, kinds, diag.line_of)
             types = _fixed_types(table.schema, forced)
             first = False
+        yield table.combine_chunks(), kinds
+        del table
+
+
+_END = object()
+
+
+def _ahead(items: Iterator) -> Iterator:
+    """The items of ``items``, each produced in a thread while the consumer works on the previous one (pyarrow
+    reads segment k+1 while segment k is converted); the producer's exceptions are raised here."""
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as exc:            # noqa: BLE001 - re-raised in the consumer
+            put((None, exc))
+
+    threading.Thread(target=produce, name="csv-segments", daemon=True).start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is _END:
+                return
+            yield item
+            del item
+    finally:
+        stop.set()                              # the producer ends after the segment it is reading
+
+
+def _read_csv_segments(path, gz, enc, d, header, header_line, include, target, forced, opts, diag) -> Table:
+    """Read the data lines segment by segment with pyarrow's multi-threaded reader, the next segment read while
+    this one is converted: memory holds two segments' Arrow tables next to the float32 X built so far."""
+    builder = None
+    last = None
+    for table, kinds in _ahead(_segment_tables(path, gz, enc, d, header, header_line, include, forced, opts,
+                                               diag)):
+        if kinds is not None:
+            builder = _Builder(header, target, opts, kinds, diag.line_of)
         if table.num_rows:
             last = table
-            for batch in table.combine_chunks().to_batches():      # one batch per segment: fewer, larger steps
+            for batch in table.to_batches():      # one batch per segment: fewer, larger steps
                 builder.add(batch)
         del table
     if builder is None or last is None:
@@ -733,8 +803,9 @@ def _read_csv_segments(path, gz, enc, d, header, header_line, include, target, f
     _check_unterminated(last, diag)
     del last
     X, cols, y = builder.finish()
+    y, codes = _target_values(y, True, opts)
     return Table(X=X, feature_names=builder.features, columns=_profiles(cols, opts, header), target=target,
-                 y=_target_values(y, True, opts), n_dropped=builder.dropped)
+                 y=y, y_codes=codes, n_dropped=builder.dropped)
 
 
 def _read_segment(seg, ro, po, co, header, path, gz, enc, diag) -> pa.Table:
@@ -806,8 +877,9 @@ def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: Ta
         builder.add(pa.RecordBatch.from_arrays(cols, names=batch.schema.names))
     X, cols, y = builder.finish()
     text = pa.types.is_string(y.type) or pa.types.is_large_string(y.type)
+    y, codes = _target_values(y, False, opts) if not text else _strings(y)
     return Table(X=X, feature_names=builder.features, columns=_profiles(cols, opts, names), target=target,
-                 y=_target_values(y, False, opts) if not text else _strings(y), n_dropped=builder.dropped)
+                 y=y, y_codes=codes, n_dropped=builder.dropped)
 
 
 def read_parquet(path: Path, opts: TableOptions) -> Table:
