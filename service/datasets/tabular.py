@@ -33,6 +33,7 @@ DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 MAX_CATEGORIES = 1000
 TOP_VALUES = 10
+WIDE_COLUMNS = 200              # more numeric columns than this: converted as one block (RecordBatch.to_tensor)
 BLOCK_BYTES = 1 << 20           # CSV block: the unit of pyarrow's parallel parsing (its default)
 SEGMENT_BYTES = 8 << 20         # CSV segment: one pyarrow.csv.read_csv call; bounds the parser's memory
 PARQUET_BATCH_ROWS = 65536
@@ -242,28 +243,47 @@ class _Builder:
         if n == 0:
             return
         out = self._rows(n)
-        for j, c in enumerate(self.cols):
-            arr = batch.column(c.name)
-            if type(c) is _Numeric:
-                if pa.types.is_decimal(arr.type):
-                    arr = pc.cast(arr, pa.float64())
-                with np.errstate(over="ignore", invalid="ignore"):
+        pos = {name: i for i, name in enumerate(batch.schema.names)}
+        wide = self.num_idx.size > WIDE_COLUMNS and self._numeric_block(batch, pos, out)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for j, c in enumerate(self.cols):
+                if wide and type(c) is _Numeric:
+                    continue
+                arr = batch.column(pos[c.name])
+                if type(c) is _Numeric:
+                    if pa.types.is_decimal(arr.type):
+                        arr = pc.cast(arr, pa.float64())
                     out[:, j] = arr.to_numpy(zero_copy_only=False)     # too large for float32: inf, refused below
-            elif type(c) is _Boolean:
-                out[:, j] = c.convert(arr, where, self._col(c.name))
-            else:
-                c.convert(arr, where, self._col(c.name))
+                elif type(c) is _Boolean:
+                    out[:, j] = c.convert(arr, where, self._col(c.name))
+                else:
+                    c.convert(arr, where, self._col(c.name))
         if self.num_idx.size:
             self._numeric(out if self.all_numeric else out[:, self.num_idx], batch, where)
         del out
         self.n += n
         self.y_chunks.append(y)
 
+    def _numeric_block(self, batch: pa.RecordBatch, pos: dict, out: np.ndarray) -> bool:
+        """Many numeric columns: all of them in one conversion (no Python work per column); False when their
+        types need the per-column path (decimals, all-empty columns)."""
+        try:
+            sel = batch.select([pos[self.cols[j].name] for j in self.num_idx])
+            T = np.asarray(sel.to_tensor(null_to_nan=True, row_major=True))
+        except (pa.ArrowException, TypeError, ValueError):
+            return False
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.all_numeric:
+                out[:] = T
+            else:
+                out[:, self.num_idx] = T
+        return True
+
     def _rows(self, n: int) -> np.ndarray:
         """The next ``n`` rows of X, growing it geometrically in place (``resize`` reallocates: large blocks
         are remapped, not copied; pages are resident only once written)."""
         if self.n + n > self.X.shape[0]:
-            self.X.resize((max(self.n + n, 2 * self.X.shape[0], 1024), self.X.shape[1]), refcheck=False)
+            self.X.resize((max(self.n + n, 2 * self.X.shape[0]), self.X.shape[1]), refcheck=False)
         return self.X[self.n:self.n + n]
 
     def _numeric(self, V: np.ndarray, batch: pa.RecordBatch, where) -> None:
@@ -309,16 +329,16 @@ class _Builder:
             if self.dropped:
                 raise ParseError(f"every row has a missing target value ({self.dropped} dropped); nothing is left")
             raise ParseError("the file has a header row but no data rows")
-        st = self.stats
-        for t, j in enumerate(self.num_idx):
+        st = {k: v.tolist() for k, v in self.stats.items()}        # Python numbers: no per-value conversion
+        for t, j in enumerate(self.num_idx.tolist()):
             c = self.cols[j]
-            c.n, c.missing, c.mean, c.m2 = int(st["n"][t]), int(st["missing"][t]), float(st["mean"][t]), \
-                float(st["m2"][t])
-            c.lo, c.hi = float(st["lo"][t]), float(st["hi"][t])
+            c.n, c.missing, c.mean, c.m2 = st["n"][t], st["missing"][t], st["mean"][t], st["m2"][t]
+            c.lo, c.hi = st["lo"][t], st["hi"][t]
         X, self.X = self.X, None
         X.resize((self.n, X.shape[1]), refcheck=False)            # shrinks in place
         for j, c in enumerate(self.cols):
-            c.finish(X, j)
+            if type(c) is _Categorical:
+                c.finish(X, j)
         ycol = pa.chunked_array(self.y_chunks)
         return X, self.cols, ycol
 
@@ -643,7 +663,7 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
     _check_columns(header, opts)
     target = _target_name(header, opts)
     diag = _CsvDiagnosis(path, gz, bom, enc, d, header_line, len(header))
-    include = [h for h in header if h not in opts.ignore]
+    include = [h for h in header if h not in opts.ignore] if opts.ignore else []     # []: every column
     forced: dict[str, pa.DataType] = {target: pa.string()}
     forced.update({c: pa.string() for c in opts.categorical if c != target})
     while True:
@@ -832,8 +852,10 @@ def _read_segment(seg, ro, po, co, header, path, gz, enc, diag) -> pa.Table:
 
 def _check_unterminated(table: pa.Table, diag: _CsvDiagnosis) -> None:
     """An unterminated quote swallows the rest of the file into one value: confirm with the csv module."""
-    for col in table.columns:
-        if pa.types.is_string(col.type) and len(col):
+    text = pa.string()
+    for i in [i for i, t in enumerate(table.schema.types) if t == text]:
+        col = table.column(i)
+        if len(col):
             v = col[len(col) - 1]
             if v.is_valid and ("\n" in v.as_py() or "\r" in v.as_py()):
                 found = diag.structure_error()
