@@ -70,6 +70,9 @@ class Settings(BaseSettings):
 
     # Workers (embedded and Celery): batch work runs below the API's priority.
     worker_nice: int = Field(10, ge=0, le=19, description="Niceness added to every training process.")
+    checkpoint_seconds: float = Field(1.0, ge=0, description="A running job checkpoints its first epoch, then at "
+                                      "most this often (0: every epoch); after a crash it resumes from the last "
+                                      "checkpoint and trains the epochs since then again, bit for bit.")
     # Distributed executor leases (service/executor/celery.py); MLP_LEASE_SECONDS etc.
     lease_seconds: float = Field(15.0, gt=0, description="A running job whose lease is older is taken over.")
     lease_heartbeat_seconds: float = Field(3.0, gt=0, description="How often a training task renews its lease.")

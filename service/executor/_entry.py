@@ -25,7 +25,7 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def worker_main(settings_data: dict, conn, parent_pid: int, threads: int, warm=None) -> None:
+def worker_main(settings_data: dict, conn, parent_pid: int, threads: int, warm=None, events=None) -> None:
     """Run one worker: claim queued jobs from the database and train them until told to stop."""
     _die_with_parent(parent_pid)
     # Ctrl-C in a terminal reaches the whole process group; the server coordinates the shutdown.
@@ -41,4 +41,4 @@ def worker_main(settings_data: dict, conn, parent_pid: int, threads: int, warm=N
     if warm is not None:
         warm.set()  # numpy and core are loaded: the first job does not wait for imports
 
-    Worker(settings, conn, parent_pid).run()
+    Worker(settings, conn, parent_pid, events=events).run()

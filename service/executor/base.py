@@ -64,3 +64,10 @@ class Executor(ABC):
     @abstractmethod
     def worker_pids(self) -> list[int] | None:
         """Pids of the live worker processes this executor runs, or None when its workers run elsewhere."""
+
+    def subscribe(self, listener) -> None:
+        """Call ``listener(kind, job_id)`` when a worker commits an epoch ('epoch') or ends a job ('ended').
+
+        A hint that saves a poll (the sweep driver's), never the truth, which is in the database; executors whose
+        workers cannot reach this process (Celery) report nothing and the listener's owner polls.
+        """

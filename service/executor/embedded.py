@@ -3,7 +3,9 @@
 Workers are spawned (multiprocessing "spawn") by one long-lived monitor thread at start-up, and /readyz answers
 503 until each has imported numpy and core, so the first job does not wait for processes to start. The monitor
 watches the process sentinels; when a worker dies unexpectedly its running job is marked failed and the worker is replaced. Submit/cancel only send hints
-over a pipe; the truth is in the database (queued rows, cancel flags), so a lost hint costs at most a poll.
+over a pipe; the truth is in the database (queued rows, cancel flags), so a lost hint costs at most a poll. Workers
+send hints back over a second pipe (an epoch committed, a job ended), which the monitor hands to the subscribers
+(the sweep driver steps at once instead of at its next poll).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def describe_exit(code: int | None) -> str:
 class _Slot:
     process: mp.process.BaseProcess | None = None
     conn: Connection | None = None
+    events: Connection | None = None  # the worker's hints to the server: ("epoch" | "ended", job_id)
     last_spawn: float = 0.0
     warm: object | None = None  # an mp.Event the worker sets once numpy and core are imported
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,6 +66,7 @@ class EmbeddedExecutor(Executor):
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self._wake_lock = threading.Lock()
         self._monitor: threading.Thread | None = None
+        self._listeners: list = []
 
     # -- interface ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -95,9 +99,10 @@ class EmbeddedExecutor(Executor):
                 if p.is_alive():
                     p.kill()
                     p.join(timeout=3)
-            if slot.conn is not None:
-                slot.conn.close()
-            slot.process = slot.conn = None
+            for c in (slot.conn, slot.events):
+                if c is not None:
+                    c.close()
+            slot.process = slot.conn = slot.events = None
 
     def submit(self, job_id: str) -> None:
         self._ensure_workers()
@@ -105,6 +110,9 @@ class EmbeddedExecutor(Executor):
 
     def cancel(self, job_id: str) -> None:
         self._broadcast(("cancel", job_id))
+
+    def subscribe(self, listener) -> None:
+        self._listeners.append(listener)
 
     def healthy(self) -> bool:
         if self._monitor is None or not self._monitor.is_alive() or self._stopping.is_set():
@@ -146,22 +154,26 @@ class EmbeddedExecutor(Executor):
     def _spawn(self, slot: _Slot) -> None:
         # Spawned from the monitor thread only: PR_SET_PDEATHSIG fires when the spawning *thread* exits.
         child_r, parent_w = self._ctx.Pipe(duplex=False)  # the worker reads what the server writes
+        events_r, events_w = self._ctx.Pipe(duplex=False)  # and the server reads the worker's hints
         data = self.settings.model_dump(mode="json")
         warm = self._ctx.Event()
-        p = self._ctx.Process(target=worker_main, args=(data, child_r, os.getpid(), self._threads, warm),
+        p = self._ctx.Process(target=worker_main, args=(data, child_r, os.getpid(), self._threads, warm, events_w),
                               name="mlp-worker", daemon=True)
         p.start()
         child_r.close()
+        events_w.close()
         with slot.lock:
             slot.process, slot.conn, slot.last_spawn, slot.warm = p, parent_w, time.monotonic(), warm
+            slot.events = events_r
         log.info("started worker process %s", p.pid)
 
     def _reap(self, slot: _Slot) -> None:
         p = slot.process
         with slot.lock:
-            if slot.conn is not None:
-                slot.conn.close()
-            slot.process = slot.conn = None
+            for c in (slot.conn, slot.events):
+                if c is not None:
+                    c.close()
+            slot.process = slot.conn = slot.events = None
         if self._stopping.is_set():
             return
         how = describe_exit(p.exitcode)
@@ -176,6 +188,23 @@ class EmbeddedExecutor(Executor):
         log.warning("worker process %s %s; job(s) handed to its replacement: %s; failed after too many "
                     "attempts: %s", p.pid, how, requeued or "none", failed or "none")
 
+    def _relay(self, slot: _Slot) -> None:
+        """Hand a worker's hints to the subscribers; a closed pipe (the worker exited) is dropped."""
+        conn = slot.events
+        try:
+            while conn.poll():
+                kind, job_id = conn.recv()
+                for listener in self._listeners:
+                    try:
+                        listener(kind, job_id)
+                    except Exception:  # noqa: BLE001 - keep the monitor alive
+                        log.exception("a listener of worker hints failed")
+        except (EOFError, OSError):
+            with slot.lock:
+                conn.close()
+                if slot.events is conn:
+                    slot.events = None
+
     def _run_monitor(self) -> None:
         while not self._stopping.is_set():
             if self._want_workers.is_set():
@@ -185,11 +214,15 @@ class EmbeddedExecutor(Executor):
                             self._spawn(slot)
                         except Exception:  # noqa: BLE001
                             log.exception("could not start a worker process")
-            handles = [self._wake_r] + [s.process.sentinel for s in self._slots if s.process is not None]
+            events = [s.events for s in self._slots if s.events is not None]
+            handles = [self._wake_r] + events + [s.process.sentinel for s in self._slots if s.process is not None]
             try:
                 ready = wait(handles, timeout=RESPAWN_DELAY)
             except OSError:
                 ready = []
+            for slot in self._slots:
+                if slot.events is not None and slot.events in ready:
+                    self._relay(slot)
             if self._wake_r in ready:
                 while self._wake_r.poll():
                     try:

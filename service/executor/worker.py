@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import select
 import threading
 import time
 import traceback
@@ -28,23 +29,30 @@ log = logging.getLogger("service.worker")
 
 IDLE_POLL_SECONDS = 1.0
 RATE_SECONDS = 4.0  # time constant of the smoothed training rate behind the ETA
+WRITE_GAP_SECONDS = 0.05  # an attempt's epoch and progress commits at most this often (pruning waits no longer)
+DATA_CACHE_BYTES = 256 * 2**20  # data set arrays a worker keeps in memory between jobs (sweep trials share them)
 
 
 class EpochWriter(threading.Thread):
-    """Writes each epoch's checkpoint and then commits its metrics, off the training thread.
+    """Writes checkpoints, commits epoch metrics and progress reports, off the training thread.
 
-    Training never waits for the disk: the callback hands over (metrics, state) and goes on. If the writer is
-    behind, it saves only the newest state and commits every epoch's metrics up to it, so the invariant holds
-    that no epoch is committed before a checkpoint at least that far is durable. ``close`` drains the queue and
-    re-raises the writer's error (e.g. LostJob when the attempt was fenced out).
+    Training never waits for the disk: the callbacks hand over (metrics, state) or a progress report and go on.
+    ``state`` is None for an epoch that is not checkpointed (see ``Training.checkpoint_due``). If the writer is
+    behind, it saves only the newest state handed over and commits every epoch's metrics up to it in one
+    transaction, and only the newest progress report. Writes are spaced ``min_gap`` seconds apart (fast epochs
+    are committed a few at a time, leaving the database's write lock and the disk to claims, completions and the
+    sweep driver). ``close`` drains the queue at once and re-raises the writer's error (e.g. LostJob when the
+    attempt was fenced out).
     """
 
-    def __init__(self, save, record):
+    def __init__(self, save, record, report=None, min_gap: float = 0.0):
         super().__init__(name="epoch-writer", daemon=True)
-        self._save, self._record = save, record
+        self._save, self._record, self._report, self._gap = save, record, report, min_gap
         self._cond = threading.Condition()
         self._metrics: list[dict] = []
-        self._latest = None
+        self._state = None
+        self._best: int | None = None
+        self._progress: dict | None = None
         self._closed = False
         self.error: BaseException | None = None
 
@@ -53,7 +61,15 @@ class EpochWriter(threading.Thread):
             if self.error is not None:
                 raise self.error
             self._metrics.append(metrics)
-            self._latest = (state, best_epoch)
+            if state is not None:
+                self._state = state
+            self._best = best_epoch
+            self._cond.notify()
+
+    def report(self, progress: dict) -> None:
+        """Hand over a within-epoch progress report (only the newest pending one is written)."""
+        with self._cond:
+            self._progress = progress
             self._cond.notify()
 
     def check(self) -> None:
@@ -64,22 +80,34 @@ class EpochWriter(threading.Thread):
     def run(self) -> None:
         while True:
             with self._cond:
-                while not self._metrics and not self._closed:
+                while not self._metrics and self._progress is None and not self._closed:
                     self._cond.wait()
-                if not self._metrics:
+                if not self._metrics and self._progress is None:
                     return
-                batch, (state, best_epoch) = self._metrics, self._latest
-                self._metrics, self._latest = [], None
+                batch, state, best, progress = self._metrics, self._state, self._best, self._progress
+                self._metrics, self._state, self._progress = [], None, None
             try:
-                self._save(state)
-                self._record(batch, best_epoch)
+                if state is not None:
+                    self._save(state)
+                if batch:
+                    self._record(batch, best)
+                if progress is not None and self._report is not None:
+                    self._report(progress)
             except BaseException as exc:  # noqa: BLE001 - handed to the training thread
                 with self._cond:
                     self.error = exc
                 return
+            self._pause()
+
+    def _pause(self) -> None:
+        """Wait ``min_gap`` before the next write, unless closed meanwhile."""
+        deadline = time.monotonic() + self._gap
+        with self._cond:
+            while not self._closed and (rest := deadline - time.monotonic()) > 0:
+                self._cond.wait(rest)
 
     def close(self) -> None:
-        """Wait until every handed-over epoch is written; raise the writer's error."""
+        """Wait until every handed-over epoch and report is written; raise the writer's error."""
         with self._cond:
             self._closed = True
             self._cond.notify()
@@ -115,6 +143,37 @@ class Eta:
         return round(max(1.0 - fraction, 0.0) / self.rate, 2) if self.rate else None
 
 
+class ArrayCache:
+    """A warm worker's data set arrays between jobs, least recently used out first, at most ``capacity`` bytes.
+
+    Keyed by the data set's id and content (rows, columns, stored size, creation time): a data set's files never
+    change under its id, and a deleted one is never asked for again. Cached arrays are read-only, like the
+    memory maps they replace; a data set bigger than the capacity stays memory-mapped.
+    """
+
+    def __init__(self, capacity: int = DATA_CACHE_BYTES):
+        self.capacity = capacity
+        self._items: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def load(self, storage, dataset) -> tuple[np.ndarray, np.ndarray]:
+        key = (dataset.id, dataset.n_samples, dataset.n_features, dataset.size_bytes, str(dataset.created_at))
+        if key in self._items:
+            self._items[key] = self._items.pop(key)  # most recently used last
+            return self._items[key]
+        X, y = datasets_service.load_arrays(storage, dataset, mmap=True)
+        if X.nbytes + y.nbytes > self.capacity:
+            return X, y
+        X, y = np.array(X), np.array(y)
+        X.flags.writeable = y.flags.writeable = False
+        while self._items and self._bytes() + X.nbytes + y.nbytes > self.capacity:
+            self._items.pop(next(iter(self._items)))
+        self._items[key] = (X, y)
+        return X, y
+
+    def _bytes(self) -> int:
+        return sum(X.nbytes + y.nbytes for X, y in self._items.values())
+
+
 def checkpoint_key(job_id: str) -> str:
     return f"jobs/{job_id}/checkpoint.npz"
 
@@ -145,9 +204,11 @@ def _remap_classes(y_val: np.ndarray, val_classes: list, train_classes: list) ->
 class Worker:
     """Claims queued jobs from the database and trains them with core.fit, one at a time."""
 
-    def __init__(self, settings, conn, parent_pid: int):
+    def __init__(self, settings, conn, parent_pid: int, events=None):
         self.settings = settings
         self.conn = conn
+        self.events = events  # hints to the server (epoch committed, job ended), or None
+        self._events_lock = threading.Lock()
         self.parent_pid = parent_pid
         self.engine = make_engine(settings)
         self.Session = make_sessionmaker(self.engine)
@@ -155,6 +216,7 @@ class Worker:
         self.name = worker_name(os.getpid())
         self.shutdown = False
         self.cancel_hints: set[str] = set()
+        self.arrays = ArrayCache()
 
     # -- messages from the server -----------------------------------------------------------------------
     def _drain(self) -> None:
@@ -171,6 +233,18 @@ class Worker:
     def _parent_alive(self) -> bool:
         return os.getppid() == self.parent_pid
 
+    def notify(self, kind: str, job_id: str) -> None:
+        """Hint the server that ``job_id`` committed an epoch or ended; dropped rather than ever blocking."""
+        if self.events is None:
+            return
+        with self._events_lock:
+            try:
+                # a message this small is written whole when select says the pipe has room (PIPE_BUF)
+                if select.select([], [self.events.fileno()], [], 0)[1]:
+                    self.events.send((kind, job_id))
+            except (OSError, ValueError):
+                self.events = None
+
     def run(self) -> None:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s[%(process)d]: %(message)s")
         while not self.shutdown and self._parent_alive():
@@ -178,6 +252,7 @@ class Worker:
                 claim = jobs_service.claim_next(session, worker=self.name)
             if claim is not None:
                 self.run_job(*claim)
+                self.notify("ended", claim[0])
                 continue
             try:
                 self.conn.poll(IDLE_POLL_SECONDS)
@@ -233,6 +308,7 @@ class Worker:
                                             history=history, best_epoch=best_epoch)
         if not ok:
             raise LostJob(job.id)
+        self.notify("epoch", job.id)
 
 
 class Training(Runner):
@@ -246,6 +322,8 @@ class Training(Runner):
         self._writer: EpochWriter | None = None
         self._eta = Eta()
         self._next_report = 0.0
+        self._first_batch_at: float | None = None  # wall time of this attempt's first minibatch
+        self._last_checkpoint: float | None = None  # monotonic time of this attempt's last checkpoint
 
     def run(self) -> None:
         self.load()
@@ -258,13 +336,13 @@ class Training(Runner):
         w = self.worker
         with w.Session() as session:
             self.job, self.network, self.dataset, val = jobs_service.load_for_training(session, job_id=self.job_id)
-        self.X, self.y = datasets_service.load_arrays(w.storage, self.dataset, mmap=True)
+        self.X, self.y = w.arrays.load(w.storage, self.dataset)
         # A sample-weight column is not a feature: cut from the rows (and the validation rows) here.
         j = job_preprocessing.weight_column_index(self.dataset, self.job.params.get("sample_weight_column"))
         self.X, self.sample_weight = job_preprocessing.split_weights(self.X, j)
         self.validation = None
         if val is not None:
-            Xv, yv = datasets_service.load_arrays(w.storage, val, mmap=True)
+            Xv, yv = w.arrays.load(w.storage, val)
             if self.dataset.task == "classification":
                 yv = _remap_classes(yv, val.classes or [], self.dataset.classes or [])
             Xv = job_preprocessing.align_validation(Xv, val, self.dataset)
@@ -284,7 +362,7 @@ class Training(Runner):
     def fit(self, net: core.Network, resume: core.TrainingState | None) -> core.History:
         """Train; each epoch's checkpoint and metrics are written by an EpochWriter off this thread."""
         params = self.job.params
-        self._writer = writer = EpochWriter(self._save_checkpoint, self._record)
+        self._writer = writer = EpochWriter(self._save_checkpoint, self._record, self._report, WRITE_GAP_SECONDS)
         writer.start()
         try:
             history = core.fit(
@@ -333,18 +411,36 @@ class Training(Runner):
         log.info("job %s: succeeded after %d epoch(s); model %s", job.id, len(history), model.id)
 
     def _on_epoch(self, metrics: dict, state: core.TrainingState) -> bool:
-        self._writer.put(metrics, state, state.early.get("best_epoch"))
+        self._writer.put(metrics, state if self.checkpoint_due(state) else None, state.early.get("best_epoch"))
         return False
 
+    def checkpoint_due(self, state: core.TrainingState) -> bool:
+        """Checkpoint this epoch? The attempt's first epoch, then at most every ``checkpoint_seconds``; never the
+        last (the model is saved next). Epochs after the last checkpoint are committed all the same: a resumed
+        attempt trains them again bit-for-bit, and their metric rows, written once, stay as they were."""
+        if state.stopped or state.epoch >= self.job.params["epochs"]:
+            return False
+        now = time.monotonic()
+        if self._last_checkpoint is not None and now - self._last_checkpoint < self.worker.settings.checkpoint_seconds:
+            return False
+        self._last_checkpoint = now
+        return True
+
     def _on_batch(self, epoch: int, done: int, n_batches: int) -> None:
-        """Before each minibatch: about twice a second, write the fraction done and the ETA from a smoothed rate."""
+        """Before each minibatch: about twice a second, hand the writer the fraction done and the ETA (from a
+        smoothed rate) and when this attempt's first minibatch began (the queue-to-training probe)."""
         now = time.monotonic()
         if now < self._next_report:
             return
+        if self._first_batch_at is None:
+            self._first_batch_at = round(time.time(), 4)
         self._next_report = now + PROGRESS_SECONDS
         fraction = (epoch - 1 + done / n_batches) / self.job.params["epochs"]
-        progress = {"epoch": epoch, "batch": done, "batches": n_batches, "fraction": round(fraction, 6),
-                    "eta_seconds": self._eta.update(now, fraction), "at": round(time.time(), 3)}
+        self._writer.report({"epoch": epoch, "batch": done, "batches": n_batches, "fraction": round(fraction, 6),
+                             "eta_seconds": self._eta.update(now, fraction), "at": round(time.time(), 3),
+                             "first_batch_at": self._first_batch_at})
+
+    def _report(self, progress: dict) -> None:
         with self.worker.Session() as session:
             jobs_service.record_progress(session, job_id=self.job_id, attempt=self.attempt, progress=progress)
 

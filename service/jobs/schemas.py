@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
@@ -285,6 +285,9 @@ class JobRead(BaseModel):
     attempt: int = Field(description="How many times a worker has started (or resumed) the job.")
     created_at: datetime = Field(description="When the job was created (UTC).")
     started_at: datetime | None = Field(description="When a worker first started it.")
+    first_batch_at: datetime | None = Field(
+        None, description="When the latest attempt began its first minibatch (UTC); minus created_at, the time "
+                          "from queued to training on a warm worker.")
     updated_at: datetime = Field(description="Last change of the row.")
     finished_at: datetime | None = Field(description="When it succeeded, failed or was cancelled.")
 
@@ -297,7 +300,14 @@ class JobRead(BaseModel):
             params=job.params, progress=_progress(job),
             metrics=job.metrics, best_epoch=job.best_epoch, model_id=job.model_id, error=job.error,
             cancel_requested=job.cancel_requested, attempt=job.attempt, created_at=job.created_at,
-            started_at=job.started_at, updated_at=job.updated_at, finished_at=job.finished_at)
+            started_at=job.started_at, first_batch_at=_first_batch_at(job), updated_at=job.updated_at,
+            finished_at=job.finished_at)
+
+
+def _first_batch_at(job) -> datetime | None:
+    """The worker's report of the attempt's first minibatch (epoch seconds in the progress JSON), as UTC."""
+    at = (job.progress or {}).get("first_batch_at")
+    return datetime.fromtimestamp(float(at), tz=timezone.utc) if at is not None else None
 
 
 def _progress(job) -> Progress:

@@ -210,9 +210,40 @@ def _judge(st: optuna.Study, number: int, intermediate: dict[int, float]) -> boo
     return bool(st.pruner.prune(st, frozen))
 
 
+_JUDGES: dict[str, tuple[tuple, optuna.Study]] = {}  # sweep id -> (what the study was built from, the study)
+_JUDGES_KEPT = 16
+
+
+def judging_study(req: SweepCreate, study_name: str, trials: list, *, running: Mapping[int, int]) -> optuna.Study:
+    """The study that judges the ``running`` trials' new epochs: ``study(...)``, built again only when what the
+    pruner reads has changed. The median rule reads the trials that are not running (their states, values and
+    per-epoch values) and remembers nothing, so its study is kept between the driver's rounds (a rebuild costs
+    tens of milliseconds a round); Hyperband's replays its memory, so it gets a fresh study every time."""
+    if req.pruner != "median":
+        return study(req, study_name, trials, number=len(trials), running=running)
+    key = tuple((t.number,) if t.number in running or t.status in (PENDING, TRIAL_RUNNING) else
+                (t.number, t.status, t.value, tuple(sorted((t.intermediate or {}).items()))) for t in trials)
+    kept = _JUDGES.pop(study_name, None)
+    if kept is None or kept[0] != key:
+        kept = (key, study(req, study_name, trials, number=len(trials), running=running))
+    _JUDGES[study_name] = kept  # most recently used last
+    while len(_JUDGES) > _JUDGES_KEPT:
+        _JUDGES.pop(next(iter(_JUDGES)))
+    return kept[1]
+
+
 def should_prune(st: optuna.Study, number: int, intermediate: dict[int, float]) -> bool:
     """Whether Optuna's pruner stops trial ``number`` given its values up to the latest epoch in ``intermediate``."""
     return _judge(st, number, intermediate)
+
+
+def warm_up() -> None:
+    """Import what the importances need (scikit-learn's forests, seconds on a busy machine) ahead of their use."""
+    try:
+        import optuna.importance  # noqa: F401
+        import sklearn.ensemble  # noqa: F401
+    except ImportError:  # Optuna then says what is missing when importances are asked for
+        pass
 
 
 def importances(st: optuna.Study) -> dict[str, float] | None:

@@ -8,6 +8,7 @@ cancelled and read through the jobs and networks verbs: this module never writes
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +36,8 @@ from service.sweeps.tables import (CANCELLED as SWEEP_CANCELLED, COMPLETE, FAILE
 log = logging.getLogger("service.sweeps")
 
 _NO_SYNC = {"synchronize_session": False}
+IMPORTANCE_SECONDS = 5.0
+_IMPORTANCES_AT: dict[str, float] = {}  # sweep id -> when this process last refitted its importances (monotonic)
 _MAXIMIZE = ("accuracy", "r2")
 
 
@@ -189,6 +192,11 @@ def delete(session: Session, storage: Storage, *, owner: str, sweep_id: str, mod
 
 
 # -- driver side --------------------------------------------------------------------------------------------
+def warm_up() -> None:
+    """Load Optuna's importance machinery (run by the driver in a thread of its own when sweeps first run)."""
+    _search().warm_up()
+
+
 def runnable(session: Session) -> list[str]:
     """Ids of the running sweeps, oldest first."""
     ids = list(session.scalars(select(Sweep.id).where(Sweep.status == RUNNING).order_by(Sweep.created_at)).all())
@@ -215,7 +223,11 @@ def release(session: Session, *, driver: str) -> None:
 
 
 def step(session: Session, executor: Executor, settings: Settings, *, sweep_id: str) -> None:
-    """One round of the driver: read trial jobs, prune, stop at the budget, ask Optuna for new trials."""
+    """One round of the driver: read trial jobs, prune, stop at the budget, ask Optuna for new trials.
+
+    New trials are launched before the best trial and the importances (a random forest: tens of milliseconds)
+    are brought up to date, so a worker that finished a trial gets the next one without waiting for them.
+    """
     sweep = session.get(Sweep, sweep_id)
     if sweep is None or sweep.status != RUNNING:
         return
@@ -225,28 +237,38 @@ def step(session: Session, executor: Executor, settings: Settings, *, sweep_id: 
     new_values = _refresh(session, sweep, req, trials)
     if req.pruner != "none" and new_values:
         _prune(session, executor, sweep, req, trials, new_values)
-    _update_best(session, sweep, req, trials, changed=before != [t.status for t in trials])
-    if sweep.status != RUNNING:
-        return
+    changed = before != [t.status for t in trials]
+    if sweep.status == RUNNING:
+        ending = _advance(session, executor, settings, sweep, req, trials)
+    else:
+        ending = None
+    _update_best(session, sweep, req, trials, changed=changed, final=ending is not None)
+    if ending is not None:
+        _finish(session, sweep, SWEEP_SUCCEEDED, ending)
+        if ending.startswith("max_seconds"):
+            _stop_active(session, executor, owner=sweep.owner, sweep_id=sweep.id, status=TRIAL_CANCELLED)
+
+
+def _advance(session: Session, executor: Executor, settings: Settings, sweep: Sweep, req: SweepCreate,
+             trials: list[SweepTrial]) -> str | None:
+    """Launch pending trials and ask for new ones up to ``parallelism``; the reason to end the sweep, if any."""
     elapsed = (utcnow() - sweep.created_at).total_seconds()
     if req.max_seconds is not None and elapsed >= req.max_seconds:
-        _finish(session, sweep, SWEEP_SUCCEEDED, f"max_seconds={req.max_seconds:g} reached")
-        _stop_active(session, executor, owner=sweep.owner, sweep_id=sweep.id, status=TRIAL_CANCELLED)
-        return
+        return f"max_seconds={req.max_seconds:g} reached"
     active = [t for t in trials if t.status in TRIAL_ACTIVE]
     for t in active:
         if t.status == PENDING and not _launch(session, executor, settings, sweep, req, t):
-            return  # over the job quota: try again at the next step
+            return None  # over the job quota: try again at the next step
     exhausted = req.max_trials is not None and len(trials) >= req.max_trials
     if exhausted and not any(t.status in TRIAL_ACTIVE for t in trials):
-        _finish(session, sweep, SWEEP_SUCCEEDED, f"max_trials={req.max_trials} reached")
-        return
+        return f"max_trials={req.max_trials} reached"
     while not exhausted and sum(t.status in TRIAL_ACTIVE for t in trials) < req.parallelism:
         t = _ask(session, sweep, req, trials)
         trials.append(t)
         if not _launch(session, executor, settings, sweep, req, t):
-            return
+            return None
         exhausted = req.max_trials is not None and len(trials) >= req.max_trials
+    return None
 
 
 def _finish(session: Session, sweep: Sweep, status: str, reason: str) -> None:
@@ -301,8 +323,8 @@ def _prune(session: Session, executor: Executor, sweep: Sweep, req: SweepCreate,
     A trial whose job ended before the driver saw its epochs is judged on them all the same (and is ``pruned``
     if the rule says so at any epoch): the outcome depends on the metrics only, never on when they were read.
     """
-    st = _search().study(req, sweep.id, trials, number=len(trials),
-                         running={n: values[0][0] for n, values in new_values.items()})
+    st = _search().judging_study(req, sweep.id, trials,
+                                 running={n: values[0][0] for n, values in new_values.items()})
     for t in trials:
         if t.number not in new_values or t.status not in (TRIAL_RUNNING, COMPLETE):
             continue
@@ -321,17 +343,24 @@ def _prune(session: Session, executor: Executor, sweep: Sweep, req: SweepCreate,
 
 
 def _update_best(session: Session, sweep: Sweep, req: SweepCreate, trials: list[SweepTrial], *,
-                 changed: bool) -> None:
-    """When a trial ended: the best trial and Optuna's parameter importances, stored on the sweep row."""
-    if not changed and sweep.best_trial is not None:
+                 changed: bool, final: bool = False) -> None:
+    """When a trial ended: the best trial, stored on the sweep row with Optuna's parameter importances (a random
+    forest, refitted at most every ``IMPORTANCE_SECONDS`` while the sweep runs, and always as it ends)."""
+    if not (changed or final) and sweep.best_trial is not None:
         return
     order = ranked(sweep.request, trials)
     best = order[0][0].number if order and order[0][1] == 1 else None
-    if not changed and best == sweep.best_trial:
+    if not (changed or final) and best == sweep.best_trial:
         return
-    imp = _search().importances(_search().study(req, sweep.id, trials, number=len(trials)))
-    session.execute(update(Sweep).where(Sweep.id == sweep.id).values(
-        best_trial=best, importances=imp, updated_at=utcnow()).execution_options(**_NO_SYNC))
+    values: dict[str, Any] = {"best_trial": best, "updated_at": utcnow()}
+    if final or time.monotonic() - _IMPORTANCES_AT.get(sweep.id, float("-inf")) >= IMPORTANCE_SECONDS:
+        done = sum(t.status == COMPLETE for t in trials)
+        values["importances"] = _search().importances(
+            _search().study(req, sweep.id, trials, number=len(trials))) if done >= 2 else None
+        _IMPORTANCES_AT[sweep.id] = time.monotonic()
+        if final:
+            _IMPORTANCES_AT.pop(sweep.id, None)
+    session.execute(update(Sweep).where(Sweep.id == sweep.id).values(**values).execution_options(**_NO_SYNC))
     session.commit()
     session.refresh(sweep)
 

@@ -87,8 +87,8 @@ def test_kill9_while_training_resumes_from_checkpoint(live_server):
     srv.kill9()
     assert _gone(workers), "worker processes must die with the server"
     ckpt = srv.data_dir / "artifacts" / "jobs" / job_id / "checkpoint.npz"
-    done_before = core.TrainingState.load(ckpt).epoch
-    assert 3 <= done_before < EPOCHS
+    done_before = core.TrainingState.load(ckpt).epoch  # the first epoch, then one at most every second
+    assert 1 <= done_before < EPOCHS
 
     srv.start()
     with srv.client() as http:

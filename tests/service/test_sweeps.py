@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from types import SimpleNamespace
 
 import numpy as np
@@ -32,7 +33,7 @@ def _dataset(c, n: int = 300, headers=None) -> str:
     return r.json()["id"]
 
 
-def _wait(c, sweep_id: str, *, timeout: float, until=TERMINAL, headers=None) -> dict:
+def _wait(c, sweep_id: str, *, timeout: float, until=TERMINAL, headers=None, poll: float = 0.1) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         s = c.get(f"/v1/sweeps/{sweep_id}", headers=headers or {}).json()
@@ -40,7 +41,7 @@ def _wait(c, sweep_id: str, *, timeout: float, until=TERMINAL, headers=None) -> 
             return s
         if time.monotonic() > deadline:
             raise AssertionError(f"sweep {sweep_id} still {s['status']} after {timeout}s: {s['counts']}")
-        time.sleep(0.1)
+        time.sleep(poll)
 
 
 # -- proposals ---------------------------------------------------------------------------------------------
@@ -286,21 +287,22 @@ def test_tenancy_and_the_job_quota(tmp_path):
 def test_kill9_of_the_server_mid_sweep_then_restart_reaches_the_same_ranking(live_server):
     """A reference sweep runs uninterrupted; the same request again is killed (-9) while a trial trains. After
     the restart the sweep goes on: finished trials are not re-run, the interrupted trial's job resumes (attempt
-    2), and the ranking (params and metric of every trial) equals the reference's."""
+    2), and the ranking (params and metric of every trial) equals the reference's. Three small trials: one done
+    before the kill, one interrupted, one after; 60 short epochs give the kill a wide window."""
     srv = live_server(workers=1, env={"MLP_SWEEP_LEASE_SECONDS": "1"})
-    X, y = digits(300)
+    X, y = digits(200)
     with srv.client() as c:
         ds = c.post("/v1/datasets", json={"name": "digits", "X": X.tolist(), "y": y.tolist()}).json()["id"]
-        body = {"dataset_id": ds, "strategy": "random", "seed": 5, "max_trials": 4, "parallelism": 1,
-                "pruner": "none", "space": {"epochs": 15, "batch_size": 16, "units": {"low": 8, "high": 48}}}
+        body = {"dataset_id": ds, "strategy": "random", "seed": 5, "max_trials": 3, "parallelism": 1,
+                "pruner": "none", "space": {"epochs": 60, "batch_size": 8, "units": {"low": 8, "high": 32}}}
         ref = _wait(c, c.post("/v1/sweeps", json=body).json()["id"], timeout=120)
         sid = c.post("/v1/sweeps", json=body).json()["id"]
 
-        def mid_trial(s):
+        def mid_trial(s):  # an epoch committed implies the attempt's first checkpoint is on disk
             jobs = c.get("/v1/jobs", params={"sweep_id": sid}).json()["items"]
             return s["counts"].get("complete", 0) >= 1 and any(
-                j["status"] == "running" and 2 <= j["progress"]["epoch"] < 15 for j in jobs)
-        before = _wait(c, sid, timeout=120, until=mid_trial)
+                j["status"] == "running" and 1 <= j["progress"]["epoch"] <= 30 for j in jobs)
+        before = _wait(c, sid, timeout=120, until=mid_trial, poll=0.02)
     srv.kill9()
     srv.start(timeout=90)
     with srv.client() as c:
@@ -312,7 +314,26 @@ def test_kill9_of_the_server_mid_sweep_then_restart_reaches_the_same_ranking(liv
         return [(t["rank"], t["number"], t["status"], sorted(t["params"].items()), t["value"]) for t in s["trials"]]
     assert ranking(after) == ranking(ref)
     assert after["best_trial"] == ref["best_trial"] and after["importances"] == ref["importances"]
-    assert len(jobs) == 4  # one job per trial: nothing re-run
+    assert len(jobs) == 3  # one job per trial: nothing re-run
     done_before = {t["job_id"] for t in before["trials"] if t["status"] == "complete"}
     assert done_before and all(j["attempt"] == 1 for j in jobs if j["id"] in done_before)
     assert any(j["attempt"] == 2 for j in jobs), [(j["id"], j["attempt"]) for j in jobs]
+
+
+def test_trials_follow_each_other_on_the_workers_hints_not_the_poll(tmp_path):
+    """With the driver's poll at 60 s, only the workers' hints (a trial ended, an epoch committed) can move the
+    sweep: 6 trials on 2 workers finish well before one poll, each trial after the first two is queued only once
+    an earlier one has ended, and every trial's job reports when its first minibatch began."""
+    settings = Settings(data_dir=tmp_path / "data", workers=2, sweep_poll_seconds=60)
+    with TestClient(create_app(settings)) as c:
+        ds = _dataset(c, 120)
+        sid = c.post("/v1/sweeps", json={"dataset_id": ds, "strategy": "random", "seed": 1, "max_trials": 6,
+                                         "parallelism": 2, "pruner": "none",
+                                         "space": {"epochs": 2, "batch_size": 32, "units": [8]}}).json()["id"]
+        s = _wait(c, sid, timeout=50)
+        jobs = sorted(c.get("/v1/jobs", params={"sweep_id": sid}).json()["items"], key=lambda j: j["created_at"])
+    assert s["status"] == "succeeded" and s["counts"] == {"complete": 6}, s
+    ts = {k: [datetime.fromisoformat(j[k]) for j in jobs] for k in ("created_at", "first_batch_at", "finished_at")}
+    assert all(ts["first_batch_at"][i] >= ts["created_at"][i] for i in range(6))
+    for i in range(2, 6):  # never more than `parallelism` trials at once: a slot freed before each new trial
+        assert sum(f <= ts["created_at"][i] for f in ts["finished_at"][:i]) >= i - 1, (i, jobs)
