@@ -368,7 +368,8 @@ def _update_best(session: Session, sweep: Sweep, req: SweepCreate, trials: list[
 def _ask(session: Session, sweep: Sweep, req: SweepCreate, trials: list[SweepTrial]) -> SweepTrial:
     """Ask Optuna for trial number len(trials) and commit it as pending (before any job exists)."""
     number = len(trials)
-    st = _search().study(req, sweep.id, trials, number=number)
+    history = [] if req.strategy == "random" else trials  # a random proposal depends on its seed alone
+    st = _search().study(req, sweep.id, history, number=number)
     trial = st.ask()
     params = _search().suggest(req, trial)
     t = SweepTrial(sweep_id=sweep.id, owner=sweep.owner, number=number, params=params, status=PENDING,
