@@ -18,26 +18,7 @@ from core.losses import LOSSES
 from core.optimizers import clip_by_global_norm, make_optimizer
 from core.schedules import SCHEDULES, make_schedule
 from core.training import class_weights
-
-EPS, TOL = 1e-6, 1e-6
-
-
-def rel_error(a, n):
-    denom = np.linalg.norm(a) + np.linalg.norm(n)
-    return 0.0 if denom == 0 else float(np.linalg.norm(a - n) / denom)
-
-
-def numeric_grad(f, x):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + EPS
-        fp = f()
-        x[i] = old - EPS
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * EPS)
-    return g
+from tests.core.gradcheck import TOL, numeric_grad, rel_error
 
 
 def blobs(n=240, d=5, k=3, seed=0, imbalance=None):

@@ -14,36 +14,13 @@ import pytest
 from core.activations import ACTIVATIONS
 from core.layers import ActivationLayer, Dense, Dropout
 from core.losses import LOSSES, UNFUSED_LOSSES
+from tests.core.gradcheck import TOL, assert_gradient, numeric_grad, rel_error
 
-EPS = 1e-6
-TOL = 1e-6
 KINKED = {"relu", "leaky_relu"}
 
 
-def rel_error(a: np.ndarray, n: np.ndarray) -> float:
-    a, n = np.asarray(a, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    denom = np.linalg.norm(a) + np.linalg.norm(n)
-    return 0.0 if denom == 0 else float(np.linalg.norm(a - n) / denom)
-
-
-def numeric_grad(f, x: np.ndarray) -> np.ndarray:
-    """Central differences of the scalar ``f()`` with respect to ``x`` (perturbed in place)."""
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + EPS
-        fp = f()
-        x[i] = old - EPS
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * EPS)
-    return g
-
-
 def away_from_zero(rng, shape, low=0.05, high=2.0):
-    """Values with |v| in [low, high] and random sign (no relu/mae kinks in reach of EPS)."""
+    """Values with |v| in [low, high] and random sign (no relu/mae kinks in reach of gradcheck.EPS)."""
     return rng.uniform(low, high, shape) * rng.choice([-1.0, 1.0], shape)
 
 
@@ -60,8 +37,7 @@ def test_activation_gradient(name):
 
     y = act.forward(z.copy(), out=np.empty_like(z))
     analytic = act.backward(y, R.copy())
-    assert analytic.shape == z.shape
-    assert rel_error(analytic, numeric_grad(f, z)) < TOL
+    assert_gradient(analytic, f, z)
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
@@ -120,21 +96,23 @@ def _loss_inputs(name, rng, n=6, k=3):
     return out, out + away_from_zero(rng, (n, k))  # mae: |out - y| >= 0.05
 
 
+def assert_loss_gradient(loss, out: np.ndarray, y: np.ndarray) -> None:
+    """``loss.gradient`` after ``loss.value`` at ``out`` matches central differences of the value."""
+    def f():
+        return loss.value(out.copy(), y)
+
+    buf = out.copy()
+    loss.value(buf, y)
+    assert_gradient(loss.gradient(buf, y), f, out)
+
+
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_loss_gradient(name):
     """Fused losses get logits and return dL/dlogits; others dL/dout."""
     rng = np.random.default_rng(4)
     loss = LOSSES[name]
     out, y = _loss_inputs(name, rng)
-
-    def f():
-        return loss.value(out.copy(), y)
-
-    buf = out.copy()
-    loss.value(buf, y)
-    analytic = loss.gradient(buf, y)
-    assert analytic.shape == out.shape
-    assert rel_error(analytic, numeric_grad(f, out)) < TOL
+    assert_loss_gradient(loss, out, y)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
@@ -162,14 +140,7 @@ def test_unfused_loss_gradient(name):
         y = rng.integers(0, 2, 5)
     else:
         out, y = _loss_inputs(name, rng)
-
-    def f():
-        return loss.value(out.copy(), y)
-
-    buf = out.copy()
-    loss.value(buf, y)
-    analytic = loss.gradient(buf, y)
-    assert rel_error(analytic, numeric_grad(f, out)) < TOL
+    assert_loss_gradient(loss, out, y)
 
 
 @pytest.mark.parametrize("loss_name, act_name", [("cross_entropy", "softmax"),

@@ -132,11 +132,16 @@ def test_breast_cancer_binary():
 
 
 # ------------------------------------------------------------- regression
-def test_sine_regression():
-    rng = np.random.default_rng(0)
+def sine(seed: int):
+    """1,500 noisy rows of y = sin(x) on [-3, 3], split into (Xtr, Xte, ytr, yte)."""
+    rng = np.random.default_rng(seed)
     X = rng.uniform(-3, 3, (1500, 1))
     y = np.sin(X[:, 0]) + rng.normal(0, 0.1, 1500)
-    Xtr, Xte, ytr, yte = split(X, y, stratify=False)
+    return split(X, y, stratify=False)
+
+
+def test_sine_regression():
+    Xtr, Xte, ytr, yte = sine(0)
     net = Network.from_spec({"layers": [{"type": "dense", "units": 32, "activation": "tanh"},
                                         {"type": "dense", "units": 1, "activation": "linear"}],
                              "loss": "mse"})
@@ -150,10 +155,7 @@ def test_sine_regression():
 
 
 def test_sine_regression_mae_loss():
-    rng = np.random.default_rng(1)
-    X = rng.uniform(-3, 3, (1500, 1))
-    y = np.sin(X[:, 0]) + rng.normal(0, 0.1, 1500)
-    Xtr, Xte, ytr, yte = split(X, y, stratify=False)
+    Xtr, Xte, ytr, yte = sine(1)
     net = Network.from_spec({"layers": [{"type": "dense", "units": 32, "activation": "tanh"},
                                         {"type": "dense", "units": 1}], "loss": "mae"})
     fit(net, Xtr, ytr, epochs=60, batch_size=32, optimizer={"type": "adam", "learning_rate": 0.01}, seed=0)

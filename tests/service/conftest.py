@@ -2,7 +2,8 @@
 
 - ``client``: a TestClient over ``create_app(Settings(data_dir=tmp_path, workers=1))`` with the lifespan running;
   a test marked ``@pytest.mark.settings(max_layers=2)`` gets those fields too (Settings are frozen).
-- ``make_network`` / ``make_dataset`` / ``wait_job`` / ``trained_model``: small helpers over the HTTP API.
+- ``make_network`` / ``make_dataset`` / ``wait_job`` / ``trained_model`` / ``blob_setup``: small helpers over the
+  HTTP API.
 - ``live_server``: starts the real ``mlp-service serve`` as a subprocess on a free port (restart, kill -9).
 
 Helpers that test modules import (blobs, mlp_spec, post_network, assert_same_404, LiveServer, ...) live in
@@ -78,6 +79,15 @@ def trained_model(client):
     job = helpers.wait_job(client, r.json()["id"])
     assert job["status"] == "succeeded", job
     return {"job": job, "dataset": ds, "network": net, "model_id": job["model_id"], "X": X, "y": labels}
+
+
+@pytest.fixture
+def blob_setup(client):
+    """(network, data set) JSON: a 3-class data set (4 features, labels "a", "b", "c") and a matching network."""
+    X, y = blobs()
+    ds = helpers.post_dataset(client, X, np.array(["a", "b", "c"])[y])
+    net = helpers.post_network(client, mlp_spec(3))
+    return net, ds
 
 
 @pytest.fixture

@@ -85,6 +85,52 @@ def wait_job(client, job_id: str, *, timeout: float = 60.0, until=TERMINAL) -> d
         time.sleep(0.05)
 
 
+# -- tenants --------------------------------------------------------------------------------------------------
+def bearer(key: str) -> dict:
+    """The ``Authorization`` header carrying ``key``."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+class Tenant:
+    """A client whose requests carry one tenant's key (``tenant.get(...)``, ``tenant.post(...)``, ...)."""
+
+    def __init__(self, client, key: str):
+        self.c, self.key = client, key
+
+    def __getattr__(self, method):
+        def call(*args, **kw):
+            kw["headers"] = {**bearer(self.key), **kw.get("headers", {})}
+            return getattr(self.c, method)(*args, **kw)
+        return call
+
+
+def add_keys(app, *tenants: str) -> dict[str, str]:
+    """A new API key for each tenant, stored in the app's database: {tenant: key}."""
+    from service.keys import service as keys_service
+
+    with app.state.sessionmaker() as session:
+        return {tenant: keys_service.create(session, tenant=tenant)[1] for tenant in tenants}
+
+
+def train_blobs(client) -> dict:
+    """A network, a 3-class data set and a succeeded 3-epoch job with its model, made through ``client``."""
+    X, y = blobs(n=90)
+    net = post_network(client, mlp_spec(3))
+    ds = post_dataset(client, X, y, name="blobs")
+    r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "epochs": 3,
+                                      "batch_size": 16})
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["id"])
+    assert job["status"] == "succeeded", job
+    return {"network": net, "dataset": ds, "job": job, "model_id": job["model_id"], "X": X}
+
+
+def assert_detail(r, status: int, detail) -> None:
+    """The answer has this status code and exactly this ``detail`` (the route tests' two checks per outcome)."""
+    assert r.status_code == status, r.text
+    assert r.json()["detail"] == detail
+
+
 def assert_same_404(client, method: str, path_template: str, their_id: str, **kw) -> None:
     """Another tenant's id gets exactly the 404 of an id that does not exist (DESIGN: "the same 404").
 

@@ -13,49 +13,18 @@ from service import auth, cli
 from service.app import create_app
 from service.keys import service as keys_service
 from service.settings import Settings
-from tests.service.helpers import UNKNOWN_ID, assert_same_404, blobs, mlp_spec, post_dataset, post_network, wait_job
-
-
-def _bearer(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
-
-
-class Tenant:
-    """A TestClient whose requests carry one tenant's key."""
-
-    def __init__(self, client: TestClient, key: str):
-        self.c, self.key = client, key
-
-    def __getattr__(self, method):
-        def call(*args, **kw):
-            kw["headers"] = {**_bearer(self.key), **kw.get("headers", {})}
-            return getattr(self.c, method)(*args, **kw)
-        return call
+from tests.service.helpers import (UNKNOWN_ID, Tenant, add_keys, assert_same_404, bearer, blobs, mlp_spec,
+                                  post_dataset, post_network, train_blobs, wait_job)
 
 
 @pytest.fixture
 def keyed(tmp_path):
     """An app with two tenants' keys in the database; keys are re-checked on every request."""
-    settings = Settings(data_dir=tmp_path / "data", workers=1, api_key_recheck_seconds=0)
-    app = create_app(settings)
-    with app.state.sessionmaker() as session:
-        row_a, key_a = keys_service.create(session, tenant="alice")
-        row_b, key_b = keys_service.create(session, tenant="bob")
+    app = create_app(Settings(data_dir=tmp_path / "data", workers=1, api_key_recheck_seconds=0))
+    keys = add_keys(app, "alice", "bob")
     with TestClient(app) as client:
-        yield {"app": app, "client": client, "alice": Tenant(client, key_a), "bob": Tenant(client, key_b),
-               "ids": {"alice": row_a.id, "bob": row_b.id}, "keys": {"alice": key_a, "bob": key_b}}
-
-
-def _train(t: Tenant) -> dict:
-    """Alice's network, data set and a succeeded job with its model."""
-    X, y = blobs(n=90)
-    net = post_network(t, mlp_spec(3))
-    ds = post_dataset(t, X, y, name="blobs")
-    r = t.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "epochs": 3, "batch_size": 16})
-    assert r.status_code == 202, r.text
-    job = wait_job(t, r.json()["id"])
-    assert job["status"] == "succeeded", job
-    return {"network": net, "dataset": ds, "job": job, "model_id": job["model_id"], "X": X}
+        yield {"app": app, "client": client, "alice": Tenant(client, keys["alice"]), "bob": Tenant(client, keys["bob"]),
+               "ids": {t: keys_service.split_key(k)[0] for t, k in keys.items()}, "keys": keys}
 
 
 # -- 401 -------------------------------------------------------------------------------------------------------
@@ -91,13 +60,13 @@ def test_wrong_key_is_401_and_never_echoed(keyed, caplog, header):
 
 def test_a_key_with_a_real_id_and_a_wrong_secret_is_401(keyed):
     key_id = keyed["ids"]["alice"]
-    r = keyed["client"].get("/v1/networks", headers=_bearer(f"mlp_{key_id}_not-the-secret"))
+    r = keyed["client"].get("/v1/networks", headers=bearer(f"mlp_{key_id}_not-the-secret"))
     assert r.status_code == 401 and r.json() == {"detail": "invalid API key"}
 
 
 def test_bob_cannot_use_alices_key_id_with_his_secret(keyed):
     bob_secret = keyed["keys"]["bob"].split("_", 2)[2]
-    r = keyed["client"].get("/v1/networks", headers=_bearer(f"mlp_{keyed['ids']['alice']}_{bob_secret}"))
+    r = keyed["client"].get("/v1/networks", headers=bearer(f"mlp_{keyed['ids']['alice']}_{bob_secret}"))
     assert r.status_code == 401
 
 
@@ -127,11 +96,11 @@ def test_revocation_reaches_a_server_within_the_recheck_interval(tmp_path):
     with app.state.sessionmaker() as session:
         row, key = keys_service.create(session, tenant="carol")
     with TestClient(app) as c:
-        assert c.get("/v1/jobs", headers=_bearer(key)).status_code == 200
+        assert c.get("/v1/jobs", headers=bearer(key)).status_code == 200
         with app.state.sessionmaker() as session:   # as `mlp-service keys revoke` does from another process
             keys_service.revoke(session, key_id=row.id)
         time.sleep(0.35)
-        assert c.get("/v1/jobs", headers=_bearer(key)).status_code == 401
+        assert c.get("/v1/jobs", headers=bearer(key)).status_code == 401
 
 
 def test_keys_created_while_running_switch_auth_on(tmp_path):
@@ -141,7 +110,7 @@ def test_keys_created_while_running_switch_auth_on(tmp_path):
         with app.state.sessionmaker() as session:
             _, key = keys_service.create(session, tenant="dave")
         assert c.get("/v1/networks").status_code == 401
-        assert c.get("/v1/networks", headers=_bearer(key)).status_code == 200
+        assert c.get("/v1/networks", headers=bearer(key)).status_code == 200
 
 
 def test_revoking_every_key_does_not_reopen_the_server(keyed):
@@ -167,7 +136,7 @@ def test_keys_are_stored_only_as_salted_hashes(keyed):
 
 def test_two_tenants_see_only_their_own_everywhere(keyed):
     alice, bob = keyed["alice"], keyed["bob"]
-    a = _train(alice)
+    a = train_blobs(alice)
     net_id, ds_id, job_id, model_id = a["network"]["id"], a["dataset"]["id"], a["job"]["id"], a["model_id"]
     bob_net = post_network(bob, mlp_spec(3))
 
@@ -244,7 +213,7 @@ def test_delete_in_use_is_409_and_delete_removes_the_tenants_files(keyed):
     assert alice.delete(f"/v1/networks/{net['id']}").status_code == 204
     assert not storage.local_path(f"datasets/{ds['id']}").exists()
 
-    trained = _train(alice)
+    trained = train_blobs(alice)
     key = f"models/{trained['model_id']}/model.npz"
     assert storage.exists(key)
     assert bob.delete(f"/v1/models/{trained['model_id']}").status_code == 404 and storage.exists(key)
@@ -266,13 +235,13 @@ def test_keys_file_lines_or_json(tmp_path, content):
     app = create_app(Settings(data_dir=tmp_path / "d", workers=0, api_keys_file=path))
     with TestClient(app) as c:
         assert c.get("/v1/networks").status_code == 401
-        erin, frank = _bearer("erin-key-0123456789abcdef"), _bearer("frank-key-0123456789abcdef")
+        erin, frank = bearer("erin-key-0123456789abcdef"), bearer("frank-key-0123456789abcdef")
         r = c.post("/v1/networks", json=mlp_spec(2), headers=erin)
         assert r.status_code == 201
         assert c.get("/v1/networks", headers=erin).json()["total"] == 1
         assert c.get("/v1/networks", headers=frank).json()["total"] == 0
         assert c.get(f"/v1/networks/{r.json()['id']}", headers=frank).status_code == 404
-        assert c.get("/v1/networks", headers=_bearer("erin-key-0123456789abcdeX")).status_code == 401
+        assert c.get("/v1/networks", headers=bearer("erin-key-0123456789abcdeX")).status_code == 401
     ring = app.state.keyring
     assert all(len(d) == 32 for d in ring.file_keys)  # only HMAC digests are kept
 
@@ -321,9 +290,9 @@ def test_cli_keys_create_list_revoke(tmp_path, monkeypatch, capsys):
 
     app = create_app(Settings(data_dir=tmp_path / "d", workers=0, api_key_recheck_seconds=0))
     with TestClient(app) as c:
-        assert c.get("/v1/jobs", headers=_bearer(key)).status_code == 200
+        assert c.get("/v1/jobs", headers=bearer(key)).status_code == 200
         assert cli.main(["keys", "revoke", key_id]) == 0
-        assert c.get("/v1/jobs", headers=_bearer(key)).status_code == 401
+        assert c.get("/v1/jobs", headers=bearer(key)).status_code == 401
     capsys.readouterr()
     assert cli.main(["keys", "list", "--tenant", "gina"]) == 0
     assert "revoked" in capsys.readouterr().out
@@ -350,6 +319,6 @@ def test_serve_warns_beyond_loopback_without_keys(tmp_path, monkeypatch, caplog,
 
 def test_default_tenant_without_keys_needs_no_header(client):
     assert client.get("/v1/networks").status_code == 200
-    r = client.post("/v1/networks", json=mlp_spec(2), headers=_bearer("ignored-when-no-keys"))
+    r = client.post("/v1/networks", json=mlp_spec(2), headers=bearer("ignored-when-no-keys"))
     assert r.status_code == 201
     assert np.isclose(client.get("/v1/networks").json()["total"], 1)

@@ -18,10 +18,8 @@ from service.app import create_app
 from service.database import create_all, make_engine
 from service.executor.worker import Worker
 from service.jobs import service as jobs_service
-from service.keys import service as keys_service
 from service.settings import Settings
-from tests.service.helpers import UNKNOWN_ID, assert_same_404, wait_job
-from tests.service.test_auth import Tenant, _train
+from tests.service.helpers import UNKNOWN_ID, Tenant, add_keys, assert_same_404, train_blobs, wait_job
 from tests.service.test_models import insert_model
 from tests.service.test_preprocessing_api import churn_csv, train, upload_csv
 
@@ -121,19 +119,16 @@ def test_data_set_without_a_model_column_is_422_naming_it(shared):
 
 
 def test_another_tenants_model_and_data_set_are_404(tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", workers=1, api_key_recheck_seconds=0)
-    app = create_app(settings)
-    with app.state.sessionmaker() as session:
-        _, key_a = keys_service.create(session, tenant="alice")
-        _, key_b = keys_service.create(session, tenant="bob")
+    app = create_app(Settings(data_dir=tmp_path / "data", workers=1, api_key_recheck_seconds=0))
+    keys = add_keys(app, "alice", "bob")
     with TestClient(app) as client:
-        alice, bob = Tenant(client, key_a), Tenant(client, key_b)
-        a = _train(alice)
+        alice, bob = Tenant(client, keys["alice"]), Tenant(client, keys["bob"])
+        a = train_blobs(alice)
         job = _score(alice, a["model_id"], a["dataset"]["id"])
         assert job["status"] == "succeeded", job
         assert_same_404(bob, "post", "/v1/models/{}/predictions", a["model_id"],
                         json={"dataset_id": a["dataset"]["id"]})
-        b = _train(bob)
+        b = train_blobs(bob)
         r = bob.post(f"/v1/models/{b['model_id']}/predictions", json={"dataset_id": a["dataset"]["id"]})
         assert r.status_code == 404 and r.json()["detail"] == f"dataset {a['dataset']['id']} not found"
         assert_same_404(bob, "get", f"/v1/models/{a['model_id']}/predictions/{{}}", job["id"])

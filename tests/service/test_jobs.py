@@ -10,16 +10,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.service.helpers import blobs, mlp_spec, sse_events
-
-
-@pytest.fixture
-def blob_setup(client, make_network, make_dataset):
-    """A 3-class data set (4 features) and a matching network."""
-    X, y = blobs()
-    ds = make_dataset(client, X, np.array(["a", "b", "c"])[y])
-    net = make_network(client, mlp_spec(3))
-    return net, ds
+from tests.service.helpers import assert_detail, blobs, mlp_spec, sse_events
 
 
 def _job(client, net, ds, **kw):
@@ -177,8 +168,7 @@ def test_cancel_queued_job(tmp_path, make_network, make_dataset):
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "cancelled" and r.json()["finished_at"]
         r = client.post(f"/v1/jobs/{job_id}/cancel")
-        assert r.status_code == 409
-        assert r.json()["detail"] == f"job {job_id} is already cancelled; only queued or running jobs can be cancelled"
+        assert_detail(r, 409, f"job {job_id} is already cancelled; only queued or running jobs can be cancelled")
 
 
 def test_cancel_running_job_stops_it(client, make_network, make_dataset, wait_job):
@@ -200,9 +190,8 @@ def test_cancel_finished_job_is_409(client, blob_setup, wait_job):
     net, ds = blob_setup
     job = wait_job(client, _job(client, net, ds, epochs=1).json()["id"])
     r = client.post(f"/v1/jobs/{job['id']}/cancel")
-    assert r.status_code == 409
-    assert r.json()["detail"] == (f"job {job['id']} is already succeeded; only queued or running jobs "
-                                  "can be cancelled")
+    assert_detail(r, 409, (f"job {job['id']} is already succeeded; only queued or running jobs "
+                           "can be cancelled"))
 
 
 # -- 404 --------------------------------------------------------------------------------------------------
@@ -239,27 +228,24 @@ def test_input_dim_mismatch_is_422(client, make_network, blob_setup):
     _, ds = blob_setup
     net = make_network(client, mlp_spec(3, input_dim=5))
     r = _job(client, net, ds)
-    assert r.status_code == 422
-    assert r.json()["detail"] == (f"network_id: the network's input_dim is 5 but data set {ds['id']} has 4 "
-                                  "features (n_features)")
+    assert_detail(r, 422, (f"network_id: the network's input_dim is 5 but data set {ds['id']} has 4 "
+                           "features (n_features)"))
 
 
 def test_output_units_vs_classes_is_422(client, make_network, blob_setup):
     _, ds = blob_setup
     net = make_network(client, mlp_spec(2))
     r = _job(client, net, ds)
-    assert r.status_code == 422
-    assert r.json()["detail"] == (f"network_id: the network's output layer has 2 units but data set {ds['id']} "
-                                  "has 3 classes (softmax needs one unit per class)")
+    assert_detail(r, 422, (f"network_id: the network's output layer has 2 units but data set {ds['id']} "
+                           "has 3 classes (softmax needs one unit per class)"))
 
 
 def test_sigmoid_output_needs_two_classes(client, make_network, blob_setup):
     _, ds = blob_setup
     net = make_network(client, mlp_spec(1, loss="binary_cross_entropy"))
     r = _job(client, net, ds)
-    assert r.status_code == 422
-    assert r.json()["detail"] == (f"dataset_id: binary_cross_entropy (sigmoid output) needs exactly 2 classes, "
-                                  f"data set {ds['id']} has 3")
+    assert_detail(r, 422, (f"dataset_id: binary_cross_entropy (sigmoid output) needs exactly 2 classes, "
+                           f"data set {ds['id']} has 3"))
 
 
 def test_binary_job_trains(client, make_network, make_dataset, wait_job):
@@ -277,18 +263,16 @@ def test_regression_outputs_mismatch_is_422(client, make_network, make_dataset):
     ds = make_dataset(client, X, X[:, 0], task="regression")
     net = make_network(client, mlp_spec(2, loss="mse"))
     r = _job(client, net, ds)
-    assert r.status_code == 422
-    assert r.json()["detail"] == (f"network_id: the network's output layer has 2 units but data set {ds['id']} "
-                                  "has 1 regression target(s) (n_outputs)")
+    assert_detail(r, 422, (f"network_id: the network's output layer has 2 units but data set {ds['id']} "
+                           "has 1 regression target(s) (n_outputs)"))
 
 
 def test_task_mismatch_is_422(client, make_network, blob_setup):
     _, ds = blob_setup
     net = make_network(client, mlp_spec(1, loss="mse"))
     r = _job(client, net, ds)
-    assert r.status_code == 422
-    assert r.json()["detail"] == (f"dataset_id: data set {ds['id']} is for classification but network "
-                                  f"{net['id']} (loss 'mse') does regression")
+    assert_detail(r, 422, (f"dataset_id: data set {ds['id']} is for classification but network "
+                           f"{net['id']} (loss 'mse') does regression"))
 
 
 def test_limits_are_422_naming_the_limit(tmp_path, make_network, make_dataset):
@@ -300,16 +284,13 @@ def test_limits_are_422_naming_the_limit(tmp_path, make_network, make_dataset):
         small = make_network(client, {"layers": [{"type": "dense", "units": 3, "activation": "softmax"}],
                                       "loss": "cross_entropy"})
         r = _job(client, small, ds, epochs=11, batch_size=8)
-        assert r.status_code == 422
-        assert r.json()["detail"] == "epochs: 11 is more than the limit max_epochs=10 (MLP_MAX_EPOCHS)"
+        assert_detail(r, 422, "epochs: 11 is more than the limit max_epochs=10 (MLP_MAX_EPOCHS)")
         r = _job(client, small, ds, epochs=10, batch_size=9)
-        assert r.status_code == 422
-        assert r.json()["detail"] == "batch_size: 9 is more than the limit max_batch_size=8 (MLP_MAX_BATCH_SIZE)"
+        assert_detail(r, 422, "batch_size: 9 is more than the limit max_batch_size=8 (MLP_MAX_BATCH_SIZE)")
         big = make_network(client, mlp_spec(3, hidden=6))  # no input_dim: counted with the data's 4 features
         r = _job(client, big, ds, epochs=10, batch_size=8)
-        assert r.status_code == 422
-        assert r.json()["detail"] == ("network_id: with 4 input features the network has 51 parameters, more "
-                                      "than the limit max_params=50 (MLP_MAX_PARAMS)")
+        assert_detail(r, 422, ("network_id: with 4 input features the network has 51 parameters, more "
+                               "than the limit max_params=50 (MLP_MAX_PARAMS)"))
 
 
 @pytest.mark.parametrize("change,loc", [
@@ -335,9 +316,8 @@ def test_invalid_body_is_422_naming_the_field(client, blob_setup, change, loc):
 def test_validation_split_and_dataset_together_is_422(client, blob_setup):
     net, ds = blob_setup
     r = _job(client, net, ds, validation_split=0.2, validation_dataset_id=ds["id"])
-    assert r.status_code == 422
-    assert r.json()["detail"] == ("validation_dataset_id: give either validation_split or validation_dataset_id, "
-                                  "not both")
+    assert_detail(r, 422, ("validation_dataset_id: give either validation_split or validation_dataset_id, "
+                           "not both"))
 
 
 def test_validation_dataset_with_other_features_is_422(client, make_dataset, blob_setup):
@@ -345,25 +325,22 @@ def test_validation_dataset_with_other_features_is_422(client, make_dataset, blo
     X, y = blobs(d=5)
     other = make_dataset(client, X, np.array(["a", "b", "c"])[y])
     r = _job(client, net, ds, validation_dataset_id=other["id"])
-    assert r.status_code == 422
-    assert r.json()["detail"] == (f"validation_dataset_id: data set {other['id']} has 5 features, the training "
-                                  "data set 4")
+    assert_detail(r, 422, (f"validation_dataset_id: data set {other['id']} has 5 features, the training "
+                           "data set 4"))
 
 
 def test_early_stopping_on_validation_metric_needs_validation(client, blob_setup):
     net, ds = blob_setup
     r = _job(client, net, ds, early_stopping={"monitor": "val_loss"})
-    assert r.status_code == 422
-    assert r.json()["detail"] == ("early_stopping.monitor: 'val_loss' needs validation data (validation_split > 0 "
-                                  "or validation_dataset_id)")
+    assert_detail(r, 422, ("early_stopping.monitor: 'val_loss' needs validation data (validation_split > 0 "
+                           "or validation_dataset_id)"))
 
 
 def test_early_stopping_monitor_must_fit_the_task(client, blob_setup):
     net, ds = blob_setup
     r = _job(client, net, ds, early_stopping={"monitor": "val_r2"}, validation_split=0.2)
-    assert r.status_code == 422
-    assert r.json()["detail"] == ("early_stopping.monitor: 'val_r2' is not available for classification; use one "
-                                  "of train_loss, val_loss, train_accuracy, val_accuracy")
+    assert_detail(r, 422, ("early_stopping.monitor: 'val_r2' is not available for classification; use one "
+                           "of train_loss, val_loss, train_accuracy, val_accuracy"))
 
 
 def test_early_stopping_stops_and_keeps_best_epoch(client, blob_setup, wait_job):

@@ -15,21 +15,13 @@ def upload_csv(client, text: str, **fields) -> dict:
     return r.json()
 
 
-@pytest.fixture
-def setup(client, make_network, make_dataset):
-    X, y = blobs()
-    ds = make_dataset(client, X, np.array(["a", "b", "c"])[y])
-    net = make_network(client, mlp_spec(3))
-    return net, ds
-
-
 def _job(client, net, ds, **kw):
     body = {"network_id": net["id"], "dataset_id": ds["id"], "epochs": 4, "batch_size": 16, **kw}
     return client.post("/v1/jobs", json=body)
 
 
-def test_every_option_trains_and_lr_is_in_the_metrics(client, setup, wait_job):
-    net, ds = setup
+def test_every_option_trains_and_lr_is_in_the_metrics(client, blob_setup, wait_job):
+    net, ds = blob_setup
     r = _job(client, net, ds, validation_split=0.2, clip_norm=1.0, l1=1e-4, class_weight={"a": 2.0, "c": 0.5},
              optimizer={"type": "adamw", "learning_rate": 0.02, "weight_decay": 0.01},
              lr_schedule={"type": "cosine", "warmup_epochs": 1})
@@ -43,8 +35,8 @@ def test_every_option_trains_and_lr_is_in_the_metrics(client, setup, wait_job):
     assert job["metrics"]["val_accuracy"] > 0.8
 
 
-def test_schedule_alias_rmsprop_and_plateau(client, setup, wait_job):
-    net, ds = setup
+def test_schedule_alias_rmsprop_and_plateau(client, blob_setup, wait_job):
+    net, ds = blob_setup
     r = _job(client, net, ds, validation_split=0.2, optimizer={"type": "rmsprop", "learning_rate": 0.01},
              schedule={"type": "reduce_on_plateau", "monitor": "val_loss", "patience": 1, "factor": 0.5,
                        "min_delta": 100})
@@ -101,8 +93,8 @@ def test_sample_weight_column_is_a_weight_not_a_feature(client, wait_job):
     ({"optimizer": {"type": "adamw", "weight_decay": -0.1}}, "weight_decay", "greater than or equal to 0"),
     ({"class_weight": "even"}, "class_weight", "balanced"),
 ])
-def test_schema_422s_name_the_field(client, setup, body, field, words):
-    net, ds = setup
+def test_schema_422s_name_the_field(client, blob_setup, body, field, words):
+    net, ds = blob_setup
     r = _job(client, net, ds, **body)
     assert r.status_code == 422, r.text
     detail = str(r.json()["detail"])
@@ -117,8 +109,8 @@ def test_schema_422s_name_the_field(client, setup, body, field, words):
      "lr_schedule.monitor: 'val_r2' is not available for classification; use one of train_loss, val_loss, "
      "train_accuracy, val_accuracy"),
 ])
-def test_domain_422s_name_the_field(client, setup, body, detail):
-    net, ds = setup
+def test_domain_422s_name_the_field(client, blob_setup, body, detail):
+    net, ds = blob_setup
     r = _job(client, net, ds, **body)
     assert r.status_code == 422, r.text
     assert r.json()["detail"] == detail
