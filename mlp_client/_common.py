@@ -1,4 +1,5 @@
-"""What the sync and the async client share: retries, error mapping, request bodies, the SSE parser."""
+"""What the sync and the async client share: retries, error mapping, request bodies, the SSE parser and where a
+dropped event stream resumes."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from mlp_client.errors import ConnectionFailed, error_for
 RETRY_STATUSES = frozenset({429, 503})
 IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "PUT", "OPTIONS"})
 PREDICT_CHUNK_ROWS = 10_000       # rows per predict request (keeps bodies well under the upload limit)
+STREAM_TIMEOUT = httpx.Timeout(30.0, read=90.0)   # the server sends a keep-alive every 15 s
+MAX_RECONNECTS = 20               # event-stream drops in a row before giving up
 
 
 @dataclass
@@ -242,6 +245,39 @@ class Event:
     event: str
     data: Any
     id: str | None = None
+
+
+class StreamResume:
+    """Where a job's event stream resumes after a drop, and when to give up (both clients drive it).
+
+    Sends ``Last-Event-ID`` of the last event seen; waits ``backoff * drops`` seconds (at most ``max_backoff``)
+    before reconnecting, and raises ConnectionFailed after ``MAX_RECONNECTS`` drops without an event between.
+    """
+
+    def __init__(self, job_id: str, since_epoch: int, retry: Retry):
+        self.job_id, self.retry = job_id, retry
+        self.last_id = str(since_epoch) if since_epoch else None
+        self.failures = 0
+
+    def headers(self) -> dict[str, str]:
+        """The headers of the next (re)connection."""
+        headers = {"Accept": "text/event-stream"}
+        if self.last_id is not None:
+            headers["Last-Event-ID"] = self.last_id
+        return headers
+
+    def seen(self, event: "Event") -> None:
+        """An event arrived: resume after it; the stream works again."""
+        if event.id is not None:
+            self.last_id = event.id
+        self.failures = 0
+
+    def dropped(self, error: Exception | None) -> float:
+        """The stream ended before ``end`` (``error``: why, if known): seconds to wait before reconnecting."""
+        self.failures += 1
+        if self.failures > MAX_RECONNECTS:
+            raise ConnectionFailed(f"the event stream of job {self.job_id} kept dropping: {error}")
+        return min(self.retry.max_backoff, self.retry.backoff * self.failures)
 
 
 class SSEParser:

@@ -83,6 +83,14 @@ class JobBase(Resource):
         if self.data.get("status") == "failed":
             raise JobFailed(self.data.get("error") or "the job failed", job=self)
 
+    def _ended(self, event) -> bool:
+        """Whether ``event`` is the stream's last (``end``); its data, the job as it ended, is kept."""
+        if event.event != "end":
+            return False
+        if isinstance(event.data, dict):
+            self.data = event.data
+        return True
+
 
 class ModelBase(Resource):
     kind = "model"

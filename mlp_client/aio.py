@@ -14,9 +14,9 @@ import httpx
 import numpy as np
 
 from mlp_client import _common as common
-from mlp_client._common import Event, Retry, SSEParser, UploadBody
+from mlp_client._common import STREAM_TIMEOUT, Event, Retry, SSEParser, StreamResume, UploadBody
 from mlp_client._resources import DatasetBase, JobBase, ModelBase, NetworkBase
-from mlp_client.client import DEFAULT_URL, MAX_RECONNECTS, STREAM_TIMEOUT
+from mlp_client.client import DEFAULT_URL
 from mlp_client.errors import ConnectionFailed, NotFound
 from mlp_client.progress import ProgressDisplay
 
@@ -183,15 +183,11 @@ class AsyncJob(JobBase):
 
     async def events(self, *, since_epoch: int = 0) -> AsyncIterator[Event]:
         """Server-sent events of the job, resumed with ``Last-Event-ID`` after a dropped connection."""
-        last_id = str(since_epoch) if since_epoch else None
-        failures = 0
+        resume = StreamResume(self.id, since_epoch, self._client.retry)
         while True:
-            headers = {"Accept": "text/event-stream"}
-            if last_id is not None:
-                headers["Last-Event-ID"] = last_id
             error: Exception | None = None
             try:
-                resp = await self._client.request("GET", f"/v1/jobs/{self.id}/events", headers=headers,
+                resp = await self._client.request("GET", f"/v1/jobs/{self.id}/events", headers=resume.headers(),
                                                   stream=True, timeout=STREAM_TIMEOUT)
                 try:
                     parser = SSEParser()
@@ -199,23 +195,15 @@ class AsyncJob(JobBase):
                         ev = parser.feed(line)
                         if ev is None:
                             continue
-                        if ev.id is not None:
-                            last_id = ev.id
-                        failures = 0
+                        resume.seen(ev)
                         yield ev
-                        if ev.event == "end":
-                            if isinstance(ev.data, dict):
-                                self.data = ev.data
+                        if self._ended(ev):
                             return
                 finally:
                     await resp.aclose()
             except (httpx.TransportError, ConnectionFailed) as exc:
                 error = exc
-            failures += 1
-            if failures > MAX_RECONNECTS:
-                raise ConnectionFailed(f"the event stream of job {self.id} kept dropping: {error}")
-            retry = self._client.retry
-            await self._client._sleep(min(retry.max_backoff, retry.backoff * failures))
+            await self._client._sleep(resume.dropped(error))
 
     async def wait(self, progress: bool = True, *, timeout: float | None = None, file: Any = None) -> "AsyncJob":
         """Follow the job until it ends (live bar when ``progress``); JobFailed if it failed."""

@@ -14,14 +14,12 @@ import httpx
 import numpy as np
 
 from mlp_client import _common as common
-from mlp_client._common import Event, Retry, SSEParser, UploadBody
+from mlp_client._common import STREAM_TIMEOUT, Event, Retry, SSEParser, StreamResume, UploadBody
 from mlp_client._resources import DatasetBase, JobBase, ModelBase, NetworkBase
 from mlp_client.errors import ConnectionFailed, NotFound
 from mlp_client.progress import ProgressDisplay
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-STREAM_TIMEOUT = httpx.Timeout(30.0, read=90.0)   # the server sends a keep-alive every 15 s
-MAX_RECONNECTS = 20
 
 
 class Client:
@@ -209,38 +207,28 @@ class Job(JobBase):
     def events(self, *, since_epoch: int = 0) -> Iterator[Event]:
         """The job's server-sent events (``epoch`` ..., then ``end``), resuming with ``Last-Event-ID`` when
         the connection drops; ends after the ``end`` event."""
-        last_id = str(since_epoch) if since_epoch else None
-        failures = 0
+        resume = StreamResume(self.id, since_epoch, self._client.retry)
         while True:
-            headers = {"Accept": "text/event-stream"}
-            if last_id is not None:
-                headers["Last-Event-ID"] = last_id
             error: Exception | None = None
             try:
-                resp = self._client.request("GET", f"/v1/jobs/{self.id}/events", headers=headers, stream=True,
-                                            timeout=STREAM_TIMEOUT)
+                resp = self._client.request("GET", f"/v1/jobs/{self.id}/events", headers=resume.headers(),
+                                            stream=True, timeout=STREAM_TIMEOUT)
                 try:
                     parser = SSEParser()
                     for line in resp.iter_lines():
                         ev = parser.feed(line)
                         if ev is None:
                             continue
-                        if ev.id is not None:
-                            last_id = ev.id
-                        failures = 0
+                        resume.seen(ev)
                         yield ev
-                        if ev.event == "end":
-                            if isinstance(ev.data, dict):
-                                self.data = ev.data
+                        if self._ended(ev):
                             return
                 finally:
                     resp.close()
             except (httpx.TransportError, ConnectionFailed) as exc:
                 error = exc
-            failures += 1      # dropped, or closed before `end`: reconnect from the last event seen
-            if failures > MAX_RECONNECTS:
-                raise ConnectionFailed(f"the event stream of job {self.id} kept dropping: {error}")
-            self._client.retry.sleep(min(self._client.retry.max_backoff, self._client.retry.backoff * failures))
+            # dropped, or closed before `end`: reconnect from the last event seen
+            self._client.retry.sleep(resume.dropped(error))
 
     def wait(self, progress: bool = True, *, timeout: float | None = None, file: Any = None) -> "Job":
         """Follow the job until it ends, drawing a live progress bar when ``progress`` (epoch, batch, loss,

@@ -16,7 +16,7 @@ import pytest
 
 import mlp_client
 from core import Network
-from mlp_client import AsyncClient, Client, Retry
+from mlp_client import AsyncClient, Client, Retry, _common
 from mlp_client.progress import EtaEstimator
 from tests.service.helpers import ROOT, blobs, mlp_spec
 
@@ -272,6 +272,20 @@ def test_event_stream_resumes_with_last_event_id_after_a_drop(server):
     assert [e.data["epoch"] for e in events[:-1]] == [1, 2, 3, 4, 5]      # each once, in order
     assert [r.headers.get("last-event-id") for r in transport.events_requests] == [None, "2"]
     assert events[-1].data["status"] == "succeeded"
+
+
+def test_stream_resume_sends_the_last_id_backs_off_and_gives_up():
+    """The reconnect policy both clients share: Last-Event-ID of the last event, backoff * drops, then a clear error."""
+    resume = _common.StreamResume("j1", 3, Retry(backoff=0.5, max_backoff=2.0))
+    assert resume.headers() == {"Accept": "text/event-stream", "Last-Event-ID": "3"}
+    assert [resume.dropped(None) for _ in range(5)] == [0.5, 1.0, 1.5, 2.0, 2.0]
+    resume.seen(_common.Event("epoch", {"epoch": 4}, id="4"))  # an event resets the count of drops in a row
+    assert resume.headers()["Last-Event-ID"] == "4" and resume.dropped(None) == 0.5
+    for _ in range(_common.MAX_RECONNECTS - 1):
+        resume.dropped(None)
+    with pytest.raises(mlp_client.ConnectionFailed, match="the event stream of job j1 kept dropping: cut"):
+        resume.dropped(httpx.ReadError("cut"))
+    assert _common.StreamResume("j2", 0, Retry()).headers() == {"Accept": "text/event-stream"}
 
 
 def test_async_client(server):
