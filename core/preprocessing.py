@@ -780,6 +780,10 @@ class Preprocessor:
         if X.ndim != 2 or X.shape[1] != self.n_features_in:
             raise ValueError(f"X must have shape (n_samples, {self.n_features_in}), got {X.shape}")
         n = X.shape[0]
+        if self._all_numeric and not self._n_ind and n <= CHUNK:
+            num = _f64(X)
+            if math.isfinite(num.sum()):       # no NaN and no infinity: nothing to impute or refuse
+                return self.scaler_.transform(num).astype(dtype, copy=False)     # a one-row predict's path
         out = np.empty((n, self._n_out), dtype=dtype)
         if n <= CHUNK:
             self._transform_block(X, out, first_row)

@@ -116,6 +116,18 @@ def test_equals_sklearn_column_transformer(impute, scale, add_indicator, fill_va
     assert (out[::7][:, plan] == 0).all()
 
 
+def test_rows_without_missing_values_take_the_short_path_bitwise():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(50, 6)) * 100
+    X[rng.random(X.shape) < 0.1] = np.nan
+    p = Preprocessor().fit(X)
+    rows = rng.normal(size=(4, 6)) * 300                     # some beyond the clip bounds
+    short = p.transform(rows)                                # no NaN: the one-row predict's path
+    full = p.transform(np.vstack([rows, np.full((1, 6), np.nan)]))[:4]  # a NaN row: the general path
+    assert short.dtype == np.float32 and short.tobytes() == full.tobytes()
+    assert p.transform(rows[0]).tobytes() == full[:1].tobytes()
+
+
 def test_max_categories_equals_sklearn_infrequent():
     train, test = mixed(2000, 2), mixed(300, 3, unseen=True)
     ours = Preprocessor(COLUMNS, categorical={"max_categories": 3}).fit(train)
