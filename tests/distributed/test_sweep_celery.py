@@ -3,8 +3,8 @@
 One API (the sweep driver), two ``mlp-service worker``s on Redis, SQLite shared on this machine. A reference
 sweep runs uninterrupted; the same request runs again and the worker training one of its trials is SIGKILLed
 (its whole process group). The job's lease expires, the other worker takes the trial over (attempt 2) and
-resumes from its last epoch checkpoint, and the sweep ends with the reference's ranking: the same trials, the
-same parameters and the same metric values.
+resumes from its last checkpoint (training the epochs since then again, bit for bit), and the sweep ends with
+the reference's ranking: the same trials, the same parameters and the same metric values.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 from sqlalchemy import create_engine, text
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-EPOCHS = 12
+EPOCHS = 30
 # Short leases only to keep the test short (defaults: 15 s lease, 3 s heartbeat, 5 s sweeper period).
 LEASES = {"MLP_LEASE_SECONDS": "3", "MLP_LEASE_HEARTBEAT_SECONDS": "0.5", "MLP_SWEEP_SECONDS": "0.5"}
 
@@ -67,10 +67,10 @@ def test_sigkilled_worker_mid_trial_the_sweep_goes_on_with_the_same_ranking(clus
 
         victim = victim_job = None
         deadline = time.monotonic() + 60
-        while victim is None:  # a trial mid-training (3 to EPOCHS-4 epochs committed): SIGKILL its worker
+        while victim is None:  # a trial mid-training (3 to EPOCHS-10 epochs committed): SIGKILL its worker
             assert time.monotonic() < deadline, f"no trial reached mid-training:\n{c.logs()}"
             for job in http.get("/v1/jobs", params={"sweep_id": sid}).json()["items"]:
-                if job["status"] == "running" and 3 <= job["progress"]["epoch"] <= EPOCHS - 4:
+                if job["status"] == "running" and 3 <= job["progress"]["epoch"] <= EPOCHS - 10:
                     pgid = _holder_pgid(f"sqlite:///{c.data_dir / 'mlp.db'}", job["id"])
                     victim = next((w for w in workers if w.pid == pgid), None)
                     victim_job = job
@@ -95,4 +95,4 @@ def test_sigkilled_worker_mid_trial_the_sweep_goes_on_with_the_same_ranking(clus
     log = survivor.log()
     assert f"job {victim_job['id']}: resuming after epoch" in log, log
     resumed_from = int(log.split(f"job {victim_job['id']}: resuming after epoch ")[1].split()[0])
-    assert resumed_from >= victim_job["progress"]["epoch"] >= 3
+    assert 1 <= resumed_from < EPOCHS  # from a checkpoint (the first epoch's, then at most every 1 s), not anew
