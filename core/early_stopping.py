@@ -14,6 +14,7 @@ class Monitor(NamedTuple):
     maximize: bool  # larger is better (accuracy, R²); else smaller (losses, errors)
     tasks: tuple[str, ...]  # the tasks whose history has the metric
     needs_validation: bool  # computed on the validation rows
+    binary_only: bool = False  # only for two classes (and at most training.VAL_AUC_MAX_ROWS validation rows)
 
 
 _BOTH = ("classification", "regression")
@@ -24,6 +25,7 @@ MONITORS: dict[str, Monitor] = {
     "val_loss": Monitor(False, _BOTH, True),
     "train_accuracy": Monitor(True, _CLS, False),
     "val_accuracy": Monitor(True, _CLS, True),
+    "val_auc": Monitor(True, _CLS, True, binary_only=True),
     "train_mae": Monitor(False, _REG, False),
     "val_mae": Monitor(False, _REG, True),
     "val_rmse": Monitor(False, _REG, True),
@@ -31,19 +33,22 @@ MONITORS: dict[str, Monitor] = {
 }
 
 
-def monitors_for(task: str) -> list[str]:
+def monitors_for(task: str, n_classes: int | None = None) -> list[str]:
     """Names of the metrics early stopping may watch for a task, in table order.
 
     Parameters
     ----------
     task : str
         ``"classification"`` or ``"regression"``.
+    n_classes : int or None
+        For classification: leaves out the binary-only monitors (``val_auc``) unless 2; None keeps them.
 
     Returns
     -------
     list of str
     """
-    return [name for name, m in MONITORS.items() if task in m.tasks]
+    return [name for name, m in MONITORS.items()
+            if task in m.tasks and not (m.binary_only and n_classes not in (None, 2))]
 
 
 def normalize_early_stopping(early_stopping, has_val: bool, task: str) -> dict | None:

@@ -10,10 +10,15 @@ from typing import Callable, Iterator, NamedTuple
 import numpy as np
 
 from .early_stopping import EarlyStopping
+from .metrics import binary_roc_auc
 from .network import Network, _check_finite, _from_json_array, _json_array, atomic_savez
 from .optimizers import Optimizer, clip_by_global_norm, make_optimizer
 from .preprocessing import Preprocessor
 from .schedules import Schedule, make_schedule
+
+
+# Each epoch's metrics carry val_auc (binary classification) when the validation rows are at most this many.
+VAL_AUC_MAX_ROWS = 100_000
 
 
 class TrainingDiverged(ArithmeticError):
@@ -234,20 +239,28 @@ def _check_targets(net: Network, y, n: int, name: str) -> np.ndarray:
 
 
 # -- evaluation -----------------------------------------------------------------
-def _evaluate(net: Network, X: np.ndarray, y: np.ndarray, prefix: str, chunk: int = 8192) -> dict:
-    """Loss and metrics of ``net`` on already-scaled ``X`` (evaluation mode)."""
+def _evaluate(net: Network, X: np.ndarray, y: np.ndarray, prefix: str, chunk: int = 8192,
+              auc: bool = False) -> dict:
+    """Loss and metrics of ``net`` on already-scaled ``X`` (evaluation mode); with ``auc`` (binary
+    classification only) also the ROC AUC of the positive class."""
     n = X.shape[0]
     loss_sum = 0.0
     if net.task == "classification":
         correct = 0
+        scores = np.empty(n, dtype=np.float64) if auc else None
         for s in range(0, n, chunk):
             out = net.forward(X[s:s + chunk])
             yb = y[s:s + chunk]
             # read before value() turns logits into probabilities
             pred = net.loss.labels(out, probabilities=net.loss.fused_activation is None)
+            if auc:  # a score monotone in P(class 1): the logit (margin) or the probability
+                scores[s:s + chunk] = out[:, 0] if out.shape[1] == 1 else out[:, 1] - out[:, 0]
             correct += int(np.count_nonzero(pred == yb))
             loss_sum += net.loss.value(out, yb) * len(yb)
-        return {f"{prefix}_loss": loss_sum / n, f"{prefix}_accuracy": correct / n}
+        metrics = {f"{prefix}_loss": loss_sum / n, f"{prefix}_accuracy": correct / n}
+        if auc:
+            metrics[f"{prefix}_auc"] = binary_roc_auc(y, scores)
+        return metrics
     abs_sum = 0.0
     col_sq = np.zeros(y.shape[1])
     for s in range(0, n, chunk):
@@ -274,6 +287,7 @@ class _Data(NamedTuple):
     X_va: np.ndarray | None
     y_va: np.ndarray | None
     w_tr: np.ndarray | None = None  # per-row loss weights of the training rows
+    val_auc: bool = False  # each epoch's metrics carry val_auc (see _val_auc_on)
 
 
 class _Step(NamedTuple):
@@ -443,7 +457,7 @@ def _build(net: Network, data: _Data, prep: Preprocessor | None, seed: int, resu
     """Fit the preprocessing on the training rows only (never the validation rows),
     build the network (or restore the checkpoint's arrays) and return one working
     copy of the rows, preprocessed, C-contiguous, in the network's dtype."""
-    X_tr, y_tr, X_va, y_va, w_tr = data
+    X_tr, y_tr, X_va, y_va, w_tr, _ = data
     if prep is not None and not prep.fitted:
         prep.fit(X_tr)
     d_in = prep.n_features_out if prep is not None else X_tr.shape[1]
@@ -461,7 +475,7 @@ def _build(net: Network, data: _Data, prep: Preprocessor | None, seed: int, resu
             X_va = prep.transform(X_va, dtype=net.dtype)
     elif X_tr.dtype != net.dtype or not X_tr.flags.c_contiguous:
         X_tr = np.ascontiguousarray(X_tr, dtype=net.dtype)
-    return _Data(X_tr, y_tr, X_va, y_va, w_tr)
+    return _Data(X_tr, y_tr, X_va, y_va, w_tr, data.val_auc)
 
 
 # -- fit --------------------------------------------------------------------------------
@@ -520,8 +534,8 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
     Returns
     -------
     History
-        Per-epoch dicts (``epoch``, ``lr``, ``train_loss``, ``val_loss``, ``train_accuracy``/``val_accuracy``
-        or ``train_mae``/``val_mae``/``val_rmse``/``val_r2``, ``seconds``) with ``best_epoch``.
+        Per-epoch dicts (``epoch``, ``lr``, ``train_loss``, ``val_loss``, ``train_accuracy``/``val_accuracy``/
+        ``val_auc`` (binary) or ``train_mae``/``val_mae``/``val_rmse``/``val_r2``, ``seconds``); ``best_epoch``.
 
     Raises
     ------
@@ -539,12 +553,33 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
     X, y, prep, resume = _check_data(net, X, y, prep, resume)
     data = _split_validation(net, X, y, validation, validation_split, seed, prep,
                              _check_sample_weight(sample_weight, X.shape[0]))
-    has_val = data.X_va is not None
-    tracker = EarlyStopping.from_options(early_stopping, has_val=has_val, task=net.task)
-    schedule = make_schedule(lr_schedule, opt.learning_rate, epochs, task=net.task, has_val=has_val)
+    tracker = EarlyStopping.from_options(early_stopping, has_val=data.X_va is not None, task=net.task)
+    schedule = make_schedule(lr_schedule, opt.learning_rate, epochs, task=net.task, has_val=data.X_va is not None)
+    data = _val_auc_on(net, data, tracker.monitor, (lr_schedule or {}).get("monitor"))
     data = _build(net, _row_weights(net, data, class_weight), prep, seed, resume)
     return _train(net, data, opt, tracker, epochs=epochs, batch_size=batch_size, step=step, seed=seed,
                   callback=callback, should_stop=should_stop, resume=resume, schedule=schedule, on_batch=on_batch)
+
+
+def _val_auc_on(net: Network, data: _Data, *monitors) -> _Data:
+    """Turn on ``val_auc`` (each epoch's ROC AUC on the validation rows, a monitor for early stopping and
+    ``reduce_on_plateau``) for binary classification with both classes among at most ``VAL_AUC_MAX_ROWS``
+    validation rows (it sorts them each epoch; multi-class training never pays for it). A monitor
+    ``val_auc`` without it is a ValueError that says why."""
+    y = data.y_va
+    on = (net.task == "classification" and y is not None and net.output_dim <= 2
+          and y.shape[0] <= VAL_AUC_MAX_ROWS and y.min() != y.max())
+    for where, monitor in zip(("early_stopping", "lr_schedule"), monitors):
+        if monitor == "val_auc" and not on:
+            raise ValueError(
+                f"{where}.monitor 'val_auc' needs binary classification with both classes among the "
+                f"validation rows (at most {VAL_AUC_MAX_ROWS:,}); got "
+                + ("a regression network" if net.task != "classification" else
+                   f"{net.output_dim} classes" if net.output_dim > 2 else
+                   "no validation rows" if y is None else
+                   f"{y.shape[0]:,} validation rows" if y.shape[0] > VAL_AUC_MAX_ROWS else
+                   "validation rows of one class"))
+    return data._replace(val_auc=bool(on))
 
 
 def _batch_poll(should_stop, on_batch, epoch: int, n_batches: int):
@@ -587,7 +622,7 @@ def _train(net: Network, data: _Data, opt: Optimizer, tracker: EarlyStopping, *,
         metrics = {"epoch": epoch, **_train_epoch(net, opt, batches(rng), step, epoch, poll),
                    "lr": opt.learning_rate}
         if data.X_va is not None:
-            metrics.update(_evaluate(net, data.X_va, data.y_va, "val"))
+            metrics.update(_evaluate(net, data.X_va, data.y_va, "val", auc=data.val_auc))
         for k, v in metrics.items():
             if k != "epoch" and not math.isfinite(v):
                 raise _diverged(epoch, k, v, opt.learning_rate)

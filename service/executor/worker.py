@@ -324,11 +324,16 @@ class Training(Runner):
         self._next_report = 0.0
         self._first_batch_at: float | None = None  # wall time of this attempt's first minibatch
         self._last_checkpoint: float | None = None  # monotonic time of this attempt's last checkpoint
+        self._fold: int | None = None  # the fold model in training (from 0), None for the final model
+        self._folds = 0  # cross_validation.folds, 0 without
+        self.cross_validation: dict | None = None
 
     def run(self) -> None:
         self.load()
+        resume = self.resume()
+        self.cross_validation = self.cross_validate()
         net = core.Network.from_spec(self.network.spec)
-        history = self.fit(net, self.resume())
+        history = self.fit(net, resume)
         self.save(net, history)
 
     def load(self) -> None:
@@ -359,23 +364,53 @@ class Training(Runner):
             self._record(state.history, state.early.get("best_epoch"))
         return state
 
+    def fit_options(self) -> dict:
+        """core.fit's training options from the job's params (a fresh preprocessor each call)."""
+        params = self.job.params
+        return dict(epochs=params["epochs"], batch_size=params["batch_size"], optimizer=dict(params["optimizer"]),
+                    weight_decay=params["weight_decay"], validation=self.validation,
+                    validation_split=params["validation_split"], early_stopping=params.get("early_stopping"),
+                    preprocessing=job_preprocessing.build(params, self.dataset), seed=params["seed"],
+                    lr_schedule=params.get("lr_schedule"), clip_norm=params.get("clip_norm"),
+                    l1=params.get("l1", 0.0),
+                    class_weight=job_preprocessing.class_weight_indices(params.get("class_weight"),
+                                                                         list(self.dataset.classes or [])))
+
+    def cross_validate(self) -> dict | None:
+        """With cross_validation: train and score the fold models, then record their metrics on the job.
+
+        Resuming: an attempt that finds them recorded goes straight to the final model; one killed during the folds
+        left nothing, and the folds run again from the start (seeded: the same figures).
+        """
+        options = self.job.params.get("cross_validation")
+        if not options:
+            return None
+        self._folds = int(options["folds"])
+        if getattr(self.job, "cross_validation", None):
+            return self.job.cross_validation
+        result = core.cross_validate(self.network.spec, self.X, self.y, folds=self._folds,
+                                     sample_weight=self.sample_weight, should_stop=self.should_stop,
+                                     on_fold=self._on_fold, on_batch=self._on_batch, **self.fit_options())
+        self._fold = None
+        with self.worker.Session() as session:
+            ok = jobs_service.record_cross_validation(session, job_id=self.job_id, attempt=self.attempt,
+                                                      result=result)
+        if not ok:
+            raise LostJob(self.job_id)
+        log.info("job %s: %d-fold cross-validation done: %s", self.job_id, self._folds, result["mean"])
+        return result
+
+    def _on_fold(self, fold: int, folds: int) -> None:
+        self._fold = fold
+
     def fit(self, net: core.Network, resume: core.TrainingState | None) -> core.History:
         """Train; each epoch's checkpoint and metrics are written by an EpochWriter off this thread."""
-        params = self.job.params
         self._writer = writer = EpochWriter(self._save_checkpoint, self._record, self._report, WRITE_GAP_SECONDS)
         writer.start()
         try:
-            history = core.fit(
-                net, self.X, self.y, epochs=params["epochs"], batch_size=params["batch_size"],
-                optimizer=dict(params["optimizer"]), weight_decay=params["weight_decay"],
-                validation=self.validation, validation_split=params["validation_split"],
-                early_stopping=params.get("early_stopping"),
-                preprocessing=job_preprocessing.build(params, self.dataset), seed=params["seed"],
-                callback=self._on_epoch, should_stop=self.should_stop, resume=resume,
-                lr_schedule=params.get("lr_schedule"), clip_norm=params.get("clip_norm"), l1=params.get("l1", 0.0),
-                class_weight=job_preprocessing.class_weight_indices(params.get("class_weight"),
-                                                                     list(self.dataset.classes or [])),
-                sample_weight=self.sample_weight, on_batch=self._on_batch)
+            history = core.fit(net, self.X, self.y, callback=self._on_epoch, should_stop=self.should_stop,
+                               resume=resume, sample_weight=self.sample_weight, on_batch=self._on_batch,
+                               **self.fit_options())
         except BaseException:
             try:  # record the epochs that did finish before the job is marked failed/cancelled/requeued
                 writer.close()
@@ -388,7 +423,8 @@ class Training(Runner):
         return history
 
     def _check(self) -> None:
-        self._writer.check()  # the epoch writer's error (e.g. LostJob) stops training at the next poll
+        if self._writer is not None:  # None while the cross-validation folds train (no epoch writer yet)
+            self._writer.check()  # the epoch writer's error (e.g. LostJob) stops training at the next poll
 
     def save(self, net: core.Network, history: core.History) -> None:
         """Store the model's weights and commit it with the job's success; fenced out -> the weights go again."""
@@ -399,8 +435,11 @@ class Training(Runner):
         net.meta = {"job_id": job.id, "network_id": self.network.id, "dataset_id": dataset.id,
                     "task": dataset.task, "classes": dataset.classes, "feature_names": names}
         final = dict(history[-1]) if history else {}
+        metrics = served_metrics(history)
+        if self.cross_validation is not None:
+            metrics["cross_validation"] = self.cross_validation
         model = models_service.new_from_job(w.storage, model_id=new_id(), net=net, job=job, network=self.network,
-                                            dataset=dataset, metrics=served_metrics(history))
+                                            dataset=dataset, metrics=metrics)
         with w.Session() as session:
             ok = jobs_service.complete(session, job_id=job.id, attempt=self.attempt, model=model,
                                        metrics=final or None, best_epoch=history.best_epoch)
@@ -436,9 +475,18 @@ class Training(Runner):
             self._first_batch_at = round(time.time(), 4)
         self._next_report = now + PROGRESS_SECONDS
         fraction = (epoch - 1 + done / n_batches) / self.job.params["epochs"]
-        self._writer.report({"epoch": epoch, "batch": done, "batches": n_batches, "fraction": round(fraction, 6),
-                             "eta_seconds": self._eta.update(now, fraction), "at": round(time.time(), 3),
-                             "first_batch_at": self._first_batch_at})
+        if self._folds:  # k fold models and the final one: k + 1 runs of the planned epochs
+            run = self._folds if self._fold is None else self._fold
+            fraction = (run + fraction) / (self._folds + 1)
+        progress = {"epoch": epoch, "batch": done, "batches": n_batches, "fraction": round(fraction, 6),
+                    "eta_seconds": self._eta.update(now, fraction), "at": round(time.time(), 3),
+                    "first_batch_at": self._first_batch_at}
+        if self._fold is not None:
+            progress.update(fold=self._fold + 1, folds=self._folds)
+        if self._writer is not None:
+            self._writer.report(progress)
+        else:  # the cross-validation folds train before the epoch writer exists: written here (twice a second)
+            self._report(progress)
 
     def _report(self, progress: dict) -> None:
         with self.worker.Session() as session:

@@ -30,9 +30,9 @@ SSE_KEEPALIVE_SECONDS = 15.0
              responses={404: {"description": "Unknown network or data set"},
                         422: {"description": "The job does not fit the data or exceeds a limit"}})
 def create_job(body: JobCreate, response: Response, session: SessionDep, owner: OwnerDep,
-               settings: SettingsDep, executor: ExecutorDep) -> JobRead:
+               settings: SettingsDep, executor: ExecutorDep, storage: StorageDep) -> JobRead:
     """Start training: the job is queued and a worker picks it up (202 with Location)."""
-    job = service.create(session, executor, settings, owner=owner, body=body)
+    job = service.create(session, executor, settings, owner=owner, body=body, storage=storage)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobRead.from_row(job)
 

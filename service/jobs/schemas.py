@@ -13,6 +13,9 @@ from core import ENCODERS, MONITORS, OPTIMIZERS, SCALERS
 from core.schedules import SCHEDULES
 
 
+MAX_FOLDS = 20  # cross_validation.folds at most (each fold is a full training run)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -147,6 +150,13 @@ class Preprocessing(_Strict):
                                                   description="Encoding of categorical columns.")
 
 
+# k-fold cross-validation before the final model (H2O's nfolds): k models, each scored on the fold it never saw.
+class CrossValidation(_Strict):
+    folds: int = Field(5, ge=2, le=MAX_FOLDS, description=f"Number of folds k (2..{MAX_FOLDS}, at most the rows, and "
+                                                          "for classification at most the smallest class's rows: "
+                                                          "folds are stratified).")
+
+
 # The training options of a job (stored with the job, passed to core.fit).
 class TrainingParams(_Strict):
     validation_split: float = Field(0.0, ge=0, lt=1, description="Fraction of rows held out for validation.")
@@ -175,6 +185,9 @@ class TrainingParams(_Strict):
                                          description="Imputation, scaling and one-hot encoding, learned from "
                                                      "the training rows; predict applies them.")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="Same seed and data give the same metrics.")
+    cross_validation: CrossValidation | None = Field(
+        None, description="Train k fold models first and report their held-out metrics (per fold, mean and std) "
+                          "on the job and model; the final model is then trained as without it.")
 
     @model_validator(mode="after")
     def _standardize_is_scale(self):
@@ -228,11 +241,14 @@ class Progress(BaseModel):
                     "when done.")
     batch: int | None = Field(None, description="Minibatches done of the epoch in progress (while running).")
     batches: int | None = Field(None, description="Minibatches per epoch (while running).")
+    fold: int | None = Field(None, description="With cross_validation, while a fold model trains: its number "
+                                               "(1..folds); absent for the final model.")
+    folds: int | None = Field(None, description="With cross_validation, while a fold model trains: the folds.")
 
     @model_serializer(mode="wrap")
     def _drop_absent(self, handler):
         out = handler(self)
-        return {k: v for k, v in out.items() if v is not None or k not in ("batch", "batches")}
+        return {k: v for k, v in out.items() if v is not None or k not in ("batch", "batches", "fold", "folds")}
 
 
 JOB_EXAMPLE = {
@@ -277,7 +293,14 @@ class JobRead(BaseModel):
     progress: Progress = Field(description="Epochs done, planned, fraction and time left.")
     metrics: dict[str, Any] | None = Field(None, description="The latest epoch's metrics.")
     best_epoch: int | None = Field(
-        description="The epoch whose weights the model keeps (early stopping), else the last.")
+        description="The epoch the monitor liked best (early stopping's monitor; else val_loss with validation data, "
+                    "else train_loss). The model keeps its weights only with early stopping (restore_best); "
+                    "without it the model holds the last epoch's weights, and the model's answer has no "
+                    "best_epoch.")
+    cross_validation: dict[str, Any] | None = Field(
+        None, description="With cross_validation: {folds, metrics (per fold: fold, rows, epochs, best_epoch and the "
+                          "held-out loss, accuracy, auc (binary) or mae, rmse, r2), mean, std (ddof=1)} once the "
+                          "folds are done; else null.")
     model_id: str | None = Field(description="The trained model, once the job succeeded (predict jobs: the model "
                                              "that scores).")
     error: str | None = Field(description="Why the job failed; null otherwise.")
@@ -298,7 +321,8 @@ class JobRead(BaseModel):
             id=job.id, kind=getattr(job, "kind", None) or "train", status=job.status, network_id=job.network_id,
             dataset_id=job.dataset_id, validation_dataset_id=job.validation_dataset_id, sweep_id=job.sweep_id,
             params=job.params, progress=_progress(job),
-            metrics=job.metrics, best_epoch=job.best_epoch, model_id=job.model_id, error=job.error,
+            metrics=job.metrics, best_epoch=job.best_epoch, cross_validation=getattr(job, "cross_validation", None),
+            model_id=job.model_id, error=job.error,
             cancel_requested=job.cancel_requested, attempt=job.attempt, created_at=job.created_at,
             started_at=job.started_at, first_batch_at=_first_batch_at(job), updated_at=job.updated_at,
             finished_at=job.finished_at)
@@ -321,14 +345,15 @@ def _progress(job) -> Progress:
         fraction, eta = max(fraction, float(live["fraction"])), live.get("eta_seconds")
         if eta is not None and live.get("at") is not None:  # the time since the report has passed too
             eta = round(max(eta - max(time.time() - float(live["at"]), 0.0), 0.0), 2)
-        if int(live.get("epoch", 0)) > job.epoch:  # else that epoch has ended since the report
+        if live.get("fold") is not None or int(live.get("epoch", 0)) > job.epoch:  # else that epoch has ended
             batch, batches = live.get("batch"), live.get("batches")
     elif job.status == JobStatus.running.value and job.metrics and job.metrics.get("rows_per_second"):
         eta = round(max(job.epochs - job.epoch, 0) / float(job.metrics["rows_per_second"]), 3)
     elif job.status == JobStatus.running.value and job.metrics and job.metrics.get("seconds") is not None:
         eta = round(float(job.metrics["seconds"]) * max(job.epochs - job.epoch, 0), 3)
     return Progress(epoch=job.epoch, epochs=job.epochs, fraction=round(fraction, 6), eta_seconds=eta,
-                    batch=batch, batches=batches)
+                    batch=batch, batches=batches, fold=live.get("fold") if live else None,
+                    folds=live.get("folds") if live else None)
 
 
 # A page of jobs.
@@ -352,6 +377,8 @@ class EpochMetrics(BaseModel):
     val_mae: float | None = Field(None, description="Validation mean absolute error (regression).")
     val_rmse: float | None = Field(None, description="Validation root mean squared error (regression).")
     val_r2: float | None = Field(None, description="Validation R² (regression).")
+    val_auc: float | None = Field(None, description="Validation ROC AUC (binary classification with both classes "
+                                                    "among at most 100,000 validation rows).")
     lr: float | None = Field(None, description="The learning rate in effect during the epoch.")
     seconds: float | None = Field(None, description="Wall time of the epoch.")
 

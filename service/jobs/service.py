@@ -16,6 +16,8 @@ from sqlalchemy import delete as delete_
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session, aliased
 
+import numpy as np
+
 import core
 from service import quotas
 from service.datasets import service as datasets_service
@@ -91,7 +93,7 @@ def poll(session: Session, *, owner: str, job_id: str, since_epoch: int) -> tupl
 
 
 def create(session: Session, executor: Executor, settings: Settings, *, owner: str, body: JobCreate,
-           sweep_id: str | None = None) -> Job:
+           sweep_id: str | None = None, storage: Storage | None = None) -> Job:
     """Validate the job against its network, data set(s) and limits, commit it queued, hand it over."""
     _check_limits(settings, body)
     # One serialised step with DELETE of the network or data set: whichever commits first, the other one loses
@@ -104,23 +106,25 @@ def create(session: Session, executor: Executor, settings: Settings, *, owner: s
         dataset, body.training_params().get("preprocessing"), exclude=body.sample_weight_column),
         excluded=int(body.sample_weight_column is not None))
     _check_weights(body, dataset)
-    has_validation = body.validation_split > 0
+    n_val = 0
     if body.validation_dataset_id is not None:
         if body.validation_split > 0:
             raise InvalidInput("validation_dataset_id: give either validation_split or validation_dataset_id, "
                                "not both")
         val = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.validation_dataset_id)
         _check_validation_dataset(dataset, val)
-        has_validation = True
+        n_val = val.n_samples
     if body.validation_split > 0:
         n_val = max(1, int(round(dataset.n_samples * body.validation_split)))
         if n_val >= dataset.n_samples:
             raise InvalidInput(f"validation_split: {body.validation_split} of {dataset.n_samples} rows leaves "
                                "no rows to train on")
     if body.early_stopping is not None:
-        _check_early_stopping(body.early_stopping.monitor, dataset.task, has_validation)
+        _check_early_stopping(body.early_stopping.monitor, dataset, n_val)
     if body.lr_schedule is not None and getattr(body.lr_schedule, "monitor", None) is not None:
-        _check_early_stopping(body.lr_schedule.monitor, dataset.task, has_validation, field="lr_schedule.monitor")
+        _check_early_stopping(body.lr_schedule.monitor, dataset, n_val, field="lr_schedule.monitor")
+    if body.cross_validation is not None:
+        _check_cross_validation(body.cross_validation.folds, dataset, storage)
 
     now = utcnow()
     job = Job(owner=owner, network_id=network.id, dataset_id=dataset.id,
@@ -237,15 +241,40 @@ def _check_validation_dataset(train, val) -> None:
                                "occur in the training data set")
 
 
-def _check_early_stopping(monitor: str, task: str, has_validation: bool,
-                          field: str = "early_stopping.monitor") -> None:
-    allowed = core.monitors_for(task)
+def _check_early_stopping(monitor: str, dataset, n_val: int, field: str = "early_stopping.monitor") -> None:
+    """The monitor exists for the task and has what it needs: validation rows; for val_auc two classes."""
+    task = dataset.task
+    n_classes = len(dataset.classes or []) if task == "classification" else None
+    if task == "classification" and core.MONITORS.get(monitor, core.MONITORS["val_loss"]).binary_only \
+            and n_classes != 2:
+        raise InvalidInput(f"{field}: {monitor!r} is for binary classification; data set {dataset.id} has "
+                           f"{n_classes} classes")
+    allowed = core.monitors_for(task, n_classes)
     if monitor not in allowed:
         raise InvalidInput(f"{field}: {monitor!r} is not available for {task}; use one of "
                            f"{', '.join(allowed)}")
-    if core.MONITORS[monitor].needs_validation and not has_validation:
+    if core.MONITORS[monitor].needs_validation and not n_val:
         raise InvalidInput(f"{field}: {monitor!r} needs validation data (validation_split > 0 "
                            "or validation_dataset_id)")
+    if core.MONITORS[monitor].binary_only and n_val > core.VAL_AUC_MAX_ROWS:
+        raise InvalidInput(f"{field}: 'val_auc' is computed for at most {core.VAL_AUC_MAX_ROWS:,} validation rows; "
+                           f"this job has {n_val:,}")
+
+
+def _check_cross_validation(folds: int, dataset, storage: Storage | None) -> None:
+    """k folds fit the rows; stratified folds (classification) fit the smallest class (counted when ``storage``)."""
+    if folds > dataset.n_samples:
+        raise InvalidInput(f"cross_validation.folds: {folds} is more than the {dataset.n_samples} rows of data set "
+                           f"{dataset.id}")
+    if dataset.task != "classification" or storage is None:
+        return
+    counts = np.bincount(np.asarray(datasets_service.load_arrays(storage, dataset)[1], dtype=np.int64).reshape(-1))
+    smallest = int(counts[counts > 0].min())
+    if folds > smallest:
+        c = int(np.flatnonzero(counts == smallest)[0])
+        label = (dataset.classes or [])[c] if c < len(dataset.classes or []) else c
+        raise InvalidInput(f"cross_validation.folds: {folds} is more than the {smallest} row(s) of the smallest "
+                           f"class ({label!r}); stratified folds need every class in every fold")
 
 
 def _check_weights(body: JobCreate, dataset) -> None:
@@ -430,6 +459,14 @@ def _insert_metrics_ignore(session: Session, rows: list[dict[str, Any]]) -> None
         return
     have = set(session.scalars(select(JobMetric.epoch).where(JobMetric.job_id == rows[0]["job_id"])).all())
     session.add_all(JobMetric(**r) for r in rows if r["epoch"] not in have)
+
+
+def record_cross_validation(session: Session, *, job_id: str, attempt: int, result: dict[str, Any]) -> bool:
+    """Commit the fold models' held-out metrics (a resumed attempt then skips the folds); False if fenced out."""
+    res = session.execute(_fenced(job_id, attempt).values(cross_validation=result, updated_at=utcnow())
+                          .execution_options(**_NO_SYNC))
+    session.commit()
+    return res.rowcount == 1
 
 
 def record_progress(session: Session, *, job_id: str, attempt: int, progress: dict[str, Any]) -> bool:

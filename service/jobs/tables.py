@@ -40,6 +40,9 @@ class Job(Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # latest epoch's
     # Within-epoch progress of the running attempt: epoch, batch, batches, fraction, eta_seconds (about 1/s).
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # With cross_validation: the fold models' held-out metrics {folds, metrics, mean, std}, once the folds are done
+    # (a resumed attempt that finds it goes straight to the final model).
+    cross_validation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     model_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -39,7 +39,8 @@ class ModelRead(BaseModel):
     output_dim: int = Field(description="Output units (classes, or regression outputs).")
     metrics: dict[str, Any] = Field(
         description="The metrics of the weights served: with early stopping's best-weights restore, the best "
-                    "epoch's (with best_epoch, and the last epoch's as last_epoch_metrics); else the last epoch's.")
+                    "epoch's (with best_epoch, and the last epoch's as last_epoch_metrics); else the last epoch's. "
+                    "With cross_validation, also cross_validation: the fold models' held-out metrics (as the job's).")
     created_at: datetime = Field(description="When training finished (UTC).")
     input_schema: list[dict[str, Any]] | None = Field(
         None, description="Per input column, in order: name, type, categories, how a missing value is filled "

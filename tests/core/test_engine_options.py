@@ -155,7 +155,7 @@ def test_schedule_values_by_hand():
     ({"type": "cosine", "warmup_epochs": -1}, r"^lr_schedule\.warmup_epochs must be >= 0, got -1$"),
     ({"type": "reduce_on_plateau", "factor": 1.0}, r"^lr_schedule\.factor must be > 0 and < 1, got 1\.0$"),
     ({"type": "reduce_on_plateau", "monitor": "val_mae"},
-     r"^lr_schedule\.monitor must be one of train_loss, val_loss, train_accuracy, val_accuracy, got 'val_mae'$"),
+     r"^lr_schedule\.monitor must be one of train_loss, val_loss, train_accuracy, val_accuracy, val_auc, got 'val_mae'$"),
     ({"type": "reduce_on_plateau", "warmup_epochs": 1},
      r"^lr_schedule\.warmup_epochs: unknown option for 'reduce_on_plateau'"),
 ])
