@@ -11,6 +11,7 @@ import numpy as np
 
 from .early_stopping import EarlyStopping
 from .metrics import binary_roc_auc
+from .layers import Dense
 from .network import Network, _check_finite, _from_json_array, _json_array, atomic_savez
 from .optimizers import Optimizer, clip_by_global_norm, make_optimizer
 from .preprocessing import Preprocessor
@@ -453,16 +454,26 @@ def _split_validation(net: Network, X: np.ndarray, y: np.ndarray, validation, va
     return _Data(X, y, np.array(X_va, dtype=net.dtype), y_va, sample_weight)
 
 
-def _build(net: Network, data: _Data, prep: Preprocessor | None, seed: int, resume) -> _Data:
+def _build(net: Network, data: _Data, prep: Preprocessor | None, seed: int, resume,
+           output_bias: str = "zeros") -> _Data:
     """Fit the preprocessing on the training rows only (never the validation rows),
     build the network (or restore the checkpoint's arrays) and return one working
     copy of the rows, preprocessed, C-contiguous, in the network's dtype."""
     X_tr, y_tr, X_va, y_va, w_tr, _ = data
+    if output_bias not in ("zeros", "target_mean"):
+        raise ValueError(f"output_bias must be 'zeros' or 'target_mean', got {output_bias!r}")
     if prep is not None and not prep.fitted:
         prep.fit(X_tr)
     d_in = prep.n_features_out if prep is not None else X_tr.shape[1]
     if not net.built:
         net.build(d_in, np.random.default_rng([seed, 0]), raw_input_dim=X_tr.shape[1])
+        last = net.layers[-1]
+        if output_bias == "target_mean" and net.task == "regression" and isinstance(last, Dense) \
+                and last.activation_name == "linear":
+            # Start from the mean prediction (the best constant under MSE): with targets far from 0
+            # (e.g. diabetes, mean 152) the first epochs would otherwise be spent moving the bias.
+            weights = w_tr if w_tr is not None and w_tr.sum() > 0 else None
+            last.params["b"][...] = np.average(y_tr, axis=0, weights=weights)
     elif net.input_dim != d_in:
         raise ValueError(f"the preprocessed X has {d_in} features but the network was built for "
                          f"{net.input_dim}")
@@ -485,7 +496,8 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
         preprocessing: Preprocessor | dict | None = None, should_stop: Callable[[], bool] | None = None,
         callback: Callable[[dict, TrainingState], object] | None = None,
         resume: TrainingState | str | Path | None = None, lr_schedule: dict | None = None,
-        clip_norm: float | None = None, l1: float = 0.0, class_weight=None, sample_weight=None, on_batch=None) -> History:
+        clip_norm: float | None = None, l1: float = 0.0, class_weight=None, sample_weight=None, on_batch=None,
+        output_bias: str = "zeros") -> History:
     """Train ``net`` with minibatch gradient descent and backpropagation.
 
     Parameters
@@ -530,6 +542,8 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
     resume : TrainingState or path, or None
         Continue from a saved state: with the same data and arguments, the run ends with
         exactly the weights of an uninterrupted one.
+    output_bias : {"zeros", "target_mean"}
+        Regression: ``"target_mean"`` starts a linear output layer's bias at the training targets' mean.
 
     Returns
     -------
@@ -541,22 +555,19 @@ def fit(net: Network, X, y, *, epochs: int = 10, batch_size: int = 32, seed: int
     ------
     ValueError
         Invalid arguments or data (the message names them).
-    TrainingDiverged
-        The loss became NaN or infinite.
-    TrainingCancelled
-        ``should_stop`` returned True.
+    TrainingDiverged, TrainingCancelled
+        The loss became NaN or infinite; ``should_stop`` returned True.
     """
     epochs, batch_size, step = _check_options(epochs, batch_size, weight_decay, validation,
                                               validation_split, l1, clip_norm)
-    opt = make_optimizer(optimizer)
-    prep = _preprocessing_option(standardize, preprocessing)
+    opt, prep = make_optimizer(optimizer), _preprocessing_option(standardize, preprocessing)
     X, y, prep, resume = _check_data(net, X, y, prep, resume)
     data = _split_validation(net, X, y, validation, validation_split, seed, prep,
                              _check_sample_weight(sample_weight, X.shape[0]))
     tracker = EarlyStopping.from_options(early_stopping, has_val=data.X_va is not None, task=net.task)
     schedule = make_schedule(lr_schedule, opt.learning_rate, epochs, task=net.task, has_val=data.X_va is not None)
     data = _val_auc_on(net, data, tracker.monitor, (lr_schedule or {}).get("monitor"))
-    data = _build(net, _row_weights(net, data, class_weight), prep, seed, resume)
+    data = _build(net, _row_weights(net, data, class_weight), prep, seed, resume, output_bias)
     return _train(net, data, opt, tracker, epochs=epochs, batch_size=batch_size, step=step, seed=seed,
                   callback=callback, should_stop=should_stop, resume=resume, schedule=schedule, on_batch=on_batch)
 

@@ -192,6 +192,18 @@ def served_metrics(history: core.History) -> dict:
     return dict(best, best_epoch=history.best_epoch, last_epoch_metrics=last)
 
 
+def fit_options(params: dict, dataset, validation=None) -> dict:
+    """core.fit's training options for a job's stored params on a data set row (a fresh preprocessor each call)."""
+    return dict(epochs=params["epochs"], batch_size=params["batch_size"], optimizer=dict(params["optimizer"]),
+                weight_decay=params["weight_decay"], validation=validation,
+                validation_split=params["validation_split"], early_stopping=params.get("early_stopping"),
+                preprocessing=job_preprocessing.build(params, dataset), seed=params["seed"],
+                lr_schedule=params.get("lr_schedule"), clip_norm=params.get("clip_norm"),
+                l1=params.get("l1", 0.0), output_bias=params.get("output_bias", "zeros"),  # jobs stored before it
+                class_weight=job_preprocessing.class_weight_indices(params.get("class_weight"),
+                                                                     list(dataset.classes or [])))
+
+
 def _remap_classes(y_val: np.ndarray, val_classes: list, train_classes: list) -> np.ndarray:
     """Validation labels are indices into the validation set's classes; re-index them to the training set's."""
     if list(val_classes) == list(train_classes):
@@ -366,15 +378,7 @@ class Training(Runner):
 
     def fit_options(self) -> dict:
         """core.fit's training options from the job's params (a fresh preprocessor each call)."""
-        params = self.job.params
-        return dict(epochs=params["epochs"], batch_size=params["batch_size"], optimizer=dict(params["optimizer"]),
-                    weight_decay=params["weight_decay"], validation=self.validation,
-                    validation_split=params["validation_split"], early_stopping=params.get("early_stopping"),
-                    preprocessing=job_preprocessing.build(params, self.dataset), seed=params["seed"],
-                    lr_schedule=params.get("lr_schedule"), clip_norm=params.get("clip_norm"),
-                    l1=params.get("l1", 0.0),
-                    class_weight=job_preprocessing.class_weight_indices(params.get("class_weight"),
-                                                                         list(self.dataset.classes or [])))
+        return fit_options(self.job.params, self.dataset, self.validation)
 
     def cross_validate(self) -> dict | None:
         """With cross_validation: train and score the fold models, then record their metrics on the job.
