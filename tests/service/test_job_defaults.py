@@ -58,13 +58,13 @@ def network_spec(task: str, n_classes: int) -> dict:
     return {"layers": [{"type": "dense", "units": 100, "activation": "relu"}, out], "loss": loss}
 
 
-def ours(X_tr, X_te, y_tr, y_te, task: str) -> float:
-    """Test accuracy (classification) or R² (regression) of a job with the defaults."""
+def ours(X_tr, X_te, y_tr, y_te, task: str, **fields) -> float:
+    """Test accuracy (classification) or R² (regression) of a job with the defaults (and ``fields`` of the body)."""
     n_classes = int(y_tr.max()) + 1 if task == "classification" else 0
     dataset = SimpleNamespace(columns=None, feature_names=None, n_features=X_tr.shape[1],
                               classes=list(range(n_classes)) or None)
     net = core.Network.from_spec(network_spec(task, n_classes))
-    core.fit(net, X_tr, y_tr, **fit_options(TrainingParams().model_dump(mode="json"), dataset))
+    core.fit(net, X_tr, y_tr, **fit_options(TrainingParams(**fields).model_dump(mode="json"), dataset))
     pred = np.asarray(net.predict(X_te)).reshape(len(y_te))
     if task == "classification":
         return float(np.mean(pred == y_te))

@@ -27,7 +27,7 @@ def test_create_job_returns_202_location_and_queued_job(client, blob_setup):
     assert r.headers["location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] in ("queued", "running")
     assert job["progress"]["epochs"] == 5
-    assert job["params"]["optimizer"] == {"type": "adam", "learning_rate": 0.001, "beta1": 0.9,
+    assert job["params"]["optimizer"] == {"type": "adam", "learning_rate": 0.002, "beta1": 0.9,  # the job default
                                           "beta2": 0.999, "eps": 1e-08}
     assert job["params"]["standardize"] is True and job["params"]["seed"] == 0
 
