@@ -193,3 +193,19 @@ def test_restarts_during_the_folds_and_the_final_model_end_as_an_uninterrupted_j
         p1 = http.post(f"/v1/models/{job['model_id']}/predict", json={"inputs": rows}).json()
         p2 = http.post(f"/v1/models/{ref['model_id']}/predict", json={"inputs": rows}).json()
         assert p1 == p2
+
+
+def test_best_epoch_without_early_stopping_is_the_monitors_pick_and_the_model_has_none(client, make_network,
+                                                                                       make_dataset):
+    """Documented choice (issue 14): the job keeps ``best_epoch`` (the epoch val_loss liked best) although the weights
+    were not restored; the model, which serves the last epoch's weights, carries no best_epoch."""
+    X, y = binary(200)
+    net, ds = make_network(client, mlp_spec(2)), make_dataset(client, X, y)
+    r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "validation_split": 0.3,
+                                      **dict(BODY, epochs=8, optimizer={"type": "adam", "learning_rate": 0.05})})
+    job = wait_job(client, r.json()["id"])
+    assert job["status"] == "succeeded", job
+    items = client.get(f"/v1/jobs/{job['id']}/metrics").json()["items"]
+    assert job["best_epoch"] == min(items, key=lambda m: m["val_loss"])["epoch"]
+    model = client.get(f"/v1/models/{job['model_id']}").json()
+    assert "best_epoch" not in model["metrics"] and model["metrics"]["epoch"] == 8
