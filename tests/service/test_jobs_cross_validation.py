@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import core
+from service.executor.worker import fit_options
 from tests.service.helpers import blobs, mlp_spec, wait_job
 
 BODY = {"epochs": 3, "batch_size": 16, "optimizer": {"type": "adam", "learning_rate": 0.01}, "seed": 5}
@@ -38,10 +40,9 @@ def test_cross_validation_reports_folds_then_trains_the_final_model(client, make
     aucs = [m["auc"] for m in cv["metrics"]]
     assert cv["mean"]["auc"] == pytest.approx(np.mean(aucs)) and cv["std"]["auc"] == pytest.approx(np.std(aucs, ddof=1))
     # the same figures as core.cross_validate with the job's options (the folds are seeded and stratified)
-    prep = core.Preprocessor(numeric={"impute": "mean", "fill_value": None, "add_indicator": False,
-                                      "scale": "standard"}, categorical={"encode": "onehot", "max_categories": None})
+    dataset = SimpleNamespace(columns=None, feature_names=None, n_features=4, classes=["no", "yes"])
     ref = core.cross_validate(mlp_spec(1, loss="binary_cross_entropy"), X.astype(np.float32), y, folds=3,
-                              preprocessing=prep, **BODY)
+                              **fit_options(job["params"], dataset))
     for got, want in zip(cv["metrics"], ref["metrics"]):
         assert got.keys() == want.keys()
         for k in got:
