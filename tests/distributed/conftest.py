@@ -24,6 +24,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from sqlalchemy import create_engine, text
+
+from tests.service.helpers import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -287,6 +290,22 @@ def s3_endpoint():
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
+def holder_pgid(db_url: str, job_id: str) -> int | None:
+    """Process group of the worker process training ``job_id`` (jobs.worker is 'host:pid'), or None."""
+    eng = create_engine(db_url)
+    try:
+        with eng.connect() as conn:
+            worker = conn.execute(text("SELECT worker FROM jobs WHERE id = :i"), {"i": job_id}).scalar()
+    finally:
+        eng.dispose()
+    if not worker:
+        return None
+    try:
+        return os.getpgid(int(worker.rsplit(":", 1)[1]))
+    except ProcessLookupError:
+        return None
+
+
 # -- the service's processes -----------------------------------------------------------------------------------
 def service_command() -> list[str]:
     script = Path(sys.executable).with_name("mlp-service")
@@ -366,17 +385,8 @@ class Cluster:
                  dict(self.env, **(env or {})), self.tmp / f"api-{port}.log")
         self.procs.append(p)
         api = Api(p, port)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not p.alive():
-                raise RuntimeError(f"API exited with {p.proc.returncode}:\n{p.log()}")
-            try:
-                if httpx.get(api.url + "/healthz", timeout=1.0).status_code == 200:
-                    return api
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"API did not answer within {timeout}s:\n{p.log()}")
+        wait_healthy(api.url, p.proc, p.log, timeout=timeout, what="API")
+        return api
 
     def worker(self, *, concurrency: int = 1, timeout: float = 60.0, env: dict | None = None) -> Proc:
         return self.workers(1, concurrency=concurrency, timeout=timeout, env=env)[0]

@@ -9,11 +9,11 @@ the reference's ranking: the same trials, the same parameters and the same metri
 
 from __future__ import annotations
 
-import os
 import time
 
 from sklearn.datasets import load_digits
-from sqlalchemy import create_engine, text
+
+from tests.distributed.conftest import holder_pgid
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 EPOCHS = 30
@@ -30,20 +30,6 @@ def _wait(http, sweep_id: str, *, timeout: float, until=None) -> dict:
         if time.monotonic() > deadline:
             raise AssertionError(f"sweep {sweep_id} still {s['status']} after {timeout}s: {s['counts']}")
         time.sleep(0.05)
-
-
-def _holder_pgid(db_url: str, job_id: str) -> int | None:
-    """Process group of the worker process training ``job_id`` (jobs.worker is 'host:pid')."""
-    eng = create_engine(db_url)
-    try:
-        with eng.connect() as conn:
-            worker = conn.execute(text("SELECT worker FROM jobs WHERE id = :i"), {"i": job_id}).scalar()
-    finally:
-        eng.dispose()
-    try:
-        return os.getpgid(int(worker.rsplit(":", 1)[1])) if worker else None
-    except ProcessLookupError:
-        return None
 
 
 def _ranking(s: dict) -> list:
@@ -71,7 +57,7 @@ def test_sigkilled_worker_mid_trial_the_sweep_goes_on_with_the_same_ranking(clus
             assert time.monotonic() < deadline, f"no trial reached mid-training:\n{c.logs()}"
             for job in http.get("/v1/jobs", params={"sweep_id": sid}).json()["items"]:
                 if job["status"] == "running" and 3 <= job["progress"]["epoch"] <= EPOCHS - 10:
-                    pgid = _holder_pgid(f"sqlite:///{c.data_dir / 'mlp.db'}", job["id"])
+                    pgid = holder_pgid(f"sqlite:///{c.data_dir / 'mlp.db'}", job["id"])
                     victim = next((w for w in workers if w.pid == pgid), None)
                     victim_job = job
                     break

@@ -6,32 +6,14 @@ predictions) the same job run by the embedded executor.
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
-from sqlalchemy import create_engine, text
 
-from tests.distributed.conftest import job_body, setup_data, wait_job
+from tests.distributed.conftest import holder_pgid, job_body, setup_data, wait_job
 
 N_JOBS = 6
 EPOCHS = 10
-
-
-def _holder_pgid(db_url: str, job_id: str) -> int | None:
-    """Process group of the worker process training ``job_id`` (jobs.worker is 'host:pid')."""
-    eng = create_engine(db_url)
-    try:
-        with eng.connect() as conn:
-            worker = conn.execute(text("SELECT worker FROM jobs WHERE id = :i"), {"i": job_id}).scalar()
-    finally:
-        eng.dispose()
-    if not worker:
-        return None
-    try:
-        return os.getpgid(int(worker.rsplit(":", 1)[1]))
-    except ProcessLookupError:
-        return None
 
 
 def _run_all(http, net_id, ds_id) -> list[str]:
@@ -73,7 +55,7 @@ def test_sigkilled_worker_job_is_taken_over_and_matches_embedded(cluster, redis_
             for job_id in ids:
                 job = http.get(f"/v1/jobs/{job_id}").json()
                 if job["status"] == "running" and 3 <= job["progress"]["epoch"] <= EPOCHS - 3:
-                    pgid = _holder_pgid(postgres_url, job_id)
+                    pgid = holder_pgid(postgres_url, job_id)
                     victim = next((w for w in workers if w.pid == pgid), None)
                     if victim is not None:
                         victim_job = job

@@ -152,6 +152,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(url: str, proc: subprocess.Popen, log, *, timeout: float, what: str = "server") -> None:
+    """Poll ``url``/healthz until it answers 200; RuntimeError with ``log()`` when ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log()}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer within {timeout}s:\n{log()}")
+
+
 def serve_command() -> list[str]:
     """The installed console script if present, else the module (same code path: service.cli:main)."""
     script = Path(sys.executable).with_name("mlp-service")
@@ -187,17 +202,8 @@ class LiveServer:
         self.proc = subprocess.Popen(serve_command() + ["serve", "--host", "127.0.0.1", "--port", str(self.port),
                                                         "--no-access-log"],
                                      cwd=str(ROOT), env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log()}")
+        wait_healthy(self.url, self.proc, self.log, timeout=timeout)
+        return self
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30.0)

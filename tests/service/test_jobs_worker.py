@@ -10,14 +10,21 @@ import pytest
 from service.executor.worker import EpochWriter, LostJob, Training
 
 
-def test_writer_saves_newest_checkpoint_before_committing_its_epochs():
+def _blocking_save(log: list):
+    """A checkpoint save that sets ``saving`` and then waits for ``gate``, so the writer falls behind."""
     gate, saving = threading.Event(), threading.Event()
-    log: list = []
 
     def save(state):
         saving.set()
         gate.wait(5)
         log.append(("save", state))
+
+    return save, gate, saving
+
+
+def test_writer_saves_newest_checkpoint_before_committing_its_epochs():
+    log: list = []
+    save, gate, saving = _blocking_save(log)
 
     def record(batch, best):
         log.append(("record", [m["epoch"] for m in batch], best))
@@ -50,13 +57,8 @@ def test_writer_error_reaches_the_training_thread():
 
 
 def test_writer_commits_epochs_without_a_checkpoint_and_only_the_newest_progress():
-    gate, saving = threading.Event(), threading.Event()
     log: list = []
-
-    def save(state):
-        saving.set()
-        gate.wait(5)
-        log.append(("save", state))
+    save, gate, saving = _blocking_save(log)
 
     w = EpochWriter(save, lambda batch, best: log.append(("record", [m["epoch"] for m in batch], best)),
                     lambda progress: log.append(("report", progress["batch"])))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.service.helpers import LiveServer, blobs, mlp_spec
+from tests.service.helpers import LiveServer, blobs, mlp_spec, wait_job
 
 UNKNOWN = "0123456789abcdef0123456789abcdef"
 
@@ -21,11 +19,7 @@ def _train(c, X, y, spec, task=None) -> str:
         body["task"] = task
     ds = c.post("/v1/datasets", json=body).json()
     job = c.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "epochs": 5}).json()
-    for _ in range(600):
-        job = c.get(f"/v1/jobs/{job['id']}").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(0.05)
+    job = wait_job(c, job["id"], timeout=30)
     assert job["status"] == "succeeded", job
     return job["model_id"]
 
@@ -161,11 +155,7 @@ def test_categorical_columns_go_in_as_codes_of_input_schema(server, tc):
     ds = c.post("/v1/datasets", files={"file": ("c.csv", csv.encode(), "text/csv")}, data={"name": "cat"}).json()
     net = c.post("/v1/networks", json=mlp_spec(2)).json()
     job = c.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "epochs": 3}).json()
-    for _ in range(600):
-        job = c.get(f"/v1/jobs/{job['id']}").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(0.05)
+    job = wait_job(c, job["id"], timeout=30)
     assert job["status"] == "succeeded", job
     schema = c.get(f"/v1/models/{job['model_id']}").json()["input_schema"]
     assert [col["name"] for col in schema] == ["size", "colour"]
