@@ -122,6 +122,8 @@ async def receive(request: Request, *, max_bytes: int, tmp_dir: Path,
     except BaseException:
         if reader.upload.spool is not None:
             reader.upload.spool.cancel()          # the parse thread stops at its next read
+        for future in early:                      # its UploadAborted is expected: not logged as unretrieved
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
         raise
     if early:
         if reader.stale:
