@@ -62,7 +62,8 @@ def _warm(http, train_id: str, val_id: str, n_workers: int, args) -> None:
 
 def run(n_workers: int, args, tmp: Path, broker_url: str, split) -> dict:
     Xtr, Xva, ytr, yva = split
-    c = Cluster(tmp, database_url=f"sqlite:///{tmp / 'mlp.db'}", broker_url=broker_url)
+    extra = {} if args.nice is None else {"MLP_WORKER_NICE": str(args.nice)}
+    c = Cluster(tmp, database_url=f"sqlite:///{tmp / 'mlp.db'}", broker_url=broker_url, extra_env=extra)
     try:
         api = c.api()
         c.workers(n_workers, concurrency=1)
@@ -94,6 +95,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--parallelism", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=2, help="rounds per setting; the best is reported")
+    ap.add_argument("--nice", type=int, default=None, help="MLP_WORKER_NICE of the workers (default: the "
+                    "service's, 10: on a machine busy with other work they then get only what it leaves)")
     args = ap.parse_args()
 
     load = os.getloadavg()
@@ -118,7 +121,7 @@ def main() -> None:
 
     print(f"sweep scale-out benchmark: {args.trials} random-search trials x {args.epochs} epochs on digits "
           f"(1,437 training rows), parallelism {args.parallelism}, no pruning; Redis + SQLite; {os.cpu_count()} "
-          f"CPUs; best of {args.repeat}")
+          f"CPUs; best of {args.repeat}; worker nice {'default' if args.nice is None else args.nice}")
     print(f"load average before {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, after "
           f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'workers':>8} {'seconds':>8} {'trials/min':>11} {'median trial s':>15} {'sum of trials s':>16} "
