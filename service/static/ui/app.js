@@ -352,7 +352,8 @@ function scatter(el, dim, sweep, yOf) {
   const col = pred => pts.map(p => pred(p.t) ? p.y : null);
   const data = [pts.map(p => p.x), col(t => t.status === "complete"), col(t => t.status === "pruned"),
     col(t => t.number === sweep.best_trial)];
-  const ys = pts.map(p => p.y), lo = Math.min(...ys), hi = Math.max(...ys), pad = Math.max((hi - lo) * 0.08, 0.01);
+  const ys = pts.length ? pts.map(p => p.y) : [0, 1];  // no finished trial yet: an empty chart
+  const lo = Math.min(...ys), hi = Math.max(...ys), pad = Math.max((hi - lo) * 0.08, 0.01);
   const x = { time: false };
   const axis = { label: dim.name, size: 36, values: (u, vals) => vals.map(v => v === null ? "" : sci(v)) };
   if (dim.kind === "log") {                          // the space's range, ticks at the powers of the base
