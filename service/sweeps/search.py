@@ -186,21 +186,34 @@ def _pruner_memory(req: SweepCreate, study_name: str, ordered: list,
     """
     if req.pruner != "hyperband" or not ordered:
         return {}
-    scratch = optuna.create_study(study_name=study_name, direction=req.direction,
-                                  pruner=pruner(req, max_epochs(req)))
-    for _ in range(ordered[-1].number + 1):
-        scratch.add_trial(create_trial(state=TrialState.RUNNING))
     out: dict[int, dict[str, Any]] = {}
+    scratch = None
     for t in ordered:
         upto = running.get(t.number)
         values = {e: v for e, v in sorted(_values(t).items()) if upto is None or e < upto}
-        seen: dict[int, float] = {}
-        for epoch, value in values.items():
-            seen[epoch] = value
-            _judge(scratch, t.number, seen)
-        if values:
-            out[t.number] = dict(scratch.get_trials(deepcopy=False)[t.number].system_attrs)
+        if not values:
+            continue
+        # A trial's memory depends on its own values and bracket only (not on the other trials): kept.
+        key = (study_name, req.direction, max_epochs(req), t.number, tuple(values.items()))
+        if key not in _MEMORY:
+            if scratch is None:
+                scratch = optuna.create_study(study_name=study_name, direction=req.direction,
+                                              pruner=pruner(req, max_epochs(req)))
+                for _ in range(ordered[-1].number + 1):
+                    scratch.add_trial(create_trial(state=TrialState.RUNNING))
+            seen: dict[int, float] = {}
+            for epoch, value in values.items():
+                seen[epoch] = value
+                _judge(scratch, t.number, seen)
+            _MEMORY[key] = dict(scratch.get_trials(deepcopy=False)[t.number].system_attrs)
+            while len(_MEMORY) > _MEMORY_KEPT:
+                _MEMORY.pop(next(iter(_MEMORY)))
+        out[t.number] = dict(_MEMORY[key])
     return out
+
+
+_MEMORY: dict[tuple, dict[str, Any]] = {}  # (study, direction, max epochs, trial number, values) -> its memory
+_MEMORY_KEPT = 20_000
 
 
 def _judge(st: optuna.Study, number: int, intermediate: dict[int, float]) -> bool:
