@@ -4,9 +4,8 @@ MLPClassifier / MLPRegressor with their defaults, on the same split and the same
 
 Ours is trained the way a worker trains the job: the job schema's defaults (``TrainingParams()``) turned into
 ``core.fit`` options by the worker's own ``fit_options``. Scikit-learn is fitted here, in the same run, on the four
-bundled data sets. On MNIST (8,000 training / 2,000 test rows of tests/data/mnist) scikit-learn needs about a minute
-(87 iterations), so the test compares against its accuracy as measured by ``bench/defaults.py``, which fits it
-live and prints the whole margin table (``SKLEARN_MNIST_ACCURACY`` below).
+bundled data sets and on MNIST (8,000 training / 2,000 test rows of tests/data/mnist; 87 iterations, about 20 s on
+one core). ``bench/defaults.py`` prints the whole margin table.
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ from service.executor.worker import fit_options
 from service.jobs.schemas import TrainingParams
 
 MNIST = Path(__file__).resolve().parents[1] / "data" / "mnist"
-# MLPClassifier(random_state=0).fit(X[:8000], y[:8000]).score(X[8000:], y[8000:]), pixels / 255 (bench/defaults.py).
-SKLEARN_MNIST_ACCURACY = 0.9595
 LOADERS = {"digits": datasets.load_digits, "wine": datasets.load_wine,
            "breast_cancer": datasets.load_breast_cancer, "diabetes": datasets.load_diabetes}
 
@@ -79,15 +76,11 @@ def sklearn_default(X_tr, X_te, y_tr, y_te, task: str) -> float:
     return float(model.score(X_te, y_te))
 
 
-@pytest.mark.parametrize("name", ["digits", "wine", "breast_cancer", "diabetes"])
+@pytest.mark.parametrize("name", ["digits", "wine", "breast_cancer", "diabetes", "mnist"])
 def test_job_defaults_match_or_beat_sklearn_defaults(name):
     split = load_split(name)
     mine, theirs = ours(*split), sklearn_default(*split)
     assert mine >= theirs, f"{name}: ours {mine:.4f} < scikit-learn {theirs:.4f}"
-
-
-def test_job_defaults_beat_sklearns_mnist_accuracy():
-    assert ours(*load_split("mnist")) >= SKLEARN_MNIST_ACCURACY
 
 
 def test_defaults_are_what_the_schema_and_readme_say():
