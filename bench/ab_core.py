@@ -68,11 +68,12 @@ def run(core, spec, X, y, **kwargs):
 
 
 def same(a, b) -> bool:
-    """Bitwise-equal arrays and equal histories (seconds left out, and ``lr``, which older cores lack)."""
+    """Bitwise-equal arrays and equal histories (seconds left out, and ``lr`` and ``val_auc``, which older cores
+    lack)."""
     (_, wa, ha), (_, wb, hb) = a, b
     if wa.keys() != wb.keys() or not all(np.array_equal(wa[k], wb[k]) for k in wa):
         return False
-    strip = [[{k: v for k, v in h.items() if k not in ("seconds", "lr")} for h in hist] for hist in (ha, hb)]
+    strip = [[{k: v for k, v in h.items() if k not in ("seconds", "lr", "val_auc")} for h in hist] for hist in (ha, hb)]
     return strip[0] == strip[1] and ha.best_epoch == hb.best_epoch and ha.stopped_early == hb.stopped_early
 
 
