@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 
 from service.executor.base import LostJob
 from service.jobs import service as jobs_service
@@ -11,7 +12,7 @@ CANCEL_POLL_SECONDS = 0.2  # the database is asked whether to stop at most this 
 PROGRESS_SECONDS = 0.5  # progress is written at most this often (twice a second)
 
 
-class Runner:
+class Runner(ABC):
     """One attempt at one job (``run``); training and batch scoring are its kinds.
 
     ``stop_reason`` says why it stopped early when it raised ``core.TrainingCancelled``: 'cancel' or 'shutdown'.
@@ -25,9 +26,9 @@ class Runner:
         self.stop_reason: str | None = None
         self._last_check = time.monotonic()
 
+    @abstractmethod
     def run(self) -> None:
         """Do the job's work and commit its outcome; raise LostJob when the attempt was fenced out."""
-        raise NotImplementedError
 
     def should_stop(self) -> bool:
         """Polled between minibatches or chunks: cancel or shutdown hints at once, the database at most every 0.2 s."""
