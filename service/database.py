@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from service.errors import NotFound
+from service.errors import NotFound, json_safe
 
 # Every domain's tables module; create_all imports them so their tables exist.
 TABLE_MODULES = (
@@ -132,7 +132,7 @@ def get_owned_or_raise(session: Session, table: type, *, owner: str, row_id: str
     """The owner's row, or NotFound ``"<noun> <id> not found"`` (also for another tenant's id)."""
     row = get_owned(session, table, owner=owner, row_id=row_id)
     if row is None:
-        raise NotFound(f"{noun} {row_id} not found")
+        raise NotFound(f"{noun} {json_safe(row_id)} not found")  # an id from a body may be long: echo 200 chars
     return row
 
 

@@ -60,6 +60,9 @@ def class_weight_indices(class_weight, classes: list) -> str | dict[int, float] 
             raise ValueError(f"class_weight: {label!r} is not a class of the data set; classes: "
                              f"{', '.join(map(str, classes[:20]))}")
         out[index[str(label)]] = float(weight)
+    if classes and all(out.get(i, 1.0) == 0 for i in range(len(classes))):
+        raise ValueError("class_weight: every class has weight 0, so nothing would be learned; give at least one "
+                         "class a weight > 0")
     return out
 
 

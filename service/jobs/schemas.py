@@ -185,7 +185,7 @@ class TrainingParams(_Strict):
         description="Learning-rate schedule (also accepted as `schedule`; default cosine annealing over the epochs, "
                     "null keeps the rate constant); each epoch's `lr` is in its metrics.")
     clip_norm: float | None = Field(None, gt=0, description="Clip the gradients to this global L2 norm.")
-    class_weight: Literal["balanced"] | dict[str, float] | None = Field(
+    class_weight: Literal["balanced"] | dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
         None, description="'balanced' (n_samples / (n_classes * count), as scikit-learn) or a map from label as "
                           "uploaded to weight (others 1); classification only.")
     sample_weight_column: str | None = Field(None, description="A numeric column of the data set holding each "

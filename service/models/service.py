@@ -48,7 +48,7 @@ def new_from_job(storage: Storage, *, model_id: str, net: core.Network, job, net
     """Save a trained network's weights and build its row (not added: the job's completion commits it)."""
     key = save_weights(storage, model_id=model_id, net=net)
     return TrainedModel(id=model_id, owner=job.owner, job_id=job.id, network_id=network.id, dataset_id=dataset.id,
-                        task=dataset.task, classes=dataset.classes, input_dim=dataset.n_features,
+                        task=dataset.task, classes=dataset.classes, input_dim=int(net.n_features_in),
                         output_dim=net.output_dim, metrics=metrics, artifact_key=key, created_at=utcnow())
 
 

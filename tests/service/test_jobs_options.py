@@ -76,6 +76,7 @@ def test_sample_weight_column_is_a_weight_not_a_feature(client, wait_job):
     assert job["status"] == "succeeded", job
     model = client.get(f"/v1/models/{job['model_id']}").json()
     assert [c["name"] for c in model["input_schema"]] == ["x1", "x2"]
+    assert model["input_dim"] == 2  # the weight column is not an input
     p = client.post(f"/v1/models/{job['model_id']}/predict", json={"records": [{"x1": 2.0, "x2": 1.0}]})
     assert p.status_code == 200 and p.json()["predictions"] == ["p"]
     bad = _job(client, net, ds, sample_weight_column="nope")
@@ -92,6 +93,7 @@ def test_sample_weight_column_is_a_weight_not_a_feature(client, wait_job):
     ({"optimizer": {"type": "rmsprop", "rho": 1}}, "rho", "less than 1"),
     ({"optimizer": {"type": "adamw", "weight_decay": -0.1}}, "weight_decay", "greater than or equal to 0"),
     ({"class_weight": "even"}, "class_weight", "balanced"),
+    ({"class_weight": {"a": -1}}, "class_weight", "greater than or equal to 0"),
 ])
 def test_schema_422s_name_the_field(client, blob_setup, body, field, words):
     net, ds = blob_setup
@@ -103,6 +105,8 @@ def test_schema_422s_name_the_field(client, blob_setup, body, field, words):
 
 @pytest.mark.parametrize("body, detail", [
     ({"class_weight": {"z": 2.0}}, "class_weight: 'z' is not a class of the data set; classes: a, b, c"),
+    ({"class_weight": {"a": 0, "b": 0, "c": 0}}, "class_weight: every class has weight 0, so nothing would be "
+                                                 "learned; give at least one class a weight > 0"),
     ({"lr_schedule": {"type": "reduce_on_plateau"}},
      "lr_schedule.monitor: 'val_loss' needs validation data (validation_split > 0 or validation_dataset_id)"),
     ({"lr_schedule": {"type": "reduce_on_plateau", "monitor": "val_r2"}, "validation_split": 0.2},
@@ -114,6 +118,14 @@ def test_domain_422s_name_the_field(client, blob_setup, body, detail):
     r = _job(client, net, ds, **body)
     assert r.status_code == 422, r.text
     assert r.json()["detail"] == detail
+
+
+def test_a_long_unknown_id_in_a_body_is_echoed_cut(client, blob_setup):
+    """A 1 MB network_id is a 404 whose detail echoes at most 200 characters of it, not the megabyte."""
+    net, ds = blob_setup
+    r = client.post("/v1/jobs", json={"network_id": "a" * 1_000_000, "dataset_id": ds["id"]})
+    assert r.status_code == 404
+    assert r.json()["detail"] == f"network {'a' * 200}... not found"
 
 
 def test_class_weight_on_regression_is_a_422(client, make_network, make_dataset):
