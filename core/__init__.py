@@ -13,11 +13,12 @@ from .losses import LOSSES
 from .network import Network, count_params, normalize_spec
 from .optimizers import OPTIMIZERS
 from .preprocessing import ENCODERS, IMPUTERS, SCALERS, Preprocessor
-from .training import VAL_AUC_MAX_ROWS, History, TrainingCancelled, TrainingDiverged, TrainingState, fit
+from .training import (VAL_AUC_MAX_ROWS, History, TrainingCancelled, TrainingDiverged, TrainingState, fit,
+                       validation_indices)
 
 __all__ = [
     "ACTIVATIONS", "INITS", "LAYERS", "LOSSES", "MONITORS", "OPTIMIZERS", "monitors_for",
     "Network", "fit", "count_params", "normalize_spec", "History", "TrainingState", "TrainingDiverged",
     "TrainingCancelled", "Layer", "Dense", "ActivationLayer", "Dropout", "Preprocessor", "IMPUTERS",
-    "SCALERS", "ENCODERS", "cross_validate", "fold_indices", "VAL_AUC_MAX_ROWS",
+    "SCALERS", "ENCODERS", "cross_validate", "fold_indices", "validation_indices", "VAL_AUC_MAX_ROWS",
 ]

@@ -135,7 +135,8 @@ def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
         ``loss`` (mean squared error), ``mse``, ``rmse`` (per output, mean over
         outputs), ``mae``, ``r2``, ``explained_variance`` (uniform mean over
         outputs; an output with constant targets scores 1 if predicted exactly,
-        else 0) and ``residual_quantiles`` (of ``y_true - y_pred`` at 0, 5, 25,
+        else 0; NaN for fewer than 2 rows, where scikit-learn's ``r2_score``
+        says they are not well defined) and ``residual_quantiles`` (of ``y_true - y_pred`` at 0, 5, 25,
         50, 75, 95, 100 %, numpy's linear interpolation).
     """
     t = np.asarray(y_true, dtype=np.float64)
@@ -152,6 +153,8 @@ def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
         ok = den != 0
         return np.where(ok, 1 - num / np.where(ok, den, 1), np.where(num == 0, 1.0, 0.0))
 
+    if t2.shape[0] < 2:  # one row has no variance to explain: undefined, not a perfect or zero score
+        ss_tot = np.full_like(ss_res, np.nan)
     levels = [0, 5, 25, 50, 75, 95, 100]
     quant = np.quantile(r.ravel(), np.array(levels) / 100.0)
     return {"loss": mse, "mse": mse, "rmse": float(np.mean(np.sqrt(ss_res / t2.shape[0]))),

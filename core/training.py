@@ -427,17 +427,45 @@ def _row_weights(net: Network, data: _Data, class_weight) -> _Data:
     return data._replace(w_tr=None if w is None else w.astype(net.dtype))
 
 
+def validation_indices(n: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows ``fit`` trains and validates on for a ``validation_split``.
+
+    A seeded random permutation of the rows: the first ``max(1, round(n * validation_split))`` are the
+    validation rows. Not stratified: a rare class may be missing from the validation rows.
+
+    Parameters
+    ----------
+    n : int
+        Number of rows.
+    validation_split : float
+        Fraction of the rows held out, in (0, 1).
+    seed : int
+        The ``seed`` given to ``fit``.
+
+    Returns
+    -------
+    train, validation : ndarray of shape (n - n_val,) and (n_val,), dtype int64
+        Row indices, each in ascending order.
+
+    Raises
+    ------
+    ValueError
+        If the split leaves no training rows.
+    """
+    n_val = max(1, int(round(n * validation_split)))
+    if n_val >= n:
+        raise ValueError(f"validation_split {validation_split} leaves no training rows of {n}")
+    perm = np.random.default_rng([seed, 1]).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
 def _split_validation(net: Network, X: np.ndarray, y: np.ndarray, validation, validation_split: float,
                       seed: int, prep: Preprocessor | None, sample_weight: np.ndarray | None = None) -> _Data:
     """Training and validation rows: a seeded random ``validation_split`` of the rows
     (each part in its original order), or the ``validation`` pair, checked."""
     n, d = X.shape
     if validation_split:
-        n_val = max(1, int(round(n * validation_split)))
-        if n_val >= n:
-            raise ValueError(f"validation_split {validation_split} leaves no training rows of {n}")
-        perm = np.random.default_rng([seed, 1]).permutation(n)
-        tr_idx, va_idx = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+        tr_idx, va_idx = validation_indices(n, validation_split, seed)
         return _Data(_gather_rows(X, tr_idx, net.dtype), y[tr_idx],
                      _gather_rows(X, va_idx, net.dtype), y[va_idx],
                      None if sample_weight is None else sample_weight[tr_idx])

@@ -58,6 +58,8 @@ def _label_index(model: models.LoadedModel, targets) -> np.ndarray:
     out = np.empty(len(targets), dtype=np.int64)
     for r, t in enumerate(targets):
         i = index.get(repr(t), by_text.get(str(t)) if not isinstance(t, (list, dict)) else None)
+        if i is None and isinstance(t, float) and t.is_integer():  # 1.0 is the class 1 (JSON writers emit both)
+            i = index.get(repr(int(t)))
         if i is None:
             raise InvalidInput(f"targets[{r}]: label {t!r} is not one of the model's classes {classes}")
         out[r] = i

@@ -205,6 +205,14 @@ class TrainingParams(_Strict):
         None, description="Train k fold models first and report their held-out metrics (per fold, mean and std) "
                           "on the job and model; the final model is then trained as without it.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_schedule_name(cls, data):
+        """``schedule`` is another name for ``lr_schedule``: both in one body is a 422 that says so."""
+        if isinstance(data, dict) and "lr_schedule" in data and "schedule" in data:
+            raise ValueError("lr_schedule: give lr_schedule or its alias schedule, not both")
+        return data
+
     @model_validator(mode="after")
     def _standardize_is_scale(self):
         """``standardize`` maps onto ``preprocessing.numeric.scale``; contradicting values are a 422. AdamW's
@@ -221,6 +229,11 @@ class TrainingParams(_Strict):
             raise ValueError(f"standardize={str(self.standardize).lower()} contradicts "
                              f"preprocessing.numeric.scale={numeric.scale!r}; give only one of them")
         self.standardize = numeric.scale != "none"
+        min_lr = getattr(self.lr_schedule, "min_lr", 0.0)
+        if min_lr > self.optimizer.learning_rate:
+            raise ValueError(f"lr_schedule.min_lr: {min_lr:g} is above optimizer.learning_rate "
+                             f"{self.optimizer.learning_rate:g}; the schedule lowers the rate towards min_lr, so "
+                             "min_lr must be <= learning_rate")
         return self
 
 

@@ -125,6 +125,9 @@ def create(session: Session, executor: Executor, settings: Settings, *, owner: s
         _check_early_stopping(body.lr_schedule.monitor, dataset, n_val, field="lr_schedule.monitor")
     if body.cross_validation is not None:
         _check_cross_validation(body.cross_validation.folds, dataset, storage)
+    monitors = {getattr(body.early_stopping, "monitor", None), getattr(body.lr_schedule, "monitor", None)}
+    if "val_auc" in monitors:
+        _check_auc_validation(body, dataset, storage)
 
     now = utcnow()
     job = Job(owner=owner, network_id=network.id, dataset_id=dataset.id,
@@ -259,6 +262,23 @@ def _check_early_stopping(monitor: str, dataset, n_val: int, field: str = "early
     if core.MONITORS[monitor].binary_only and n_val > core.VAL_AUC_MAX_ROWS:
         raise InvalidInput(f"{field}: 'val_auc' is computed for at most {core.VAL_AUC_MAX_ROWS:,} validation rows; "
                            f"this job has {n_val:,}")
+
+
+def _check_auc_validation(body: JobCreate, dataset, storage: Storage | None) -> None:
+    """A val_auc monitor needs both classes among the rows validation_split holds out (counted when ``storage``;
+    a validation data set of one class cannot be uploaded for classification)."""
+    field = "early_stopping.monitor" if getattr(body.early_stopping, "monitor", None) == "val_auc" \
+        else "lr_schedule.monitor"
+    if storage is None or not body.validation_split:
+        return
+    y = np.asarray(datasets_service.load_arrays(storage, dataset)[1]).reshape(-1)
+    va = y[core.validation_indices(y.shape[0], body.validation_split, body.seed)[1]]
+    if va.min() == va.max():
+        label = (dataset.classes or [])[int(va[0])] if int(va[0]) < len(dataset.classes or []) else va[0]
+        raise InvalidInput(f"{field}: 'val_auc' needs both classes among the validation rows, but the "
+                           f"{va.shape[0]} row(s) that validation_split={body.validation_split} holds out with "
+                           f"seed={body.seed} are all {label!r}; use a larger validation_split, another seed, "
+                           "a validation_dataset_id, or monitor 'val_loss'")
 
 
 def _check_cross_validation(folds: int, dataset, storage: Storage | None) -> None:

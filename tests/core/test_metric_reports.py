@@ -71,3 +71,11 @@ def test_regression_figures_match_sklearn(m, seed):
     assert rep["explained_variance"] == pytest.approx(skm.explained_variance_score(t, q), abs=1e-9)
     assert rep["residual_quantiles"]["p50"] == pytest.approx(float(np.median(t - q)), abs=1e-9)
     assert rep["residual_quantiles"]["p0"] == pytest.approx(float(np.min(t - q)), abs=1e-9)
+
+
+def test_regression_r2_of_one_row_is_nan_as_in_sklearn():
+    rep = metrics.regression_report(np.array([2.0]), np.array([2.5]))
+    assert np.isnan(rep["r2"]) and np.isnan(rep["explained_variance"])
+    assert rep["mae"] == 0.5 and rep["mse"] == 0.25
+    with pytest.warns(Warning, match="less than two samples"):
+        assert np.isnan(skm.r2_score([2.0], [2.5]))

@@ -117,6 +117,30 @@ def test_evaluate_regression_matches_sklearn(client):
     assert m["mae"] == pytest.approx(skm.mean_absolute_error(yt, p), abs=1e-6)
     assert m["explained_variance"] == pytest.approx(skm.explained_variance_score(yt, p), abs=1e-6)
     assert m["residual_quantiles"]["p50"] == pytest.approx(float(np.median(yt - p)), abs=1e-6)
+    one = client.post(f"/v1/models/{job['model_id']}/evaluate",
+                      json={"inputs": Xt[:1].tolist(), "targets": yt[:1].tolist(), "importance": True})
+    assert one.status_code == 200, one.text  # one row: R² is not defined (scikit-learn: nan with a warning)
+    assert one.json()["metrics"]["r2"] is None and one.json()["metrics"]["explained_variance"] is None
+    assert one.json()["metrics"]["mae"] == pytest.approx(abs(float(yt[0] - p[0])), abs=1e-5)
+    assert one.json()["importance"]["baseline"] is None
+
+
+def test_evaluate_integer_classes_take_integral_float_targets(client):
+    X, y = blobs(n=120, d=3, k=2, seed=2)
+    net = post_network(client, mlp_spec(2))
+    ds = post_dataset(client, X.round(4), y)
+    job = wait_job(client, client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"],
+                                                         "epochs": 5}).json()["id"])
+    assert job["status"] == "succeeded", job
+    assert client.get(f"/v1/models/{job['model_id']}").json()["classes"] == [0, 1]
+    as_int = client.post(f"/v1/models/{job['model_id']}/evaluate",
+                         json={"inputs": X[:20].round(4).tolist(), "targets": y[:20].tolist()})
+    as_float = client.post(f"/v1/models/{job['model_id']}/evaluate",
+                           json={"inputs": X[:20].round(4).tolist(), "targets": [float(v) for v in y[:20]]})
+    assert as_float.status_code == 200, as_float.text
+    assert as_float.json()["metrics"] == as_int.json()["metrics"]
+    bad = client.post(f"/v1/models/{job['model_id']}/evaluate", json={"inputs": X[:1].tolist(), "targets": [1.5]})
+    assert bad.status_code == 422 and bad.json()["detail"] == "targets[0]: label 1.5 is not one of the model's classes [0, 1]"
 
 
 def _noisy(seed):

@@ -210,3 +210,39 @@ def test_best_epoch_without_early_stopping_is_the_monitors_pick_and_the_model_ha
     assert job["best_epoch"] == min(items, key=lambda m: m["val_loss"])["epoch"]
     model = client.get(f"/v1/models/{job['model_id']}").json()
     assert "best_epoch" not in model["metrics"] and model["metrics"]["epoch"] == 8
+
+
+def _rare_positive(n: int = 60, seed: int = 7, validation_split: float = 0.1):
+    """Binary rows with 3 positives, none of them among the rows validation_split holds out with ``seed``."""
+    va = set(core.validation_indices(n, validation_split, seed)[1].tolist())
+    pos = [i for i in range(n) if i not in va][:3]
+    X = np.random.default_rng(0).normal(size=(n, 3)).round(3)
+    y = np.zeros(n, dtype=int)
+    y[pos] = 1
+    return X, y
+
+
+@pytest.mark.parametrize("extra, field", [
+    ({"early_stopping": {"monitor": "val_auc"}}, "early_stopping.monitor"),
+    ({"lr_schedule": {"type": "reduce_on_plateau", "monitor": "val_auc"}}, "lr_schedule.monitor"),
+])
+def test_val_auc_with_a_one_class_validation_split_is_a_422_not_a_failed_job(client, make_network, make_dataset,
+                                                                             extra, field):
+    X, y = _rare_positive()
+    net, ds = make_network(client, mlp_spec(2)), make_dataset(client, X, np.array(["no", "yes"])[y])
+    r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "validation_split": 0.1,
+                                      **dict(BODY, seed=7), **extra})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == (
+        f"{field}: 'val_auc' needs both classes among the validation rows, but the 6 row(s) that "
+        "validation_split=0.1 holds out with seed=7 are all 'no'; use a larger validation_split, another seed, "
+        "a validation_dataset_id, or monitor 'val_loss'")
+    assert client.get("/v1/jobs").json()["total"] == 0
+
+
+def test_validation_indices_are_the_rows_fit_validates_on():
+    train, val = core.validation_indices(50, 0.2, 3)
+    assert val.shape == (10,) and train.shape == (40,)
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(50))
+    with pytest.raises(ValueError, match="leaves no training rows of 1"):
+        core.validation_indices(1, 0.5, 0)

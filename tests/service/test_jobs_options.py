@@ -94,6 +94,12 @@ def test_sample_weight_column_is_a_weight_not_a_feature(client, wait_job):
     ({"optimizer": {"type": "adamw", "weight_decay": -0.1}}, "weight_decay", "greater than or equal to 0"),
     ({"class_weight": "even"}, "class_weight", "balanced"),
     ({"class_weight": {"a": -1}}, "class_weight", "greater than or equal to 0"),
+    ({"optimizer": {"type": "adam", "learning_rate": 0.001}, "lr_schedule": {"type": "cosine", "min_lr": 0.01}},
+     "lr_schedule.min_lr", "0.01 is above optimizer.learning_rate 0.001"),
+    ({"optimizer": {"type": "sgd"}, "schedule": {"type": "reduce_on_plateau", "min_lr": 0.5}},
+     "lr_schedule.min_lr", "0.5 is above optimizer.learning_rate 0.01"),
+    ({"lr_schedule": {"type": "step"}, "schedule": {"type": "cosine"}}, "lr_schedule",
+     "give lr_schedule or its alias schedule, not both"),
 ])
 def test_schema_422s_name_the_field(client, blob_setup, body, field, words):
     net, ds = blob_setup
