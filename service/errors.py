@@ -56,9 +56,14 @@ class Unauthorized(ServiceError):
 
 
 class RequestTimeout(ServiceError):
-    """A request body that stalled (no bytes for too long), so a slow client cannot hold a connection."""
+    """A request body that stalled (no bytes for too long), so a slow client cannot hold a connection. The answer
+    says ``Connection: close`` and the server closes it (RFC 9110 section 15.5.9): the rest of the body is not read."""
 
     status_code = 408
+
+    def __init__(self, detail: Any, **kw: Any):
+        kw.setdefault("headers", {"Connection": "close"})
+        super().__init__(detail, **kw)
 
 
 class TooManyRequests(ServiceError):

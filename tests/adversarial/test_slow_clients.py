@@ -35,6 +35,7 @@ def test_stalled_bodies_are_answered_408_and_closed(live_server):
     for data in answers:
         head, _, body = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408"), data
+        assert b"\r\nconnection: close" in head.lower(), head           # the client knows not to reuse it
         assert json.loads(body)["detail"] == ("the request body stalled: no bytes for 1 s after 12 bytes "
                                               "(MLP_BODY_READ_TIMEOUT_SECONDS)")
     assert took < 10, took                                           # not held open indefinitely
@@ -122,6 +123,7 @@ def test_trickled_bodies_are_cut_off_by_the_minimum_rate(live_server):
             assert head.startswith(b"HTTP/1.1 200"), data
             continue
         assert head.startswith(b"HTTP/1.1 408"), data
+        assert b"\r\nconnection: close" in head.lower(), head
         detail = json.loads(body)["detail"]
         assert detail.startswith("the request body arrived too slowly: "), detail
         assert detail.endswith("a body gets 1 s plus one second per 100 bytes (MLP_BODY_READ_TIMEOUT_SECONDS, "
