@@ -7,6 +7,8 @@
 - Connection limit: past ``MLP_MAX_CONNECTIONS`` open connections (or that many requests in flight) a request
   is answered 503 naming the setting, with ``Retry-After`` and ``Connection: close``; ``GET /healthz`` is still
   answered (then the connection closes), so a liveness probe does not restart a server that is only busy.
+- A request that is not valid HTTP/1.1 (an absurd ``Content-Length``, a bad header) gets a JSON 400 naming what
+  the parser found, as every other error, instead of uvicorn's plain-text one.
 - A body nobody reads: when the response is sent before the request body has all arrived (a 401 before the
   body, a route without one), the rest may take ``MLP_BODY_READ_TIMEOUT_SECONDS`` to arrive, then the
   connection closes (uvicorn discards it byte by byte, each byte restarting its keep-alive timer, forever).
@@ -17,6 +19,7 @@ Bodies that the application reads are bounded in ``service.bodies`` (stall timeo
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import orjson
@@ -113,6 +116,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             body = orjson.dumps({"detail": f"the request head (request line and headers) was not complete "
                                            f"within {self.header_timeout:g} s (MLP_HEADER_READ_TIMEOUT_SECONDS)"})
             self.transport.write(_json_head(b"408 Request Timeout", body))
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request that is not valid HTTP/1.1 (uvicorn calls this inside its ``except HttpParserError``): a JSON
+        400 naming what the parser found (``Content-Length overflow``, ``Invalid header token``), then close."""
+        exc = sys.exc_info()[1]
+        found = str(exc) if exc is not None and str(exc) else msg.rstrip(".")
+        body = orjson.dumps({"detail": f"the request is not valid HTTP/1.1: {found}"})
+        self.transport.write(_json_head(b"400 Bad Request", body))
         self.transport.close()
 
     # -- connection limit -------------------------------------------------------------------------------------

@@ -90,3 +90,29 @@ def test_keys_file_with_swapped_fields_names_the_line_not_the_key(tmp_path, cont
     assert message in str(info.value)
     for secret in (SECRET, "S3cr3t", "frank-key-0123456789abcdef", "erin"):
         assert secret not in str(info.value)
+
+
+def test_requests_that_are_not_http_get_a_json_400_naming_the_fault(live_server):
+    """An absurd Content-Length or a broken header is refused by the HTTP parser: a JSON 400 as every other error
+    (uvicorn's own is plain text), then the connection closes; the server goes on serving."""
+    import json
+    import socket
+
+    srv = live_server(workers=0)
+    cases = [(b"POST /v1/networks HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+              "Content-Length overflow"),
+             (b"POST /v1/networks HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+              "Invalid character in Content-Length"),
+             (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", "Invalid header token")]
+    for raw, fault in cases:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(raw)
+            data = b""
+            while chunk := s.recv(4096):                             # read until the server closes
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), data
+        assert b"content-type: application/json" in head.lower() and b"connection: close" in head.lower(), head
+        assert json.loads(body) == {"detail": f"the request is not valid HTTP/1.1: {fault}"}
+    with srv.client() as http:
+        assert http.get("/healthz").status_code == 200
