@@ -379,6 +379,8 @@ def _progress(job) -> Progress:
             eta = round(max(eta - max(time.time() - float(live["at"]), 0.0), 0.0), 2)
         if live.get("fold") is not None or int(live.get("epoch", 0)) > job.epoch:  # else that epoch has ended
             batch, batches = live.get("batch"), live.get("batches")
+    elif job.progress and job.status in (JobStatus.cancelled.value, JobStatus.failed.value):
+        fraction = max(fraction, float(job.progress["fraction"]))  # how far it got (a fold model, mid-epoch)
     elif job.status == JobStatus.running.value and job.metrics and job.metrics.get("rows_per_second"):
         eta = round(max(job.epochs - job.epoch, 0) / float(job.metrics["rows_per_second"]), 3)
     elif job.status == JobStatus.running.value and job.metrics and job.metrics.get("seconds") is not None:
