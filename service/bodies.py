@@ -7,11 +7,14 @@ row and column.
 from __future__ import annotations
 
 import asyncio
+import re
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
 import orjson
+import simdjson
 from starlette.requests import Request
 
 from service.errors import InvalidInput, RequestTimeout, TooLarge
@@ -158,3 +161,111 @@ def json_type(v: Any) -> str:
     if isinstance(v, dict):
         return "an object"
     return repr(v)
+
+
+# ----------------------------------------------------------------------------- big arrays of numbers in JSON
+
+FAST_MIN_BYTES = 16 * 1024   # smaller bodies are parsed by orjson alone (one-row predicts are unchanged)
+NUMBERS = "#numbers#"        # stands for the array in the rest of the body that orjson parses
+_NUMBERS_TOKEN = b'"#numbers#"'   # starts with '"#': never valid JSON if it lands inside a string
+_KEEP_PARSER_BYTES = 32 * 2**20   # a parser that read a bigger body is not kept (its buffers grow to fit)
+_idle_parsers: list[simdjson.Parser] = []
+_idle_lock = threading.Lock()
+_WS = b" \t\r\n"
+
+
+def numbers_at(body: bytes | bytearray, path: tuple[str | int, ...]) -> tuple[Any, np.ndarray] | None:
+    """The array of numbers at ``path`` in the JSON body (e.g. ``("inputs",)``; its last step a key) read
+    straight into float64, and the rest of the body parsed by orjson with that array replaced by the string
+    NUMBERS; None when the body is small or is not like that (the caller then parses the whole body with orjson
+    as usual).
+
+    The array is a flat list of numbers (-> shape (n,)) or a list of n equal-length lists of numbers
+    (-> (n, d)); strings, booleans, nulls, objects, deeper or ragged nesting, integers beyond 64 bits and
+    numbers beyond float64 all give None. simdjson reads each number as orjson does (the nearest float64, or
+    an integer rounded to float64), so the values are those of orjson's Python numbers; the rest of the body
+    (every other field) is orjson's own parse. Python floats are never built for the array: 8 MB of numbers
+    take a quarter of the time orjson plus numpy take."""
+    if len(body) < FAST_MIN_BYTES:
+        return None
+    m = re.search(rb'"' + path[-1].encode() + rb'"[ \t\r\n]*:[ \t\r\n]*\[', body)   # its first "key": [
+    if m is None:
+        return None
+    s = m.end() - 1                                   # the array's '['; the text before it ends in ':' or space
+    u8 = np.frombuffer(body, dtype=np.uint8)
+    inner = s + 1
+    while inner < len(body) and body[inner] in _WS:
+        inner += 1
+    nested = inner < len(body) and body[inner] == 0x5B
+    if nested:
+        e = _nested_end(body, u8, s)
+        if e is None:
+            return None
+        opens = int(np.count_nonzero(u8[s:e] == 0x5B))
+    else:
+        e = body.find(b"]", s) + 1
+        if e == 0 or body.find(b"[", s + 1, e) != -1:
+            return None
+        opens = 1
+    values = _read_numbers(memoryview(body)[s:e], opens, nested)
+    if values is None:
+        return None
+    rest = bytes(body[:s]) + _NUMBERS_TOKEN + bytes(body[e:])
+    # Without \u escapes, a string NUMBERS at ``path`` can only be the token put there: the array was that value.
+    if rest.count(NUMBERS.encode()) != 1 or b"\\u" in rest:
+        return None
+    try:
+        doc = orjson.loads(rest)
+    except orjson.JSONDecodeError:
+        return None
+    at = doc
+    for step in path:
+        if isinstance(step, int) and type(at) is list and 0 <= step < len(at) or type(at) is dict and step in at:
+            at = at[step]
+        else:
+            return None
+    return (doc, values) if at == NUMBERS else None
+
+
+def _nested_end(body: bytes | bytearray, u8: np.ndarray, s: int) -> int | None:
+    """End (exclusive) of the bracket that matches the '[' at ``s``, counting brackets only (strings in the
+    array are refused later by the number check)."""
+    last = body.rfind(b"]") + 1
+    if bytes(body[last:]).strip(_WS) == b"}" and body.find(b'"', s, last) == -1:
+        return last                                     # the array is the body's last value: {"inputs": [[...]]}
+    seg = u8[s:]
+    closes = np.flatnonzero(seg == 0x5D)
+    opens = np.flatnonzero(seg == 0x5B)
+    depth = np.searchsorted(opens, closes, side="right") - np.arange(1, len(closes) + 1)
+    k = np.flatnonzero(depth == 0)
+    return s + int(closes[k[0]]) + 1 if k.size else None
+
+
+def _read_numbers(span: memoryview, opens: int, nested: bool) -> np.ndarray | None:
+    """float64 values of a JSON array of numbers (or of equal-length rows of numbers), or None."""
+    with _idle_lock:
+        parser = _idle_parsers.pop() if _idle_parsers else simdjson.Parser()
+    arr = None
+    try:
+        arr = parser.parse(span)
+        n = len(arr)
+        if n == 0:
+            return None
+        if nested:
+            d = len(arr[0]) if type(arr[0]) is simdjson.Array else 0
+            # n + 1 brackets and n rows of d: no row holds an array, so the flattened buffer is (n, d)
+            if d == 0 or opens != n + 1 or not all(type(row) is simdjson.Array and len(row) == d for row in arr):
+                return None
+            shape: tuple[int, ...] = (n, d)
+        else:
+            shape = (n,)
+        values = np.frombuffer(arr.as_buffer(of_type="d"), dtype=np.float64)   # TypeError on a non-number
+        return values.reshape(shape) if values.size == int(np.prod(shape)) else None
+    except (ValueError, RuntimeError, TypeError, KeyError, IndexError):   # not JSON, or not all numbers
+        return None
+    finally:
+        del arr                                           # the parser is reusable once no proxy refers to it
+        if len(span) <= _KEEP_PARSER_BYTES:
+            with _idle_lock:
+                if len(_idle_parsers) < 2:
+                    _idle_parsers.append(parser)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import core
-from service.bodies import ParseError, parse_json, rows_to_float32
+from service.bodies import NUMBERS, ParseError, numbers_at, parse_json, rows_to_float32
 from service.database import get_owned, get_owned_or_raise, page, utcnow
 from service.errors import InvalidInput, NotFound
 from service.metrics import CACHE_HITS, CACHE_MISSES, PREDICTED_ROWS
@@ -217,7 +217,23 @@ def parse_inputs(body: bytes | bytearray, *, input_dim: int, columns: core.Prepr
 
     ``{"inputs": [[...]]}`` (numbers, in the trained column order), ``{"records": [{name: value}]}`` or
     ``{"columns": [names], "data": [[...]]}`` (columns by name in any order, null = missing)."""
+    X = _numeric_inputs(body, input_dim=input_dim, columns=columns)
+    if X is not None:
+        return X
     return inputs_from_doc(parse_json(body), input_dim=input_dim, columns=columns)
+
+
+def _numeric_inputs(body: bytes | bytearray, *, input_dim: int, columns: core.Preprocessor | None) -> np.ndarray | None:
+    """A big ``{"inputs": [[numbers]]}`` body read without Python floats (bodies.numbers_at): the same float32
+    rows as inputs_from_doc's; None for anything else, errors included (the usual path then names them)."""
+    if columns is not None and not numeric_only(columns):
+        return None
+    found = numbers_at(body, ("inputs",))
+    if found is None or found[0] != {"inputs": NUMBERS} or found[1].ndim != 2 or found[1].shape[1] != input_dim:
+        return None
+    with np.errstate(over="ignore"):
+        X = found[1].astype(np.float32)
+    return X if np.isfinite(X).all() else None
 
 
 def numeric_only(columns: core.Preprocessor) -> bool:

@@ -14,6 +14,7 @@ import struct
 import numpy as np
 import orjson
 
+from service.bodies import numbers_at
 from service.errors import InvalidInput
 from service.models import formats, service
 
@@ -55,6 +56,11 @@ def metadata(model: service.LoadedModel) -> dict:
 def split_body(body: bytes | bytearray, header_length: str | None) -> tuple[dict, memoryview]:
     """The JSON inference header and the binary data after it (empty without the binary extension)."""
     view = memoryview(body)
+    if header_length is None:         # a big JSON tensor of FP32/FP64 numbers: read without Python floats
+        found = numbers_at(body, ("inputs", 0, "data"))
+        if found is not None and found[0]["inputs"][0].get("datatype") in ("FP32", "FP64"):
+            found[0]["inputs"][0]["data"] = found[1]
+            return found[0], view[len(body):]
     if header_length is not None:
         try:
             n = int(header_length)
@@ -99,9 +105,12 @@ def _numbers(values: list, name: str) -> np.ndarray:
     return out
 
 
-def _json_data(data: list, dtype_name: str, count: int, shape: list[int]) -> np.ndarray:
+def _json_data(data: list | np.ndarray, dtype_name: str, count: int, shape: list[int]) -> np.ndarray:
     """A JSON tensor's ``data`` (flat or nested, row-major) -> a flat array of ``count`` elements."""
-    if dtype_name == "BYTES":
+    if isinstance(data, np.ndarray):  # FP32/FP64 numbers from bodies.numbers_at: float64, cast as numpy casts
+        with np.errstate(over="ignore"):
+            X = data.astype(DTYPES[dtype_name])
+    elif dtype_name == "BYTES":
         if data and isinstance(data[0], list):
             data = [v for row in data for v in (row if isinstance(row, list) else [row])]
         X = _numbers(data, INPUT)
@@ -151,7 +160,7 @@ def input_matrix(doc: dict, binary: memoryview, model: service.LoadedModel) -> n
             X = np.frombuffer(raw, dtype=dt)
     else:
         data = t.get("data")
-        if not isinstance(data, list):
+        if not isinstance(data, (list, np.ndarray)):
             raise InvalidInput(f"input '{INPUT}' needs 'data' (a flat or nested list) or binary_data_size")
         X = _json_data(data, dtype_name, count, shape)
     return formats._checked(X.reshape(shape[0], shape[1]), model.input_dim)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -130,6 +131,40 @@ def test_big_npy_body_is_predicted_off_the_event_loop_in_full(client, trained_mo
     assert proba.shape == (20_000, 3)
     ref = client.post(url, json={"inputs": X[-5:].tolist()}).json()
     np.testing.assert_allclose(proba[-5:], ref["probabilities"], atol=1e-6)
+
+
+def test_big_json_bodies_answer_exactly_as_the_npy_body(client, trained_model, monkeypatch):
+    """A 2,000-row JSON body (read by the simdjson fast path) gets the very probabilities of the same float32
+    rows sent as .npy, through /v1 and through OIP v2 with flat and nested data."""
+    from service import bodies
+    from service.bodies import FAST_MIN_BYTES
+    read, shapes = bodies._read_numbers, []
+
+    def spy(*args):
+        out = read(*args)
+        shapes.append(None if out is None else out.shape)
+        return out
+
+    monkeypatch.setattr(bodies, "_read_numbers", spy)
+    X = np.random.default_rng(3).normal(size=(2000, 4)).astype(np.float32)
+    mid = trained_model["model_id"]
+    url = f"/v1/models/{mid}/predict"
+    r = client.post(url, content=npy_bytes(X), headers={"Content-Type": NPY, "Accept": NPY})
+    ref = np.load(io.BytesIO(r.content))
+    body = orjson.dumps({"inputs": X}, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert len(body) > FAST_MIN_BYTES
+    r = client.post(url, content=body, headers={"Content-Type": "application/json", "Accept": NPY})
+    assert r.status_code == 200, r.text
+    assert np.array_equal(np.load(io.BytesIO(r.content)), ref)
+    for data in (X.reshape(-1), X):
+        body = orjson.dumps({"inputs": [{"name": "input", "shape": [2000, 4], "datatype": "FP32", "data": data}],
+                             "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}]},
+                            option=orjson.OPT_SERIALIZE_NUMPY)
+        r = client.post(f"/v2/models/{mid}/infer", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 200, r.text
+        head = int(r.headers["inference-header-content-length"])
+        assert np.array_equal(np.frombuffer(r.content[head:], dtype="<f4").reshape(2000, 3), ref)
+    assert shapes == [(2000, 4), (8000,), (2000, 4)]          # each body went through the fast path
 
 
 def test_regression_answers_values_as_npy_and_arrow(client, make_network, make_dataset, wait_job):
