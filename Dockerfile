@@ -59,6 +59,7 @@ COPY --from=deps /wheels/deps /tmp/wheels/deps
 #    dataset are all kept;
 #  - pyarrow's byte-identical copies of libarrow_python*.so: the link names become symlinks to the
 #    .so.<ABI> file that the extension modules load.
+#  - pysimdjson's C++ and Cython sources (simdjson.cpp/.h: 7.6 MB; the compiled module is kept).
 #  - DWARF debug info in compiled extensions (uvloop, SQLAlchemy, aiohttp, ...: about 50 MB), with
 #    `strip --strip-debug` (symbols stay). Libraries that auditwheel patched (an RPATH/RUNPATH, and the
 #    vendored *.libs/) are left as they are.
@@ -69,6 +70,7 @@ RUN python3 -m venv --without-pip /opt/venv \
  && cd /opt/venv/lib/python3*/site-packages \
  && find . -depth -type d -name tests -exec rm -rf {} + \
  && rm -rf onnx/backend/test \
+ && rm -f simdjson/*.cpp simdjson/*.h simdjson/*.pyx simdjson/*.pxd \
  && cd pyarrow \
  && rm -rf include src includes conftest.py *.pyx *.pxd *.pxi \
            flight.py _flight.*.so libarrow_flight.so* libarrow_python_flight.so* _pyarrow_cpp_tests.*.so \
@@ -83,7 +85,8 @@ RUN python3 -m venv --without-pip /opt/venv \
         fi; \
     done \
  && cd / && /opt/venv/bin/python -c "import pyarrow.csv, pyarrow.parquet, pyarrow.ipc, pyarrow.compute, \
-pyarrow.dataset, onnx.helper, uvloop, httptools, sqlalchemy.engine, aiohttp, pydantic_core, orjson, psycopg"
+pyarrow.dataset, onnx.helper, uvloop, httptools, sqlalchemy.engine, aiohttp, pydantic_core, orjson, psycopg, \
+simdjson"
 
 # ---------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE} AS runtime

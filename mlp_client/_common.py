@@ -18,6 +18,11 @@ import numpy as np
 
 from mlp_client.errors import ConnectionFailed, error_for
 
+try:                    # installed with mlp-service; the client also works with the standard library's json alone
+    import orjson
+except ImportError:     # pragma: no cover - depends on the environment
+    orjson = None
+
 RETRY_STATUSES = frozenset({429, 503})
 IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "PUT", "OPTIONS"})
 PREDICT_CHUNK_ROWS = 10_000       # rows per predict request (keeps bodies well under the upload limit)
@@ -230,11 +235,23 @@ def predict_bodies(X: Any, feature_names: Callable[[], list[str] | None]) -> Ite
         for start in range(0, len(clean), PREDICT_CHUNK_ROWS):
             yield _dumps({"records": clean[start:start + PREDICT_CHUNK_ROWS]})
         return
-    rows = np.asarray(X, dtype=np.float64)
+    rows = np.asarray(X)
+    if rows.dtype != np.float32:
+        rows = np.asarray(X, dtype=np.float64)
     if rows.ndim == 1:
         rows = rows.reshape(1, -1)
     for start in range(0, max(len(rows), 1), PREDICT_CHUNK_ROWS):
-        yield _dumps({"inputs": rows[start:start + PREDICT_CHUNK_ROWS].tolist()})
+        yield _dumps_rows(rows[start:start + PREDICT_CHUNK_ROWS])
+
+
+def _dumps_rows(rows: np.ndarray) -> bytes:
+    """``{"inputs": rows}``: orjson straight from the float32 or float64 array when it is installed (the shortest
+    text that reads back as the same float32 / float64: the server's float32 rows are the same; a tenth of the
+    time of tolist() and json), else the standard library; rows with NaN or infinities always the latter, so
+    the server's 422 is the same either way."""
+    if orjson is not None and rows.ndim == 2 and np.isfinite(rows).all():
+        return orjson.dumps({"inputs": np.ascontiguousarray(rows)}, option=orjson.OPT_SERIALIZE_NUMPY)
+    return _dumps({"inputs": rows.tolist()})
 
 
 # -- server-sent events ------------------------------------------------------------------------------------
