@@ -90,10 +90,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_disk_full_handler(app)
     _install_health_routes(app, engine, storage, executor)
 
-    # Routes are matched in order, so the endpoints clients poll come first; /docs keeps the workflow order
-    # through openapi_tags.
-    # /v2 comes right after /v1/models: FastAPI tries the routers in turn, and inference is the hot path.
-    for router in (jobs_router, models_router, v2_router, evaluation_router, predictions_router, networks_router,
+    # Routes are matched in order, so inference (/v1/models, then /v2: the hot path, whose one-row latency is a
+    # target) comes first, then the endpoints clients poll; /docs keeps the workflow order through openapi_tags.
+    for router in (models_router, v2_router, jobs_router, evaluation_router, predictions_router, networks_router,
                    datasets_router, sweeps_router):
         app.include_router(router)
     mount_docs(app)
