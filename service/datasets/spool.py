@@ -8,6 +8,9 @@ import threading
 from pathlib import Path
 
 
+WAIT_BYTES = 4 << 20            # a read waits for up to this many bytes to have arrived before it returns
+
+
 class UploadAborted(Exception):
     """The upload failed (413, cut short, malformed) or its parse was superseded: the reader stops."""
 
@@ -15,17 +18,20 @@ class UploadAborted(Exception):
 class Spool:
     """The temp file of a file part that is still being written; ``reader()`` opens it from the start."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, expected: int | None = None):
         self.path = path
+        self.expected = expected              # about how many bytes will arrive (the request's length), if known
         self.size = 0
         self.state = "open"                   # "open" -> "done" | "failed"
+        self._targets: list[int] = []         # the sizes that waiting readers need
         self._cond = threading.Condition()
 
     def grew(self, size: int) -> None:
-        """``size`` bytes are written (and visible to readers)."""
+        """``size`` bytes are written (and visible to readers); a reader is woken once what it waits for is in."""
         with self._cond:
             self.size = size
-            self._cond.notify_all()
+            if self._targets and size >= min(self._targets):
+                self._cond.notify_all()
 
     def end(self, state: str) -> None:
         """The part is complete ("done") or will never be ("failed"); readers wake up."""
@@ -40,11 +46,17 @@ class Spool:
             self.state = "failed"
             self._cond.notify_all()
 
-    def wait(self, pos: int) -> bool:
-        """Block until bytes past ``pos`` are written (True) or the part ended at ``pos`` (False)."""
+    def wait(self, pos: int, want: int = 1) -> bool:
+        """Block until ``want`` bytes past ``pos`` are written, or fewer once the part ended (True), or the part
+        ended at ``pos`` (False). Waiting for a large read whole wakes the reader once, not at every chunk."""
         with self._cond:
-            while self.state == "open" and self.size <= pos:
-                self._cond.wait()
+            target = pos + want
+            while self.state == "open" and self.size < target:
+                self._targets.append(target)
+                try:
+                    self._cond.wait()
+                finally:
+                    self._targets.remove(target)
             if self.state == "failed":
                 raise UploadAborted("the upload did not complete")
             return self.size > pos
@@ -67,8 +79,8 @@ class _SpoolReader(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
-        """Up to ``len(b)`` received bytes; 0 at the end of the part."""
-        if not self.spool.wait(self.pos):
+        """Up to ``len(b)`` received bytes (all of them unless the part ends first); 0 at the end of the part."""
+        if not self.spool.wait(self.pos, min(len(b), WAIT_BYTES)):
             return 0
         n = self.f.readinto(b) or 0
         self.pos += n

@@ -116,7 +116,9 @@ async def receive(request: Request, *, max_bytes: int, tmp_dir: Path,
         raise InvalidInput("multipart/form-data request without a boundary")
     check_length(request, max_bytes)
     early: list[asyncio.Future] = []
-    reader = _MultipartReader(tmp_dir, None if parse is None else lambda u: early.append(_parse_in_thread(u, parse)))
+    length = request.headers.get("content-length", "")
+    reader = _MultipartReader(tmp_dir, None if parse is None else lambda u: early.append(_parse_in_thread(u, parse)),
+                              expected=int(length) if length.isdigit() else None)
     try:
         upload = await _receive_multipart(request, boundary, max_bytes, reader)
     except BaseException:
@@ -165,8 +167,10 @@ def _parse_in_thread(upload: Upload, parse: Callable[[Upload], Any]) -> asyncio.
 class _MultipartReader:
     """python-multipart callbacks that stream the 'file' part to a temp file and collect the form fields."""
 
-    def __init__(self, tmp_dir: Path, on_file: Callable[[Upload], None] | None = None) -> None:
+    def __init__(self, tmp_dir: Path, on_file: Callable[[Upload], None] | None = None,
+                 expected: int | None = None) -> None:
         self.tmp_dir = tmp_dir
+        self.expected = expected                     # the body's Content-Length: about the file part's size
         self.on_file = on_file
         self.stale = False                           # a form field came after the file part began
         self.upload = Upload(kind="")
@@ -224,7 +228,7 @@ class _MultipartReader:
             self.fh = os.fdopen(fd, "wb", buffering=0)    # each write visible to the spool's reader at once
             self.value = None
             if self.on_file is not None and upload.kind in STREAMED_KINDS:
-                upload.spool = Spool(upload.path)
+                upload.spool = Spool(upload.path, expected=self.expected)
                 self.on_file(upload)
         elif name in FORM_FIELDS:
             if filename is not None:
