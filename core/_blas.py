@@ -8,6 +8,10 @@
 * ``axpby`` (``y = alpha * x + beta * y``) and ``axpy`` (``y += alpha * x``):
   one pass each where numpy needs two or three (``y *= beta; y += alpha * x``).
   Adam's moment updates and its final step use them.
+* ``set_threads``: OpenBLAS's thread count, at run time. Environment variables
+  (``OPENBLAS_NUM_THREADS``) only count before numpy loads; a process that
+  inherits numpy already loaded (a worker spawned from a script that imported
+  it) has to set it here.
 
 This module finds the OpenBLAS library numpy ships (its ``numpy.libs`` /
 ``.dylibs`` folder) and calls it through ``ctypes`` from the standard library.
@@ -18,7 +22,8 @@ Accelerate, an unknown symbol name, a mismatch), the functions return False
 and callers do the same arithmetic with numpy: results then agree up to
 floating-point rounding, never in kind.
 
-Set ``CORE_FUSED_GEMM=0`` in the environment to switch all of it off.
+Set ``CORE_FUSED_GEMM=0`` in the environment to switch the fused calls off
+(``set_threads`` stays on).
 """
 from __future__ import annotations
 
@@ -194,4 +199,47 @@ def axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> bool:
     if fn is None or not _vector_ok(x, y):
         return False
     fn(y.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
+    return True
+
+
+def _thread_setter():
+    """OpenBLAS's ``set_num_threads`` from the library numpy loaded, or None."""
+    if "threads" not in _state:
+        _state["threads"] = None
+        for path in _library_paths():
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                         "openblas_set_num_threads"):
+                fn = getattr(lib, name, None)
+                if fn is not None:
+                    fn.argtypes, fn.restype = [ctypes.c_int], None
+                    _state["threads"] = fn
+                    break
+            if _state["threads"] is not None:
+                break
+    return _state["threads"]
+
+
+def set_threads(n: int) -> bool:
+    """Make numpy's OpenBLAS use ``n`` threads from now on (what ``OPENBLAS_NUM_THREADS`` does at load).
+
+    Parameters
+    ----------
+    n : int
+        Threads, >= 1.
+
+    Returns
+    -------
+    bool
+        True when set; False when numpy's BLAS is not an OpenBLAS this module finds.
+    """
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    fn = _thread_setter()
+    if fn is None:
+        return False
+    fn(int(n))
     return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from abc import ABC, abstractmethod
 
 # The thread pools numpy's BLAS may use; each training process gets its share of the cores.
@@ -32,6 +33,15 @@ def prepare_worker_process(*, threads: int, nice: int) -> None:
     """
     for var in THREAD_VARS:
         os.environ.setdefault(var, str(threads))  # a write for this process and its children, before numpy loads
+    if "numpy" in sys.modules:
+        # Loaded already (a spawned worker re-imports the parent's main module: a script or notebook that imported
+        # numpy and embeds the app): the variables came too late, and OpenBLAS would run one thread per core in
+        # every worker, which on a machine the workers fill made the sweep benchmark's epochs 2-4x slower. Its
+        # pool is set to the worker's share at run time instead (a user's OPENBLAS_NUM_THREADS counts only when
+        # numpy loads in the worker, as under `mlp-service serve` and `mlp-service worker`).
+        from core import _blas
+
+        _blas.set_threads(threads)
     try:
         os.nice(nice)
     except OSError:

@@ -109,3 +109,25 @@ def test_core_imports_only_numpy_and_the_standard_library():
                 continue
             for name in names:
                 assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+
+
+def _blas_threads_after(code: str, env_threads: str | None = None) -> int:
+    """Run ``code`` in a fresh interpreter (numpy loaded with no thread limit) and read OpenBLAS's pool size."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["PYTHONPATH"] = str(CORE.parent)
+    if env_threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = env_threads
+    code += ("\nfrom threadpoolctl import threadpool_info"
+             "\nprint([i['num_threads'] for i in threadpool_info() if i['internal_api'] == 'openblas'][0])")
+    return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip())
+
+
+def test_set_threads_limits_openblas_after_numpy_loaded():
+    if not _numpy_ships_ilp64_openblas():
+        assert not _blas.set_threads(1)
+        return
+    assert _blas_threads_after("import numpy; from core import _blas; assert _blas.set_threads(1)") == 1
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        _blas.set_threads(0)
+
