@@ -90,6 +90,9 @@ def check_paths(old, new) -> int:
                       {"type": "dense", "units": 1, "activation": "sigmoid"}], "loss": "binary_cross_entropy"}
     reg = {"layers": [{"type": "dense", "units": 8, "activation": "leaky_relu"},
                       {"type": "dense", "units": 2}], "loss": "mae"}
+    odd = {"layers": [{"type": "dense", "units": 37, "activation": "relu"},
+                      {"type": "dense", "units": 23, "activation": "relu"},
+                      {"type": "dense", "units": 3, "activation": "softmax"}], "loss": "cross_entropy"}
     cases = [
         (clf, y3, {"epochs": 4, "optimizer": {"type": "sgd", "learning_rate": 0.05, "momentum": 0.9,
                                               "nesterov": True}, "validation_split": 0.2}),
@@ -99,6 +102,13 @@ def check_paths(old, new) -> int:
         (reg, yr, {"epochs": 6, "optimizer": {"type": "sgd", "learning_rate": 0.01}, "validation_split": 0.25,
                    "early_stopping": {"monitor": "val_r2", "patience": 2, "min_delta": 1e-3}}),
         (dict(reg, loss="mse"), yr, {"epochs": 3, "batch_size": 7, "weight_decay": 0.01}),
+        # widths that are no multiple of a SIMD vector (the flat optimizer state), Adam's and AdamW's options
+        (odd, y3, {"epochs": 3, "batch_size": 16, "optimizer": {"type": "adam", "learning_rate": 0.01},
+                   "validation_split": 0.2, "lr_schedule": {"type": "cosine"}}),
+        (odd, y3, {"epochs": 3, "batch_size": 29, "optimizer": {"type": "adamw"}, "l1": 1e-4,
+                   "weight_decay": 1e-3, "clip_norm": 0.5}),
+        (odd, y3, {"epochs": 3, "optimizer": {"type": "rmsprop", "momentum": 0.5}, "weight_decay": 1e-3}),
+        (odd, y3, {"epochs": 3, "optimizer": {"type": "sgd", "learning_rate": 0.05, "momentum": 0.9}}),
     ]
     agreed = 0
     for spec, y, kwargs in cases:

@@ -202,6 +202,33 @@ def axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> bool:
     return True
 
 
+class AxpyPairs:
+    """``y_i += alpha * x_i`` for a fixed list of array pairs: one BLAS ``axpy`` per pair (each array on its own, so
+    every element is computed as by `axpy`), with the pointers resolved once instead of on every call.
+
+    Parameters
+    ----------
+    xs, ys : lists of ndarray
+        Pairs as `axpy` takes them (same size and dtype, C-contiguous, ``y`` writeable); the arrays are kept
+        alive here, so their pointers stay valid.
+    """
+
+    def __init__(self, xs: list[np.ndarray], ys: list[np.ndarray]):
+        self.arrays = (list(xs), list(ys))
+        fns = [_fn("axpy", y.dtype) for y in ys]
+        self.ok = len(xs) == len(ys) and all(f is not None for f in fns) \
+            and all(_vector_ok(x, y) for x, y in zip(xs, ys))
+        self._calls = [(f, y.size, x.ctypes.data, y.ctypes.data) for f, x, y in zip(fns, xs, ys)] if self.ok else []
+
+    def __call__(self, alpha: float) -> bool:
+        """Do every ``y_i += alpha * x_i``; False (nothing done) when BLAS cannot take the arrays."""
+        if not self.ok:
+            return False
+        for fn, n, x, y in self._calls:
+            fn(n, alpha, x, 1, y, 1)
+        return True
+
+
 def _thread_setter():
     """OpenBLAS's ``set_num_threads`` from the library numpy loaded, or None."""
     if "threads" not in _state:

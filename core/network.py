@@ -12,6 +12,7 @@ from ._spec import choice, int_field
 from .activations import ACTIVATIONS
 from .layers import LAYERS, Dense, Layer
 from .losses import LOSSES
+from .optimizers import GradPack
 from .preprocessing import Preprocessor
 
 FORMAT_VERSION = 1
@@ -236,6 +237,7 @@ class Network:
         # Preprocessing learned by fit (imputation, scaling, one-hot), applied by predict to raw rows.
         self.preprocessor: Preprocessor | None = None
         self.built = False
+        self._grad_pack: GradPack | None = None  # see pack_grads
         # When the loss applies the output activation itself, the last layer
         # hands it logits during training and prediction; see _output().
         self.output_activation = ACTIVATIONS[output_activation(self.spec["layers"])]
@@ -332,6 +334,30 @@ class Network:
             for name, p in layer.params.items():
                 out.append((f"{i}.{name}", p, layer.grads[name]))
         return out
+
+    def pack_grads(self) -> GradPack:
+        """Make every layer's gradient buffers views of one flat array (see ``GradPack``), once.
+
+        Layers write their gradients into these buffers (``out=``), so after ``backward`` an
+        optimizer given the pack (``Optimizer.use_pack``) can update all parameters at once.
+
+        Returns
+        -------
+        GradPack
+            The same pack on later calls, unless a layer's buffers were replaced (a rebuild).
+        """
+        grads = [g for _, _, g in self.param_items()]
+        pack = self._grad_pack
+        if pack is not None and pack.holds(grads):
+            return pack
+        pack = self._grad_pack = GradPack([g.shape for g in grads], self.dtype)
+        views = iter(pack.views)
+        for layer in self.layers:
+            for name, g in layer.grads.items():
+                view = next(views)
+                view[...] = g
+                layer.grads[name] = view
+        return pack
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         """All arrays that define the trained network (weights and preprocessing state).

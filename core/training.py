@@ -650,6 +650,7 @@ def _train(net: Network, data: _Data, opt: Optimizer, tracker: EarlyStopping, *,
         if schedule is not None:
             schedule.load(resume.schedule)
         epoch, stopped = resume.epoch, resume.stopped
+    opt.use_pack(net.pack_grads())  # whole-array optimizer steps (the same weights as per parameter)
     batches = _Minibatches(data.X_tr, data.y_tr, batch_size, data.w_tr)
     base_lr = opt.learning_rate
     while epoch < epochs and not stopped:

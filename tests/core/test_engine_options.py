@@ -15,7 +15,7 @@ import pytest
 from core import OPTIMIZERS, Network, TrainingState, fit
 from core.layers import LAYERS, BatchNorm
 from core.losses import LOSSES
-from core.optimizers import clip_by_global_norm, make_optimizer
+from core.optimizers import GradPack, clip_by_global_norm, make_optimizer
 from core.schedules import SCHEDULES, make_schedule
 from core.training import class_weights
 from tests.core.gradcheck import TOL, numeric_grad, rel_error
@@ -195,6 +195,35 @@ def test_adamw_and_rmsprop_steps_match_their_formulas():
     assert {"adamw", "rmsprop"} <= set(OPTIMIZERS)
     with pytest.raises(ValueError, match=r"^optimizer\.rho must be in \[0, 1\), got 1\.5$"):
         make_optimizer({"type": "rmsprop", "rho": 1.5})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("spec, wd, l1", [({"type": "adam", "learning_rate": 0.01}, 0.0, 0.0),
+                                          ({"type": "adamw", "learning_rate": 0.01}, 1e-3, 1e-4)])
+def test_packed_steps_are_bitwise_the_per_parameter_steps_and_keep_their_state(spec, wd, l1, dtype):
+    """The flat step (moments of all parameters in one array, see GradPack) is the per-parameter loop, bit for bit,
+    on shapes that are no multiple of a SIMD vector; its state is saved and loaded under the same keys."""
+    rng = np.random.default_rng(3)
+    shapes = [(7, 37), (37,), (37, 23), (23,), (23, 3), (3,)]
+    keys = [f"{i // 2}.{'Wb'[i % 2]}" for i in range(len(shapes))]
+    w_loop = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    w_pack = [w.copy() for w in w_loop]
+    loop, packed = make_optimizer(spec), make_optimizer(spec)
+    pack = GradPack(shapes, dtype)
+    packed.use_pack(pack)
+    for t in range(6):
+        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        for view, g in zip(pack.views, grads):
+            view[...] = g
+        loop.step(keys, w_loop, [g.copy() for g in grads], wd, l1)
+        packed.step(keys, w_pack, pack.views, wd, l1)
+        if t == 2:  # a checkpoint: the flat state is saved by key and loaded back (copied) before going on
+            packed.load_state({k: v.copy() for k, v in packed.state_arrays().items()}, packed.state_scalars())
+        assert all(np.array_equal(a, b) for a, b in zip(w_loop, w_pack))
+        assert np.count_nonzero(pack.flat) == sum(map(np.count_nonzero, pack.views))  # the gaps stay zero
+    assert loop.state_arrays().keys() == packed.state_arrays().keys()
+    assert all(np.array_equal(loop.state[k], packed.state[k]) for k in loop.state)
+    assert all(v.ctypes.data % 64 == 0 for v in pack.views)
 
 
 def test_adamw_decay_is_decoupled_from_the_gradient():
