@@ -202,6 +202,29 @@ def axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> bool:
     return True
 
 
+class Axpby:
+    """`axpby` on one fixed pair of arrays, ``y = alpha * x + beta * y``, with the pointers resolved once.
+
+    Parameters
+    ----------
+    x, y : ndarray
+        As `axpby` takes them; kept alive here, so their pointers stay valid.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.arrays = (x, y)
+        fn = _fn("axpby", y.dtype)
+        self._call = (fn, y.size, x.ctypes.data, y.ctypes.data) if fn is not None and _vector_ok(x, y) else None
+
+    def __call__(self, alpha: float, beta: float) -> bool:
+        """Do ``y = alpha * x + beta * y``; False (``y`` untouched) when BLAS cannot take the arrays."""
+        if self._call is None:
+            return False
+        fn, n, x, y = self._call
+        fn(n, alpha, x, 1, beta, y, 1)
+        return True
+
+
 class AxpyPairs:
     """``y_i += alpha * x_i`` for a fixed list of array pairs: one BLAS ``axpy`` per pair (each array on its own, so
     every element is computed as by `axpy`), with the pointers resolved once instead of on every call.

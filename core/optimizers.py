@@ -11,6 +11,7 @@ update here is a bare subtraction; Adam is not, so it gets raw gradients.
 from __future__ import annotations
 
 import math
+import operator
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -60,7 +61,7 @@ class GradPack:
     def holds(self, grads: list[np.ndarray]) -> bool:
         """Whether ``grads`` are exactly this pack's views, in order."""
         views = self.views
-        return len(grads) == len(views) and all(g is v for g, v in zip(grads, views))
+        return len(grads) == len(views) and all(map(operator.is_, grads, views))
 
 
 class Optimizer(ABC):
@@ -93,7 +94,7 @@ class Optimizer(ABC):
         self.state: dict[str, np.ndarray] = {}
         self.t = 0
         self._pack: GradPack | None = None
-        self._flat: dict[str, tuple[np.ndarray, list[np.ndarray], GradPack]] = {}
+        self._flat: dict[str, tuple[np.ndarray, list[np.ndarray], GradPack, dict]] = {}
         self._axpy: tuple[tuple, object] | None = None
 
     @abstractmethod
@@ -147,10 +148,10 @@ class Optimizer(ABC):
 
     def _flat_slot(self, suffix: str, keys: list[str], pack: GradPack) -> np.ndarray:
         """The state arrays ``key + suffix`` as views of one flat array laid out like ``pack`` (returned), zeros
-        on first use; arrays already in ``state`` (a loaded state) are copied in."""
+        on first use; arrays already in ``state`` (a loaded state) are copied in. Only ``load_state`` (a new
+        ``state`` dict) and this method put arrays into ``state`` once a pack is in use."""
         entry = self._flat.get(suffix)
-        if entry is None or entry[2] is not pack \
-                or any(self.state.get(k + suffix) is not v for k, v in zip(keys, entry[1])):
+        if entry is None or entry[2] is not pack or entry[3] is not self.state:
             flat = GradPack.zeros(pack.flat.size, pack.flat.dtype)
             views = pack.views_of(flat)
             for key, view in zip(keys, views):
@@ -158,7 +159,7 @@ class Optimizer(ABC):
                 if old is not None:
                     view[...] = old
                 self.state[key + suffix] = view
-            self._flat[suffix] = entry = (flat, views, pack)
+            self._flat[suffix] = entry = (flat, views, pack, self.state)
         return entry[0]
 
     def _step_all(self, alpha: float, xs: list[np.ndarray], ys: list[np.ndarray]) -> None:
@@ -291,6 +292,7 @@ class Adam(Optimizer):
         self.beta1 = _unit_float(self.config["beta1"], "optimizer.beta1")
         self.beta2 = _unit_float(self.config["beta2"], "optimizer.beta2")
         self.eps = _positive_float(self.config["eps"], "optimizer.eps")
+        self._bound_moments: tuple | None = None  # see _bound
 
     def step(self, keys, params, grads, weight_decay=0.0, l1=0.0):
         self.t += 1
@@ -333,13 +335,26 @@ class Adam(Optimizer):
                     w *= decay
         g = pack.flat
         m, v = self._flat_slot(".m", keys, pack), self._flat_slot(".v", keys, pack)
-        if not _blas.axpby(1 - b1, g, b1, m):
+        update_m, update_v = self._bound(g, m, v)
+        if not update_m(1 - b1, b1):  # m = b1 m + (1 - b1) g
             m *= b1
             m += (1 - b1) * g
         g *= g
-        rms_denominator(v, g, b2, self.eps)
+        if not update_v(1 - b2, b2):  # as rms_denominator: v = b2 v + (1 - b2) g^2; g := sqrt(v) + eps
+            v *= b2
+            g *= 1 - b2
+            v += g
+        np.sqrt(v, out=g)
+        g += self.eps
         np.divide(m, g, out=g)
         self._step_all(-step, grads, params)
+
+    def _bound(self, g: np.ndarray, m: np.ndarray, v: np.ndarray) -> tuple:
+        """The two moment updates as `_blas.Axpby` calls on these flat arrays (made once per set of arrays)."""
+        bound = self._bound_moments
+        if bound is None or bound[0] is not g or bound[1] is not m or bound[2] is not v:
+            bound = self._bound_moments = (g, m, v, _blas.Axpby(g, m), _blas.Axpby(g, v))
+        return bound[3], bound[4]
 
 
 class AdamW(Adam):

@@ -229,10 +229,18 @@ class Worker:
         self.shutdown = False
         self.cancel_hints: set[str] = set()
         self.arrays = ArrayCache()
+        self._poller = None  # a select.poll on the server's pipe (see _drain)
 
     # -- messages from the server -----------------------------------------------------------------------
     def _drain(self) -> None:
+        """Read the server's messages, if any. Called before every minibatch: asked of a ``select.poll`` object
+        made once (~1 us), where ``Connection.poll(0)`` builds a selector each call (~40 us, 7% of small epochs)."""
         try:
+            if self._poller is None:
+                self._poller = select.poll()
+                self._poller.register(self.conn.fileno(), select.POLLIN)
+            if not self._poller.poll(0):
+                return
             while self.conn.poll(0):
                 kind, arg = self.conn.recv()
                 if kind == "stop":
