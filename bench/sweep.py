@@ -13,7 +13,9 @@ batch size 16-256 (log), Adam, ReLU, no L2 penalty, 30 epochs, median pruning (5
   reports each epoch's validation accuracy to the pruner, as the service's trials do), on the training rows
   standardized as the service standardizes them.
 
-Fair by construction: the same configurations, epochs, data, split, pruner and metric, both measured in this run.
+Fair by construction: the same configurations, epochs, data, split, pruner and metric, both measured in this run,
+and one BLAS thread per trial on both sides (each service worker gets its share of the cores, one here; the study runs
+under ``threadpool_limits(1)``).
 Both sides run at the same scheduling priority: the service's workers are niced by default (MLP_WORKER_NICE=10,
 so predictions stay fast while they train), which on a machine shared with other work would time a niced service
 against an un-niced study; here ``worker_nice=0``. The load average is printed before and after.
@@ -115,6 +117,7 @@ def run_sklearn(configs: list[dict], Xtr, Xva, ytr, yva) -> dict:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     scaler = StandardScaler().fit(Xtr)
@@ -144,7 +147,11 @@ def run_sklearn(configs: list[dict], Xtr, Xva, ytr, yva) -> dict:
     for p in configs:
         study.enqueue_trial(p)
     t0 = time.perf_counter()
-    study.optimize(objective, n_trials=len(configs), n_jobs=2)
+    # one BLAS thread per trial thread, as each of the service's two workers has: with numpy's default (a thread
+    # per core) the study's two threads run 4 OpenBLAS threads on 2 cores, and under other load the same 40 trials
+    # took 17.0 or 36.2 s (17.0 and 17.6 s with the limit, interleaved, load average 3-4)
+    with threadpool_limits(limits=1, user_api="blas"):
+        study.optimize(objective, n_trials=len(configs), n_jobs=2)
     wall = time.perf_counter() - t0
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
