@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -858,10 +859,10 @@ class Preprocessor:
         seen = set()
         for name in names:
             if name not in where:
-                raise ValueError(f"unknown column {name!r}; the model's columns are "
+                raise ValueError(f"unknown column {_echo(name)}; the model's columns are "
                                  f"{', '.join(repr(c['name']) for c in self.columns)}")
             if name in seen:
-                raise ValueError(f"column {name!r} is given twice")
+                raise ValueError(f"column {_echo(name)} is given twice")
             seen.add(name)
         absent = [c["name"] for c in self.columns if c["name"] not in seen]
         for name in absent:
@@ -905,10 +906,13 @@ class Preprocessor:
         if col["type"] == "numeric":
             def conv(v):
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise ValueError(f"expected a number, got {v!r}")
-                v = float(v)
+                    raise ValueError(f"expected a number, got {_echo(v)}")
+                try:
+                    v = float(v)
+                except OverflowError:                      # an integer beyond float64
+                    v = math.inf
                 if not math.isfinite(v):
-                    raise ValueError(f"expected a finite number, got {v!r}")
+                    raise ValueError(f"expected a finite number, got {_echo(v)}")
                 return v
             return (j, conv)
         if col["type"] == "boolean":
@@ -919,7 +923,7 @@ class Preprocessor:
                     return float(v)
                 if isinstance(v, str) and v.strip().lower() in _BOOL_TEXT:
                     return _BOOL_TEXT[v.strip().lower()]
-                raise ValueError(f"expected true or false, got {v!r}")
+                raise ValueError(f"expected true or false, got {_echo(v)}")
             return (j, conv)
         codes = {c: float(i) for i, c in enumerate(col["categories"])}
 
@@ -932,7 +936,7 @@ class Preprocessor:
                 if isinstance(v, float) and v.is_integer():
                     return codes.get(str(int(v)), codes.get(str(v), -1.0))
                 return codes.get(str(v), -1.0)
-            raise ValueError(f"expected a category (text), got {v!r}")
+            raise ValueError(f"expected a category (text), got {_echo(v)}")
         return (j, conv)
 
     # -- description ----------------------------------------------------------------------------
@@ -1073,6 +1077,17 @@ class Preprocessor:
         p.bool_imputer_ = None
         p.encoders_ = []
         return p._finish()
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 6, 4, 80, 80, 80
+ECHO_CHARS = 200   # an error message echoes at most this much of an offending value
+
+
+def _echo(v) -> str:
+    """``repr(v)`` for an error message, cut short (a value sent may be megabytes long)."""
+    s = _REPR.repr(v)
+    return s if len(s) <= ECHO_CHARS else s[:ECHO_CHARS] + "..."
 
 
 _BOOL_TEXT = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "1": 1.0, "0": 0.0}

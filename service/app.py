@@ -6,9 +6,11 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
 from service.auth import KeyRing
@@ -16,7 +18,7 @@ from service.docs import mount_docs
 from service.database import create_all, make_engine, make_sessionmaker
 from service.datasets.routes import router as datasets_router
 from service.evaluation.routes import router as evaluation_router
-from service.errors import ServiceError, validation_detail
+from service.errors import ServiceError, capped, echo, validation_detail
 from service.executor import make_executor
 from service.faults import StorageProbe, install_disk_full_handler, sweep_temporaries
 from service.jobs.routes import predictions_router
@@ -80,7 +82,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse({"detail": capped(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        path = request.url.path
+        if path == "/v2" or path.startswith("/v2/"):      # the protocol's error body, also for unknown paths
+            what = {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code)
+            message = (f"{what}: {request.method} {echo(path)[1:-1]} (/v2 serves server and model metadata, "
+                       "health, readiness and infer)" if what else str(exc.detail))
+            return JSONResponse({"error": message}, status_code=exc.status_code,
+                                headers=getattr(exc, "headers", None))
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 
@@ -79,6 +80,22 @@ class NotAvailable(ServiceError):
 
 
 MAX_ECHO_CHARS = 200  # a 422 echoes at most this much of the offending input
+MAX_DETAIL_CHARS = 2000  # no error message is longer (the safety net behind echo(): a body may be megabytes)
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 6, 4, 80, 80, 80
+
+
+def echo(value: Any) -> str:
+    """``repr(value)`` for an error message, cut to MAX_ECHO_CHARS (lists show their first items, then ...)."""
+    s = _REPR.repr(value)
+    return s if len(s) <= MAX_ECHO_CHARS else s[:MAX_ECHO_CHARS] + "..."
+
+
+def capped(detail: Any) -> Any:
+    """A string ``detail`` cut to MAX_DETAIL_CHARS, saying how long it was (other details are already bounded)."""
+    if isinstance(detail, str) and len(detail) > MAX_DETAIL_CHARS:
+        return detail[:MAX_DETAIL_CHARS] + f"... ({len(detail):,} characters, cut)"
+    return detail
 
 
 def json_safe(value: Any, _depth: int = 0) -> Any:
@@ -107,6 +124,8 @@ def validation_detail(errors: Any) -> list[dict]:
     out = []
     for err in errors:
         item = {k: json_safe(err[k]) for k in ("type", "loc", "msg", "input", "ctx") if k in err}
+        if "input" in item and len(repr(item["input"])) > 5 * MAX_ECHO_CHARS:   # e.g. a whole body of rows
+            item["input"] = echo(err["input"])
         out.append(item)
     return out
 

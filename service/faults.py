@@ -71,13 +71,17 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 def install_disk_full_handler(app: FastAPI) -> None:
-    """507 with a JSON ``detail`` for a full disk, wherever in a request it is met (other errors unchanged)."""
+    """507 with a JSON ``detail`` for a full disk, wherever in a request it is met; 500 ``internal error`` for any
+    other unhandled exception (``{"error": ...}`` under /v2); both with ``Connection: close``."""
 
     async def handler(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises the exception after this answer, and uvicorn then closes the connection: the answer
+        # says so (Connection: close), or a keep-alive client would send its next request into a dead connection.
+        key = "error" if request.url.path == "/v2" or request.url.path.startswith("/v2/") else "detail"
         if is_disk_full(exc):
             log.error("disk full during %s %s: %s", request.method, request.url.path, exc)
-            return JSONResponse({"detail": DISK_FULL_DETAIL}, status_code=507)
-        return JSONResponse({"detail": "internal server error"}, status_code=500)  # re-raised and logged by uvicorn
+            return JSONResponse({key: DISK_FULL_DETAIL}, status_code=507, headers={"Connection": "close"})
+        return JSONResponse({key: "internal error"}, status_code=500, headers={"Connection": "close"})
 
     app.add_exception_handler(Exception, handler)
 

@@ -19,11 +19,13 @@ Answers (chosen by ``Accept``; JSON when absent or ``*/*``; 406 for anything els
 
 from __future__ import annotations
 
+import codecs
 import io
+import math
 
 import numpy as np
 
-from service.errors import InvalidInput, NotAcceptable
+from service.errors import InvalidInput, NotAcceptable, TooLarge, UnsupportedMediaType, echo
 from service.models import service
 
 NPY = "application/x-npy"
@@ -35,10 +37,35 @@ BODY_TYPES = {NPY: "npy", ARROW: "arrow", PARQUET: "parquet", "application/x-par
 ANSWER_TYPES = {JSON: "json", NPY: "npy", ARROW: "arrow"}
 
 
+JSON_TYPES = ("", JSON, "text/plain")   # no Content-Type, JSON (also any */*+json) or text/plain: a JSON body
+
+
 def body_kind(content_type: str | None) -> str:
-    """``npy``, ``arrow``, ``parquet``, ``csv``, or ``json`` (the default, also for no Content-Type)."""
+    """``npy``, ``arrow``, ``parquet``, ``csv``, or ``json`` (also for no Content-Type); 415 naming the supported
+    types for anything else (a TSV, multipart or gzip body is not read as JSON)."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
-    return BODY_TYPES.get(media, "json")
+    if media in BODY_TYPES:
+        return BODY_TYPES[media]
+    if media in JSON_TYPES or media.endswith("+json"):
+        return "json"
+    raise UnsupportedMediaType(f"Content-Type {echo(media)[1:-1]} is not supported: send {JSON} (the default), "
+                               f"{', '.join(BODY_TYPES)}")
+
+
+def charset_of(content_type: str | None) -> str | None:
+    """The ``charset=`` parameter of a Content-Type (e.g. ``text/csv; charset=cp1252``), or None."""
+    for param in (content_type or "").split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip('"') or None
+    return None
+
+
+def check_encoding(content_encoding: str | None) -> None:
+    """415 for a compressed body (Content-Encoding gzip, br, ...): bodies are read as sent."""
+    if content_encoding and content_encoding.strip().lower() not in ("identity", ""):
+        raise UnsupportedMediaType(f"Content-Encoding {echo(content_encoding)[1:-1]} is not supported: send the "
+                                   "body uncompressed (a binary format such as .npy, Arrow or Parquet is compact)")
 
 
 def answer_kind(accept: str | None) -> str:
@@ -56,8 +83,9 @@ def answer_kind(accept: str | None) -> str:
 
 # ----------------------------------------------------------------------------- bodies -> float32 matrix
 
-def _npy(body: bytes | bytearray) -> np.ndarray:
-    """A .npy body -> array, zero-copy over the body for plain numeric arrays (never unpickles)."""
+def _npy(body: bytes | bytearray, *, limit: int | None = None) -> np.ndarray:
+    """A .npy body -> array, zero-copy over the body for plain numeric arrays (never unpickles). The header's
+    shape is checked against the bytes that follow it before anything is allocated or reshaped."""
     fh = io.BytesIO(body)
     try:
         version = np.lib.format.read_magic(fh)
@@ -69,12 +97,24 @@ def _npy(body: bytes | bytearray) -> np.ndarray:
         raise InvalidInput(f"the body is not a .npy file: {exc}") from None
     if dtype.hasobject or dtype.kind not in "biuf":
         raise InvalidInput(f"the .npy array must be numeric, got dtype {dtype}")
-    count = int(np.prod(shape)) if shape else 1
+    if len(shape) not in (1, 2):
+        raise InvalidInput(f"the .npy array must be 2-D (n, input_dim), got shape {shape}")
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"the .npy header's shape {shape} has a negative dimension")
+    need = math.prod(shape) * dtype.itemsize          # Python integers: no overflow, whatever the header says
     offset = fh.tell()
-    if len(body) - offset < count * dtype.itemsize:
-        raise InvalidInput(f"the .npy body is truncated: shape {shape} needs {count * dtype.itemsize} bytes of "
-                           f"data, got {len(body) - offset}")
-    arr = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
+    have = len(body) - offset
+    if need > have:
+        over = (f"; that is over the body limit of {limit:,} bytes (MLP_MAX_UPLOAD_BYTES)"
+                if limit is not None and need > limit else "")
+        raise InvalidInput(f"the .npy body is truncated: shape {shape} of {dtype} needs {need:,} bytes of data, "
+                           f"got {have:,}{over}")
+    if need < have:
+        raise InvalidInput(f"the .npy body has {have - need:,} bytes after the data of shape {shape} "
+                           f"({need:,} bytes of {dtype}): the header's shape does not match the data")
+    if need == 0:
+        raise InvalidInput(f"the .npy array of shape {shape} is empty: send at least one row")
+    arr = np.frombuffer(body, dtype=dtype, count=need // dtype.itemsize, offset=offset)
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
@@ -107,50 +147,126 @@ def _table_to_matrix(table, what: str) -> np.ndarray:
     return out
 
 
-def _arrow(body: bytes | bytearray):
+def _decoded_over(limit: int, what: str, nbytes: int) -> TooLarge:
+    return TooLarge(f"the {what} body decodes to more than {limit:,} bytes ({nbytes:,} so far), the limit "
+                    "of a body (MLP_MAX_UPLOAD_BYTES): a compressed body may not hold more than an uncompressed "
+                    "one; send fewer rows per request")
+
+
+def _arrow(body: bytes | bytearray, *, limit: int | None = None):
+    """An Arrow IPC stream -> table, read batch by batch so (compressed) batches stop at the decoded-size limit."""
     import pyarrow as pa
     try:
-        table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
-    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+        reader = pa.ipc.open_stream(pa.py_buffer(body))
+        batches, total = [], 0
+        for batch in reader:
+            total += batch.nbytes
+            if limit is not None and total > limit:
+                raise _decoded_over(limit, "Arrow", total)
+            batches.append(batch)
+        return pa.Table.from_batches(batches, schema=reader.schema)
+    except (pa.ArrowException, OSError) as exc:     # ArrowInvalid; OSError for a stream cut inside a batch
         raise InvalidInput(f"the body is not an Arrow IPC stream: {exc}") from None
-    return table
 
 
-def _parquet(body: bytes | bytearray):
+def _parquet(body: bytes | bytearray, *, limit: int | None = None):
+    """A Parquet file -> table; its footer's row count and uncompressed sizes are checked against the limit
+    before any column is decoded."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     try:
-        table = pq.read_table(pa.BufferReader(pa.py_buffer(body)))
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        pf = pq.ParquetFile(pa.BufferReader(pa.py_buffer(body)))
+        md = pf.metadata
+        declared = sum(max(md.row_group(i).total_byte_size, 0) for i in range(md.num_row_groups))
+        cells = max(md.num_rows, 0) * max(md.num_columns, 1) * 4          # the float32 matrix it becomes
+        if limit is not None and max(declared, cells) > limit:
+            raise TooLarge(f"the Parquet body declares {md.num_rows:,} rows x {md.num_columns} columns "
+                           f"({max(declared, cells):,} bytes decoded), over the limit of {limit:,} bytes of a body "
+                           "(MLP_MAX_UPLOAD_BYTES); send fewer rows per request")
+        return pf.read()
+    except (pa.ArrowException, OSError) as exc:
         raise InvalidInput(f"the body is not a Parquet file: {exc}") from None
-    return table
 
 
-def _csv(body: bytes | bytearray):
+def _bad_text(body: bytes | bytearray, encoding: str) -> tuple[int, int] | None:
+    """(byte offset, line) of the first byte ``encoding`` cannot decode, or None (decoded 1 MiB at a time)."""
+    dec = codecs.getincrementaldecoder(encoding)()
+    view = memoryview(body)
+    step = 1 << 20
+    for start in range(0, len(view), step):
+        chunk = view[start:start + step]
+        try:
+            dec.decode(chunk, final=start + step >= len(view))
+        except UnicodeDecodeError as exc:
+            pos = start - (len(exc.object) - len(chunk)) + exc.start   # the decoder may hold bytes back
+            return pos, bytes(view[:pos]).count(b"\n") + 1
+    return None
+
+
+def _csv(body: bytes | bytearray, *, charset: str | None = None):
+    """A CSV body (UTF-8, or the Content-Type's ``charset=``) -> table; 422 naming the byte that is not text."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
+    encoding = "utf-8"
+    if charset:
+        try:
+            encoding = codecs.lookup(charset).name
+        except LookupError:
+            raise InvalidInput(f"Content-Type charset {echo(charset)}: unknown encoding (e.g. utf-8, cp1252, "
+                               "latin-1)") from None
+    if not (encoding == "utf-8" and body.isascii()):      # ASCII (the usual CSV of numbers) is valid UTF-8
+        bad = _bad_text(body, encoding)
+        if bad is not None:
+            name = "UTF-8" if encoding == "utf-8" else encoding
+            raise InvalidInput(f"the CSV body is not {name} text: byte {body[bad[0]]:#04x} at offset {bad[0]:,} "
+                               f"(line {bad[1]:,}) cannot be decoded; name the encoding in the Content-Type, e.g. "
+                               "text/csv; charset=cp1252")
+    options = pcsv.ReadOptions(encoding=encoding) if encoding != "utf-8" else None
     try:
-        table = pcsv.read_csv(pa.BufferReader(pa.py_buffer(body)))
-    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+        table = pcsv.read_csv(pa.BufferReader(pa.py_buffer(body)), read_options=options)
+    except (pa.ArrowException, OSError, UnicodeError) as exc:
         raise InvalidInput(f"the CSV body cannot be read (a header line, then numbers): {exc}") from None
     return table
 
 
-PARSERS = {"npy": _npy, "arrow": _arrow, "parquet": _parquet, "csv": _csv}
 WHAT = {"arrow": "Arrow", "parquet": "Parquet", "csv": "CSV"}
 
 
-def parse(body: bytes | bytearray, kind: str, *, input_dim: int, columns=None) -> np.ndarray:
+def parse(body: bytes | bytearray, kind: str, *, input_dim: int, columns=None, max_bytes: int | None = None,
+          charset: str | None = None) -> np.ndarray:
     """A predict body -> float32 (n, input_dim); 422 naming the shape, column or row.
 
     ``columns`` (the model's ``core.Preprocessor``) maps named table columns (any order; categorical text,
-    booleans, nulls) onto the model's raw input columns."""
+    booleans, nulls) onto the model's raw input columns. ``max_bytes`` bounds what a header may declare (a .npy
+    shape, the decoded size of an Arrow or Parquet body); ``charset`` is the CSV body's text encoding."""
     if kind == "json":
         return service.parse_inputs(body, input_dim=input_dim, columns=columns)
-    parsed = PARSERS[kind](body)
-    if isinstance(parsed, np.ndarray):
-        return _checked(parsed, input_dim)
-    return parse_table(parsed, WHAT[kind], input_dim=input_dim, columns=columns)
+    if kind == "npy":
+        return _checked(_npy(body, limit=max_bytes), input_dim)
+    if kind == "csv":
+        table = _csv(body, charset=charset)
+        _check_header(table, columns)
+    else:
+        table = (_arrow if kind == "arrow" else _parquet)(body, limit=max_bytes)
+    return parse_table(table, WHAT[kind], input_dim=input_dim, columns=columns)
+
+
+def _check_header(table, columns) -> None:
+    """422 for a CSV body without a header line: its first row was read as the names, and they are all numbers
+    that name no column of the model (pandas' unnamed columns 0, 1, 2, ... are names, taken in order)."""
+    names = [str(n) for n in table.column_names]
+    model_names = {c["name"] for c in columns.columns} if columns is not None else set()
+    if set(names) & model_names or names == [str(j) for j in range(len(names))]:
+        return
+    for n in names:
+        try:
+            float(n)
+        except ValueError:
+            return
+    listed = ", ".join(repr(c["name"]) for c in columns.columns) if columns is not None else ""
+    raise InvalidInput(f"the CSV body needs a header line naming the columns{f' ({listed})' if listed else ''}; "
+                       f"its first line {echo(','.join(names))} is all numbers, so it would be read as names and "
+                       "lost as a row")
 
 
 def parse_table(table, what: str, *, input_dim: int, columns=None) -> np.ndarray:
@@ -160,6 +276,9 @@ def parse_table(table, what: str, *, input_dim: int, columns=None) -> np.ndarray
     import pyarrow as pa
 
     names = [str(n) for n in table.column_names]
+    twice = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
+    if twice:
+        raise InvalidInput(f"{what}: column(s) {echo(twice)} appear more than once")
     if columns is None or (table.num_columns == 1 and pa.types.is_fixed_size_list(table.schema.field(0).type)):
         return _checked(_table_to_matrix(table, what), input_dim)
     model_names = [c["name"] for c in columns.columns]
@@ -167,24 +286,22 @@ def parse_table(table, what: str, *, input_dim: int, columns=None) -> np.ndarray
     if not set(names) & set(model_names) and len(names) == len(model_names):
         if not numeric:
             raise InvalidInput(f"{what} columns {names} are none of the model's columns {model_names}")
-        return _checked(_table_to_matrix(table, what), input_dim)              # in order (e.g. unnamed)
+        return _checked(_table_to_matrix(table, what), input_dim, names=model_names, what=what)  # in order
     if numeric and set(model_names) <= set(names):
         unknown = [n for n in names if n not in model_names]
         if unknown:
-            raise InvalidInput(f"{what}: unknown column(s) {unknown}; the model's columns are {model_names}")
-        return _checked(_table_to_matrix(table.select([names.index(n) for n in model_names]), what), input_dim)
+            raise InvalidInput(f"{what}: unknown column(s) {echo(unknown)}; the model's columns are {model_names}")
+        return _checked(_table_to_matrix(table.select([names.index(n) for n in model_names]), what), input_dim,
+                        names=model_names, what=what)
     values = [table.column(j).to_pylist() for j in range(table.num_columns)]
     rows = [list(r) for r in zip(*values)]
     if not rows:
         raise InvalidInput("inputs has no rows")
-    try:
-        X = columns.matrix_from_columns(names, rows)
-    except ValueError as exc:
-        raise InvalidInput(f"{what}: {exc}") from None
-    return _checked(X, input_dim)
+    return _checked(service.from_columns(columns, names, rows, where=what), input_dim)
 
 
-def _checked(X: np.ndarray, input_dim: int) -> np.ndarray:
+def _checked(X: np.ndarray, input_dim: int, *, names: list[str] | None = None, what: str = "") -> np.ndarray:
+    """X as C-contiguous float32 (n, input_dim), no infinite cell (named by row and ``names``' column when given)."""
     if X.ndim == 1 and X.shape[0] == input_dim:
         X = X[None, :]
     if X.ndim != 2 or X.shape[1] != input_dim:
@@ -193,7 +310,10 @@ def _checked(X: np.ndarray, input_dim: int) -> np.ndarray:
         raise InvalidInput("inputs has no rows")
     X = np.ascontiguousarray(X, dtype=np.float32)
     if np.isinf(X).any():       # NaN is a missing value: the model imputes it, or predict refuses it
-        r, c = np.argwhere(np.isinf(X))[0]
+        r, c = (int(v) for v in np.argwhere(np.isinf(X))[0])
+        if names is not None and len(names) == X.shape[1]:
+            raise InvalidInput(f"{what} row {r}, column {names[c]!r}: {X[r, c]} is not a finite number (or is "
+                               "beyond float32's range, about 3.4e38)")
         raise InvalidInput(f"inputs[{r}][{c}] is not a finite number: {X[r, c]}")
     return X
 
@@ -226,10 +346,11 @@ def encode(model: service.LoadedModel, proba: np.ndarray | None, out: np.ndarray
 
 
 def predict(model: service.LoadedModel, body: bytes | bytearray, kind: str, answer: str, *,
-            blocking: bool = True, max_work: int | None = None) -> tuple[bytes, str] | None:
+            blocking: bool = True, max_work: int | None = None, max_bytes: int | None = None,
+            charset: str | None = None) -> tuple[bytes, str] | None:
     """Parse, predict under the model's lock and encode; with ``blocking=False``, None if the model is busy or
     the work (rows x parameters) is over ``max_work``."""
-    X = parse(body, kind, input_dim=model.input_dim, columns=model.columns)
+    X = parse(body, kind, input_dim=model.input_dim, columns=model.columns, max_bytes=max_bytes, charset=charset)
     if not blocking and max_work is not None and model.cost(X.shape[0]) > max_work:
         return None
     arrays = service.predict_arrays(model, X, blocking=blocking)

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from service.bodies import parse_json
-from service.errors import InvalidInput
+from service.errors import InvalidInput, UnsupportedMediaType, echo
 from service.models import formats, service
 
 KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -34,10 +34,7 @@ def _named(names: list, rows: list, model: service.LoadedModel, where: str) -> n
             return _rows(rows, where, model.input_dim)      # the fast path: numbers in the trained order
         except InvalidInput:
             pass                                            # nulls (missing values) and the like: below
-    try:
-        return cols.matrix_from_columns(names, rows)
-    except ValueError as exc:
-        raise InvalidInput(f"{where}: {exc}") from None
+    return service.from_columns(cols, names, rows, where=where)
 
 
 def _rows(rows, where: str, width: int) -> np.ndarray:
@@ -62,9 +59,9 @@ def _from_records(records: list, model: service.LoadedModel, where: str) -> np.n
 
 def parse(body: bytes | bytearray, content_type: str | None, model: service.LoadedModel) -> np.ndarray:
     """An MLflow scoring body -> float32 (n, input_dim); 422 naming the key, record, row or column."""
-    media = (content_type or "application/json").split(";", 1)[0].strip().lower()
-    if media == "text/csv":
-        return formats.parse(body, "csv", input_dim=model.input_dim, columns=model.columns)
+    if media_kind(content_type) == "csv":
+        return formats.parse(body, "csv", input_dim=model.input_dim, columns=model.columns,
+                             charset=formats.charset_of(content_type))
     doc = parse_json(body)
     if not isinstance(doc, dict):
         raise InvalidInput(f"the body must be an object with one of {', '.join(KEYS)}")
@@ -99,6 +96,17 @@ def parse(body: bytes | bytearray, content_type: str | None, model: service.Load
     if isinstance(value, list) and value and isinstance(value[0], dict):
         return _from_records(value, model, key)
     return _positional(value, model, key)
+
+
+def media_kind(content_type: str | None) -> str:
+    """``csv`` or ``json`` (also for no Content-Type); 415 naming both for anything else."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == formats.CSV:
+        return "csv"
+    if media in formats.JSON_TYPES or media.endswith("+json"):
+        return "json"
+    raise UnsupportedMediaType(f"Content-Type {echo(media)[1:-1]} is not supported: send {formats.JSON} (the "
+                               f"default) or {formats.CSV}")
 
 
 def invoke(model: service.LoadedModel, body: bytes | bytearray, content_type: str | None) -> bytes:

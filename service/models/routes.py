@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, FastAPI, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
@@ -51,14 +53,19 @@ def delete_model(model_id: str, request: Request, session: SessionDep, owner: Ow
 async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
     """Predict labels (as uploaded) and class probabilities, or regression values, for rows of raw features."""
     kind = formats.body_kind(request.headers.get("content-type"))
+    formats.check_encoding(request.headers.get("content-encoding"))
     answer_kind = formats.answer_kind(request.headers.get("accept"))
-    body = await read_body(request, max_bytes=request.app.state.settings.max_upload_bytes, what="body")
+    max_bytes = request.app.state.settings.max_upload_bytes
+    body = await read_body(request, max_bytes=max_bytes, what="body")
     model = await loaded_model(request, owner, model_id)
     if kind != "json" or answer_kind != "json":     # .npy / Arrow / Parquet / CSV in, or .npy / Arrow out
+        charset = formats.charset_of(request.headers.get("content-type"))
         out = None if len(body) > INLINE_BYTES else formats.predict(model, body, kind, answer_kind, blocking=False,
-                                                                      max_work=INLINE_WORK)
+                                                                      max_work=INLINE_WORK, max_bytes=max_bytes,
+                                                                      charset=charset)
         if out is None:
-            out = await run_in_threadpool(formats.predict, model, body, kind, answer_kind)
+            out = await run_in_threadpool(partial(formats.predict, max_bytes=max_bytes, charset=charset),
+                                          model, body, kind, answer_kind)
         return Response(out[0], media_type=out[1])
     if len(body) > INLINE_BYTES:
         answer = await run_in_threadpool(service.predict_body, model, body)
@@ -87,6 +94,8 @@ async def loaded_model(request: Request, owner: str, model_id: str) -> service.L
                                              "wrong width, non-finite values."}})
 async def invocations(model_id: str, request: Request, owner: OwnerDep) -> Response:
     """MLflow-style scoring (`dataframe_split`, `dataframe_records`, `instances`, `inputs`, or text/csv)."""
+    invocations_.media_kind(request.headers.get("content-type"))
+    formats.check_encoding(request.headers.get("content-encoding"))
     body = await read_body(request, max_bytes=request.app.state.settings.max_upload_bytes, what="body")
     model = await loaded_model(request, owner, model_id)
     answer = await run_in_threadpool(invocations_.invoke, model, body, request.headers.get("content-type"))

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 import core
 from service.bodies import NUMBERS, ParseError, numbers_at, parse_json, rows_to_float32
 from service.database import get_owned, get_owned_or_raise, page, utcnow
-from service.errors import InvalidInput, NotFound
+from service.errors import InvalidInput, NotFound, echo
 from service.metrics import CACHE_HITS, CACHE_MISSES, PREDICTED_ROWS
 from service.models.tables import TrainedModel
 from service.storage import Storage
@@ -261,14 +261,27 @@ def inputs_from_doc(doc, *, input_dim: int, columns: core.Preprocessor | None = 
         names, rows = _split(doc["columns"], doc["data"])
     else:
         extra = sorted(keys - {"inputs", "records", "columns", "data"})
-        what = f"unknown field(s) {extra}" if extra else f"fields {sorted(keys)} do not go together"
+        what = f"unknown field(s) {echo(extra)}" if extra else f"fields {sorted(keys)} do not go together"
         raise InvalidInput(f"{what}; the body is one of {BODY_SHAPES}")
     if columns is None:
         raise InvalidInput("this model predicts from inputs only")
+    return from_columns(columns, names, rows)
+
+
+def from_columns(columns: core.Preprocessor, names: list, rows: list, *, where: str | None = None) -> np.ndarray:
+    """``columns.matrix_from_columns`` (rows of values by column name -> raw float64 rows), 422 naming the row
+    and column of a bad value, also of a number float32 cannot hold (the network computes in float32)."""
     try:
-        return columns.matrix_from_columns(names, rows)
+        X = columns.matrix_from_columns(names, rows)
     except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
+        raise InvalidInput(f"{where}: {exc}" if where else str(exc)) from None
+    with np.errstate(over="ignore"):
+        big = np.isinf(X.astype(np.float32))     # as the float32 cast rounds (NaN, a missing value, stays NaN)
+    if big.any():
+        r, c = (int(v) for v in np.argwhere(big)[0])
+        raise InvalidInput(f"{where + ': ' if where else ''}row {r}, column {columns.columns[c]['name']!r}: "
+                           f"{X[r, c]:g} is beyond float32's range (about 3.4e38), which the model computes in")
+    return X
 
 
 def records_to_rows(records, *, where: str) -> tuple[list, list]:

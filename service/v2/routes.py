@@ -14,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from service import __version__
 from service.bodies import read_body
 from service.deps import OwnerDep
-from service.errors import NotAvailable, NotFound, ServiceError, TooLarge, TooManyRequests, Unauthorized
+from service.errors import (NotAvailable, NotFound, ServiceError, TooLarge, TooManyRequests, Unauthorized, capped,
+                            validation_detail)
 from service.models.routes import INLINE_BYTES, loaded_model
 from service.v2 import protocol
 
@@ -24,7 +25,7 @@ KEEP_STATUS = (NotFound, Unauthorized, TooLarge, TooManyRequests, NotAvailable)
 def error_response(exc: ServiceError) -> JSONResponse:
     """The protocol's error body; bad requests of any kind are 400."""
     code = exc.status_code if isinstance(exc, KEEP_STATUS) else 400
-    return JSONResponse({"error": str(exc.detail)}, status_code=code, headers=exc.headers)
+    return JSONResponse({"error": capped(str(exc.detail))}, status_code=code, headers=exc.headers)
 
 
 class V2Route(APIRoute):
@@ -39,7 +40,7 @@ class V2Route(APIRoute):
             except ServiceError as exc:
                 return error_response(exc)
             except RequestValidationError as exc:
-                return JSONResponse({"error": str(exc.errors())}, status_code=400)
+                return JSONResponse({"error": capped(str(validation_detail(exc.errors())))}, status_code=400)
 
         return route_handler
 
