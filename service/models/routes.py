@@ -47,7 +47,10 @@ def delete_model(model_id: str, request: Request, session: SessionDep, owner: Ow
 @router.post("/{model_id}/predict", response_model=PredictResponse, openapi_extra=PREDICT_OPENAPI,
              responses={200: {"content": PREDICT_BINARY_ANSWERS}, **_ERRORS,
                         406: {"description": "Accept names no format predict answers in."},
-                        413: {"description": "Body larger than MLP_MAX_UPLOAD_BYTES."},
+                        413: {"description": "Body larger than MLP_MAX_UPLOAD_BYTES (or an Arrow/Parquet body "
+                                             "that decodes to more)."},
+                        415: {"description": "A Content-Type predict does not read (the detail lists those it "
+                                             "does), or a Content-Encoding."},
                         422: {"description": "Rows of the wrong width (the detail names the expected width), "
                                              "ragged rows, non-finite values, empty inputs."}})
 async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
@@ -90,6 +93,7 @@ async def loaded_model(request: Request, owner: str, model_id: str) -> service.L
 
 @router.post("/{model_id}/invocations", response_model=InvocationsResponse, openapi_extra=INVOCATIONS_OPENAPI,
              responses={**_ERRORS, 413: {"description": "Body larger than MLP_MAX_UPLOAD_BYTES."},
+                        415: {"description": "Neither JSON nor text/csv, or a Content-Encoding."},
                         422: {"description": "Not one of the MLflow payloads, a missing column, rows of the "
                                              "wrong width, non-finite values."}})
 async def invocations(model_id: str, request: Request, owner: OwnerDep) -> Response:

@@ -200,7 +200,7 @@ def test_binary_body_errors_name_the_problem(client, model):
          "the .npy array must be numeric, got dtype object"),
         (post(npy_bytes(np.array([[1.0, 2.0, np.inf, 4.0]])), NPY), 422, "inputs[0][2] is not a finite number: inf"),
         (post(npy_bytes(np.zeros((3, 4), np.float32))[:-8], NPY), 422,
-         "the .npy body is truncated: shape (3, 4) needs 48 bytes of data, got 40"),
+         "the .npy body is truncated: shape (3, 4) of float32 needs 48 bytes of data, got 40"),
         (post(b"f0,f1,f2,f3\n1,2,x,4\n", "text/csv"), 422,
          "CSV column 'f2' (column 2) must be numeric, got string"),
         (post(npy_bytes(model["X"]), NPY, Accept="text/html"), 406,
