@@ -16,9 +16,8 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -147,13 +146,21 @@ def keys_configured(settings: Settings, sessionmaker) -> bool:
         return keys_service.any_keys(session)
 
 
-async def get_owner(request: Request,
-                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> str:
-    """Return the caller's tenant: ``default`` without keys; with keys, the tenant of the Bearer key or 401."""
-    owner = getattr(request.state, "owner", None)  # already settled before the body was read (GuardedRoute)
-    if owner is not None:
-        return owner
-    return await _resolve_owner(request, credentials)
+class _OwnerScheme(HTTPBearer):
+    """``OwnerDep``'s dependency: the caller's tenant, and in OpenAPI the same ``HTTPBearer`` scheme as ``bearer``.
+
+    Being the security scheme itself rather than a function that depends on ``bearer`` makes it one dependency
+    for FastAPI to solve per request instead of two (about 20 us of a one-row predict)."""
+
+    async def __call__(self, request: Request) -> str:
+        """Return the caller's tenant: ``default`` without keys; with keys, the tenant of the Bearer key or 401."""
+        owner = getattr(request.state, "owner", None)  # already settled before the body was read (GuardedRoute)
+        if owner is not None:
+            return owner
+        return await _resolve_owner(request, await bearer(request))
+
+
+get_owner = _OwnerScheme(auto_error=False, scheme_name="HTTPBearer", description=bearer.model.description)
 
 
 async def authenticate(request: Request) -> str:
