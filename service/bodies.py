@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 import simdjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from service.errors import InvalidInput, RequestTimeout, TooLarge
 
@@ -52,8 +52,9 @@ async def body_chunks(request: Request) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     start = loop.time()
     received = 0
-    chunks = request.stream().__aiter__()
-    while True:
+    receive = request.receive       # the ASGI messages themselves: a body sent whole is one message, one timer
+    more = True
+    while more:
         timeout, stalled = idle, True
         if idle is not None and rate:
             left = start + idle + received / rate - loop.time()
@@ -61,9 +62,7 @@ async def body_chunks(request: Request) -> AsyncIterator[bytes]:
                 timeout, stalled = max(left, 0.0), False
         try:
             async with asyncio.timeout(timeout):    # a timer, not a task per chunk as 3.11's wait_for
-                chunk = await chunks.__anext__()
-        except StopAsyncIteration:
-            return
+                message = await receive()
         except TimeoutError:
             if stalled:
                 raise RequestTimeout(f"the request body stalled: no bytes for {idle:g} s after {received:,} bytes "
@@ -72,8 +71,13 @@ async def body_chunks(request: Request) -> AsyncIterator[bytes]:
                                  f"{loop.time() - start:.1f} s; a body gets {idle:g} s plus one second per "
                                  f"{rate:g} bytes (MLP_BODY_READ_TIMEOUT_SECONDS, "
                                  "MLP_BODY_MIN_RATE_BYTES_PER_SECOND)") from None
-        received += len(chunk)
-        yield chunk
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        more = message.get("more_body", False)
+        chunk = message.get("body", b"")
+        if chunk:
+            received += len(chunk)
+            yield chunk
 
 
 async def read_bounded(request: Request, limit: int, error: Callable[[], TooLarge]) -> bytearray:
