@@ -154,7 +154,9 @@ class _OwnerScheme(HTTPBearer):
 
     async def __call__(self, request: Request) -> str:
         """Return the caller's tenant: ``default`` without keys; with keys, the tenant of the Bearer key or 401."""
-        owner = getattr(request.state, "owner", None)  # already settled before the body was read (GuardedRoute)
+        # already settled before the body was read (GuardedRoute); read from request.state's dict, scope["state"],
+        # as getattr(request.state, ...) costs an AttributeError on every request that has none
+        owner = request.scope.get("state", {}).get("owner")
         if owner is not None:
             return owner
         return await _resolve_owner(request, await bearer(request))
