@@ -144,6 +144,9 @@ def page(session: Session, table: type, *where, limit: int, offset: int) -> tupl
     return list(rows), int(total or 0)
 
 
+_WRITE_LOCKED = "mlp_write_locked"  # session.info: the transaction that holds SQLite's write lock
+
+
 def lock_for_write(session, *, rows: list[tuple[type, str]] = (), tenant: str | None = None) -> None:
     """Serialise a check-then-write with every other one on the same rows (or the same tenant): call it first in
     the transaction. SQLite: take the database's write lock now (a write statement that changes nothing), so the
@@ -152,6 +155,9 @@ def lock_for_write(session, *, rows: list[tuple[type, str]] = (), tenant: str | 
     from sqlalchemy import text, update
 
     if session.get_bind().dialect.name == "sqlite":
+        locked = session.info.get(_WRITE_LOCKED)
+        if locked is not None and locked is session.get_transaction():
+            return  # this transaction took the lock already (a caller writing several rows in one commit)
         if session.in_transaction():
             session.commit()  # a snapshot older than the lock could not write (SQLITE_BUSY_SNAPSHOT)
         model = rows[0][0] if rows else None
@@ -159,6 +165,7 @@ def lock_for_write(session, *, rows: list[tuple[type, str]] = (), tenant: str | 
             session.execute(text("UPDATE jobs SET id = id WHERE 0"))
         else:
             session.execute(update(model).where(text("0")).values(id=model.id))
+        session.info[_WRITE_LOCKED] = session.get_transaction()
         return
     for model, row_id in rows:
         session.execute(select(model.id).where(model.id == row_id).with_for_update())

@@ -8,6 +8,7 @@ claim) and on ``status = 'running'``, so a worker that lost its job (restart, cr
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 import core
 from service import quotas
 from service.datasets import service as datasets_service
-from service.database import get_owned_or_raise, lock_for_write, page, utcnow
+from service.database import get_owned_or_raise, lock_for_write, new_id, page, utcnow
 from service.datasets.tables import Dataset
 from service.errors import Conflict, InvalidInput, NotFound
 from service.executor.base import Executor
@@ -93,8 +94,11 @@ def poll(session: Session, *, owner: str, job_id: str, since_epoch: int) -> tupl
 
 
 def create(session: Session, executor: Executor, settings: Settings, *, owner: str, body: JobCreate,
-           sweep_id: str | None = None, storage: Storage | None = None) -> Job:
-    """Validate the job against its network, data set(s) and limits, commit it queued, hand it over."""
+           sweep_id: str | None = None, storage: Storage | None = None,
+           before_commit: Callable[[Job], None] | None = None) -> Job:
+    """Validate the job against its network, data set(s) and limits, commit it queued, hand it over.
+
+    ``before_commit(job)`` adds the caller's rows that refer to the job (a sweep's trial) to the same commit."""
     _check_limits(settings, body)
     # One serialised step with DELETE of the network or data set: whichever commits first, the other one loses
     # (404 here, or 409 there); the job quota is checked under the same lock.
@@ -130,12 +134,14 @@ def create(session: Session, executor: Executor, settings: Settings, *, owner: s
         _check_auc_validation(body, dataset, storage)
 
     now = utcnow()
-    job = Job(owner=owner, network_id=network.id, dataset_id=dataset.id,
+    job = Job(id=new_id(), owner=owner, network_id=network.id, dataset_id=dataset.id,
               validation_dataset_id=body.validation_dataset_id, params=body.training_params(), sweep_id=sweep_id,
               status=QUEUED, epoch=0, epochs=body.epochs, attempt=0, cancel_requested=False,
               created_at=now, updated_at=now)
     session.add(job)
     quotas.check_new_job(session, settings, owner=owner, network=network, n_features=dataset.n_features)
+    if before_commit is not None:
+        before_commit(job)
     session.commit()
     executor.submit(job.id)
     return job

@@ -41,8 +41,9 @@ def check_limits(spec: dict, *, input_dim: int | None, settings) -> int | None:
     return n_params
 
 
-def create(session: Session, *, owner: str, body: NetworkCreate, settings) -> Network:
-    """Validate the architecture with core.Network.from_spec and store it."""
+def create(session: Session, *, owner: str, body: NetworkCreate, settings, commit: bool = True) -> Network:
+    """Validate the architecture with core.Network.from_spec and store it (``commit=False``: flushed into the
+    caller's transaction, which commits it with its own rows)."""
     spec = body.to_spec()
     n_params = check_limits(spec, input_dim=body.input_dim, settings=settings)
     quotas.check_params(settings, owner=owner, n_params=n_params)
@@ -54,7 +55,10 @@ def create(session: Session, *, owner: str, body: NetworkCreate, settings) -> Ne
     row = Network(owner=owner, name=body.name, spec=normalized, input_dim=body.input_dim,
                   output_dim=int(net.output_dim), n_params=n_params, task=net.task)
     session.add(row)
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     return row
 
 

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 import core
 from service.datasets import service as datasets_service
-from service.database import get_owned_or_raise, page, utcnow
+from service.datasets.tables import Dataset
+from service.database import get_owned_or_raise, lock_for_write, page, utcnow
 from service.errors import Conflict, InvalidInput, NotFound, ServiceError, TooManyRequests
 from service.executor.base import Executor
 from service.jobs import service as jobs_service
@@ -263,9 +264,7 @@ def _advance(session: Session, executor: Executor, settings: Settings, sweep: Sw
     if exhausted and not any(t.status in TRIAL_ACTIVE for t in trials):
         return f"max_trials={req.max_trials} reached"
     while not exhausted and sum(t.status in TRIAL_ACTIVE for t in trials) < req.parallelism:
-        t = _ask(session, sweep, req, trials)
-        trials.append(t)
-        if not _launch(session, executor, settings, sweep, req, t):
+        if not _start(session, executor, settings, sweep, req, trials):
             return None
         exhausted = req.max_trials is not None and len(trials) >= req.max_trials
     return None
@@ -365,18 +364,79 @@ def _update_best(session: Session, sweep: Sweep, req: SweepCreate, trials: list[
     session.refresh(sweep)
 
 
-def _ask(session: Session, sweep: Sweep, req: SweepCreate, trials: list[SweepTrial]) -> SweepTrial:
-    """Ask Optuna for trial number len(trials) and commit it as pending (before any job exists)."""
+def _propose(sweep: Sweep, req: SweepCreate, trials: list[SweepTrial]) -> dict[str, Any]:
+    """Optuna's parameters for trial number len(trials), from the stored trials (and the seed) only."""
     number = len(trials)
     history = [] if req.strategy == "random" else trials  # a random proposal depends on its seed alone
-    st = _search().study(req, sweep.id, history, number=number)
-    trial = st.ask()
-    params = _search().suggest(req, trial)
-    t = SweepTrial(sweep_id=sweep.id, owner=sweep.owner, number=number, params=params, status=PENDING,
-                   epoch=0, intermediate={}, created_at=utcnow())
+    return _search().suggest(req, _search().study(req, sweep.id, history, number=number).ask())
+
+
+def _new_trial(sweep: Sweep, number: int, params: dict[str, Any], status: str) -> SweepTrial:
+    return SweepTrial(sweep_id=sweep.id, owner=sweep.owner, number=number, params=params, status=status,
+                      epoch=0, intermediate={}, created_at=utcnow())
+
+
+def _start(session: Session, executor: Executor, settings: Settings, sweep: Sweep, req: SweepCreate,
+           trials: list[SweepTrial]) -> bool:
+    """Ask Optuna for trial number len(trials) and start it: its network, its job and its trial row (running)
+    in one transaction, so after a crash either all three exist or none does and the same number is asked
+    again from the same rows. Over the job quota the trial is stored ``pending`` (``_launch`` starts it later)
+    and False is returned, as it is when the sweep was cancelled meanwhile (then no trial is stored)."""
+    number = len(trials)
+    params = _propose(sweep, req, trials)
+    t = _new_trial(sweep, number, params, TRIAL_RUNNING)
+
+    def attach(job: Job) -> None:
+        t.job_id = job.id
+        session.add(t)
+
+    try:
+        dataset = datasets_service.get_or_raise(session, owner=sweep.owner, dataset_id=req.dataset_id)
+        network = NetworkCreate(**network_spec(req, params, dataset, name=f"sweep {sweep.id} trial {number}"))
+        # The write lock before the reads that must hold at the commit: the sweep's status, the job quota.
+        lock_for_write(session, rows=[(Dataset, req.dataset_id)], tenant=sweep.owner)
+        if session.scalar(select(Sweep.status).where(Sweep.id == sweep.id)) != RUNNING:  # cancelled meanwhile
+            session.rollback()
+            return False
+        net = networks_service.create(session, owner=sweep.owner, body=network, settings=settings, commit=False)
+        t.network_id = net.id
+        jobs_service.create(session, executor, settings, owner=sweep.owner, body=_job_body(req, t),
+                            sweep_id=sweep.id, before_commit=attach)
+    except TooManyRequests:
+        session.rollback()
+        trials.append(_stored(session, _new_trial(sweep, number, params, PENDING)))
+        return False
+    except (ServiceError, ValueError) as exc:
+        session.rollback()
+        detail = exc.detail if isinstance(exc, ServiceError) else str(exc)
+        failed = _new_trial(sweep, number, params, TRIAL_FAILED)
+        failed.error, failed.finished_at = f"cannot start the trial: {detail}", utcnow()
+        trials.append(_stored(session, failed))
+        return True
+    trials.append(t)
+    if session.scalar(select(Sweep.status).where(Sweep.id == sweep.id)) != RUNNING:  # cancelled as it started
+        _cancel_job(session, executor, owner=sweep.owner, job_id=t.job_id)
+        t.status, t.finished_at = TRIAL_CANCELLED, utcnow()
+        session.commit()
+        return False
+    return True
+
+
+def _stored(session: Session, t: SweepTrial) -> SweepTrial:
     session.add(t)
     session.commit()
     return t
+
+
+def _job_body(req: SweepCreate, t: SweepTrial) -> JobCreate:
+    """The training job of a trial."""
+    p = t.params
+    return JobCreate(network_id=t.network_id, dataset_id=req.dataset_id,
+                     validation_dataset_id=req.validation_dataset_id,
+                     validation_split=req.validation_split or 0.0, epochs=int(p["epochs"]),
+                     batch_size=int(p["batch_size"]), weight_decay=float(p["weight_decay"]),
+                     optimizer={"type": p["optimizer"], "learning_rate": float(p["learning_rate"])},
+                     standardize=req.standardize, seed=req.seed)
 
 
 def network_spec(req: SweepCreate, params: dict[str, Any], dataset, *, name: str) -> dict:
@@ -398,7 +458,8 @@ def network_spec(req: SweepCreate, params: dict[str, Any], dataset, *, name: str
 
 def _launch(session: Session, executor: Executor, settings: Settings, sweep: Sweep, req: SweepCreate,
             t: SweepTrial) -> bool:
-    """Create the trial's network and job through their verbs (idempotent after a crash); False over quota."""
+    """Start a ``pending`` trial (one stored over the job quota, or before this version's one-commit start):
+    its network and job through their verbs, idempotent after a crash; False over quota."""
     name = f"sweep {sweep.id} trial {t.number}"
     if session.scalar(select(Sweep.status).where(Sweep.id == sweep.id)) != RUNNING:  # cancelled meanwhile
         t.status, t.finished_at = TRIAL_CANCELLED, utcnow()
@@ -415,14 +476,8 @@ def _launch(session: Session, executor: Executor, settings: Settings, sweep: Swe
             t.job_id = session.scalar(select(Job.id).where(Job.owner == sweep.owner, Job.sweep_id == sweep.id,
                                                            Job.network_id == t.network_id))
         if t.job_id is None:
-            p = t.params
-            body = JobCreate(network_id=t.network_id, dataset_id=req.dataset_id,
-                             validation_dataset_id=req.validation_dataset_id,
-                             validation_split=req.validation_split or 0.0, epochs=int(p["epochs"]),
-                             batch_size=int(p["batch_size"]), weight_decay=float(p["weight_decay"]),
-                             optimizer={"type": p["optimizer"], "learning_rate": float(p["learning_rate"])},
-                             standardize=req.standardize, seed=req.seed)
-            job = jobs_service.create(session, executor, settings, owner=sweep.owner, body=body, sweep_id=sweep.id)
+            job = jobs_service.create(session, executor, settings, owner=sweep.owner, body=_job_body(req, t),
+                                      sweep_id=sweep.id)
             t.job_id = job.id
     except TooManyRequests:
         session.rollback()
