@@ -232,7 +232,7 @@ def step(session: Session, executor: Executor, settings: Settings, *, sweep_id: 
     sweep = session.get(Sweep, sweep_id)
     if sweep is None or sweep.status != RUNNING:
         return
-    req = SweepCreate.model_validate(sweep.request)
+    req = _request(sweep)
     trials = trials_of(session, owner=sweep.owner, sweep_id=sweep.id)
     before = [t.status for t in trials]
     new_values = _refresh(session, sweep, req, trials)
@@ -248,6 +248,19 @@ def step(session: Session, executor: Executor, settings: Settings, *, sweep_id: 
         _finish(session, sweep, SWEEP_SUCCEEDED, ending)
         if ending.startswith("max_seconds"):
             _stop_active(session, executor, owner=sweep.owner, sweep_id=sweep.id, status=TRIAL_CANCELLED)
+
+
+_REQUESTS: dict[str, SweepCreate] = {}  # sweep id -> its validated request (a sweep's request never changes)
+_REQUESTS_KEPT = 64
+
+
+def _request(sweep: Sweep) -> SweepCreate:
+    """The sweep's SweepCreate, validated once per process rather than at every round."""
+    req = _REQUESTS.pop(sweep.id, None) or SweepCreate.model_validate(sweep.request)
+    _REQUESTS[sweep.id] = req  # most recently used last
+    while len(_REQUESTS) > _REQUESTS_KEPT:
+        _REQUESTS.pop(next(iter(_REQUESTS)))
+    return req
 
 
 def _advance(session: Session, executor: Executor, settings: Settings, sweep: Sweep, req: SweepCreate,
@@ -283,11 +296,16 @@ def _finish(session: Session, sweep: Sweep, status: str, reason: str) -> None:
 def _refresh(session: Session, sweep: Sweep, req: SweepCreate, trials: list[SweepTrial]) -> dict[int, list]:
     """Read each running trial's job: new per-epoch metric values, and its outcome when it ended."""
     new: dict[int, list] = {}
-    for t in trials:
-        if t.status != TRIAL_RUNNING or t.job_id is None:
-            continue
-        job = session.scalars(select(Job).where(Job.id == t.job_id, Job.owner == sweep.owner)).first()
-        rows = session.scalars(select(JobMetric.metrics).where(
+    running = [t for t in trials if t.status == TRIAL_RUNNING and t.job_id is not None]
+    if not running:
+        return new
+    # One read of the running trials' jobs; their metric rows only for those that committed an epoch since.
+    jobs = {j.id: j for j in session.execute(
+        select(Job.id, Job.status, Job.epoch, Job.metrics, Job.model_id, Job.error)
+        .where(Job.id.in_([t.job_id for t in running]), Job.owner == sweep.owner)).all()}
+    for t in running:
+        job = jobs.get(t.job_id)
+        rows = [] if job is None or job.epoch <= t.epoch else session.scalars(select(JobMetric.metrics).where(
             JobMetric.job_id == t.job_id, JobMetric.owner == sweep.owner, JobMetric.epoch > t.epoch)
             .order_by(JobMetric.epoch)).all()
         values = [(int(m["epoch"]), float(m[req.metric])) for m in rows if m.get(req.metric) is not None]
