@@ -162,11 +162,11 @@ def study(req: SweepCreate, study_name: str, trials: list, *, number: int,
         state = TrialState.RUNNING if t.number in running else _STATES.get(t.status, TrialState.FAIL)
         if state == TrialState.COMPLETE and t.value is None:
             state = TrialState.FAIL
+        dists = distributions(req, t.params)
         st.add_trial(create_trial(
             state=state, value=t.value if state == TrialState.COMPLETE else None,
-            params={k: v for k, v in t.params.items() if k in distributions(req, t.params)},
-            distributions=distributions(req, t.params), intermediate_values=_values(t),
-            system_attrs=memory.get(t.number, {})))
+            params={k: v for k, v in t.params.items() if k in dists}, distributions=dists,
+            intermediate_values=_values(t), system_attrs=memory.get(t.number, {})))
     return st
 
 
@@ -231,14 +231,23 @@ def judging_study(req: SweepCreate, study_name: str, trials: list, *, running: M
     """The study that judges the ``running`` trials' new epochs: ``study(...)``, built again only when what the
     pruner reads has changed. The median rule reads the trials that are not running (their states, values and
     per-epoch values) and remembers nothing, so its study is kept between the driver's rounds (a rebuild costs
-    tens of milliseconds a round); Hyperband's replays its memory, so it gets a fresh study every time."""
+    tens of milliseconds a round); Hyperband's replays its memory, so it gets a fresh study every time.
+
+    Optuna's median rule (``PercentilePruner.prune``) reads the study's COMPLETE trials and the judged trial's
+    own values only, so the kept study is rebuilt only when the complete trials that are not being judged
+    change (a trial completed), not when one is pruned, fails, is cancelled or is asked; a trial asked since
+    the build gets a RUNNING placeholder at its index (``should_prune`` replaces its values with the judged
+    ones). A judged trial is never COMPLETE in the study: one that was at the build changes the key.
+    """
     if req.pruner != "median":
         return study(req, study_name, trials, number=len(trials), running=running)
-    key = tuple((t.number,) if t.number in running or t.status in (PENDING, TRIAL_RUNNING) else
-                (t.number, t.status, t.value, tuple(sorted((t.intermediate or {}).items()))) for t in trials)
+    key = tuple((t.number, t.value, tuple(sorted((t.intermediate or {}).items()))) for t in trials
+                if t.status == COMPLETE and t.value is not None and t.number not in running)
     kept = _JUDGES.pop(study_name, None)
     if kept is None or kept[0] != key:
         kept = (key, study(req, study_name, trials, number=len(trials), running=running))
+    for _ in range(len(kept[1].get_trials(deepcopy=False)), max(running, default=-1) + 1):
+        kept[1].add_trial(create_trial(state=TrialState.RUNNING))
     _JUDGES[study_name] = kept  # most recently used last
     while len(_JUDGES) > _JUDGES_KEPT:
         _JUDGES.pop(next(iter(_JUDGES)))

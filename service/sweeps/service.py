@@ -238,6 +238,7 @@ def step(session: Session, executor: Executor, settings: Settings, *, sweep_id: 
     new_values = _refresh(session, sweep, req, trials)
     if req.pruner != "none" and new_values:
         _prune(session, executor, sweep, req, trials, new_values)
+    session.commit()  # what _refresh read and _prune decided: one commit
     changed = before != [t.status for t in trials]
     if sweep.status == RUNNING:
         ending = _advance(session, executor, settings, sweep, req, trials)
@@ -294,7 +295,8 @@ def _finish(session: Session, sweep: Sweep, status: str, reason: str) -> None:
 
 
 def _refresh(session: Session, sweep: Sweep, req: SweepCreate, trials: list[SweepTrial]) -> dict[int, list]:
-    """Read each running trial's job: new per-epoch metric values, and its outcome when it ended."""
+    """Read each running trial's job: new per-epoch metric values, and its outcome when it ended (the caller
+    commits)."""
     new: dict[int, list] = {}
     running = [t for t in trials if t.status == TRIAL_RUNNING and t.job_id is not None]
     if not running:
@@ -323,7 +325,6 @@ def _refresh(session: Session, sweep: Sweep, req: SweepCreate, trials: list[Swee
             t.status, t.error, t.finished_at = (TRIAL_FAILED if job.status == FAILED else TRIAL_CANCELLED,
                                                 job.error, utcnow())
             new.pop(t.number, None)
-    session.commit()
     return new
 
 
@@ -339,6 +340,7 @@ def _prune(session: Session, executor: Executor, sweep: Sweep, req: SweepCreate,
 
     A trial whose job ended before the driver saw its epochs is judged on them all the same (and is ``pruned``
     if the rule says so at any epoch): the outcome depends on the metrics only, never on when they were read.
+    The caller commits the trials (a pruned trial's job cancel commits them with it).
     """
     st = _search().judging_study(req, sweep.id, trials,
                                  running={n: values[0][0] for n, values in new_values.items()})
@@ -356,7 +358,6 @@ def _prune(session: Session, executor: Executor, sweep: Sweep, req: SweepCreate,
                 break
         t.intermediate = {str(k): v for k, v in inter.items()}
         t.epoch = max(inter)
-    session.commit()
 
 
 def _update_best(session: Session, sweep: Sweep, req: SweepCreate, trials: list[SweepTrial], *,

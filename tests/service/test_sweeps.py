@@ -116,10 +116,12 @@ def test_hyperband_and_median_prune_from_intermediate_values():
         assert search.should_prune(st, 12, {e: 0.95 for e in range(1, 10)}) is False, pruner
 
 
+@pytest.mark.parametrize("kept", [False, True])
 @pytest.mark.parametrize("pruner", ["hyperband", "median"])
-def test_rebuilt_studies_prune_as_one_live_optuna_study(pruner):
+def test_rebuilt_studies_prune_as_one_live_optuna_study(pruner, kept):
     """The driver rebuilds the study from the rows before judging each epoch; its decisions equal those of one
-    Optuna study living through the same trials (ask, report and should_prune each epoch, tell)."""
+    Optuna study living through the same trials (ask, report and should_prune each epoch, tell). ``kept``: the
+    driver's judging study, kept between rounds while what the pruner reads is unchanged, decides the same."""
     import optuna
 
     req = SweepCreate(dataset_id="d", max_trials=14, pruner=pruner, pruner_startup_trials=2, strategy="random",
@@ -148,7 +150,8 @@ def test_rebuilt_studies_prune_as_one_live_optuna_study(pruner):
         stop = None
         for e, v in curve.items():  # one driver step per epoch: rebuild, then judge the new epoch
             row.intermediate[str(e)] = v
-            st = search.study(req, "s", rows + [row], number=n + 1, running={n: e})
+            st = (search.judging_study(req, "s", rows + [row], running={n: e}) if kept else
+                  search.study(req, "s", rows + [row], number=n + 1, running={n: e}))
             if search.should_prune(st, n, {int(k): x for k, x in row.intermediate.items()}):
                 stop = e
                 break
