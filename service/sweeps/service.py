@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import delete as delete_
@@ -233,7 +234,7 @@ def step(session: Session, executor: Executor, settings: Settings, *, sweep_id: 
     if sweep is None or sweep.status != RUNNING:
         return
     req = _request(sweep)
-    trials = trials_of(session, owner=sweep.owner, sweep_id=sweep.id)
+    trials = _trials(session, sweep)
     before = [t.status for t in trials]
     new_values = _refresh(session, sweep, req, trials)
     if req.pruner != "none" and new_values:
@@ -249,6 +250,30 @@ def step(session: Session, executor: Executor, settings: Settings, *, sweep_id: 
         _finish(session, sweep, SWEEP_SUCCEEDED, ending)
         if ending.startswith("max_seconds"):
             _stop_active(session, executor, owner=sweep.owner, sweep_id=sweep.id, status=TRIAL_CANCELLED)
+
+
+_ENDED: dict[str, dict[int, SimpleNamespace]] = {}  # sweep id -> copies of its ended trials' rows, by number
+_ENDED_KEPT = 64
+_TRIAL_COLUMNS = tuple(SweepTrial.__table__.columns.keys())
+
+
+def _trials(session: Session, sweep: Sweep) -> list:
+    """The sweep's trials in number order, for a driver round: rows of the active ones, and of the ended ones a
+    copy this process kept when it read them (an ended trial's row never changes again: every write to a trial
+    is to an active one, and only an ended sweep's trials are deleted), so a round reads only what can move."""
+    ended = _ENDED.pop(sweep.id, {})
+    query = select(SweepTrial).where(SweepTrial.sweep_id == sweep.id, SweepTrial.owner == sweep.owner)
+    if ended:
+        query = query.where(SweepTrial.number.not_in(list(ended)))
+    rows = list(session.scalars(query).all())
+    out = list(ended.values()) + rows
+    for t in rows:
+        if t.status not in TRIAL_ACTIVE:
+            ended[t.number] = SimpleNamespace(**{c: getattr(t, c) for c in _TRIAL_COLUMNS})
+    _ENDED[sweep.id] = ended  # most recently used last
+    while len(_ENDED) > _ENDED_KEPT:
+        _ENDED.pop(next(iter(_ENDED)))
+    return sorted(out, key=lambda t: t.number)
 
 
 _REQUESTS: dict[str, SweepCreate] = {}  # sweep id -> its validated request (a sweep's request never changes)
