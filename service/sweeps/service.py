@@ -164,6 +164,8 @@ def _stop_active(session: Session, executor: Executor, *, owner: str, sweep_id: 
 def _cancel_job(session: Session, executor: Executor, *, owner: str, job_id: str | None) -> None:
     if job_id is None:
         return
+    if session.dirty or session.new:
+        session.commit()  # the round's trial updates are kept when the cancel below is refused and rolled back
     try:
         jobs_service.cancel(session, executor, owner=owner, job_id=job_id)
     except (Conflict, NotFound):
