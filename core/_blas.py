@@ -252,8 +252,8 @@ class AxpyPairs:
         return True
 
 
-def _thread_setter():
-    """OpenBLAS's ``set_num_threads`` from the library numpy loaded, or None."""
+def _thread_fns():
+    """OpenBLAS's ``(set_num_threads, get_num_threads)`` from the library numpy loaded, or None."""
     if "threads" not in _state:
         _state["threads"] = None
         for path in _library_paths():
@@ -261,16 +261,24 @@ def _thread_setter():
                 lib = ctypes.CDLL(path)
             except OSError:
                 continue
-            for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                         "openblas_set_num_threads"):
-                fn = getattr(lib, name, None)
-                if fn is not None:
-                    fn.argtypes, fn.restype = [ctypes.c_int], None
-                    _state["threads"] = fn
+            for names in (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+                          ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+                          ("openblas_set_num_threads", "openblas_get_num_threads")):
+                setter, getter = (getattr(lib, name, None) for name in names)
+                if setter is not None and getter is not None:
+                    setter.argtypes, setter.restype = [ctypes.c_int], None
+                    getter.argtypes, getter.restype = [], ctypes.c_int
+                    _state["threads"] = (setter, getter)
                     break
             if _state["threads"] is not None:
                 break
     return _state["threads"]
+
+
+def get_threads() -> int | None:
+    """The threads numpy's OpenBLAS uses now, or None when it is not an OpenBLAS this module finds."""
+    fns = _thread_fns()
+    return None if fns is None else int(fns[1]())
 
 
 def set_threads(n: int) -> bool:
@@ -288,8 +296,8 @@ def set_threads(n: int) -> bool:
     """
     if n < 1:
         raise ValueError(f"threads must be >= 1, got {n}")
-    fn = _thread_setter()
-    if fn is None:
+    fns = _thread_fns()
+    if fns is None:
         return False
-    fn(int(n))
+    fns[0](int(n))
     return True

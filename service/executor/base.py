@@ -37,11 +37,14 @@ def prepare_worker_process(*, threads: int, nice: int) -> None:
         # Loaded already (a spawned worker re-imports the parent's main module: a script or notebook that imported
         # numpy and embeds the app): the variables came too late, and OpenBLAS would run one thread per core in
         # every worker, which on a machine the workers fill made the sweep benchmark's epochs 2-4x slower. Its
-        # pool is set to the worker's share at run time instead (a user's OPENBLAS_NUM_THREADS counts only when
-        # numpy loads in the worker, as under `mlp-service serve` and `mlp-service worker`).
+        # pool is lowered to the worker's share at run time instead, never raised: a pool already at or below the
+        # share is what the user's OPENBLAS_NUM_THREADS asked for when numpy loaded, and stays (the BLAS thread
+        # count changes the last bits of a multithreaded GEMM, so executors pinned alike must give equal metrics).
         from core import _blas
 
-        _blas.set_threads(threads)
+        current = _blas.get_threads()
+        if current is None or current > threads:
+            _blas.set_threads(threads)
     try:
         os.nice(nice)
     except OSError:

@@ -125,9 +125,11 @@ def _blas_threads_after(code: str, env_threads: str | None = None) -> int:
 
 def test_set_threads_limits_openblas_after_numpy_loaded():
     if not _numpy_ships_ilp64_openblas():
-        assert not _blas.set_threads(1)
+        assert not _blas.set_threads(1) and _blas.get_threads() is None
         return
     assert _blas_threads_after("import numpy; from core import _blas; assert _blas.set_threads(1)") == 1
+    assert _blas_threads_after("import numpy; from core import _blas; _blas.set_threads(1); "
+                               "assert _blas.get_threads() == 1") == 1
     with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
         _blas.set_threads(0)
 

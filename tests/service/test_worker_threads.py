@@ -30,8 +30,11 @@ def test_worker_with_numpy_already_loaded_gets_its_share_of_blas_threads():
         assert _openblas_threads_after(code) is None
         return
     assert _openblas_threads_after(code) == 1
+    assert _openblas_threads_after(code, env_threads="3") == 1           # a pool above the share is lowered to it
     if (os.cpu_count() or 1) >= 2:
         code2 = code.replace("threads=1", "threads=2")
-        assert _openblas_threads_after(code2, env_threads="1") == 2  # the share, once numpy is loaded
+        # never raised: a pool below the share is the user's OPENBLAS_NUM_THREADS, which stays (the thread count
+        # moves the last bits of a multithreaded GEMM: executors pinned alike give equal metrics)
+        assert _openblas_threads_after(code2, env_threads="1") == 1
         # numpy loading after it reads the variables: a user's own setting wins over the share
         assert _openblas_threads_after(code2.replace("import numpy\n", "") + "\nimport numpy", env_threads="1") == 1
