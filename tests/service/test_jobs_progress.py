@@ -54,7 +54,7 @@ def test_eta_follows_a_lasting_change_of_speed():
 
 
 def _steady_job(client, make_network, make_dataset) -> str:
-    """A job of 5 epochs of 2,500 minibatches each: epochs several times longer than the ~1 s between progress
+    """A job of 5 epochs of 10,000 minibatches each: epochs several times longer than the ~1 s between progress
     reports even on a fast idle machine (steady work, nothing else running)."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40000, 20)).round(3)
@@ -62,7 +62,7 @@ def _steady_job(client, make_network, make_dataset) -> str:
     net = make_network(client, mlp_spec(3, hidden=64, input_dim=20))
     ds = make_dataset(client, X, y, name="steady")
     r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "epochs": 5,
-                                      "batch_size": 16, "optimizer": {"type": "adam", "learning_rate": 0.001}})
+                                      "batch_size": 4, "optimizer": {"type": "adam", "learning_rate": 0.001}})
     assert r.status_code == 202, r.text
     return r.json()["id"]
 
@@ -98,7 +98,7 @@ def test_fraction_moves_within_epochs_and_eta_tracks_the_time_left(client, make_
     # within an epoch (the same completed-epoch count) the fraction takes several increasing values
     per_epoch: dict[int, list[float]] = {}
     for _, p in running:
-        assert 0 <= p["batch"] < p["batches"] == 2500, p
+        assert 0 <= p["batch"] < p["batches"] == 10000, p
         per_epoch.setdefault(p["epoch"], []).append(p["fraction"])
     assert any(len(set(f)) >= 2 for f in per_epoch.values()), per_epoch
     fractions = [p["fraction"] for _, p in running]
@@ -119,7 +119,7 @@ def test_fraction_moves_within_epochs_and_eta_tracks_the_time_left(client, make_
     assert names[-1] == "end" and names.count("epoch") == 5, names
     progress = [d for n, d in events if n == "progress"]
     assert len(progress) >= 3, names
-    assert all(1 <= d["epoch"] <= 5 and 0 <= d["batch"] < d["batches"] == 2500 for d in progress), progress
+    assert all(1 <= d["epoch"] <= 5 and 0 <= d["batch"] < d["batches"] == 10000 for d in progress), progress
     assert [d["fraction"] for d in progress] == sorted(d["fraction"] for d in progress)
     first_epoch = names.index("epoch")
     assert "progress" in names[:first_epoch], names  # reported before the first epoch ended
