@@ -246,3 +246,21 @@ class LiveServer:
             return self.log_path.read_text(errors="replace")[-5000:]
         except OSError:
             return ""
+
+
+def train_flowers(client, columns: list[str], **job) -> tuple[str, "object", np.ndarray]:
+    """Upload 3 blobs as a CSV with named ``columns`` and a text target ``species``, train a 3-class model (job
+    fields ``job``) and return (model id, the uploaded DataFrame, X)."""
+    import pandas as pd
+
+    X, y = blobs()
+    df = pd.DataFrame(X, columns=columns)
+    df["species"] = np.array(["setosa", "versicolor", "virginica"])[y]
+    r = client.post("/v1/datasets", files={"file": ("flowers.csv", df.to_csv(index=False).encode(), "text/csv")},
+                    data={"name": "flowers", "target": "species"})
+    assert r.status_code == 201, r.text
+    net = post_network(client, mlp_spec(3))
+    done = wait_job(client, client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": r.json()["id"],
+                                                          **job}).json()["id"])
+    assert done["status"] == "succeeded", done
+    return done["model_id"], df, X

@@ -19,21 +19,11 @@ def shared(tmp_path_factory):
 
     from service.app import create_app
     from service.settings import Settings
-    from tests.service.helpers import blobs, mlp_spec, post_network, wait_job
+    from tests.service.helpers import train_flowers
 
     app = create_app(Settings(data_dir=tmp_path_factory.mktemp("invocations") / "data", workers=1))
     with TestClient(app) as c:
-        X, y = blobs()
-        df = pd.DataFrame(X, columns=COLS)
-        df["species"] = np.array(["setosa", "versicolor", "virginica"])[y]
-        r = c.post("/v1/datasets", files={"file": ("flowers.csv", df.to_csv(index=False).encode(), "text/csv")},
-                   data={"name": "flowers", "target": "species"})
-        assert r.status_code == 201, r.text
-        net = post_network(c, mlp_spec(3))
-        job = c.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": r.json()["id"], "epochs": 5}).json()
-        job = wait_job(c, job["id"])
-        assert job["status"] == "succeeded", job
-        model_id = job["model_id"]
+        model_id, df, _ = train_flowers(c, COLS, epochs=5)
         rows = df[COLS].iloc[:12]
         ref = c.post(f"/v1/models/{model_id}/predict", json={"inputs": rows.to_numpy().tolist()}).json()
         yield c, {"url": f"/v1/models/{model_id}/invocations", "rows": rows, "ref": ref["predictions"]}

@@ -8,7 +8,6 @@ import io
 import numpy as np
 import numpy.lib.format as npformat
 import orjson
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -26,23 +25,12 @@ def shared(tmp_path_factory):
 
     from service.app import create_app
     from service.settings import Settings
-    from tests.service.helpers import blobs, mlp_spec, post_network, wait_job
+    from tests.service.helpers import train_flowers
 
     app = create_app(Settings(data_dir=tmp_path_factory.mktemp("bad_inputs") / "data", workers=1,
                               max_upload_bytes=4 * 2**20))
     with TestClient(app, raise_server_exceptions=False) as c:   # a 500 is an answer to check, not a raise
-        X, y = blobs()
-        df = pd.DataFrame(X, columns=COLS)
-        df["species"] = np.array(["setosa", "versicolor", "virginica"])[y]
-        r = c.post("/v1/datasets", files={"file": ("flowers.csv", df.to_csv(index=False).encode(), "text/csv")},
-                   data={"name": "flowers", "target": "species"})
-        assert r.status_code == 201, r.text
-        net = post_network(c, mlp_spec(3))
-        job = c.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": r.json()["id"], "epochs": 3,
-                                       "preprocessing": {"numeric": {"impute": "mean"}}}).json()
-        job = wait_job(c, job["id"])
-        assert job["status"] == "succeeded", job
-        mid = job["model_id"]
+        mid, _, X = train_flowers(c, COLS, epochs=3, preprocessing={"numeric": {"impute": "mean"}})
         yield c, {"id": mid, "predict": f"/v1/models/{mid}/predict", "inv": f"/v1/models/{mid}/invocations",
                   "infer": f"/v2/models/{mid}/infer", "X": X[:10].astype(np.float32), "app": app}
 
