@@ -18,7 +18,7 @@ from service.docs import mount_docs
 from service.database import create_all, make_engine, make_sessionmaker
 from service.datasets.routes import router as datasets_router
 from service.evaluation.routes import router as evaluation_router
-from service.errors import ServiceError, capped, echo, validation_detail
+from service.errors import ServiceError, capped, echo, error_key, validation_detail
 from service.executor import make_executor
 from service.faults import StorageProbe, install_disk_full_handler, sweep_temporaries
 from service.jobs.routes import predictions_router
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         path = request.url.path
-        if path == "/v2" or path.startswith("/v2/"):      # the protocol's error body, also for unknown paths
+        if error_key(path) == "error":      # the protocol's error body, also for unknown paths
             what = {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code)
             message = (f"{what}: {request.method} {echo(path)[1:-1]} (/v2 serves server and model metadata, "
                        "health, readiness and infer)" if what else str(exc.detail))

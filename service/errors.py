@@ -79,6 +79,11 @@ class NotAvailable(ServiceError):
     status_code = 501
 
 
+def error_key(path: str) -> str:
+    """The error body's key for a request path: ``error`` under /v2 (the Open Inference Protocol), else ``detail``."""
+    return "error" if path == "/v2" or path.startswith("/v2/") else "detail"
+
+
 MAX_ECHO_CHARS = 200  # a 422 echoes at most this much of the offending input
 MAX_DETAIL_CHARS = 2000  # no error message is longer (the safety net behind echo(): a body may be megabytes)
 _REPR = reprlib.Repr()

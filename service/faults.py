@@ -13,6 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from service.errors import error_key
 from service.settings import Settings
 from service.storage import Storage
 
@@ -77,7 +78,7 @@ def install_disk_full_handler(app: FastAPI) -> None:
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         # Starlette re-raises the exception after this answer, and uvicorn then closes the connection: the answer
         # says so (Connection: close), or a keep-alive client would send its next request into a dead connection.
-        key = "error" if request.url.path == "/v2" or request.url.path.startswith("/v2/") else "detail"
+        key = error_key(request.url.path)
         if is_disk_full(exc):
             log.error("disk full during %s %s: %s", request.method, request.url.path, exc)
             return JSONResponse({key: DISK_FULL_DETAIL}, status_code=507, headers={"Connection": "close"})
