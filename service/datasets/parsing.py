@@ -194,7 +194,7 @@ def parse_table(path: str | Path, *, kind: str = "csv", task: str | None = None,
     y = table.y
     where = f"target column {table.target!r}"
     if task == "regression" and y.dtype.kind in "US":
-        bad = next((str(v) for v in y if _not_number(v)), None)
+        bad = next((str(v) for v in table.y_rows() if _not_number(v)), None)
         raise ParseError(f"task 'regression' needs a numeric target, but {where} has the non-numeric value {bad!r}; "
                          f"use task=classification")
     if y.dtype.kind == "f" and not np.isfinite(y).all():

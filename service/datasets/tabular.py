@@ -71,9 +71,13 @@ class Table:
     feature_names: list[str]
     columns: list[dict]               # the profile / metadata (see parsing.py)
     target: str
-    y: np.ndarray                     # str (n,) or numeric (n,)
+    y: np.ndarray                     # numeric (n,); a text target: its sorted distinct labels (see y_codes)
     n_dropped: int = 0
     y_codes: tuple | None = None      # text y: (sorted distinct labels, index of each row's label), np.unique's
+
+    def y_rows(self) -> np.ndarray:
+        """The target of every row (a text target's labels by row: only error messages need them)."""
+        return self.y if self.y_codes is None else self.y_codes[0][self.y_codes[1]]
 
 
 # ----------------------------------------------------------------------------- column accumulators
@@ -94,8 +98,6 @@ class _Numeric:
                 "min": self.lo if seen else None, "max": self.hi if seen else None,
                 "mean": self.mean if seen else None, "std": math.sqrt(self.m2 / self.n) if seen else None}
 
-    def finish(self, X: np.ndarray, j: int) -> None:
-        """Fill column ``j`` of X once every batch is seen (only categorical columns need it)."""
 
 
 class _Boolean(_Numeric):
@@ -157,16 +159,16 @@ class _Categorical:
     def _order(self) -> list[str]:
         return sorted(self.codes)
 
-    def finish(self, X: np.ndarray, j: int) -> None:
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """(each row's code in first-seen order, the float value of each such code in X): the codes renumbered
+        to the sorted categories, missing (code -1, the last slot) as NaN."""
         perm = np.empty(len(self.codes) + 1, dtype=np.float32)
         for new, s in enumerate(self._order()):
             perm[self.codes[s]] = new
         perm[-1] = np.nan                                   # code -1: missing
-        pos = 0
-        while self.chunks:
-            codes = self.chunks.pop(0)
-            X[pos:pos + len(codes), j] = perm[codes]
-            pos += len(codes)
+        codes = self.chunks[0] if len(self.chunks) == 1 else np.concatenate(self.chunks)
+        self.chunks = []
+        return codes, perm
 
     def profile(self, full: bool) -> dict:
         cats = self._order()
@@ -249,6 +251,10 @@ class _Builder:
         # written into X's rows once, and its statistics reduced along contiguous rows (along X's columns a
         # reduction steps through k values per row, which is 10-50x slower for a few dozen columns)
         S = None if wide or not self.num_idx.size else np.empty((self.num_idx.size, n), dtype=np.float32)
+        # the other columns as rows of a block B (d, n) in X's column order, written into X's rows in one transposed
+        # copy as S is (a strided write into X per column passes over all of the rows' memory each time);
+        # categorical rows are placeholders here, filled in by ``finish``
+        B = None if self.all_numeric or wide else np.empty((len(self.cols), n), dtype=np.float32)
         t = 0
         with np.errstate(over="ignore", invalid="ignore"):
             for j, c in enumerate(self.cols):
@@ -261,16 +267,24 @@ class _Builder:
                     S[t] = arr.to_numpy(zero_copy_only=False)     # too large for float32: inf, refused below
                     t += 1
                 elif type(c) is _Boolean:
-                    out[:, j] = c.convert(batch.column(pos[c.name]), where, self._col(c.name))
+                    v = c.convert(batch.column(pos[c.name]), where, self._col(c.name))
+                    if B is None:
+                        out[:, j] = v
+                    else:
+                        B[j] = v
                 else:
                     c.convert(batch.column(pos[c.name]), where, self._col(c.name))
+                    if B is not None:
+                        B[j] = 0.0
         if S is not None:
             if self.all_numeric:
                 out[:] = S.T
             else:
-                for t, j in enumerate(self.num_idx.tolist()):
-                    out[:, j] = S[t]
-        elif self.num_idx.size:
+                B[self.num_idx] = S
+        if B is not None:
+            out[:] = B.T
+        del B
+        if S is None and self.num_idx.size:
             S = np.ascontiguousarray((out if self.all_numeric else out[:, self.num_idx]).T)
         if S is not None:
             self._numeric(S, batch, where)
@@ -359,9 +373,14 @@ class _Builder:
             c.lo, c.hi = st["lo"][t], st["hi"][t]
         X, self.X = self.X, None
         X.resize((self.n, X.shape[1]), refcheck=False)            # shrinks in place
-        for j, c in enumerate(self.cols):
-            if type(c) is _Categorical:
-                c.finish(X, j)
+        cats = [(j, *c.finish()) for j, c in enumerate(self.cols) if type(c) is _Categorical]
+        # row blocks that stay in the CPU cache while each categorical column is written into them (one pass over
+        # X instead of one per column)
+        step = max(1, (1 << 19) // (4 * X.shape[1]))
+        for a in range(0, self.n, step):
+            rows = X[a:a + step]
+            for j, codes, perm in cats:
+                rows[:, j] = perm[codes[a:a + step]]
         ycol = pa.chunked_array(self.y_chunks)
         return X, self.cols, ycol
 
@@ -419,9 +438,9 @@ def _decimal_point(y: pa.ChunkedArray, comma: bool) -> pa.ChunkedArray:
 
 
 def _strings(y: pa.ChunkedArray) -> tuple[np.ndarray, tuple]:
-    """A text column without nulls as a NumPy str array, and (sorted distinct values, each row's index into
-    them) as ``np.unique(..., return_inverse=True)`` gives, both through its dictionary (hashing, not sorting
-    every row)."""
+    """A text column without nulls as its sorted distinct values (a NumPy str array), and (those values, each
+    row's index into them) as ``np.unique(..., return_inverse=True)`` gives, through its dictionary (hashing, not
+    sorting every row; the rows' labels themselves are never built: ``Table.y_rows``)."""
     enc = y.combine_chunks().dictionary_encode()
     values = enc.dictionary.to_pylist() or [""]
     order = sorted(range(len(values)), key=values.__getitem__)
@@ -429,7 +448,7 @@ def _strings(y: pa.ChunkedArray) -> tuple[np.ndarray, tuple]:
     rank[order] = np.arange(len(values))
     labels = np.array([values[i] for i in order], dtype=str)
     codes = rank[np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
-    return labels[codes], (labels, codes)
+    return labels, (labels, codes)
 
 
 def _check_columns(names: list[str], opts: TableOptions) -> None:
@@ -729,7 +748,7 @@ def _segments(path: Path, gz: bool, enc: str) -> Iterator[tuple[memoryview, bool
                 return
             buf = carry + chunk if carry else chunk
             cut = buf.rfind(b"\n") + 1
-            quotes = buf.count(b'"', 0, cut) if cut else 0
+            quotes = buf.count(b'"', 0, cut) if cut and buf.find(b'"', 0, cut) >= 0 else 0
             while quotes % 2 and cut:                  # the cut falls inside a quoted field: cut earlier
                 prev = buf.rfind(b"\n", 0, cut - 1) + 1
                 quotes -= buf.count(b'"', prev, cut)
