@@ -59,6 +59,13 @@ class ParsedDataset:
     n_outputs: int = 1
     columns: list[dict] | None = None      # the per-column metadata described at the top of this module
     n_dropped: int = 0                     # rows dropped for a missing target (drop_missing_target=true)
+    x_file: Path | None = None             # the temporary .npy file X memory-maps (tabular uploads): stored by a
+                                           # rename, or removed by ``discard``
+
+    def discard(self) -> None:
+        """Remove X's temporary file if it was not stored (idempotent)."""
+        if self.x_file is not None:
+            self.x_file.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- targets and task
@@ -176,7 +183,7 @@ def parse_table(path: str | Path, *, kind: str = "csv", task: str | None = None,
     """Parse a CSV (``kind`` "csv" or "csv.gz"), Parquet ("parquet") or Arrow IPC ("arrow") file with pyarrow.
 
     ``options`` are the fields of ``tabular.TableOptions`` (target, delimiter, na_values, encoding, categorical,
-    ignore, max_categories, drop_missing_target, max_columns).
+    ignore, max_categories, drop_missing_target, max_columns, x_dir: X built in a .npy file there).
     """
     from service.datasets import tabular
 
@@ -191,6 +198,16 @@ def parse_table(path: str | Path, *, kind: str = "csv", task: str | None = None,
         table = tabular.read_arrow(path, opts)
     else:
         raise ParseError(f"unsupported file kind {kind!r}")
+    try:
+        return _parsed_table(table, task)
+    except BaseException:
+        if table.x_file is not None:
+            table.x_file.unlink(missing_ok=True)
+        raise
+
+
+def _parsed_table(table, task: str | None) -> ParsedDataset:
+    """A table's target encoded (its errors as ParseError)."""
     y = table.y
     where = f"target column {table.target!r}"
     if task == "regression" and y.dtype.kind in "US":
@@ -202,7 +219,8 @@ def parse_table(path: str | Path, *, kind: str = "csv", task: str | None = None,
         raise ParseError(f"{where}: the value in data row {i + 1} is not finite ({float(y[i])!r})")
     task, y_enc, classes, n_out = encode_target(y, task, where=where, unique=table.y_codes)
     return ParsedDataset(X=table.X, y=y_enc, task=task, classes=classes, feature_names=table.feature_names,
-                         target=table.target, n_outputs=n_out, columns=table.columns, n_dropped=table.n_dropped)
+                         target=table.target, n_outputs=n_out, columns=table.columns, n_dropped=table.n_dropped,
+                         x_file=table.x_file)
 
 
 def parse_csv(path: str | Path, *, target: str | None = None, task: str | None = None, **options: Any) -> ParsedDataset:

@@ -105,7 +105,9 @@ def parse(upload: Upload, settings=None):
             parsed = parse_npz(upload.path, task=task)
             parsed.columns = numeric_columns(parsed.X, parsed.feature_names)
         else:
+            # X is built in a .npy file next to the upload's (the store's scratch space): stored by a rename
             parsed = parse_table(upload.spool or upload.path, kind=upload.kind, task=task,
+                                 x_dir=upload.path.parent if upload.path is not None else None,
                                  **_table_options(upload.fields, settings))
         name = upload.fields.get("name") or (_stem(upload.filename) if upload.filename else None)
         return name, parsed
@@ -156,6 +158,15 @@ def create(session: Session, *, owner: str, storage: Storage, upload: Upload, se
     if upload.parse_error is not None:
         raise upload.parse_error
     name, parsed = upload.parsed if upload.parsed is not None else parse(upload, settings)
+    try:
+        return _store(session, owner=owner, storage=storage, upload=upload, settings=settings, name=name,
+                      parsed=parsed)
+    finally:
+        parsed.discard()                # X's temporary file, unless it was stored (renamed)
+
+
+def _store(session: Session, *, owner: str, storage: Storage, upload: Upload, settings, name, parsed) -> Dataset:
+    """Check the name and quotas, store X.npy and y.npy atomically and commit the row last."""
     if upload.kind != "json":           # the name field may have come after the file part
         name = upload.fields.get("name") or (_stem(upload.filename) if upload.filename else None)
     name = (name or "dataset").strip() or "dataset"
@@ -166,7 +177,10 @@ def create(session: Session, *, owner: str, storage: Storage, upload: Upload, se
         quotas.check_dataset(session, settings, owner=owner, size_bytes=size_bytes)
     dataset_id = new_id()
     try:
-        storage.save_array(x_key(dataset_id), np.ascontiguousarray(parsed.X, dtype=np.float32))
+        if parsed.x_file is not None:   # X was built in its .npy file: fsynced and renamed, not written again
+            storage.publish_file(x_key(dataset_id), parsed.x_file)
+        else:
+            storage.save_array(x_key(dataset_id), np.ascontiguousarray(parsed.X, dtype=np.float32))
         storage.save_array(y_key(dataset_id), np.ascontiguousarray(parsed.y))
         row = Dataset(id=dataset_id, owner=owner, name=name, task=parsed.task, n_samples=int(parsed.X.shape[0]),
                       n_features=int(parsed.X.shape[1]), n_outputs=parsed.n_outputs,

@@ -11,8 +11,10 @@ import csv
 import gzip
 import io
 import math
+import os
 import queue
 import re
+import tempfile
 import threading
 import zlib
 from collections import Counter
@@ -61,6 +63,7 @@ class TableOptions:
     drop_missing_target: bool = False
     max_columns: int = 10_000
     regression: bool = False          # task=regression was asked for: a numeric-looking target is read as numbers
+    x_dir: Path | None = None         # build X memory-mapped in a .npy file in this directory (else in memory)
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Table:
     y: np.ndarray                     # numeric (n,); a text target: its sorted distinct labels (see y_codes)
     n_dropped: int = 0
     y_codes: tuple | None = None      # text y: (sorted distinct labels, index of each row's label), np.unique's
+    x_file: Path | None = None        # the .npy file X maps (with TableOptions.x_dir)
 
     def y_rows(self) -> np.ndarray:
         """The target of every row (a text target's labels by row: only error messages need them)."""
@@ -183,6 +187,42 @@ class _Categorical:
 
 # ----------------------------------------------------------------------------- the batch loop shared by all formats
 
+def _npy_header(rows: int, d: int) -> bytes:
+    """The header ``np.save`` writes for a float32 (rows, d) array (its length does not depend on ``rows``:
+    numpy pads it for the first axis to grow)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (rows, d)})
+    return buf.getvalue()
+
+
+class _XFile:
+    """X built inside the ``.npy`` file that is stored (a temporary file), memory-mapped: storing it is an fsync
+    and a rename instead of a second copy of X written at the end."""
+
+    def __init__(self, directory: Path, d: int):
+        fd, name = tempfile.mkstemp(prefix="X-", suffix=".npy", dir=directory)
+        os.close(fd)
+        self.path, self.d, self.offset = Path(name), d, 0
+
+    def map(self, rows: int) -> np.ndarray:
+        """The file sized for ``rows`` rows, mapped; rows written through an earlier mapping keep their values."""
+        header = _npy_header(rows, self.d)
+        if not self.offset:
+            self.offset = len(header)
+        elif len(header) != self.offset:            # cannot happen (see _npy_header); never a corrupt file
+            raise RuntimeError(f"npy header length changed from {self.offset} to {len(header)}")
+        with open(self.path, "r+b") as f:
+            f.write(header)
+            f.truncate(self.offset + rows * self.d * 4)
+        if rows == 0:
+            return np.empty((0, self.d), dtype=np.float32)
+        return np.memmap(self.path, dtype=np.float32, mode="r+", offset=self.offset, shape=(rows, self.d))
+
+    def discard(self) -> None:
+        """Remove the file (idempotent)."""
+        self.path.unlink(missing_ok=True)
+
+
 class _Builder:
     """Consumes record batches of one file: feature columns into float32 chunks (categorical codes aside), the
     target into Arrow chunks; a missing target is a 422 naming its row, or the row is dropped
@@ -210,6 +250,7 @@ class _Builder:
         self.stats = {"n": np.zeros(k, np.int64), "missing": np.zeros(k, np.int64), "mean": np.zeros(k),
                       "m2": np.zeros(k), "lo": np.full(k, np.inf), "hi": np.full(k, -np.inf)}
         self.X = np.empty((0, len(self.cols)), dtype=np.float32)    # grown in place (realloc), rows [0, n) filled
+        self.xfile = None if opts.x_dir is None else _XFile(opts.x_dir, len(self.cols))   # or in this file
         self.n = 0
         self.y_chunks: list[pa.Array] = []
         self.rows = 0           # rows read, including dropped ones (for error positions)
@@ -309,17 +350,29 @@ class _Builder:
 
     def expect(self, rows: int) -> None:
         """Reserve X for about ``rows`` rows before the first batch (an estimate from the file's size): one
-        ``np.empty``, whose pages become resident only once written, instead of growing by ``resize``, which
-        zero-fills every row it adds before the batch overwrites it."""
+        ``np.empty`` (or a sparse file), whose pages become resident only once written, instead of growing by
+        ``resize``, which zero-fills every row it adds before the batch overwrites it."""
         if self.X.shape[0] == 0 and rows > 0:
-            self.X = np.empty((rows, self.X.shape[1]), dtype=np.float32)
+            self.X = np.empty((rows, self.X.shape[1]), dtype=np.float32) if self.xfile is None else \
+                self.xfile.map(rows)
 
     def _rows(self, n: int) -> np.ndarray:
         """The next ``n`` rows of X, growing it geometrically in place past the reserved rows (``resize``
-        reallocates: large blocks are remapped, not copied)."""
+        reallocates: large blocks are remapped, not copied; a file is lengthened and mapped again)."""
         if self.n + n > self.X.shape[0]:
-            self.X.resize((max(self.n + n, 2 * self.X.shape[0]), self.X.shape[1]), refcheck=False)
+            rows = max(self.n + n, 2 * self.X.shape[0])
+            if self.xfile is None:
+                self.X.resize((rows, self.X.shape[1]), refcheck=False)
+            else:
+                self.X = None                       # the old mapping goes before the file grows
+                self.X = self.xfile.map(rows)
         return self.X[self.n:self.n + n]
+
+    def discard(self) -> None:
+        """Drop X and remove its file (a failed parse leaves nothing behind)."""
+        self.X = None
+        if self.xfile is not None:
+            self.xfile.discard()
 
     def _numeric(self, S: np.ndarray, batch: pa.RecordBatch, where) -> None:
         """Finiteness check and running statistics of a batch's numeric columns, given as the rows of a float32
@@ -372,7 +425,11 @@ class _Builder:
             c.n, c.missing, c.mean, c.m2 = st["n"][t], st["missing"][t], st["mean"][t], st["m2"][t]
             c.lo, c.hi = st["lo"][t], st["hi"][t]
         X, self.X = self.X, None
-        X.resize((self.n, X.shape[1]), refcheck=False)            # shrinks in place
+        if self.xfile is None:
+            X.resize((self.n, X.shape[1]), refcheck=False)        # shrinks in place
+        else:
+            del X
+            X = self.xfile.map(self.n)                            # the header names n rows; the file is cut there
         cats = [(j, *c.finish()) for j, c in enumerate(self.cols) if type(c) is _Categorical]
         # row blocks that stay in the CPU cache while each categorical column is written into them (one pass over
         # X instead of one per column)
@@ -865,28 +922,33 @@ def _read_csv_segments(path, gz, enc, d, header, header_line, include, target, f
     builder = None
     last = None
     total = _expected_bytes(path, gz)
-    for table, kinds, nbytes in _ahead(_segment_tables(path, gz, enc, d, header, header_line, include, forced,
-                                                       opts, diag)):
-        if kinds is not None:
-            builder = _Builder(header, target, opts, kinds, diag.line_of)
-            if total and table.num_rows and nbytes:
-                # rows of the whole file at the first segment's bytes per row, a little over (a row takes at
-                # least one byte per column)
-                rows = min(int(total * table.num_rows / nbytes * 1.02) + 1024, total // len(header) + 1)
-                builder.expect(rows)
-        if table.num_rows:
-            last = table
-            for batch in table.to_batches():      # one batch per segment: fewer, larger steps
-                builder.add(batch)
-        del table
-    if builder is None or last is None:
-        raise ParseError("the CSV has a header row but no data rows")
-    _check_unterminated(last, diag)
-    del last
-    X, cols, y = builder.finish()
-    y, codes = _target_values(y, True, opts)
+    try:
+        for table, kinds, nbytes in _ahead(_segment_tables(path, gz, enc, d, header, header_line, include, forced,
+                                                           opts, diag)):
+            if kinds is not None:
+                builder = _Builder(header, target, opts, kinds, diag.line_of)
+                if total and table.num_rows and nbytes:
+                    # rows of the whole file at the first segment's bytes per row, a little over (a row takes at
+                    # least one byte per column)
+                    rows = min(int(total * table.num_rows / nbytes * 1.02) + 1024, total // len(header) + 1)
+                    builder.expect(rows)
+            if table.num_rows:
+                last = table
+                for batch in table.to_batches():      # one batch per segment: fewer, larger steps
+                    builder.add(batch)
+            del table
+        if builder is None or last is None:
+            raise ParseError("the CSV has a header row but no data rows")
+        _check_unterminated(last, diag)
+        del last
+        X, cols, y = builder.finish()
+        y, codes = _target_values(y, True, opts)
+    except BaseException:
+        if builder is not None:
+            builder.discard()
+        raise
     return Table(X=X, feature_names=builder.features, columns=_profiles(cols, opts, header), target=target,
-                 y=y, y_codes=codes, n_dropped=builder.dropped)
+                 y=y, y_codes=codes, n_dropped=builder.dropped, x_file=builder.xfile and builder.xfile.path)
 
 
 def _read_segment(seg, ro, po, co, header, path, gz, enc, diag) -> pa.Table:
@@ -949,20 +1011,24 @@ def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: Ta
     if not (_kind_of(t) or pa.types.is_null(t)):
         raise ParseError(f"target column {target!r} has type {t}; it must hold numbers, booleans or text")
     builder = _Builder(names, target, opts, kinds, lambda k: f"row {k + 1}")
-    for batch in batches:
-        cols = []
-        for f, col in zip(batch.schema, batch.columns):
-            if pa.types.is_dictionary(col.type):
-                col = col.cast(col.type.value_type)
-            if pa.types.is_null(col.type):
-                col = pa.nulls(len(col), pa.float64() if f.name != target else pa.string())
-            cols.append(col)
-        builder.add(pa.RecordBatch.from_arrays(cols, names=batch.schema.names))
-    X, cols, y = builder.finish()
-    text = pa.types.is_string(y.type) or pa.types.is_large_string(y.type)
-    y, codes = _target_values(y, False, opts) if not text else _strings(y)
+    try:
+        for batch in batches:
+            cols = []
+            for f, col in zip(batch.schema, batch.columns):
+                if pa.types.is_dictionary(col.type):
+                    col = col.cast(col.type.value_type)
+                if pa.types.is_null(col.type):
+                    col = pa.nulls(len(col), pa.float64() if f.name != target else pa.string())
+                cols.append(col)
+            builder.add(pa.RecordBatch.from_arrays(cols, names=batch.schema.names))
+        X, cols, y = builder.finish()
+        text = pa.types.is_string(y.type) or pa.types.is_large_string(y.type)
+        y, codes = _target_values(y, False, opts) if not text else _strings(y)
+    except BaseException:
+        builder.discard()
+        raise
     return Table(X=X, feature_names=builder.features, columns=_profiles(cols, opts, names), target=target,
-                 y=y, y_codes=codes, n_dropped=builder.dropped)
+                 y=y, y_codes=codes, n_dropped=builder.dropped, x_file=builder.xfile and builder.xfile.path)
 
 
 def read_parquet(path: Path, opts: TableOptions) -> Table:

@@ -53,10 +53,17 @@ class Upload:
     parse_error: BaseException | None = None # what it raised instead
 
     def cleanup(self) -> None:
-        """Remove the temporary file (idempotent)."""
+        """Remove the temporary files: the upload's, and X's of a parse that was not stored (idempotent)."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             self.path = None
+        _discard(self.parsed)
+
+
+def _discard(result: Any) -> None:
+    """Remove the temporary X file of a parse result that will not be stored."""
+    if isinstance(result, tuple) and len(result) == 2 and hasattr(result[1], "discard"):
+        result[1].discard()
 
 
 def file_kind(filename: str | None, content_type: str | None) -> str:
@@ -125,17 +132,23 @@ async def receive(request: Request, *, max_bytes: int, tmp_dir: Path,
         if reader.upload.spool is not None:
             reader.upload.spool.cancel()          # the parse thread stops at its next read
         for future in early:                      # its UploadAborted is expected: not logged as unretrieved
-            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            future.add_done_callback(lambda f: f.cancelled() or f.exception() or _discard(f.result()))
         raise
     if early:
         if reader.stale:
             upload.spool.cancel()
         try:
-            upload.parsed = await early[0]
+            parsed = await early[0]
         except UploadAborted:
             pass
         except Exception as exc:                # noqa: BLE001 - handed to the service, which raises it
-            upload.parse_error = exc
+            if not reader.stale:
+                upload.parse_error = exc
+        else:
+            if reader.stale:                    # it finished before the late field came: parsed again after
+                _discard(parsed)
+            else:
+                upload.parsed = parsed
         upload.spool = None                     # the part is whole: a parse from now on reads the file
     return upload
 

@@ -54,6 +54,13 @@ class Storage(ABC):
     def upload_local(self, key: str) -> None:
         """Publish the file just written at ``local_path(key)`` (nothing to do where that path is the store)."""
 
+    def publish_file(self, key: str, src_path: str | os.PathLike) -> None:
+        """Store the complete local file ``src_path`` under ``key`` atomically and remove it."""
+        try:
+            self.put_file(key, src_path)
+        finally:
+            Path(src_path).unlink(missing_ok=True)
+
     def save_array(self, key: str, arr: np.ndarray) -> None:
         """Store ``arr`` as ``.npy`` (no pickle) atomically."""
         with self.atomic_writer(key) as tmp:

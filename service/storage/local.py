@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -65,6 +66,22 @@ class LocalStorage(Storage):
     def put_file(self, key: str, src_path: str | os.PathLike) -> None:
         with self.atomic_writer(key) as tmp:
             shutil.copyfile(src_path, tmp)
+
+    def publish_file(self, key: str, src_path: str | os.PathLike) -> None:
+        """Fsync ``src_path`` and rename it to ``key`` (a file in ``temp_dir()``: the same file system); a copy
+        where a rename cannot cross file systems."""
+        dest = self.local_path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(src_path, "rb+") as f:
+            os.fsync(f.fileno())
+        try:
+            os.replace(src_path, dest)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            super().publish_file(key, src_path)
+            return
+        _fsync_dir(dest.parent)
 
     def open_read(self, key: str) -> BinaryIO:
         return open(self.local_path(key), "rb")
