@@ -78,6 +78,7 @@ def _table_options(fields: dict[str, str], settings) -> dict:
         opts["drop_missing_target"] = raw in ("true", "1", "yes")
     if settings is not None:
         opts["max_columns"] = settings.max_columns
+        opts["max_decoded_bytes"] = settings.max_upload_bytes
     return opts
 
 

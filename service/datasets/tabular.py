@@ -29,6 +29,7 @@ import pyarrow.csv as pacsv
 
 from service.bodies import ParseError
 from service.datasets.spool import Spool
+from service.errors import TooLarge
 
 NA_TOKENS = ("", "NA", "N/A", "NaN", "null", "?", "-")
 DELIMITERS = (",", ";", "\t", "|")
@@ -64,6 +65,7 @@ class TableOptions:
     max_columns: int = 10_000
     regression: bool = False          # task=regression was asked for: a numeric-looking target is read as numbers
     x_dir: Path | None = None         # build X memory-mapped in a .npy file in this directory (else in memory)
+    max_decoded_bytes: int | None = None   # MLP_MAX_UPLOAD_BYTES: a .csv.gz's text, a Parquet/Arrow file's arrays
 
 
 @dataclass
@@ -543,16 +545,40 @@ def _target_name(names: list[str], opts: TableOptions) -> str:
 
 # ----------------------------------------------------------------------------- CSV
 
-def _open_raw(path: Path | Spool, gz: bool):
-    """The file's bytes (decompressed); a spool's reader waits for the bytes still arriving."""
+def _open_raw(path: Path | Spool, gz: bool, limit: int | None = None):
+    """The file's bytes (decompressed, at most ``limit`` of them: past it a 413); a spool's reader waits for the
+    bytes still arriving."""
     if not isinstance(path, Spool):
-        return gzip.open(path, "rb") if gz else open(path, "rb")
-    raw = path.reader()
-    if not gz:
-        return raw
-    f = gzip.GzipFile(fileobj=raw, mode="rb")
-    f.myfileobj = raw                   # closing f closes raw too
-    return f
+        f = gzip.open(path, "rb") if gz else open(path, "rb")
+    else:
+        f = raw = path.reader()
+        if gz:
+            f = gzip.GzipFile(fileobj=raw, mode="rb")
+            f.myfileobj = raw               # closing f closes raw too
+    return io.BufferedReader(_Inflated(f, limit), buffer_size=1 << 20) if gz and limit is not None else f
+
+
+class _Inflated(io.RawIOBase):
+    """A gzip stream that counts what it inflates and stops with a 413 once that passes ``limit`` bytes: a small
+    .csv.gz must not become gigabytes of text (a decompression bomb), as an .npz is refused by its declared size."""
+
+    def __init__(self, f, limit: int):
+        self._f, self.limit, self.count = f, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self._f.readinto(b)
+        self.count += n
+        if self.count > self.limit:
+            raise TooLarge(f"the .csv.gz decompresses to more than {self.limit:,} bytes, the limit "
+                           f"(MLP_MAX_UPLOAD_BYTES); nothing is stored")
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
 
 
 def _detect_encoding(head: bytes, given: str | None) -> tuple[str, int]:
@@ -570,11 +596,11 @@ def _detect_encoding(head: bytes, given: str | None) -> tuple[str, int]:
     return "utf-8", 0
 
 
-def _utf8_error(path: Path, gz: bool, bom: int, encoding: str) -> ParseError:
+def _utf8_error(path: Path, gz: bool, bom: int, encoding: str, limit: int | None = None) -> ParseError:
     """A 422 naming the byte offset of the first byte the encoding cannot decode."""
     dec = codecs.getincrementaldecoder(encoding)()
     offset = 0
-    with _open_raw(path, gz) as f:
+    with _open_raw(path, gz, limit) as f:
         f.read(bom)
         offset = bom
         while chunk := f.read(1 << 20):
@@ -601,7 +627,7 @@ def _enc_name(encoding: str) -> str:
 
 def _sample(path: Path, gz: bool, opts: TableOptions) -> tuple[str, int, str, bool]:
     """(decoded sample that holds at least the header line, BOM length, codec, whether it is the whole file)."""
-    with _open_raw(path, gz) as f:
+    with _open_raw(path, gz, opts.max_decoded_bytes) as f:
         try:
             raw = f.read(_SNIFF_BYTES)
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
@@ -623,7 +649,7 @@ def _sample(path: Path, gz: bool, opts: TableOptions) -> tuple[str, int, str, bo
                 raw += more
                 text += dec.decode(more)
         except UnicodeError:
-            raise _utf8_error(path, gz, bom, enc) from None
+            raise _utf8_error(path, gz, bom, enc, opts.max_decoded_bytes) from None
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise ParseError(f"not a valid .gz file ({e})") from None
     return text, bom, enc, eof
@@ -662,8 +688,8 @@ def _sniff_decimal(rows: list[list[str]], delimiter: str) -> str:
     return "," if any(_COMMA_NUMBER.fullmatch(c) for c in cells) else "."
 
 
-def _csv_reader_text(path: Path, gz: bool, bom: int, encoding: str) -> io.TextIOBase:
-    raw = _open_raw(path, gz)
+def _csv_reader_text(path: Path, gz: bool, bom: int, encoding: str, limit: int | None) -> io.TextIOBase:
+    raw = _open_raw(path, gz, limit)
     raw.read(bom)
     return io.TextIOWrapper(raw, encoding=encoding, newline="")
 
@@ -671,8 +697,8 @@ def _csv_reader_text(path: Path, gz: bool, bom: int, encoding: str) -> io.TextIO
 class _CsvDiagnosis:
     """Error-path helpers: re-scan the text with the csv module to name a line (never used on success)."""
 
-    def __init__(self, path, gz, bom, encoding, delimiter, header_line, width):
-        self.args = (path, gz, bom, encoding)
+    def __init__(self, path, gz, bom, encoding, delimiter, header_line, width, limit):
+        self.args, self.limit = (path, gz, bom, encoding, limit), limit
         self.delimiter, self.header_line, self.width = delimiter, header_line, width
 
     def _records(self) -> Iterator[tuple[int, int, list[str]]]:
@@ -761,7 +787,7 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
                          f"field delimiter)")
     _check_columns(header, opts)
     target = _target_name(header, opts)
-    diag = _CsvDiagnosis(path, gz, bom, enc, d, header_line, len(header))
+    diag = _CsvDiagnosis(path, gz, bom, enc, d, header_line, len(header), opts.max_decoded_bytes)
     include = [h for h in header if h not in opts.ignore] if opts.ignore else []     # []: every column
     forced: dict[str, pa.DataType] = {target: pa.string()}
     forced.update({c: pa.string() for c in opts.categorical if c != target})
@@ -783,11 +809,11 @@ class _Retype(Exception):
 _CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+)")
 
 
-def _segments(path: Path, gz: bool, enc: str) -> Iterator[tuple[memoryview, bool]]:
+def _segments(path: Path, gz: bool, enc: str, limit: int | None) -> Iterator[tuple[memoryview, bool]]:
     """The file as UTF-8 byte segments of about SEGMENT_BYTES, each cut after a line break outside quotes (an
     even number of ``"`` before the cut); yields (segment, whether it holds a quote)."""
     transcode = None if enc == "utf-8" else codecs.getincrementaldecoder(enc)()
-    with _open_raw(path, gz) as f:
+    with _open_raw(path, gz, limit) as f:
         carry = b""
         while True:
             try:
@@ -795,7 +821,7 @@ def _segments(path: Path, gz: bool, enc: str) -> Iterator[tuple[memoryview, bool
                 if transcode is not None:
                     chunk = transcode.decode(chunk, final=not chunk).encode("utf-8")
             except UnicodeError:
-                raise _utf8_error(path, gz, 0, enc) from None
+                raise _utf8_error(path, gz, 0, enc, limit) from None
             except (pa.ArrowException, OSError, EOFError, zlib.error) as e:
                 what = "not a valid .gz file" if gz else "the file could not be read"
                 raise ParseError(f"{what} ({str(e).splitlines()[0]})") from None
@@ -849,7 +875,7 @@ def _segment_tables(path, gz, enc, d, header, header_line, include, forced, opts
     the rest (integers widened to float)."""
     types = dict(forced)
     first = True
-    for seg, quoted in _segments(path, gz, enc):
+    for seg, quoted in _segments(path, gz, enc, opts.max_decoded_bytes):
         ro = pacsv.ReadOptions(column_names=header, skip_rows=header_line if first else 0,
                                block_size=BLOCK_BYTES)
         po = pacsv.ParseOptions(delimiter=d, newlines_in_values=quoted)
@@ -864,7 +890,7 @@ def _segment_tables(path, gz, enc, d, header, header_line, include, forced, opts
             kinds = {}
             for f in table.schema:
                 if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
-                    raise _utf8_error(path, gz, 0, enc)
+                    raise _utf8_error(path, gz, 0, enc, opts.max_decoded_bytes)
                 k = "numeric" if pa.types.is_null(f.type) else _kind_of(f.type)
                 if k is None:
                     raise _Retype(f.name, pa.string())      # dates and times: categorical, exactly as written
@@ -961,10 +987,10 @@ def _read_segment(seg, ro, po, co, header, path, gz, enc, diag) -> pa.Table:
         m = _CONVERSION.search(msg)
         if m:
             if "invalid UTF8" in msg or m.group(2) == "string":
-                raise _utf8_error(path, gz, 0, enc) from None
+                raise _utf8_error(path, gz, 0, enc, diag.limit) from None
             raise _Retype(header[int(m.group(1))], pa.string()) from None
         if "UTF8" in msg:
-            raise _utf8_error(path, gz, 0, enc) from None
+            raise _utf8_error(path, gz, 0, enc, diag.limit) from None
         found = diag.structure_error()
         if found is not None:
             raise found from None
@@ -1011,8 +1037,11 @@ def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: Ta
     if not (_kind_of(t) or pa.types.is_null(t)):
         raise ParseError(f"target column {target!r} has type {t}; it must hold numbers, booleans or text")
     builder = _Builder(names, target, opts, kinds, lambda k: f"row {k + 1}")
+    rows = decoded = 0
     try:
         for batch in batches:
+            rows, decoded = rows + batch.num_rows, decoded + batch.nbytes
+            _check_decoded(opts, what, rows, len(names), decoded)
             cols = []
             for f, col in zip(batch.schema, batch.columns):
                 if pa.types.is_dictionary(col.type):
@@ -1031,14 +1060,33 @@ def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: Ta
                  y=y, y_codes=codes, n_dropped=builder.dropped, x_file=builder.xfile and builder.xfile.path)
 
 
+def _check_decoded(opts: TableOptions, what: str, rows: int, width: int, decoded: int) -> None:
+    """413 when a Parquet or Arrow file holds more than MLP_MAX_UPLOAD_BYTES once decoded: its arrays (rows x
+    columns x 4 bytes of float32) or its decompressed columns, as an .npz is refused by its members' shapes. A few
+    kilobytes of compressed constants can otherwise stand for gigabytes."""
+    limit = opts.max_decoded_bytes
+    if limit is None:
+        return
+    arrays = rows * width * 4
+    if arrays > limit or decoded > limit:
+        size = (f"{rows:,} rows x {width:,} columns: {arrays:,} bytes of arrays" if arrays > limit
+                else f"{decoded:,} bytes of column data")
+        raise TooLarge(f"the {what} file holds {size} once decoded, more than the limit of {limit:,} bytes "
+                       f"(MLP_MAX_UPLOAD_BYTES); nothing is stored")
+
+
 def read_parquet(path: Path, opts: TableOptions) -> Table:
-    """Read a Parquet file row group by row group."""
+    """Read a Parquet file row group by row group, after checking what its footer declares against the limit."""
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(str(path))
         schema = pf.schema_arrow
         cols = [n for n in schema.names if n not in opts.ignore]
+        meta, keep = pf.metadata, set(cols)
+        declared = sum(rg.column(j).total_uncompressed_size for rg in map(meta.row_group, range(meta.num_row_groups))
+                       for j in range(rg.num_columns) if rg.column(j).path_in_schema.split(".")[0] in keep)
+        _check_decoded(opts, "Parquet", meta.num_rows, len(cols), declared)
         return _read_batches(schema, pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=cols), opts,
                              "Parquet")
     except (pa.ArrowException, OSError) as e:
@@ -1053,13 +1101,12 @@ def read_arrow(path: Path, opts: TableOptions) -> Table:
         with pa.memory_map(str(path)) as source:
             try:
                 reader = ipc.open_file(source)
-                batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]   # memory-mapped
+                batches = map(reader.get_batch, range(reader.num_record_batches))   # memory-mapped, one by one
             except pa.ArrowInvalid:
                 source.seek(0)
                 reader = ipc.open_stream(source)
-                batches = list(reader)
-            schema = reader.schema
-            return _read_batches(schema, iter(batches), opts, "Arrow")
+                batches = iter(reader)
+            return _read_batches(reader.schema, batches, opts, "Arrow")
     except (pa.ArrowException, OSError) as e:
         raise ParseError(f"not a valid Arrow IPC / Feather v2 file ({str(e).splitlines()[0]})") from None
 

@@ -1,4 +1,4 @@
-"""Decompression and allocation bombs in .npz uploads, and labels of unbounded length.
+"""Decompression and allocation bombs in .npz, .csv.gz, Parquet and Arrow uploads, and labels of unbounded length.
 
 The archive's members are looked at before anything is inflated: their declared shapes x itemsize are summed and
 refused over the upload limit or a quota (413); archives numpy could not have written are a 422 "not a valid
@@ -6,11 +6,15 @@ refused over the upload limit or a quota (413); archives numpy could not have wr
 
 from __future__ import annotations
 
+import gzip
 import io
 import struct
 import zipfile
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
@@ -149,3 +153,72 @@ def test_long_csv_column_name_and_class_label_are_a_422(client):
     r = client.post("/v1/datasets", json={"name": "t", "X": [[1.0], [2.0]], "y": ["L" * 5000, "b"]})
     assert r.status_code == 422, r.text
     assert r.json()["detail"].startswith("class label ") and "5,000 characters long; at most 256" in r.json()["detail"]
+
+
+# ----------------------------------------------------------------------------- compressed tabular files
+
+def _gz_csv(rows: int) -> bytes:
+    """A .csv.gz of ``rows`` rows (6 bytes each): a few KB on the wire."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9) as g:
+        g.write(b"a,b,label\n")
+        for _ in range(rows // 100_000):
+            g.write(b"1,1,0\n2,2,1\n" * 50_000)
+    return buf.getvalue()
+
+
+def _zeros_table(rows: int) -> pa.Table:
+    return pa.table({"a": pa.array(np.zeros(rows)), "label": pa.array(np.arange(rows) % 2)})
+
+
+@pytest.fixture
+def limited(tmp_path):
+    """The app with MLP_MAX_UPLOAD_BYTES = 2,000,000 (what a compressed file may decode to)."""
+    with TestClient(create_app(Settings(data_dir=tmp_path / "d", workers=0, max_upload_bytes=2_000_000))) as c:
+        yield c
+
+
+def test_csv_gz_that_inflates_past_the_limit_is_a_413(limited):
+    """2,400,000 bytes of CSV in a few KB of gzip: refused once the inflated text passes the limit, as the same
+    CSV sent uncompressed would be; nothing is stored. One that inflates to less is read."""
+    bomb = _gz_csv(400_000)
+    assert len(bomb) < 20_000
+    r = upload(limited, bomb, "bomb.csv.gz")
+    assert r.status_code == 413, r.text
+    assert r.json()["detail"] == ("the .csv.gz decompresses to more than 2,000,000 bytes, the limit "
+                                  "(MLP_MAX_UPLOAD_BYTES); nothing is stored")
+    ok = upload(limited, _gz_csv(200_000), "fine.csv.gz")          # 1,200,010 bytes inflated
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["n_samples"] == 200_000
+    assert limited.get("/v1/datasets").json()["total"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow", "arrow-stream"])
+def test_parquet_and_arrow_files_that_decode_past_the_limit_are_a_413(limited, fmt):
+    """1,000,000 rows of zeros compress to kilobytes but decode to 8,000,000 bytes of arrays (and 16 MB of
+    column data): refused, Parquet from its footer before any row group is read, Arrow batch by batch."""
+    table = _zeros_table(1_000_000)
+    buf = io.BytesIO()
+    if fmt == "parquet":
+        pq.write_table(table, buf, compression="zstd")
+    elif fmt == "arrow":
+        feather.write_feather(table, buf, compression="zstd", chunksize=65_536)
+    else:
+        with pa.ipc.new_stream(buf, table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
+            w.write_table(table, max_chunksize=65_536)
+    assert len(buf.getvalue()) < 200_000
+    r = upload(limited, buf.getvalue(), f"bomb.{fmt.split('-')[0]}")
+    assert r.status_code == 413, r.text
+    if fmt == "parquet":
+        assert r.json()["detail"] == ("the Parquet file holds 1,000,000 rows x 2 columns: 8,000,000 bytes of arrays "
+                                      "once decoded, more than the limit of 2,000,000 bytes (MLP_MAX_UPLOAD_BYTES); "
+                                      "nothing is stored")
+    else:   # stopped at the batch that passes the limit: the second of 65,536 rows x 16 bytes
+        assert r.json()["detail"] == ("the Arrow file holds 2,097,152 bytes of column data once decoded, more than "
+                                      "the limit of 2,000,000 bytes (MLP_MAX_UPLOAD_BYTES); nothing is stored")
+    small = io.BytesIO()
+    pq.write_table(_zeros_table(50_000), small, compression="zstd") if fmt == "parquet" else \
+        feather.write_feather(_zeros_table(50_000), small, compression="zstd")
+    ok = upload(limited, small.getvalue(), f"fine.{fmt.split('-')[0]}")
+    assert ok.status_code == 201, ok.text
+    assert limited.get("/v1/datasets").json()["total"] == 1
