@@ -585,6 +585,8 @@ def _detect_encoding(head: bytes, given: str | None) -> tuple[str, int]:
     """(Python codec name, BOM length) from the BOM, else the form field ``encoding``, else UTF-8."""
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8", 3
+    if head.startswith(codecs.BOM_UTF32_LE) or head.startswith(codecs.BOM_UTF32_BE):
+        return "utf-32", 0                       # before UTF-16: UTF-32 LE's BOM begins with UTF-16 LE's
     if head.startswith(codecs.BOM_UTF16_LE) or head.startswith(codecs.BOM_UTF16_BE):
         return "utf-16", 0                       # the codec reads the BOM itself
     if given:
@@ -592,8 +594,36 @@ def _detect_encoding(head: bytes, given: str | None) -> tuple[str, int]:
             name = codecs.lookup(given).name
         except LookupError:
             raise ParseError(f"encoding: unknown encoding {given!r} (e.g. utf-8, cp1252, latin-1, utf-16)") from None
+        if not text_encoding(name):
+            raise ParseError(f"encoding: {given!r} is not a text encoding (e.g. utf-8, cp1252, latin-1, utf-16)")
         return name, 0
     return "utf-8", 0
+
+
+def text_encoding(name: str) -> bool:
+    """Whether the codec ``name`` decodes bytes to text (not rot13, base64, zlib: codecs of another kind)."""
+    try:
+        b"a".decode(name)
+    except LookupError:
+        return False
+    except UnicodeError:                          # a text encoding in which one byte is not a whole character
+        pass
+    return True
+
+
+def _nul_error(path: Path, gz: bool, bom: int, encoding: str, limit: int | None) -> ParseError:
+    """A 422 naming the first line that holds a NUL character: text in an encoding other than the one read (UTF-16
+    or UTF-32 without a byte-order mark), or not text at all."""
+    line = 0
+    raw = _open_raw(path, gz, limit)
+    raw.read(bom)
+    with io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="") as f:
+        for line, text in enumerate(f, 1):
+            if "\x00" in text:
+                break
+    return ParseError(f"line {line}: the text holds a NUL character (byte 0), so it is not {_enc_name(encoding)}; "
+                      f"UTF-16 or UTF-32 without a byte-order mark looks like this: name the encoding in the form "
+                      f"field encoding (e.g. utf-16-le, utf-16-be)")
 
 
 def _utf8_error(path: Path, gz: bool, bom: int, encoding: str, limit: int | None = None) -> ParseError:
@@ -633,6 +663,8 @@ def _sample(path: Path, gz: bool, opts: TableOptions) -> tuple[str, int, str, bo
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise ParseError(f"not a valid .gz file ({e})") from None
         enc, bom = _detect_encoding(raw, opts.encoding)
+        if b"\x00" in raw and not enc.startswith(("utf-16", "utf-32")):
+            raise _nul_error(path, gz, bom, enc, opts.max_decoded_bytes)
         dec = codecs.getincrementaldecoder(enc)()
         eof = len(raw) < _SNIFF_BYTES
         try:
@@ -752,6 +784,8 @@ class _CsvDiagnosis:
 def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
     """Read a delimited text file with a header row into a Table."""
     text, bom, enc, whole = _sample(path, gz, opts)
+    if "\x00" in text:                  # a U+0000 in UTF-16/32
+        raise _nul_error(path, gz, bom, enc, opts.max_decoded_bytes)
     if not text.strip():
         raise ParseError("the file is empty")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -825,6 +859,8 @@ def _segments(path: Path, gz: bool, enc: str, limit: int | None) -> Iterator[tup
             except (pa.ArrowException, OSError, EOFError, zlib.error) as e:
                 what = "not a valid .gz file" if gz else "the file could not be read"
                 raise ParseError(f"{what} ({str(e).splitlines()[0]})") from None
+            if b"\x00" in chunk:
+                raise _nul_error(path, gz, 0, enc, limit)
             if not chunk:
                 if carry.strip():
                     yield memoryview(carry), b'"' in carry

@@ -242,12 +242,45 @@ TEXT = "name,x,label\nZoë,1,ja\nJosé,2,nein\nŁódź,3,ja\n"
 
 @pytest.mark.parametrize("data", [
     TEXT.encode("utf-8"), codecs.BOM_UTF8 + TEXT.encode("utf-8"), TEXT.encode("utf-16"),
-    codecs.BOM_UTF16_BE + TEXT.encode("utf-16-be"), codecs.BOM_UTF16_LE + TEXT.encode("utf-16-le")],
-    ids=["utf8", "utf8-bom", "utf16", "utf16-be", "utf16-le"])
+    codecs.BOM_UTF16_BE + TEXT.encode("utf-16-be"), codecs.BOM_UTF16_LE + TEXT.encode("utf-16-le"),
+    TEXT.encode("utf-32"), codecs.BOM_UTF32_BE + TEXT.encode("utf-32-be"),
+    codecs.BOM_UTF32_LE + TEXT.encode("utf-32-le")],
+    ids=["utf8", "utf8-bom", "utf16", "utf16-be", "utf16-le", "utf32", "utf32-be", "utf32-le"])
 def test_encodings_detected(client, data):
     body = ok(up(client, data))
     assert body["feature_names"] == ["name", "x"]
     assert body["columns"][0]["categories"] == ["José", "Zoë", "Łódź"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be", "utf-32"])
+def test_text_without_a_byte_order_mark_names_the_encoding_it_needs(app, client, encoding):
+    """UTF-16/32 without a BOM reads as UTF-8 full of NUL bytes: a 422 naming the line and the field, never
+    column names and labels with NULs in them; with the form field it is read."""
+    data = TEXT.encode(encoding)
+    if encoding == "utf-32":
+        data = data[4:]                  # the codec's own BOM removed: native order, no mark
+        encoding = "utf-32-le"           # what the bytes are on this (little-endian) machine
+    assert err(up(client, data)) == (
+        "line 1: the text holds a NUL character (byte 0), so it is not UTF-8; UTF-16 or UTF-32 without a byte-order "
+        "mark looks like this: name the encoding in the form field encoding (e.g. utf-16-le, utf-16-be)")
+    assert stored_files(app) == []
+    assert ok(up(client, data, encoding=encoding))["columns"][0]["categories"] == ["José", "Zoë", "Łódź"]
+
+
+@pytest.mark.parametrize("rows", [2, 300_000], ids=["in-the-sample", "past-the-first-segment"])
+def test_nul_byte_in_the_text_is_a_422_naming_its_line(app, client, rows):
+    csv = b"a,b,label\n" + b"1,x,yes\n" * (rows - 1) + b"2,x\x00y,no\n"
+    assert err(up(client, csv)) == (
+        f"line {rows + 1}: the text holds a NUL character (byte 0), so it is not UTF-8; UTF-16 or UTF-32 without a "
+        f"byte-order mark looks like this: name the encoding in the form field encoding (e.g. utf-16-le, utf-16-be)")
+    assert stored_files(app) == []
+
+
+@pytest.mark.parametrize("codec", ["rot13", "base64", "zlib", "hex", "bz2"])
+def test_encoding_that_is_not_a_text_encoding_is_a_422(app, client, codec):
+    assert err(up(client, b"a,b,label\n1,x,yes\n2,y,no\n", encoding=codec)) == (
+        f"encoding: {codec!r} is not a text encoding (e.g. utf-8, cp1252, latin-1, utf-16)")
+    assert stored_files(app) == []
 
 
 @pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
