@@ -154,6 +154,12 @@ def rows_to_float32(rows: Any, *, name: str, width: int | None = None) -> np.nda
     return X
 
 
+def float32_text(v: float) -> float:
+    """A float32 value as the shortest decimal that reads back as it: 32.1, not 32.099998474121094 (what the
+    float32 nearest 32.1 is in float64). For answers that show stored float32 values."""
+    return float(str(np.float32(v)))
+
+
 def json_type(v: Any) -> str:
     """How a decoded JSON value is named in error messages (null, a list, an object, or its repr)."""
     if v is None:

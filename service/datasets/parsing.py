@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from service.bodies import ParseError, json_type, rows_to_float32
+from service.bodies import ParseError, float32_text, json_type, rows_to_float32
 from service.datasets import archive
 
 TASKS = ("classification", "regression")
@@ -70,8 +70,10 @@ class ParsedDataset:
 
 # ----------------------------------------------------------------------------- targets and task
 
-def _py_number(v: float) -> int | float:
-    """A label as a plain JSON number: 3.0 -> 3, 0.5 -> 0.5."""
+def _py_number(v: int | float) -> int | float:
+    """A label as a plain JSON number: 3.0 -> 3, 0.5 -> 0.5; integers stay exact (9007199254740993)."""
+    if isinstance(v, int):
+        return v
     v = float(v)
     return int(v) if v.is_integer() else v
 
@@ -233,7 +235,7 @@ def numeric_columns(X: np.ndarray, names: list[str]) -> list[dict]:
     with np.errstate(all="ignore"):
         X64 = np.asarray(X, dtype=np.float64)
         lo, hi, mean, std = X64.min(0), X64.max(0), X64.mean(0), X64.std(0)
-    return [{"name": n, "type": "numeric", "missing": 0, "min": float(lo[j]), "max": float(hi[j]),
+    return [{"name": n, "type": "numeric", "missing": 0, "min": float32_text(lo[j]), "max": float32_text(hi[j]),
              "mean": float(mean[j]), "std": float(std[j])} for j, n in enumerate(names)]
 
 

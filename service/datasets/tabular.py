@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from service.bodies import ParseError
+from service.bodies import ParseError, float32_text
 from service.datasets.spool import Spool
 from service.errors import TooLarge
 
@@ -101,7 +101,7 @@ class _Numeric:
     def profile(self, full: bool) -> dict:
         seen = self.n > 0
         return {"name": self.name, "type": self.type, "missing": self.missing,
-                "min": self.lo if seen else None, "max": self.hi if seen else None,
+                "min": float32_text(self.lo) if seen else None, "max": float32_text(self.hi) if seen else None,
                 "mean": self.mean if seen else None, "std": math.sqrt(self.m2 / self.n) if seen else None}
 
 
@@ -231,8 +231,9 @@ class _Builder:
     (``drop_missing_target``)."""
 
     def __init__(self, names: list[str], target: str, opts: TableOptions, kinds: dict[str, str],
-                 where: Callable[[int], str]):
+                 where: Callable[[int], str], trim_target: bool = True):
         self.opts, self.target, self.where = opts, target, where
+        self.trim_target = trim_target      # CSV: spaces around a label are layout; a typed Parquet string is not
         self.file_index = {n: i for i, n in enumerate(names)}
         self.features = [n for n in names if n != target and n not in opts.ignore]
         if not self.features:
@@ -267,8 +268,11 @@ class _Builder:
             return
         y = batch.column(self.target)
         if pa.types.is_string(y.type) or pa.types.is_large_string(y.type):
-            y = pc.utf8_trim_whitespace(y)
+            if self.trim_target:
+                y = pc.utf8_trim_whitespace(y)
             y = pc.if_else(pc.equal(y, ""), pa.scalar(None, y.type), y)
+        elif pa.types.is_floating(y.type) and y.null_count < len(y):
+            y = pc.if_else(pc.is_nan(y), pa.scalar(None, y.type), y)       # NaN: how pandas writes a missing value
         rows = None
         if y.null_count:
             nulls = np.asarray(y.is_null().to_numpy(zero_copy_only=False))
@@ -485,8 +489,14 @@ def _target_values(y: pa.ChunkedArray, text: bool, opts: TableOptions) -> tuple[
             pass
     if num is not None and (opts.regression or not pc.any(pc.match_substring_regex(y, _LEADING_ZERO)).as_py()):
         v = num.to_numpy()
-        if np.all(np.isfinite(v)) and np.all(np.mod(v, 1) == 0) and np.all(np.abs(v) < 2**53):
-            return v.astype(np.int64), None
+        if np.all(np.isfinite(v)) and np.all(np.mod(v, 1) == 0):
+            if np.all(np.abs(v) < 2**53):
+                return v.astype(np.int64), None
+            if not opts.regression:     # integers past float64's exact ones: labels as written, never rounded
+                try:
+                    return np.asarray(pc.cast(y, pa.int64()).to_numpy()), None
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    return _strings(y)  # past int64 too, or spelled 1e20: the text
         return v, None
     return _strings(y)
 
@@ -1072,7 +1082,7 @@ def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: Ta
     t = schema.field(target).type
     if not (_kind_of(t) or pa.types.is_null(t)):
         raise ParseError(f"target column {target!r} has type {t}; it must hold numbers, booleans or text")
-    builder = _Builder(names, target, opts, kinds, lambda k: f"row {k + 1}")
+    builder = _Builder(names, target, opts, kinds, lambda k: f"row {k + 1}", trim_target=False)
     rows = decoded = 0
     try:
         for batch in batches:

@@ -351,11 +351,51 @@ def test_rfc5987_filename_and_utf8_form_fields(client):
 
 # -- labels exactly as written -------------------------------------------------------------------------------
 
+def test_profile_shows_stored_float32_values_as_they_were_written(client):
+    """min and max are stored float32 values, shown by their shortest decimal (32.1, not 32.099998474121094)."""
+    col = ok(up(client, b"a,label\n32.1,x\n6.56,y\n14.62,x\n"))["columns"][0]
+    assert (col["min"], col["max"]) == (6.56, 32.1)
+    col = ok(client.post("/v1/datasets", json={"X": [[32.1], [6.56]], "y": [0, 1]}))["columns"][0]
+    assert (col["min"], col["max"]) == (6.56, 32.1)
+
+
 def test_labels_keep_their_text_and_numbers_stay_numbers(client):
     assert ok(up(client, b"x,label\n1,007\n2,07\n3,7\n4,7\n"))["classes"] == ["007", "07", "7"]
     assert ok(up(client, b"x,label\n1,0\n2,1\n3,1\n"))["classes"] == [0, 1]
     assert ok(up(client, b"x,label\n1,0\n2,1\n3,NA\n", drop_missing_target="true"))["classes"] == [0, 1]
     assert ok(up(client, b"x,label\n1,1.5\n2,2.5\n3,0.25\n"))["task"] == "regression"
+
+
+def _label_csv(labels) -> bytes:
+    return ("x,label\n" + "".join(f"{i},{v}\n" for i, v in enumerate(labels))).encode()
+
+
+def test_integer_labels_past_float64_stay_exact(app, client):
+    """Integers float64 cannot hold (past 2**53) are never rounded into another label or merged: int64 while they
+    fit, the text past int64 (or when spelled 1e20); regression still reads numbers."""
+    body = ok(up(client, _label_csv(["9007199254740993", "9007199254740992"] * 3)))
+    assert body["classes"] == [9007199254740992, 9007199254740993]
+    assert client.get(f"/v1/datasets/{body['id']}").json()["classes"] == [9007199254740992, 9007199254740993]
+    assert stored(app, body["id"])[2].tolist() == [1, 0] * 3
+    assert ok(up(client, _label_csv(["12345678901234567890", "1"] * 3)))["classes"] == ["1", "12345678901234567890"]
+    assert ok(up(client, _label_csv(["9007199254740993", "1e20"] * 3)))["classes"] == ["1e20", "9007199254740993"]
+    assert ok(up(client, _label_csv(["9007199254740993", "2"] * 3), task="regression"))["task"] == "regression"
+
+
+def test_parquet_labels_are_exactly_as_written_and_nan_is_a_missing_target(client):
+    """A typed Parquet string is not trimmed (CSV spaces around a delimiter are); NaN in a float target is how
+    pandas writes a missing value: a 422 naming the row, or dropped with drop_missing_target."""
+    def parquet(label) -> bytes:
+        buf = io.BytesIO()
+        pq.write_table(pa.table({"x": pa.array(np.arange(8.0)), "label": pa.array(label)}), buf)
+        return buf.getvalue()
+    assert ok(up(client, parquet([" a", "a", "a ", "a"] * 2), "t.parquet"))["classes"] == [" a", "a", "a "]
+    assert ok(up(client, b"x,label\n1, a\n2,a \n3,b\n"))["classes"] == ["a", "b"]
+    nan = parquet([0.0, 1.0, float("nan"), 1.0] * 2)
+    assert err(up(client, nan, "t.parquet")) == ("row 3, column 2 ('label'): missing target value; fill it in, or "
+                                                 "drop such rows with the form field drop_missing_target=true")
+    body = ok(up(client, nan, "t.parquet", drop_missing_target="true"))
+    assert body["n_dropped"] == 2 and body["n_samples"] == 6 and body["classes"] == [0, 1]
 
 
 def test_missing_target_is_a_422_or_dropped_and_counted(app, client):
