@@ -66,6 +66,7 @@ class TableOptions:
     regression: bool = False          # task=regression was asked for: a numeric-looking target is read as numbers
     x_dir: Path | None = None         # build X memory-mapped in a .npy file in this directory (else in memory)
     max_decoded_bytes: int | None = None   # MLP_MAX_UPLOAD_BYTES: a .csv.gz's text, a Parquet/Arrow file's arrays
+    decimal_open: bool = False        # set by the reader: ';' and no decimal number sampled (see _sniff_decimal)
 
 
 @dataclass
@@ -718,16 +719,17 @@ def _sniff_delimiter(lines: list[str]) -> str:
     return best
 
 
-def _sniff_decimal(rows: list[list[str]], delimiter: str) -> str:
+def _sniff_decimal(rows: list[list[str]], delimiter: str) -> tuple[str, bool]:
     """The decimal mark when the form field ``decimal`` is not given: ``,`` when the delimiter is ``;`` and the
     sampled data cells hold at least one number written with a decimal comma (``2,5``, ``-1,5e3``) and none
-    written with a decimal point (``2.5``); ``.`` otherwise."""
+    written with a decimal point (``2.5``); ``.`` otherwise. And whether the sample decided it: under ``;`` with
+    neither kind of number in the sample, the first decimal comma read later still makes it ``,``."""
     if delimiter != ";":
-        return "."
+        return ".", True
     cells = [c.strip() for r in rows for c in r]
     if any(_POINT_NUMBER.fullmatch(c) for c in cells):
-        return "."
-    return "," if any(_COMMA_NUMBER.fullmatch(c) for c in cells) else "."
+        return ".", True
+    return (",", True) if any(_COMMA_NUMBER.fullmatch(c) for c in cells) else (".", False)
 
 
 def _csv_reader_text(path: Path, gz: bool, bom: int, encoding: str, limit: int | None) -> io.TextIOBase:
@@ -819,7 +821,8 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         raise ParseError("line 1: the header row could not be read")
     header = [h.strip() for h in rows[0]]
     if opts.decimal is None:
-        opts.decimal = _sniff_decimal(rows[1:], d)
+        opts.decimal, decided = _sniff_decimal(rows[1:], d)
+        opts.decimal_open = not decided
     elif opts.decimal not in DECIMALS:
         raise ParseError(f"decimal must be '.' or ',', got {opts.decimal!r}")
     if opts.decimal == d:
@@ -839,18 +842,22 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         try:
             return _read_csv_segments(path, gz, enc, d, header, header_line, include, target, forced, opts, diag)
         except _Retype as r:
-            forced[r.column] = r.to
+            if opts.decimal_open and _COMMA_NUMBER.fullmatch(r.value):
+                opts.decimal, opts.decimal_open = ",", False    # a decimal comma past the sample: read again
+            else:
+                forced[r.column] = r.to
 
 
 class _Retype(Exception):
     """A column's type inferred from the first block does not hold for a later value: read again as ``to``."""
 
-    def __init__(self, column: str, to: pa.DataType):
+    def __init__(self, column: str, to: pa.DataType, value: str = ""):
         super().__init__(column)
-        self.column, self.to = column, to
+        self.column, self.to, self.value = column, to, value
 
 
-_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+)")
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+)(?:: invalid value '(.*)')?", re.S)
+_COMMA_NUMBERS = r"^\s*[+-]?[0-9]+(?:,[0-9]+)?(?:[eE][+-]?[0-9]+)?\s*$"
 
 
 def _segments(path: Path, gz: bool, enc: str, limit: int | None) -> Iterator[tuple[memoryview, bool]]:
@@ -918,7 +925,8 @@ def _fixed_types(schema: pa.Schema, forced: dict) -> dict:
 
 def _segment_tables(path, gz, enc, d, header, header_line, include, forced, opts, diag) -> Iterator[tuple]:
     """(pyarrow table, column kinds or None) of each segment; the first segment's types (inferred) are fixed for
-    the rest (integers widened to float)."""
+    the rest (integers widened to float). While the decimal mark is open (``opts.decimal_open``), a text column
+    of the first segment holding only integers and decimal-comma numbers raises ``_Retype`` with one of them."""
     types = dict(forced)
     first = True
     for seg, quoted in _segments(path, gz, enc, opts.max_decoded_bytes):
@@ -940,11 +948,23 @@ def _segment_tables(path, gz, enc, d, header, header_line, include, forced, opts
                 k = "numeric" if pa.types.is_null(f.type) else _kind_of(f.type)
                 if k is None:
                     raise _Retype(f.name, pa.string())      # dates and times: categorical, exactly as written
+                if opts.decimal_open and k == "categorical" and f.name not in forced:
+                    _decimal_commas(table.column(f.name), f.name)
                 kinds[f.name] = k
             types = _fixed_types(table.schema, forced)
             first = False
         yield table.combine_chunks(), kinds, nbytes
         del table
+
+
+def _decimal_commas(col: pa.ChunkedArray, name: str) -> None:
+    """Raise ``_Retype`` with a decimal-comma number when every value of the text column is a number written with
+    a decimal comma or an integer (``2,5``, ``7``)."""
+    present = col.drop_null()
+    if len(present) and pc.all(pc.match_substring_regex(present, _COMMA_NUMBERS)).as_py():
+        commas = present.filter(pc.match_substring(present, ","))
+        if len(commas):
+            raise _Retype(name, pa.string(), commas[0].as_py().strip())
 
 
 _END = object()
@@ -1034,7 +1054,7 @@ def _read_segment(seg, ro, po, co, header, path, gz, enc, diag) -> pa.Table:
         if m:
             if "invalid UTF8" in msg or m.group(2) == "string":
                 raise _utf8_error(path, gz, 0, enc, diag.limit) from None
-            raise _Retype(header[int(m.group(1))], pa.string()) from None
+            raise _Retype(header[int(m.group(1))], pa.string(), (m.group(3) or "").strip()) from None
         if "UTF8" in msg:
             raise _utf8_error(path, gz, 0, enc, diag.limit) from None
         found = diag.structure_error()

@@ -192,6 +192,19 @@ def test_decimal_commas_detected_in_a_semicolon_file(app, client):
     assert body["columns"][1]["type"] == "numeric" and body["columns"][1]["max"] == 2.0
 
 
+@pytest.mark.parametrize("rows", [60, 300_000], ids=["in-the-first-segment", "past-it"])
+def test_first_decimal_comma_past_the_sampled_lines_decides_the_mark(app, client, rows):
+    """The first 50 lines hold only integers: a later 2,5 still makes ',' the decimal mark (the column stays
+    numeric, read again), in the first segment pyarrow reads or in a later one."""
+    csv = "a;b;label\n" + "".join(f"{i};{i % 7};x\n" for i in range(rows)) + "2,5;1;y\n3,5;2;x\n"
+    body = ok(up(client, csv.encode()))
+    assert [c["type"] for c in body["columns"]] == ["numeric", "numeric"]
+    X = stored(app, body["id"])[1]
+    assert X[-2:].tolist() == [[2.5, 1.0], [3.5, 2.0]] and X[rows - 1, 0] == rows - 1
+    text = "a;b;label\n" + "".join(f"{i};{i};x\n" for i in range(60)) + "2,5;1;y\nabc;2;x\n"
+    assert ok(up(client, text.encode()))["columns"][0]["type"] == "categorical"     # text: as written
+
+
 def test_decimal_field_overrides_detection(client):
     body = ok(up(client, b"a|b|label\n2,5|1|x\n3,5|2|y\n", decimal=","))       # '|' file: no detection
     assert body["columns"][0]["type"] == "numeric" and body["columns"][0]["mean"] == 3.0
