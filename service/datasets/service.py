@@ -42,7 +42,8 @@ def _names(value: str | None, field: str) -> tuple[str, ...]:
         except orjson.JSONDecodeError:
             names = None
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ParseError(f"{field} must be comma-separated column names or a JSON array of strings")
+            what = "tokens" if field == "na_values" else "column names"
+            raise ParseError(f"{field} must be comma-separated {what} or a JSON array of strings")
         return tuple(names)
     return tuple(n.strip() for n in value.split(",") if n.strip())
 
@@ -84,6 +85,7 @@ def _table_options(fields: dict[str, str], settings) -> dict:
 
 TABLE_FIELDS = ("delimiter", "na_values", "encoding", "decimal", "categorical", "ignore", "max_categories",
                 "drop_missing_target")
+CSV_FIELDS = ("delimiter", "na_values", "encoding", "decimal")     # how text is read: Parquet and Arrow are typed
 
 
 def parse(upload: Upload, settings=None):
@@ -106,6 +108,10 @@ def parse(upload: Upload, settings=None):
             parsed = parse_npz(upload.path, task=task)
             parsed.columns = numeric_columns(parsed.X, parsed.feature_names)
         else:
+            extra = [f for f in CSV_FIELDS if upload.fields.get(f)] if upload.kind in ("parquet", "arrow") else []
+            if extra:
+                raise ParseError(f"form field {extra[0]!r} applies to CSV files; a {upload.kind.capitalize()} file's "
+                                 f"columns are typed and its missing values are nulls")
             # X is built in a .npy file next to the upload's (the store's scratch space): stored by a rename
             parsed = parse_table(upload.spool or upload.path, kind=upload.kind, task=task,
                                  x_dir=upload.path.parent if upload.path is not None else None,
@@ -169,7 +175,7 @@ def create(session: Session, *, owner: str, storage: Storage, upload: Upload, se
 def _store(session: Session, *, owner: str, storage: Storage, upload: Upload, settings, name, parsed) -> Dataset:
     """Check the name and quotas, store X.npy and y.npy atomically and commit the row last."""
     if upload.kind != "json":           # the name field may have come after the file part
-        name = upload.fields.get("name") or (_stem(upload.filename) if upload.filename else None)
+        name = upload.fields.get("name") or (_stem(upload.filename)[:MAX_NAME] if upload.filename else None)
     name = (name or "dataset").strip() or "dataset"
     if len(name) > MAX_NAME:
         raise InvalidInput(f"name must be at most {MAX_NAME} characters, got {len(name)}")

@@ -809,8 +809,10 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
     sample = [ln for ln in lines[blank:blank + 50] if ln.strip()]
     if opts.delimiter:
         d = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(opts.delimiter, opts.delimiter)
-        if len(d) != 1 or d in '"\r\n':
+        if len(d) != 1 or d in "\r\n":
             raise ParseError(f"delimiter must be one character (e.g. , ; | or tab), got {opts.delimiter!r}")
+        if d == '"':
+            raise ParseError("delimiter cannot be '\"', the quote character of CSV fields")
     else:
         d = _sniff_delimiter(sample)
     try:
@@ -829,9 +831,11 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         raise ParseError(f"decimal {opts.decimal!r} is also the delimiter; set the form field delimiter")
     header_line = blank + 1
     if len(header) < 2:
+        how = (f"split on the delimiter {DELIMITER_NAMES.get(d, repr(d))} given in the form field delimiter; check "
+               f"it" if opts.delimiter else "delimiters tried: comma, semicolon, tab, pipe; set the form field "
+               "delimiter")
         raise ParseError(f"the header row must name at least one feature column and the target column; found "
-                         f"{len(header)} column(s) (delimiters tried: comma, semicolon, tab, pipe; set the form "
-                         f"field delimiter)")
+                         f"{len(header)} column(s) ({how})")
     _check_columns(header, opts)
     target = _target_name(header, opts)
     diag = _CsvDiagnosis(path, gz, bom, enc, d, header_line, len(header), opts.max_decoded_bytes)
@@ -1100,8 +1104,8 @@ def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: Ta
                                  f"numeric, boolean or text; drop it with the form field ignore={f.name}")
         kinds[f.name] = k
     t = schema.field(target).type
-    if not (_kind_of(t) or pa.types.is_null(t)):
-        raise ParseError(f"target column {target!r} has type {t}; it must hold numbers, booleans or text")
+    if not (_kind_of(t) or pa.types.is_null(t) or pa.types.is_temporal(t)):
+        raise ParseError(f"target column {target!r} has type {t}; it must hold numbers, booleans, text or dates")
     builder = _Builder(names, target, opts, kinds, lambda k: f"row {k + 1}", trim_target=False)
     rows = decoded = 0
     try:
@@ -1114,6 +1118,8 @@ def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: Ta
                     col = col.cast(col.type.value_type)
                 if pa.types.is_null(col.type):
                     col = pa.nulls(len(col), pa.float64() if f.name != target else pa.string())
+                elif f.name == target and pa.types.is_temporal(col.type):
+                    col = pc.cast(col, pa.string())         # dates as classes, written as a CSV date would be
                 cols.append(col)
             builder.add(pa.RecordBatch.from_arrays(cols, names=batch.schema.names))
         X, cols, y = builder.finish()
@@ -1163,6 +1169,10 @@ def read_arrow(path: Path, opts: TableOptions) -> Table:
     """Read an Arrow IPC file (Feather v2) or stream, batch by batch, memory-mapped."""
     import pyarrow.ipc as ipc
 
+    with open(path, "rb") as f:
+        if f.read(4) == b"FEA1":
+            raise ParseError("Feather v1 files are not read; save it as Feather v2 (pyarrow.feather.write_feather, "
+                             "pandas' DataFrame.to_feather) or as Parquet")
     try:
         with pa.memory_map(str(path)) as source:
             try:

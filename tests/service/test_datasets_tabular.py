@@ -337,6 +337,54 @@ def test_parquet_and_arrow(app, client):
     assert err(up(client, b"nope", "d.arrow")).startswith("not a valid Arrow IPC / Feather v2 file")
 
 
+@pytest.mark.parametrize("field, value", [("delimiter", ";"), ("na_values", "NA"), ("encoding", "cp1252"),
+                                          ("decimal", ",")])
+@pytest.mark.parametrize("kind", ["parquet", "arrow"])
+def test_csv_only_fields_with_a_typed_file_are_a_422(app, client, field, value, kind):
+    """How text is read means nothing to a Parquet or Arrow file: a 422 naming the field, never silently ignored."""
+    table = pa.table({"s": pa.array(["NA", "x", "y", "NA"]), "label": pa.array([0, 1, 0, 1])})
+    buf = io.BytesIO()
+    pq.write_table(table, buf) if kind == "parquet" else feather.write_feather(table, buf)
+    assert err(up(client, buf.getvalue(), f"d.{kind}", **{field: value})) == (
+        f"form field {field!r} applies to CSV files; a {kind.capitalize()} file's columns are typed and its missing "
+        f"values are nulls")
+    assert stored_files(app) == []
+
+
+def test_feather_v1_and_date_targets(client):
+    """Feather v1 is named in the 422 with what to save instead; a date target gives classes written as text."""
+    v1 = io.BytesIO()
+    feather.write_feather(pa.table({"x": [1.0, 2.0], "label": [0, 1]}), v1, version=1)
+    assert err(up(client, v1.getvalue(), "old.feather")) == (
+        "Feather v1 files are not read; save it as Feather v2 (pyarrow.feather.write_feather, pandas' "
+        "DataFrame.to_feather) or as Parquet")
+    buf = io.BytesIO()
+    days = pa.array(np.array(["2024-01-31", "2024-02-29"] * 3, dtype="datetime64[D]"))
+    pq.write_table(pa.table({"x": pa.array(np.arange(6.0)), "when": days}), buf)
+    body = ok(up(client, buf.getvalue(), "d.parquet"))
+    assert body["task"] == "classification" and body["classes"] == ["2024-01-31", "2024-02-29"]
+
+
+def test_delimiter_errors_say_what_was_given(client):
+    semi = b"a;b;label\n1;2;x\n3;4;y\n"
+    assert err(up(client, semi, delimiter="tab")) == (
+        "the header row must name at least one feature column and the target column; found 1 column(s) (split on "
+        "the delimiter tab given in the form field delimiter; check it)")
+    assert err(up(client, semi, delimiter="|")) == (
+        "the header row must name at least one feature column and the target column; found 1 column(s) (split on "
+        "the delimiter pipe given in the form field delimiter; check it)")
+    assert err(up(client, semi, delimiter='"')) == "delimiter cannot be '\"', the quote character of CSV fields"
+    assert err(up(client, semi, na_values="[1, 2]")) == \
+        "na_values must be comma-separated tokens or a JSON array of strings"
+
+
+def test_a_long_file_name_gives_its_first_200_characters_as_the_name(client):
+    body = ok(up(client, MIXED.encode(), "x" * 300 + ".csv"))
+    assert body["name"] == "x" * 200
+    r = up(client, MIXED.encode(), name="y" * 201)
+    assert err(r) == "name must be at most 200 characters, got 201"
+
+
 # -- names in any script -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("filename", ["данные.csv", "données.csv", "数据.csv"])
