@@ -102,28 +102,13 @@ def build(params: dict, dataset) -> core.Preprocessor:
 
 
 def align_validation(X_val: np.ndarray, val_dataset, train_dataset) -> np.ndarray:
-    """Validation rows with each categorical code re-indexed into the training set's categories
-    (a category the training set lacks becomes -1: unseen); ValueError when the columns differ."""
-    train_cols, val_cols = columns_of(train_dataset), columns_of(val_dataset)
-    if [(c["name"], c["type"]) for c in train_cols] != [(c["name"], c["type"]) for c in val_cols]:
-        for t, v in zip(train_cols, val_cols):
-            if (t["name"], t["type"]) != (v["name"], v["type"]):
-                raise ValueError(f"the validation data set's column {v['name']!r} ({v['type']}) does not match "
-                                 f"the training data set's {t['name']!r} ({t['type']})")
-    cats = [j for j, c in enumerate(train_cols) if c["type"] == "categorical"
-            and c["categories"] != val_cols[j]["categories"]]
-    if not cats:
+    """Validation rows as the training set's columns: matched by name (any order), each categorical code
+    re-indexed into the training set's categories (a category the training set lacks becomes -1: unseen), as
+    batch scoring matches a data set to a model; ValueError naming a column the validation set lacks."""
+    train_cols = columns_of(train_dataset)
+    if train_cols == columns_of(val_dataset):
         return X_val
-    X_val = np.array(X_val, dtype=np.float32)
-    for j in cats:
-        index = {c: i for i, c in enumerate(train_cols[j]["categories"])}
-        table = np.array([index.get(c, -1) for c in val_cols[j]["categories"]] + [-1], dtype=np.float32)
-        col = X_val[:, j]
-        ok = ~np.isnan(col)
-        codes = col[ok].astype(np.int64)
-        codes[(codes < 0) | (codes >= len(table) - 1)] = len(table) - 1
-        col[ok] = table[codes]
-    return X_val
+    return apply_plan(X_val, scoring_plan(train_cols, val_dataset))
 
 
 def scoring_plan(model_columns: list[dict], dataset) -> list[tuple[int, np.ndarray | None]]:

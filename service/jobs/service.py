@@ -236,10 +236,14 @@ def _check_validation_dataset(train, val) -> None:
     if val.n_features != train.n_features:
         raise InvalidInput(f"validation_dataset_id: data set {val.id} has {val.n_features} features, the "
                            f"training data set {train.n_features}")
-    for t, v in zip(job_preprocessing.columns_of(train), job_preprocessing.columns_of(val)):
-        if (t["name"], t["type"]) != (v["name"], v["type"]):
-            raise InvalidInput(f"validation_dataset_id: column {v['name']!r} ({v['type']}) of data set {val.id} "
-                               f"does not match the training data set's {t['name']!r} ({t['type']})")
+    theirs = {c["name"]: c["type"] for c in job_preprocessing.columns_of(val)}   # matched by name, any order
+    for t in job_preprocessing.columns_of(train):
+        if t["name"] not in theirs:
+            raise InvalidInput(f"validation_dataset_id: data set {val.id} has no column {t['name']!r}, which the "
+                               f"training data set has (columns are matched by name)")
+        if theirs[t["name"]] != t["type"]:
+            raise InvalidInput(f"validation_dataset_id: column {t['name']!r} ({theirs[t['name']]}) of data set "
+                               f"{val.id} does not match the training data set's {t['name']!r} ({t['type']})")
     if train.task == "regression" and val.n_outputs != train.n_outputs:
         raise InvalidInput(f"validation_dataset_id: data set {val.id} has {val.n_outputs} targets, the "
                            f"training data set {train.n_outputs}")

@@ -238,6 +238,28 @@ def test_validation_data_set_with_other_column_types_is_422(client, make_network
                                   "does not match the training data set's 'plan' (categorical)")
 
 
+def test_validation_data_set_columns_are_matched_by_name(client, wait_job):
+    """The same validation rows with their columns in another order (and the target elsewhere) give the same
+    validation metrics, epoch by epoch; a validation set without one of the training columns is a 422."""
+    train_ds = upload_csv(client, churn_csv(200, 1), "train.csv")
+    text = churn_csv(60, 2)
+    lines = [ln.split(",") for ln in text.splitlines()]
+    shuffled = "\n".join(",".join((r[2], r[3], r[0], r[1])) for r in lines) + "\n"   # region,label,age,plan
+    same = upload_csv(client, text, "val.csv")
+    other = upload_csv(client, shuffled, "val2.csv", target="label")
+    a = train(client, wait_job, train_ds, 2, validation_dataset_id=same["id"], epochs=3, seed=0)
+    b = train(client, wait_job, train_ds, 2, validation_dataset_id=other["id"], epochs=3, seed=0)
+    ha = client.get(f"/v1/jobs/{a['id']}/metrics").json()["items"]
+    hb = client.get(f"/v1/jobs/{b['id']}/metrics").json()["items"]
+    assert [m["val_loss"] for m in ha] == [m["val_loss"] for m in hb] and len(ha) == 3
+    lacking = upload_csv(client, "age,plan,regio,label\n30,pro,eu,yes\n25,basic,us,no\n", "val3.csv")
+    r = client.post("/v1/jobs", json={"network_id": a["network_id"], "dataset_id": train_ds["id"],
+                                      "validation_dataset_id": lacking["id"]})
+    assert r.status_code == 422
+    assert r.json()["detail"] == (f"validation_dataset_id: data set {lacking['id']} has no column 'region', which "
+                                  "the training data set has (columns are matched by name)")
+
+
 def test_parameter_limit_counts_one_hot_columns(tmp_path, make_network):
     from fastapi.testclient import TestClient
 
