@@ -213,6 +213,15 @@ class TrainingParams(_Strict):
             raise ValueError("lr_schedule: give lr_schedule or its alias schedule, not both")
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data):
+        """``optimizer`` and ``preprocessing`` given as null get their defaults (null has no other meaning there,
+        unlike ``lr_schedule`` or ``early_stopping``, where null turns the feature off)."""
+        if isinstance(data, dict) and any(data.get(k, ...) is None for k in ("optimizer", "preprocessing")):
+            data = {k: v for k, v in data.items() if not (k in ("optimizer", "preprocessing") and v is None)}
+        return data
+
     @model_validator(mode="after")
     def _standardize_is_scale(self):
         """``standardize`` maps onto ``preprocessing.numeric.scale``; contradicting values are a 422. AdamW's

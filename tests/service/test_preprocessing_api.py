@@ -81,6 +81,12 @@ def test_job_body_preprocessing_defaults_and_standardize_mapping(client, make_ne
                                       "preprocessing": {"numeric": {"scale": "standard"}}})
     assert r.status_code == 422
     assert "standardize=false contradicts preprocessing.numeric.scale='standard'" in r.json()["detail"][0]["msg"]
+    for null in ({"preprocessing": None}, {"optimizer": None}):      # null: the default, as if left out
+        r = client.post("/v1/jobs", json={**base, **null})
+        assert r.status_code == 202, r.text
+        assert r.json()["params"]["preprocessing"]["numeric"]["scale"] == "standard"
+        assert r.json()["params"]["optimizer"] == {"type": "adam", "learning_rate": 0.002, "beta1": 0.9,
+                                                   "beta2": 0.999, "eps": 1e-08}
     r = client.post("/v1/jobs", json={**base, "preprocessing": {"numeric": {"impute": "mode"}}})
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "preprocessing", "numeric", "impute"]
