@@ -44,12 +44,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import reprlib
 from abc import ABC, abstractmethod
 
 import numpy as np
 
 SPREAD_FLOOR = 1.0 / 20.0
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 CHUNK = 8192
 COLUMN_TYPES = ("numeric", "categorical", "boolean")
 MISSING = "<missing>"
@@ -223,6 +225,10 @@ class _Scaler(ABC):
             hi = np.maximum(hi, blk.max(axis=0))
         center, scale = self._center_scale(X, prepare, lo, hi)
         width = hi - lo
+        # The mean of n equal values need not round back to that value (n * 1e30 / n is 9.999999999999999e29):
+        # the center is kept within [lo, hi], and is exactly the value of a column constant in training, so
+        # ``clip(x) - center`` is exactly 0 there, in float64 as in float32 (the ONNX export's precision).
+        center = np.where(width == 0, lo, np.clip(center, lo, hi)) if center.size else center
         self.center_, self.scale_ = center, scale
         self.lo_, self.hi_ = lo - width, hi + width
         return self
@@ -579,8 +585,10 @@ class Preprocessor:
         _check_choice(self.numeric["scale"], SCALERS, "numeric.scale")
         _check_choice(self.categorical["encode"], ENCODERS, "categorical.encode")
         fv = self.numeric["fill_value"]
-        if fv is not None and (isinstance(fv, bool) or not isinstance(fv, (int, float)) or not math.isfinite(fv)):
-            raise ValueError(f"numeric.fill_value must be a finite number, got {fv!r}")
+        if fv is not None and (isinstance(fv, bool) or not isinstance(fv, (int, float)) or not math.isfinite(fv)
+                               or abs(fv) > FLOAT32_MAX):
+            raise ValueError(f"numeric.fill_value must be a finite number within float32's range (about "
+                             f"3.4e38, the network computes in float32), got {fv!r}")
         mc = self.categorical["max_categories"]
         if mc is not None and (isinstance(mc, bool) or not isinstance(mc, (int, np.integer)) or mc < 1):
             raise ValueError(f"categorical.max_categories must be an integer >= 1, got {mc!r}")
@@ -834,19 +842,28 @@ class Preprocessor:
         return self.fit(X).transform(X)
 
     # -- raw values by column name --------------------------------------------------------------
-    def matrix_from_columns(self, names: list, rows: list) -> np.ndarray:
+    def matrix_from_columns(self, names: list, rows: list, ignore=()) -> np.ndarray:
         """Rows of raw values in the order of ``names`` -> float64 (n, n_features_in) for ``transform``.
 
         Numeric columns take numbers; boolean columns ``true``/``false`` (or
         0/1, ``"true"``/``"false"``/``"yes"``/``"no"``); categorical columns
-        their category text (a value not in the categories is unseen, never an
-        error); ``None`` is a missing value everywhere. A trained column left
+        their category text, with surrounding whitespace trimmed as the
+        upload trims it (a value not in the categories is unseen, never an
+        error), or a number, matched to the category written as that number
+        (``1234`` to ``"1234"``, ``2`` to ``"2.0"``; a number that matches two
+        categories, such as ``"01234"`` and ``"1234"``, is an error: send the
+        text); ``None`` is a missing value everywhere. A trained column left
         out of ``names`` is all missing.
+
+        Rows are numbered from 1 in error messages (``row 1`` is ``rows[0]``).
 
         Parameters
         ----------
         names : list of str
         rows : list of list, each of len(names)
+        ignore : collection of str
+            Names that are accepted and dropped (e.g. the training target and
+            the columns the data set ignored); a model column is never dropped.
 
         Raises
         ------
@@ -858,32 +875,35 @@ class Preprocessor:
         where = {c["name"]: j for j, c in enumerate(self.columns)}
         seen = set()
         for name in names:
-            if name not in where:
-                raise ValueError(f"unknown column {_echo(name)}; the model's columns are "
-                                 f"{', '.join(repr(c['name']) for c in self.columns)}")
             if name in seen:
                 raise ValueError(f"column {_echo(name)} is given twice")
             seen.add(name)
+            if name not in where and name not in ignore:
+                raise ValueError(f"unknown column {_echo(name)}; the model's columns are "
+                                 f"{', '.join(repr(c['name']) for c in self.columns)}")
         absent = [c["name"] for c in self.columns if c["name"] not in seen]
         for name in absent:
             if not self.imputes(where[name]):
                 raise ValueError(f"missing column {name!r}: the model was trained without imputation "
                                  "for it, so every row needs a value")
         X = np.full((len(rows), self.n_features_in), np.nan)
-        converters = [self._converter(where[name]) for name in names]
+        # (index in the row, model column, converter) of each named model column; ignored names are skipped
+        used = [(k, *self._converter(where[name]), name) for k, name in enumerate(names) if name in where]
+        width = len(names)
         for i, row in enumerate(rows):
-            if len(row) != len(names):
-                raise ValueError(f"row {i} has {len(row)} values but there are {len(names)} columns")
-            for (j, conv), name, v in zip(converters, names, row):
+            if len(row) != width:
+                raise ValueError(f"row {i + 1} has {len(row)} values but there are {width} columns")
+            for k, j, conv, name in used:
+                v = row[k]
                 if v is None:
                     if not self.imputes(j):
-                        raise ValueError(f"row {i}, column {name!r}: a missing value, but the model was "
+                        raise ValueError(f"row {i + 1}, column {name!r}: a missing value, but the model was "
                                          "trained without imputation for this column")
                     continue
                 try:
                     X[i, j] = conv(v)
                 except (TypeError, ValueError) as exc:
-                    raise ValueError(f"row {i}, column {name!r}: {exc}") from None
+                    raise ValueError(f"row {i + 1}, column {name!r}: {exc}") from None
         return X
 
     def imputes(self, j: int) -> bool:
@@ -925,19 +945,35 @@ class Preprocessor:
                     return _BOOL_TEXT[v.strip().lower()]
                 raise ValueError(f"expected true or false, got {_echo(v)}")
             return (j, conv)
-        codes = {c: float(i) for i, c in enumerate(col["categories"])}
+        exact, trimmed, numbers = self._category_lookup(j)
 
         def conv(v):
             if isinstance(v, str):
-                return codes.get(v, -1.0)
+                code = exact.get(v)
+                return float(code) if code is not None else trimmed.get(v.strip(), -1.0)
             if isinstance(v, bool):
-                return codes.get(str(v).lower(), codes.get(str(v), -1.0))
+                return exact.get(str(v).lower(), exact.get(str(v), -1.0))
             if isinstance(v, (int, float)):
-                if isinstance(v, float) and v.is_integer():
-                    return codes.get(str(int(v)), codes.get(str(v), -1.0))
-                return codes.get(str(v), -1.0)
+                return _number_code(v, numbers, col["categories"])
             raise ValueError(f"expected a category (text), got {_echo(v)}")
         return (j, conv)
+
+    def _category_lookup(self, j: int) -> tuple[dict, dict, dict]:
+        """For categorical column ``j``: category -> code, trimmed category -> code, and the value -> codes of the
+        categories written as a number (``"01234"``, ``"2.0"``, ``"1e+20"``); built once per column."""
+        cache = self.__dict__.setdefault("_lookups", {})
+        if j not in cache:
+            cats = self.columns[j]["categories"]
+            exact = {c: float(i) for i, c in enumerate(cats)}
+            trimmed: dict[str, float] = {}
+            numbers: dict = {}
+            for i, c in enumerate(cats):
+                t = c.strip()
+                trimmed.setdefault(t, float(i))
+                if _NUMBER_TEXT.fullmatch(t):
+                    numbers.setdefault(_number_key(t), []).append(i)
+            cache[j] = (exact, trimmed, numbers)
+        return cache[j]
 
     # -- description ----------------------------------------------------------------------------
     def schema(self) -> list[dict]:
@@ -1091,3 +1127,35 @@ def _echo(v) -> str:
 
 
 _BOOL_TEXT = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "1": 1.0, "0": 0.0}
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _number_key(v):
+    """The value of a number (an int or float, or a category's text such as ``"01234"``), as a dict key: an exact
+    int when the value is a whole number float64 holds exactly or any int, else the float."""
+    if isinstance(v, str):
+        if _INT_TEXT.fullmatch(v):
+            return int(v)
+        v = float(v)
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2.0 ** 53:
+        return int(v)
+    return v
+
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+
+
+def _number_code(v, numbers: dict, categories: list) -> float:
+    """The code of the one category written as the number ``v`` (-1.0: none, unseen); ValueError when several
+    are (``"01234"`` and ``"1234"``): the number alone cannot tell which was meant."""
+    try:
+        codes = numbers.get(_number_key(v))
+    except (OverflowError, ValueError):          # inf or NaN: no category is written as it
+        codes = None
+    if not codes:
+        return -1.0
+    if len(codes) > 1:
+        names = ", ".join(repr(categories[i]) for i in codes[:5])
+        raise ValueError(f"the number {_echo(v)} matches several categories ({names}); send the category as "
+                         "text")
+    return float(codes[0])

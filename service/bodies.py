@@ -10,6 +10,7 @@ import asyncio
 import re
 import threading
 from collections.abc import AsyncIterator, Callable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -109,8 +110,10 @@ def parse_json(body: bytes | bytearray) -> Any:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from None
 
 
-def rows_to_float32(rows: Any, *, name: str, width: int | None = None) -> np.ndarray:
-    """A JSON list of equal-length number lists -> float32 (n, d); errors name the row and column."""
+def rows_to_float32(rows: Any, *, name: str, width: int | None = None, strict: bool = False) -> np.ndarray:
+    """A JSON list of equal-length number lists -> float32 (n, d); errors name the row and column. ``strict``:
+    only JSON numbers (numpy would also take the text "0.5" and the booleans true/false as numbers), as
+    predict by name takes them; ``inputs[0][1] is not a number: '0.5'``."""
     if not isinstance(rows, list):
         raise ParseError(f"{name} must be a list of rows (lists of numbers), got {type(rows).__name__}")
     if not rows:
@@ -128,6 +131,8 @@ def rows_to_float32(rows: Any, *, name: str, width: int | None = None) -> np.nda
                 X = None
             if X is not None and X.ndim != 2:      # rows of equal-length lists (one level too deep)
                 X = None
+            if X is not None and strict and not _NUMBER_TYPES.issuperset(map(type, chain.from_iterable(rows))):
+                X = None                             # a string or boolean: named below
     if X is None:
         if not isinstance(first, list):
             raise ParseError(f"{name}[0] must be a list of numbers, got {json_type(first)}")
@@ -158,6 +163,9 @@ def float32_text(v: float) -> float:
     """A float32 value as the shortest decimal that reads back as it: 32.1, not 32.099998474121094 (what the
     float32 nearest 32.1 is in float64). For answers that show stored float32 values."""
     return float(str(np.float32(v)))
+
+
+_NUMBER_TYPES = frozenset((int, float, type(None)))   # null: named as "not a finite number" below
 
 
 def json_type(v: Any) -> str:

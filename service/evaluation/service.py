@@ -81,7 +81,7 @@ def _regression_targets(targets) -> np.ndarray:
 
 def inline_data(model: models.LoadedModel, req: dict) -> tuple[np.ndarray, np.ndarray]:
     """(raw rows, targets) of an inline body; targets are class indices or float values."""
-    X = models.inputs_from_doc(req["rows"], input_dim=model.input_dim, columns=model.columns)
+    X = models.inputs_from_doc(req["rows"], input_dim=model.input_dim, columns=model.columns, drop=model.dropped)
     targets = req["targets"]
     if not isinstance(targets, list) or len(targets) != X.shape[0]:
         got = len(targets) if isinstance(targets, list) else type(targets).__name__

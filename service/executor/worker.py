@@ -445,7 +445,8 @@ class Training(Runner):
         if names and job.params.get("sample_weight_column") in names:
             names = [n for n in names if n != job.params["sample_weight_column"]]
         net.meta = {"job_id": job.id, "network_id": self.network.id, "dataset_id": dataset.id,
-                    "task": dataset.task, "classes": dataset.classes, "feature_names": names}
+                    "task": dataset.task, "classes": dataset.classes, "feature_names": names,
+                    "non_inputs": job_preprocessing.non_inputs(dataset, job.params)}
         final = dict(history[-1]) if history else {}
         metrics = served_metrics(history)
         if self.cross_validation is not None:

@@ -26,6 +26,18 @@ def columns_of(dataset) -> list[dict]:
     return out
 
 
+def non_inputs(dataset, params: dict | None = None) -> list[str]:
+    """Columns of the data set's file that are not model inputs: the target, the columns it ignored (``ignore=``)
+    and the job's ``sample_weight_column``. Predict by name accepts and drops them (a row of the training file
+    predicts as is)."""
+    out = [str(dataset.target)] if dataset.target else []
+    out += [str(c["name"]) for c in dataset.columns or [] if c.get("type") == "ignored" and "name" in c]
+    weight = (params or {}).get("sample_weight_column")
+    if weight is not None:
+        out.append(str(weight))
+    return out
+
+
 def weight_column_index(dataset, name: str | None) -> int | None:
     """Position among the data set's feature columns of the numeric ``sample_weight_column``; ValueError naming it."""
     if name is None:

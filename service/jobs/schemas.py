@@ -7,9 +7,10 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from core import ENCODERS, MONITORS, OPTIMIZERS, SCALERS
+from core.preprocessing import FLOAT32_MAX
 from core.schedules import SCHEDULES
 
 
@@ -133,6 +134,14 @@ class NumericPreprocessing(_Strict):
                                                    "values in training.")
     scale: ScaleMethod | None = Field(None, description="standard (default unless standardize is false), "
                                                         "minmax or none.")
+
+    @field_validator("fill_value")
+    @classmethod
+    def _fill_value_in_float32(cls, v: float | None) -> float | None:
+        """The network computes in float32: a fill value beyond its range would be infinite there."""
+        if v is not None and not abs(v) <= FLOAT32_MAX:
+            raise ValueError(f"must be a finite number within float32's range (about 3.4e38), got {v!r}")
+        return v
 
 
 # How categorical columns are encoded.

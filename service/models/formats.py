@@ -6,7 +6,8 @@ Request bodies (chosen by ``Content-Type``; anything else is the JSON body ``{"i
 - ``application/vnd.apache.arrow.stream``: an Arrow IPC stream, either input_dim numeric columns (in the
   model's feature order) or one fixed-size-list column of input_dim numbers per row;
 - ``application/vnd.apache.parquet`` (also ``application/x-parquet``): a Parquet file, columns as for Arrow;
-- ``text/csv``: a header line, then input_dim numeric columns.
+- ``text/csv``: a header line, then the rows (columns as for Arrow), in any dialect the upload reads (delimiter
+  , ; tab |, a UTF-8 or UTF-16 BOM or ``charset=``, the upload's NA tokens).
 
 Answers (chosen by ``Accept``; JSON when absent or ``*/*``; 406 for anything else):
 
@@ -20,11 +21,13 @@ Answers (chosen by ``Accept``; JSON when absent or ``*/*``; 406 for anything els
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import math
 
 import numpy as np
 
+from service.bodies import ParseError
 from service.errors import InvalidInput, NotAcceptable, TooLarge, UnsupportedMediaType, echo
 from service.models import service
 
@@ -35,6 +38,7 @@ CSV = "text/csv"
 JSON = "application/json"
 BODY_TYPES = {NPY: "npy", ARROW: "arrow", PARQUET: "parquet", "application/x-parquet": "parquet", CSV: "csv"}
 ANSWER_TYPES = {JSON: "json", NPY: "npy", ARROW: "arrow"}
+_SNIFF_BYTES = 64 << 10      # the start of a CSV body the delimiter is detected from
 
 
 JSON_TYPES = ("", JSON, "text/plain")   # no Content-Type, JSON (also any */*+json) or text/plain: a JSON body
@@ -126,8 +130,8 @@ def _table_to_matrix(table, what: str) -> np.ndarray:
     if table.num_columns == 1 and pa.types.is_fixed_size_list(table.schema.field(0).type):
         col = table.column(0).combine_chunks()
         if col.null_count:
-            raise InvalidInput(f"{what} column {table.column_names[0]!r} has a missing row at "
-                               f"{pc.index(pc.is_null(col), True).as_py()}")
+            raise InvalidInput(f"{what} column {table.column_names[0]!r} has a missing value at row "
+                               f"{pc.index(pc.is_null(col), True).as_py() + 1}")
         width = col.type.list_size
         flat = col.flatten()
         if not (pa.types.is_floating(flat.type) or pa.types.is_integer(flat.type)):
@@ -203,52 +207,131 @@ def _bad_text(body: bytes | bytearray, encoding: str) -> tuple[int, int] | None:
     return None
 
 
-def _csv(body: bytes | bytearray, *, charset: str | None = None):
-    """A CSV body (UTF-8, or the Content-Type's ``charset=``) -> table; 422 naming the byte that is not text."""
+def _csv_encoding(body: bytes | bytearray, charset: str | None) -> tuple[str, int]:
+    """(Python codec, BOM length) of a CSV body: its BOM (UTF-8, UTF-16) as the upload detects it, else the
+    Content-Type's ``charset=``, else UTF-8; 422 for a charset that is unknown or not a text encoding."""
+    from service.datasets.tabular import _detect_encoding
+    try:
+        encoding, bom = _detect_encoding(bytes(body[:4]), charset)
+    except ParseError:
+        raise InvalidInput(f"Content-Type charset {echo(charset)}: unknown encoding (e.g. utf-8, cp1252, "
+                           "latin-1)") from None
+    try:
+        b"".decode(encoding)                         # LookupError for codecs such as rot13 or base64
+    except LookupError:
+        raise InvalidInput(f"Content-Type charset {echo(charset)}: not a text encoding (e.g. utf-8, cp1252, "
+                           "latin-1)") from None
+    return encoding, bom
+
+
+def _csv_text(body: bytes | bytearray, charset: str | None) -> bytes | bytearray:
+    """The CSV body as UTF-8 bytes without a BOM; 422 naming the byte (and line) that is not text."""
+    encoding, bom = _csv_encoding(body, charset)
+    if encoding == "utf-8" and bom == 0 and body.isascii():      # ASCII (the usual CSV of numbers) is UTF-8
+        return body
+    data = memoryview(body)[bom:]
+    bad = _bad_text(data, encoding)
+    if bad is not None:
+        name = "UTF-8" if encoding == "utf-8" else encoding
+        raise InvalidInput(f"the CSV body is not {name} text: byte {data[bad[0]]:#04x} at offset {bad[0] + bom:,} "
+                           f"(line {bad[1]:,}) cannot be decoded; name the encoding in the Content-Type, e.g. "
+                           "text/csv; charset=cp1252")
+    if encoding == "utf-8":
+        return body if bom == 0 else bytes(data)
+    return bytes(data).decode(encoding).encode("utf-8")
+
+
+def _csv_dialect(data: bytes | bytearray) -> tuple[str, str]:
+    """(delimiter, decimal mark) of a CSV body, detected from its first lines as the upload detects them: the
+    delimiter among , ; tab | that splits the header widest with every sampled row agreeing, a decimal comma only
+    under ``;``."""
+    from service.datasets.tabular import _sniff_decimal, _sniff_delimiter
+    head = bytes(data[:_SNIFF_BYTES])
+    lines = head.decode("utf-8", errors="replace").splitlines()
+    if len(head) == _SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]                                   # the sample may end inside a line
+    sample = [ln for ln in lines if ln.strip()][:50]
+    d = _sniff_delimiter(sample)
+    try:
+        rows = list(csv.reader(sample, delimiter=d))
+    except csv.Error:
+        rows = []
+    return d, _sniff_decimal(rows[1:], d)
+
+
+def _csv_structure_error(data: bytes | bytearray, delimiter: str) -> str | None:
+    """The first structural problem of a CSV body (an unterminated or stray quote, a row with another number of
+    fields than the header), naming its line, from Python's csv module; None when there is none."""
+    reader = csv.reader(io.StringIO(bytes(data).decode("utf-8"), newline=""), delimiter=delimiter, strict=True)
+    width = None
+    last = 0
+    try:
+        for row in reader:
+            first, last = last + 1, reader.line_num
+            if not row:
+                continue
+            if width is None:
+                width = len(row)
+            elif len(row) != width:
+                return f"line {first}: expected {width} columns (as in the header), found {len(row)}"
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return f"line {last + 1}: unterminated quote: a field opens with \" and is never closed"
+        return f"line {last + 1}: {exc}"
+    return None
+
+
+def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, drop=frozenset()):
+    """A CSV body -> table, read as an upload is: BOM (UTF-8, UTF-16) or ``charset=``, delimiter among , ; tab |,
+    the upload's NA tokens as missing values; the model's categorical and boolean columns (and the ``drop``
+    columns) as text exactly as written (``01234`` stays ``01234``). 422 naming the byte or line."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
-    encoding = "utf-8"
-    if charset:
-        try:
-            encoding = codecs.lookup(charset).name
-        except LookupError:
-            raise InvalidInput(f"Content-Type charset {echo(charset)}: unknown encoding (e.g. utf-8, cp1252, "
-                               "latin-1)") from None
-    if not (encoding == "utf-8" and body.isascii()):      # ASCII (the usual CSV of numbers) is valid UTF-8
-        bad = _bad_text(body, encoding)
-        if bad is not None:
-            name = "UTF-8" if encoding == "utf-8" else encoding
-            raise InvalidInput(f"the CSV body is not {name} text: byte {body[bad[0]]:#04x} at offset {bad[0]:,} "
-                               f"(line {bad[1]:,}) cannot be decoded; name the encoding in the Content-Type, e.g. "
-                               "text/csv; charset=cp1252")
-    options = pcsv.ReadOptions(encoding=encoding) if encoding != "utf-8" else None
+
+    from service.datasets.tabular import NA_TOKENS
+
+    data = _csv_text(body, charset)
+    d, decimal = _csv_dialect(data)
+    quoted = b'"' in data
+    if quoted:               # pyarrow reads an unterminated quote to the end of the body: rows would be lost
+        problem = _csv_structure_error(data, d)
+        if problem is not None:
+            raise InvalidInput(f"the CSV body cannot be read: {problem}")
+    text_columns = {c["name"]: pa.string() for c in (columns.columns if columns is not None else [])
+                    if c["type"] != "numeric"}
+    text_columns.update({n: pa.string() for n in drop})
+    convert = pcsv.ConvertOptions(column_types=text_columns, null_values=list(NA_TOKENS), strings_can_be_null=True,
+                                  quoted_strings_can_be_null=True, timestamp_parsers=[], decimal_point=decimal)
     try:
-        table = pcsv.read_csv(pa.BufferReader(pa.py_buffer(body)), read_options=options)
+        return pcsv.read_csv(pa.BufferReader(pa.py_buffer(data)),
+                             parse_options=pcsv.ParseOptions(delimiter=d, newlines_in_values=quoted),
+                             convert_options=convert)
     except (pa.ArrowException, OSError, UnicodeError) as exc:
-        raise InvalidInput(f"the CSV body cannot be read (a header line, then numbers): {exc}") from None
-    return table
+        problem = None if quoted else _csv_structure_error(data, d)
+        raise InvalidInput(f"the CSV body cannot be read: {problem or str(exc).splitlines()[0]}") from None
 
 
 WHAT = {"arrow": "Arrow", "parquet": "Parquet", "csv": "CSV"}
 
 
 def parse(body: bytes | bytearray, kind: str, *, input_dim: int, columns=None, max_bytes: int | None = None,
-          charset: str | None = None) -> np.ndarray:
+          charset: str | None = None, drop=frozenset()) -> np.ndarray:
     """A predict body -> float32 (n, input_dim); 422 naming the shape, column or row.
 
     ``columns`` (the model's ``core.Preprocessor``) maps named table columns (any order; categorical text,
     booleans, nulls) onto the model's raw input columns. ``max_bytes`` bounds what a header may declare (a .npy
-    shape, the decoded size of an Arrow or Parquet body); ``charset`` is the CSV body's text encoding."""
+    shape, the decoded size of an Arrow or Parquet body); ``charset`` is the CSV body's text encoding; ``drop``
+    names columns accepted and left out (the model's ``dropped``: target, ignored columns)."""
     if kind == "json":
-        return service.parse_inputs(body, input_dim=input_dim, columns=columns)
+        return service.parse_inputs(body, input_dim=input_dim, columns=columns, drop=drop)
     if kind == "npy":
         return _checked(_npy(body, limit=max_bytes), input_dim)
     if kind == "csv":
-        table = _csv(body, charset=charset)
+        table = _csv(body, charset=charset, columns=columns, drop=drop)
         _check_header(table, columns)
     else:
         table = (_arrow if kind == "arrow" else _parquet)(body, limit=max_bytes)
-    return parse_table(table, WHAT[kind], input_dim=input_dim, columns=columns)
+    return parse_table(table, WHAT[kind], input_dim=input_dim, columns=columns, drop=drop)
 
 
 def _check_header(table, columns) -> None:
@@ -269,13 +352,18 @@ def _check_header(table, columns) -> None:
                        "lost as a row")
 
 
-def parse_table(table, what: str, *, input_dim: int, columns=None) -> np.ndarray:
+def parse_table(table, what: str, *, input_dim: int, columns=None, drop=frozenset()) -> np.ndarray:
     """An Arrow table -> checked float32 (n, input_dim): numeric columns by name (or in order when no name
     matches), one fixed-size-list column, or (models with categorical/boolean columns, or some trained
-    columns left out) values by column name through the model's ``matrix_from_columns``."""
+    columns left out) values by column name through the model's ``matrix_from_columns``. Columns named in
+    ``drop`` (the training target, ignored columns) are left out first."""
     import pyarrow as pa
 
     names = [str(n) for n in table.column_names]
+    if drop and not set(names).isdisjoint(drop):
+        keep = [j for j, n in enumerate(names) if n not in drop]
+        table = table.select(keep)
+        names = [names[j] for j in keep]
     twice = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
     if twice:
         raise InvalidInput(f"{what}: column(s) {echo(twice)} appear more than once")
@@ -312,7 +400,7 @@ def _checked(X: np.ndarray, input_dim: int, *, names: list[str] | None = None, w
     if np.isinf(X).any():       # NaN is a missing value: the model imputes it, or predict refuses it
         r, c = (int(v) for v in np.argwhere(np.isinf(X))[0])
         if names is not None and len(names) == X.shape[1]:
-            raise InvalidInput(f"{what} row {r}, column {names[c]!r}: {X[r, c]} is not a finite number (or is "
+            raise InvalidInput(f"{what} row {r + 1}, column {names[c]!r}: {X[r, c]} is not a finite number (or is "
                                "beyond float32's range, about 3.4e38)")
         raise InvalidInput(f"inputs[{r}][{c}] is not a finite number: {X[r, c]}")
     return X
@@ -350,7 +438,8 @@ def predict(model: service.LoadedModel, body: bytes | bytearray, kind: str, answ
             charset: str | None = None) -> tuple[bytes, str] | None:
     """Parse, predict under the model's lock and encode; with ``blocking=False``, None if the model is busy or
     the work (rows x parameters) is over ``max_work``."""
-    X = parse(body, kind, input_dim=model.input_dim, columns=model.columns, max_bytes=max_bytes, charset=charset)
+    X = parse(body, kind, input_dim=model.input_dim, columns=model.columns, max_bytes=max_bytes, charset=charset,
+              drop=model.dropped)
     if not blocking and max_work is not None and model.cost(X.shape[0]) > max_work:
         return None
     arrays = service.predict_arrays(model, X, blocking=blocking)

@@ -34,12 +34,12 @@ def _named(names: list, rows: list, model: service.LoadedModel, where: str) -> n
             return _rows(rows, where, model.input_dim)      # the fast path: numbers in the trained order
         except InvalidInput:
             pass                                            # nulls (missing values) and the like: below
-    return service.from_columns(cols, names, rows, where=where)
+    return service.from_columns(cols, names, rows, where=where, drop=model.dropped)
 
 
 def _rows(rows, where: str, width: int) -> np.ndarray:
     try:
-        return service.rows_to_float32(rows, name=where, width=width)
+        return service.rows_to_float32(rows, name=where, width=width, strict=True)
     except service.ParseError as exc:
         raise InvalidInput(str(exc)) from None
 
@@ -61,7 +61,7 @@ def parse(body: bytes | bytearray, content_type: str | None, model: service.Load
     """An MLflow scoring body -> float32 (n, input_dim); 422 naming the key, record, row or column."""
     if media_kind(content_type) == "csv":
         return formats.parse(body, "csv", input_dim=model.input_dim, columns=model.columns,
-                             charset=formats.charset_of(content_type))
+                             charset=formats.charset_of(content_type), drop=model.dropped)
     doc = parse_json(body)
     if not isinstance(doc, dict):
         raise InvalidInput(f"the body must be an object with one of {', '.join(KEYS)}")

@@ -73,7 +73,7 @@ async def predict(model_id: str, request: Request, owner: OwnerDep) -> Response:
     if len(body) > INLINE_BYTES:
         answer = await run_in_threadpool(service.predict_body, model, body)
     else:                            # small bodies: parse on the event loop; predict there if the work is small
-        X = service.parse_inputs(body, input_dim=model.input_dim, columns=model.columns)
+        X = service.parse_inputs(body, input_dim=model.input_dim, columns=model.columns, drop=model.dropped)
         answer = service.try_predict(model, X) if model.cost(X.shape[0]) <= INLINE_WORK else None
         if answer is None:
             answer = await run_in_threadpool(service.predict, model, X)

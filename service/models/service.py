@@ -96,6 +96,7 @@ class LoadedModel:
     checked_at: float = field(default_factory=time.monotonic)
     chunk_rows: int = 1 << 30      # rows per forward pass, so activations stay within MLP_PREDICT_MEMORY_BYTES
     n_params: int = 0              # weights touched per row: rows x n_params is the work of a predict
+    dropped: frozenset = frozenset()   # names predict by name accepts and drops: the target, ignored columns
 
     def cost(self, n_rows: int) -> int:
         """The work of predicting ``n_rows`` rows (multiply-adds, about)."""
@@ -161,7 +162,23 @@ def load(session: Session, storage: Storage, *, owner: str, model_id: str, cache
     chunk = max(1, cache.predict_memory_bytes // (2 * 8 * widest))
     return cache.put(owner, LoadedModel(model_id=row.id, net=net, task=net.task, classes=classes,
                                         input_dim=int(net.n_features_in), columns=_columns(net),
-                                        chunk_rows=chunk, n_params=int(net.n_params or 0)))
+                                        chunk_rows=chunk, n_params=int(net.n_params or 0),
+                                        dropped=_non_inputs(session, net, row)))
+
+
+def _non_inputs(session: Session, net: core.Network, row: TrainedModel) -> frozenset:
+    """The training file's columns that are not inputs (target, ignored columns, sample weights), which predict
+    by name accepts and drops: from the model file, or for models saved before it recorded them, from the data set
+    (if it still exists). Never one of the model's own columns."""
+    names = (net.meta or {}).get("non_inputs")
+    if names is None:
+        from service.datasets.tables import Dataset
+        from service.jobs.preprocessing import non_inputs
+
+        dataset = get_owned(session, Dataset, owner=row.owner, row_id=row.dataset_id)
+        names = non_inputs(dataset) if dataset is not None else []
+    inputs = {c["name"] for c in _columns(net).columns}
+    return frozenset(str(n) for n in names if str(n) not in inputs)
 
 
 def _columns(net: core.Network) -> core.Preprocessor:
@@ -212,15 +229,17 @@ BODY_SHAPES = ('{"inputs": [[...], ...]}, {"records": [{"column": value, ...}, .
                '{"columns": [...], "data": [[...], ...]}')
 
 
-def parse_inputs(body: bytes | bytearray, *, input_dim: int, columns: core.Preprocessor | None = None) -> np.ndarray:
+def parse_inputs(body: bytes | bytearray, *, input_dim: int, columns: core.Preprocessor | None = None,
+                 drop=frozenset()) -> np.ndarray:
     """The predict body -> raw rows (n, input_dim) for the model; 422 naming the row, column or field.
 
     ``{"inputs": [[...]]}`` (numbers, in the trained column order), ``{"records": [{name: value}]}`` or
-    ``{"columns": [names], "data": [[...]]}`` (columns by name in any order, null = missing)."""
+    ``{"columns": [names], "data": [[...]]}`` (columns by name in any order, null = missing; names in ``drop``,
+    the model's ``dropped``, are accepted and left out)."""
     X = _numeric_inputs(body, input_dim=input_dim, columns=columns)
     if X is not None:
         return X
-    return inputs_from_doc(parse_json(body), input_dim=input_dim, columns=columns)
+    return inputs_from_doc(parse_json(body), input_dim=input_dim, columns=columns, drop=drop)
 
 
 def _numeric_inputs(body: bytes | bytearray, *, input_dim: int, columns: core.Preprocessor | None) -> np.ndarray | None:
@@ -241,7 +260,8 @@ def numeric_only(columns: core.Preprocessor) -> bool:
     return len(columns.num_idx_) == len(columns.columns)
 
 
-def inputs_from_doc(doc, *, input_dim: int, columns: core.Preprocessor | None = None) -> np.ndarray:
+def inputs_from_doc(doc, *, input_dim: int, columns: core.Preprocessor | None = None,
+                    drop=frozenset()) -> np.ndarray:
     """A parsed predict body (one of BODY_SHAPES) -> raw rows (n, input_dim); 422 naming the row, column or field."""
     if not isinstance(doc, dict):
         raise InvalidInput(f"the body must be an object: {BODY_SHAPES}")
@@ -252,7 +272,7 @@ def inputs_from_doc(doc, *, input_dim: int, columns: core.Preprocessor | None = 
             raise InvalidInput(f"inputs: this model has non-numeric columns ({kinds}); send "
                                '{"records": [...]} or {"columns": [...], "data": [[...]]} with values by column name')
         try:
-            return rows_to_float32(doc["inputs"], name="inputs", width=input_dim)
+            return rows_to_float32(doc["inputs"], name="inputs", width=input_dim, strict=True)
         except ParseError as exc:
             raise InvalidInput(str(exc)) from None
     if keys == {"records"}:
@@ -265,21 +285,23 @@ def inputs_from_doc(doc, *, input_dim: int, columns: core.Preprocessor | None = 
         raise InvalidInput(f"{what}; the body is one of {BODY_SHAPES}")
     if columns is None:
         raise InvalidInput("this model predicts from inputs only")
-    return from_columns(columns, names, rows)
+    return from_columns(columns, names, rows, drop=drop)
 
 
-def from_columns(columns: core.Preprocessor, names: list, rows: list, *, where: str | None = None) -> np.ndarray:
-    """``columns.matrix_from_columns`` (rows of values by column name -> raw float64 rows), 422 naming the row
-    and column of a bad value, also of a number float32 cannot hold (the network computes in float32)."""
+def from_columns(columns: core.Preprocessor, names: list, rows: list, *, where: str | None = None,
+                 drop=frozenset()) -> np.ndarray:
+    """``columns.matrix_from_columns`` (rows of values by column name -> raw float64 rows; names in ``drop``
+    accepted and left out), 422 naming the row (from 1) and column of a bad value, also of a number float32
+    cannot hold (the network computes in float32)."""
     try:
-        X = columns.matrix_from_columns(names, rows)
+        X = columns.matrix_from_columns(names, rows, ignore=drop)
     except ValueError as exc:
         raise InvalidInput(f"{where}: {exc}" if where else str(exc)) from None
     with np.errstate(over="ignore"):
         big = np.isinf(X.astype(np.float32))     # as the float32 cast rounds (NaN, a missing value, stays NaN)
     if big.any():
         r, c = (int(v) for v in np.argwhere(big)[0])
-        raise InvalidInput(f"{where + ': ' if where else ''}row {r}, column {columns.columns[c]['name']!r}: "
+        raise InvalidInput(f"{where + ': ' if where else ''}row {r + 1}, column {columns.columns[c]['name']!r}: "
                            f"{X[r, c]:g} is beyond float32's range (about 3.4e38), which the model computes in")
     return X
 
@@ -334,7 +356,7 @@ def _not_finite(out: np.ndarray) -> None:
         bad = ~np.isfinite(flat).all(axis=1)
         if bad.any():
             row = int(np.argmax(bad))
-            raise InvalidInput(f"row {row}: the model's output is not finite for this input (values too large "
+            raise InvalidInput(f"row {row + 1}: the model's output is not finite for this input (values too large "
                                f"for the trained network); {int(bad.sum())} row(s) affected")
 
 
@@ -345,7 +367,24 @@ def predict_arrays_unlocked(model: LoadedModel, X: np.ndarray) -> tuple[np.ndarr
     try:
         return _answer(model, X)
     except ValueError as exc:        # e.g. an infinite value in the raw rows (the message names the cell)
-        raise InvalidInput(str(exc)) from None
+        raise InvalidInput(_cell_error(model, X) or str(exc)) from None
+
+
+def _cell_error(model: LoadedModel, X: np.ndarray) -> str | None:
+    """The detail for the first cell of X the model cannot take (infinite; missing without imputation), naming
+    its row (from 1) and column by name; None when every cell is finite."""
+    if X.dtype.kind != "f":
+        return None
+    bad = ~np.isfinite(X)
+    if not bad.any():
+        return None
+    r, c = (int(v) for v in np.argwhere(bad)[0])
+    cols = model.columns.columns if model.columns is not None else []
+    name = f"column {cols[c]['name']!r}" if c < len(cols) else f"column {c + 1}"
+    if np.isnan(X[r, c]):
+        return (f"row {r + 1}, {name}: a missing value (NaN), but the model was trained without imputation for "
+                "this column")
+    return f"row {r + 1}, {name}: {X[r, c]} is not a finite number"
 
 
 def _answer(model: LoadedModel, X: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
@@ -392,7 +431,8 @@ def encode_json(model: LoadedModel, proba: np.ndarray | None, out: np.ndarray) -
 
 def predict_body(model: LoadedModel, body: bytes | bytearray) -> bytes:
     """Parse and predict (under the model's lock); for running in a worker thread."""
-    return predict(model, parse_inputs(body, input_dim=model.input_dim, columns=model.columns))
+    return predict(model, parse_inputs(body, input_dim=model.input_dim, columns=model.columns,
+                                       drop=model.dropped))
 
 
 def try_predict(model: LoadedModel, X: np.ndarray) -> bytes | None:

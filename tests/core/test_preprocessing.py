@@ -260,7 +260,7 @@ def test_matrix_from_columns_by_name_any_order():
     assert np.isfinite(out).all()
     with pytest.raises(ValueError, match=r"unknown column 'agee'"):
         p.matrix_from_columns(["agee"], [[1]])
-    with pytest.raises(ValueError, match=r"row 0, column 'age': expected a number, got 'old'"):
+    with pytest.raises(ValueError, match=r"row 1, column 'age': expected a number, got 'old'"):
         p.matrix_from_columns(["age"], [["old"]])
     legacy = Preprocessor.standardize().fit(np.arange(6.0).reshape(3, 2))
     with pytest.raises(ValueError, match=r"missing column 'x1'"):

@@ -76,7 +76,7 @@ def test_invocation_errors_name_the_problem(shared):
          "the body must hold exactly one of dataframe_split, dataframe_records, instances, inputs (and optionally "
          "params), got ['inputs', 'instances']"),
         ({"dataframe_records": [{"sepal": 1, "petal": 2, "stem": 3, "leaf": "x"}]},
-         "dataframe_records: row 0, column 'leaf': expected a number, got 'x'"),
+         "dataframe_records: row 1, column 'leaf': expected a number, got 'x'"),
         ({"dataframe_split": {"columns": ["sepal", "petal", "stem", "root"], "data": [[1, 2, 3, 4]]}},
          "dataframe_split: unknown column 'root'; the model's columns are 'sepal', 'petal', 'stem', 'leaf'"),
         ({"instances": [[1, 2, 3]]}, "instances rows must have 4 values (the model's input width), got 3"),

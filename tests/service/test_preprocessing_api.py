@@ -131,7 +131,7 @@ def test_predict_by_records_with_null_and_unseen_category(client, churn_model):
 BAD_BODIES = [
     ({"records": [{"age": 30, "plann": "pro"}]}, "unknown column 'plann'; the model's columns are 'age', 'plan', "
                                                  "'region'"),
-    ({"records": [{"age": 30}, {"age": "old"}]}, "row 1, column 'age': expected a number, got 'old'"),
+    ({"records": [{"age": 30}, {"age": "old"}]}, "row 2, column 'age': expected a number, got 'old'"),
     ({"columns": ["age", "age"], "data": [[1, 2]]}, "column 'age' is given twice"),
     ({"columns": ["age", "plan"], "data": [[1]]}, "data[0] has 1 value(s) but columns lists 2 names"),
     ({"records": []}, "records must be a non-empty list of objects {column: value}"),
@@ -170,7 +170,7 @@ def test_non_finite_output_is_422_naming_the_row(app, client):
     insert_model(app, net, model_id="f" * 32, task="regression")
     r = predict(client, "f" * 32, {"inputs": [[1.0, 2.0, 3.0], [3e38, 3e38, 3e38]]})
     assert r.status_code == 422
-    assert r.json()["detail"].startswith("row 1: the model's output is not finite for this input")
+    assert r.json()["detail"].startswith("row 2: the model's output is not finite for this input")
 
 
 def test_validation_data_set_with_other_categories_is_aligned(client, wait_job):
@@ -313,4 +313,4 @@ def test_boolean_column_trains_and_predicts_by_record(client, wait_job):
     assert r.json()["predictions"][:2] == ["yes", "no"]
     r = predict(client, job["model_id"], {"records": [{"x": 0.1, "active": "maybe"}]})
     assert r.status_code == 422
-    assert r.json()["detail"] == "row 0, column 'active': expected true or false, got 'maybe'"
+    assert r.json()["detail"] == "row 1, column 'active': expected true or false, got 'maybe'"

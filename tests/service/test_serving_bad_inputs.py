@@ -364,7 +364,7 @@ def test_errors_echo_at_most_a_short_piece_of_a_huge_value(shared):
          "input 'input': shape must be [n, 4] (the model's input width), got [0, 1, 2, 3, 4, 5, ...]"),
         (m["infer"], {"inputs": [_tensor()], "outputs": [{"name": "y" * 100_000}]}, 400, None),
         (m["predict"], {"records": [{"sepal": big}]}, 422,
-         "row 0, column 'sepal': expected a number, got [0.636962, 0.269787, 0.040974, 0.016528, 0.81327, "
+         "row 1, column 'sepal': expected a number, got [0.636962, 0.269787, 0.040974, 0.016528, 0.81327, "
          "0.912756, ...]"),
         (m["predict"], {"records": [{"z" * 3_000_000: 1}]}, 422, None),
         (m["predict"], {"z" * 3_000_000: 1}, 422, None),
@@ -413,7 +413,7 @@ def test_json_without_content_type_or_as_json_variants_still_predicts(shared):
 def test_named_values_beyond_float32_name_the_column_and_row(shared):
     c, m = shared
     row = {"sepal": 1.0, "petal": 2.0, "stem": 3.0, "leaf": 4.0}
-    message = "row 1, column 'stem': 1e+39 is beyond float32's range (about 3.4e38), which the model computes in"
+    message = "row 2, column 'stem': 1e+39 is beyond float32's range (about 3.4e38), which the model computes in"
     r = c.post(m["predict"], json={"records": [row, {**row, "stem": 1e39}]})
     assert detail(r) == (422, message)
     r = c.post(m["predict"], json={"columns": COLS, "data": [[1, 2, 3, 4], [1, 2, 1e39, 4]]})
@@ -422,7 +422,7 @@ def test_named_values_beyond_float32_name_the_column_and_row(shared):
                                                    "data": [[1, 2, 3, 4], [4, 1e39, 1, 2]]}})
     assert detail(r) == (422, f"dataframe_split: {message}")
     r = c.post(m["predict"], content=b"sepal,petal,stem,leaf\n1,2,3,4\n1,2,1e39,4\n", headers={"Content-Type": "text/csv"})
-    assert detail(r) == (422, "CSV row 1, column 'stem': inf is not a finite number (or is beyond float32's range, "
+    assert detail(r) == (422, "CSV row 2, column 'stem': inf is not a finite number (or is beyond float32's range, "
                               "about 3.4e38)")
     r = c.post(m["predict"], json={"records": [{**row, "stem": 3.4028235e38}]})          # float32's largest: fine
     assert r.status_code == 200, r.text
