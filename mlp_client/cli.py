@@ -250,8 +250,16 @@ def _follow(job: Job) -> int:
 
 
 def _read_rows(path: str) -> tuple[list[str], list[list[str]]]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
+    """Header and rows of a CSV file in UTF-8 (with or without BOM) or UTF-16 with BOM; the delimiter is the one
+    of , ; tab | that splits the header line into the most fields (as the server detects it)."""
+    with open(path, "rb") as raw:
+        bom = raw.read(2)
+    encoding = "utf-16" if bom in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    with open(path, newline="", encoding=encoding) as fh:
+        first = next((line for line in fh if line.strip()), "")
+        delimiter = max(",;\t|", key=lambda d: len(next(csv.reader([first], delimiter=d))))
+        fh.seek(0)
+        reader = csv.reader(fh, delimiter=delimiter)
         try:
             header = next(reader)
         except StopIteration:
@@ -260,9 +268,16 @@ def _read_rows(path: str) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _cell(text: str) -> Any:
-    if text == "":
+NA_TOKENS = frozenset(("", "NA", "N/A", "NaN", "null", "?", "-"))   # missing, as in the server's CSV uploads
+
+
+def _cell(text: str, kind: str | None = None) -> Any:
+    """A CSV cell as the server reads the same CSV: a missing value (an NA token), a number for a numeric
+    column, the text exactly as written for a categorical or boolean one (``01234`` stays ``01234``)."""
+    if text in NA_TOKENS:
         return None
+    if kind in ("categorical", "boolean"):
+        return text
     try:
         return float(text)
     except ValueError:
@@ -272,11 +287,14 @@ def _cell(text: str) -> Any:
 def _predict(client: Client, args: argparse.Namespace) -> int:
     model: Model = client.get_model(args.model_id)
     header, rows = _read_rows(args.rows)
+    model._feature_names()                       # reads the model's input_schema when the answer lacked it
+    kinds = {str(c.get("name")): c.get("type") for c in model.data.get("input_schema") or [] if isinstance(c, dict)}
+    types = [kinds.get(name) for name in header]
     records = []
     for line, row in enumerate(rows, start=2):
         if len(row) != len(header):
             raise ValueError(f"{args.rows}, line {line}: {len(row)} values, the header has {len(header)}")
-        records.append({name: _cell(v) for name, v in zip(header, row)})
+        records.append({name: _cell(v, kind) for name, v, kind in zip(header, row, types)})
     if not records:
         raise ValueError(f"{args.rows} has a header but no rows")
     preds, probs = model._predict(records)

@@ -181,3 +181,19 @@ def test_ctrl_c_stops_watching_but_not_the_job(server):
         assert c.get_job(job.id).status == "running"
         c.get_job(job.id).cancel()
         assert c.get_job(job.id).wait(progress=False, timeout=30).status == "cancelled"
+
+
+def test_predict_reads_the_csv_as_the_server_reads_a_csv_body(tmp_path):
+    from mlp_client.cli import _cell, _read_rows
+
+    text = "zip;plan;x\n01234; pro ;0.5\n11111;NA;\n"
+    for i, (encoding, raw) in enumerate((("utf-8", text.encode()), ("utf-8-sig", text.encode("utf-8-sig")),
+                                         ("utf-16", text.replace(";", "\t").encode("utf-16")))):
+        path = tmp_path / f"rows{i}.csv"
+        path.write_bytes(raw)
+        header, rows = _read_rows(str(path))
+        assert header == ["zip", "plan", "x"] and rows == [["01234", " pro ", "0.5"], ["11111", "NA", ""]], encoding
+    kinds = ["categorical", "categorical", "numeric"]
+    assert [[_cell(v, k) for v, k in zip(row, kinds)] for row in rows] == [["01234", " pro ", 0.5],
+                                                                           ["11111", None, None]]
+    assert _cell("01234") == 1234.0 and _cell("x1") == "x1"     # a column the model does not type: as before

@@ -332,3 +332,45 @@ def test_model_files_of_format_1_still_load(tmp_path):
     np.savez(tmp_path / "old.npz", **arrays)
     old = Network.load(tmp_path / "old.npz")
     np.testing.assert_allclose(old.predict_proba(X), net.predict_proba(X), atol=1e-6)
+
+
+def test_a_constant_column_contributes_exactly_0_in_float64_and_float32():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=999), np.full(999, np.float32(1e20)), np.full(999, np.nan)])
+    p = Preprocessor(numeric={"impute": "constant", "fill_value": 1e30}).fit(X)
+    # n equal values' mean need not round back to the value: the center is the value itself, as the clip is
+    assert p.scaler_.center_[1] == p.scaler_.lo_[1] == p.scaler_.hi_[1] == np.float32(1e20)
+    assert p.scaler_.center_[2] == p.scaler_.lo_[2] == 1e30
+    held_out = np.array([[0.5, 1e20, np.nan], [0.5, -3e38, 3e38], [0.5, 3e38, -5.0]])
+    for dtype in (np.float32, np.float64):
+        out = p.transform(held_out, dtype=dtype)
+        assert (out[:, 1:] == 0).all(), out
+    # the same subtraction in float32 (the ONNX export's precision) agrees
+    sc = p.scaler_
+    clipped = np.clip(held_out[:, 1:].astype(np.float32), sc.lo_[1:].astype(np.float32), sc.hi_[1:].astype(np.float32))
+    assert (np.nan_to_num(clipped - sc.center_[1:].astype(np.float32), nan=0.0) == 0).all()
+
+
+def test_fill_value_beyond_float32_is_refused():
+    for fv in (1e39, -3.5e38, float("inf")):
+        with pytest.raises(ValueError, match=r"numeric.fill_value must be a finite number within float32's range"):
+            Preprocessor(numeric={"impute": "constant", "fill_value": fv})
+
+
+def test_categorical_values_trimmed_and_numbers_matched_to_their_written_category():
+    cols = [{"name": "zip", "type": "categorical", "categories": ["01234", "11111", "2.0", "1e+20", "a b"]},
+            {"name": "x", "type": "numeric"}]
+    p = Preprocessor(cols).fit(np.array([[0, 1.0], [1, 2.0], [2, 3.0], [3, 4.0], [4, 5.0]]))
+    X = p.matrix_from_columns(["zip", "label", "x"],
+                              [["01234", "y", 1], [1234, "n", 1], [" 11111\t", None, 1], [2, 0, 1], [2.0, 0, 1],
+                               [1e20, 0, 1], ["\u00a0a b ", 0, 1], ["1234", 0, 1], [2.5, 0, 1], ["a  b", 0, 1]],
+                              ignore={"label"})
+    assert X[:, 0].tolist() == [0, 0, 1, 2, 2, 3, 4, -1, -1, -1]
+    with pytest.raises(ValueError, match=r"unknown column 'label'"):
+        p.matrix_from_columns(["zip", "label"], [["01234", "y"]])
+    twice = Preprocessor([{"name": "zip", "type": "categorical", "categories": ["01234", "1234"]}]).fit(
+        np.array([[0.0], [1.0]]))
+    assert twice.matrix_from_columns(["zip"], [["1234"], ["01234"]])[:, 0].tolist() == [1, 0]
+    with pytest.raises(ValueError, match=r"^row 2, column 'zip': the number 1234 matches several categories "
+                                         r"\('01234', '1234'\); send the category as text$"):
+        twice.matrix_from_columns(["zip"], [["1234"], [1234]])

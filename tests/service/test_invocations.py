@@ -65,6 +65,12 @@ def test_instances_inputs_and_csv(shared):
     r = c.post(m["url"], content=m["rows"].to_csv(index=False), headers={"Content-Type": "text/csv"})
     assert r.status_code == 200, r.text
     assert r.json() == {"predictions": m["ref"]}
+    # the training file's target column (species) is accepted and dropped, by name and in CSV
+    labelled = m["rows"].assign(species="setosa")
+    for r in (_post_json(c, m["url"], '{"dataframe_split": ' + labelled.to_json(orient="split") + "}"),
+              c.post(m["url"], content=labelled.to_csv(index=False), headers={"Content-Type": "text/csv"})):
+        assert r.status_code == 200, r.text
+        assert r.json() == {"predictions": m["ref"]}
 
 
 def test_invocation_errors_name_the_problem(shared):
@@ -80,6 +86,8 @@ def test_invocation_errors_name_the_problem(shared):
         ({"dataframe_split": {"columns": ["sepal", "petal", "stem", "root"], "data": [[1, 2, 3, 4]]}},
          "dataframe_split: unknown column 'root'; the model's columns are 'sepal', 'petal', 'stem', 'leaf'"),
         ({"instances": [[1, 2, 3]]}, "instances rows must have 4 values (the model's input width), got 3"),
+        ({"instances": [[1, "2", 3, 4]]}, "instances[0][1] is not a number: '2'"),     # as by name: text is text
+        ({"inputs": [[1, 2, 3, False]]}, "inputs[0][3] is not a number: false"),
     ]
     for body, detail in cases:
         r = _post_json(c, m["url"], orjson.dumps(body))

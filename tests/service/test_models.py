@@ -177,6 +177,8 @@ def test_predict_large_batch_runs_off_the_event_loop(client, colour_model):
     ([[1.0, 2.0, 3.0, None]], "inputs[0][3] is not a finite number: null"),
     ([[1.0, 2.0, 3.0, 1e39]], "inputs[0][3] is not a finite number: 1e+39"),
     ([[1.0, 2.0, "three", 4.0]], "inputs[0][2] is not a number: 'three'"),
+    ([[1.0, 2.0, "3", 4.0]], "inputs[0][2] is not a number: '3'"),      # text is never a number, as by name
+    ([[1.0, 2.0, 3.0, 4.0], [True, 2.0, 3.0, 4.0]], "inputs[1][0] is not a number: true"),
     ([], "inputs is empty: send at least one row"),
     ([1.0, 2.0, 3.0, 4.0], "inputs[0] must be a list of numbers, got 1.0"),
     ("abc", "inputs must be a list of rows (lists of numbers), got str"),

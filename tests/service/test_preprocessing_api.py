@@ -161,6 +161,12 @@ def test_missing_column_of_a_model_without_imputation_is_422(app, client):
     assert r.json()["detail"].startswith("missing column 'b': the model was trained without imputation")
     r = predict(client, "n" * 32, {"records": [{"a": 1.0, "b": 2.0}]})
     assert r.status_code == 200 and len(r.json()["predictions"]) == 1
+    for body, ctype in ((b"a,b\n1,2\n3,\n", "text/csv"), (b'{"inputs": [[1, 2], [3, 4], [5, 1e39]]}', None)):
+        r = client.post(f"/v1/models/{'n' * 32}/predict", content=body, headers={"Content-Type": ctype or "application/json"})
+        assert r.status_code == 422
+    r = client.post(f"/v1/models/{'n' * 32}/predict", content=b"a,b\n1,2\n3,\n", headers={"Content-Type": "text/csv"})
+    assert r.json()["detail"] == ("row 2, column 'b': a missing value (NaN), but the model was trained without "
+                                  "imputation for this column")
 
 
 def test_non_finite_output_is_422_naming_the_row(app, client):
@@ -314,3 +320,169 @@ def test_boolean_column_trains_and_predicts_by_record(client, wait_job):
     r = predict(client, job["model_id"], {"records": [{"x": 0.1, "active": "maybe"}]})
     assert r.status_code == 422
     assert r.json()["detail"] == "row 1, column 'active': expected true or false, got 'maybe'"
+
+
+# -- one reading of raw values on every predict path (zip codes, whitespace, the target and ignored columns) ------
+ZIPS = ["01234", "11111", "98765"]
+
+
+def zip_csv(n: int = 300) -> str:
+    """id (ignored at upload), zip (categorical=zip; leading zero), plan (text written with spaces), x (numeric),
+    g (categorical=g, written 1.5 / 2.0 / 3), label: yes iff zip is 01234."""
+    rng = np.random.default_rng(5)
+    lines = ["id,zip,plan,x,g,label"]
+    for i in range(n):
+        z = ZIPS[i % 3]
+        lines.append(f"C{i},{z}, {['basic', 'pro'][i % 2]} ,{rng.normal():.3f},{['1.5', '2.0', '3'][i % 3]},"
+                     f"{'yes' if z == '01234' else 'no'}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def zip_model(tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+    from tests.service.helpers import wait_job
+
+    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("zips") / "data", workers=1))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        ds = upload_csv(c, zip_csv(), "zips.csv", categorical="zip,g", ignore="id")
+        cats = {col["name"]: col.get("categories") for col in ds["columns"]}
+        assert cats["zip"] == ZIPS and cats["plan"] == ["basic", "pro"] and cats["g"] == ["1.5", "2.0", "3"]
+        job = train(c, wait_job, ds, 2, epochs=30)
+        yield c, job["model_id"]
+
+
+def _proba(r) -> list:
+    assert r.status_code == 200, r.text
+    return r.json()["probabilities"]
+
+
+def _arrow(table) -> bytes:
+    import pyarrow as pa
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def test_categorical_values_read_as_written_on_every_path(zip_model):
+    import pyarrow as pa
+    c, mid = zip_model
+    url = f"/v1/models/{mid}/predict"
+    ref = _proba(c.post(url, json={"records": [{"zip": "01234", "plan": "pro", "x": 0.5, "g": "2.0"}]}))
+    unseen = _proba(c.post(url, json={"records": [{"zip": "00000", "plan": "pro", "x": 0.5, "g": "2.0"}]}))
+    assert unseen != ref
+    same = [
+        c.post(url, json={"records": [{"zip": 1234, "plan": " pro ", "x": 0.5, "g": 2}]}),       # numbers, spaces
+        c.post(url, json={"records": [{"zip": 1234.0, "plan": "pro\t", "x": 0.5, "g": 2.0}]}),
+        c.post(url, json={"columns": ["g", "x", "plan", "zip"], "data": [[2, 0.5, "  pro", 1234]]}),
+        c.post(url, content=b"zip,plan,x,g\n01234, pro ,0.5,2.0\n", headers={"Content-Type": "text/csv"}),
+        c.post(url, content=b"zip;plan;x;g\n01234;pro;0.5;2.0\n", headers={"Content-Type": "text/csv"}),
+        c.post(url, content="zip\tplan\tx\tg\n01234\tpro\t0.5\t2.0\n".encode("utf-16"),
+               headers={"Content-Type": "text/csv"}),
+        c.post(url, content=b"\xef\xbb\xbfzip|plan|x|g\n\"01234\"|\" pro\"|0.5|2.0\n", headers={"Content-Type": "text/csv"}),
+        c.post(url, content=_arrow(pa.table({"zip": [1234], "plan": [" pro "], "x": [0.5], "g": [2.0]})),
+               headers={"Content-Type": "application/vnd.apache.arrow.stream"}),
+    ]
+    for r in same:
+        assert _proba(r) == ref
+    inv = f"/v1/models/{mid}/invocations"
+    for body in ({"dataframe_split": {"columns": ["zip", "plan", "x", "g"], "data": [[1234, " pro", 0.5, 2]]}},
+                 {"dataframe_records": [{"zip": "01234 ", "plan": "pro", "x": 0.5, "g": "2.0"}]},
+                 {"instances": [{"zip": 1234, "plan": "pro", "x": 0.5, "g": 2}]}):
+        r = c.post(inv, json=body)
+        assert r.status_code == 200 and r.json() == {"predictions": ["yes"]}, (body, r.text)
+    r = c.post(inv, content=b"zip,plan,x,g\n01234, pro ,0.5,2.0\n", headers={"Content-Type": "text/csv"})
+    assert r.json() == {"predictions": ["yes"]}
+    # text is never read as a number: 1234 written as text is not the category 01234
+    assert _proba(c.post(url, json={"records": [{"zip": "1234", "plan": "pro", "x": 0.5, "g": "2.0"}]})) == unseen
+
+
+def test_target_and_ignored_columns_are_accepted_and_dropped(zip_model):
+    import pyarrow as pa
+    c, mid = zip_model
+    url = f"/v1/models/{mid}/predict"
+    row = {"zip": "01234", "plan": "pro", "x": 0.5, "g": "2.0"}
+    ref = _proba(c.post(url, json={"records": [row]}))
+    training_rows = "id,zip,plan,x,g,label\nC0,01234, pro ,0.5,2.0,yes\n".encode()
+    for r in (c.post(url, json={"records": [{"id": "C9", **row, "label": "no"}]}),
+              c.post(url, json={"columns": ["label", *row, "id"], "data": [["no", *row.values(), "C9"]]}),
+              c.post(url, content=training_rows, headers={"Content-Type": "text/csv"}),
+              c.post(url, content=_arrow(pa.table({"id": ["C9"], **{k: [v] for k, v in row.items()},
+                                                   "label": ["no"]})),
+                     headers={"Content-Type": "application/vnd.apache.arrow.stream"})):
+        assert _proba(r) == ref
+    inv = f"/v1/models/{mid}/invocations"
+    for r in (c.post(inv, json={"dataframe_split": {"columns": ["id", *row, "label"],
+                                                    "data": [["C9", *row.values(), "no"]]}}),
+              c.post(inv, content=training_rows, headers={"Content-Type": "text/csv"})):
+        assert r.status_code == 200 and r.json() == {"predictions": ["yes"]}, r.text
+    r = c.post(url, json={"records": [{**row, "zipp": 1}]})
+    assert (r.status_code, r.json()["detail"]) == (
+        422, "unknown column 'zipp'; the model's columns are 'zip', 'plan', 'x', 'g'")
+
+
+def test_csv_body_structure_errors_name_the_line(zip_model):
+    c, mid = zip_model
+    for path in ("predict", "invocations"):
+        url = f"/v1/models/{mid}/{path}"
+        for body, problem in (
+                (b'zip,plan,x,g\n01234,"pro,0.5,2\n11111,basic,0.1,3\n',
+                 'line 2: unterminated quote: a field opens with " and is never closed'),
+                (b'zip,plan,x,g\n01234,pro,0.5,2\n01234,"pro"x,0.5,2\n', "line 3: ',' expected after '\"'"),
+                (b"zip,plan,x,g\n01234,pro,0.5,2\n01234,pro,0.5,2,9\n",
+                 "line 3: expected 4 columns (as in the header), found 5"),
+                (b"zip;plan;x;g\n01234;pro;0.5;2\n\n11111;basic;0.1\n",
+                 "line 4: expected 4 columns (as in the header), found 3")):
+            r = c.post(url, content=body, headers={"Content-Type": "text/csv"})
+            assert (r.status_code, r.json()["detail"]) == (422, f"the CSV body cannot be read: {problem}"), body
+
+
+def test_number_for_a_category_and_values_of_the_wrong_type_name_row_and_column(zip_model):
+    c, mid = zip_model
+    url = f"/v1/models/{mid}/predict"
+    r = c.post(url, json={"records": [{"zip": "01234"}, {"zip": ["01234"]}]})
+    assert (r.status_code, r.json()["detail"]) == (422, "row 2, column 'zip': expected a category (text), got "
+                                                        "['01234']")
+    r = c.post(url, content=b"zip,plan,x,g\n01234,pro,old,2\n", headers={"Content-Type": "text/csv"})
+    assert (r.status_code, r.json()["detail"]) == (422, "CSV: row 1, column 'x': expected a number, got 'old'")
+
+
+def test_fill_value_beyond_float32_is_422_and_a_constant_column_contributes_0(client, wait_job, make_network):
+    rng = np.random.default_rng(1)
+    lines = ["a,allna,big,label"] + [f"{rng.normal():.3f},,1e20,{'yes' if i % 2 else 'no'}" for i in range(80)]
+    ds = upload_csv(client, "\n".join(lines) + "\n", "consts.csv")
+    net = make_network(client, mlp_spec(2))
+    for fv in (1e39, -3.5e38):
+        r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"], "epochs": 1,
+                                          "preprocessing": {"numeric": {"impute": "constant", "fill_value": fv}}})
+        assert r.status_code == 422
+        err = r.json()["detail"][0]
+        assert err["loc"] == ["body", "preprocessing", "numeric", "fill_value"]
+        assert err["msg"] == f"Value error, must be a finite number within float32's range (about 3.4e38), got {fv!r}"
+    job = train(client, wait_job, ds, 2, epochs=3,
+                preprocessing={"numeric": {"impute": "constant", "fill_value": 1e30}})
+    schema = {col["name"]: col for col in client.get(f"/v1/models/{job['model_id']}").json()["input_schema"]}
+    for name in ("allna", "big"):        # constant in training: the center is the value itself, as is the clip
+        scale = schema[name]["scale"]
+        assert scale["clip"] == [scale["center"], scale["center"]] and scale["scale"] == 1.0, scale
+    assert job["metrics"]["train_loss"] < 1.0
+    mid = job["model_id"]
+    base = _proba(predict(client, mid, {"records": [{"a": 0.3}]}))
+    for other in ({"a": 0.3, "allna": -5.0, "big": 1.0}, {"a": 0.3, "allna": 3e38, "big": -3e38}):
+        assert _proba(predict(client, mid, {"records": [other]})) == base
+
+
+def test_predict_trims_category_text_exactly_as_the_upload_does():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    chars = [chr(i) for i in range(0x3001)]
+    values = [f"{ch}x{ch}" for ch in chars]
+    uploaded = pc.utf8_trim_whitespace(pa.array(values)).to_pylist()        # what the upload stores
+    p = core.Preprocessor([{"name": "c", "type": "categorical", "categories": ["x"]}]).fit(np.array([[0.0]]))
+    codes = p.matrix_from_columns(["c"], [[v] for v in values])[:, 0]
+    assert [u == "x" for u in uploaded] == (codes == 0).tolist()
+    assert (codes == 0).sum() > 20                                              # tabs, newlines, NBSP, ...
