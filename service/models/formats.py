@@ -28,6 +28,7 @@ import math
 import numpy as np
 
 from service.bodies import ParseError
+from service.dialects import NA_TOKENS, detect_encoding, sniff_decimal, sniff_delimiter
 from service.errors import InvalidInput, NotAcceptable, TooLarge, UnsupportedMediaType, echo
 from service.models import service
 
@@ -210,9 +211,8 @@ def _bad_text(body: bytes | bytearray, encoding: str) -> tuple[int, int] | None:
 def _csv_encoding(body: bytes | bytearray, charset: str | None) -> tuple[str, int]:
     """(Python codec, BOM length) of a CSV body: its BOM (UTF-8, UTF-16) as the upload detects it, else the
     Content-Type's ``charset=``, else UTF-8; 422 for a charset that is unknown or not a text encoding."""
-    from service.datasets.tabular import _detect_encoding
     try:
-        encoding, bom = _detect_encoding(bytes(body[:4]), charset)
+        encoding, bom = detect_encoding(bytes(body[:4]), charset)
     except ParseError:
         raise InvalidInput(f"Content-Type charset {echo(charset)}: unknown encoding (e.g. utf-8, cp1252, "
                            "latin-1)") from None
@@ -245,18 +245,17 @@ def _csv_dialect(data: bytes | bytearray) -> tuple[str, str]:
     """(delimiter, decimal mark) of a CSV body, detected from its first lines as the upload detects them: the
     delimiter among , ; tab | that splits the header widest with every sampled row agreeing, a decimal comma only
     under ``;``."""
-    from service.datasets.tabular import _sniff_decimal, _sniff_delimiter
     head = bytes(data[:_SNIFF_BYTES])
     lines = head.decode("utf-8", errors="replace").splitlines()
     if len(head) == _SNIFF_BYTES and len(lines) > 1:
         lines = lines[:-1]                                   # the sample may end inside a line
     sample = [ln for ln in lines if ln.strip()][:50]
-    d = _sniff_delimiter(sample)
+    d = sniff_delimiter(sample)
     try:
         rows = list(csv.reader(sample, delimiter=d))
     except csv.Error:
         rows = []
-    return d, _sniff_decimal(rows[1:], d)
+    return d, sniff_decimal(rows[1:], d)
 
 
 def _csv_structure_error(data: bytes | bytearray, delimiter: str) -> str | None:
@@ -287,8 +286,6 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
     columns) as text exactly as written (``01234`` stays ``01234``). 422 naming the byte or line."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
-
-    from service.datasets.tabular import NA_TOKENS
 
     data = _csv_text(body, charset)
     d, decimal = _csv_dialect(data)

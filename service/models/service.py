@@ -163,20 +163,14 @@ def load(session: Session, storage: Storage, *, owner: str, model_id: str, cache
     return cache.put(owner, LoadedModel(model_id=row.id, net=net, task=net.task, classes=classes,
                                         input_dim=int(net.n_features_in), columns=_columns(net),
                                         chunk_rows=chunk, n_params=int(net.n_params or 0),
-                                        dropped=_non_inputs(session, net, row)))
+                                        dropped=_non_inputs(net)))
 
 
-def _non_inputs(session: Session, net: core.Network, row: TrainedModel) -> frozenset:
+def _non_inputs(net: core.Network) -> frozenset:
     """The training file's columns that are not inputs (target, ignored columns, sample weights), which predict
-    by name accepts and drops: from the model file, or for models saved before it recorded them, from the data set
-    (if it still exists). Never one of the model's own columns."""
-    names = (net.meta or {}).get("non_inputs")
-    if names is None:
-        from service.datasets.tables import Dataset
-        from service.jobs.preprocessing import non_inputs
-
-        dataset = get_owned(session, Dataset, owner=row.owner, row_id=row.dataset_id)
-        names = non_inputs(dataset) if dataset is not None else []
+    by name accepts and drops, as the model file records them (models saved before it did record none: a model
+    stands on its own, its data set is not read). Never one of the model's own columns."""
+    names = (net.meta or {}).get("non_inputs") or []
     inputs = {c["name"] for c in _columns(net).columns}
     return frozenset(str(n) for n in names if str(n) not in inputs)
 

@@ -426,3 +426,24 @@ def test_named_values_beyond_float32_name_the_column_and_row(shared):
                               "about 3.4e38)")
     r = c.post(m["predict"], json={"records": [{**row, "stem": 3.4028235e38}]})          # float32's largest: fine
     assert r.status_code == 200, r.text
+
+
+# ----------------------------------------------------------------------------- CSV dialects: predict reads as uploads do
+
+def test_predict_and_upload_detect_csv_dialects_alike():
+    """service/dialects.py holds the detection predict bodies use; the upload still has private copies: same
+    answers (until it imports the shared ones)."""
+    from service import dialects
+    from service.datasets import tabular
+
+    assert dialects.NA_TOKENS == tabular.NA_TOKENS and dialects.DELIMITERS == tabular.DELIMITERS
+    samples = [["a,b,c", "1,2,3"], ["a;b;c", "1,5;2;3"], ["a\tb", "1\t2"], ["a|b|c", "1|2|3"], ["a", "1"],
+               ["a;b,c", "1;2,3", "4;5,6"], ['"x;y",b', '"1;2",3']]
+    for lines in samples:
+        d = dialects.sniff_delimiter(lines)
+        assert d == tabular._sniff_delimiter(lines), lines
+        rows = [ln.split(d) for ln in lines[1:]]
+        assert dialects.sniff_decimal(rows, d) == tabular._sniff_decimal(rows, d), lines
+    for head in (b"\xef\xbb\xbfa,b", b"\xff\xfea\x00", b"\xfe\xff\x00a", b"a,b"):
+        for given in (None, "cp1252", "latin-1"):
+            assert dialects.detect_encoding(head, given) == tabular._detect_encoding(head, given)
