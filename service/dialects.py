@@ -1,9 +1,6 @@
 """CSV dialect detection shared by uploads and predict bodies: encoding from the BOM, delimiter, decimal mark and the
-NA tokens, so a file reads the same way whichever route it is sent to.
-
-service/models/ may not import service/datasets/ (trained models stand on their own), so the rules live here. The
-upload (``service/datasets/tabular.py``) still has private copies of these functions; it should import them from
-here instead (``tests/service/test_serving_bad_inputs.py`` checks the two agree until it does).
+NA tokens, so a file reads the same way whichever route it is sent to (service/models/ may not import
+service/datasets/: trained models stand on their own, so the rules live here).
 """
 
 from __future__ import annotations
@@ -16,24 +13,47 @@ from service.bodies import ParseError
 
 NA_TOKENS = ("", "NA", "N/A", "NaN", "null", "?", "-")
 DELIMITERS = (",", ";", "\t", "|")
-_COMMA_NUMBER = re.compile(r"[+-]?[0-9]+,[0-9]+(?:[eE][+-]?[0-9]+)?")
+COMMA_NUMBER = re.compile(r"[+-]?[0-9]+,[0-9]+(?:[eE][+-]?[0-9]+)?")
 _POINT_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def detect_encoding(head: bytes, given: str | None) -> tuple[str, int]:
-    """(Python codec name, BOM length) from the BOM, else ``given`` (a form field or ``charset=``), else UTF-8;
-    ParseError for an unknown ``given``."""
+    """(Python codec name, BOM length) from the BOM (UTF-8, UTF-32, UTF-16), else ``given`` (a form field or
+    ``charset=``), else UTF-8; ParseError for a ``given`` that is unknown or not a text encoding."""
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8", 3
+    if head.startswith(codecs.BOM_UTF32_LE) or head.startswith(codecs.BOM_UTF32_BE):
+        return "utf-32", 0                       # before UTF-16: UTF-32 LE's BOM begins with UTF-16 LE's
     if head.startswith(codecs.BOM_UTF16_LE) or head.startswith(codecs.BOM_UTF16_BE):
         return "utf-16", 0                       # the codec reads the BOM itself
     if given:
-        try:
-            name = codecs.lookup(given).name
-        except LookupError:
-            raise ParseError(f"encoding: unknown encoding {given!r} (e.g. utf-8, cp1252, latin-1, utf-16)") from None
+        if not known_codec(given):
+            raise ParseError(f"encoding: unknown encoding {given!r} (e.g. utf-8, cp1252, latin-1, utf-16)")
+        name = codecs.lookup(given).name
+        if not text_encoding(name):
+            raise ParseError(f"encoding: {given!r} is not a text encoding (e.g. utf-8, cp1252, latin-1, utf-16)")
         return name, 0
     return "utf-8", 0
+
+
+def known_codec(name: str) -> bool:
+    """Whether Python knows a codec of this name (of any kind)."""
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
+
+
+def text_encoding(name: str) -> bool:
+    """Whether the codec ``name`` decodes bytes to text (not rot13, base64, zlib: codecs of another kind)."""
+    try:
+        b"a".decode(name)                        # (b"".decode does not ask)
+    except LookupError:
+        return False
+    except UnicodeError:                         # a text encoding in which one byte is not a whole character
+        pass
+    return True
 
 
 def sniff_delimiter(lines: list[str]) -> str:
@@ -58,13 +78,14 @@ def sniff_delimiter(lines: list[str]) -> str:
     return best
 
 
-def sniff_decimal(rows: list[list[str]], delimiter: str) -> str:
+def sniff_decimal(rows: list[list[str]], delimiter: str) -> tuple[str, bool]:
     """The decimal mark: ``,`` when the delimiter is ``;`` and the sampled data cells hold at least one number
     written with a decimal comma (``2,5``, ``-1,5e3``) and none written with a decimal point (``2.5``); ``.``
-    otherwise."""
+    otherwise. And whether the sample decided it: under ``;`` with neither kind of number in the sample, a reader
+    may let the first decimal comma further down make it ``,``."""
     if delimiter != ";":
-        return "."
+        return ".", True
     cells = [c.strip() for r in rows for c in r]
     if any(_POINT_NUMBER.fullmatch(c) for c in cells):
-        return "."
-    return "," if any(_COMMA_NUMBER.fullmatch(c) for c in cells) else "."
+        return ".", True
+    return (",", True) if any(COMMA_NUMBER.fullmatch(c) for c in cells) else (".", False)

@@ -29,10 +29,10 @@ import pyarrow.csv as pacsv
 
 from service.bodies import ParseError, float32_text
 from service.datasets.spool import Spool
+from service.dialects import (COMMA_NUMBER, DELIMITERS, NA_TOKENS, detect_encoding, sniff_decimal,
+                              sniff_delimiter)
 from service.errors import TooLarge
 
-NA_TOKENS = ("", "NA", "N/A", "NaN", "null", "?", "-")
-DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 MAX_CATEGORIES = 1000
 TOP_VALUES = 10
@@ -45,8 +45,6 @@ _MAX_HEADER_BYTES = 64 << 20
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _LEADING_ZERO = r"^[+-]?0[0-9]"  # '007': a label spelled with a leading zero is text, not the number 7
 DECIMALS = (".", ",")
-_COMMA_NUMBER = re.compile(r"[+-]?[0-9]+,[0-9]+(?:[eE][+-]?[0-9]+)?")
-_POINT_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 @dataclass
@@ -57,7 +55,7 @@ class TableOptions:
     delimiter: str | None = None
     na_values: tuple[str, ...] = NA_TOKENS
     encoding: str | None = None
-    decimal: str | None = None        # "." or ","; None: detected (see _sniff_decimal)
+    decimal: str | None = None        # "." or ","; None: detected (see dialects.sniff_decimal)
     categorical: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     max_categories: int = MAX_CATEGORIES
@@ -66,7 +64,7 @@ class TableOptions:
     regression: bool = False          # task=regression was asked for: a numeric-looking target is read as numbers
     x_dir: Path | None = None         # build X memory-mapped in a .npy file in this directory (else in memory)
     max_decoded_bytes: int | None = None   # MLP_MAX_UPLOAD_BYTES: a .csv.gz's text, a Parquet/Arrow file's arrays
-    decimal_open: bool = False        # set by the reader: ';' and no decimal number sampled (see _sniff_decimal)
+    decimal_open: bool = False        # set by the reader: ';' and no decimal number sampled (see dialects.sniff_decimal)
 
 
 @dataclass
@@ -592,36 +590,6 @@ class _Inflated(io.RawIOBase):
         super().close()
 
 
-def _detect_encoding(head: bytes, given: str | None) -> tuple[str, int]:
-    """(Python codec name, BOM length) from the BOM, else the form field ``encoding``, else UTF-8."""
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8", 3
-    if head.startswith(codecs.BOM_UTF32_LE) or head.startswith(codecs.BOM_UTF32_BE):
-        return "utf-32", 0                       # before UTF-16: UTF-32 LE's BOM begins with UTF-16 LE's
-    if head.startswith(codecs.BOM_UTF16_LE) or head.startswith(codecs.BOM_UTF16_BE):
-        return "utf-16", 0                       # the codec reads the BOM itself
-    if given:
-        try:
-            name = codecs.lookup(given).name
-        except LookupError:
-            raise ParseError(f"encoding: unknown encoding {given!r} (e.g. utf-8, cp1252, latin-1, utf-16)") from None
-        if not text_encoding(name):
-            raise ParseError(f"encoding: {given!r} is not a text encoding (e.g. utf-8, cp1252, latin-1, utf-16)")
-        return name, 0
-    return "utf-8", 0
-
-
-def text_encoding(name: str) -> bool:
-    """Whether the codec ``name`` decodes bytes to text (not rot13, base64, zlib: codecs of another kind)."""
-    try:
-        b"a".decode(name)
-    except LookupError:
-        return False
-    except UnicodeError:                          # a text encoding in which one byte is not a whole character
-        pass
-    return True
-
-
 def _nul_error(path: Path, gz: bool, bom: int, encoding: str, limit: int | None) -> ParseError:
     """A 422 naming the first line that holds a NUL character: text in an encoding other than the one read (UTF-16
     or UTF-32 without a byte-order mark), or not text at all."""
@@ -673,7 +641,7 @@ def _sample(path: Path, gz: bool, opts: TableOptions) -> tuple[str, int, str, bo
             raw = f.read(_SNIFF_BYTES)
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise ParseError(f"not a valid .gz file ({e})") from None
-        enc, bom = _detect_encoding(raw, opts.encoding)
+        enc, bom = detect_encoding(raw, opts.encoding)
         if b"\x00" in raw and not enc.startswith(("utf-16", "utf-32")):
             raise _nul_error(path, gz, bom, enc, opts.max_decoded_bytes)
         dec = codecs.getincrementaldecoder(enc)()
@@ -696,40 +664,6 @@ def _sample(path: Path, gz: bool, opts: TableOptions) -> tuple[str, int, str, bo
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise ParseError(f"not a valid .gz file ({e})") from None
     return text, bom, enc, eof
-
-
-def _sniff_delimiter(lines: list[str]) -> str:
-    """The candidate that splits the header into the most columns while every sampled row agrees with it."""
-    best, best_key = ",", (-1, -1)
-    for d in DELIMITERS:
-        try:
-            rows = list(csv.reader(lines, delimiter=d))
-        except csv.Error:
-            continue
-        rows = [r for r in rows if r]
-        if not rows:
-            continue
-        width = len(rows[0])
-        if width < 2:
-            continue
-        agree = sum(len(r) == width for r in rows[1:])
-        key = (agree == len(rows) - 1, width)
-        if key > best_key:
-            best, best_key = d, key
-    return best
-
-
-def _sniff_decimal(rows: list[list[str]], delimiter: str) -> tuple[str, bool]:
-    """The decimal mark when the form field ``decimal`` is not given: ``,`` when the delimiter is ``;`` and the
-    sampled data cells hold at least one number written with a decimal comma (``2,5``, ``-1,5e3``) and none
-    written with a decimal point (``2.5``); ``.`` otherwise. And whether the sample decided it: under ``;`` with
-    neither kind of number in the sample, the first decimal comma read later still makes it ``,``."""
-    if delimiter != ";":
-        return ".", True
-    cells = [c.strip() for r in rows for c in r]
-    if any(_POINT_NUMBER.fullmatch(c) for c in cells):
-        return ".", True
-    return (",", True) if any(_COMMA_NUMBER.fullmatch(c) for c in cells) else (".", False)
 
 
 def _csv_reader_text(path: Path, gz: bool, bom: int, encoding: str, limit: int | None) -> io.TextIOBase:
@@ -814,7 +748,7 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         if d == '"':
             raise ParseError("delimiter cannot be '\"', the quote character of CSV fields")
     else:
-        d = _sniff_delimiter(sample)
+        d = sniff_delimiter(sample)
     try:
         rows = list(csv.reader(sample, delimiter=d))
     except csv.Error:
@@ -823,7 +757,7 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         raise ParseError("line 1: the header row could not be read")
     header = [h.strip() for h in rows[0]]
     if opts.decimal is None:
-        opts.decimal, decided = _sniff_decimal(rows[1:], d)
+        opts.decimal, decided = sniff_decimal(rows[1:], d)
         opts.decimal_open = not decided
     elif opts.decimal not in DECIMALS:
         raise ParseError(f"decimal must be '.' or ',', got {opts.decimal!r}")
@@ -846,7 +780,7 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         try:
             return _read_csv_segments(path, gz, enc, d, header, header_line, include, target, forced, opts, diag)
         except _Retype as r:
-            if opts.decimal_open and _COMMA_NUMBER.fullmatch(r.value):
+            if opts.decimal_open and COMMA_NUMBER.fullmatch(r.value):
                 opts.decimal, opts.decimal_open = ",", False    # a decimal comma past the sample: read again
             else:
                 forced[r.column] = r.to

@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from service.bodies import ParseError
-from service.dialects import NA_TOKENS, detect_encoding, sniff_decimal, sniff_delimiter
+from service.dialects import NA_TOKENS, detect_encoding, known_codec, sniff_decimal, sniff_delimiter
 from service.errors import InvalidInput, NotAcceptable, TooLarge, UnsupportedMediaType, echo
 from service.models import service
 
@@ -212,16 +212,10 @@ def _csv_encoding(body: bytes | bytearray, charset: str | None) -> tuple[str, in
     """(Python codec, BOM length) of a CSV body: its BOM (UTF-8, UTF-16) as the upload detects it, else the
     Content-Type's ``charset=``, else UTF-8; 422 for a charset that is unknown or not a text encoding."""
     try:
-        encoding, bom = detect_encoding(bytes(body[:4]), charset)
+        return detect_encoding(bytes(body[:4]), charset)
     except ParseError:
-        raise InvalidInput(f"Content-Type charset {echo(charset)}: unknown encoding (e.g. utf-8, cp1252, "
-                           "latin-1)") from None
-    try:
-        b"".decode(encoding)                         # LookupError for codecs such as rot13 or base64
-    except LookupError:
-        raise InvalidInput(f"Content-Type charset {echo(charset)}: not a text encoding (e.g. utf-8, cp1252, "
-                           "latin-1)") from None
-    return encoding, bom
+        what = "not a text encoding" if known_codec(charset) else "unknown encoding"
+        raise InvalidInput(f"Content-Type charset {echo(charset)}: {what} (e.g. utf-8, cp1252, latin-1)") from None
 
 
 def _csv_text(body: bytes | bytearray, charset: str | None) -> bytes | bytearray:
@@ -255,7 +249,7 @@ def _csv_dialect(data: bytes | bytearray) -> tuple[str, str]:
         rows = list(csv.reader(sample, delimiter=d))
     except csv.Error:
         rows = []
-    return d, sniff_decimal(rows[1:], d)
+    return d, sniff_decimal(rows[1:], d)[0]
 
 
 def _csv_structure_error(data: bytes | bytearray, delimiter: str) -> str | None:
