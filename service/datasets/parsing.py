@@ -315,7 +315,7 @@ def parse_json_dataset(doc: Any) -> tuple[str | None, ParsedDataset]:
     if task is not None and not isinstance(task, str):
         raise ParseError("task must be a string")
     task = _check_task_arg(task)
-    X = rows_to_float32(doc["X"], name="X")
+    X = rows_to_float32(doc["X"], name="X", strict=True)
     y_raw = doc["y"]
     if not isinstance(y_raw, list):
         raise ParseError("y must be a list (one label or target per row of X)")
@@ -324,14 +324,17 @@ def parse_json_dataset(doc: Any) -> tuple[str | None, ParsedDataset]:
     kinds = {type(v) for v in y_raw}
     if kinds <= {str}:
         y = np.asarray(y_raw, dtype=str)
+    elif kinds == {int}:                 # exact, also past 2**53 (float64 would round); past int64 as text
+        try:
+            y = np.asarray(y_raw, dtype=np.int64)
+        except OverflowError:
+            y = np.asarray([str(v) for v in y_raw], dtype=str)
     elif kinds <= {int, float}:
         y = np.asarray(y_raw, dtype=np.float64)
         if not np.isfinite(y).all():
             raise ParseError(f"y[{int(np.flatnonzero(~np.isfinite(y))[0])}] is not finite")
-        if kinds == {int}:
-            y = y.astype(np.int64)
     elif kinds <= {list}:
-        y = rows_to_float32(y_raw, name="y").astype(np.float64)
+        y = rows_to_float32(y_raw, name="y", strict=True).astype(np.float64)
     else:
         bad = [i for i, v in enumerate(y_raw) if type(v) not in (str, int, float)]
         if not bad:

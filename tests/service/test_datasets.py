@@ -301,6 +301,9 @@ def test_npz_422_not_a_zip(client):
 @pytest.mark.parametrize("body, detail", [
     ({"name": "x", "X": [[1, 2], [3]], "y": [0, 1]}, "X[1] has 1 values but X[0] has 2 (ragged rows)"),
     ({"name": "x", "X": [[1, 2], [3, "a"]], "y": [0, 1]}, "X[1][1] is not a number: 'a'"),
+    ({"name": "x", "X": [[1, "2"], [3, 4]], "y": [0, 1]}, "X[0][1] is not a number: '2'"),      # as predict reads
+    ({"name": "x", "X": [[1, 2], [3, True]], "y": [0, 1]}, "X[1][1] is not a number: true"),
+    ({"name": "x", "X": [[1], [2]], "y": [[1.5, "a"], [2, 3]]}, "y[0][1] is not a number: 'a'"),
     ({"name": "x", "X": [[1, 2], [3, None]], "y": [0, 1]}, "X[1][1] is not a finite number: null"),
     ({"name": "x", "X": [[1, 2], [3, 1e39]], "y": [0, 1]}, "X[1][1] is not a finite number: 1e+39"),
     ({"name": "x", "X": [[1, 2], [3, 4]], "y": [0]}, "X has 2 rows but y has 1"),
@@ -317,6 +320,14 @@ def test_json_422(app, client, body, detail):
     assert r.status_code == 422
     assert r.json()["detail"] == detail
     assert stored_files(app) == []
+
+
+def test_json_integer_labels_stay_exact(client):
+    """Integers past 2**53 are not rounded through float64 (two labels would merge). (Past int64 the JSON parser
+    itself reads a number as a float.)"""
+    r = client.post("/v1/datasets", json={"X": [[0], [1], [2], [3]], "y": [2**53 + 1, 2**53] * 2})
+    assert r.status_code == 201 and r.json()["classes"] == [2**53, 2**53 + 1], r.text
+    assert client.get(f"/v1/datasets/{r.json()['id']}").json()["classes"] == [2**53, 2**53 + 1]
 
 
 def test_json_422_invalid_json(client):
