@@ -11,6 +11,10 @@ import re
 
 from service.bodies import ParseError
 
+# The csv module refuses fields over 128 KiB by default (a long header name or free-text cell in a sample being
+# sniffed would be a 500): what it reads here is already bounded by the upload and body limits.
+csv.field_size_limit(2**31 - 1)
+
 NA_TOKENS = ("", "NA", "N/A", "NaN", "null", "?", "-")
 DELIMITERS = (",", ";", "\t", "|")
 COMMA_NUMBER = re.compile(r"[+-]?[0-9]+,[0-9]+(?:[eE][+-]?[0-9]+)?")

@@ -65,6 +65,7 @@ class TableOptions:
     x_dir: Path | None = None         # build X memory-mapped in a .npy file in this directory (else in memory)
     max_decoded_bytes: int | None = None   # MLP_MAX_UPLOAD_BYTES: a .csv.gz's text, a Parquet/Arrow file's arrays
     decimal_open: bool = False        # set by the reader: ';' and no decimal number sampled (see dialects.sniff_decimal)
+    blank_cells: set = field(default_factory=set)   # set by the reader: columns read as text for blank cells
 
 
 @dataclass
@@ -130,8 +131,9 @@ class _Categorical:
 
     type = "categorical"
 
-    def __init__(self, name: str, limit: int, forced: bool):
+    def __init__(self, name: str, limit: int, forced: bool, na_text: frozenset = frozenset({""})):
         self.name, self.limit, self.forced = name, limit, forced
+        self.na_text = na_text              # values that, trimmed, are missing: '' (and a CSV's NA tokens)
         self.codes: dict[str, int] = {}
         self.counts = np.zeros(0, dtype=np.int64)
         self.missing = 0
@@ -142,15 +144,16 @@ class _Categorical:
         if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
             arr = pc.cast(arr, pa.string())
         enc = arr.dictionary_encode()
-        # trimmed through the (small) dictionary: ' pro' and 'pro' are one category
+        # trimmed through the (small) dictionary: ' pro' and 'pro' are one category, '  ' and ' NA' are missing
         values = pc.utf8_trim_whitespace(enc.dictionary).to_pylist()
-        mapping = np.fromiter((self.codes.setdefault(s, len(self.codes)) for s in values), dtype=self.dtype,
-                              count=len(values))
+        na = self.na_text
+        mapping = [-1 if s in na else self.codes.setdefault(s, len(self.codes)) for s in values]
         if len(self.codes) > self.limit:
             how = ("form field categorical names it" if self.forced
                    else "text columns are categorical")
             raise ParseError(f"{col} has more than {self.limit} distinct values ({how}); drop it with the form "
                              f"field ignore={self.name} (e.g. an id or free text), or raise max_categories")
+        mapping = np.array(mapping, dtype=self.dtype)
         idx = enc.indices
         self.missing += idx.null_count
         if idx.null_count:
@@ -159,7 +162,10 @@ class _Categorical:
         self.chunks.append(np.append(mapping, self.dtype(-1))[ii])
         if self.counts.size < len(self.codes):
             self.counts = np.concatenate([self.counts, np.zeros(len(self.codes) - self.counts.size, np.int64)])
-        np.add.at(self.counts, mapping, np.bincount(ii, minlength=len(values) + 1)[:len(values)])
+        per_value = np.bincount(ii, minlength=len(values) + 1)[:len(values)]
+        present = mapping >= 0
+        self.missing += int(per_value[~present].sum())
+        np.add.at(self.counts, mapping[present], per_value[present])
 
     def _order(self) -> list[str]:
         return sorted(self.codes)
@@ -230,7 +236,7 @@ class _Builder:
     (``drop_missing_target``)."""
 
     def __init__(self, names: list[str], target: str, opts: TableOptions, kinds: dict[str, str],
-                 where: Callable[[int], str], trim_target: bool = True):
+                 where: Callable[[int], str], trim_target: bool = True, na_text: frozenset = frozenset({""})):
         self.opts, self.target, self.where = opts, target, where
         self.trim_target = trim_target      # CSV: spaces around a label are layout; a typed Parquet string is not
         self.file_index = {n: i for i, n in enumerate(names)}
@@ -241,7 +247,7 @@ class _Builder:
         for n in self.features:
             k = kinds[n]
             if k == "categorical":
-                self.cols.append(_Categorical(n, opts.max_categories, n in opts.categorical))
+                self.cols.append(_Categorical(n, opts.max_categories, n in opts.categorical, na_text))
             elif k == "boolean":
                 self.cols.append(_Boolean(n))
             else:
@@ -782,7 +788,11 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         except _Retype as r:
             if opts.decimal_open and COMMA_NUMBER.fullmatch(r.value):
                 opts.decimal, opts.decimal_open = ",", False    # a decimal comma past the sample: read again
+            elif (r.value in opts.na_values or not r.value) and r.column not in opts.blank_cells:
+                opts.blank_cells.add(r.column)      # '  ' or ' NA ' past the first segment: text, then numbers
+                forced[r.column] = pa.string()
             else:
+                opts.blank_cells.discard(r.column)
                 forced[r.column] = r.to
 
 
@@ -867,9 +877,10 @@ def _segment_tables(path, gz, enc, d, header, header_line, include, forced, opts
     of the first segment holding only integers and decimal-comma numbers raises ``_Retype`` with one of them."""
     types = dict(forced)
     first = True
+    block = max(BLOCK_BYTES, 2 * sum(len(h.encode()) + 3 for h in header))   # the header fits in the first block
     for seg, quoted in _segments(path, gz, enc, opts.max_decoded_bytes):
         ro = pacsv.ReadOptions(column_names=header, skip_rows=header_line if first else 0,
-                               block_size=BLOCK_BYTES)
+                               block_size=block)
         po = pacsv.ParseOptions(delimiter=d, newlines_in_values=quoted)
         co = pacsv.ConvertOptions(column_types=types, null_values=list(opts.na_values), strings_can_be_null=True,
                                   quoted_strings_can_be_null=True, include_columns=include, timestamp_parsers=[],
@@ -879,20 +890,47 @@ def _segment_tables(path, gz, enc, d, header, header_line, include, forced, opts
         del seg
         kinds = None
         if first:
-            kinds = {}
+            kinds, texty = {}, {}
             for f in table.schema:
                 if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
                     raise _utf8_error(path, gz, 0, enc, opts.max_decoded_bytes)
                 k = "numeric" if pa.types.is_null(f.type) else _kind_of(f.type)
                 if k is None:
                     raise _Retype(f.name, pa.string())      # dates and times: categorical, exactly as written
-                if opts.decimal_open and k == "categorical" and f.name not in forced:
-                    _decimal_commas(table.column(f.name), f.name)
+                if k == "categorical" and (f.name not in forced or f.name in opts.blank_cells):
+                    if opts.decimal_open:
+                        _decimal_commas(table.column(f.name), f.name)
+                    as_values = _text_as_values(table.column(f.name), opts)
+                    if as_values is not None:               # numbers or true/false with blank or ' NA ' cells
+                        k = texty[f.name] = as_values[0]
                 kinds[f.name] = k
-            types = _fixed_types(table.schema, forced)
+            types = _fixed_types(table.schema, forced)      # texty columns stay text for pyarrow: '  ' is no number
             first = False
+        for name, kind in texty.items():
+            as_values = _text_as_values(table.column(name), opts)
+            if as_values is None or as_values[0] != kind:   # a real text value further down: categorical after all
+                raise _Retype(name, pa.string())
+            table = table.set_column(table.schema.get_field_index(name), name, as_values[1])
         yield table.combine_chunks(), kinds, nbytes
         del table
+
+
+def _text_as_values(col: pa.ChunkedArray, opts: TableOptions) -> tuple[str, pa.ChunkedArray] | None:
+    """('numeric', float64) or ('boolean', bool) for a text column whose cells, trimmed, are all numbers, or all
+    true/false, once cells that are empty after trimming or an NA token (``' '``, ``' NA '``) are missing; None for
+    text. pyarrow types a column with one such cell as text, which would make a column of numbers categorical."""
+    t = pc.utf8_trim_whitespace(col)
+    t = pc.if_else(pc.is_in(t, value_set=pa.array([*opts.na_values, ""], pa.string())), pa.scalar(None, t.type), t)
+    if opts.decimal == ",":
+        if pc.any(pc.match_substring(t, ".")).as_py():
+            return None                                     # 2.5 is text when the decimal mark is ','
+        t = pc.replace_substring(t, ",", ".")
+    for kind, to in (("numeric", pa.float64()), ("boolean", pa.bool_())):
+        try:
+            return kind, pc.cast(t, to)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return None
 
 
 def _decimal_commas(col: pa.ChunkedArray, name: str) -> None:
@@ -956,7 +994,8 @@ def _read_csv_segments(path, gz, enc, d, header, header_line, include, target, f
         for table, kinds, nbytes in _ahead(_segment_tables(path, gz, enc, d, header, header_line, include, forced,
                                                            opts, diag)):
             if kinds is not None:
-                builder = _Builder(header, target, opts, kinds, diag.line_of)
+                builder = _Builder(header, target, opts, kinds, diag.line_of,
+                                   na_text=frozenset(opts.na_values) | {""})
                 if total and table.num_rows and nbytes:
                     # rows of the whole file at the first segment's bytes per row, a little over (a row takes at
                     # least one byte per column)

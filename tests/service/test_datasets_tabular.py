@@ -205,6 +205,38 @@ def test_first_decimal_comma_past_the_sampled_lines_decides_the_mark(app, client
     assert ok(up(client, text.encode()))["columns"][0]["type"] == "categorical"     # text: as written
 
 
+@pytest.mark.parametrize("rows", [60, 300_000], ids=["in-the-first-segment", "past-it"])
+def test_blank_and_spaced_na_cells_are_missing_in_every_column_type(app, client, rows):
+    """A cell holding only spaces, or an NA token with spaces around it, is missing, as an empty cell is: a
+    column of numbers or of true/false keeps its type (never silently categorical, never 'too many categories'),
+    and a text column gets no '' category."""
+    lines = [f"{i},{'x' if i % 2 else 'y'},{'true' if i % 3 else 'false'},{i % 2}" for i in range(rows)]
+    lines[rows - 5] = "  ,  ,   ,1"
+    lines[rows - 3] = '" NA ", NA ,NA ,0'
+    lines[rows - 1] = f"{rows - 1},\tx, true,1"
+    body = ok(up(client, ("a,s,b,label\n" + "\n".join(lines) + "\n").encode()))
+    cols = {c["name"]: c for c in body["columns"]}
+    assert [(c["type"], c["missing"]) for c in cols.values()] == [("numeric", 2), ("categorical", 2), ("boolean", 2)]
+    assert cols["s"]["categories"] == ["x", "y"]
+    X = stored(app, body["id"])[1]
+    assert np.isnan(X[rows - 5]).all() and np.isnan(X[rows - 3]).all()
+    assert X[rows - 1].tolist() == [rows - 1, 0, 1]                    # '\tx' is x, ' true' is true
+    text = "a,label\n" + "".join(f"{i},x\n" for i in range(60)) + "  ,y\nabc,x\n"
+    assert ok(up(client, text.encode()))["columns"][0]["type"] == "categorical"     # real text: as written
+
+
+def test_long_header_fields_and_cells_are_read_not_a_500(client):
+    """Python's csv module stops at 128 KiB fields by default: a long name is the name-length 422, a long cell in a
+    ';' file does not defeat delimiter detection, and a 1.5 MB header within the limits is read."""
+    assert err(up(client, ("h" * 200_000 + ",label\n1,x\n2,y\n").encode())) == \
+        "feature name 0 is 200,000 characters long; at most 256"
+    body = ok(up(client, ("a;note;label\n1;" + "w" * 200_000 + ";x\n2;z;y\n").encode(), ignore="note"))
+    assert body["feature_names"] == ["a"]
+    names = [f"c{j:04d}" + "n" * 249 for j in range(6000)]
+    wide = ",".join(names + ["label"]) + "\n" + ",".join(["1"] * 6000 + ["x"]) + "\n" + ",".join(["2"] * 6000 + ["y"])
+    assert ok(up(client, (wide + "\n").encode()))["n_features"] == 6000
+
+
 def test_decimal_field_overrides_detection(client):
     body = ok(up(client, b"a|b|label\n2,5|1|x\n3,5|2|y\n", decimal=","))       # '|' file: no detection
     assert body["columns"][0]["type"] == "numeric" and body["columns"][0]["mean"] == 3.0
