@@ -486,6 +486,9 @@ def _target_values(y: pa.ChunkedArray, text: bool, opts: TableOptions) -> tuple[
         return np.asarray(y.to_numpy(), dtype=np.float64 if pa.types.is_decimal(y.type) else None), None
     num = None
     comma = opts.decimal == ","           # decimal commas: 2,5 is the number 2.5 and 2.5 is text
+    if opts.decimal_open and pc.any(pc.match_substring(y, ",")).as_py() and \
+            pc.all(pc.match_substring_regex(y, _COMMA_NUMBERS)).as_py():
+        comma = True                      # the first decimal comma (past the sampled lines) is in the target
     if not (comma and pc.any(pc.match_substring(y, ".")).as_py()):
         try:
             pc.cast(_decimal_point(y.slice(0, 1000), comma), pa.float64())   # text labels fail here, cheaply

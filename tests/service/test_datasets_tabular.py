@@ -203,6 +203,9 @@ def test_first_decimal_comma_past_the_sampled_lines_decides_the_mark(app, client
     assert X[-2:].tolist() == [[2.5, 1.0], [3.5, 2.0]] and X[rows - 1, 0] == rows - 1
     text = "a;b;label\n" + "".join(f"{i};{i};x\n" for i in range(60)) + "2,5;1;y\nabc;2;x\n"
     assert ok(up(client, text.encode()))["columns"][0]["type"] == "categorical"     # text: as written
+    target = "a;y\n" + "".join(f"{i};{i % 3}\n" for i in range(60)) + "60;2,5\n61;1,5\n"   # only in the target
+    body = ok(up(client, target.encode()))
+    assert body["task"] == "regression" and stored(app, body["id"])[2][-2:].tolist() == [2.5, 1.5]
 
 
 @pytest.mark.parametrize("rows", [60, 300_000], ids=["in-the-first-segment", "past-it"])
