@@ -46,6 +46,7 @@ import json
 import math
 import re
 import reprlib
+import unicodedata
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -847,12 +848,13 @@ class Preprocessor:
 
         Numeric columns take numbers; boolean columns ``true``/``false`` (or
         0/1, ``"true"``/``"false"``/``"yes"``/``"no"``); categorical columns
-        their category text, with surrounding whitespace trimmed as the
-        upload trims it (a value not in the categories is unseen, never an
+        their category text, with surrounding whitespace trimmed and in
+        Unicode NFC as the upload reads it (a value not in the categories is unseen, never an
         error), or a number, matched to the category written as that number
         (``1234`` to ``"1234"``, ``2`` to ``"2.0"``; a number that matches two
         categories, such as ``"01234"`` and ``"1234"``, is an error: send the
-        text); ``None`` is a missing value everywhere. A trained column left
+        text); ``None`` or a blank string is a missing value everywhere. Names
+        are compared trimmed and in NFC (``text_key``). A trained column left
         out of ``names`` is all missing.
 
         Rows are numbered from 1 in error messages (``row 1`` is ``rows[0]``).
@@ -872,30 +874,33 @@ class Preprocessor:
             imputed, a value of the wrong type; the message names the column (and row).
         """
         self._check_fitted()
-        where = {c["name"]: j for j, c in enumerate(self.columns)}
+        where = {text_key(c["name"]): j for j, c in enumerate(self.columns)}
+        ignore = {text_key(n) for n in ignore}
+        keys = [text_key(n) for n in names]            # ' age ' and a decomposed 'café' name their columns
         seen = set()
-        for name in names:
-            if name in seen:
+        for name, key in zip(names, keys):
+            if key in seen:
                 raise ValueError(f"column {_echo(name)} is given twice")
-            seen.add(name)
-            if name not in where and name not in ignore:
+            seen.add(key)
+            if key not in where and key not in ignore:
                 raise ValueError(f"unknown column {_echo(name)}; the model's columns are "
                                  f"{', '.join(repr(c['name']) for c in self.columns)}")
-        absent = [c["name"] for c in self.columns if c["name"] not in seen]
+        absent = [c["name"] for c in self.columns if text_key(c["name"]) not in seen]
         for name in absent:
             if not self.imputes(where[name]):
                 raise ValueError(f"missing column {name!r}: the model was trained without imputation "
                                  "for it, so every row needs a value")
         X = np.full((len(rows), self.n_features_in), np.nan)
         # (index in the row, model column, converter) of each named model column; ignored names are skipped
-        used = [(k, *self._converter(where[name]), name) for k, name in enumerate(names) if name in where]
+        used = [(k, *self._converter(where[key]), name) for k, (name, key) in enumerate(zip(names, keys))
+                if key in where]
         width = len(names)
         for i, row in enumerate(rows):
             if len(row) != width:
                 raise ValueError(f"row {i + 1} has {len(row)} values but there are {width} columns")
             for k, j, conv, name in used:
                 v = row[k]
-                if v is None:
+                if v is None or (type(v) is str and not v.strip()):     # a blank cell is missing, as at upload
                     if not self.imputes(j):
                         raise ValueError(f"row {i + 1}, column {name!r}: a missing value, but the model was "
                                          "trained without imputation for this column")
@@ -950,7 +955,7 @@ class Preprocessor:
         def conv(v):
             if isinstance(v, str):
                 code = exact.get(v)
-                return float(code) if code is not None else trimmed.get(v.strip(), -1.0)
+                return float(code) if code is not None else trimmed.get(text_key(v), -1.0)
             if isinstance(v, bool):
                 return exact.get(str(v).lower(), exact.get(str(v), -1.0))
             if isinstance(v, (int, float)):
@@ -968,7 +973,7 @@ class Preprocessor:
             trimmed: dict[str, float] = {}
             numbers: dict = {}
             for i, c in enumerate(cats):
-                t = c.strip()
+                t = text_key(c)
                 trimmed.setdefault(t, float(i))
                 if _NUMBER_TEXT.fullmatch(t):
                     numbers.setdefault(_number_key(t), []).append(i)
@@ -1127,6 +1132,12 @@ def _echo(v) -> str:
 
 
 _BOOL_TEXT = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "1": 1.0, "0": 0.0}
+
+
+def text_key(v):
+    """How names and category text are compared: spaces around trimmed, Unicode NFC (``'café'`` typed as ``e`` +
+    combining accent, as macOS writes it, is the composed ``'café'``). Non-strings are returned as they are."""
+    return unicodedata.normalize("NFC", v.strip()) if isinstance(v, str) else v
 _NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 

@@ -93,3 +93,34 @@ def sniff_decimal(rows: list[list[str]], delimiter: str) -> tuple[str, bool]:
     if any(_POINT_NUMBER.fullmatch(c) for c in cells):
         return ".", True
     return (",", True) if any(COMMA_NUMBER.fullmatch(c) for c in cells) else (".", False)
+
+
+def blank_as_null(col, na_values=NA_TOKENS):
+    """A pyarrow text column trimmed, with the cells that are then empty or an NA token as nulls (``'  '``,
+    ``' NA '``): how a CSV's cells are read, at upload and in a predict body."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = pc.utf8_trim_whitespace(col)
+    return pc.if_else(pc.is_in(t, value_set=pa.array([*na_values, ""], pa.string())), pa.scalar(None, t.type), t)
+
+
+def text_as_values(col, na_values=NA_TOKENS, decimal: str = "."):
+    """('numeric', float64) or ('boolean', bool) for a pyarrow text column whose cells, trimmed, are all numbers,
+    or all true/false, once cells that are empty after trimming or an NA token are missing (``blank_as_null``);
+    None for text. pyarrow types a column with one ``'  '`` cell as text: a column of numbers must not become
+    categorical for it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = blank_as_null(col, na_values)
+    if decimal == ",":
+        if pc.any(pc.match_substring(t, ".")).as_py():
+            return None                                     # 2.5 is text when the decimal mark is ','
+        t = pc.replace_substring(t, ",", ".")
+    for kind, to in (("numeric", pa.float64()), ("boolean", pa.bool_())):
+        try:
+            return kind, pc.cast(t, to)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return None

@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 from sqlalchemy.orm import Session
 
+from core.preprocessing import text_key
 from service import quotas
 from service.database import get_owned, get_owned_or_raise, lock_for_write, new_id, page
 from service.datasets import archive
@@ -44,13 +45,13 @@ def _names(value: str | None, field: str) -> tuple[str, ...]:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             what = "tokens" if field == "na_values" else "column names"
             raise ParseError(f"{field} must be comma-separated {what} or a JSON array of strings")
-        return tuple(names)
-    return tuple(n.strip() for n in value.split(",") if n.strip())
+        return tuple(names) if field == "na_values" else tuple(text_key(n) for n in names)
+    return tuple(text_key(n) for n in value.split(",") if n.strip())
 
 
 def _table_options(fields: dict[str, str], settings) -> dict:
     """The tabular reader's options from the upload's form fields (422 naming the field on bad values)."""
-    opts: dict = {"target": fields.get("target") or None, "categorical": _names(fields.get("categorical"),
+    opts: dict = {"target": text_key(fields.get("target") or "") or None, "categorical": _names(fields.get("categorical"),
                   "categorical"), "ignore": _names(fields.get("ignore"), "ignore")}
     if fields.get("delimiter"):
         opts["delimiter"] = fields["delimiter"]

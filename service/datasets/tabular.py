@@ -27,10 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from core.preprocessing import text_key
 from service.bodies import ParseError, float32_text
 from service.datasets.spool import Spool
 from service.dialects import (COMMA_NUMBER, DELIMITERS, NA_TOKENS, detect_encoding, sniff_decimal,
-                              sniff_delimiter)
+                              sniff_delimiter, text_as_values)
 from service.errors import TooLarge
 
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -145,7 +146,7 @@ class _Categorical:
             arr = pc.cast(arr, pa.string())
         enc = arr.dictionary_encode()
         # trimmed through the (small) dictionary: ' pro' and 'pro' are one category, '  ' and ' NA' are missing
-        values = pc.utf8_trim_whitespace(enc.dictionary).to_pylist()
+        values = [text_key(v) for v in enc.dictionary.to_pylist()]     # trimmed, NFC: as predict compares
         na = self.na_text
         mapping = [-1 if s in na else self.codes.setdefault(s, len(self.codes)) for s in values]
         if len(self.codes) > self.limit:
@@ -764,7 +765,7 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         rows = list(csv.reader(sample[:1], delimiter=d)) if sample else []
     if not rows:
         raise ParseError("line 1: the header row could not be read")
-    header = [h.strip() for h in rows[0]]
+    header = [text_key(h) for h in rows[0]]        # trimmed, Unicode NFC: as predict compares names
     if opts.decimal is None:
         opts.decimal, decided = sniff_decimal(rows[1:], d)
         opts.decimal_open = not decided
@@ -903,37 +904,19 @@ def _segment_tables(path, gz, enc, d, header, header_line, include, forced, opts
                 if k == "categorical" and (f.name not in forced or f.name in opts.blank_cells):
                     if opts.decimal_open:
                         _decimal_commas(table.column(f.name), f.name)
-                    as_values = _text_as_values(table.column(f.name), opts)
+                    as_values = text_as_values(table.column(f.name), opts.na_values, opts.decimal)
                     if as_values is not None:               # numbers or true/false with blank or ' NA ' cells
                         k = texty[f.name] = as_values[0]
                 kinds[f.name] = k
             types = _fixed_types(table.schema, forced)      # texty columns stay text for pyarrow: '  ' is no number
             first = False
         for name, kind in texty.items():
-            as_values = _text_as_values(table.column(name), opts)
+            as_values = text_as_values(table.column(name), opts.na_values, opts.decimal)
             if as_values is None or as_values[0] != kind:   # a real text value further down: categorical after all
                 raise _Retype(name, pa.string())
             table = table.set_column(table.schema.get_field_index(name), name, as_values[1])
         yield table.combine_chunks(), kinds, nbytes
         del table
-
-
-def _text_as_values(col: pa.ChunkedArray, opts: TableOptions) -> tuple[str, pa.ChunkedArray] | None:
-    """('numeric', float64) or ('boolean', bool) for a text column whose cells, trimmed, are all numbers, or all
-    true/false, once cells that are empty after trimming or an NA token (``' '``, ``' NA '``) are missing; None for
-    text. pyarrow types a column with one such cell as text, which would make a column of numbers categorical."""
-    t = pc.utf8_trim_whitespace(col)
-    t = pc.if_else(pc.is_in(t, value_set=pa.array([*opts.na_values, ""], pa.string())), pa.scalar(None, t.type), t)
-    if opts.decimal == ",":
-        if pc.any(pc.match_substring(t, ".")).as_py():
-            return None                                     # 2.5 is text when the decimal mark is ','
-        t = pc.replace_substring(t, ",", ".")
-    for kind, to in (("numeric", pa.float64()), ("boolean", pa.bool_())):
-        try:
-            return kind, pc.cast(t, to)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-    return None
 
 
 def _decimal_commas(col: pa.ChunkedArray, name: str) -> None:

@@ -27,8 +27,10 @@ import math
 
 import numpy as np
 
+from core.preprocessing import text_key
 from service.bodies import ParseError
-from service.dialects import NA_TOKENS, detect_encoding, known_codec, sniff_decimal, sniff_delimiter
+from service.dialects import (NA_TOKENS, blank_as_null, detect_encoding, known_codec, sniff_decimal,
+                              sniff_delimiter, text_as_values)
 from service.errors import InvalidInput, NotAcceptable, TooLarge, UnsupportedMediaType, echo
 from service.models import service
 
@@ -294,12 +296,21 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
     convert = pcsv.ConvertOptions(column_types=text_columns, null_values=list(NA_TOKENS), strings_can_be_null=True,
                                   quoted_strings_can_be_null=True, timestamp_parsers=[], decimal_point=decimal)
     try:
-        return pcsv.read_csv(pa.BufferReader(pa.py_buffer(data)),
-                             parse_options=pcsv.ParseOptions(delimiter=d, newlines_in_values=quoted),
-                             convert_options=convert)
+        table = pcsv.read_csv(pa.BufferReader(pa.py_buffer(data)),
+                              parse_options=pcsv.ParseOptions(delimiter=d, newlines_in_values=quoted),
+                              convert_options=convert)
     except (pa.ArrowException, OSError, UnicodeError) as exc:
         problem = None if quoted else _csv_structure_error(data, d)
         raise InvalidInput(f"the CSV body cannot be read: {problem or str(exc).splitlines()[0]}") from None
+    table = table.rename_columns([text_key(n) for n in table.column_names])     # header names as the upload's
+    # as the upload reads cells: blank or ' NA ' is missing, and a numeric column with such a cell is numbers
+    for j, f in enumerate(table.schema):
+        if pa.types.is_string(f.type):
+            as_numbers = text_as_values(table.column(j), NA_TOKENS, decimal) if f.name not in text_columns else None
+            col = as_numbers[1] if as_numbers is not None and as_numbers[0] == "numeric" else \
+                blank_as_null(table.column(j))
+            table = table.set_column(j, f.name, col)
+    return table
 
 
 WHAT = {"arrow": "Arrow", "parquet": "Parquet", "csv": "CSV"}

@@ -272,6 +272,33 @@ def test_validation_data_set_columns_are_matched_by_name(client, wait_job):
                                   "the training data set has (columns are matched by name)")
 
 
+def test_names_and_text_compare_trimmed_and_in_nfc_on_upload_and_predict(client, wait_job, churn_model):
+    """A decomposed 'café' (as macOS writes it) names the composed column and is the composed category; ' age ' in
+    a CSV header names 'age'; a blank cell is missing in a CSV body and in records, as at upload."""
+    import unicodedata
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    assert nfc != nfd
+    text = f"{nfc},drink,label\n" + "".join(f"{i % 7},{[nfc, 'tea'][i % 2]},{['yes', 'no'][i % 2]}\n" for i in range(80))
+    ds = upload_csv(client, text, "cafe.csv")
+    assert ds["feature_names"] == [nfc, "drink"]
+    nfd_upload = upload_csv(client, unicodedata.normalize("NFD", text), "cafe-nfd.csv")
+    assert nfd_upload["feature_names"] == [nfc, "drink"] and nfd_upload["columns"][1]["categories"] == [nfc, "tea"]
+    job = train(client, wait_job, ds, 2, epochs=5)
+    ref = predict(client, job["model_id"], {"records": [{nfc: 1, "drink": nfc}]}).json()
+    for record in ({nfd: 1, "drink": nfd}, {f" {nfc} ": 1, "drink": f" {nfd} "}):
+        r = predict(client, job["model_id"], {"records": [record]})
+        assert (r.status_code, r.json()) == (200, ref), r.text
+    r = client.post(f"/v1/models/{job['model_id']}/predict", content=f" {nfd} , drink \n1,{nfd}\n".encode(),
+                    headers={"content-type": "text/csv"})
+    assert (r.status_code, r.json()) == (200, ref), r.text
+    # a blank cell: missing (imputed), the same answer as null
+    null = predict(client, churn_model, {"records": [{"age": None, "plan": "pro", "region": None}]}).json()
+    assert predict(client, churn_model, {"records": [{"age": "  ", "plan": "pro", "region": " "}]}).json() == null
+    r = client.post(f"/v1/models/{churn_model}/predict", content=b"age,plan,region\n   ,pro, NA \n",
+                    headers={"content-type": "text/csv"})
+    assert (r.status_code, r.json()) == (200, null), r.text
+
+
 def test_parameter_limit_counts_one_hot_columns(tmp_path, make_network):
     from fastapi.testclient import TestClient
 
