@@ -187,11 +187,6 @@ def upload_body(source: Any, *, target: str | None, name: str | None, task: str 
 
 
 # -- prediction inputs -------------------------------------------------------------------------------------
-def is_named(X: Any) -> bool:
-    """Whether predict inputs come by column name (a DataFrame, a record or a list of records)."""
-    return _is_dataframe(X) or isinstance(X, dict) or (isinstance(X, list) and bool(X) and isinstance(X[0], dict))
-
-
 def _cell(value: Any) -> Any:
     """A JSON-able cell: numpy scalars as Python ones, NaN/None/NA as null (a missing value)."""
     if value is None:
@@ -209,29 +204,23 @@ def _dumps(doc: dict) -> bytes:
     return json.dumps(doc, separators=(",", ":"), default=_cell).encode()
 
 
-def predict_bodies(X: Any, feature_names: Callable[[], list[str] | None]) -> Iterator[bytes]:
+def predict_bodies(X: Any) -> Iterator[bytes]:
     """JSON bodies of POST /v1/models/{id}/predict, PREDICT_CHUNK_ROWS rows each.
 
     Arrays go as ``{"inputs": rows}``; a DataFrame as ``{"columns", "data"}`` and records as
-    ``{"records"}``, matched by name on the server. Columns the model does not know (a label column, say)
-    are left out when the model's feature names are known (``feature_names`` is called only then).
+    ``{"records"}``, every column as it is: the server matches them by name, leaves out the training target and
+    the columns the data set ignored, and refuses any other name it does not know (a typo is never dropped
+    silently here).
     """
     if _is_dataframe(X):
-        names = feature_names()
-        cols = [c for c in X.columns if c in names] if names else list(X.columns)
-        if not cols:
-            raise ValueError(f"none of the DataFrame's columns {list(X.columns)[:10]} is an input of the model "
-                             f"({names})")
-        frame = X[cols]
-        data = [[_cell(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+        cols = list(X.columns)
+        data = [[_cell(v) for v in row] for row in X.itertuples(index=False, name=None)]
         for start in range(0, len(data), PREDICT_CHUNK_ROWS):
             yield _dumps({"columns": [str(c) for c in cols], "data": data[start:start + PREDICT_CHUNK_ROWS]})
         return
     if isinstance(X, dict) or (isinstance(X, list) and X and isinstance(X[0], dict)):
         records = [X] if isinstance(X, dict) else X
-        names = feature_names()
-        keep = set(names) if names else None
-        clean = [{k: _cell(v) for k, v in rec.items() if keep is None or k in keep} for rec in records]
+        clean = [{k: _cell(v) for k, v in rec.items()} for rec in records]
         for start in range(0, len(clean), PREDICT_CHUNK_ROWS):
             yield _dumps({"records": clean[start:start + PREDICT_CHUNK_ROWS]})
         return

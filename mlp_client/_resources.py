@@ -95,11 +95,3 @@ class JobBase(Resource):
 class ModelBase(Resource):
     kind = "model"
     _repr_keys = ("task", "input_dim", "classes")
-
-    def _feature_names_from(self, dataset: dict[str, Any] | None) -> list[str] | None:
-        schema = self.data.get("input_schema")
-        if isinstance(schema, list) and schema and all(isinstance(c, dict) and "name" in c for c in schema):
-            return [str(c["name"]) for c in schema]
-        if dataset and dataset.get("feature_names"):
-            return list(dataset["feature_names"])
-        return None

@@ -17,7 +17,7 @@ from mlp_client import _common as common
 from mlp_client._common import STREAM_TIMEOUT, Event, Retry, SSEParser, StreamResume, UploadBody
 from mlp_client._resources import DatasetBase, JobBase, ModelBase, NetworkBase
 from mlp_client.client import DEFAULT_URL
-from mlp_client.errors import ConnectionFailed, NotFound
+from mlp_client.errors import ConnectionFailed
 from mlp_client.progress import ProgressDisplay
 
 
@@ -243,24 +243,10 @@ class AsyncJob(JobBase):
 class AsyncModel(ModelBase):
     """A trained model of the async client."""
 
-    async def _feature_names(self) -> list[str] | None:
-        if "_names" not in self.__dict__:
-            if "input_schema" not in self.data:
-                self.data = await self._client._json("GET", f"/v1/models/{self.id}")
-            dataset = None
-            if not self.data.get("input_schema") and self.data.get("dataset_id"):
-                try:
-                    dataset = await self._client._json("GET", f"/v1/datasets/{self.data['dataset_id']}")
-                except NotFound:
-                    dataset = None
-            self._names = self._feature_names_from(dataset)
-        return self._names
-
     async def _predict(self, X: Any) -> tuple[list, list]:
-        names = await self._feature_names() if common.is_named(X) else None
         preds: list = []
         probs: list = []
-        for body in common.predict_bodies(X, lambda: names):
+        for body in common.predict_bodies(X):
             out = await self._client._json("POST", f"/v1/models/{self.id}/predict", content=body,
                                            headers={"Content-Type": "application/json"})
             preds.extend(out["predictions"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import logging
 import os
@@ -83,7 +84,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     predict = sub.add_parser("predict", parents=[common], help="predict the rows of a CSV file")
     predict.add_argument("model_id", metavar="MODEL")
-    predict.add_argument("rows", help="CSV with a header row (columns matched by name to the model's features)")
+    predict.add_argument("rows", help="CSV (or .csv.gz) with a header row, read by the server as an upload is "
+                                      "(columns matched by name to the model's features; one request, within "
+                                      "MLP_MAX_UPLOAD_BYTES)")
+    predict.add_argument("--encoding", help="the file's text encoding when not UTF-8/UTF-16/32 with a BOM "
+                                            "(e.g. cp1252), sent as the Content-Type's charset")
     predict.add_argument("-o", "--output", help="CSV to write (default: standard output)")
     predict.add_argument("--proba", action="store_true", help="add one probability column per class")
     predict.set_defaults(func=_predict)
@@ -249,55 +254,22 @@ def _follow(job: Job) -> int:
     return 0
 
 
-def _read_rows(path: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a CSV file in UTF-8 (with or without BOM) or UTF-16 with BOM; the delimiter is the one
-    of , ; tab | that splits the header line into the most fields (as the server detects it)."""
-    with open(path, "rb") as raw:
-        bom = raw.read(2)
-    encoding = "utf-16" if bom in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
-    with open(path, newline="", encoding=encoding) as fh:
-        first = next((line for line in fh if line.strip()), "")
-        delimiter = max(",;\t|", key=lambda d: len(next(csv.reader([first], delimiter=d))))
-        fh.seek(0)
-        reader = csv.reader(fh, delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ValueError(f"{path} is empty") from None
-        rows = [r for r in reader if r]
-    return header, rows
-
-
-NA_TOKENS = frozenset(("", "NA", "N/A", "NaN", "null", "?", "-"))   # missing, as in the server's CSV uploads
-
-
-def _cell(text: str, kind: str | None = None) -> Any:
-    """A CSV cell as the server reads the same CSV: a missing value (an NA token), a number for a numeric
-    column, the text exactly as written for a categorical or boolean one (``01234`` stays ``01234``)."""
-    if text in NA_TOKENS:
-        return None
-    if kind in ("categorical", "boolean"):
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        return text
+def _csv_body(path: str) -> bytes:
+    """The file's bytes as the CSV body of a predict request (a ``.gz`` decompressed here: bodies are not
+    Content-Encoded)."""
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        return fh.read()
 
 
 def _predict(client: Client, args: argparse.Namespace) -> int:
     model: Model = client.get_model(args.model_id)
-    header, rows = _read_rows(args.rows)
-    model._feature_names()                       # reads the model's input_schema when the answer lacked it
-    kinds = {str(c.get("name")): c.get("type") for c in model.data.get("input_schema") or [] if isinstance(c, dict)}
-    types = [kinds.get(name) for name in header]
-    records = []
-    for line, row in enumerate(rows, start=2):
-        if len(row) != len(header):
-            raise ValueError(f"{args.rows}, line {line}: {len(row)} values, the header has {len(header)}")
-        records.append({name: _cell(v, kind) for name, v, kind in zip(header, row, types)})
-    if not records:
-        raise ValueError(f"{args.rows} has a header but no rows")
-    preds, probs = model._predict(records)
+    # The file goes to the server as it is (text/csv): it reads it as it reads an upload (encoding, delimiter,
+    # decimal comma, NA tokens, quotes, categorical cells as written) and refuses what it cannot match by name.
+    ctype = "text/csv" + (f"; charset={args.encoding}" if args.encoding else "")
+    out = client._json("POST", f"/v1/models/{model.id}/predict", content=_csv_body(args.rows),
+                       headers={"Content-Type": ctype})
+    preds, probs = out["predictions"], out.get("probabilities") or []
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
     try:
         writer = csv.writer(out)

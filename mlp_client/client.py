@@ -16,7 +16,7 @@ import numpy as np
 from mlp_client import _common as common
 from mlp_client._common import STREAM_TIMEOUT, Event, Retry, SSEParser, StreamResume, UploadBody
 from mlp_client._resources import DatasetBase, JobBase, ModelBase, NetworkBase
-from mlp_client.errors import ConnectionFailed, NotFound
+from mlp_client.errors import ConnectionFailed
 from mlp_client.progress import ProgressDisplay
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -277,25 +277,10 @@ class Job(JobBase):
 class Model(ModelBase):
     """A trained model (``task``, ``classes``, ``input_dim``, ``metrics``)."""
 
-    _names: list[str] | None
-
-    def _feature_names(self) -> list[str] | None:
-        if "_names" not in self.__dict__:
-            if "input_schema" not in self.data:          # list answers leave it out: read the model itself
-                self.data = self._client._json("GET", f"/v1/models/{self.id}")
-            dataset = None
-            if not self.data.get("input_schema") and self.data.get("dataset_id"):
-                try:
-                    dataset = self._client._json("GET", f"/v1/datasets/{self.data['dataset_id']}")
-                except NotFound:
-                    dataset = None
-            self._names = self._feature_names_from(dataset)
-        return self._names
-
     def _predict(self, X: Any) -> tuple[list, list]:
         preds: list = []
         probs: list = []
-        for body in common.predict_bodies(X, self._feature_names):
+        for body in common.predict_bodies(X):
             out = self._client._json("POST", f"/v1/models/{self.id}/predict", content=body,
                                      headers={"Content-Type": "application/json"})
             preds.extend(out["predictions"])

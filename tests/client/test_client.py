@@ -46,11 +46,11 @@ def test_predict_bodies_of_arrays_read_as_the_same_float32_rows_as_tolist_and_js
     for X in (np.vstack([edge, f32]), rng.normal(size=(500, 16)) * 10.0 ** rng.integers(-30, 30, (500, 16)),
               rng.integers(-10**6, 10**6, size=(300, 16))):
         old = _common._dumps({"inputs": np.asarray(X, dtype=np.float64).tolist()})
-        new = b"".join(_common.predict_bodies(X, lambda: None))
+        new = b"".join(_common.predict_bodies(X))
         a, b = parse_inputs(old, input_dim=16), parse_inputs(new, input_dim=16)
         assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
     nan_rows = np.array([[1.0, np.nan]])
-    assert list(_common.predict_bodies(nan_rows, lambda: None)) == [b'{"inputs":[[1.0,NaN]]}']
+    assert list(_common.predict_bodies(nan_rows)) == [b'{"inputs":[[1.0,NaN]]}']
 
 
 def test_train_wait_history_predict(server):
