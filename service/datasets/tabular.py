@@ -765,6 +765,10 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         rows = list(csv.reader(sample[:1], delimiter=d)) if sample else []
     if not rows:
         raise ParseError("line 1: the header row could not be read")
+    if '"' in sample[0] and any("\n" in h for h in next(csv.reader(io.StringIO("\n".join(sample[:50])),
+                                                                delimiter=d), [])):  # a quoted name spans lines
+        raise ParseError(f"line {blank + 1}: a column name in the header holds a line break (a quoted field "
+                         f"spans lines); column names must be on the header line")
     header = [text_key(h) for h in rows[0]]        # trimmed, Unicode NFC: as predict compares names
     if opts.decimal is None:
         opts.decimal, decided = sniff_decimal(rows[1:], d)

@@ -361,6 +361,7 @@ def parse_table(table, what: str, *, input_dim: int, columns=None, drop=frozense
     ``drop`` (the training target, ignored columns) are left out first."""
     import pyarrow as pa
 
+    table = _as_uploaded(table)
     names = [str(n) for n in table.column_names]
     if drop and not set(names).isdisjoint(drop):
         keep = [j for j, n in enumerate(names) if n not in drop]
@@ -388,6 +389,23 @@ def parse_table(table, what: str, *, input_dim: int, columns=None, drop=frozense
     if not rows:
         raise InvalidInput("inputs has no rows")
     return _checked(service.from_columns(columns, names, rows, where=what), input_dim)
+
+
+def _as_uploaded(table):
+    """Arrow columns typed as the upload types them: dates, times and durations as their text (the categories
+    an upload of the same file stores), decimals as float64, string views as strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for j, f in enumerate(table.schema):
+        t = f.type
+        if pa.types.is_temporal(t):
+            table = table.set_column(j, f.name, pc.cast(table.column(j), pa.string()))
+        elif pa.types.is_decimal(t):
+            table = table.set_column(j, f.name, pc.cast(table.column(j), pa.float64()))
+        elif getattr(pa.types, "is_string_view", lambda _: False)(t):
+            table = table.set_column(j, f.name, pc.cast(table.column(j), pa.string()))
+    return table
 
 
 def _checked(X: np.ndarray, input_dim: int, *, names: list[str] | None = None, what: str = "") -> np.ndarray:

@@ -413,6 +413,13 @@ def test_delimiter_errors_say_what_was_given(client):
         "na_values must be comma-separated tokens or a JSON array of strings"
 
 
+@pytest.mark.parametrize("csv", [b'"a\nb",label\n1,x\n2,y\n', b'x,"my\nlabel"\n1,p\n2,q\n'])
+def test_a_header_name_with_a_line_break_is_a_422_not_a_shifted_table(app, client, csv):
+    assert err(up(client, csv)) == ("line 1: a column name in the header holds a line break (a quoted field spans "
+                                    "lines); column names must be on the header line")
+    assert stored_files(app) == []
+
+
 def test_a_long_file_name_gives_its_first_200_characters_as_the_name(client):
     body = ok(up(client, MIXED.encode(), "x" * 300 + ".csv"))
     assert body["name"] == "x" * 200

@@ -299,6 +299,46 @@ def test_names_and_text_compare_trimmed_and_in_nfc_on_upload_and_predict(client,
     assert (r.status_code, r.json()) == (200, null), r.text
 
 
+def test_a_typed_parquet_file_that_trains_also_predicts_as_a_body(client, wait_job):
+    """Date, timestamp, duration and decimal columns are typed in a Parquet or Arrow predict body as the upload
+    typed them (dates as their text categories, decimals as numbers): the rows of the training file predict."""
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    n = 60
+    table = pa.table({
+        "d": pa.array([datetime.date(2024, 1, 1 + i % 3) for i in range(n)]),
+        "ts": pa.array([datetime.datetime(2024, 1, 1 + i % 2) for i in range(n)], pa.timestamp("us")),
+        "dur": pa.array([datetime.timedelta(seconds=i % 4) for i in range(n)], pa.duration("us")),
+        "price": pa.array([decimal.Decimal(f"{i % 10}.25") for i in range(n)], pa.decimal128(10, 2)),
+        "label": pa.array(["yes" if i % 3 == 0 else "no" for i in range(n)])})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    r = client.post("/v1/datasets", files={"file": ("typed.parquet", buf.getvalue())})
+    assert r.status_code == 201, r.text
+    assert [c["type"] for c in r.json()["columns"]] == ["categorical", "categorical", "categorical", "numeric"]
+    model = train(client, wait_job, r.json(), 2, epochs=3)["model_id"]
+    schema = {c["name"]: c for c in client.get(f"/v1/models/{model}").json()["input_schema"]}
+    rows = table.slice(0, 3)
+    body = io.BytesIO()
+    pq.write_table(rows, body)
+    r = client.post(f"/v1/models/{model}/predict", content=body.getvalue(),
+                    headers={"content-type": "application/vnd.apache.parquet"})
+    assert r.status_code == 200, r.text
+    stream = io.BytesIO()
+    with pa.ipc.new_stream(stream, rows.schema) as w:
+        w.write_table(rows)
+    arrow = client.post(f"/v1/models/{model}/predict", content=stream.getvalue(),
+                        headers={"content-type": "application/vnd.apache.arrow.stream"})
+    assert (arrow.status_code, arrow.json()) == (200, r.json())
+    records = [{"d": str(x["d"]), "ts": schema["ts"]["categories"][0] if x["ts"].day == 1 else
+                schema["ts"]["categories"][1], "dur": schema["dur"]["categories"][i % 4], "price": float(x["price"])}
+               for i, x in enumerate(rows.to_pylist())]
+    assert predict(client, model, {"records": records}).json() == r.json()
+
+
 def test_parameter_limit_counts_one_hot_columns(tmp_path, make_network):
     from fastapi.testclient import TestClient
 
