@@ -156,6 +156,11 @@ def test_csv_bodies_that_are_not_utf8_name_the_byte_and_line(shared, path):
                                   "in the Content-Type, e.g. text/csv; charset=cp1252")
     r = c.post(m[path], content=b"1,2\n", headers={"Content-Type": "text/csv; charset=klingon"})
     assert detail(r) == (422, "Content-Type charset 'klingon': unknown encoding (e.g. utf-8, cp1252, latin-1)")
+    r = c.post(m[path], content="sepal,petal,stem,leaf\n1,2,3,4\n".encode("utf-16-le"),
+               headers={"Content-Type": "text/csv"})         # UTF-16 without a BOM
+    assert detail(r) == (422, "the CSV body holds a NUL byte (line 1), so it is not UTF-8 text; UTF-16 or UTF-32 "
+                              "without a byte-order mark looks like this: name the encoding in the Content-Type, "
+                              "e.g. text/csv; charset=utf-16-le")
     for codec in ("rot13", "base64", "zlib"):           # codecs Python knows that do not decode text
         r = c.post(m[path], content=b"1,2\n", headers={"Content-Type": f"text/csv; charset={codec}"})
         assert detail(r) == (422, f"Content-Type charset '{codec}': not a text encoding (e.g. utf-8, cp1252, latin-1)")
