@@ -476,16 +476,29 @@ def should_stop(session: Session, *, job_id: str, attempt: int) -> str | None:
     return "cancel" if row.cancel_requested else None
 
 
+_INSERT_IGNORE: dict[str, Any] = {}  # dialect name -> the metric rows' INSERT ... ON CONFLICT DO NOTHING
+
+
+def _insert_ignore_statement(dialect: str):
+    """One statement per dialect, built once: executed with a list of rows (executemany), its compiled form is
+    cached, where ``insert().values(rows)`` was compiled again at every epoch commit (~1 ms of a worker's CPU)."""
+    stmt = _INSERT_IGNORE.get(dialect)
+    if stmt is None:
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        stmt = _INSERT_IGNORE[dialect] = insert(JobMetric.__table__).on_conflict_do_nothing(
+            index_elements=["job_id", "epoch"])
+    return stmt
+
+
 def _insert_metrics_ignore(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        session.execute(insert(JobMetric).values(rows).on_conflict_do_nothing(index_elements=["job_id", "epoch"]))
+        session.connection().execute(_insert_ignore_statement(dialect), rows)
         return
     have = set(session.scalars(select(JobMetric.epoch).where(JobMetric.job_id == rows[0]["job_id"])).all())
     session.add_all(JobMetric(**r) for r in rows if r["epoch"] not in have)
