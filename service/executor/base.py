@@ -81,6 +81,7 @@ class Executor(ABC):
     def subscribe(self, listener) -> None:
         """Call ``listener(kind, job_id)`` when a worker commits an epoch ('epoch') or ends a job ('ended').
 
-        A hint that saves a poll (the sweep driver's), never the truth, which is in the database; executors whose
-        workers cannot reach this process (Celery) report nothing and the listener's owner polls.
+        A hint that saves a poll (the sweep driver's), never the truth, which is in the database. Celery workers
+        report only 'ended' (broadcast over the broker; an epoch's hint would wake the driver too often for what
+        it saves there), and a hint can be lost: the listener's owner still polls.
         """

@@ -18,6 +18,10 @@ How a job moves:
   job older than ``republish_seconds`` while the broker queue is empty lost its message (e.g. the broker
   restarted without its data): the sweeper publishes it again.
 - Cancel is a flag in the row; the trainer polls it (at most every 0.2 s, between minibatches).
+- When a task has run a job to its end, the worker broadcasts a hint ``("ended", job_id)`` on a fanout exchange
+  of the broker (``mlp-hints``: not durable, no queue kept for it); every API process listens and hands it to
+  its subscribers (the sweep driver steps at once instead of at its next poll). A hint lost (no API listening,
+  the broker restarting) costs only that poll: the truth is in the database.
 
 Broker settings: late acks (``task_acks_late``, ``task_reject_on_worker_lost``) and a prefetch of one, so a
 message is removed only after its task returned and an idle worker never waits behind a busy one's prefetch.
@@ -36,6 +40,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from celery import Celery, signals
+from kombu import Consumer, Exchange, Queue
 from kombu.exceptions import ChannelError
 from service.database import make_engine, make_sessionmaker
 from service.executor.base import Executor
@@ -49,6 +54,9 @@ QUEUE = "mlp-jobs"
 # Redis re-delivers an unacknowledged message after this long; the lease normally acts long before.
 VISIBILITY_TIMEOUT = 6 * 3600
 HEALTH_CACHE_SECONDS = 2.0
+# Hints from workers to API processes (a job ended): broadcast, transient, never queued for an absent listener.
+HINTS = Exchange("mlp-hints", type="fanout", durable=False, auto_delete=True, delivery_mode="transient")
+HINT_RETRY_SECONDS = 2.0  # the API's listener reconnects this long after losing the broker
 
 
 def make_celery(settings) -> Celery:
@@ -84,6 +92,58 @@ def publish(app: Celery, job_id: str) -> None:
     app.send_task(TASK_NAME, args=[job_id], queue=QUEUE)
 
 
+def broadcast_hint(app: Celery, kind: str, job_id: str) -> None:
+    """Tell every listening API process that ``job_id`` ended; a failure is logged and forgotten (a hint)."""
+    try:
+        with app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=0, timeout=1)  # a broker down: give up at once
+            producer.publish({"kind": kind, "job_id": job_id}, exchange=HINTS, routing_key="", declare=[HINTS],
+                             serializer="json", retry=False)
+    except Exception as exc:  # noqa: BLE001 - the sweep driver's poll finds the job's end anyway
+        log.debug("hint %s for job %s not sent: %s", kind, job_id, exc)
+
+
+class HintListener(threading.Thread):
+    """An API process's subscription to the workers' hints: ``deliver(kind, job_id)`` for each one."""
+
+    def __init__(self, app: Celery, deliver):
+        super().__init__(name="mlp-celery-hints", daemon=True)
+        self.app, self.deliver = app, deliver
+        self._closing = threading.Event()
+        self.listening = threading.Event()  # set once subscribed (the first wait for messages has run)
+
+    def stop(self) -> None:
+        self._closing.set()
+
+    def run(self) -> None:
+        while not self._closing.is_set():
+            try:
+                self._listen()
+            except Exception as exc:  # noqa: BLE001 - broker down: listen again later, the driver polls meanwhile
+                log.debug("hint listener: %s; retrying in %.0f s", exc, HINT_RETRY_SECONDS)
+                self._closing.wait(HINT_RETRY_SECONDS)
+
+    def _listen(self) -> None:
+        queue = Queue(f"mlp-hints.{socket.gethostname()}.{os.getpid()}.{id(self):x}", exchange=HINTS,
+                      routing_key="", durable=False, exclusive=True, auto_delete=True)
+        with self.app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=0, timeout=2)  # else kombu retries forever: stop() must not wait
+            with Consumer(conn, queues=[queue], callbacks=[self._on_message], accept=["json"], no_ack=True):
+                while not self._closing.is_set():
+                    try:
+                        conn.drain_events(timeout=1.0)
+                    except socket.timeout:
+                        pass
+                    self.listening.set()
+
+    def _on_message(self, body, message) -> None:
+        try:
+            kind, job_id = body["kind"], body["job_id"]
+        except (TypeError, KeyError):
+            return
+        self.deliver(str(kind), str(job_id))
+
+
 # -- API side -----------------------------------------------------------------------------------------------
 class CeleryExecutor(Executor):
     """Publishes job ids to the broker; ``mlp-service worker`` processes anywhere train them."""
@@ -93,6 +153,8 @@ class CeleryExecutor(Executor):
         self.app = make_celery(settings)
         self._health: tuple[float, bool] = (0.0, False)
         self._health_lock = threading.Lock()
+        self._listeners: list = []
+        self._hints: HintListener | None = None
 
     def start(self) -> None:
         # Nothing to requeue here: other API processes and workers share the database, and expired leases
@@ -100,10 +162,29 @@ class CeleryExecutor(Executor):
         log.info("distributed executor: jobs go to Celery on %s", _redact(self.settings.broker_url))
 
     def stop(self) -> None:
+        if self._hints is not None:
+            self._hints.stop()
+            self._hints.join(timeout=2)  # its wait for messages ends within 1 s
+            self._hints = None
         try:
             self.app.close()
         except Exception:  # noqa: BLE001
             pass
+
+    def subscribe(self, listener) -> None:
+        """``listener(kind, job_id)`` for the workers' hints ('ended'), wherever the workers run: the first
+        subscriber starts this process's listener on the broker."""
+        self._listeners.append(listener)
+        if self._hints is None:
+            self._hints = HintListener(self.app, self._deliver)
+            self._hints.start()
+
+    def _deliver(self, kind: str, job_id: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(kind, job_id)
+            except Exception:  # noqa: BLE001 - one listener's bug must not stop the others' hints
+                log.exception("hint listener failed")
 
     def submit(self, job_id: str) -> None:
         try:
@@ -211,6 +292,7 @@ class _TaskRuntime:
             publish(self.app, job_id)
             log.info("job %s: handed back to the queue at shutdown; resumes from its checkpoint", job_id)
             return "handed over"
+        broadcast_hint(self.app, "ended", job_id)  # e.g. the sweep driver starts the next trial without its poll
         return "ran"
 
     def _heartbeat(self, job_id: str, attempt: int, stop: threading.Event) -> None:

@@ -1,15 +1,16 @@
-"""The Celery executor with real servers: cancel on a remote worker, redelivered tasks, broker restarts."""
+"""The Celery executor with real servers: cancel on a remote worker, redelivered tasks, broker restarts, hints."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import httpx
 from sqlalchemy import create_engine, text
 
-from service.executor.celery import make_celery, publish
+from service.executor.celery import CeleryExecutor, make_celery, publish
 from service.settings import Settings
 from tests.distributed.conftest import job_body, setup_data, wait_job
 
@@ -163,3 +164,37 @@ def test_sigterm_hands_the_running_job_to_another_worker(cluster, redis_url):
         job = _assert_once(http, job_id, 30)
         assert job["attempt"] == 2
     assert f"job {job_id}: handed back to the queue at shutdown" in first.log()
+
+
+def test_a_worker_hints_every_listening_api_process_when_a_job_ended(cluster, redis_url, tmp_path):
+    c = cluster(database_url=None, broker_url=redis_url)
+    api = c.api()
+    c.worker()
+    heard: dict[str, list] = {"first": [], "second": []}
+    both = threading.Event()
+
+    def listener(name):
+        def hear(kind, job_id):
+            heard[name].append((kind, job_id))
+            if all(heard.values()):
+                both.set()
+        return hear
+
+    # Two API processes' executors (here: in the test process), each subscribed as the sweep driver is.
+    executors = [CeleryExecutor(Settings(data_dir=tmp_path / name, broker_url=redis_url), None, None)
+                 for name in heard]
+    try:
+        for ex, name in zip(executors, heard):
+            ex.subscribe(listener(name))
+        for ex in executors:  # a hint sent before a listener subscribed is not kept for it
+            assert ex._hints.listening.wait(30)
+        with api.client() as http:
+            net_id, ds_id, _ = setup_data(http, n=300)
+            job_id = http.post("/v1/jobs", json=job_body(net_id, ds_id, 0, epochs=2, batch_size=32)).json()["id"]
+            job = _assert_once(http, job_id, 2)
+        assert both.wait(30), heard
+    finally:
+        for ex in executors:
+            ex.stop()
+    assert job["status"] == "succeeded"
+    assert heard == {"first": [("ended", job_id)], "second": [("ended", job_id)]}
