@@ -89,6 +89,18 @@ def _machine_busy() -> float:
     return (sum(f) - f[3] - f[4]) / _TICK  # minus idle and iowait
 
 
+def _wait_quiet(limit: float, busy_cores: float = 0.25, window: float = 2.0) -> float:
+    """Wait (at most ``limit`` seconds) for a ``window`` in which the machine is busy less than ``busy_cores``
+    (between rounds the benchmark's own processes are idle, so this is the other load); the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        b0 = _machine_busy()
+        time.sleep(window)
+        if (_machine_busy() - b0) / window < busy_cores:
+            break
+    return time.monotonic() - t0
+
+
 def _cpu_split(before: dict, after: dict, c: Cluster, api, redis_pid: int | None) -> dict[str, float]:
     """CPU seconds between two _proc_cpu snapshots per role (processes that started in between count whole)."""
     roles: dict[str, float] = {}
@@ -139,11 +151,16 @@ def run(n_workers: int, args, tmp: Path, broker_url: str, split, redis_pid: int 
             va = http.post("/v1/datasets", json={"name": "digits-val", "X": Xva.tolist(), "y": yva.tolist()})
             tr, va = tr.json()["id"], va.json()["id"]
             _warm(http, tr, va, n_workers, args)
+            if args.wait_quiet:
+                waited = _wait_quiet(args.wait_quiet)
+                print(f"  waited {waited:.0f} s for a quiet machine before the timed sweep", flush=True)
+            if args.trace:
+                (tmp / "trace" / "timed").touch()  # bench/trial_trace's TRACE_PROFILE=1 profiles from here on
             cpu0, busy0, posted = _proc_cpu(), _machine_busy(), time.time()
             t0 = time.perf_counter()
             sid = http.post("/v1/sweeps", json=_sweep_body(args, tr, va)).json()["id"]
             while (s := http.get(f"/v1/sweeps/{sid}").json())["status"] == "running":
-                time.sleep(0.25)  # one light request per 0.25 s: the bench barely loads the cores it measures
+                time.sleep(args.poll)  # one request per 0.25 s: ~10 ms of the API's CPU each with 40 trials
             wall = time.perf_counter() - t0
             cpu = _cpu_split(cpu0, _proc_cpu(), c, api, redis_pid)
             cpu["all processes (machine)"] = _machine_busy() - busy0
@@ -292,6 +309,12 @@ def main() -> None:
     ap.add_argument("--ceiling", action="store_true", help="also train the timed sweep's trials with core.fit "
                     "in 1 and 2 plain processes (alternating, --repeat rounds each): the engine's own scaling here, "
                     "the ceiling of the service's")
+    ap.add_argument("--poll", type=float, default=0.25, help="seconds between the client's GET /v1/sweeps/{id} "
+                    "while the timed sweep runs (each costs the API ~5-10 ms of CPU; the figure from the sweep's own "
+                    "timestamps does not depend on it)")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                    help="before each timed sweep, wait up to SECONDS for 2 s in which the machine (other work: "
+                         "the benchmark's processes are idle then) uses less than a quarter of a core")
     ap.add_argument("--trace", action="store_true", help="time the worker's and the driver's steps "
                     "(bench/trial_trace) and print them per round; the tracing itself costs a little")
     args = ap.parse_args()
@@ -318,6 +341,8 @@ def main() -> None:
             nice = 10 if args.nice is None else args.nice  # the service's MLP_WORKER_NICE default
             for i in range(args.repeat):
                 for n in (1, 2):
+                    if args.wait_quiet:
+                        _wait_quiet(args.wait_quiet)
                     ceiling[n].append(engine_ceiling(rounds[1][0]["work"], split, n, nice))
                     print(f"engine round {i + 1}: {n} process(es): {ceiling[n][-1]:.1f} trials/min, load average "
                           f"{os.getloadavg()[0]:.1f}", flush=True)
@@ -349,9 +374,11 @@ def main() -> None:
     print(f"the same from the sweep's created_at -> finished_at: {best[0]['server_seconds']:.2f} s vs "
           f"{best[1]['server_seconds']:.2f} s, {best[1]['server_trials_per_min'] / best[0]['server_trials_per_min']:.2f}x "
           f"best vs best; per round {' '.join(f'{x:.2f}' for x in sp)}, median {statistics.median(sp):.2f}x")
-    other = [r["cpu"].get("other", 0.0) / ((os.cpu_count() or 1) * r["seconds"]) for n in (1, 2) for r in rounds[n]]
+    share = lambda r: r["cpu"].get("other", 0.0) / ((os.cpu_count() or 1) * r["seconds"])  # noqa: E731
+    other = [share(r) for n in (1, 2) for r in rounds[n]]
     print(f"other processes on the machine (not the benchmark's) took {min(other):.0%}-{max(other):.0%} of the "
-          f"cores during the timed sweeps")
+          f"cores during the timed sweeps; per round (1 worker / 2 workers): "
+          f"{' '.join(f'{share(a):.0%}/{share(b):.0%}' for a, b in zip(rounds[1], rounds[2]))}")
     if args.ceiling:
         pc = [b / a for a, b in zip(ceiling[1], ceiling[2])]
         print(f"the engine alone (core.fit, the same trials, 1 vs 2 plain processes): {max(ceiling[1]):.1f} vs "

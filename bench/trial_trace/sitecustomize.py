@@ -94,17 +94,19 @@ def _patch_sweeps(mod) -> None:
     once = _timed("driver.run_once", D.run_once)
     last = {"t": time.monotonic()}
     profile = None
-    if os.environ.get("TRACE_PROFILE"):  # cProfile of the driver's rounds, to $MLP_TRACE_DIR/driver.prof
+    flag = os.path.join(_DIR, "timed")  # the benchmark creates it as it posts the timed sweep
+    if os.environ.get("TRACE_PROFILE"):  # cProfile (thread CPU) of the timed sweep's rounds: driver.prof
         import cProfile
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.thread_time)
 
     def run_once(self):
-        if profile is not None:
+        on = profile is not None and os.path.exists(flag)
+        if on:
             profile.enable()
         try:
             once(self)
         finally:
-            if profile is not None:
+            if on:
                 profile.disable()
         if time.monotonic() - last["t"] >= 1.0:
             last["t"] = time.monotonic()
