@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -349,6 +350,7 @@ def main() -> None:
     finally:
         if redis is not None:
             redis.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # every round's data directory (and trace) was read already
     results = [max(rounds[n], key=lambda r: r["trials_per_min"]) for n in (1, 2)]
     same = all(r["ranking"] == rounds[1][0]["ranking"] for n in (1, 2) for r in rounds[n])
 
