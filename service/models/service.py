@@ -275,7 +275,8 @@ def inputs_from_doc(doc, *, input_dim: int, columns: core.Preprocessor | None = 
         names, rows = _split(doc["columns"], doc["data"])
     else:
         extra = sorted(keys - {"inputs", "records", "columns", "data"})
-        what = f"unknown field(s) {echo(extra)}" if extra else f"fields {sorted(keys)} do not go together"
+        what = (f"unknown field(s) {echo(extra)}" if extra else f"fields {sorted(keys)} do not go together" if keys
+                else "the body names no rows")
         raise InvalidInput(f"{what}; the body is one of {BODY_SHAPES}")
     if columns is None:
         raise InvalidInput("this model predicts from inputs only")

@@ -136,6 +136,7 @@ BAD_BODIES = [
     ({"columns": ["age", "plan"], "data": [[1]]}, "data[0] has 1 value(s) but columns lists 2 names"),
     ({"records": []}, "records must be a non-empty list of objects {column: value}"),
     ({"records": [{"age": 30}], "inputs": [[1]]}, "fields ['inputs', 'records'] do not go together"),
+    ({}, "the body names no rows"),
     ({"inputs": [[30, 1, 0]]}, "inputs: this model has non-numeric columns ('plan' (categorical), 'region' "
                                "(categorical)); send"),
 ]
