@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import __version__
+from service import __version__, compat
 from service.auth import KeyRing
 from service.docs import mount_docs
 from service.database import create_all, make_engine, make_sessionmaker
@@ -44,6 +44,7 @@ start a training job, watch its metrics, and predict with the trained model."""
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the FastAPI app; tests pass their own ``Settings``. A bad MLP_API_KEYS_FILE raises KeysFileError."""
     settings = settings or Settings()
+    compat.serialize_literal_eval()         # numpy's .npy headers in the thread pool (a CPython defect)
     engine = make_engine(settings)
     sessions = make_sessionmaker(engine)
     keyring = KeyRing(settings, sessions)  # reads MLP_API_KEYS_FILE now, before anything connects or starts
