@@ -40,6 +40,11 @@ def detect_encoding(head: bytes, given: str | None) -> tuple[str, int]:
     return "utf-8", 0
 
 
+def encoding_label(encoding: str) -> str:
+    """How an encoding is named in error details: 'UTF-8', else the codec's name."""
+    return "UTF-8" if encoding in ("utf-8", "utf8") else encoding
+
+
 def known_codec(name: str) -> bool:
     """Whether Python knows a codec of this name (of any kind)."""
     try:

@@ -30,8 +30,8 @@ import pyarrow.csv as pacsv
 from core.preprocessing import text_key
 from service.bodies import ParseError, float32_text
 from service.datasets.spool import Spool
-from service.dialects import (COMMA_NUMBER, DELIMITERS, NA_TOKENS, detect_encoding, sniff_decimal,
-                              sniff_delimiter, text_as_values)
+from service.dialects import (COMMA_NUMBER, DELIMITERS, NA_TOKENS, detect_encoding, encoding_label,
+                              sniff_decimal, sniff_delimiter, text_as_values)
 from service.errors import TooLarge
 
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -65,7 +65,7 @@ class TableOptions:
     regression: bool = False          # task=regression was asked for: a numeric-looking target is read as numbers
     x_dir: Path | None = None         # build X memory-mapped in a .npy file in this directory (else in memory)
     max_decoded_bytes: int | None = None   # MLP_MAX_UPLOAD_BYTES: a .csv.gz's text, a Parquet/Arrow file's arrays
-    decimal_open: bool = False        # set by the reader: ';' and no decimal number sampled (see dialects.sniff_decimal)
+    decimal_open: bool = False        # set by the reader: ';' and no decimal sampled (dialects.sniff_decimal)
     blank_cells: set = field(default_factory=set)   # set by the reader: columns read as text for blank cells
 
 
@@ -610,8 +610,8 @@ def _nul_error(path: Path, gz: bool, bom: int, encoding: str, limit: int | None)
         for line, text in enumerate(f, 1):
             if "\x00" in text:
                 break
-    return ParseError(f"line {line}: the text holds a NUL character (byte 0), so it is not {_enc_name(encoding)}; "
-                      f"UTF-16 or UTF-32 without a byte-order mark looks like this: name the encoding in the form "
+    return ParseError(f"line {line}: the text holds a NUL character (byte 0), so it is not {encoding_label(encoding)}"
+                      f"; UTF-16 or UTF-32 without a byte-order mark looks like this: name the encoding in the form "
                       f"field encoding (e.g. utf-16-le, utf-16-be)")
 
 
@@ -631,17 +631,13 @@ def _utf8_error(path: Path, gz: bool, bom: int, encoding: str, limit: int | None
                 # the decoder may hold back bytes of the previous chunk; e.start is within the joined buffer
                 held = len(e.object) - len(chunk)
                 pos = offset - held + e.start
-                return ParseError(f"the file is not {_enc_name(encoding)} text (byte offset {pos}); name its "
+                return ParseError(f"the file is not {encoding_label(encoding)} text (byte offset {pos}); name its "
                                   f"encoding in the form field encoding, e.g. cp1252 or latin-1")
             except UnicodeError:
                 break
             offset += len(chunk)
-    return ParseError(f"the file is not {_enc_name(encoding)} text; name its encoding in the form field "
+    return ParseError(f"the file is not {encoding_label(encoding)} text; name its encoding in the form field "
                       f"encoding, e.g. cp1252 or latin-1")
-
-
-def _enc_name(encoding: str) -> str:
-    return "UTF-8" if encoding in ("utf-8", "utf8") else encoding
 
 
 def _sample(path: Path, gz: bool, opts: TableOptions) -> tuple[str, int, str, bool]:

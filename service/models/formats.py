@@ -29,8 +29,8 @@ import numpy as np
 
 from core.preprocessing import text_key
 from service.bodies import ParseError
-from service.dialects import (NA_TOKENS, blank_as_null, detect_encoding, known_codec, sniff_decimal,
-                              sniff_delimiter, text_as_values)
+from service.dialects import (NA_TOKENS, blank_as_null, detect_encoding, encoding_label, known_codec,
+                              sniff_decimal, sniff_delimiter, text_as_values)
 from service.errors import InvalidInput, NotAcceptable, TooLarge, UnsupportedMediaType, echo
 from service.models import service
 
@@ -220,26 +220,22 @@ def _csv_encoding(body: bytes | bytearray, charset: str | None) -> tuple[str, in
         raise InvalidInput(f"Content-Type charset {echo(charset)}: {what} (e.g. utf-8, cp1252, latin-1)") from None
 
 
-def _enc_label(encoding: str) -> str:
-    return "UTF-8" if encoding == "utf-8" else encoding
-
-
 def _csv_text(body: bytes | bytearray, charset: str | None) -> bytes | bytearray:
     """The CSV body as UTF-8 bytes without a BOM; 422 naming the byte (and line) that is not text."""
     encoding, bom = _csv_encoding(body, charset)
     if not encoding.startswith(("utf-16", "utf-32")) and b"\x00" in body:
         line = bytes(body[:body.index(b"\x00")]).count(b"\n") + 1
-        raise InvalidInput(f"the CSV body holds a NUL byte (line {line}), so it is not {_enc_label(encoding)} text; "
-                           "UTF-16 or UTF-32 without a byte-order mark looks like this: name the encoding in the "
+        raise InvalidInput(f"the CSV body holds a NUL byte (line {line}), so it is not {encoding_label(encoding)} "
+                           "text; UTF-16 or UTF-32 without a byte-order mark looks like this: name the encoding in the "
                            "Content-Type, e.g. text/csv; charset=utf-16-le")
     if encoding == "utf-8" and bom == 0 and body.isascii():      # ASCII (the usual CSV of numbers) is UTF-8
         return body
     data = memoryview(body)[bom:]
     bad = _bad_text(data, encoding)
     if bad is not None:
-        raise InvalidInput(f"the CSV body is not {_enc_label(encoding)} text: byte {data[bad[0]]:#04x} at offset {bad[0] + bom:,} "
-                           f"(line {bad[1]:,}) cannot be decoded; name the encoding in the Content-Type, e.g. "
-                           "text/csv; charset=cp1252")
+        raise InvalidInput(f"the CSV body is not {encoding_label(encoding)} text: byte {data[bad[0]]:#04x} at offset "
+                           f"{bad[0] + bom:,} (line {bad[1]:,}) cannot be decoded; name the encoding in the "
+                           "Content-Type, e.g. text/csv; charset=cp1252")
     if encoding == "utf-8":
         return body if bom == 0 else bytes(data)
     return bytes(data).decode(encoding).encode("utf-8")
