@@ -117,8 +117,11 @@ class EmbeddedExecutor(Executor):
     def healthy(self) -> bool:
         if self._monitor is None or not self._monitor.is_alive() or self._stopping.is_set():
             return False
+        # A slot the monitor has not spawned yet is starting, not down (warming() says so): /readyz asked just
+        # after start-up, before the monitor thread's first spawn, answered "executor is not running".
         return not self._slots or not self._want_workers.is_set() or any(
-            s.process is not None and s.process.is_alive() for s in self._slots)
+            (s.process is None and s.last_spawn == 0.0) or (s.process is not None and s.process.is_alive())
+            for s in self._slots)
 
     def warming(self) -> bool:
         """Whether a wanted worker process is not yet up and warm (/readyz answers 503 meanwhile)."""

@@ -41,6 +41,33 @@ def test_readyz_is_503_until_the_prestarted_worker_is_warm(client):
     assert len(client.app.state.executor.worker_pids()) == 1
 
 
+@pytest.mark.settings(prestart_workers=True)
+def test_readyz_says_starting_before_the_first_worker_is_spawned(app, monkeypatch):
+    """The window between start-up and the monitor thread's first spawn is 'starting', not 'not running'
+    (a loaded CI machine once asked /readyz inside it)."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from service.executor.embedded import EmbeddedExecutor
+
+    release = threading.Event()
+    spawn = EmbeddedExecutor._spawn
+
+    def held_spawn(self, slot):
+        release.wait(30)
+        spawn(self, slot)
+
+    monkeypatch.setattr(EmbeddedExecutor, "_spawn", held_spawn)
+    with TestClient(app) as c:
+        try:
+            r = c.get("/readyz")
+            assert r.status_code == 503
+            assert r.json()["checks"]["executor"] == "starting: worker processes are warming up", r.text
+        finally:
+            release.set()
+
+
 def test_readyz_is_503_when_the_executor_is_down(client):
     client.app.state.executor.stop()
     r = client.get("/readyz")
