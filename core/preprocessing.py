@@ -71,6 +71,15 @@ def _f64(block) -> np.ndarray:
     return np.array(block, dtype=np.float64)
 
 
+def _shown(v) -> float:
+    """A statistic as ``schema()`` shows it: a value that is exactly a float32 (a data value, e.g. a constant
+    column's 14.62, a median, a min/max) as the shortest decimal that reads back as that float32 (14.62, not
+    14.619999885559082); any other float64 (a mean of several values) in full."""
+    v = float(v)
+    f = np.float32(v)
+    return float(str(f)) if np.isfinite(f) and float(f) == v else v
+
+
 # -- imputers ------------------------------------------------------------------------------------
 class _Imputer(ABC):
     """Fills NaN with one value per column, learned from the training rows.
@@ -1004,14 +1013,14 @@ class Preprocessor:
             if j in num_pos:
                 p = num_pos[j]
                 imp = self.numeric["impute"]
-                item["missing"] = ({"strategy": imp, "fill_value": float(self.imputer_.fill_[p]),
+                item["missing"] = ({"strategy": imp, "fill_value": _shown(self.imputer_.fill_[p]),
                                     "indicator": bool(self.indicator_[p])} if imp
                                    else {"strategy": None, "detail": "a missing value is an error"})
                 sc = self.scaler_
-                item["scale"] = {"method": self.numeric["scale"], "center": float(sc.center_[p]),
-                                 "scale": float(sc.scale_[p])}
+                item["scale"] = {"method": self.numeric["scale"], "center": _shown(sc.center_[p]),
+                                 "scale": _shown(sc.scale_[p])}
                 if sc.clips:
-                    item["scale"]["clip"] = [float(sc.lo_[p]), float(sc.hi_[p])]
+                    item["scale"]["clip"] = [_shown(sc.lo_[p]), _shown(sc.hi_[p])]
             elif j in bool_pos:
                 item["missing"] = {"strategy": "most_frequent",
                                    "fill_value": bool(self.bool_imputer_.fill_[bool_pos[j]])}

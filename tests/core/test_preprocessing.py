@@ -174,6 +174,16 @@ def test_statistics_come_from_the_rows_given_to_fit_only():
     assert p.schema()[0]["missing"]["fill_value"] == 2.0
 
 
+def test_schema_shows_float32_data_values_as_written_and_other_statistics_in_full():
+    X = np.array([[14.62, 1.0], [14.62, np.nan], [14.62, 3.3]], dtype=np.float32)
+    a, b = Preprocessor(numeric={"impute": "median"}).fit(X).schema()
+    assert a["missing"]["fill_value"] == 14.62 and a["scale"]["center"] == 14.62     # not 14.619999885559082
+    assert a["scale"]["clip"] == [14.62, 14.62] and b["scale"]["clip"] == [-1.3, 5.6]
+    assert np.float32(a["missing"]["fill_value"]) == X[0, 0]                          # reads back as the data value
+    mean_b = Preprocessor().fit(X).schema()[1]["missing"]["fill_value"]
+    assert mean_b == (float(np.float32(1.0)) + float(np.float32(3.3))) / 2            # a mean: float64, in full
+
+
 def test_constant_column_gets_scale_1_and_contributes_nothing():
     rng = np.random.default_rng(0)
     X = np.column_stack([rng.uniform(-1, 1, 1000), np.full(1000, 14.62)]).astype(np.float32)
