@@ -896,7 +896,7 @@ class Preprocessor:
                                  f"{', '.join(repr(c['name']) for c in self.columns)}")
         absent = [c["name"] for c in self.columns if text_key(c["name"]) not in seen]
         for name in absent:
-            if not self.imputes(where[name]):
+            if not self.imputes(where[text_key(name)]):     # a model stored ' a' before names were trimmed
                 raise ValueError(f"missing column {name!r}: the model was trained without imputation "
                                  "for it, so every row needs a value")
         X = np.full((len(rows), self.n_features_in), np.nan)

@@ -291,9 +291,20 @@ def parse_npz(path: str | Path, *, task: str | None = None) -> ParsedDataset:
     if fn is not None:
         if fn.dtype.kind not in "US" or fn.shape != (d,):
             raise ParseError(f"feature_names must be {d} strings, got dtype {fn.dtype} shape {list(fn.shape)}")
-        names = [str(v) for v in fn.astype(str).tolist()]
+        names = _feature_names([str(v) for v in fn.astype(str).tolist()])
     task, y_enc, classes, n_out = encode_target(y, task, where="y")
     return ParsedDataset(X=X32, y=y_enc, task=task, classes=classes, feature_names=names, n_outputs=n_out)
+
+
+def _feature_names(given: list[str]) -> list[str]:
+    """``feature_names`` of an .npz or JSON upload as a CSV header's are kept: trimmed, NFC (what predict compares),
+    none empty, none twice."""
+    from core.preprocessing import text_key
+    from service.datasets.tabular import check_names
+
+    names = [text_key(n) for n in given]
+    check_names(names, what="feature_names")
+    return names
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -346,7 +357,7 @@ def parse_json_dataset(doc: Any) -> tuple[str | None, ParsedDataset]:
     if fn is not None:
         if not isinstance(fn, list) or len(fn) != d or not all(isinstance(s, str) for s in fn):
             raise ParseError(f"feature_names must be a list of {d} strings")
-        names = list(fn)
+        names = _feature_names(fn)
     task, y_enc, classes, n_out = encode_target(y, task, where="y")
     return name, ParsedDataset(X=X, y=y_enc, task=task, classes=classes, feature_names=names, n_outputs=n_out)
 

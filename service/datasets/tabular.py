@@ -529,16 +529,24 @@ def _strings(y: pa.ChunkedArray) -> tuple[np.ndarray, tuple]:
     return labels, (labels, codes)
 
 
+def check_names(names: list[str], what: str = "header") -> None:
+    """422 for an empty name or a name given twice. ``names`` are already compared as predict compares them
+    (``text_key``: trimmed, NFC), so ``' a'`` and ``'a '`` are the same name, as in a CSV header."""
+    if "" in names:
+        i = names.index("")
+        raise ParseError(f"header column {i + 1} has no name" if what == "header" else f"{what}[{i}] is empty")
+    if len(set(names)) != len(names):
+        dup = next(n for n, k in Counter(names).items() if k > 1)
+        raise ParseError(f"{what} names column {dup!r} more than once (names are compared with surrounding "
+                         f"spaces trimmed)")
+
+
 def _check_columns(names: list[str], opts: TableOptions) -> None:
     """Limits, empty and duplicate names, and form fields naming columns that do not exist (linear time)."""
     if len(names) > opts.max_columns:
         raise ParseError(f"the file has {len(names)} columns, more than the limit of {opts.max_columns} "
                          f"(MLP_MAX_COLUMNS)")
-    if "" in names:
-        raise ParseError(f"header column {names.index('') + 1} has no name")
-    if len(set(names)) != len(names):
-        dup = next(n for n, k in Counter(names).items() if k > 1)
-        raise ParseError(f"header names column {dup!r} more than once")
+    check_names(names)
     present = set(names)
     for fld in ("categorical", "ignore"):
         unknown = [c for c in getattr(opts, fld) if c not in present]
@@ -1044,7 +1052,10 @@ def _check_unterminated(table: pa.Table, diag: _CsvDiagnosis) -> None:
 # ----------------------------------------------------------------------------- Parquet and Arrow IPC
 
 def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: TableOptions, what: str) -> Table:
-    names = list(schema.names)
+    names = [text_key(n) for n in schema.names]     # trimmed, NFC: as a CSV header's, as predict compares names
+    if names != schema.names:
+        schema = pa.schema([f.with_name(n) for f, n in zip(schema, names)], metadata=schema.metadata)
+        batches = (b.rename_columns(names) for b in batches)
     if len(names) < 2:
         raise ParseError(f"the {what} file must have at least one feature column and the target column; found "
                          f"{len(names)}")

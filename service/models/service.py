@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import core
+from core.preprocessing import text_key
 from service.bodies import NUMBERS, ParseError, numbers_at, parse_json, rows_to_float32
 from service.database import get_owned, get_owned_or_raise, page, utcnow
 from service.errors import InvalidInput, NotFound, echo
@@ -302,17 +303,30 @@ def from_columns(columns: core.Preprocessor, names: list, rows: list, *, where: 
 
 
 def records_to_rows(records, *, where: str) -> tuple[list, list]:
-    """``[{column: value}, ...]`` -> (column names in first-seen order, rows with None where a record lacks one)."""
+    """``[{column: value}, ...]`` -> (column names in first-seen order, rows with None where a record lacks one).
+
+    Keys are matched as the model's names are (``text_key``: trimmed, NFC), so ``" age"`` in one record and
+    ``"age"`` in the next are one column; a record naming a column twice that way is a 422."""
     if not isinstance(records, list) or not records:
         raise InvalidInput(f"{where} must be a non-empty list of objects {{column: value}}")
-    names: dict[str, None] = {}
+    names: dict[str, str] = {}          # text_key -> the first spelling seen (what error messages echo)
+    keys: dict[str, str] = {}           # each raw key's text_key, computed once per distinct spelling
+    keyed = []
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             raise InvalidInput(f"{where}[{i}] must be an object {{column: value}}, got {type(rec).__name__}")
-        for k in rec:
-            names.setdefault(k, None)
+        row = {}
+        for k, v in rec.items():
+            key = keys.get(k)
+            if key is None:
+                key = keys[k] = text_key(k)
+            if key in row:
+                raise InvalidInput(f"{where}[{i}]: column {echo(key)} is given twice")
+            row[key] = v
+            names.setdefault(key, k)
+        keyed.append(row)
     order = list(names)
-    return order, [[rec.get(k) for k in order] for rec in records]
+    return [names[k] for k in order], [[rec.get(k) for k in order] for rec in keyed]
 
 
 def _split(names, data) -> tuple[list, list]:

@@ -384,3 +384,13 @@ def test_categorical_values_trimmed_and_numbers_matched_to_their_written_categor
     with pytest.raises(ValueError, match=r"^row 2, column 'zip': the number 1234 matches several categories "
                                          r"\('01234', '1234'\); send the category as text$"):
         twice.matrix_from_columns(["zip"], [["1234"], [1234]])
+
+
+def test_columns_named_with_spaces_before_names_were_trimmed_are_imputed_when_left_out():
+    """A model stored before uploads trimmed names (columns ' a', 'b'): leaving ' a' out imputes it (was a
+    KeyError, a 500 on predict)."""
+    X = np.array([[1.0, 2.0], [3.0, 4.0]])
+    p = Preprocessor([{"name": " a", "type": "numeric"}, {"name": "b", "type": "numeric"}]).fit(X)
+    got = p.matrix_from_columns(["b"], [[5.0]])
+    assert np.isnan(got[0, 0]) and got[0, 1] == 5.0
+    assert np.array_equal(p.matrix_from_columns(["a", "b"], [[1.0, 5.0]]), [[1.0, 5.0]])

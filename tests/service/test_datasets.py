@@ -216,7 +216,8 @@ def test_415_unsupported_content_type(client):
      "task must be one of ['classification', 'regression'], got 'clustering'"),
     (b"abc\n1\n", {}, "the header row must name at least one feature column and the target column; found 1 "
                       "column(s) (delimiters tried: comma, semicolon, tab, pipe; set the form field delimiter)"),
-    (b"a,a,label\n1,2,3\n", {}, "header names column 'a' more than once"),
+    (b"a,a,label\n1,2,3\n", {},
+     "header names column 'a' more than once (names are compared with surrounding spaces trimmed)"),
     (b"a,b\n1,\xff\n", {}, "the file is not UTF-8 text (byte offset 6); name its encoding in the form field "
                             "encoding, e.g. cp1252 or latin-1"),
 ])
