@@ -131,3 +131,30 @@ def text_as_values(col, na_values=NA_TOKENS, decimal: str = "."):
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
     return None
+
+
+def first_not_number(col, na_values=NA_TOKENS, decimal: str = ".") -> tuple[int, str] | None:
+    """(row index, cell as written) of the first cell of a pyarrow text column that is neither missing (blank, an
+    NA token) nor a number as ``text_as_values`` reads numbers; None when there is none. Blocks of 1,024 cells are
+    cast at once and only the failing block cell by cell."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = blank_as_null(col, na_values)
+    if decimal == ",":
+        t = pc.if_else(pc.match_substring(t, "."), pa.scalar("not a number", pa.string()),
+                       pc.replace_substring(t, ",", "."))
+    for start in range(0, len(t), 1024):
+        block = t.slice(start, 1024)
+        try:
+            pc.cast(block, pa.float64())
+            continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        for k in range(len(block)):
+            try:
+                pc.cast(block.slice(k, 1), pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return start + k, col[start + k].as_py()
+    return None
+

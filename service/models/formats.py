@@ -29,8 +29,8 @@ import numpy as np
 
 from core.preprocessing import text_key
 from service.bodies import ParseError
-from service.dialects import (NA_TOKENS, blank_as_null, detect_encoding, encoding_label, known_codec,
-                              sniff_decimal, sniff_delimiter, text_as_values)
+from service.dialects import (NA_TOKENS, blank_as_null, detect_encoding, encoding_label, first_not_number,
+                              known_codec, sniff_decimal, sniff_delimiter, text_as_values)
 from service.errors import InvalidInput, NotAcceptable, TooLarge, UnsupportedMediaType, echo
 from service.models import service
 
@@ -307,10 +307,16 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
         problem = None if quoted else _csv_structure_error(data, d)
         raise InvalidInput(f"the CSV body cannot be read: {problem or str(exc).splitlines()[0]}") from None
     table = table.rename_columns([text_key(n) for n in table.column_names])     # header names as the upload's
+    numeric = {c["name"] for c in (columns.columns if columns is not None else []) if c["type"] == "numeric"}
     # as the upload reads cells: blank or ' NA ' is missing, and a numeric column with such a cell is numbers
     for j, f in enumerate(table.schema):
         if pa.types.is_string(f.type):
             as_numbers = text_as_values(table.column(j), NA_TOKENS, decimal) if f.name not in text_columns else None
+            if as_numbers is None and f.name in numeric:    # name the cell that is no number, not the first one
+                bad = first_not_number(table.column(j), NA_TOKENS, decimal)
+                if bad is not None:
+                    raise InvalidInput(f"CSV: row {bad[0] + 1}, column {f.name!r}: expected a number, got "
+                                       f"{echo(bad[1])}")
             col = as_numbers[1] if as_numbers is not None and as_numbers[0] == "numeric" else \
                 blank_as_null(table.column(j))
             table = table.set_column(j, f.name, col)

@@ -517,6 +517,14 @@ def test_number_for_a_category_and_values_of_the_wrong_type_name_row_and_column(
                                                         "['01234']")
     r = c.post(url, content=b"zip,plan,x,g\n01234,pro,old,2\n", headers={"Content-Type": "text/csv"})
     assert (r.status_code, r.json()["detail"]) == (422, "CSV: row 1, column 'x': expected a number, got 'old'")
+    # the cell that is no number is named, not the first cell of its column (was: row 1, got '0.5')
+    for body, want in ((b"zip,plan,x,g\n01234,pro,0.5,2\n01234,pro,NA,2\n01234,pro, old ,2\n", "row 3, column "
+                        "'x': expected a number, got ' old '"),
+                       (b"zip;plan;x;g\n01234;pro;0,5;2\n01234;pro;-;2\n01234;pro;abc;2\n", "row 3, column 'x': "
+                        "expected a number, got 'abc'")):
+        for path in ("predict", "invocations"):
+            r = c.post(f"/v1/models/{mid}/{path}", content=body, headers={"Content-Type": "text/csv"})
+            assert (r.status_code, r.json()["detail"]) == (422, f"CSV: {want}"), (path, body)
 
 
 def test_fill_value_beyond_float32_is_422_and_a_constant_column_contributes_0(client, wait_job, make_network):
