@@ -272,10 +272,14 @@ def inputs_from_doc(doc, *, input_dim: int, columns: core.Preprocessor | None = 
             raise InvalidInput(str(exc)) from None
     if keys == {"records"}:
         names, rows = records_to_rows(doc["records"], where="records")
-    elif keys == {"columns", "data"}:
-        names, rows = _split(doc["columns"], doc["data"])
+    elif keys == {"columns", "data"} or keys == {"columns", "data", "index"}:
+        names, rows = _split(doc["columns"], doc["data"])   # pandas' to_json(orient="split") adds index: unused
+        index = doc.get("index")
+        if index is not None and (not isinstance(index, list) or len(index) != len(rows)):
+            raise InvalidInput(f"index must be a list with one label per row of data ({len(rows)}); it is "
+                               "not used, so it can be left out")
     else:
-        extra = sorted(keys - {"inputs", "records", "columns", "data"})
+        extra = sorted(keys - {"inputs", "records", "columns", "data", "index"})
         what = (f"unknown field(s) {echo(extra)}" if extra else f"fields {sorted(keys)} do not go together" if keys
                 else "the body names no rows")
         raise InvalidInput(f"{what}; the body is one of {BODY_SHAPES}")

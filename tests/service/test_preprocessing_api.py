@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import orjson
 import palmerpenguins
 import pytest
 
@@ -123,6 +124,12 @@ def test_predict_by_records_with_null_and_unseen_category(client, churn_model):
     cols = ["region", "age", "plan"]
     r2 = predict(client, churn_model, {"columns": cols, "data": [[rec.get(c) for c in cols] for rec in records]})
     assert r2.status_code == 200 and r2.json() == out
+    # pandas' df.to_json(orient="split") as it comes, with its index (not used)
+    import pandas as pd
+    split = orjson.loads(pd.DataFrame(records, columns=cols).to_json(orient="split"))
+    assert set(split) == {"columns", "index", "data"}
+    r2 = predict(client, churn_model, split)
+    assert r2.status_code == 200 and r2.json() == out
     # a column left out of a record is missing, filled as trained
     r3 = predict(client, churn_model, {"records": [{"plan": "pro", "region": "eu"}]})
     assert r3.status_code == 200 and r3.json()["predictions"] == ["yes"]
@@ -136,6 +143,9 @@ BAD_BODIES = [
     ({"columns": ["age", "plan"], "data": [[1]]}, "data[0] has 1 value(s) but columns lists 2 names"),
     ({"records": []}, "records must be a non-empty list of objects {column: value}"),
     ({"records": [{"age": 30}], "inputs": [[1]]}, "fields ['inputs', 'records'] do not go together"),
+    ({"columns": ["age"], "data": [[1], [2]], "index": [0]}, "index must be a list with one label per row of data "
+                                                            "(2); it is not used, so it can be left out"),
+    ({"records": [{"age": 30, " age": 31}]}, "records[0]: column 'age' is given twice"),
     ({}, "the body names no rows"),
     ({"inputs": [[30, 1, 0]]}, "inputs: this model has non-numeric columns ('plan' (categorical), 'region' "
                                "(categorical)); send"),
