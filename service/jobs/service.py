@@ -24,7 +24,7 @@ from service import quotas
 from service.datasets import service as datasets_service
 from service.database import get_owned_or_raise, lock_for_write, new_id, page, utcnow
 from service.datasets.tables import Dataset
-from service.errors import Conflict, InvalidInput, NotFound
+from service.errors import Conflict, InvalidInput, NotFound, echo
 from service.executor.base import Executor
 from service.jobs import preprocessing as job_preprocessing
 from service.jobs.schemas import JobCreate
@@ -233,11 +233,17 @@ def _check_validation_dataset(train, val) -> None:
     if val.task != train.task:
         raise InvalidInput(f"validation_dataset_id: data set {val.id} is for {val.task}, the training data "
                            f"set for {train.task}")
-    if val.n_features != train.n_features:
-        raise InvalidInput(f"validation_dataset_id: data set {val.id} has {val.n_features} features, the "
-                           f"training data set {train.n_features}")
     theirs = {c["name"]: c["type"] for c in job_preprocessing.columns_of(val)}   # matched by name, any order
-    for t in job_preprocessing.columns_of(train):
+    ours = job_preprocessing.columns_of(train)
+    if val.n_features != train.n_features:
+        names = {t["name"] for t in ours}
+        extra = [n for n in theirs if n not in names]
+        lacking = [t["name"] for t in ours if t["name"] not in theirs]
+        which = "; ".join(([f"column(s) {echo(extra)} are not in the training data set"] if extra else [])
+                          + ([f"it has no column(s) {echo(lacking)}"] if lacking else []))
+        raise InvalidInput(f"validation_dataset_id: data set {val.id} has {val.n_features} features, the "
+                           f"training data set {train.n_features}" + (f" ({which})" if which else ""))
+    for t in ours:
         if t["name"] not in theirs:
             raise InvalidInput(f"validation_dataset_id: data set {val.id} has no column {t['name']!r}, which the "
                                f"training data set has (columns are matched by name)")

@@ -326,7 +326,7 @@ def test_validation_dataset_with_other_features_is_422(client, make_dataset, blo
     other = make_dataset(client, X, np.array(["a", "b", "c"])[y])
     r = _job(client, net, ds, validation_dataset_id=other["id"])
     assert_detail(r, 422, (f"validation_dataset_id: data set {other['id']} has 5 features, the training "
-                           "data set 4"))
+                           "data set 4 (column(s) ['x4'] are not in the training data set)"))
 
 
 def test_early_stopping_on_validation_metric_needs_validation(client, blob_setup):

@@ -281,6 +281,15 @@ def test_validation_data_set_columns_are_matched_by_name(client, wait_job):
     assert r.status_code == 422
     assert r.json()["detail"] == (f"validation_dataset_id: data set {lacking['id']} has no column 'region', which "
                                   "the training data set has (columns are matched by name)")
+    for csv, which in (("age,plan,region,extra,label\n30,pro,eu,1,yes\n25,basic,us,2,no\n",
+                        "column(s) ['extra'] are not in the training data set"),
+                       ("age,plan,label\n30,pro,yes\n25,basic,no\n", "it has no column(s) ['region']")):
+        odd = upload_csv(client, csv, "val4.csv")
+        r = client.post("/v1/jobs", json={"network_id": a["network_id"], "dataset_id": train_ds["id"],
+                                          "validation_dataset_id": odd["id"]})
+        assert r.status_code == 422
+        assert r.json()["detail"] == (f"validation_dataset_id: data set {odd['id']} has {odd['n_features']} "
+                                      f"features, the training data set 3 ({which})")
 
 
 def test_names_and_text_compare_trimmed_and_in_nfc_on_upload_and_predict(client, wait_job, churn_model):
