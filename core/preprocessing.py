@@ -852,6 +852,31 @@ class Preprocessor:
         return self.fit(X).transform(X)
 
     # -- raw values by column name --------------------------------------------------------------
+    def values_as_column(self, j: int, values) -> np.ndarray:
+        """Raw values for input column ``j`` -> its stored representation, as ``matrix_from_columns`` reads them.
+
+        Parameters
+        ----------
+        j : int
+            Index of the input column (``columns`` order).
+        values : sequence
+            Raw values as predict takes them (numbers, ``True``/``False``, category text; ``None`` is missing).
+
+        Returns
+        -------
+        ndarray of shape (len(values),), float64
+            The value (numeric), 1.0/0.0 (boolean) or the category code (categorical; -1.0 unseen), NaN for
+            missing.
+
+        Raises
+        ------
+        ValueError
+            A value the column cannot take (text for a numeric column, ``'maybe'`` for a boolean one, a
+            number matching several categories); the message names the value.
+        """
+        conv = self._converter(j)[1]
+        return np.array([np.nan if v is None else conv(v) for v in values], dtype=np.float64)
+
     def matrix_from_columns(self, names: list, rows: list, ignore=()) -> np.ndarray:
         """Rows of raw values in the order of ``names`` -> float64 (n, n_features_in) for ``transform``.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import core
@@ -123,36 +125,84 @@ def align_validation(X_val: np.ndarray, val_dataset, train_dataset) -> np.ndarra
     return apply_plan(X_val, scoring_plan(train_cols, val_dataset))
 
 
-def scoring_plan(model_columns: list[dict], dataset) -> list[tuple[int, np.ndarray | None]]:
-    """Per input column of a model (its ``input_schema`` order): the data set's column index with the same name,
-    and for categorical columns a table from the data set's codes to the model's (unseen -> -1, last entry for
-    out-of-range codes); ValueError naming the first column the data set lacks or holds with another type."""
+def scoring_plan(model_columns: list[dict], dataset, against: str = "the model") -> list[tuple[int, object]]:
+    """Per input column of a model (its ``input_schema`` order): the data set's column index with the same name and
+    how its stored values become the model's: None (as they are), a table from the data set's codes to the
+    model's values (last entry for out-of-range codes), or a function of the column (numbers read as the
+    model's categories). A column typed otherwise than the model's is read as predict reads values (a column
+    with no value at all is missing whatever its type; true/false, yes/no text for a boolean column; numbers for
+    categories written as numbers, ``1234`` for ``"1234"``, when some category is a number); ValueError naming
+    the first column the data set lacks or that the model (``against``) cannot take."""
     have = {c["name"]: (j, c) for j, c in enumerate(columns_of(dataset))}
+    missing = {str(c.get("name")): c.get("missing") for c in (dataset.columns or [])}
+    reader = None
     plan = []
-    for col in model_columns:
+    for k, col in enumerate(model_columns):
         name, kind = str(col["name"]), col["type"]
         if name not in have:
             raise ValueError(f"data set {dataset.id} has no column {name!r}, which the model takes as input "
                              f"(the model's columns: {[str(c['name']) for c in model_columns]})")
         j, theirs = have[name]
-        if theirs["type"] != kind:
-            raise ValueError(f"column {name!r} of data set {dataset.id} is {theirs['type']}, the model takes it "
-                             f"as {kind}")
-        table = None
-        if kind == "categorical":
-            index = {str(c): i for i, c in enumerate(col.get("categories") or [])}
-            table = np.array([index.get(c, -1) for c in theirs["categories"]] + [-1], dtype=np.float32)
-        plan.append((j, table))
+        if theirs["type"] == kind and kind != "categorical":
+            plan.append((j, None))
+            continue
+        if theirs["type"] != kind and dataset.n_samples and missing.get(name) == dataset.n_samples:
+            plan.append((j, None))                      # no value at all: NaN (missing) whatever the type
+            continue
+        if reader is None:
+            reader = core.Preprocessor(model_columns)   # predict's reading of raw values, one home
+        mismatch = f"column {name!r} of data set {dataset.id} is {theirs['type']}, {against} takes it as {kind}"
+        try:
+            if theirs["type"] == "numeric":             # numbers for a boolean or categorical column
+                cats = col.get("categories") or []
+                if kind == "categorical" and not any(_is_number(c) for c in cats):
+                    listed = ", ".join(repr(c) for c in cats[:3]) + (", ..." if len(cats) > 3 else "")
+                    raise ValueError(f"no category is a number ({listed})")
+                plan.append((j, _values_reader(reader, k, mismatch)))
+                continue
+            raw = theirs["categories"] if theirs["type"] == "categorical" else [False, True]
+            table = reader.values_as_column(k, raw)
+        except ValueError as exc:
+            raise ValueError(f"{mismatch}: {exc}") from None
+        plan.append((j, np.append(table, -1.0 if kind == "categorical" else np.nan).astype(np.float32)))
     return plan
 
 
-def apply_plan(X: np.ndarray, plan: list[tuple[int, np.ndarray | None]]) -> np.ndarray:
-    """Rows of a stored data set (n, n_features) -> the model's raw input rows float32 (n, len(plan))."""
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _values_reader(reader: core.Preprocessor, k: int, what: str):
+    """A function of a numeric data set column -> model column ``k``'s values, reading each distinct value once;
+    ValueError (``what``: the value) for a value it cannot take (e.g. 2 for a boolean column)."""
+    def read(col: np.ndarray) -> np.ndarray:
+        ok = ~np.isnan(col)
+        values, inverse = np.unique(col[ok], return_inverse=True)
+        out = np.full(col.shape, np.nan, dtype=np.float32)
+        try:
+            out[ok] = reader.values_as_column(k, values.astype(np.float64).tolist())[inverse]
+        except ValueError as exc:
+            raise ValueError(f"{what}: {exc}") from None
+        return out
+    reader.values_as_column(k, [])                      # builds the column's lookups once, here
+    return read
+
+
+def apply_plan(X: np.ndarray, plan: list[tuple[int, object]]) -> np.ndarray:
+    """Rows of a stored data set (n, n_features) -> the model's raw input rows float32 (n, len(plan)).
+
+    Raises ValueError when a numeric data set column holds a value its model column cannot take."""
     out = np.empty((X.shape[0], len(plan)), dtype=np.float32)
     for k, (j, table) in enumerate(plan):
         col = np.asarray(X[:, j], dtype=np.float32)
         if table is None:
             out[:, k] = col
+            continue
+        if callable(table):
+            out[:, k] = table(col)
             continue
         ok = ~np.isnan(col)
         codes = col[ok].astype(np.int64)

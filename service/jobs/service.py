@@ -247,9 +247,10 @@ def _check_validation_dataset(train, val) -> None:
         if t["name"] not in theirs:
             raise InvalidInput(f"validation_dataset_id: data set {val.id} has no column {t['name']!r}, which the "
                                f"training data set has (columns are matched by name)")
-        if theirs[t["name"]] != t["type"]:
-            raise InvalidInput(f"validation_dataset_id: column {t['name']!r} ({theirs[t['name']]}) of data set "
-                               f"{val.id} does not match the training data set's {t['name']!r} ({t['type']})")
+    try:        # columns typed otherwise are read as batch scoring reads them (a column with no value, yes/no)
+        job_preprocessing.scoring_plan(ours, val, against="the training data set")
+    except ValueError as exc:
+        raise InvalidInput(f"validation_dataset_id: {exc}") from None
     if train.task == "regression" and val.n_outputs != train.n_outputs:
         raise InvalidInput(f"validation_dataset_id: data set {val.id} has {val.n_outputs} targets, the "
                            f"training data set {train.n_outputs}")

@@ -115,7 +115,58 @@ def test_data_set_without_a_model_column_is_422_naming_it(shared):
     r = c.post(f"/v1/models/{model_id}/predictions", json={"dataset_id": ds["id"]})
     assert r.status_code == 422
     assert r.json()["detail"] == (f"dataset_id: column 'plan' of data set {ds['id']} is numeric, the model takes "
-                                  "it as categorical")
+                                  "it as categorical: no category is a number ('basic', 'pro', 'team')")
+
+
+def _scored_as_records(c, model_id, csv_text: str, records: list[dict]):
+    """Score the CSV as a stored data set and the same rows as /v1 predict records: the answers are equal."""
+    ds = upload_csv(c, csv_text, "odd.csv", target="label")
+    job = _score(c, model_id, ds["id"])
+    assert job["status"] == "succeeded", job
+    table = pcsv.read_csv(io.BytesIO(c.get(f"/v1/models/{model_id}/predictions/{job['id']}").content))
+    want = c.post(f"/v1/models/{model_id}/predict", json={"records": records})
+    assert want.status_code == 200, want.text
+    assert table.column("prediction").to_pylist() == want.json()["predictions"]
+    return ds
+
+
+def test_a_column_typed_otherwise_is_read_as_predict_reads_values(shared):
+    """A scoring file whose column has no value at all (typed numeric) for the model's categorical 'plan'; and
+    the other way round the kinds predict accepts by value."""
+    c, model_id = shared["client"], shared["model_id"]
+    ds = _scored_as_records(c, model_id, "age,plan,region,label\n30,,eu,no\n61,,us,yes\n",
+                            [{"age": 30, "plan": None, "region": "eu"}, {"age": 61, "plan": None, "region": "us"}])
+    assert {col["name"]: col["type"] for col in ds["columns"]}["plan"] == "numeric"
+
+
+def test_boolean_and_number_categories_from_a_file_typed_otherwise(tmp_path):
+    """A model trained on true/false 'member' and zip codes typed categorical scores a file where member is
+    yes/no text and zip is numbers (read as predict reads {"member": "yes", "zip": 1234}); values it cannot
+    take fail the job naming the column and the value."""
+    rng = np.random.default_rng(3)
+    lines = ["zip,member,label"]
+    for i in range(120):
+        z, m = str(rng.choice(["01234", "20500", "94110"])), bool(rng.random() < 0.5)
+        lines.append(f"{z},{str(m).lower()},{'yes' if m or z == '20500' else 'no'}")
+    app = create_app(Settings(data_dir=tmp_path / "data", workers=1))
+    with TestClient(app) as c:
+        trained = upload_csv(c, "\n".join(lines) + "\n", "members.csv", categorical="zip")
+        assert {col["name"]: col["type"] for col in trained["columns"]} == {"zip": "categorical",
+                                                                             "member": "boolean"}
+        model_id = train(c, wait_job, trained, 2, epochs=5)["model_id"]
+        _scored_as_records(c, model_id, "zip,member,label\n20500,yes,no\n94110,no,yes\n99999,YES,no\n",
+                           [{"zip": 20500, "member": "yes"}, {"zip": 94110, "member": "no"},
+                            {"zip": 99999, "member": "YES"}])
+        bad = upload_csv(c, "zip,member,label\n94110,maybe,no\n20500,no,yes\n", "bad.csv", target="label")
+        r = c.post(f"/v1/models/{model_id}/predictions", json={"dataset_id": bad["id"]})
+        assert r.status_code == 422
+        assert r.json()["detail"] == (f"dataset_id: column 'member' of data set {bad['id']} is categorical, the "
+                                      "model takes it as boolean: expected true or false, got 'maybe'")
+        bad = upload_csv(c, "zip,member,label\n94110,2,no\n20500,0,yes\n", "bad2.csv", target="label")
+        job = _score(c, model_id, bad["id"])
+        assert job["status"] == "failed"
+        assert job["error"].endswith(f"column 'member' of data set {bad['id']} is numeric, the model takes it as "
+                                     "boolean: expected true or false, got 2.0"), job["error"]
 
 
 def test_another_tenants_model_and_data_set_are_404(tmp_path):

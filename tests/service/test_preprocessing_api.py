@@ -250,15 +250,23 @@ def test_mnist_with_job_defaults(client, wait_job):
     assert len(schema) == 784 and {c["scale"]["method"] for c in schema} == {"standard"}
 
 
-def test_validation_data_set_with_other_column_types_is_422(client, make_network):
+def test_validation_data_set_with_other_column_types_is_422(client, make_network, wait_job):
     train_ds = upload_csv(client, churn_csv(40, 2), "train.csv")
     val_ds = upload_csv(client, "age,plan,region,label\n30,1,eu,yes\n25,2,us,no\n", "val.csv")
     net = make_network(client, mlp_spec(2))
     r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": train_ds["id"],
                                       "validation_dataset_id": val_ds["id"]})
     assert r.status_code == 422
-    assert r.json()["detail"] == (f"validation_dataset_id: column 'plan' (numeric) of data set {val_ds['id']} "
-                                  "does not match the training data set's 'plan' (categorical)")
+    assert r.json()["detail"] == (f"validation_dataset_id: column 'plan' of data set {val_ds['id']} is numeric, "
+                                  "the training data set takes it as categorical: no category is a number ('basic', "
+                                  "'pro', 'team')")
+    # a column with no value at all is missing whatever its type (as in batch scoring): accepted
+    empty = upload_csv(client, "age,plan,region,label\n30,,eu,yes\n25,,us,no\n", "val_empty.csv")
+    r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": train_ds["id"],
+                                      "validation_dataset_id": empty["id"], "epochs": 2})
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["id"])
+    assert job["status"] == "succeeded" and job["metrics"]["val_loss"] is not None, job
 
 
 def test_validation_data_set_columns_are_matched_by_name(client, wait_job):
