@@ -135,6 +135,17 @@ def validation_detail(errors: Any) -> list[dict]:
     return out
 
 
+def validation_message(errors: Any) -> str:
+    """pydantic's errors (``ValidationError.errors()``) as one readable line per error, ``field.path: message``
+    (without pydantic's input dump and documentation links), for details that are text."""
+    lines = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        msg = str(err.get("msg", "invalid"))
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(lines)
+
+
 class NotAcceptable(ServiceError):
     """The Accept header asks for no format the endpoint can answer in."""
 

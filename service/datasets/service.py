@@ -18,6 +18,7 @@ from service.datasets.upload import Upload
 from service.errors import InvalidInput, TooLarge
 from service.jobs import usage as jobs_usage
 from service.storage import Storage
+from service.sweeps import usage as sweeps_usage
 
 MAX_NAME = 200
 MAX_LABEL_CHARS = 256       # a feature name or a class label (they are echoed in every answer about the data set)
@@ -227,10 +228,11 @@ def list_(session: Session, *, owner: str, limit: int, offset: int) -> tuple[lis
 
 
 def delete(session: Session, *, owner: str, storage: Storage, dataset_id: str) -> None:
-    """Delete the row, then its arrays; 409 while a queued or running job still reads it."""
+    """Delete the row, then its arrays; 409 while a queued or running job or a running sweep still reads it."""
     lock_for_write(session, rows=[(Dataset, dataset_id)])  # serialised with POST /v1/jobs using it
     row = get_or_raise(session, owner=owner, dataset_id=dataset_id)
     jobs_usage.ensure_unused(session, owner=owner, dataset_id=dataset_id)
+    sweeps_usage.ensure_dataset_unused(session, owner=owner, dataset_id=dataset_id)
     session.delete(row)
     session.commit()
     storage.delete_prefix(f"datasets/{dataset_id}")

@@ -35,6 +35,7 @@ from service.networks import service as networks_service
 from service.networks.tables import Network
 from service.settings import Settings
 from service.storage import Storage
+from service.sweeps import usage as sweeps_usage
 
 log = logging.getLogger("service.jobs")
 
@@ -99,7 +100,7 @@ def create(session: Session, executor: Executor, settings: Settings, *, owner: s
     """Validate the job against its network, data set(s) and limits, commit it queued, hand it over.
 
     ``before_commit(job)`` adds the caller's rows that refer to the job (a sweep's trial) to the same commit."""
-    _check_limits(settings, body)
+    check_limits(settings, body)
     # One serialised step with DELETE of the network or data set: whichever commits first, the other one loses
     # (404 here, or 409 there); the job quota is checked under the same lock.
     lock_for_write(session, rows=[(Network, body.network_id), (Dataset, body.dataset_id)]
@@ -170,11 +171,13 @@ def cancel(session: Session, executor: Executor, *, owner: str, job_id: str) -> 
 
 def delete(session: Session, storage: Storage, *, owner: str, job_id: str, model_cache: ModelCache,
            delete_model: bool = False) -> None:
-    """Delete a finished job, its metrics and checkpoints; its model too when ``delete_model`` (409 if it runs)."""
+    """Delete a finished job, its metrics and checkpoints; its model too when ``delete_model`` (409 if it runs, or
+    if it is a trial of a running sweep)."""
     job = get_or_raise(session, owner=owner, job_id=job_id)
     if job.status not in TERMINAL:
         raise Conflict(f"job {job_id} is {job.status}; only finished jobs (succeeded, failed or cancelled) can be "
                        "deleted: cancel it first")
+    sweeps_usage.ensure_trial_deletable(session, owner=owner, job_id=job_id, sweep_id=job.sweep_id)
     model_id = job.model_id
     if delete_model and model_id:
         try:
@@ -187,7 +190,9 @@ def delete(session: Session, storage: Storage, *, owner: str, job_id: str, model
     session.commit()
     storage.delete_prefix(f"jobs/{job_id}")
 
-def _check_limits(settings: Settings, body: JobCreate) -> None:
+def check_limits(settings: Settings, body: JobCreate) -> None:
+    """InvalidInput naming the field and the setting when the job's epochs or batch size pass the server's limits
+    (also the home of these rules for a sweep's space: sweeps/space.py)."""
     if body.epochs > settings.max_epochs:
         raise InvalidInput(f"epochs: {body.epochs} is more than the limit max_epochs={settings.max_epochs} "
                            "(MLP_MAX_EPOCHS)")

@@ -4,6 +4,9 @@ The lease (sweeps.lease_owner / lease_expires) makes it safe for any number of A
 one steps a sweep at a time, and when that process dies (kill -9) another, or the restarted one, takes over
 after ``sweep_lease_seconds``. A graceful stop releases the leases at once.
 
+Each sweep is stepped on its own: a sweep whose step raises is marked ``failed`` with the error as its reason
+(a database error instead leaves it to the next round), and the other sweeps go on in the same round.
+
 With embedded workers the driver does not wait for its poll: the executor relays the workers' hints, so a trial
 that ends is followed by the next one at once, and a committed epoch is judged by the pruner within
 ``EPOCH_ROUND_GAP`` (rounds for epochs are spaced so that fast epochs do not keep the API process busy).
@@ -16,6 +19,8 @@ import os
 import threading
 import time
 import uuid
+
+from sqlalchemy.exc import DBAPIError
 
 from service.executor.base import worker_name
 from service.sweeps import service
@@ -91,9 +96,24 @@ class SweepDriver:
         for sweep_id in ids:
             if self._stop.is_set():
                 return
+            try:
+                with self.sessionmaker() as session:
+                    if self._lease(session, sweep_id):
+                        service.step(session, self.executor, self.settings, sweep_id=sweep_id)
+            except DBAPIError:  # the database (busy, unreachable): this sweep is stepped again next round
+                log.exception("sweep driver: stepping sweep %s failed; retried at the next round", sweep_id)
+            except Exception as exc:  # noqa: BLE001 - one sweep's fault must not stall the others
+                log.exception("sweep driver: stepping sweep %s failed; the sweep is marked failed", sweep_id)
+                self._fail(sweep_id, exc)
+
+    def _fail(self, sweep_id: str, exc: Exception) -> None:
+        """End a sweep whose step raised (``failed``, the error in its reason; its trials' jobs cancelled)."""
+        try:
             with self.sessionmaker() as session:
-                if self._lease(session, sweep_id):
-                    service.step(session, self.executor, self.settings, sweep_id=sweep_id)
+                service.fail(session, self.executor, sweep_id=sweep_id,
+                             reason=f"the sweep driver could not step it: {type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - then it is tried again at the next round
+            log.exception("sweep driver: marking sweep %s failed did not work", sweep_id)
 
     def _lease(self, session, sweep_id: str) -> bool:
         """Hold the sweep's lease: renewed in the database when half of it has passed (a commit per round would

@@ -8,6 +8,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import ACTIVATIONS, MONITORS, OPTIMIZERS
+from service.jobs.schemas import DEFAULTS as JOB_DEFAULTS
 
 ActivationName = Literal[tuple(a for a in ACTIVATIONS if a not in ("softmax", "linear"))]  # type: ignore[valid-type]
 OptimizerName = Literal[tuple(OPTIMIZERS)]  # type: ignore[valid-type]
@@ -73,6 +74,11 @@ class SearchSpace(_Strict):
     epochs: IntDim = Field(10, description="Passes over the data of each trial (the pruner may stop it sooner).")
 
 
+# What a grid uses for the dimensions the request leaves out whose default is a log range: fixed values (64 units,
+# the job's default learning rate). The other defaults are fixed values already, or hidden_layers' range 1..2.
+GRID_DEFAULTS: dict[str, Any] = {"units": 64, "learning_rate": JOB_DEFAULTS["optimizer"]["learning_rate"]}
+
+
 # Body of POST /v1/sweeps.
 class SweepCreate(_Strict):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [{
@@ -112,6 +118,16 @@ class SweepCreate(_Strict):
             raise ValueError("give either validation_split or validation_dataset_id, not both")
         if self.max_trials is None and self.max_seconds is None and self.strategy != "grid":
             raise ValueError("give a budget: max_trials and/or max_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _grid_defaults(self):
+        """A grid enumerates lists and integer ranges: the default ranges it cannot (``units``, ``learning_rate``:
+        log ranges) become fixed values when the request does not give the dimension."""
+        if self.strategy == "grid":
+            for name, value in GRID_DEFAULTS.items():
+                if name not in self.space.model_fields_set:
+                    setattr(self.space, name, value)
         return self
 
 

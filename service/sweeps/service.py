@@ -13,6 +13,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import delete as delete_
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -21,15 +22,16 @@ import core
 from service.datasets import service as datasets_service
 from service.datasets.tables import Dataset
 from service.database import get_owned_or_raise, lock_for_write, page, utcnow
-from service.errors import Conflict, InvalidInput, NotFound, ServiceError, TooManyRequests
+from service.errors import Conflict, InvalidInput, NotFound, ServiceError, TooManyRequests, validation_message
 from service.executor.base import Executor
 from service.jobs import service as jobs_service
-from service.jobs.schemas import JobCreate
 from service.jobs.tables import CANCELLED, FAILED, SUCCEEDED, Job, JobMetric
 from service.networks import service as networks_service
 from service.networks.schemas import NetworkCreate
 from service.settings import Settings
 from service.storage import Storage
+from service.sweeps import space
+from service.sweeps.trials import job_body as _job_body, network_spec
 from service.sweeps.schemas import SweepCreate, SweepRead, TrialRead
 from service.sweeps.tables import (CANCELLED as SWEEP_CANCELLED, COMPLETE, FAILED as SWEEP_FAILED, PENDING, PRUNED,
                                    RUNNING, SUCCEEDED as SWEEP_SUCCEEDED, SWEEP_TERMINAL, TRIAL_ACTIVE,
@@ -63,18 +65,17 @@ def create(session: Session, settings: Settings, *, owner: str, body: SweepCreat
                            f"{', '.join(core.monitors_for(dataset.task))}")
     direction = body.direction or ("maximize" if metric.endswith(_MAXIMIZE) else "minimize")
     body = body.model_copy(update={"metric": metric, "direction": direction})
+    space.check(settings, body, dataset)  # 422 for a dimension that can only make failing trials
     if body.strategy == "grid":
         size = _search().grid_size(body)  # 422 for ranges a grid cannot enumerate
         if body.max_trials is None or body.max_trials > size:
             body = body.model_copy(update={"max_trials": size})
-    if _search().max_epochs(body) > settings.max_epochs:
-        raise InvalidInput(f"space.epochs: {_search().max_epochs(body)} is more than the limit "
-                           f"max_epochs={settings.max_epochs} (MLP_MAX_EPOCHS)")
-    batch = body.space.batch_size
-    biggest = batch.high if hasattr(batch, "high") else max(batch) if isinstance(batch, list) else batch
-    if biggest > settings.max_batch_size:
-        raise InvalidInput(f"space.batch_size: {biggest} is more than the limit "
-                           f"max_batch_size={settings.max_batch_size} (MLP_MAX_BATCH_SIZE)")
+    # Serialised with DELETE of the data sets (which refuses while a running sweep uses them): either the delete
+    # commits first and this is a 404, or the sweep is committed first and the delete a 409.
+    used = [body.dataset_id] + ([body.validation_dataset_id] if body.validation_dataset_id else [])
+    lock_for_write(session, rows=[(Dataset, d) for d in used], tenant=owner)
+    for d in used:
+        datasets_service.get_or_raise(session, owner=owner, dataset_id=d)
     now = utcnow()
     sweep = Sweep(owner=owner, name=body.name, request=body.model_dump(mode="json"), status=RUNNING,
                   created_at=now, updated_at=now)
@@ -148,17 +149,42 @@ def cancel(session: Session, executor: Executor, *, owner: str, sweep_id: str,
     session.commit()
     if res.rowcount != 1:
         raise Conflict(f"sweep {sweep_id} has just ended; only a running sweep can be cancelled")
-    _stop_active(session, executor, owner=owner, sweep_id=sweep_id, status=TRIAL_CANCELLED)
+    _stop_active(session, executor, owner=owner, sweep_id=sweep_id, metric=sweep.request["metric"])
     session.refresh(sweep)
     return sweep
 
 
-def _stop_active(session: Session, executor: Executor, *, owner: str, sweep_id: str, status: str) -> None:
-    for t in trials_of(session, owner=owner, sweep_id=sweep_id):
-        if t.status in TRIAL_ACTIVE:
-            _cancel_job(session, executor, owner=owner, job_id=t.job_id)
-            t.status, t.finished_at = status, utcnow()
+def _stop_active(session: Session, executor: Executor, *, owner: str, sweep_id: str, metric: str) -> None:
+    """Cancel the jobs of the queued and running trials; each trial then takes its job's real outcome: a job that
+    ended before the cancel took effect keeps it (``complete`` with its value and model, or ``failed``), the
+    others are ``cancelled``."""
+    active = [t for t in trials_of(session, owner=owner, sweep_id=sweep_id) if t.status in TRIAL_ACTIVE]
+    for t in active:
+        _cancel_job(session, executor, owner=owner, job_id=t.job_id)
+    jobs = {j.id: j for j in session.execute(
+        select(Job.id, Job.status, Job.epoch, Job.metrics, Job.model_id, Job.error)
+        .where(Job.id.in_([t.job_id for t in active if t.job_id]), Job.owner == owner)).all()} if active else {}
+    for t in active:
+        job = jobs.get(t.job_id)
+        if job is None or not _settle(t, job, metric):
+            t.status, t.finished_at = TRIAL_CANCELLED, utcnow()
     session.commit()
+
+
+def _settle(t: SweepTrial, job, metric: str) -> bool:
+    """Give trial ``t`` the outcome of its job if the job ended (True): ``complete`` with the metric's final value
+    and the model, ``failed`` or ``cancelled`` with the job's error. The caller commits."""
+    if job.status == SUCCEEDED:
+        final = (job.metrics or {}).get(metric)
+        t.status, t.model_id, t.finished_at = COMPLETE, job.model_id, utcnow()
+        t.value = float(final) if final is not None else None
+        t.epoch = job.epoch
+        return True
+    if job.status in (FAILED, CANCELLED):
+        t.status, t.error, t.finished_at = (TRIAL_FAILED if job.status == FAILED else TRIAL_CANCELLED,
+                                            job.error, utcnow())
+        return True
+    return False
 
 
 def _cancel_job(session: Session, executor: Executor, *, owner: str, job_id: str | None) -> None:
@@ -249,9 +275,31 @@ def step(session: Session, executor: Executor, settings: Settings, *, sweep_id: 
         ending = None
     _update_best(session, sweep, req, trials, changed=changed, final=ending is not None)
     if ending is not None:
-        _finish(session, sweep, SWEEP_SUCCEEDED, ending)
-        if ending.startswith("max_seconds"):
-            _stop_active(session, executor, owner=sweep.owner, sweep_id=sweep.id, status=TRIAL_CANCELLED)
+        _finish(session, sweep, *_outcome(trials, ending))
+
+
+def _outcome(trials: list[SweepTrial], ending: str) -> tuple[str, str]:
+    """The status and reason of a sweep that reached its budget: ``succeeded`` when at least one trial completed,
+    else ``failed`` saying what became of the trials and the first error."""
+    if any(t.status == COMPLETE for t in trials):
+        return SWEEP_SUCCEEDED, ending
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    what = ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none ran"
+    first = next((t.error for t in trials if t.status == TRIAL_FAILED and t.error), None)
+    return SWEEP_FAILED, f"no trial completed: {what}{f' (first error: {first})' if first else ''}; {ending}"
+
+
+def fail(session: Session, executor: Executor, *, sweep_id: str, reason: str) -> None:
+    """End a running sweep as ``failed`` with ``reason`` (the driver could not step it); its trials' jobs are
+    cancelled as by ``cancel``."""
+    session.rollback()
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None or sweep.status != RUNNING:
+        return
+    _finish(session, sweep, SWEEP_FAILED, reason[:2000])
+    _stop_active(session, executor, owner=sweep.owner, sweep_id=sweep_id, metric=sweep.request.get("metric") or "")
 
 
 _ENDED: dict[str, dict[int, SimpleNamespace]] = {}  # sweep id -> copies of its ended trials' rows, by number
@@ -296,6 +344,8 @@ def _advance(session: Session, executor: Executor, settings: Settings, sweep: Sw
     """Launch pending trials and ask for new ones up to ``parallelism``; the reason to end the sweep, if any."""
     elapsed = (utcnow() - sweep.created_at).total_seconds()
     if req.max_seconds is not None and elapsed >= req.max_seconds:
+        if _stop_for_budget(session, executor, sweep, trials):
+            return None  # the sweep ends once its cancelled trials' jobs have
         return f"max_seconds={req.max_seconds:g} reached"
     active = [t for t in trials if t.status in TRIAL_ACTIVE]
     for t in active:
@@ -309,6 +359,30 @@ def _advance(session: Session, executor: Executor, settings: Settings, sweep: Sw
             return None
         exhausted = req.max_trials is not None and len(trials) >= req.max_trials
     return None
+
+
+_BUDGET_CANCELLED: dict[str, set[str]] = {}  # sweep id -> trial jobs this process cancelled at max_seconds
+
+
+def _stop_for_budget(session: Session, executor: Executor, sweep: Sweep, trials: list[SweepTrial]) -> bool:
+    """``max_seconds`` passed: pending trials are cancelled, running trials' jobs are asked to stop (once). A trial
+    whose job is still queued or running stays ``running`` until the job ends, and then takes the job's real
+    outcome (``_refresh``): a job that succeeded before the cancel took effect is a complete trial with its
+    value and model. True while such trials remain."""
+    asked = _BUDGET_CANCELLED.setdefault(sweep.id, set())
+    waiting = False
+    for t in trials:
+        if t.status == PENDING or (t.status == TRIAL_RUNNING and t.job_id is None):
+            t.status, t.finished_at = TRIAL_CANCELLED, utcnow()
+        elif t.status == TRIAL_RUNNING:
+            waiting = True
+            if t.job_id not in asked:
+                _cancel_job(session, executor, owner=sweep.owner, job_id=t.job_id)
+                asked.add(t.job_id)
+    session.commit()
+    if not waiting:
+        _BUDGET_CANCELLED.pop(sweep.id, None)
+    return waiting
 
 
 def _finish(session: Session, sweep: Sweep, status: str, reason: str) -> None:
@@ -343,14 +417,7 @@ def _refresh(session: Session, sweep: Sweep, req: SweepCreate, trials: list[Swee
         _record_values(t, values)
         if job is None:
             t.status, t.error, t.finished_at = TRIAL_FAILED, "its job was deleted", utcnow()
-        elif job.status == SUCCEEDED:
-            final = (job.metrics or {}).get(req.metric)
-            t.status, t.model_id, t.finished_at = COMPLETE, job.model_id, utcnow()
-            t.value = float(final) if final is not None else None
-            t.epoch = job.epoch
-        elif job.status in (FAILED, CANCELLED):
-            t.status, t.error, t.finished_at = (TRIAL_FAILED if job.status == FAILED else TRIAL_CANCELLED,
-                                                job.error, utcnow())
+        elif _settle(t, job, req.metric) and t.status != COMPLETE:
             new.pop(t.number, None)
     return new
 
@@ -454,7 +521,7 @@ def _start(session: Session, executor: Executor, settings: Settings, sweep: Swee
         return False
     except (ServiceError, ValueError) as exc:
         session.rollback()
-        detail = exc.detail if isinstance(exc, ServiceError) else str(exc)
+        detail = _why(exc)
         failed = _new_trial(sweep, number, params, TRIAL_FAILED)
         failed.error, failed.finished_at = f"cannot start the trial: {detail}", utcnow()
         trials.append(_stored(session, failed))
@@ -468,38 +535,19 @@ def _start(session: Session, executor: Executor, settings: Settings, sweep: Swee
     return True
 
 
+def _why(exc: Exception) -> str:
+    """Why a trial could not start, readable: a service error's detail, pydantic's errors as ``field: message``."""
+    if isinstance(exc, ServiceError):
+        return str(exc.detail)
+    if isinstance(exc, ValidationError):
+        return validation_message(exc.errors(include_url=False))
+    return str(exc)
+
+
 def _stored(session: Session, t: SweepTrial) -> SweepTrial:
     session.add(t)
     session.commit()
     return t
-
-
-def _job_body(req: SweepCreate, t: SweepTrial) -> JobCreate:
-    """The training job of a trial."""
-    p = t.params
-    return JobCreate(network_id=t.network_id, dataset_id=req.dataset_id,
-                     validation_dataset_id=req.validation_dataset_id,
-                     validation_split=req.validation_split or 0.0, epochs=int(p["epochs"]),
-                     batch_size=int(p["batch_size"]), weight_decay=float(p["weight_decay"]),
-                     optimizer={"type": p["optimizer"], "learning_rate": float(p["learning_rate"])},
-                     standardize=req.standardize, seed=req.seed)
-
-
-def network_spec(req: SweepCreate, params: dict[str, Any], dataset, *, name: str) -> dict:
-    """The network of a trial: its hidden layers (dropout after each when > 0) and the data set's output."""
-    layers: list[dict] = []
-    for i in range(1, int(params["hidden_layers"]) + 1):
-        units = params["units"] if "units" in params else params[f"units_{i}"]
-        layers.append({"type": "dense", "units": int(units), "activation": params["activation"]})
-        if float(params["dropout"]) > 0:
-            layers.append({"type": "dropout", "rate": float(params["dropout"])})
-    if dataset.task == "classification":
-        loss = core.LOSSES["cross_entropy"]
-        layers.append({"type": "dense", "units": loss.output_units(len(dataset.classes or [])),
-                       "activation": "softmax"})
-        return {"name": name, "layers": layers, "loss": "cross_entropy"}
-    layers.append({"type": "dense", "units": int(dataset.n_outputs), "activation": "linear"})
-    return {"name": name, "layers": layers, "loss": "mse"}
 
 
 def _launch(session: Session, executor: Executor, settings: Settings, sweep: Sweep, req: SweepCreate,
@@ -530,7 +578,7 @@ def _launch(session: Session, executor: Executor, settings: Settings, sweep: Swe
         return False
     except (ServiceError, ValueError) as exc:
         session.rollback()
-        detail = exc.detail if isinstance(exc, ServiceError) else str(exc)
+        detail = _why(exc)
         t.status, t.error, t.finished_at = TRIAL_FAILED, f"cannot start the trial: {detail}", utcnow()
         session.commit()
         return True

@@ -169,7 +169,8 @@ def test_create_errors_name_the_field(tmp_path):
         assert r.status_code == 404 and r.json()["detail"] == "dataset nope not found"
         r = c.post("/v1/sweeps", json={"dataset_id": ds})
         assert r.status_code == 422 and "give a budget: max_trials and/or max_seconds" in str(r.json()["detail"])
-        r = c.post("/v1/sweeps", json={"dataset_id": ds, "strategy": "grid"})
+        r = c.post("/v1/sweeps", json={"dataset_id": ds, "strategy": "grid",
+                                       "space": {"units": {"low": 16, "high": 128, "log": True}}})
         assert r.status_code == 422
         assert r.json()["detail"] == "space.units: the grid strategy needs a list of values, not a log range"
         r = c.post("/v1/sweeps", json={"dataset_id": ds, "max_trials": 2, "metric": "val_r2"})
@@ -177,7 +178,8 @@ def test_create_errors_name_the_field(tmp_path):
                                                                       "classification")
         r = c.post("/v1/sweeps", json={"dataset_id": ds, "max_trials": 2, "space": {"epochs": [10, 60]}})
         assert r.status_code == 422
-        assert r.json()["detail"] == "space.epochs: 60 is more than the limit max_epochs=50 (MLP_MAX_EPOCHS)"
+        assert r.json()["detail"] == ("space.epochs: 60 fails every trial that draws it (epochs: 60 is more than "
+                                      "the limit max_epochs=50 (MLP_MAX_EPOCHS))")
         r = c.get("/v1/sweeps/unknown")
         assert r.status_code == 404 and r.json()["detail"] == "sweep unknown not found"
 
