@@ -74,12 +74,30 @@ def _sse(event: str, data: dict, event_id: int | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
 
+def _ended(sweep) -> list:
+    """The sweep's ended trials in the order they ended (``finished_at``, then number): the stream's order."""
+    ended = [t for t in sweep.trials if t.status not in TRIAL_ACTIVE]
+    return sorted(ended, key=lambda t: (t.finished_at.timestamp() if t.finished_at else float("inf"), t.number))
+
+
+def _already_sent(sweep, last_id: str | None) -> set[int]:
+    """The trial numbers a reconnecting client has: every trial that ended up to and including the one named by
+    ``Last-Event-ID`` (a trial number). An id that is not the number of an ended trial replays every trial."""
+    if not (last_id and last_id.isascii() and last_id.isdigit()):
+        return set()
+    order = [t.number for t in _ended(sweep)]
+    number = int(last_id)
+    return set(order[:order.index(number) + 1]) if number in order else set()
+
+
 @router.get("/{sweep_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}},
-                             "description": "One `trial` event per trial that ends (id: its number), then `end`."},
+                             "description": "One `trial` event per trial that ends, in the order they end (id: "
+                                            "its number; reconnect with `Last-Event-ID`), then `end`."},
                        404: {"description": "Unknown sweep"}})
 async def sweep_events(sweep_id: str, request: Request, owner: OwnerDep) -> StreamingResponse:
-    """Server-sent events: a `trial` event (the trial's JSON) when each trial ends, `end` with the sweep."""
+    """Server-sent events: a `trial` event (the trial's JSON) when each trial ends, `end` with the sweep. A client
+    that reconnects with `Last-Event-ID` (the last trial number it got) gets only the trials that ended after it."""
     sessions = request.app.state.sessionmaker
 
     def poll() -> object:
@@ -87,13 +105,13 @@ async def sweep_events(sweep_id: str, request: Request, owner: OwnerDep) -> Stre
             return service.read(session, owner=owner, sweep_id=sweep_id)
 
     first = await run_in_threadpool(poll)  # 404 before the stream starts
+    sent = _already_sent(first, request.headers.get("last-event-id"))
 
     async def stream() -> AsyncIterator[bytes]:
-        sent: set[int] = set()
         sweep, last = first, time.monotonic()
         while True:
-            for t in sorted(sweep.trials, key=lambda t: t.number):
-                if t.status not in TRIAL_ACTIVE and t.number not in sent:
+            for t in _ended(sweep):
+                if t.number not in sent:
                     sent.add(t.number)
                     last = time.monotonic()
                     yield _sse("trial", t.model_dump(mode="json"), t.number)

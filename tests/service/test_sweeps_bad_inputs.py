@@ -224,3 +224,24 @@ def test_data_sets_and_trial_jobs_of_a_running_sweep_cannot_be_deleted(tmp_path)
         assert c.delete(f"/v1/jobs/{job_id}").status_code == 204
         for d in (ds, val):
             assert c.delete(f"/v1/datasets/{d}").status_code == 204
+
+
+def _trial_ids(c, sweep_id: str, last_id: str | None = None) -> list[int]:
+    """The ids of the `trial` events of a finished sweep's stream (it ends with `end`)."""
+    r = c.get(f"/v1/sweeps/{sweep_id}/events", headers={"Last-Event-ID": last_id} if last_id is not None else {})
+    assert r.status_code == 200 and "event: end" in r.text, r.text
+    return [int(block.split("\n")[0][4:]) for block in r.text.split("\n\n") if "event: trial" in block]
+
+
+def test_sweep_events_resume_after_the_last_event_id(tmp_path):
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=1))) as c:
+        ds = _dataset(c, 120)
+        sid = c.post("/v1/sweeps", json={"dataset_id": ds, "max_trials": 3, "pruner": "none",
+                                         "space": {"epochs": 2, "hidden_layers": 1, "units": [8]}}).json()["id"]
+        _wait(c, sid, timeout=60)
+        every = _trial_ids(c, sid)
+        assert sorted(every) == [0, 1, 2]
+        assert _trial_ids(c, sid, str(every[0])) == every[1:]
+        assert _trial_ids(c, sid, str(every[-1])) == []
+        for bad in ("abc", "-5", "99999", ""):  # not an ended trial's number: everything again
+            assert _trial_ids(c, sid, bad) == every
