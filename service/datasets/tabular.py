@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from core.preprocessing import text_key
+from service import arrow_ipc
 from service.bodies import ParseError, float32_text
 from service.datasets.spool import Spool
 from service.dialects import (COMMA_NUMBER, DELIMITERS, NA_TOKENS, detect_encoding, encoding_label,
@@ -1145,14 +1146,14 @@ def read_arrow(path: Path, opts: TableOptions) -> Table:
                              "pandas' DataFrame.to_feather) or as Parquet")
     try:
         with pa.memory_map(str(path)) as source:
+            stream = arrow_ipc.stream_part(source.read_buffer())     # a file is read as its stream
             try:
-                reader = ipc.open_file(source)
-                batches = map(reader.get_batch, range(reader.num_record_batches))   # memory-mapped, one by one
-            except pa.ArrowInvalid:
-                source.seek(0)
-                reader = ipc.open_stream(source)
-                batches = iter(reader)
-            return _read_batches(reader.schema, batches, opts, "Arrow")
+                declared = arrow_ipc.declared_bytes(stream)          # before any batch is decompressed
+            except ValueError as e:
+                raise ParseError(f"not a valid Arrow IPC / Feather v2 file ({e})") from None
+            _check_decoded(opts, "Arrow", 0, 0, declared)
+            reader = ipc.open_stream(pa.BufferReader(stream))       # memory-mapped, batch by batch
+            return _read_batches(reader.schema, iter(reader), opts, "Arrow")
     except (pa.ArrowException, OSError) as e:
         raise ParseError(f"not a valid Arrow IPC / Feather v2 file ({str(e).splitlines()[0]})") from None
 

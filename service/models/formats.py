@@ -28,6 +28,7 @@ import math
 import numpy as np
 
 from core.preprocessing import text_key
+from service import arrow_ipc
 from service.bodies import ParseError
 from service.dialects import (NA_TOKENS, blank_as_null, detect_encoding, encoding_label, first_not_number,
                               known_codec, sniff_decimal, sniff_delimiter, text_as_values)
@@ -164,7 +165,16 @@ def _arrow(body: bytes | bytearray, *, limit: int | None = None):
     """An Arrow IPC stream -> table, read batch by batch so (compressed) batches stop at the decoded-size limit."""
     import pyarrow as pa
     try:
-        reader = pa.ipc.open_stream(pa.py_buffer(body))
+        stream = arrow_ipc.stream_part(pa.py_buffer(body))     # an IPC file is read as its stream
+        try:
+            declared = arrow_ipc.declared_bytes(stream)        # before any batch is decompressed
+        except ValueError as exc:
+            raise InvalidInput(f"the body is not an Arrow IPC stream: {exc}") from None
+        if limit is not None and declared > limit:
+            raise TooLarge(f"the Arrow body declares {declared:,} bytes of column data once decompressed, more "
+                           f"than {limit:,} bytes, the limit of a body (MLP_MAX_UPLOAD_BYTES): a compressed body "
+                           "may not hold more than an uncompressed one; send fewer rows per request")
+        reader = pa.ipc.open_stream(stream)
         batches, total = [], 0
         for batch in reader:
             total += batch.nbytes

@@ -193,16 +193,19 @@ def test_csv_gz_that_inflates_past_the_limit_is_a_413(limited):
     assert limited.get("/v1/datasets").json()["total"] == 1
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "arrow", "arrow-stream"])
+@pytest.mark.parametrize("fmt", ["parquet", "arrow", "arrow-one-batch", "arrow-stream"])
 def test_parquet_and_arrow_files_that_decode_past_the_limit_are_a_413(limited, fmt):
     """1,000,000 rows of zeros compress to kilobytes but decode to 8,000,000 bytes of arrays (and 16 MB of
-    column data): refused, Parquet from its footer before any row group is read, Arrow batch by batch."""
+    column data): refused before any batch is decompressed, Parquet from its footer, Arrow from its messages'
+    metadata (also one single batch: pyarrow would allocate all of it at once)."""
     table = _zeros_table(1_000_000)
     buf = io.BytesIO()
     if fmt == "parquet":
         pq.write_table(table, buf, compression="zstd")
     elif fmt == "arrow":
         feather.write_feather(table, buf, compression="zstd", chunksize=65_536)
+    elif fmt == "arrow-one-batch":
+        feather.write_feather(table, buf, compression="zstd", chunksize=1_000_000)
     else:
         with pa.ipc.new_stream(buf, table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
             w.write_table(table, max_chunksize=65_536)
@@ -213,8 +216,8 @@ def test_parquet_and_arrow_files_that_decode_past_the_limit_are_a_413(limited, f
         assert r.json()["detail"] == ("the Parquet file holds 1,000,000 rows x 2 columns: 8,000,000 bytes of arrays "
                                       "once decoded, more than the limit of 2,000,000 bytes (MLP_MAX_UPLOAD_BYTES); "
                                       "nothing is stored")
-    else:   # stopped at the batch that passes the limit: the second of 65,536 rows x 16 bytes
-        assert r.json()["detail"] == ("the Arrow file holds 2,097,152 bytes of column data once decoded, more than "
+    else:   # the buffers' declared (uncompressed) lengths: 1,000,000 rows x 2 float64 columns
+        assert r.json()["detail"] == ("the Arrow file holds 16,000,000 bytes of column data once decoded, more than "
                                       "the limit of 2,000,000 bytes (MLP_MAX_UPLOAD_BYTES); nothing is stored")
     small = io.BytesIO()
     pq.write_table(_zeros_table(50_000), small, compression="zstd") if fmt == "parquet" else \

@@ -101,7 +101,8 @@ def test_compressed_arrow_and_parquet_bodies_are_bounded_by_the_body_limit(share
     assert len(body) < 100_000
     r = c.post(m["predict"], content=body, headers={"Content-Type": ARROW})
     assert r.status_code == 413
-    assert r.json()["detail"].startswith("the Arrow body decodes to more than 4,194,304 bytes (")
+    assert r.json()["detail"].startswith("the Arrow body declares 6,400,000 bytes of column data once "
+                                         "decompressed, more than 4,194,304 bytes")
     assert "(MLP_MAX_UPLOAD_BYTES)" in r.json()["detail"]
     r = c.post(m["predict"], content=parquet_bytes(zeros, compression="zstd"), headers={"Content-Type": PARQUET})
     assert r.status_code == 413
