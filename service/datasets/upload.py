@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import tempfile
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -97,9 +98,16 @@ def _param(header: str, key: str) -> str | None:
     if raw is None:
         return None
     try:
-        return raw.decode("utf-8")          # clients send names in any script as raw UTF-8 (HTML5 forms, httpx)
+        text = raw.decode("utf-8")          # clients send names in any script as raw UTF-8 (HTML5 forms, httpx)
     except UnicodeDecodeError:
-        return raw.decode("latin-1")
+        text = raw.decode("latin-1")
+    # browsers escape '"', LF and CR in a multipart name as %22, %0A, %0D (WHATWG HTML, "multipart/form-data
+    # encoding algorithm"); curl escapes with a backslash, which parse_options_header already undid
+    return _WHATWG_ESCAPES.sub(lambda m: _WHATWG_CHARS[m.group(0).upper()], text) if "%" in text else text
+
+
+_WHATWG_CHARS = {"%22": '"', "%0A": "\n", "%0D": "\r"}
+_WHATWG_ESCAPES = re.compile("%22|%0[AaDd]")
 
 
 async def receive(request: Request, *, max_bytes: int, tmp_dir: Path,

@@ -452,6 +452,17 @@ def test_rfc5987_filename_and_utf8_form_fields(client):
     assert body["name"] == "données 数据" and body["feature_names"] == ["größe", "数量"]
 
 
+def test_browser_escaped_quotes_in_a_file_name(client):
+    """A browser sends a file named 'the "best" data.csv' as filename="the %22best%22 data.csv" (WHATWG HTML's
+    multipart encoding); curl as filename="the \\"best\\" data.csv"."""
+    for disposition in ('filename="the %22best%22 data.csv"', 'filename="the \\"best\\" data.csv"'):
+        raw = (f'--xyz\r\nContent-Disposition: form-data; name="file"; {disposition}\r\n'
+               f"Content-Type: text/csv\r\n\r\n{MIXED}\r\n--xyz--\r\n")
+        r = client.post("/v1/datasets", content=raw.encode(),
+                        headers={"content-type": "multipart/form-data; boundary=xyz"})
+        assert ok(r)["name"] == 'the "best" data', disposition
+
+
 # -- labels exactly as written -------------------------------------------------------------------------------
 
 def test_profile_shows_stored_float32_values_as_they_were_written(client):
