@@ -31,6 +31,7 @@ stored before this metadata existed has ``columns`` null: treat every column of 
 
 from __future__ import annotations
 
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,12 +120,13 @@ def encode_target(y: np.ndarray, task: str | None, *, where: str,
                                  f"value {bad!r}; use task=classification")
             y = y.astype(np.float64)          # numbers written as strings
             if not np.isfinite(y).all():
-                raise ParseError(f"{where}: row {int(np.argwhere(~np.isfinite(y))[0][0])} is not finite")
+                raise ParseError(f"{where}: the value in row {int(np.argwhere(~np.isfinite(y))[0][0]) + 1} is not "
+                                 f"finite")
         with np.errstate(over="ignore", invalid="ignore"):
             yf = y.astype(np.float32)
         if not np.all(np.isfinite(yf)):
             i = int(np.flatnonzero(~np.isfinite(yf).reshape(len(yf), -1).all(axis=1))[0])
-            raise ParseError(f"{where}: the value in row {i} is too large for float32")
+            raise ParseError(f"{where}: the value in row {i + 1} is too large for float32")
         if yf.ndim == 2 and yf.shape[1] == 1:
             yf = yf[:, 0]
         return task, yf, None, (1 if yf.ndim == 1 else int(yf.shape[1]))
@@ -134,6 +136,8 @@ def encode_target(y: np.ndarray, task: str | None, *, where: str,
     if y.ndim != 1:
         raise ParseError(f"classification needs one label per row; {where} has shape {list(y.shape)}")
     labels, idx = unique if unique is not None else np.unique(y, return_inverse=True)
+    if labels.dtype.kind == "U":
+        labels, idx = _nfc_labels(labels, idx)
     if labels.size > MAX_CLASSES:
         raise ParseError(f"{where} has {labels.size} distinct labels, more than the {MAX_CLASSES} a "
                          f"classification target may have; use task=regression")
@@ -147,6 +151,17 @@ def encode_target(y: np.ndarray, task: str | None, *, where: str,
         hint = "" if labels.dtype.kind in "USb" else "; for a numeric target upload with task=regression"
         raise ParseError(f"the target has only one class, {classes[0]!r}; classification needs at least 2{hint}")
     return task, idx.astype(np.int64).reshape(-1), classes, 1
+
+
+def _nfc_labels(labels: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct text labels and each row's index into them, with the labels in Unicode NFC: ``café``
+    typed as ``e`` + combining accent (as macOS writes it) and the composed ``café`` are one class, as they are
+    one category in a feature column. Works on the distinct labels only (no pass over the rows unless two merge)."""
+    nfc = [unicodedata.normalize("NFC", v) for v in labels.tolist()]
+    if nfc == labels.tolist():
+        return labels, idx
+    merged, remap = np.unique(np.array(nfc, dtype=str), return_inverse=True)
+    return merged, remap.reshape(-1)[np.asarray(idx).reshape(-1)]
 
 
 def _not_number(v: Any) -> bool:
@@ -333,7 +348,9 @@ def parse_json_dataset(doc: Any) -> tuple[str | None, ParsedDataset]:
     if len(y_raw) != X.shape[0]:
         raise ParseError(f"X has {X.shape[0]} rows but y has {len(y_raw)}")
     kinds = {type(v) for v in y_raw}
-    if kinds <= {str}:
+    if kinds == {bool}:                  # classes [False, True], as an .npz bool y gives
+        y = np.asarray(y_raw, dtype=bool)
+    elif kinds <= {str}:
         y = np.asarray(y_raw, dtype=str)
     elif kinds == {int}:                 # exact, also past 2**53 (float64 would round); past int64 as text
         try:
@@ -347,7 +364,10 @@ def parse_json_dataset(doc: Any) -> tuple[str | None, ParsedDataset]:
     elif kinds <= {list}:
         y = rows_to_float32(y_raw, name="y", strict=True).astype(np.float64)
     else:
-        bad = [i for i, v in enumerate(y_raw) if type(v) not in (str, int, float)]
+        bad = [i for i, v in enumerate(y_raw) if type(v) not in (str, int, float, bool)]
+        if not bad and bool in kinds:
+            raise ParseError("y mixes booleans with other values; labels must be all booleans, all strings or all "
+                             "numbers")
         if not bad:
             raise ParseError("y mixes strings and numbers; labels must be all strings or all numbers")
         raise ParseError(f"y[{bad[0]}] must be a number or a string label, got {json_type(y_raw[bad[0]])}")
