@@ -877,7 +877,7 @@ class Preprocessor:
         conv = self._converter(j)[1]
         return np.array([np.nan if v is None else conv(v) for v in values], dtype=np.float64)
 
-    def matrix_from_columns(self, names: list, rows: list, ignore=()) -> np.ndarray:
+    def matrix_from_columns(self, names: list, rows: list, ignore=(), na_values=()) -> np.ndarray:
         """Rows of raw values in the order of ``names`` -> float64 (n, n_features_in) for ``transform``.
 
         Numeric columns take numbers; boolean columns ``true``/``false`` (or
@@ -887,7 +887,8 @@ class Preprocessor:
         error), or a number, matched to the category written as that number
         (``1234`` to ``"1234"``, ``2`` to ``"2.0"``; a number that matches two
         categories, such as ``"01234"`` and ``"1234"``, is an error: send the
-        text); ``None`` or a blank string is a missing value everywhere. Names
+        text); ``None``, a blank string or a string in ``na_values`` (compared
+        trimmed) is a missing value everywhere. Names
         are compared trimmed and in NFC (``text_key``). A trained column left
         out of ``names`` is all missing.
 
@@ -900,6 +901,9 @@ class Preprocessor:
         ignore : collection of str
             Names that are accepted and dropped (e.g. the training target and
             the columns the data set ignored); a model column is never dropped.
+        na_values : collection of str
+            Text values read as missing (e.g. ``"NA"``, ``"NULL"``), as a CSV
+            upload reads its NA tokens.
 
         Raises
         ------
@@ -929,12 +933,13 @@ class Preprocessor:
         used = [(k, *self._converter(where[key]), name) for k, (name, key) in enumerate(zip(names, keys))
                 if key in where]
         width = len(names)
+        na = frozenset(na_values) | {""}
         for i, row in enumerate(rows):
             if len(row) != width:
                 raise ValueError(f"row {i + 1} has {len(row)} values but there are {width} columns")
             for k, j, conv, name in used:
                 v = row[k]
-                if v is None or (type(v) is str and not v.strip()):     # a blank cell is missing, as at upload
+                if v is None or (type(v) is str and v.strip() in na):   # blank or an NA token: missing, as at upload
                     if not self.imputes(j):
                         raise ValueError(f"row {i + 1}, column {name!r}: a missing value, but the model was "
                                          "trained without imputation for this column")

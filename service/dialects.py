@@ -15,7 +15,11 @@ from service.bodies import ParseError
 # sniffed would be a 500): what it reads here is already bounded by the upload and body limits.
 csv.field_size_limit(2**31 - 1)
 
-NA_TOKENS = ("", "NA", "N/A", "NaN", "null", "?", "-")
+# Cells read as missing by default: pandas.read_csv's default na_values, plus '?' and '-' (the one list: uploads,
+# CSV predict bodies and the text values of JSON records/split bodies all read it; the form field na_values
+# replaces it for an upload)
+NA_TOKENS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+             "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null", "?", "-")
 DELIMITERS = (",", ";", "\t", "|")
 COMMA_NUMBER = re.compile(r"[+-]?[0-9]+,[0-9]+(?:[eE][+-]?[0-9]+)?")
 _POINT_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")

@@ -34,7 +34,7 @@ def _named(names: list, rows: list, model: service.LoadedModel, where: str) -> n
             return _rows(rows, where, model.input_dim)      # the fast path: numbers in the trained order
         except InvalidInput:
             pass                                            # nulls (missing values) and the like: below
-    return service.from_columns(cols, names, rows, where=where, drop=model.dropped)
+    return service.from_columns(cols, names, rows, where=where, drop=model.dropped, na_values=service.NA_TOKENS)
 
 
 def _rows(rows, where: str, width: int) -> np.ndarray:

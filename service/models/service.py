@@ -16,6 +16,7 @@ import core
 from core.preprocessing import text_key
 from service.bodies import NUMBERS, ParseError, numbers_at, parse_json, rows_to_float32
 from service.database import get_owned, get_owned_or_raise, page, utcnow
+from service.dialects import NA_TOKENS
 from service.errors import InvalidInput, NotFound, echo
 from service.metrics import CACHE_HITS, CACHE_MISSES, PREDICTED_ROWS
 from service.models.tables import TrainedModel
@@ -285,16 +286,16 @@ def inputs_from_doc(doc, *, input_dim: int, columns: core.Preprocessor | None = 
         raise InvalidInput(f"{what}; the body is one of {BODY_SHAPES}")
     if columns is None:
         raise InvalidInput("this model predicts from inputs only")
-    return from_columns(columns, names, rows, drop=drop)
+    return from_columns(columns, names, rows, drop=drop, na_values=NA_TOKENS)
 
 
 def from_columns(columns: core.Preprocessor, names: list, rows: list, *, where: str | None = None,
-                 drop=frozenset()) -> np.ndarray:
+                 drop=frozenset(), na_values=()) -> np.ndarray:
     """``columns.matrix_from_columns`` (rows of values by column name -> raw float64 rows; names in ``drop``
-    accepted and left out), 422 naming the row (from 1) and column of a bad value, also of a number float32
-    cannot hold (the network computes in float32)."""
+    accepted and left out; text in ``na_values`` missing), 422 naming the row (from 1) and column of a bad value,
+    also of a number float32 cannot hold (the network computes in float32)."""
     try:
-        X = columns.matrix_from_columns(names, rows, ignore=drop)
+        X = columns.matrix_from_columns(names, rows, ignore=drop, na_values=na_values)
     except ValueError as exc:
         raise InvalidInput(f"{where}: {exc}" if where else str(exc)) from None
     with np.errstate(over="ignore"):

@@ -73,6 +73,45 @@ def plan_table(text_type: pa.DataType) -> pa.Table:
                      "y": pa.array(["yes", "no"] * (n // 2), text_type)})
 
 
+# -- 13: pandas' NA tokens (and ? -) are missing everywhere -------------------------------------------------------
+
+def test_the_na_tokens_are_pandas_defaults_plus_question_mark_and_dash():
+    assert set(NA_TOKENS) == {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                              "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null", "?",
+                              "-"}
+
+
+@pytest.mark.parametrize("token", [t for t in NA_TOKENS if t])
+def test_one_na_token_leaves_a_numeric_column_numeric(client, token):
+    rows = [f"{token if i == 4 else i},{'yes' if i % 2 else 'no'}" for i in range(20)]
+    col = ok(up(client, ("n,y\n" + "\n".join(rows) + "\n").encode()))["columns"][0]
+    assert (col["type"], col["missing"], col["min"], col["max"]) == ("numeric", 1, 0.0, 19.0)
+
+
+def test_none_in_a_text_column_is_missing_its_own_category(app, client):
+    body = ok(up(client, b"plan,y\npro,yes\nNone,no\nfree,no\nNULL,yes\n"))
+    assert body["columns"][0] == {"name": "plan", "type": "categorical", "missing": 2, "n_categories": 2,
+                                  "categories": ["free", "pro"],
+                                  "top": [{"value": "free", "count": 1}, {"value": "pro", "count": 1}]}
+    # the form field replaces the list: None is then a category
+    assert ok(up(client, b"plan,y\npro,yes\nNone,no\nfree,no\nNULL,yes\n", na_values=""))["columns"][0][
+        "categories"] == ["NULL", "None", "free", "pro"]
+
+
+def test_na_tokens_are_missing_at_predict_in_every_body(client, wait_job):
+    rng = np.random.default_rng(1)
+    lines = ["age,plan,y"] + [f"{int(a)},{p},{'yes' if a > 40 else 'no'}"
+                              for a, p in zip(rng.integers(18, 70, 60), ["pro", "free"] * 30)]
+    model = train(client, wait_job, ok(up(client, ("\n".join(lines) + "\n").encode())), 2)
+    url = f"/v1/models/{model}/predict"
+    want = client.post(url, json={"records": [{"age": None, "plan": None}]}).json()
+    for token in ("NULL", "None", "n/a", "#N/A", "nan", " NA "):
+        assert client.post(url, json={"records": [{"age": token, "plan": token}]}).json() == want, token
+        assert client.post(url, json={"columns": ["age", "plan"], "data": [[token, token]]}).json() == want
+        r = client.post(url, content=f"age,plan\n{token},{token}\n".encode(), headers={"content-type": "text/csv"})
+        assert r.json() == want, (token, r.text)
+
+
 # -- 14: labels from text in Unicode NFC -------------------------------------------------------------------------
 
 NFC, NFD = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
