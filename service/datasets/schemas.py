@@ -114,7 +114,9 @@ UPLOAD_OPENAPI = {
                         "delimiter": {"type": "string", "description": "CSV delimiter (one character, or comma, "
                                                                        "semicolon, tab, pipe); default detected."},
                         "na_values": {"type": "string", "description": "Comma-separated tokens read as missing "
-                                                                       "(default: empty, NA, N/A, NaN, null, ?, -)."},
+                                                                       "(default: pandas' NA tokens, e.g. empty, "
+                                                                       "NA, N/A, n/a, NULL, null, None, NaN, nan, "
+                                                                       "#N/A, <NA>, plus ? and -)."},
                         "encoding": {"type": "string", "description": "Text encoding (e.g. cp1252, latin-1); "
                                                                       "UTF-8 (with or without BOM) and UTF-16 with "
                                                                       "BOM are detected."},
