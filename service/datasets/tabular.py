@@ -31,8 +31,8 @@ from core.preprocessing import text_key
 from service import arrow_ipc
 from service.bodies import ParseError, float32_text
 from service.datasets.spool import Spool
-from service.dialects import (COMMA_NUMBER, DELIMITERS, NA_TOKENS, detect_encoding, encoding_label,
-                              sniff_decimal, sniff_delimiter, text_as_values)
+from service.dialects import (COMMA_NUMBER, DELIMITERS, NA_TOKENS, arrow_nbytes, binary_format, detect_encoding,
+                              encoding_label, hex_integer_columns, sniff_decimal, sniff_delimiter, text_as_values)
 from service.errors import TooLarge
 
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -461,8 +461,10 @@ def _kind_of(t: pa.DataType) -> str | None:
         return "boolean"
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         return "numeric"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return "categorical"
+    if pa.types.is_dictionary(t):       # as its values are typed: a Parquet file stores the same column decoded
+        return _kind_of(t.value_type)
     return None
 
 
@@ -656,6 +658,9 @@ def _sample(path: Path, gz: bool, opts: TableOptions) -> tuple[str, int, str, bo
             raw = f.read(_SNIFF_BYTES)
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise ParseError(f"not a valid .gz file ({e})") from None
+        looks = None if gz else binary_format(raw)
+        if looks is not None:
+            raise ParseError(f"the file looks like {looks[0]}, not CSV text: {looks[1]}")
         enc, bom = detect_encoding(raw, opts.encoding)
         if b"\x00" in raw and not enc.startswith(("utf-16", "utf-32")):
             raise _nul_error(path, gz, bom, enc, opts.max_decoded_bytes)
@@ -899,6 +904,10 @@ def _segment_tables(path, gz, enc, d, header, header_line, include, forced, opts
                                   quoted_strings_can_be_null=True, include_columns=include, timestamp_parsers=[],
                                   decimal_point=opts.decimal)
         table = _read_segment(seg, ro, po, co, header, path, gz, enc, diag)
+        hexed = hex_integer_columns(table, seg) if first else []
+        if hexed:           # '0x10' read as 16: read as float64 they fail, and _Retype makes them text
+            co.column_types = {**types, **{n: pa.float64() for n in hexed}}
+            _read_segment(seg, ro, po, co, header, path, gz, enc, diag)
         nbytes = len(seg)
         del seg
         kinds = None
@@ -1081,12 +1090,14 @@ def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: Ta
     rows = decoded = 0
     try:
         for batch in batches:
-            rows, decoded = rows + batch.num_rows, decoded + batch.nbytes
+            rows, decoded = rows + batch.num_rows, decoded + arrow_nbytes(batch)
             _check_decoded(opts, what, rows, len(names), decoded)
             cols = []
             for f, col in zip(batch.schema, batch.columns):
                 if pa.types.is_dictionary(col.type):
                     col = col.cast(col.type.value_type)
+                if pa.types.is_string_view(col.type):     # polars' Utf8View: text, as string is
+                    col = col.cast(pa.string())
                 if pa.types.is_null(col.type):
                     col = pa.nulls(len(col), pa.float64() if f.name != target else pa.string())
                 elif f.name == target and pa.types.is_temporal(col.type):

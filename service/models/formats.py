@@ -30,8 +30,9 @@ import numpy as np
 from core.preprocessing import text_key
 from service import arrow_ipc
 from service.bodies import ParseError
-from service.dialects import (NA_TOKENS, blank_as_null, detect_encoding, encoding_label, first_not_number,
-                              known_codec, sniff_decimal, sniff_delimiter, text_as_values)
+from service.dialects import (NA_TOKENS, arrow_nbytes, binary_format, blank_as_null, detect_encoding,
+                              encoding_label, first_not_number, hex_integer_columns, known_codec, sniff_decimal,
+                              sniff_delimiter, text_as_values)
 from service.errors import InvalidInput, NotAcceptable, TooLarge, UnsupportedMediaType, echo
 from service.models import service
 
@@ -177,7 +178,7 @@ def _arrow(body: bytes | bytearray, *, limit: int | None = None):
         reader = pa.ipc.open_stream(stream)
         batches, total = [], 0
         for batch in reader:
-            total += batch.nbytes
+            total += arrow_nbytes(batch)
             if limit is not None and total > limit:
                 raise _decoded_over(limit, "Arrow", total)
             batches.append(batch)
@@ -232,6 +233,10 @@ def _csv_encoding(body: bytes | bytearray, charset: str | None) -> tuple[str, in
 
 def _csv_text(body: bytes | bytearray, charset: str | None) -> bytes | bytearray:
     """The CSV body as UTF-8 bytes without a BOM; 422 naming the byte (and line) that is not text."""
+    looks = binary_format(body)
+    if looks is not None:
+        raise InvalidInput(f"the CSV body looks like {looks[0]}, not CSV text: send it with its own Content-Type "
+                           f"(application/vnd.apache.parquet, application/vnd.apache.arrow.stream), or uncompressed")
     encoding, bom = _csv_encoding(body, charset)
     if not encoding.startswith(("utf-16", "utf-32")) and b"\x00" in body:
         line = bytes(body[:body.index(b"\x00")]).count(b"\n") + 1
@@ -313,6 +318,12 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
         table = pcsv.read_csv(pa.BufferReader(pa.py_buffer(data)),
                               parse_options=pcsv.ParseOptions(delimiter=d, newlines_in_values=quoted),
                               convert_options=convert)
+        hexed = hex_integer_columns(table, data)
+        if hexed:            # '0x29' is text, as the upload reads it (pyarrow's integer inference takes it as 41)
+            convert.column_types = {**text_columns, **{n: pa.string() for n in hexed}}
+            table = pcsv.read_csv(pa.BufferReader(pa.py_buffer(data)),
+                                  parse_options=pcsv.ParseOptions(delimiter=d, newlines_in_values=quoted),
+                                  convert_options=convert)
     except (pa.ArrowException, OSError, UnicodeError) as exc:
         problem = None if quoted else _csv_structure_error(data, d)
         raise InvalidInput(f"the CSV body cannot be read: {problem or str(exc).splitlines()[0]}") from None
@@ -412,19 +423,22 @@ def parse_table(table, what: str, *, input_dim: int, columns=None, drop=frozense
 
 
 def _as_uploaded(table):
-    """Arrow columns typed as the upload types them: dates, times and durations as their text (the categories
-    an upload of the same file stores), decimals as float64, string views as strings."""
+    """Arrow columns typed as the upload types them: dictionary-encoded columns as their values, dates, times and
+    durations as their text (the categories an upload of the same file stores), decimals as float64, string views
+    as strings."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     for j, f in enumerate(table.schema):
-        t = f.type
-        if pa.types.is_temporal(t):
-            table = table.set_column(j, f.name, pc.cast(table.column(j), pa.string()))
+        t, col = f.type, None
+        if pa.types.is_dictionary(t):
+            t, col = t.value_type, pc.cast(table.column(j), t.value_type)
+        if pa.types.is_temporal(t) or pa.types.is_string_view(t):
+            col = pc.cast(table.column(j) if col is None else col, pa.string())
         elif pa.types.is_decimal(t):
-            table = table.set_column(j, f.name, pc.cast(table.column(j), pa.float64()))
-        elif getattr(pa.types, "is_string_view", lambda _: False)(t):
-            table = table.set_column(j, f.name, pc.cast(table.column(j), pa.string()))
+            col = pc.cast(table.column(j) if col is None else col, pa.float64())
+        if col is not None:
+            table = table.set_column(j, f.name, col)
     return table
 
 
