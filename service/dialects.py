@@ -66,12 +66,19 @@ def binary_format(head: bytes | memoryview) -> tuple[str, str] | None:
 def hex_integer_columns(table, text: bytes | memoryview) -> list[str]:
     """Names of ``table``'s integer columns when ``text`` (the CSV bytes pyarrow read it from) holds hexadecimal
     integers (``0x10``): pyarrow's CSV reader reads those as numbers, which pandas and pyarrow's own float
-    parsing read as text. The scan of ``text`` (~10 ms per 8 MB) runs only when the table has integer columns;
-    a match re-reads them (rare: hex ids, hashes)."""
+    parsing read as text. Checked only when the table has integer columns: first a memchr for ``x``/``X``
+    (~0.7 ms per 8 MB; a memoryview's whole buffer), then, when one is there, the pattern (~15 ms per 8 MB)."""
     import pyarrow as pa
 
     ints = [f.name for f in table.schema if pa.types.is_integer(f.type)]
-    return ints if ints and HEX_INTEGER.search(text) else []
+    if not ints:
+        return []
+    whole = text.obj if isinstance(text, memoryview) else text
+    if not isinstance(whole, (bytes, bytearray)):
+        whole = bytes(text)
+    if whole.find(b"x") < 0 and whole.find(b"X") < 0:
+        return []
+    return ints if HEX_INTEGER.search(text) else []
 
 
 def arrow_nbytes(batch) -> int:
