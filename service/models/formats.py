@@ -309,9 +309,11 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
         problem = _csv_structure_error(data, d)
         if problem is not None:
             raise InvalidInput(f"the CSV body cannot be read: {problem}")
-    text_columns = {c["name"]: pa.string() for c in (columns.columns if columns is not None else [])
-                    if c["type"] != "numeric"}
-    text_columns.update({n: pa.string() for n in drop})
+    text_names = {c["name"] for c in (columns.columns if columns is not None else []) if c["type"] != "numeric"}
+    text_names |= set(drop)
+    # pyarrow types columns by the header's names as written: ' zip' must be read as text too (01234 kept)
+    spelled = {text_key(n): n for n in _header_names(data, d)}
+    text_columns = {spelled.get(n, n): pa.string() for n in text_names}
     convert = pcsv.ConvertOptions(column_types=text_columns, null_values=list(NA_TOKENS), strings_can_be_null=True,
                                   quoted_strings_can_be_null=True, timestamp_parsers=[], decimal_point=decimal)
     try:
@@ -332,7 +334,7 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
     # as the upload reads cells: blank or ' NA ' is missing, and a numeric column with such a cell is numbers
     for j, f in enumerate(table.schema):
         if pa.types.is_string(f.type):
-            as_numbers = text_as_values(table.column(j), NA_TOKENS, decimal) if f.name not in text_columns else None
+            as_numbers = text_as_values(table.column(j), NA_TOKENS, decimal) if f.name not in text_names else None
             if as_numbers is None and f.name in numeric:    # name the cell that is no number, not the first one
                 bad = first_not_number(table.column(j), NA_TOKENS, decimal)
                 if bad is not None:
@@ -342,6 +344,13 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
                 blank_as_null(table.column(j))
             table = table.set_column(j, f.name, col)
     return table
+
+
+def _header_names(data: bytes | bytearray, delimiter: str) -> list[str]:
+    """The names of a CSV body's first line as written (a header broken by a quoted line break: its first part)."""
+    end = data.find(b"\n")
+    line = bytes(data[: end if end >= 0 else len(data)]).decode("utf-8", errors="replace")
+    return next(csv.reader([line.rstrip("\r")], delimiter=delimiter), [])
 
 
 WHAT = {"arrow": "Arrow", "parquet": "Parquet", "csv": "CSV"}

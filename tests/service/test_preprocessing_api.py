@@ -494,6 +494,10 @@ def test_categorical_values_read_as_written_on_every_path(zip_model):
     assert r.json() == {"predictions": ["yes"]}
     # text is never read as a number: 1234 written as text is not the category 01234
     assert _proba(c.post(url, json={"records": [{"zip": "1234", "plan": "pro", "x": 0.5, "g": "2.0"}]})) == unseen
+    # a CSV body's header names its columns trimmed, and a spaced ' zip ' is still read as text: 1234.0 is unseen
+    for body, want in ((b" zip ,plan,x,g\n1234.0,pro,0.5,2.0\n", unseen),
+                       (b" zip ,plan,x,g\n01234,pro,0.5,2.0\n", ref)):
+        assert _proba(c.post(url, content=body, headers={"Content-Type": "text/csv"})) == want, body
 
 
 def test_target_and_ignored_columns_are_accepted_and_dropped(zip_model):
