@@ -11,35 +11,23 @@ import unicodedata
 import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
-import pyarrow.parquet as pq
 import pytest
 
 from service.datasets import tabular
 from service.dialects import NA_TOKENS
 from tests.service.helpers import mlp_spec
 from tests.service.test_datasets_tabular import err, ok, stored, up
+from tests.service.test_predict_formats import arrow_bytes as arrow_stream
+from tests.service.test_predict_formats import parquet_bytes
 
 PARQUET = "application/vnd.apache.parquet"
 ARROW = "application/vnd.apache.arrow.stream"
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
 
 
 def arrow_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     feather.write_feather(table, buf, compression="uncompressed")
     return buf.getvalue()
-
-
-def arrow_stream(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table)
-    return sink.getvalue().to_pybytes()
 
 
 def up_table(client, table: pa.Table, fmt: str, **fields):
