@@ -111,28 +111,25 @@ def create(session: Session, executor: Executor, settings: Settings, *, owner: s
         dataset, body.training_params().get("preprocessing"), exclude=body.sample_weight_column),
         excluded=int(body.sample_weight_column is not None))
     _check_weights(body, dataset)
-    n_val = 0
+    val = None
     if body.validation_dataset_id is not None:
         if body.validation_split > 0:
             raise InvalidInput("validation_dataset_id: give either validation_split or validation_dataset_id, "
                                "not both")
         val = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.validation_dataset_id)
-        _check_validation_dataset(dataset, val)
-        n_val = val.n_samples
-    if body.validation_split > 0:
-        n_val = max(1, int(round(dataset.n_samples * body.validation_split)))
-        if n_val >= dataset.n_samples:
-            raise InvalidInput(f"validation_split: {body.validation_split} of {dataset.n_samples} rows leaves "
-                               "no rows to train on")
+        check_validation_dataset(dataset, val)
+    n_val = validation_rows(dataset, validation_split=body.validation_split, val=val)
     if body.early_stopping is not None:
-        _check_early_stopping(body.early_stopping.monitor, dataset, n_val)
+        check_monitor(body.early_stopping.monitor, dataset, n_val)
     if body.lr_schedule is not None and getattr(body.lr_schedule, "monitor", None) is not None:
-        _check_early_stopping(body.lr_schedule.monitor, dataset, n_val, field="lr_schedule.monitor")
+        check_monitor(body.lr_schedule.monitor, dataset, n_val, field="lr_schedule.monitor")
     if body.cross_validation is not None:
         _check_cross_validation(body.cross_validation.folds, dataset, storage)
     monitors = {getattr(body.early_stopping, "monitor", None), getattr(body.lr_schedule, "monitor", None)}
     if "val_auc" in monitors:
-        _check_auc_validation(body, dataset, storage)
+        check_auc_validation(dataset, storage, validation_split=body.validation_split, seed=body.seed,
+                             field="early_stopping.monitor" if getattr(body.early_stopping, "monitor", None)
+                             == "val_auc" else "lr_schedule.monitor")
 
     now = utcnow()
     job = Job(id=new_id(), owner=owner, network_id=network.id, dataset_id=dataset.id,
@@ -234,7 +231,24 @@ def _check_fit(settings: Settings, network, dataset, width: int | None = None, e
                            f"{dataset.id} has {dataset.n_outputs} regression target(s) ({loss.units_rule})")
 
 
-def _check_validation_dataset(train, val) -> None:
+def validation_rows(dataset, *, validation_split: float, val=None) -> int:
+    """How many validation rows a job on ``dataset`` has: those of the validation data set row ``val``, or those
+    ``validation_split`` holds out (0: none); InvalidInput when the split leaves no rows to train on."""
+    if val is not None:
+        return int(val.n_samples)
+    if not validation_split:
+        return 0
+    n_val = max(1, int(round(dataset.n_samples * validation_split)))
+    if n_val >= dataset.n_samples:
+        raise InvalidInput(f"validation_split: {validation_split} of {dataset.n_samples} rows leaves "
+                           "no rows to train on")
+    return n_val
+
+
+def check_validation_dataset(train, val) -> None:
+    """InvalidInput naming ``validation_dataset_id`` unless data set row ``val`` can validate a model trained on
+    ``train``: same task, the same columns (by name) readable as the training ones, as many regression targets,
+    no class the training set lacks. Also used by sweeps at creation."""
     if val.task != train.task:
         raise InvalidInput(f"validation_dataset_id: data set {val.id} is for {val.task}, the training data "
                            f"set for {train.task}")
@@ -266,8 +280,10 @@ def _check_validation_dataset(train, val) -> None:
                                "occur in the training data set")
 
 
-def _check_early_stopping(monitor: str, dataset, n_val: int, field: str = "early_stopping.monitor") -> None:
-    """The monitor exists for the task and has what it needs: validation rows; for val_auc two classes."""
+def check_monitor(monitor: str, dataset, n_val: int, field: str = "early_stopping.monitor") -> None:
+    """InvalidInput naming ``field`` unless the metric ``monitor`` exists for the data set's task and has what it
+    needs: ``n_val`` validation rows (> 0) when computed on them; for val_auc two classes. Also checks a sweep's
+    ``metric``."""
     task = dataset.task
     n_classes = len(dataset.classes or []) if task == "classification" else None
     if task == "classification" and core.MONITORS.get(monitor, core.MONITORS["val_loss"]).binary_only \
@@ -286,20 +302,20 @@ def _check_early_stopping(monitor: str, dataset, n_val: int, field: str = "early
                            f"this job has {n_val:,}")
 
 
-def _check_auc_validation(body: JobCreate, dataset, storage: Storage | None) -> None:
-    """A val_auc monitor needs both classes among the rows validation_split holds out (counted when ``storage``;
-    a validation data set of one class cannot be uploaded for classification)."""
-    field = "early_stopping.monitor" if getattr(body.early_stopping, "monitor", None) == "val_auc" \
-        else "lr_schedule.monitor"
-    if storage is None or not body.validation_split:
+def check_auc_validation(dataset, storage: Storage | None, *, validation_split: float, seed: int,
+                         field: str) -> None:
+    """A val_auc metric needs both classes among the rows ``validation_split`` holds out with ``seed`` (counted
+    when ``storage``; a validation data set of one class cannot be uploaded for classification). InvalidInput
+    naming ``field``. Also used by sweeps (every trial of a sweep holds out the same rows)."""
+    if storage is None or not validation_split:
         return
     y = np.asarray(datasets_service.load_arrays(storage, dataset)[1]).reshape(-1)
-    va = y[core.validation_indices(y.shape[0], body.validation_split, body.seed)[1]]
+    va = y[core.validation_indices(y.shape[0], validation_split, seed)[1]]
     if va.min() == va.max():
         label = (dataset.classes or [])[int(va[0])] if int(va[0]) < len(dataset.classes or []) else va[0]
         raise InvalidInput(f"{field}: 'val_auc' needs both classes among the validation rows, but the "
-                           f"{va.shape[0]} row(s) that validation_split={body.validation_split} holds out with "
-                           f"seed={body.seed} are all {label!r}; use a larger validation_split, another seed, "
+                           f"{va.shape[0]} row(s) that validation_split={validation_split} holds out with "
+                           f"seed={seed} are all {label!r}; use a larger validation_split, another seed, "
                            "a validation_dataset_id, or monitor 'val_loss'")
 
 

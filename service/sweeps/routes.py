@@ -25,11 +25,11 @@ SSE_KEEPALIVE_SECONDS = 15.0
 
 @router.post("", status_code=202, response_model=SweepRead,
              responses={404: {"description": "Unknown data set"},
-                        422: {"description": "Invalid space, budget, metric or limit"}})
+                        422: {"description": "Invalid space, budget, metric, validation data or limit"}})
 def create_sweep(body: SweepCreate, request: Request, response: Response, session: SessionDep, owner: OwnerDep,
-                 settings: SettingsDep) -> SweepRead:
+                 settings: SettingsDep, storage: StorageDep) -> SweepRead:
     """Start a hyper-parameter sweep: its trials are jobs, proposed by Optuna and run by the workers."""
-    sweep = service.create(session, settings, owner=owner, body=body)
+    sweep = service.create(session, settings, owner=owner, body=body, storage=storage)
     request.app.state.sweep_driver.wake()  # create_app builds it
     response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
     return service.view(sweep, [])

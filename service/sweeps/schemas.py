@@ -92,8 +92,9 @@ class SweepCreate(_Strict):
     name: str | None = Field(None, max_length=200, description="A label for the sweep.")
     dataset_id: str = Field(description="The training data set.")
     validation_dataset_id: str | None = Field(None, description="A separate validation data set.")
-    validation_split: float | None = Field(None, gt=0, lt=1, description="Default 0.2 without "
-                                                                         "validation_dataset_id.")
+    validation_split: float | None = Field(None, ge=0, lt=1, description="Fraction of the rows held out for "
+                                           "validation (0: none, as in POST /v1/jobs); default 0.2 without "
+                                           "validation_dataset_id.")
     space: SearchSpace = Field(default_factory=SearchSpace, description="What is searched.")
     strategy: Literal["grid", "random", "tpe"] = Field("tpe", description="Optuna's GridSampler, RandomSampler or "
                                                                          "TPESampler (Bayesian).")
@@ -114,7 +115,7 @@ class SweepCreate(_Strict):
 
     @model_validator(mode="after")
     def _budget(self):
-        if self.validation_dataset_id is not None and self.validation_split is not None:
+        if self.validation_dataset_id is not None and self.validation_split:
             raise ValueError("give either validation_split or validation_dataset_id, not both")
         if self.max_trials is None and self.max_seconds is None and self.strategy != "grid":
             raise ValueError("give a budget: max_trials and/or max_seconds")

@@ -42,7 +42,7 @@ log = logging.getLogger("service.sweeps")
 _NO_SYNC = {"synchronize_session": False}
 IMPORTANCE_SECONDS = 5.0
 _IMPORTANCES_AT: dict[str, float] = {}  # sweep id -> when this process last refitted its importances (monotonic)
-_MAXIMIZE = ("accuracy", "r2")
+DEFAULT_VALIDATION_SPLIT = 0.2  # without validation_split and validation_dataset_id
 
 
 def _search():
@@ -52,18 +52,28 @@ def _search():
 
 
 # -- API side ---------------------------------------------------------------------------------------------
-def create(session: Session, settings: Settings, *, owner: str, body: SweepCreate) -> Sweep:
-    """Validate the sweep against its data set(s) and limits and commit it; the driver proposes its trials."""
+def create(session: Session, settings: Settings, *, owner: str, body: SweepCreate,
+           storage: Storage | None = None) -> Sweep:
+    """Validate the sweep against its data set(s) and limits and commit it; the driver proposes its trials.
+
+    What every trial's job would refuse is a 422 here, through the jobs' own checks: a validation data set the
+    training set cannot use, a metric the task (or a multiclass set, for val_auc) lacks or that needs
+    validation rows the sweep does not have. ``storage``: also check that val_auc's held-out rows hold both
+    classes."""
     dataset = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.dataset_id)
+    val = None
     if body.validation_dataset_id is not None:
-        datasets_service.get_or_raise(session, owner=owner, dataset_id=body.validation_dataset_id)
+        val = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.validation_dataset_id)
+        jobs_service.check_validation_dataset(dataset, val)
     elif body.validation_split is None:
-        body = body.model_copy(update={"validation_split": 0.2})
+        body = body.model_copy(update={"validation_split": DEFAULT_VALIDATION_SPLIT})
     metric = body.metric or ("val_accuracy" if dataset.task == "classification" else "val_loss")
-    if metric not in core.monitors_for(dataset.task):
-        raise InvalidInput(f"metric: {metric!r} is not available for {dataset.task}; use one of "
-                           f"{', '.join(core.monitors_for(dataset.task))}")
-    direction = body.direction or ("maximize" if metric.endswith(_MAXIMIZE) else "minimize")
+    n_val = jobs_service.validation_rows(dataset, validation_split=body.validation_split or 0.0, val=val)
+    jobs_service.check_monitor(metric, dataset, n_val, field="metric")
+    if core.MONITORS[metric].binary_only:
+        jobs_service.check_auc_validation(dataset, storage, validation_split=body.validation_split or 0.0,
+                                          seed=body.seed, field="metric")
+    direction = body.direction or default_direction(metric)
     body = body.model_copy(update={"metric": metric, "direction": direction})
     space.check(settings, body, dataset)  # 422 for a dimension that can only make failing trials
     if body.strategy == "grid":
@@ -82,6 +92,12 @@ def create(session: Session, settings: Settings, *, owner: str, body: SweepCreat
     session.add(sweep)
     session.commit()
     return sweep
+
+
+def default_direction(metric: str) -> str:
+    """``maximize`` for a metric where larger is better (accuracies, AUC, R²: core.MONITORS, the table the jobs'
+    early stopping uses), else ``minimize`` (losses, errors)."""
+    return "maximize" if core.MONITORS[metric].maximize else "minimize"
 
 
 def get_or_raise(session: Session, *, owner: str, sweep_id: str) -> Sweep:
