@@ -3,7 +3,8 @@
 Without this each open ``/v1/jobs/{id}/events`` polled the database four times a second on its own: 200 streams
 were 800 queries a second on the threadpool. Here a ``Feed`` per (owner, job) polls once per SSE_POLL_SECONDS for
 all its listeners and wakes them when something changed; it stops when the job ends or its last listener leaves.
-``StreamHub.open`` refuses (429) a stream beyond ``max_streams_per_tenant`` or ``max_streams`` in total.
+``StreamHub.open`` refuses (429) a stream beyond ``max_streams_per_tenant`` or ``max_streams`` in total; sweep event
+streams are counted by the same ``StreamHub.count``.
 """
 
 from __future__ import annotations
@@ -90,19 +91,25 @@ class StreamHub:
         self.open_total = 0
         self.open_by_owner: Counter[str] = Counter()
 
-    async def open(self, owner: str, job_id: str) -> Feed:
-        """Count a new stream (429 over a cap) and return its job's feed, polled once already (404 unknown)."""
+    def count(self, owner: str, poll: str = "GET /v1/jobs/{id}") -> None:
+        """Count a new stream of ``owner`` (a job's or a sweep's: one cap for both), or TooManyRequests (429) over
+        ``max_streams_per_tenant`` or ``max_streams``; ``poll`` is what the message suggests instead. The caller
+        calls ``uncount(owner)`` when the stream ends."""
         if self.open_by_owner[owner] >= self.max_per_tenant:
             raise TooManyRequests(f"too many open event streams: tenant {owner} has {self.open_by_owner[owner]}, "
                                   f"the limit is max_streams_per_tenant={self.max_per_tenant} "
-                                  "(MLP_MAX_STREAMS_PER_TENANT); close one or poll GET /v1/jobs/{id}",
+                                  f"(MLP_MAX_STREAMS_PER_TENANT); close one or poll {poll}",
                                   headers={"Retry-After": "5"})
         if self.open_total >= self.max_total:
             raise TooManyRequests(f"too many open event streams on this server ({self.open_total}), the limit is "
-                                  f"max_streams={self.max_total} (MLP_MAX_STREAMS); poll GET /v1/jobs/{{id}}",
+                                  f"max_streams={self.max_total} (MLP_MAX_STREAMS); poll {poll}",
                                   headers={"Retry-After": "5"})
         self.open_total += 1
         self.open_by_owner[owner] += 1
+
+    async def open(self, owner: str, job_id: str) -> Feed:
+        """Count a new stream (429 over a cap) and return its job's feed, polled once already (404 unknown)."""
+        self.count(owner)
         try:
             feed = self.feeds.get((owner, job_id))
             if feed is None:
@@ -117,15 +124,16 @@ class StreamHub:
             feed.listeners += 1
             return feed
         except BaseException:
-            self._uncount(owner)
+            self.uncount(owner)
             raise
 
     def close(self, feed: Feed) -> None:
         """The stream ended (finished, disconnected, revoked)."""
         feed.listeners -= 1
-        self._uncount(feed.owner)
+        self.uncount(feed.owner)
 
-    def _uncount(self, owner: str) -> None:
+    def uncount(self, owner: str) -> None:
+        """A stream counted by ``count`` ended."""
         self.open_total -= 1
         self.open_by_owner[owner] -= 1
         if self.open_by_owner[owner] <= 0:

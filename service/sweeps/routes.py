@@ -94,7 +94,8 @@ def _already_sent(sweep, last_id: str | None) -> set[int]:
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}},
                              "description": "One `trial` event per trial that ends, in the order they end (id: "
                                             "its number; reconnect with `Last-Event-ID`), then `end`."},
-                       404: {"description": "Unknown sweep"}})
+                       404: {"description": "Unknown sweep"},
+                       429: {"description": "Too many open event streams (the job streams' caps)"}})
 async def sweep_events(sweep_id: str, request: Request, owner: OwnerDep) -> StreamingResponse:
     """Server-sent events: a `trial` event (the trial's JSON) when each trial ends, `end` with the sweep. A client
     that reconnects with `Last-Event-ID` (the last trial number it got) gets only the trials that ended after it."""
@@ -104,11 +105,24 @@ async def sweep_events(sweep_id: str, request: Request, owner: OwnerDep) -> Stre
         with sessions() as session:
             return service.read(session, owner=owner, sweep_id=sweep_id)
 
-    first = await run_in_threadpool(poll)  # 404 before the stream starts
+    hub = request.app.state.stream_hub  # the job streams' caps: one count per tenant for both kinds
+    hub.count(owner, poll="GET /v1/sweeps/{id}")  # 429 over MLP_MAX_STREAMS_PER_TENANT or MLP_MAX_STREAMS
+    try:
+        first = await run_in_threadpool(poll)  # 404 before the stream starts
+    except BaseException:
+        hub.uncount(owner)
+        raise
     sent = _already_sent(first, request.headers.get("last-event-id"))
 
     async def stream() -> AsyncIterator[bytes]:
-        sweep, last = first, time.monotonic()
+        try:
+            async for chunk in _events(first):
+                yield chunk
+        finally:
+            hub.uncount(owner)
+
+    async def _events(sweep) -> AsyncIterator[bytes]:
+        last = time.monotonic()
         while True:
             for t in _ended(sweep):
                 if t.number not in sent:

@@ -141,6 +141,7 @@ SWEEP_EXAMPLE = {
     "importances": None,
     "trials": [{"number": 0, "rank": 1, "status": "complete", "params": {"hidden_layers": 1, "units_1": 64,
                 "learning_rate": 0.01}, "value": 0.96, "epoch": 10, "job_id": "7b8b965ad4bca0e41ab51de7b31363a1",
+                "job_status": "succeeded", "job_epoch": 10,
                 "network_id": "3f0c9a1e8b7d4c2a9e6f5d4c3b2a1908", "model_id": "d1da0a60d09c44c98bd7a7475d4094cd",
                 "error": None, "created_at": "2026-11-30T17:00:00Z", "finished_at": "2026-11-30T17:00:02Z"}],
     "request": {"dataset_id": "9b1f0e2d3c4b5a69788796a5b4c3d2e1", "strategy": "tpe", "max_trials": 2},
@@ -158,6 +159,11 @@ class TrialRead(BaseModel):
     value: float | None = Field(None, description="The metric at the trial's last epoch.")
     epoch: int = Field(description="Epochs reached (for a pruned trial: the epoch it was stopped at).")
     job_id: str | None = Field(description="The trial's training job.")
+    job_status: str | None = Field(None, description="Its job's status (queued, running, succeeded, failed, "
+                                   "cancelled). A pruned trial's job may have succeeded: the verdict, judged from "
+                                   "the stored epochs, can reach the worker after a small trial's last epoch.")
+    job_epoch: int | None = Field(None, description="Epochs its job trained (for a pruned trial, often more than "
+                                  "`epoch`, the epoch it was judged at).")
     network_id: str | None = Field(description="The trial's network.")
     model_id: str | None = Field(description="The trained model of a complete trial.")
     error: str | None = Field(description="Why it was pruned, failed or could not start.")
@@ -165,10 +171,11 @@ class TrialRead(BaseModel):
     finished_at: datetime | None = Field(description="When it ended.")
 
     @classmethod
-    def from_row(cls, t, rank: int | None = None) -> "TrialRead":
-        """Build from a sweeps.tables.SweepTrial row."""
+    def from_row(cls, t, rank: int | None = None, job=None) -> "TrialRead":
+        """Build from a sweeps.tables.SweepTrial row and its job's (status, epoch) when known."""
         return cls(number=t.number, rank=rank, status=t.status, params=t.params, value=t.value, epoch=t.epoch,
-                   job_id=t.job_id, network_id=t.network_id, model_id=t.model_id, error=t.error,
+                   job_id=t.job_id, job_status=job[0] if job else None, job_epoch=job[1] if job else None,
+                   network_id=t.network_id, model_id=t.model_id, error=t.error,
                    created_at=t.created_at, finished_at=t.finished_at)
 
 

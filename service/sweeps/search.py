@@ -146,18 +146,26 @@ _STATES = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, PENDING: Tr
            TRIAL_RUNNING: TrialState.RUNNING}
 
 
-def study(req: SweepCreate, study_name: str, trials: list, *, number: int,
+def study_name(req: SweepCreate) -> str:
+    """The name of every Optuna study of a sweep: a function of the request's seed only, never of the sweep's
+    (random) id. Optuna's Hyperband puts trial n in the bracket ``crc32(f"{study_name}_{n}")`` picks, so a name
+    from the id gave two identical requests different brackets, hence different prune decisions and rankings."""
+    return f"mlp-sweep-seed-{req.seed}"
+
+
+def study(req: SweepCreate, key: str, trials: list, *, number: int,
           running: Mapping[int, int] | None = None) -> optuna.Study:
     """An in-memory study holding the stored trials in number order, with the sampler of trial ``number``.
 
+    ``key`` is the sweep's id (what the caches of this module are kept by); the study is named ``study_name(req)``.
     ``running`` maps the trials being judged now to the first epoch being judged: they count as running,
     whatever their row says, and the pruner's memory of them covers only the epochs before that one.
     """
     running = running or {}
-    st = optuna.create_study(study_name=study_name, direction=req.direction, sampler=sampler(req, number),
+    st = optuna.create_study(study_name=study_name(req), direction=req.direction, sampler=sampler(req, number),
                              pruner=pruner(req, max_epochs(req)))
     ordered = sorted(trials, key=lambda t: t.number)
-    memory = _pruner_memory(req, study_name, ordered, running)
+    memory = _pruner_memory(req, ordered, running)
     for t in ordered:
         state = TrialState.RUNNING if t.number in running else _STATES.get(t.status, TrialState.FAIL)
         if state == TrialState.COMPLETE and t.value is None:
@@ -174,8 +182,7 @@ def _values(t) -> dict[int, float]:
     return {int(k): float(v) for k, v in (t.intermediate or {}).items()}
 
 
-def _pruner_memory(req: SweepCreate, study_name: str, ordered: list,
-                   running: Mapping[int, int]) -> dict[int, dict[str, Any]]:
+def _pruner_memory(req: SweepCreate, ordered: list, running: Mapping[int, int]) -> dict[int, dict[str, Any]]:
     """What the pruner wrote into each trial's system attributes while it judged the trial epoch by epoch.
 
     Hyperband's successive halving remembers there the value a trial had at each rung it reached, and judges
@@ -194,10 +201,10 @@ def _pruner_memory(req: SweepCreate, study_name: str, ordered: list,
         if not values:
             continue
         # A trial's memory depends on its own values and bracket only (not on the other trials): kept.
-        key = (study_name, req.direction, max_epochs(req), t.number, tuple(values.items()))
+        key = (study_name(req), req.direction, max_epochs(req), t.number, tuple(values.items()))
         if key not in _MEMORY:
             if scratch is None:
-                scratch = optuna.create_study(study_name=study_name, direction=req.direction,
+                scratch = optuna.create_study(study_name=study_name(req), direction=req.direction,
                                               pruner=pruner(req, max_epochs(req)))
                 for _ in range(ordered[-1].number + 1):
                     scratch.add_trial(create_trial(state=TrialState.RUNNING))
@@ -227,7 +234,7 @@ _JUDGES: dict[str, tuple[tuple, optuna.Study]] = {}  # sweep id -> (what the stu
 _JUDGES_KEPT = 16
 
 
-def judging_study(req: SweepCreate, study_name: str, trials: list, *, running: Mapping[int, int]) -> optuna.Study:
+def judging_study(req: SweepCreate, key: str, trials: list, *, running: Mapping[int, int]) -> optuna.Study:
     """The study that judges the ``running`` trials' new epochs: ``study(...)``, built again only when what the
     pruner reads has changed. The median rule reads the trials that are not running (their states, values and
     per-epoch values) and remembers nothing, so its study is kept between the driver's rounds (a rebuild costs
@@ -240,15 +247,15 @@ def judging_study(req: SweepCreate, study_name: str, trials: list, *, running: M
     ones). A judged trial is never COMPLETE in the study: one that was at the build changes the key.
     """
     if req.pruner != "median":
-        return study(req, study_name, trials, number=len(trials), running=running)
+        return study(req, key, trials, number=len(trials), running=running)
     key = tuple((t.number, t.value, tuple(sorted((t.intermediate or {}).items()))) for t in trials
                 if t.status == COMPLETE and t.value is not None and t.number not in running)
-    kept = _JUDGES.pop(study_name, None)
+    kept = _JUDGES.pop(key, None)
     if kept is None or kept[0] != key:
-        kept = (key, study(req, study_name, trials, number=len(trials), running=running))
+        kept = (key, study(req, key, trials, number=len(trials), running=running))
     for _ in range(len(kept[1].get_trials(deepcopy=False)), max(running, default=-1) + 1):
         kept[1].add_trial(create_trial(state=TrialState.RUNNING))
-    _JUDGES[study_name] = kept  # most recently used last
+    _JUDGES[key] = kept  # most recently used last
     while len(_JUDGES) > _JUDGES_KEPT:
         _JUDGES.pop(next(iter(_JUDGES)))
     return kept[1]

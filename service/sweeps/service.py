@@ -125,11 +125,18 @@ def ranked(req: dict, trials: list[SweepTrial]) -> list[tuple[SweepTrial, int | 
 def read(session: Session, *, owner: str, sweep_id: str, with_trials: bool = True) -> SweepRead:
     """The sweep as the API shows it (trials ranked by the metric)."""
     sweep = get_or_raise(session, owner=owner, sweep_id=sweep_id)
-    return view(sweep, trials_of(session, owner=owner, sweep_id=sweep_id), with_trials=with_trials)
+    trials = trials_of(session, owner=owner, sweep_id=sweep_id)
+    jobs = {}
+    if with_trials and trials:
+        jobs = {j.id: (j.status, j.epoch) for j in session.execute(
+            select(Job.id, Job.status, Job.epoch).where(Job.owner == owner, Job.sweep_id == sweep_id)).all()}
+    return view(sweep, trials, with_trials=with_trials, jobs=jobs)
 
 
-def view(sweep: Sweep, trials: list[SweepTrial], *, with_trials: bool = True) -> SweepRead:
-    """Build the SweepRead of a sweep row and its trial rows."""
+def view(sweep: Sweep, trials: list[SweepTrial], *, with_trials: bool = True,
+         jobs: dict[str, tuple[str, int]] | None = None) -> SweepRead:
+    """Build the SweepRead of a sweep row and its trial rows; ``jobs``: job id -> (status, epoch) of its trials."""
+    jobs = jobs or {}
     req = sweep.request
     order = ranked(req, trials)
     best = order[0][0] if order and order[0][1] == 1 else None
@@ -142,7 +149,7 @@ def view(sweep: Sweep, trials: list[SweepTrial], *, with_trials: bool = True) ->
         max_trials=req.get("max_trials"), max_seconds=req.get("max_seconds"), counts=counts,
         best_trial=best.number if best else None, best_value=best.value if best else None,
         best_model_id=best.model_id if best else None, importances=sweep.importances,
-        trials=[TrialRead.from_row(t, rank) for t, rank in order] if with_trials else [],
+        trials=[TrialRead.from_row(t, rank, jobs.get(t.job_id)) for t, rank in order] if with_trials else [],
         request=req, created_at=sweep.created_at, updated_at=sweep.updated_at, finished_at=sweep.finished_at)
 
 
@@ -458,9 +465,11 @@ def _prune(session: Session, executor: Executor, sweep: Sweep, req: SweepCreate,
         if t.number not in new_values or t.status not in (TRIAL_RUNNING, COMPLETE):
             continue
         inter = {int(k): float(v) for k, v in (t.intermediate or {}).items() if int(k) < new_values[t.number][0][0]}
+        last = int(t.params.get("epochs") or 0)
         for epoch, value in new_values[t.number]:
             inter[epoch] = value
-            if _search().should_prune(st, t.number, inter):
+            # the last epoch is never judged: the trial has trained in full, pruning it would only discard it
+            if epoch < last and _search().should_prune(st, t.number, inter):
                 if t.status == TRIAL_RUNNING:
                     _cancel_job(session, executor, owner=sweep.owner, job_id=t.job_id)
                 t.status, t.finished_at, t.error = PRUNED, utcnow(), f"pruned by the {req.pruner} rule"

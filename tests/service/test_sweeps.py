@@ -110,7 +110,8 @@ def test_hyperband_and_median_prune_from_intermediate_values():
         bad = SimpleNamespace(number=12, params={"hidden_layers": 1, "units_1": 16, "learning_rate": 0.01},
                               status="running", value=None, intermediate={})
         st = search.study(req, "s", good + [bad], number=13)
-        # trial 12 falls in Hyperband's bracket 2 (first rung at epoch 3**2 = 9), with trials 7, 8, 9
+        # with seed 0 (search.study_name) trial 12 falls in Hyperband's bracket 1 (first rung at epoch 3), with
+        # trials 0, 3, 5, 7 and 8
         assert search.should_prune(st, 12, {e: 0.1 for e in range(1, 10)}) is True, pruner
         st = search.study(req, "s", good + [bad], number=13)
         assert search.should_prune(st, 12, {e: 0.95 for e in range(1, 10)}) is False, pruner
@@ -132,7 +133,7 @@ def test_rebuilt_studies_prune_as_one_live_optuna_study(pruner, kept):
     curves = [{e: float(q * (1 - np.exp(-e / tau)) * (0.3 if e >= 2 and n % 3 == 2 else 1)) for e in range(1, 10)}
               for n, (q, tau) in enumerate(zip(rng.uniform(0.3, 1.0, 14), rng.uniform(1, 4, 14)))]
 
-    live = optuna.create_study(study_name="s", direction="maximize", pruner=search.pruner(req, 9))
+    live = optuna.create_study(study_name=search.study_name(req), direction="maximize", pruner=search.pruner(req, 9))
     expected = []
     for curve in curves:
         trial, stop = live.ask(), None

@@ -125,3 +125,88 @@ def test_validation_split_zero_means_none_as_in_jobs(idle):
     r = _sweep(c, dataset_id=ds, validation_split=0.999)
     assert r.status_code == 422
     assert r.json()["detail"] == "validation_split: 0.999 of 150 rows leaves no rows to train on"
+
+
+# -- 2, 3. Hyperband reproducible; a pruned trial shows its job's outcome ------------------------------------------
+HYPERBAND = {"strategy": "tpe", "seed": 5, "max_trials": 10, "parallelism": 1, "pruner": "hyperband",
+             "space": {"hidden_layers": 1, "units": [16, 32], "learning_rate": {"low": 1e-5, "high": 1e-1, "log": True},
+                       "epochs": 9, "batch_size": 16}}
+
+
+def test_two_identical_hyperband_sweeps_prune_the_same_trials_at_the_same_epochs(tmp_path):
+    """Optuna's Hyperband picks a trial's bracket from a hash of the study's name and the trial's number: the study
+    is named from the seed, not from the sweep's random id, so two sweeps of one request prune alike."""
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=1))) as c:
+        ds = _dataset(c, 200)
+        runs = []
+        for _ in range(2):
+            r = c.post("/v1/sweeps", json={"dataset_id": ds, **HYPERBAND})
+            assert r.status_code == 202, r.text
+            s = _wait(c, r.json()["id"], timeout=180)
+            assert s["status"] == "succeeded", s
+            runs.append(s)
+        outcome = [[(t["number"], t["status"], t["epoch"], t["value"], t["rank"]) for t in s["trials"]]
+                   for s in runs]
+        assert outcome[0] == outcome[1]
+        assert runs[0]["counts"] == runs[1]["counts"]
+        assert runs[0]["counts"].get("pruned"), runs[0]["counts"]  # the comparison covers prune decisions
+        for t in runs[0]["trials"]:
+            assert t["job_status"] in ("succeeded", "cancelled"), t
+            assert t["job_epoch"] >= t["epoch"], t
+            if t["status"] == "pruned":
+                assert t["epoch"] < 9 and t["model_id"] is None, t  # never pruned at its last epoch
+            else:
+                assert t["status"] == "complete" and t["job_status"] == "succeeded" and t["job_epoch"] == 9, t
+
+
+# -- 6. sweep streams count against the stream caps --------------------------------------------------------------
+def _open(port: int, path: str):
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return s, head
+
+
+def test_sweep_event_streams_count_against_the_tenant_stream_cap(live_server):
+    srv = live_server(workers=0, env={"MLP_MAX_STREAMS_PER_TENANT": "2"})
+    http = srv.client()
+    ds = _dataset(http, 40)
+    sweep = http.post("/v1/sweeps", json={"dataset_id": ds, "max_trials": 2, "space": {"epochs": 2}}).json()["id"]
+    jobs = []
+    import time as _time
+    deadline = _time.monotonic() + 30
+    while not (jobs := http.get(f"/v1/jobs?sweep_id={sweep}").json()["items"]):  # no workers: it stays queued
+        assert _time.monotonic() < deadline
+        _time.sleep(0.1)
+    socks = []
+    try:
+        for _ in range(2):
+            s, head = _open(srv.port, f"/v1/sweeps/{sweep}/events")
+            socks.append(s)
+            assert head.startswith(b"HTTP/1.1 200"), head
+        for path, poll in ((f"/v1/sweeps/{sweep}/events", b"GET /v1/sweeps/{id}"),
+                           (f"/v1/jobs/{jobs[0]['id']}/events", b"GET /v1/jobs/{id}")):
+            s, head = _open(srv.port, path)
+            socks.append(s)
+            assert head.startswith(b"HTTP/1.1 429"), head
+            answer = head + (b"" if poll in head else s.recv(4096))
+            assert (b"too many open event streams: tenant default has 2, the limit is max_streams_per_tenant=2 "
+                    b"(MLP_MAX_STREAMS_PER_TENANT); close one or poll " + poll) in answer, answer
+        socks.pop(0).close()  # a closed sweep stream frees its slot
+        deadline = _time.monotonic() + 10
+        while True:
+            s, head = _open(srv.port, f"/v1/sweeps/{sweep}/events")
+            socks.append(s)
+            if head.startswith(b"HTTP/1.1 200") or _time.monotonic() > deadline:
+                break
+            _time.sleep(0.2)
+        assert head.startswith(b"HTTP/1.1 200"), head
+    finally:
+        for s in socks:
+            s.close()
