@@ -14,14 +14,14 @@ with Client("http://127.0.0.1:8000") as c:
 
 from mlp_client._common import Event, Retry
 from mlp_client.aio import AsyncClient, AsyncDataset, AsyncJob, AsyncModel, AsyncNetwork
-from mlp_client.client import Client, Dataset, Job, Model, Network
+from mlp_client.client import Client, Dataset, Job, Model, Network, Sweep
 from mlp_client.errors import (BadRequest, Conflict, ConnectionFailed, Forbidden, InvalidInput, JobFailed, MLPError,
-                               NotFound, ServerError, ServiceUnavailable, TooLarge, TooManyRequests, Unauthorized,
-                               UnsupportedMediaType)
+                               NotFound, ServerError, ServiceUnavailable, SweepFailed, TooLarge, TooManyRequests,
+                               Unauthorized, UnsupportedMediaType)
 
 __all__ = [
-    "Client", "AsyncClient", "Network", "Dataset", "Job", "Model", "AsyncNetwork", "AsyncDataset", "AsyncJob",
+    "Client", "AsyncClient", "Network", "Dataset", "Job", "Model", "Sweep", "AsyncNetwork", "AsyncDataset", "AsyncJob",
     "AsyncModel", "Event", "Retry", "MLPError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
     "TooLarge", "UnsupportedMediaType", "InvalidInput", "TooManyRequests", "ServerError", "ServiceUnavailable",
-    "ConnectionFailed", "JobFailed",
+    "ConnectionFailed", "JobFailed", "SweepFailed",
 ]

@@ -1,4 +1,5 @@
-"""The client commands of ``mlp-service``: train, watch, predict, jobs, cancel, delete-job, models, export.
+"""The client commands of ``mlp-service``: train, watch, predict, jobs, cancel, delete-job, models, export, sweep,
+sweep-status, sweep-cancel.
 
 They talk to a running server through ``mlp_client`` (``--url`` / ``MLP_URL``, ``--api-key`` /
 ``MLP_API_KEY``) and import nothing of the server, so they start fast and work from any machine.
@@ -17,10 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlp_client.client import DEFAULT_URL, Client, Job, Model
-from mlp_client.errors import JobFailed, MLPError
+from mlp_client.client import DEFAULT_URL, Client, Job, Model, Sweep
+from mlp_client.errors import JobFailed, MLPError, SweepFailed
 
-COMMANDS = ("train", "watch", "predict", "jobs", "cancel", "delete-job", "models", "export", "sweep")
+COMMANDS = ("train", "watch", "predict", "jobs", "cancel", "delete-job", "models", "export", "sweep", "sweep-status",
+            "sweep-cancel")
 METRIC_ORDER = ("train_loss", "train_accuracy", "train_mae", "val_loss", "val_accuracy", "val_mae", "val_rmse",
                 "val_r2", "best_epoch", "seconds")
 
@@ -77,6 +79,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--seed", type=int)
     sweep.add_argument("--no-wait", action="store_true", help="print the sweep id and return")
     sweep.set_defaults(func=_sweep)
+
+    status = sub.add_parser("sweep-status", parents=[common], help="show a sweep's ranked trials (--watch: follow it)",
+                            description="Print a sweep's status and its trials, best first; with --watch follow "
+                                        "it with a progress bar to its end first (Ctrl-C stops watching only).")
+    status.add_argument("sweep_id", metavar="SWEEP")
+    status.add_argument("--watch", action="store_true", help="follow the sweep with a progress bar until it ends")
+    status.set_defaults(func=_sweep_status)
+
+    sweep_cancel = sub.add_parser("sweep-cancel", parents=[common], help="cancel a running sweep and its trials")
+    sweep_cancel.add_argument("sweep_id", metavar="SWEEP")
+    sweep_cancel.set_defaults(func=_sweep_cancel)
 
     watch = sub.add_parser("watch", parents=[common], help="follow a job with a live progress bar")
     watch.add_argument("job_id", metavar="JOB")
@@ -211,19 +224,47 @@ def _sweep(client: Client, args: argparse.Namespace) -> int:
     if args.no_wait:
         print(sweep.id)
         return 0
+    return _follow_sweep(sweep)
+
+
+def _sweep_status(client: Client, args: argparse.Namespace) -> int:
+    sweep = client.get_sweep(args.sweep_id)
+    if args.watch and sweep.status == "running":
+        return _follow_sweep(sweep)
+    return _print_sweep(sweep)
+
+
+def _sweep_cancel(client: Client, args: argparse.Namespace) -> int:
+    sweep = client.get_sweep(args.sweep_id).cancel()
+    print(f"sweep {sweep.id} {sweep.status}")
+    return 0
+
+
+def _follow_sweep(sweep: Sweep) -> int:
+    """Follow a sweep with a progress bar, then print it; Ctrl-C stops watching (exit 130), not the sweep."""
     try:
         sweep.wait(progress=True)
     except KeyboardInterrupt:
-        print(f"\nstopped watching; sweep {sweep.id} goes on", file=sys.stderr)
+        print(f"\nstopped watching; sweep {sweep.id} goes on (mlp-service sweep-status --watch {sweep.id}, "
+              f"mlp-service sweep-cancel {sweep.id})", file=sys.stderr)
         return 130
-    print(f"sweep {sweep.id} {sweep.status}: {sweep.data.get('reason')}")
+    except SweepFailed:
+        pass  # printed below with its trials and their errors
+    return _print_sweep(sweep)
+
+
+def _print_sweep(sweep: Sweep) -> int:
+    """The sweep's status and its first ten trials, best first; 0 once it succeeded (or while running)."""
+    print(f"sweep {sweep.id} {sweep.status}" + (f": {sweep.data.get('reason')}" if sweep.data.get("reason") else ""))
     for t in sweep.trials[:10]:
         value = "-" if t["value"] is None else f"{t['value']:.4f}"
         print(f"  #{t['number']:<3} {t['status']:<9} {sweep.data['metric']}={value} epoch {t['epoch']} "
               f"{json.dumps(t['params'], separators=(',', ':'))}")
+        if t["status"] == "failed" and t.get("error"):
+            print(f"       error: {t['error']}")
     if sweep.data.get("best_model_id"):
         print(f"best model {sweep.data['best_model_id']}")
-    return 0 if sweep.status == "succeeded" else 1
+    return 0 if sweep.status in ("succeeded", "running") else 1
 
 
 def _watch(client: Client, args: argparse.Namespace) -> int:

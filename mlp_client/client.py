@@ -16,8 +16,8 @@ import numpy as np
 from mlp_client import _common as common
 from mlp_client._common import STREAM_TIMEOUT, Event, Retry, SSEParser, StreamResume, UploadBody
 from mlp_client._resources import DatasetBase, JobBase, ModelBase, NetworkBase
-from mlp_client.errors import ConnectionFailed
-from mlp_client.progress import ProgressDisplay
+from mlp_client.errors import ConnectionFailed, SweepFailed
+from mlp_client.progress import ProgressDisplay, start_live
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -236,9 +236,10 @@ class Job(JobBase):
         TimeoutError after ``timeout`` seconds."""
         if not self.data.get("params"):
             self.refresh()
-        display = ProgressDisplay(self.id, self._epochs(), self._monitor(), file=file) if progress else None
+        display = None
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
+            display = ProgressDisplay(self.id, self._epochs(), self._monitor(), file=file) if progress else None
             if display is not None and self.data.get("metrics"):
                 display.on_status(self.data["status"])
             for ev in self.events():
@@ -360,14 +361,19 @@ class Sweep:
         return self
 
     def best_model(self) -> "Model":
-        """The trained model of the best trial."""
+        """The trained model of the best trial; ValueError when there is none (yet, or at all once it ended)."""
         if not self.data.get("best_model_id"):
+            if self.status in ("succeeded", "failed", "cancelled"):
+                raise ValueError(f"sweep {self.id} ended {self.status} without a complete trial: "
+                                 f"{self.data.get('reason')}")
             raise ValueError(f"sweep {self.id} has no complete trial yet")
         return self.client.get_model(self.data["best_model_id"])
 
     def wait(self, progress: bool = True, *, timeout: float | None = None, poll: float = 0.5,
              file: Any = None) -> "Sweep":
-        """Poll until the sweep ends, with a rich progress bar of finished trials and the best value."""
+        """Poll until the sweep ends, with a rich progress bar of finished trials and the best value. Returns the
+        sweep (also ``cancelled``, as ``Job.wait``); raises SweepFailed if it failed and TimeoutError after
+        ``timeout`` seconds. The bar is closed (cursor restored) on any exit, Ctrl-C included."""
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -376,7 +382,8 @@ class Sweep:
         bar = Progress(TextColumn("sweep {task.fields[sid]}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
                        console=Console(file=file or sys.stderr), disable=not progress)
-        with bar:
+        start_live(bar)  # the cursor comes back however Ctrl-C interrupts the wait (also inside start)
+        try:
             task = bar.add_task("sweep", total=total, sid=self.id[:8], best="-")
             while True:
                 self.refresh()
@@ -384,11 +391,15 @@ class Sweep:
                 done = sum(n for k, n in counts.items() if k not in ("pending", "running"))
                 best = self.data.get("best_value")
                 bar.update(task, completed=done, best="-" if best is None else f"{best:.4g}")
-                if self.status in ("succeeded", "failed", "cancelled"):
+                if self.status == "failed":
+                    raise SweepFailed(self.data.get("reason") or "the sweep failed", sweep=self)
+                if self.status in ("succeeded", "cancelled"):
                     return self
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"sweep {self.id} still {self.status} after {timeout} s")
                 time.sleep(poll)
+        finally:
+            bar.stop()
 
     def cancel(self) -> "Sweep":
         self.data = self.client._json("POST", f"/v1/sweeps/{self.id}/cancel")

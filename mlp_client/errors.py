@@ -74,6 +74,15 @@ class JobFailed(MLPError):
         super().__init__(detail)
 
 
+class SweepFailed(MLPError):
+    """``Sweep.wait`` saw the sweep end as ``failed`` (no trial completed, or the driver could not step it);
+    ``detail`` is the sweep's ``reason`` and ``sweep`` the sweep."""
+
+    def __init__(self, detail: Any, *, sweep: Any = None):
+        self.sweep = sweep
+        super().__init__(detail)
+
+
 BY_STATUS: dict[int, type[MLPError]] = {
     400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: TooLarge,
     415: UnsupportedMediaType, 422: InvalidInput, 429: TooManyRequests, 503: ServiceUnavailable,

@@ -61,6 +61,21 @@ class EtaEstimator:
         return max(left, 0.0)
 
 
+def start_live(progress) -> None:
+    """``progress.start()`` of a rich Progress, safe against Ctrl-C: rich hides the cursor early in ``start``, so a
+    KeyboardInterrupt arriving before ``start`` returns (and before any ``with``/``finally`` that would stop it)
+    left the terminal without a cursor. The cursor is shown again and the interrupt goes on."""
+    try:
+        progress.start()
+    except BaseException:
+        try:
+            progress.stop()
+        except Exception:  # noqa: BLE001 - a half-started Live may not stop cleanly; the cursor is what matters
+            pass
+        progress.console.show_cursor(True)
+        raise
+
+
 class ProgressDisplay:
     """Shows a job's progress from its events; ``rich`` draws the bar when the output is a terminal."""
 
@@ -107,7 +122,7 @@ class ProgressDisplay:
             console=self.console, refresh_per_second=4, transient=False)
         self._task = self._progress.add_task("train", total=self.epochs, status=self.status,
                                              where=self._where(), numbers="")
-        self._progress.start()
+        start_live(self._progress)
 
     def _where(self) -> str:
         done = int(self.eta.done)

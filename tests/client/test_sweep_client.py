@@ -26,3 +26,94 @@ def test_cli_sweep_prints_ranked_trials_and_best_model_and_client_sweep_waits(se
         assert again.status == "succeeded" and [t["rank"] for t in again.trials] == [1, 2]
         assert again.best_model().id == again.data["best_model_id"]
         assert len(c.list_jobs()) >= 4
+
+
+def _pty_run(args: list[str], env: dict, until: bytes, then_signal: int, timeout: float = 120):
+    """Run ``mlp-service args`` under a pseudo-terminal (rich draws its live bar and hides the cursor), send
+    ``then_signal`` once ``until`` was printed; the exit status and everything written."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+
+    from tests.service.helpers import ROOT, serve_command
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(serve_command() + args, cwd=str(ROOT), env=env, stdin=slave, stdout=slave, stderr=slave,
+                            close_fds=True)
+    os.close(slave)
+    out, sent = b"", False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+        if not sent and until in out and b"\x1b[?25l" in out:
+            proc.send_signal(then_signal)
+            sent = True
+    os.close(master)
+    return proc.wait(timeout=30), out.decode("utf-8", "replace")
+
+
+def test_ctrl_c_during_a_sweep_restores_the_cursor_exits_130_and_sweep_status_cancel_follow_it(server, tmp_path):
+    import os
+    import signal
+
+    from tests.service.helpers import ROOT
+
+    _, data, _ = write_data(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLP_")}
+    env.update({"PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "COLUMNS": "150", "LINES": "40",
+                "MLP_URL": server.url})
+    env.pop("NO_COLOR", None)
+    code, out = _pty_run(["sweep", "--data", str(data), "--target", "label", "--strategy", "random", "--max-trials",
+                          "3", "--parallelism", "1", "--pruner", "none",
+                          "--space", json.dumps({"epochs": 1000, "batch_size": 1})], env, b" running", signal.SIGINT)
+    assert code == 130, out[-2000:]
+    sid = re.search(r"sweep ([0-9a-f]{32}) running", out).group(1)
+    assert out.rfind("\x1b[?25h") > out.rfind("\x1b[?25l"), repr(out[-1500:])  # the cursor is shown again
+    assert (f"stopped watching; sweep {sid} goes on (mlp-service sweep-status --watch {sid}, "
+            f"mlp-service sweep-cancel {sid})") in out
+    r = cli("sweep-status", "--url", server.url, sid)
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == f"sweep {sid} running", r.stdout + r.stderr
+    r = cli("sweep-cancel", "--url", server.url, sid)
+    assert r.returncode == 0 and r.stdout.strip() == f"sweep {sid} cancelled", r.stdout + r.stderr
+    r = cli("sweep-status", "--url", server.url, "--watch", sid)
+    assert r.returncode == 1 and r.stdout.splitlines()[0] == f"sweep {sid} cancelled: cancelled", r.stdout
+    r = cli("sweep-cancel", "--url", server.url, sid)
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"error: 409 sweep {sid} is already cancelled; only a running sweep can be cancelled"
+
+
+def test_wait_on_a_failed_sweep_raises_sweep_failed(server, tmp_path):
+    from mlp_client import Sweep, SweepFailed
+
+    _, data, _ = write_data(tmp_path)
+    with Client(server.url) as c:
+        ds = c.upload_dataset(str(data), target="label")
+        try:
+            # each value trains alone; together over MLP_MAX_PARAMS (5M): every trial fails to start
+            c.sweep(ds, strategy="random", max_trials=2, space={"epochs": 2, "hidden_layers": 3, "units": 2048},
+                    pruner="none", wait=True, progress=False, timeout=120)
+        except SweepFailed as exc:
+            assert isinstance(exc.sweep, Sweep) and exc.sweep.status == "failed"
+            assert exc.detail == exc.sweep.data["reason"]
+            assert exc.detail.startswith("no trial completed: 2 failed (first error: "), exc.detail
+            try:
+                exc.sweep.best_model()
+            except ValueError as err:
+                assert str(err) == (f"sweep {exc.sweep.id} ended failed without a complete trial: "
+                                    f"{exc.sweep.data['reason']}")
+            else:
+                raise AssertionError("best_model() of a failed sweep")
+        else:
+            raise AssertionError("wait() returned on a failed sweep")
