@@ -221,3 +221,35 @@ def test_sweep_view_scatters_the_metric_against_each_parameter(browser, server, 
     page.screenshot(path=str((_shots() or tmp_path) / "ui-sweep.png"), full_page=True)
     assert errors == []
     page.close()
+
+
+def test_sweep_view_of_failed_trials_shows_the_count_the_errors_and_why_no_scatter(browser, server, tmp_path):
+    """Every trial fails (3 layers of 2,048 units: each value alone trains, together over MLP_MAX_PARAMS): the page
+    counts them as failed, shows each error, and says there is nothing to draw (the space does search: a log range
+    of learning rates), not that nothing is searched."""
+    api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    ds = api.post("/v1/datasets", json={"name": "tiny", "X": [[float(i), float(i % 3)] for i in range(30)],
+                                        "y": [i % 2 for i in range(30)]}).json()
+    r = api.post("/v1/sweeps", json={"name": "all-fail", "dataset_id": ds["id"], "strategy": "random",
+                                     "max_trials": 2, "space": {"hidden_layers": 3, "units": 2048, "epochs": 2}})
+    assert r.status_code == 202, r.text
+    sid = r.json()["id"]
+    deadline = time.monotonic() + 60
+    while (s := api.get(f"/v1/sweeps/{sid}").json())["status"] == "running":
+        assert time.monotonic() < deadline, s["counts"]
+        time.sleep(0.1)
+    assert s["status"] == "failed" and s["counts"] == {"failed": 2}, s
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.add_init_script(f"sessionStorage.setItem('mlp_api_key', '{KEY}')")
+    page.goto(server.url + f"/ui#/sweeps/{sid}")
+    page.wait_for_selector("#status [data-status=failed]")
+    assert page.inner_text("#sfailed b") == "2"
+    assert page.inner_text("#noscatter") == "No trial completed or was pruned: nothing to draw (see the trials below)."
+    notes = page.eval_on_selector_all("#trialtable td.note", "tds => tds.map(td => td.textContent)")
+    assert notes == [t["error"] for t in s["trials"]] and all(n.startswith("cannot start the trial: ") for n in notes)
+    assert errors == []
+    page.close()

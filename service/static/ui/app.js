@@ -338,6 +338,22 @@ function searchedParams(sweep) {
 const spread = n => ((n * 7919) % 11 - 5) * 0.03;    // a fixed small offset per trial number
 const sci = v => v === 0 ? "0" : Math.abs(v) < 0.01 || Math.abs(v) >= 1e4 ? v.toExponential(0) : String(+v.toPrecision(3));
 
+// A tick label of the metric axis: two decimals for values like accuracies and losses, fewer digits for large ones.
+const yTick = v => v === null ? "" : Math.abs(v) >= 1e5 ? v.toExponential(1) : Math.abs(v) >= 100 ? String(Math.round(v)) : v.toFixed(2);
+
+// Whether the sweep's space searches anything (a range, or a list of two or more choices), trials or not.
+const searchesSomething = sweep => Object.entries((sweep.request && sweep.request.space) || {}).some(([k, d]) =>
+  DIMENSIONS.includes(k) && (Array.isArray(d) ? new Set(d).size > 1 : d !== null && typeof d === "object"));
+
+// What the trial table says next to a trial: why it failed or was cancelled; for a pruned trial whose job went
+// on after the verdict (small trials often finish first), how far the job got.
+function trialNote(t) {
+  if ((t.status === "failed" || t.status === "cancelled") && t.error) return t.error;
+  if (t.status === "pruned" && t.job_epoch != null && t.job_epoch > t.epoch)
+    return `job ${t.job_status || ""} at epoch ${t.job_epoch} (pruned at ${t.epoch})`;
+  return "";
+}
+
 // One scatter of the metric against one parameter: complete trials filled, pruned hollow, the best ringed.
 function scatter(el, dim, sweep, yOf) {
   const pts = [];
@@ -385,7 +401,9 @@ function scatter(el, dim, sweep, yOf) {
   const u = new uPlot({ title: dim.name + (dim.kind === "log" ? " (log scale)" : ""), width, height: 210, series,
     legend: { show: false }, cursor: { drag: { x: false, y: false }, points: { show: false } },
     scales: { x, y: { range: () => [lo - pad, hi + pad] } },
-    axes: [axis, { label: sweep.metric, size: 50, values: (u, vals) => vals.map(v => v.toFixed(2)) }] }, data, el);
+    axes: [axis, { label: sweep.metric, values: (u, vals) => vals.map(yTick),
+      // wide enough for the longest tick label, so labels like 6000.00 never run into the rotated axis title
+      size: (u, vals) => 30 + 7 * Math.max(4, ...(vals || []).map(v => String(v).length)) }] }, data, el);
   el.uplot = u;                                       // what is drawn, for tests: el.uplot.data
   Object.assign(el.dataset, { param: dim.name, scale: dim.kind, points: pts.length,
     complete: data[1].filter(v => v !== null).length, pruned: data[2].filter(v => v !== null).length });
@@ -437,25 +455,30 @@ async function sweepPage(id) {
       <div><b>${s.trials.length}${s.max_trials ? " / " + s.max_trials : ""}</b><span>trials</span></div>
       <div><b>${s.counts.complete || 0}</b><span>complete</span></div><div><b>${s.counts.pruned || 0}</b><span>pruned</span></div>
       <div><b>${(s.counts.running || 0) + (s.counts.pending || 0)}</b><span>running</span></div>
+      <div id="sfailed"><b>${s.counts.failed || 0}</b><span>failed</span></div>
+      ${s.counts.cancelled ? `<div><b>${s.counts.cancelled}</b><span>cancelled</span></div>` : ""}
       <div><b>${mfmt(s.best_value)}</b><span>best ${esc(s.metric)} (${s.direction === "maximize" ? "max" : "min"})</span></div>
       <div><b>${best ? `<a href="#/jobs/${best.job_id}">#${best.number}</a>` : "–"}</b><span>best trial</span></div>
       <div><b>${s.best_model_id ? `<span class="mono">${short(s.best_model_id)}</span>` : "–"}</b><span>best model</span></div>`;
     document.getElementById("reason").textContent = s.reason || "";
-    const sig = s.trials.map(t => t.number + t.status).join() + s.best_trial;
+    const sig = s.trials.map(t => t.number + t.status + (t.status === "pruned" ? t.job_status : "")).join() + s.best_trial;
     if (sig !== drawn) {
       drawn = sig;
       for (const u of charts) u.destroy();
       const box = document.getElementById("scatters");
-      const dims = searchedParams(s);
-      box.innerHTML = dims.length ? dims.map((d, i) => `<div class="scatter" id="sc${i}"></div>`).join("")
-        : `<p class="muted">Nothing is searched: every parameter of the space is fixed.</p>`;
-      charts = dims.map((d, i) => scatter(document.getElementById("sc" + i), d, s, yOf));
+      const dims = searchedParams(s), drawable = dims.length && done.length ? dims : [];
+      box.innerHTML = drawable.length ? drawable.map((d, i) => `<div class="scatter" id="sc${i}"></div>`).join("")
+        : `<p class="muted" id="noscatter">${!searchesSomething(s) ? "Nothing is searched: every parameter of the space is fixed."
+          : s.status === "running" ? "No trial has finished yet: a scatter per searched parameter appears as trials end."
+          : "No trial completed or was pruned: nothing to draw (see the trials below)."}</p>`;
+      charts = drawable.map((d, i) => scatter(document.getElementById("sc" + i), d, s, yOf));
       view.dataset.trials = done.length;             // trials drawn as points (for tests and curious users)
       document.getElementById("trials").innerHTML = `<table id="trialtable"><thead><tr><th class="num">rank</th><th class="num">#</th>
-        <th>status</th><th class="num">${esc(s.metric)}</th><th class="num">epoch</th><th>parameters</th></tr></thead><tbody>${s.trials.map(t =>
+        <th>status</th><th class="num">${esc(s.metric)}</th><th class="num">epoch</th><th>parameters</th><th>note</th></tr></thead><tbody>${s.trials.map(t =>
         `<tr><td class="num">${t.rank ?? ""}</td><td class="num">${t.job_id ? `<a href="#/jobs/${t.job_id}">${t.number}</a>` : t.number}</td>
         <td>${badge(t.status)}</td><td class="num">${mfmt(yOf(t))}</td><td class="num">${t.epoch}</td>
-        <td class="mono params">${dims.map(d => t.params[d.name] === undefined ? "" : `${esc(d.name)}=${fmt(t.params[d.name], 3)}`).filter(Boolean).join(" ")}</td></tr>`).join("")}</tbody></table>`;
+        <td class="mono params">${dims.map(d => t.params[d.name] === undefined ? "" : `${esc(d.name)}=${fmt(t.params[d.name], 3)}`).filter(Boolean).join(" ")}</td>
+        <td class="note muted">${esc(trialNote(t))}</td></tr>`).join("")}</tbody></table>`;
       const imp = Object.entries(s.importances || {}).sort((a, b) => b[1] - a[1]);
       document.getElementById("importances").innerHTML = imp.length ? `<table class="imp">${imp.map(([k, v]) =>
         `<tr><td>${esc(k)}</td><td style="width:50%"><span class="bar wide"><span style="width:${(100 * v).toFixed(1)}%"></span></span></td>
