@@ -231,8 +231,9 @@ def delete(session: Session, *, owner: str, storage: Storage, dataset_id: str) -
     """Delete the row, then its arrays; 409 while a queued or running job or a running sweep still reads it."""
     lock_for_write(session, rows=[(Dataset, dataset_id)])  # serialised with POST /v1/jobs using it
     row = get_or_raise(session, owner=owner, dataset_id=dataset_id)
-    jobs_usage.ensure_unused(session, owner=owner, dataset_id=dataset_id)
+    # the sweep first: a running sweep's trial job is named by its sweep (cancelling that job would not help)
     sweeps_usage.ensure_dataset_unused(session, owner=owner, dataset_id=dataset_id)
+    jobs_usage.ensure_unused(session, owner=owner, dataset_id=dataset_id)
     session.delete(row)
     session.commit()
     storage.delete_prefix(f"datasets/{dataset_id}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import anyio
 from fastapi import APIRouter, Request, Response
@@ -36,9 +37,10 @@ def create_sweep(body: SweepCreate, request: Request, response: Response, sessio
 
 
 @router.get("", response_model=SweepList)
-def list_sweeps(session: SessionDep, owner: OwnerDep, page: PageDep) -> SweepList:
-    """List sweeps, newest first (without their trials)."""
-    items, total = service.list_(session, owner=owner, limit=page.limit, offset=page.offset)
+def list_sweeps(session: SessionDep, owner: OwnerDep, page: PageDep,
+                status: Literal["running", "succeeded", "failed", "cancelled"] | None = None) -> SweepList:
+    """List sweeps, newest first (without their trials), optionally only those with ``status``."""
+    items, total = service.list_(session, owner=owner, status=status, limit=page.limit, offset=page.offset)
     return SweepList(items=items, total=total)
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic_core import PydanticCustomError
 
 from core import ACTIVATIONS, MONITORS, OPTIMIZERS
 from service.jobs.schemas import DEFAULTS as JOB_DEFAULTS
@@ -19,12 +20,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def _not_bool(value: Any) -> Any:
+    """JSON ``true``/``false`` where a number is expected is a mistake (pydantic would read ``true`` as 1)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("bool_not_number", "a boolean is not a number: got {value}",
+                                  {"value": str(value).lower()})
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+
+
 # An integer range searched by Optuna (``log``: sampled on a log scale; ``step``: grid spacing).
 class IntRange(_Strict):
-    low: int = Field(ge=0, description="Smallest value.")
-    high: int = Field(ge=0, description="Largest value (included).")
+    low: Int = Field(ge=0, description="Smallest value.")
+    high: Int = Field(ge=0, description="Largest value (included).")
     log: bool = Field(False, description="Sample on a log scale.")
-    step: int = Field(1, ge=1, description="Spacing of the values.")
+    step: Int = Field(1, ge=1, description="Spacing of the values.")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -37,8 +50,8 @@ class IntRange(_Strict):
 
 # A float range searched by Optuna (``log``: sampled on a log scale, e.g. learning rates).
 class FloatRange(_Strict):
-    low: float = Field(ge=0, description="Smallest value.")
-    high: float = Field(ge=0, description="Largest value.")
+    low: Float = Field(ge=0, description="Smallest value.")
+    high: Float = Field(ge=0, description="Largest value.")
     log: bool = Field(False, description="Sample on a log scale (learning rates, weight decay).")
 
     @model_validator(mode="after")
@@ -51,8 +64,18 @@ class FloatRange(_Strict):
 
 
 # Each dimension is a fixed value, a list of choices, or a range.
-IntDim = Union[int, list[int], IntRange]  # noqa: UP007
-FloatDim = Union[float, list[float], FloatRange]  # noqa: UP007
+def _shape(value: Any) -> str:
+    """Which form of a dimension the input is, so that a bad range is reported as a range only (not also as
+    'not an integer' and 'not a list', pydantic's way with a plain union)."""
+    if isinstance(value, (dict, BaseModel)):
+        return "range"
+    return "choices" if isinstance(value, list) else "value"
+
+
+IntDim = Annotated[Union[Annotated[Int, Tag("value")], Annotated[list[Int], Tag("choices")],  # noqa: UP007
+                         Annotated[IntRange, Tag("range")]], Discriminator(_shape)]
+FloatDim = Annotated[Union[Annotated[Float, Tag("value")], Annotated[list[Float], Tag("choices")],  # noqa: UP007
+                           Annotated[FloatRange, Tag("range")]], Discriminator(_shape)]
 
 
 # What the sweep searches: the network (layers, units, activation, dropout) and the training options.
@@ -72,6 +95,19 @@ class SearchSpace(_Strict):
     batch_size: IntDim = Field(32, description="Rows per minibatch.")
     weight_decay: FloatDim = Field(0.0, description="L2 penalty.")
     epochs: IntDim = Field(10, description="Passes over the data of each trial (the pruner may stop it sooner).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ranges_ordered(cls, data: Any) -> Any:
+        """A range with high < low is one error naming ``space.<dimension>`` (checked before the range's own
+        validation, which cannot know the dimension's name)."""
+        if isinstance(data, dict):
+            for name, dim in data.items():
+                if isinstance(dim, dict) and all(isinstance(dim.get(k), (int, float)) and not isinstance(dim.get(k), bool)
+                                                 for k in ("low", "high")) and dim["high"] < dim["low"]:
+                    raise PydanticCustomError("range_order", "space.{name}: high ({high}) must be >= low ({low})",
+                                              {"name": name, "high": dim["high"], "low": dim["low"]})
+        return data
 
 
 # What a grid uses for the dimensions the request leaves out whose default is a log range: fixed values (64 units,

@@ -153,9 +153,12 @@ def view(sweep: Sweep, trials: list[SweepTrial], *, with_trials: bool = True,
         request=req, created_at=sweep.created_at, updated_at=sweep.updated_at, finished_at=sweep.finished_at)
 
 
-def list_(session: Session, *, owner: str, limit: int, offset: int) -> tuple[list[SweepRead], int]:
-    """A page of the owner's sweeps, newest first (without their trials), and the total."""
-    rows, total = page(session, Sweep, Sweep.owner == owner, limit=limit, offset=offset)
+def list_(session: Session, *, owner: str, limit: int, offset: int,
+          status: str | None = None) -> tuple[list[SweepRead], int]:
+    """A page of the owner's sweeps (only those with ``status`` when given), newest first (without their trials),
+    and the total."""
+    cond = [Sweep.owner == owner] + ([Sweep.status == status] if status is not None else [])
+    rows, total = page(session, Sweep, *cond, limit=limit, offset=offset)
     return [view(s, trials_of(session, owner=owner, sweep_id=s.id), with_trials=False) for s in rows], total
 
 

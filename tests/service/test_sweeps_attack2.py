@@ -210,3 +210,56 @@ def test_sweep_event_streams_count_against_the_tenant_stream_cap(live_server):
     finally:
         for s in socks:
             s.close()
+
+
+# -- 10. smaller things ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("space, loc, msg", [
+    ({"units": {"low": 64, "high": 16}}, ["body", "space"], "space.units: high (16) must be >= low (64)"),
+    ({"learning_rate": {"low": 0.1, "high": 0.01, "log": True}}, ["body", "space"],
+     "space.learning_rate: high (0.01) must be >= low (0.1)"),
+    ({"units": True}, ["body", "space", "units", "value"], "a boolean is not a number: got true"),
+    ({"units": [16, False]}, ["body", "space", "units", "choices", 1], "a boolean is not a number: got false"),
+    ({"dropout": {"low": True, "high": 0.5}}, ["body", "space", "dropout", "range", "low"],
+     "a boolean is not a number: got true"),
+    ({"units": {"low": 1, "hgh": 3}}, ["body", "space", "units", "range", "high"], "Field required"),
+])
+def test_a_malformed_dimension_is_one_error_naming_it(idle, space, loc, msg):
+    c = idle
+    X, y = load_iris(return_X_y=True)
+    ds = _upload(c, X, y.tolist())
+    r = c.post("/v1/sweeps", json={"dataset_id": ds, "max_trials": 1, "space": space})
+    assert r.status_code == 422, r.text
+    first = r.json()["detail"][0]
+    assert (first["loc"], first["msg"]) == (loc, msg)
+    if "hgh" not in str(space):
+        assert len(r.json()["detail"]) == 1, r.json()  # not also 'not an integer' and 'not a list'
+
+
+def test_zero_hidden_layers_is_a_linear_model(idle):
+    """hidden_layers 0 is kept: the trial's network is the output layer alone (softmax regression)."""
+    from service.sweeps.schemas import SweepCreate
+    from service.sweeps.trials import network_spec
+
+    c = idle
+    X, y = load_iris(return_X_y=True)
+    ds = _upload(c, X, y.tolist())
+    r = _sweep(c, dataset_id=ds, space={"hidden_layers": 0, "epochs": 2})
+    assert r.status_code == 202, r.text
+    row = type("D", (), {"task": "classification", "classes": [0, 1, 2], "n_outputs": 1})()
+    spec = network_spec(SweepCreate(dataset_id=ds, max_trials=1), {"hidden_layers": 0, "activation": "relu",
+                                                                   "dropout": 0.0}, row, name="t")
+    assert spec["layers"] == [{"type": "dense", "units": 3, "activation": "softmax"}]
+
+
+def test_list_sweeps_filters_by_status(idle):
+    c = idle
+    X, y = load_iris(return_X_y=True)
+    ds = _upload(c, X, y.tolist())
+    a, b = (_sweep(c, dataset_id=ds).json()["id"] for _ in range(2))
+    assert c.post(f"/v1/sweeps/{a}/cancel").status_code == 200
+    got = c.get("/v1/sweeps?status=cancelled").json()
+    assert got["total"] == 1 and [s["id"] for s in got["items"]] == [a]
+    got = c.get("/v1/sweeps?status=running").json()
+    assert got["total"] == 1 and [s["id"] for s in got["items"]] == [b]
+    r = c.get("/v1/sweeps?status=bogus")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "status"]

@@ -215,6 +215,9 @@ def test_data_sets_and_trial_jobs_of_a_running_sweep_cannot_be_deleted(tmp_path)
         assert c.post(f"/v1/jobs/{hog['id']}/cancel").status_code == 200  # the quota frees: the trial's job queues
         s = _wait(c, sid, timeout=20, until=lambda s: s["counts"].get("running") == 1)
         job_id = s["trials"][0]["job_id"]
+        r = c.delete(f"/v1/datasets/{ds}")  # its trial's job uses it too: the sweep is named, not the job
+        assert r.status_code == 409 and r.json()["detail"] == (f"dataset {ds} is used by sweep {sid}, which is "
+                                                               "running; cancel the sweep or wait for it to finish first")
         assert c.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
         r = c.delete(f"/v1/jobs/{job_id}")
         assert r.status_code == 409, r.text
