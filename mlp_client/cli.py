@@ -69,6 +69,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--target", help="label column of a CSV (default: the last column)")
     sweep.add_argument("--task", choices=["classification", "regression"], help="default: inferred")
     sweep.add_argument("--space", metavar="JSON", help="the search space, as a JSON object or a .json file")
+    sweep.add_argument("--validation-data", help="validation data file or data set id")
+    sweep.add_argument("--validation-split", type=float, help="fraction held out for validation (server: 0.2 "
+                                                              "without --validation-data; 0: none)")
     sweep.add_argument("--strategy", choices=["grid", "random", "tpe"], help="server default: tpe")
     sweep.add_argument("--max-trials", type=int)
     sweep.add_argument("--max-seconds", type=float)
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except MLPError as exc:
         status = f"{exc.status} " if exc.status is not None else ""
-        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        detail = exc.detail if isinstance(exc.detail, str) else _readable(exc.detail)
         print(f"error: {status}{detail}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:
@@ -151,6 +154,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _readable(detail: Any) -> str:
+    """A 422's list of pydantic errors as ``field.path: message; ...`` (without ``body``/``query``), else JSON."""
+    if isinstance(detail, list) and detail and all(isinstance(e, dict) and "msg" in e for e in detail):
+        parts = []
+        for e in detail:
+            loc = [str(p) for p in e.get("loc", [])]
+            loc = loc[1:] if loc and loc[0] in ("body", "query", "path") else loc
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
+        return "; ".join(parts)
+    return json.dumps(detail)
 
 
 # -- commands ----------------------------------------------------------------------------------------------
@@ -215,10 +231,12 @@ def _sweep(client: Client, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {k: v for k, v in (
         ("strategy", args.strategy), ("max_trials", args.max_trials), ("max_seconds", args.max_seconds),
         ("parallelism", args.parallelism), ("metric", args.metric), ("direction", args.direction),
-        ("pruner", args.pruner), ("seed", args.seed)) if v is not None}
+        ("pruner", args.pruner), ("seed", args.seed), ("validation_split", args.validation_split)) if v is not None}
     if args.space:
         body["space"] = json.loads(Path(args.space).read_text() if args.space.endswith(".json") else args.space)
     dataset = _dataset(client, args.data, args)
+    if args.validation_data:
+        body["validation_dataset_id"] = _dataset(client, args.validation_data, args).id
     sweep = client.sweep(dataset, **body)
     print(f"sweep {sweep.id} {sweep.status}", file=sys.stderr)
     if args.no_wait:

@@ -117,3 +117,18 @@ def test_wait_on_a_failed_sweep_raises_sweep_failed(server, tmp_path):
                 raise AssertionError("best_model() of a failed sweep")
         else:
             raise AssertionError("wait() returned on a failed sweep")
+
+
+def test_cli_sweep_errors_are_readable_and_it_takes_validation_options(server, tmp_path):
+    _, data, _ = write_data(tmp_path)
+    r = cli("sweep", "--url", server.url, "--data", str(data), "--target", "label")
+    assert r.returncode == 1 and r.stderr.strip().endswith("error: 422 give a budget: max_trials and/or max_seconds")
+    r = cli("sweep", "--url", server.url, "--data", str(data), "--target", "label", "--max-trials", "1",
+            "--validation-split", "0", "--space", '{"epochs": 1}')
+    assert r.returncode == 1
+    assert r.stderr.strip().endswith("error: 422 metric: 'val_accuracy' needs validation data (validation_split > 0 "
+                                     "or validation_dataset_id)"), r.stderr
+    r = cli("sweep", "--url", server.url, "--data", str(data), "--target", "label", "--max-trials", "1",
+            "--validation-data", str(data), "--space", '{"epochs": 1, "units": true}')
+    assert r.returncode == 1 and r.stderr.strip().endswith("error: 422 space.units.value: a boolean is not a number: "
+                                                           "got true"), r.stderr
