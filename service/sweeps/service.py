@@ -22,7 +22,7 @@ import core
 from service.datasets import service as datasets_service
 from service.datasets.tables import Dataset
 from service.database import get_owned_or_raise, lock_for_write, page, utcnow
-from service.errors import Conflict, InvalidInput, NotFound, ServiceError, TooManyRequests, validation_message
+from service.errors import Conflict, NotFound, ServiceError, TooManyRequests, validation_message
 from service.executor.base import Executor
 from service.jobs import service as jobs_service
 from service.jobs.tables import CANCELLED, FAILED, SUCCEEDED, Job, JobMetric
