@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
 from core import ACTIVATIONS, MONITORS, OPTIMIZERS
 from service.jobs.schemas import DEFAULTS as JOB_DEFAULTS
+from service.jobs.schemas import JobCreate
 
 ActivationName = Literal[tuple(a for a in ACTIVATIONS if a not in ("softmax", "linear"))]  # type: ignore[valid-type]
 OptimizerName = Literal[tuple(OPTIMIZERS)]  # type: ignore[valid-type]
@@ -94,6 +95,9 @@ class SearchSpace(_Strict):
                                     description="Step size (default a log range 1e-4..1e-1).")
     batch_size: IntDim = Field(32, description="Rows per minibatch.")
     weight_decay: FloatDim = Field(0.0, description="L2 penalty.")
+    l1: FloatDim = Field(0.0, description="L1 penalty (as the job's l1).")
+    clip_norm: FloatDim | None = Field(None, description="Clip each minibatch gradient's global L2 norm to this "
+                                       "(as the job's clip_norm); null: no clipping.")
     epochs: IntDim = Field(10, description="Passes over the data of each trial (the pruner may stop it sooner).")
 
     @model_validator(mode="before")
@@ -103,8 +107,9 @@ class SearchSpace(_Strict):
         validation, which cannot know the dimension's name)."""
         if isinstance(data, dict):
             for name, dim in data.items():
-                if isinstance(dim, dict) and all(isinstance(dim.get(k), (int, float)) and not isinstance(dim.get(k), bool)
-                                                 for k in ("low", "high")) and dim["high"] < dim["low"]:
+                numbers = all(isinstance(dim.get(k), (int, float)) and not isinstance(dim.get(k), bool)
+                              for k in ("low", "high")) if isinstance(dim, dict) else False
+                if numbers and dim["high"] < dim["low"]:
                     raise PydanticCustomError("range_order", "space.{name}: high ({high}) must be >= low ({low})",
                                               {"name": name, "high": dim["high"], "low": dim["low"]})
         return data
@@ -116,6 +121,15 @@ GRID_DEFAULTS: dict[str, Any] = {"units": 64, "learning_rate": JOB_DEFAULTS["opt
 
 
 # Body of POST /v1/sweeps.
+# Options of POST /v1/jobs a sweep fixes for every trial (the space searches the others): the jobs' own fields,
+# so their validation, defaults and documentation are the jobs'.
+TRAINING_FIELDS = ("lr_schedule", "class_weight", "sample_weight_column", "early_stopping", "output_bias",
+                   "preprocessing")
+SweepTraining = create_model("SweepTraining", __base__=_Strict, __doc__="Job options every trial trains with.",
+                             **{n: (JobCreate.model_fields[n].annotation, JobCreate.model_fields[n])
+                                for n in TRAINING_FIELDS})
+
+
 class SweepCreate(_Strict):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [{
         "dataset_id": "9a1d4e...", "validation_split": 0.2, "strategy": "tpe", "seed": 0,
@@ -148,6 +162,8 @@ class SweepCreate(_Strict):
     pruner_warmup_epochs: int = Field(0, ge=0, description="Median pruner: epochs of a trial before it may be "
                                                            "pruned.")
     standardize: bool = Field(True, description="Standardize numeric columns (as in POST /v1/jobs).")
+    training: SweepTraining | None = Field(None, description="Job options every trial trains with, as in POST "
+                                           "/v1/jobs: " + ", ".join(TRAINING_FIELDS) + ".")
 
     @model_validator(mode="after")
     def _budget(self):

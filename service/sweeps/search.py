@@ -22,7 +22,7 @@ optuna.logging.set_verbosity(logging.WARNING)
 
 # Searched dimensions in the order they are suggested (``units`` expands to units_1.. unless shared).
 DIMENSIONS = ("hidden_layers", "units", "activation", "dropout", "optimizer", "learning_rate", "batch_size",
-              "weight_decay", "epochs")
+              "weight_decay", "epochs", "l1", "clip_norm")     # new ones last: a seed proposes what it did
 GRID_MAX_POINTS = 10_000
 
 

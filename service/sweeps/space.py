@@ -29,7 +29,7 @@ from service.sweeps.trials import job_body, network_spec
 # The trial each bound is tried in: every other dimension at a value that passes every limit.
 HARMLESS: dict[str, Any] = {"hidden_layers": 1, "units": 1, "activation": "relu", "dropout": 0.0,
                             "optimizer": "adam", "learning_rate": JOB_DEFAULTS["optimizer"]["learning_rate"],
-                            "batch_size": 1, "weight_decay": 0.0, "epochs": 1}
+                            "batch_size": 1, "weight_decay": 0.0, "epochs": 1, "l1": 0.0, "clip_norm": None}
 
 
 def check(settings: Settings, body: SweepCreate, dataset) -> None:

@@ -309,7 +309,7 @@ async function datasetPage(id) {
 
 // -- sweeps ----------------------------------------------------------------------------------------------
 const DIMENSIONS = ["hidden_layers", "units", "activation", "dropout", "optimizer", "learning_rate", "batch_size",
-  "weight_decay", "epochs"];                         // service/sweeps/search.py's order
+  "weight_decay", "epochs", "l1", "clip_norm"];      // service/sweeps/search.py's order
 const INT_DIMS = new Set(["hidden_layers", "units", "batch_size", "epochs"]);
 const dimKey = name => name.startsWith("units") ? "units" : name;
 

@@ -1,0 +1,81 @@
+"""A sweep's training options: ``training`` fixes job options for every trial (the jobs' own fields and checks),
+and the space searches ``l1`` and ``clip_norm`` beside the other training dimensions (issue 17: "any new training
+options")."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from service.sweeps import search
+from service.sweeps.schemas import SweepCreate
+from tests.service.test_sweeps import _dataset, _wait
+
+TRAINING = {"class_weight": "balanced", "lr_schedule": {"type": "cosine"}, "output_bias": "zeros",
+            "preprocessing": {"numeric": {"impute": "median", "scale": "minmax"}}}
+
+
+def test_trials_train_with_the_fixed_options_and_the_searched_ones(tmp_path):
+    """No workers: the queued trial jobs carry the sweep's training options and their own l1 / clip_norm."""
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=0))) as c:
+        ds = _dataset(c, 60)
+        body = {"dataset_id": ds, "strategy": "random", "seed": 1, "max_trials": 4, "parallelism": 4,
+                "training": TRAINING,
+                "space": {"epochs": 2, "clip_norm": [0.5, 2.0], "l1": {"low": 1e-5, "high": 1e-3, "log": True}}}
+        r = c.post("/v1/sweeps", json=body)
+        assert r.status_code == 202, r.text
+        s = _wait(c, r.json()["id"], timeout=20, until=lambda s: s["counts"].get("running", 0) == 4)
+        for t in s["trials"]:
+            job = c.get(f"/v1/jobs/{t['job_id']}").json()
+            params = job["params"]
+            assert params["clip_norm"] == t["params"]["clip_norm"] in (0.5, 2.0)
+            assert params["l1"] == pytest.approx(t["params"]["l1"]) and 1e-5 <= params["l1"] <= 1e-3
+            assert params["class_weight"] == "balanced" and params["lr_schedule"]["type"] == "cosine"
+            assert params["output_bias"] == "zeros"
+            assert params["preprocessing"]["numeric"]["impute"] == "median"
+            assert params["preprocessing"]["numeric"]["scale"] == "minmax"
+        assert {t["params"]["clip_norm"] for t in s["trials"]} == {0.5, 2.0}
+
+
+def test_training_options_are_checked_at_creation(tmp_path):
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=0))) as c:
+        ds = _dataset(c, 60)
+        base = {"dataset_id": ds, "max_trials": 2, "space": {"epochs": 2}}
+        r = c.post("/v1/sweeps", json={**base, "training": {"epochs": 3}})
+        assert r.status_code == 422
+        assert r.json()["detail"][0]["loc"] == ["body", "training", "epochs"]
+        r = c.post("/v1/sweeps", json={**base, "training": {"lr_schedule": {"type": "warp"}}})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][:3] == ["body", "training", "lr_schedule"]
+        r = c.post("/v1/sweeps", json={**base, "space": {"epochs": 2, "clip_norm": [0.0, 1.0]}})
+        assert r.status_code == 422
+        assert r.json()["detail"].startswith("space.clip_norm: 0.0 fails every trial that draws it (clip_norm")
+        r = c.post("/v1/sweeps", json={**base, "space": {"epochs": 2, "l1": -1.0}})
+        assert r.status_code == 422 and r.json()["detail"].startswith("space.l1: -1.0 fails every trial")
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe"])
+def test_new_dimensions_left_at_their_defaults_propose_what_they_did(monkeypatch, strategy):
+    """l1 and clip_norm come last and fixed by default: a seed proposes the other dimensions as it did before they
+    existed (sweeps created before keep their trials and ranking after an upgrade)."""
+    req = SweepCreate(dataset_id="d", strategy=strategy, seed=7, max_trials=3,
+                      space={"units": {"low": 8, "high": 64}, "learning_rate": {"low": 1e-3, "high": 1e-1, "log": True},
+                             "hidden_layers": {"low": 1, "high": 3}})
+
+    def proposals() -> list[dict]:
+        rows = []
+        for number in range(12):
+            st = search.study(req, "s", rows, number=number)
+            params = search.suggest(req, st.ask())
+            rows.append(SimpleNamespace(number=number, params=params, status="complete",
+                                        value=params["learning_rate"], intermediate={}))
+        return [r.params for r in rows]
+
+    now = proposals()
+    assert all(p["l1"] == 0.0 and p["clip_norm"] is None for p in now)
+    monkeypatch.setattr(search, "DIMENSIONS", search.DIMENSIONS[:-2])      # as before l1 and clip_norm
+    before = proposals()
+    assert [{k: v for k, v in p.items() if k not in ("l1", "clip_norm")} for p in now] == before
