@@ -110,7 +110,7 @@ def create(session: Session, executor: Executor, settings: Settings, *, owner: s
     _check_fit(settings, network, dataset, width=job_preprocessing.input_width(
         dataset, body.training_params().get("preprocessing"), exclude=body.sample_weight_column),
         excluded=int(body.sample_weight_column is not None))
-    _check_weights(body, dataset)
+    check_weights(body, dataset)
     val = None
     if body.validation_dataset_id is not None:
         if body.validation_split > 0:
@@ -335,7 +335,7 @@ def _check_cross_validation(folds: int, dataset, storage: Storage | None) -> Non
                            f"class ({label!r}); stratified folds need every class in every fold")
 
 
-def _check_weights(body: JobCreate, dataset) -> None:
+def check_weights(body: JobCreate, dataset) -> None:
     """class_weight suits the task and names the data set's labels; sample_weight_column is a numeric column."""
     if body.class_weight is not None:
         if dataset.task != "classification":

@@ -75,6 +75,7 @@ def create(session: Session, settings: Settings, *, owner: str, body: SweepCreat
                                           seed=body.seed, field="metric")
     direction = body.direction or default_direction(metric)
     body = body.model_copy(update={"metric": metric, "direction": direction})
+    space.check_training(body, dataset, n_val)  # 422 for fixed job options no trial could train with
     space.check(settings, body, dataset)  # 422 for a dimension that can only make failing trials
     if body.strategy == "grid":
         size = _search().grid_size(body)  # 422 for ranges a grid cannot enumerate

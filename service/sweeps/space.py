@@ -51,6 +51,28 @@ def check(settings: Settings, body: SweepCreate, dataset) -> None:
                 raise InvalidInput(f"space.{name}: {value!r} fails every trial that draws it ({exc.detail})") from None
 
 
+def check_training(body: SweepCreate, dataset, n_val: int) -> None:
+    """InvalidInput (422) naming ``training.<field>`` for fixed job options no trial could train with, through the
+    jobs' own checks (the options' combination with a trial's fields, class weights and the sample-weight column
+    against the data set, the monitors of early stopping and of a plateau schedule against the validation rows)."""
+    if body.training is None:
+        return
+    try:
+        job = job_body(body, SimpleNamespace(params=HARMLESS, network_id="training-check"))
+    except ValidationError as exc:
+        raise InvalidInput(f"training: {validation_message(exc.errors(include_url=False))}") from None
+    try:
+        jobs_service.check_weights(job, dataset)
+        if job.early_stopping is not None:
+            jobs_service.check_monitor(job.early_stopping.monitor, dataset, n_val,
+                                       field="training.early_stopping.monitor")
+        if job.lr_schedule is not None and getattr(job.lr_schedule, "monitor", None) is not None:
+            jobs_service.check_monitor(job.lr_schedule.monitor, dataset, n_val, field="training.lr_schedule.monitor")
+    except InvalidInput as exc:
+        detail = exc.detail
+        raise InvalidInput(detail if detail.startswith("training.") else f"training.{detail}") from None
+
+
 def bounds(dim: Any) -> list:
     """The extreme values a dimension can give a trial (every rule checked is a lower or an upper bound)."""
     if isinstance(dim, IntRange):

@@ -50,6 +50,13 @@ def test_training_options_are_checked_at_creation(tmp_path):
         assert r.json()["detail"][0]["loc"] == ["body", "training", "epochs"]
         r = c.post("/v1/sweeps", json={**base, "training": {"lr_schedule": {"type": "warp"}}})
         assert r.status_code == 422 and r.json()["detail"][0]["loc"][:3] == ["body", "training", "lr_schedule"]
+        for training, detail in (
+                ({"class_weight": {"7": 2.0, "cat": 1.0}}, "training.class_weight: "),
+                ({"sample_weight_column": "nope"}, "training.sample_weight_column: "),
+                ({"early_stopping": {"monitor": "val_r2"}}, "training.early_stopping.monitor: 'val_r2' is not "
+                                                            "available for classification")):
+            r = c.post("/v1/sweeps", json={**base, "training": training})
+            assert r.status_code == 422 and r.json()["detail"].startswith(detail), r.text
         r = c.post("/v1/sweeps", json={**base, "space": {"epochs": 2, "clip_norm": [0.0, 1.0]}})
         assert r.status_code == 422
         assert r.json()["detail"].startswith("space.clip_norm: 0.0 fails every trial that draws it (clip_norm")
