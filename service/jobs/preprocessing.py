@@ -130,9 +130,9 @@ def scoring_plan(model_columns: list[dict], dataset, against: str = "the model")
     how its stored values become the model's: None (as they are), a table from the data set's codes to the
     model's values (last entry for out-of-range codes), or a function of the column (numbers read as the
     model's categories). A column typed otherwise than the model's is read as predict reads values (a column
-    with no value at all is missing whatever its type; true/false, yes/no text for a boolean column; numbers for
-    categories written as numbers, ``1234`` for ``"1234"``, when some category is a number); ValueError naming
-    the first column the data set lacks or that the model (``against``) cannot take."""
+    with no value at all is missing whatever its type; true/false, yes/no text for a boolean column; numbers as
+    the text a CSV cell holds, ``1234`` for ``"1234"`` (not ``"01234"``), when some category is a number);
+    ValueError naming the first column the data set lacks or that the model (``against``) cannot take."""
     have = {c["name"]: (j, c) for j, c in enumerate(columns_of(dataset))}
     missing = {str(c.get("name")): c.get("missing") for c in (dataset.columns or [])}
     reader = None
@@ -158,7 +158,7 @@ def scoring_plan(model_columns: list[dict], dataset, against: str = "the model")
                 if kind == "categorical" and not any(_is_number(c) for c in cats):
                     listed = ", ".join(repr(c) for c in cats[:3]) + (", ..." if len(cats) > 3 else "")
                     raise ValueError(f"no category is a number ({listed})")
-                plan.append((j, _values_reader(reader, k, mismatch)))
+                plan.append((j, _values_reader(reader, k, mismatch, as_text=kind == "categorical")))
                 continue
             raw = theirs["categories"] if theirs["type"] == "categorical" else [False, True]
             table = reader.values_as_column(k, raw)
@@ -175,15 +175,23 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _values_reader(reader: core.Preprocessor, k: int, what: str):
+def _number_text(v: float) -> str:
+    """How a CSV would most plainly write a stored number: ``1234`` for 1234.0, else float32's shortest decimal."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 2.0 ** 53 else str(np.float32(v))
+
+
+def _values_reader(reader: core.Preprocessor, k: int, what: str, as_text: bool = False):
     """A function of a numeric data set column -> model column ``k``'s values, reading each distinct value once;
-    ValueError (``what``: the value) for a value it cannot take (e.g. 2 for a boolean column)."""
+    ValueError (``what``: the value) for a value it cannot take (e.g. 2 for a boolean column). ``as_text``: each
+    number is matched as the text a CSV cell would hold (``_number_text``), as a CSV predict body reads a cell of
+    a categorical column: 1234 is the category ``"1234"``, not ``"01234"``, on both paths."""
     def read(col: np.ndarray) -> np.ndarray:
         ok = ~np.isnan(col)
         values, inverse = np.unique(col[ok], return_inverse=True)
         out = np.full(col.shape, np.nan, dtype=np.float32)
+        raw = [_number_text(v) for v in values.tolist()] if as_text else values.astype(np.float64).tolist()
         try:
-            out[ok] = reader.values_as_column(k, values.astype(np.float64).tolist())[inverse]
+            out[ok] = reader.values_as_column(k, raw)[inverse]
         except ValueError as exc:
             raise ValueError(f"{what}: {exc}") from None
         return out
