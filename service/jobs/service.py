@@ -96,16 +96,19 @@ def poll(session: Session, *, owner: str, job_id: str, since_epoch: int) -> tupl
 
 def create(session: Session, executor: Executor, settings: Settings, *, owner: str, body: JobCreate,
            sweep_id: str | None = None, storage: Storage | None = None,
-           before_commit: Callable[[Job], None] | None = None) -> Job:
+           before_commit: Callable[[Job], None] | None = None, network: Network | None = None) -> Job:
     """Validate the job against its network, data set(s) and limits, commit it queued, hand it over.
 
-    ``before_commit(job)`` adds the caller's rows that refer to the job (a sweep's trial) to the same commit."""
+    ``before_commit(job)`` adds the caller's rows that refer to the job (a sweep's trial) to the same commit.
+    ``network``: the row of ``body.network_id`` when the caller created it in this same transaction (a sweep's
+    trial), so it is not read again."""
     check_limits(settings, body)
     # One serialised step with DELETE of the network or data set: whichever commits first, the other one loses
     # (404 here, or 409 there); the job quota is checked under the same lock.
     lock_for_write(session, rows=[(Network, body.network_id), (Dataset, body.dataset_id)]
                    + ([(Dataset, body.validation_dataset_id)] if body.validation_dataset_id else []), tenant=owner)
-    network = networks_service.get_or_raise(session, owner=owner, network_id=body.network_id)
+    if network is None or network.id != body.network_id or network.owner != owner:
+        network = networks_service.get_or_raise(session, owner=owner, network_id=body.network_id)
     dataset = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.dataset_id)
     _check_fit(settings, network, dataset, width=job_preprocessing.input_width(
         dataset, body.training_params().get("preprocessing"), exclude=body.sample_weight_column),

@@ -9,7 +9,7 @@ from service import quotas
 from service.errors import InvalidInput
 from service.jobs import usage as jobs_usage
 from service.networks.schemas import NetworkCreate
-from service.database import get_owned, get_owned_or_raise, lock_for_write, page
+from service.database import get_owned, get_owned_or_raise, lock_for_write, new_id, page
 from service.networks.tables import Network
 
 
@@ -42,8 +42,8 @@ def check_limits(spec: dict, *, input_dim: int | None, settings) -> int | None:
 
 
 def create(session: Session, *, owner: str, body: NetworkCreate, settings, commit: bool = True) -> Network:
-    """Validate the architecture with core.Network.from_spec and store it (``commit=False``: flushed into the
-    caller's transaction, which commits it with its own rows)."""
+    """Validate the architecture with core.Network.from_spec and store it (``commit=False``: added to the
+    caller's transaction, which commits it with its own rows; its id is set here, so nothing is flushed yet)."""
     spec = body.to_spec()
     n_params = check_limits(spec, input_dim=body.input_dim, settings=settings)
     quotas.check_params(settings, owner=owner, n_params=n_params)
@@ -52,13 +52,11 @@ def create(session: Session, *, owner: str, body: NetworkCreate, settings, commi
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     normalized = dict(net.spec)
-    row = Network(owner=owner, name=body.name, spec=normalized, input_dim=body.input_dim,
+    row = Network(id=new_id(), owner=owner, name=body.name, spec=normalized, input_dim=body.input_dim,
                   output_dim=int(net.output_dim), n_params=n_params, task=net.task)
     session.add(row)
     if commit:
         session.commit()
-    else:
-        session.flush()
     return row
 
 

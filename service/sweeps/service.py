@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import delete as delete_
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 import core
 from service.datasets import service as datasets_service
@@ -106,11 +106,14 @@ def get_or_raise(session: Session, *, owner: str, sweep_id: str) -> Sweep:
     return get_owned_or_raise(session, Sweep, owner=owner, row_id=sweep_id, noun="sweep")
 
 
-def trials_of(session: Session, *, owner: str, sweep_id: str) -> list[SweepTrial]:
-    """The sweep's trial rows in number order."""
-    return list(session.scalars(select(SweepTrial).where(SweepTrial.sweep_id == sweep_id,
-                                                         SweepTrial.owner == owner)
-                                .order_by(SweepTrial.number)).all())
+def trials_of(session: Session, *, owner: str, sweep_id: str, for_view: bool = False) -> list[SweepTrial]:
+    """The sweep's trial rows in number order. ``for_view``: without their per-epoch values (``intermediate``,
+    read only if touched), which the API's answer does not show: decoding them was most of a
+    ``GET /v1/sweeps/{id}`` of a sweep with many epochs per trial."""
+    query = select(SweepTrial).where(SweepTrial.sweep_id == sweep_id, SweepTrial.owner == owner)
+    if for_view:
+        query = query.options(defer(SweepTrial.intermediate))
+    return list(session.scalars(query.order_by(SweepTrial.number)).all())
 
 
 def ranked(req: dict, trials: list[SweepTrial]) -> list[tuple[SweepTrial, int | None]]:
@@ -126,7 +129,7 @@ def ranked(req: dict, trials: list[SweepTrial]) -> list[tuple[SweepTrial, int | 
 def read(session: Session, *, owner: str, sweep_id: str, with_trials: bool = True) -> SweepRead:
     """The sweep as the API shows it (trials ranked by the metric)."""
     sweep = get_or_raise(session, owner=owner, sweep_id=sweep_id)
-    trials = trials_of(session, owner=owner, sweep_id=sweep_id)
+    trials = trials_of(session, owner=owner, sweep_id=sweep_id, for_view=True)
     jobs = {}
     if with_trials and trials:
         jobs = {j.id: (j.status, j.epoch) for j in session.execute(
@@ -160,7 +163,8 @@ def list_(session: Session, *, owner: str, limit: int, offset: int,
     and the total."""
     cond = [Sweep.owner == owner] + ([Sweep.status == status] if status is not None else [])
     rows, total = page(session, Sweep, *cond, limit=limit, offset=offset)
-    return [view(s, trials_of(session, owner=owner, sweep_id=s.id), with_trials=False) for s in rows], total
+    return [view(s, trials_of(session, owner=owner, sweep_id=s.id, for_view=True), with_trials=False)
+            for s in rows], total
 
 
 def cancel(session: Session, executor: Executor, *, owner: str, sweep_id: str,
@@ -424,7 +428,10 @@ def _finish(session: Session, sweep: Sweep, status: str, reason: str) -> None:
 
 def _refresh(session: Session, sweep: Sweep, req: SweepCreate, trials: list[SweepTrial]) -> dict[int, list]:
     """Read each running trial's job: new per-epoch metric values, and its outcome when it ended (the caller
-    commits)."""
+    commits).
+
+    Without a pruner nothing judges the epochs while a trial runs: its metric rows are read once, when its job
+    has ended (the trial's ``epoch`` is not moved before, so that read starts after the epochs already stored)."""
     new: dict[int, list] = {}
     running = [t for t in trials if t.status == TRIAL_RUNNING and t.job_id is not None]
     if not running:
@@ -433,9 +440,11 @@ def _refresh(session: Session, sweep: Sweep, req: SweepCreate, trials: list[Swee
     jobs = {j.id: j for j in session.execute(
         select(Job.id, Job.status, Job.epoch, Job.metrics, Job.model_id, Job.error)
         .where(Job.id.in_([t.job_id for t in running]), Job.owner == sweep.owner)).all()}
+    judged = req.pruner != "none"
     for t in running:
         job = jobs.get(t.job_id)
-        rows = [] if job is None or job.epoch <= t.epoch else session.scalars(select(JobMetric.metrics).where(
+        due = job is not None and job.epoch > t.epoch and (judged or job.status in (SUCCEEDED, FAILED, CANCELLED))
+        rows = [] if not due else session.scalars(select(JobMetric.metrics).where(
             JobMetric.job_id == t.job_id, JobMetric.owner == sweep.owner, JobMetric.epoch > t.epoch)
             .order_by(JobMetric.epoch)).all()
         values = [(int(m["epoch"]), float(m[req.metric])) for m in rows if m.get(req.metric) is not None]
@@ -533,9 +542,10 @@ def _start(session: Session, executor: Executor, settings: Settings, sweep: Swee
         session.add(t)
 
     try:
-        dataset = datasets_service.get_or_raise(session, owner=sweep.owner, dataset_id=req.dataset_id)
+        dataset = _output_of(session, sweep, req)
         network = NetworkCreate(**network_spec(req, params, dataset, name=f"sweep {sweep.id} trial {number}"))
-        # The write lock before the reads that must hold at the commit: the sweep's status, the job quota.
+        # The write lock before the reads that must hold at the commit: the sweep's status, the job quota (and
+        # jobs.create's reads of the data sets, which find a data set deleted meanwhile).
         lock_for_write(session, rows=[(Dataset, req.dataset_id)], tenant=sweep.owner)
         if session.scalar(select(Sweep.status).where(Sweep.id == sweep.id)) != RUNNING:  # cancelled meanwhile
             session.rollback()
@@ -543,7 +553,7 @@ def _start(session: Session, executor: Executor, settings: Settings, sweep: Swee
         net = networks_service.create(session, owner=sweep.owner, body=network, settings=settings, commit=False)
         t.network_id = net.id
         jobs_service.create(session, executor, settings, owner=sweep.owner, body=_job_body(req, t),
-                            sweep_id=sweep.id, before_commit=attach)
+                            sweep_id=sweep.id, before_commit=attach, network=net)
     except TooManyRequests:
         session.rollback()
         trials.append(_stored(session, _new_trial(sweep, number, params, PENDING)))
@@ -571,6 +581,24 @@ def _why(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return validation_message(exc.errors(include_url=False))
     return str(exc)
+
+
+_OUTPUTS: dict[str, SimpleNamespace] = {}  # sweep id -> what a trial's network needs of its data set
+_OUTPUTS_KEPT = 64
+
+
+def _output_of(session: Session, sweep: Sweep, req: SweepCreate) -> SimpleNamespace:
+    """The training data set's ``task``, ``classes`` and ``n_outputs`` (what ``network_spec`` reads), read once per
+    process and sweep: they never change under a data set's id. Whether the data set still exists is asked at
+    every start all the same, by ``jobs.create`` under the write lock (a deleted one fails the trial: NotFound)."""
+    out = _OUTPUTS.pop(sweep.id, None)
+    if out is None or out.id != req.dataset_id:
+        d = datasets_service.get_or_raise(session, owner=sweep.owner, dataset_id=req.dataset_id)
+        out = SimpleNamespace(id=d.id, task=d.task, classes=list(d.classes or []), n_outputs=d.n_outputs)
+    _OUTPUTS[sweep.id] = out  # most recently used last
+    while len(_OUTPUTS) > _OUTPUTS_KEPT:
+        _OUTPUTS.pop(next(iter(_OUTPUTS)))
+    return out
 
 
 def _stored(session: Session, t: SweepTrial) -> SweepTrial:
