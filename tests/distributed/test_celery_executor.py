@@ -198,3 +198,75 @@ def test_a_worker_hints_every_listening_api_process_when_a_job_ended(cluster, re
             ex.stop()
     assert job["status"] == "succeeded"
     assert heard == {"first": [("ended", job_id)], "second": [("ended", job_id)]}
+
+
+class _FakeWorker:
+    """What _TaskRuntime uses of a CeleryWorker: records the jobs it trains; while job ``stop_in`` trains, a SIGTERM
+    arrives (``shutdown``: run_job stops at a minibatch and leaves the job queued)."""
+
+    def __init__(self, stop_in: str | None = None):
+        self.name, self.shutdown, self.trained, self.stop_in = "w1", False, [], stop_in
+        self.settings = Settings(lease_heartbeat_seconds=60)
+
+    def Session(self):  # noqa: N802 - the sessionmaker's name
+        from contextlib import nullcontext
+        return nullcontext(None)
+
+    def run_job(self, job_id: str, attempt: int) -> None:
+        self.trained.append((job_id, attempt))
+        if job_id == self.stop_in:
+            self.shutdown = True
+
+
+def _runtime_with(monkeypatch, worker: _FakeWorker, queued: list[str], stop_after_hint: str | None = None):
+    """A _TaskRuntime over ``worker`` whose database holds ``queued`` jobs (claimed in that order); a SIGTERM
+    arrives right after the end of job ``stop_after_hint`` is hinted."""
+    from service.executor import celery as ce
+    sent = {"hints": [], "published": []}
+    queue = list(queued)
+
+    def claim_next(session, *, worker):
+        return (queue.pop(0), 1) if queue else None
+
+    def claim_fairest(session, *, job_id, worker, lease_seconds=None):
+        return claim_next(session, worker=worker)
+
+    def hint(app, kind, job_id):
+        sent["hints"].append(job_id)
+        if job_id == stop_after_hint:
+            worker.shutdown = True
+
+    monkeypatch.setattr(ce.jobs_service, "claim_next", claim_next)
+    monkeypatch.setattr(ce.jobs_service, "claim_fairest", claim_fairest)
+    monkeypatch.setattr(ce, "broadcast_hint", hint)
+    monkeypatch.setattr(ce, "publish", lambda app, job_id: sent["published"].append(job_id))
+    monkeypatch.setattr(ce, "_install_pool_process_handler", lambda: None)  # not in pytest's own process
+    rt = ce._TaskRuntime.__new__(ce._TaskRuntime)
+    rt.app, rt.worker, rt.running = None, worker, False
+    return rt, queue, sent
+
+
+def test_a_task_trains_the_queued_jobs_one_after_another_without_a_new_message(monkeypatch):
+    w = _FakeWorker()
+    rt, queue, sent = _runtime_with(monkeypatch, w, ["a", "b", "c"])
+    assert rt.run("a") == "ran"
+    assert w.trained == [("a", 1), ("b", 1), ("c", 1)] and queue == []
+    assert sent["hints"] == ["a", "b", "c"] and sent["published"] == []
+    # The messages of b and c arrive later: nothing is queued, so they are no-ops.
+    assert rt.run("b") == "skipped" and rt.run("c") == "skipped"
+    assert len(w.trained) == 3
+
+
+def test_a_stopping_worker_claims_no_further_job(monkeypatch):
+    w = _FakeWorker()
+    rt, queue, sent = _runtime_with(monkeypatch, w, ["a", "b", "c"], stop_after_hint="b")
+    assert rt.run("a") == "ran"
+    assert [j for j, _ in w.trained] == ["a", "b"] and queue == ["c"]  # c stays queued, its message in the broker
+    assert sent["published"] == []
+
+
+def test_a_job_handed_back_at_shutdown_is_published_again_and_ends_the_task(monkeypatch):
+    w = _FakeWorker(stop_in="a")
+    rt, queue, sent = _runtime_with(monkeypatch, w, ["a", "b"])
+    assert rt.run("a") == "handed over"
+    assert sent["published"] == ["a"] and sent["hints"] == [] and queue == ["b"]

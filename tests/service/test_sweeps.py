@@ -344,3 +344,26 @@ def test_trials_follow_each_other_on_the_workers_hints_not_the_poll(tmp_path):
     assert all(ts["first_batch_at"][i] >= ts["created_at"][i] for i in range(6))
     for i in range(2, 6):  # never more than `parallelism` trials at once: a slot freed before each new trial
         assert sum(f <= ts["created_at"][i] for f in ts["finished_at"][:i]) >= i - 1, (i, jobs)
+
+
+def test_without_a_pruner_a_trial_holds_every_epoch_value_once_it_ended(tmp_path):
+    """No pruner: the driver reads a trial's metric rows once, when its job has ended (nothing judges them while
+    it runs); the trial then holds every epoch's value of its job and the epoch it reached, as with a pruner."""
+    from sqlalchemy import select
+
+    from service.sweeps.tables import SweepTrial
+    app = create_app(Settings(data_dir=tmp_path / "data", workers=1))
+    with TestClient(app) as c:
+        ds = _dataset(c, 120)
+        sid = c.post("/v1/sweeps", json={"dataset_id": ds, "strategy": "random", "seed": 2, "max_trials": 2,
+                                         "parallelism": 1, "pruner": "none",
+                                         "space": {"epochs": 5, "batch_size": 32, "units": [8]}}).json()["id"]
+        s = _wait(c, sid, timeout=60)
+        assert s["status"] == "succeeded" and s["counts"] == {"complete": 2}, s
+        assert [t["epoch"] for t in s["trials"]] == [5, 5]
+        with app.state.sessionmaker() as session:
+            rows = session.scalars(select(SweepTrial).where(SweepTrial.sweep_id == sid)).all()
+        for t in rows:
+            items = c.get(f"/v1/jobs/{t.job_id}/metrics").json()["items"]
+            assert t.intermediate == {str(m["epoch"]): m["val_accuracy"] for m in items} and len(items) == 5
+            assert t.epoch == 5 and t.value == items[-1]["val_accuracy"]
