@@ -174,9 +174,12 @@ def run(n_workers: int, args, tmp: Path, broker_url: str, split, redis_pid: int 
         c.close()
     at = lambda v: datetime.fromisoformat(v).timestamp()  # noqa: E731
     train = [at(j["finished_at"]) - at(j["started_at"]) for j in jobs]
+    ends = sorted(at(j["finished_at"]) for j in jobs)
     timeline = {"POST -> first claim": min(at(j["started_at"]) for j in jobs) - posted,
                 "last trial end -> sweep finished_at": at(s["finished_at"]) - max(at(j["finished_at"]) for j in jobs),
                 "sweep finished_at -> client saw it": posted + wall - at(s["finished_at"])}
+    if n_workers > 1:  # nothing left to claim: the other workers idle until the last trial ends (about)
+        timeline["the last two trial ends apart"] = ends[-1] - ends[-2]
     server = at(s["finished_at"]) - at(s["created_at"])
     return {"workers": n_workers, "seconds": wall, "trials_per_min": args.trials / wall * 60,
             "server_seconds": server, "server_trials_per_min": args.trials / server * 60,
