@@ -502,8 +502,11 @@ def _update_best(session: Session, sweep: Sweep, req: SweepCreate, trials: list[
     best = order[0][0].number if order and order[0][1] == 1 else None
     if not (changed or final) and best == sweep.best_trial:
         return
+    refit = final or time.monotonic() - _IMPORTANCES_AT.get(sweep.id, float("-inf")) >= IMPORTANCE_SECONDS
+    if not refit and best == sweep.best_trial:
+        return  # a trial ended, but neither the best trial nor (yet) the importances change: no write
     values: dict[str, Any] = {"best_trial": best, "updated_at": utcnow()}
-    if final or time.monotonic() - _IMPORTANCES_AT.get(sweep.id, float("-inf")) >= IMPORTANCE_SECONDS:
+    if refit:
         done = sum(t.status == COMPLETE for t in trials)
         values["importances"] = _search().importances(
             _search().study(req, sweep.id, trials, number=len(trials))) if done >= 2 else None

@@ -17,6 +17,7 @@ from tests.distributed.conftest import holder_pgid
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 EPOCHS = 30
+ROWS = 1200
 # Short leases only to keep the test short (defaults: 15 s lease, 3 s heartbeat, 5 s sweeper period).
 LEASES = {"MLP_LEASE_SECONDS": "3", "MLP_LEASE_HEARTBEAT_SECONDS": "0.5", "MLP_SWEEP_SECONDS": "0.5"}
 
@@ -43,7 +44,9 @@ def test_sigkilled_worker_mid_trial_the_sweep_goes_on_with_the_same_ranking(clus
     workers = c.workers(2)
     X, y = load_digits(return_X_y=True)
     with api.client() as http:
-        ds = http.post("/v1/datasets", json={"name": "digits", "X": X[:300].tolist(), "y": y[:300].tolist()})
+        # 1,200 rows (150 minibatches an epoch): a trial of 30 epochs lasts long enough to be seen, and killed,
+        # mid-training on a fast machine (with 300 rows a trial took 0.1-0.4 s here and often ended first).
+        ds = http.post("/v1/datasets", json={"name": "digits", "X": X[:ROWS].tolist(), "y": y[:ROWS].tolist()})
         assert ds.status_code == 201, ds.text
         body = {"dataset_id": ds.json()["id"], "strategy": "random", "seed": 5, "max_trials": 3, "parallelism": 1,
                 "pruner": "none", "space": {"epochs": EPOCHS, "batch_size": 8, "units": {"low": 8, "high": 48}}}
