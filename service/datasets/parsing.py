@@ -147,9 +147,6 @@ def encode_target(y: np.ndarray, task: str | None, *, where: str,
         classes = [bool(v) for v in labels.tolist()]
     else:
         classes = [_py_number(v) for v in labels.tolist()]
-    if len(classes) == 1:
-        hint = "" if labels.dtype.kind in "USb" else "; for a numeric target upload with task=regression"
-        raise ParseError(f"the target has only one class, {classes[0]!r}; classification needs at least 2{hint}")
     return task, idx.astype(np.int64).reshape(-1), classes, 1
 
 

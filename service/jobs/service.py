@@ -201,8 +201,20 @@ def check_limits(settings: Settings, body: JobCreate) -> None:
                            f"max_batch_size={settings.max_batch_size} (MLP_MAX_BATCH_SIZE)")
 
 
+def check_classes(dataset, field: str = "dataset_id") -> None:
+    """A classification data set trains only with 2 classes or more (one class uploads: a validation, scoring or
+    evaluation set may hold one); the 422 says what to do with a numeric one."""
+    classes = dataset.classes or []
+    if dataset.task == "classification" and len(classes) < 2:
+        first = classes[0] if classes else "?"
+        hint = "" if isinstance(first, (str, bool)) else "; for a numeric target upload with task=regression"
+        raise InvalidInput(f"{field}: the target has only one class, {first!r}; classification needs at least "
+                           f"2{hint}")
+
+
 def _check_fit(settings: Settings, network, dataset, width: int | None = None, excluded: int = 0) -> None:
     """The network's input, output and task must fit the data set (``width``: its input width after one-hot)."""
+    check_classes(dataset)                  # first: a one-class target is the problem, not the network's task
     loss = core.LOSSES[network.spec["loss"]]
     if network.task != dataset.task:
         raise InvalidInput(f"dataset_id: data set {dataset.id} is for {dataset.task} but network {network.id} "
@@ -220,9 +232,6 @@ def _check_fit(settings: Settings, network, dataset, width: int | None = None, e
     units = network.output_dim
     if dataset.task == "classification":
         k = len(dataset.classes or [])
-        if k < 2:
-            raise InvalidInput(f"dataset_id: the target has only one class, {(dataset.classes or ['?'])[0]!r}; "
-                               f"classification needs at least 2")
         if loss.n_classes is not None and k != loss.n_classes:
             raise InvalidInput(f"dataset_id: {loss.name} ({loss.fused_activation} output) needs exactly "
                                f"{loss.n_classes} classes, data set {dataset.id} has {k}")

@@ -61,6 +61,7 @@ def create(session: Session, settings: Settings, *, owner: str, body: SweepCreat
     validation rows the sweep does not have. ``storage``: also check that val_auc's held-out rows hold both
     classes."""
     dataset = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.dataset_id)
+    jobs_service.check_classes(dataset)
     val = None
     if body.validation_dataset_id is not None:
         val = datasets_service.get_or_raise(session, owner=owner, dataset_id=body.validation_dataset_id)

@@ -20,6 +20,7 @@ from service.app import create_app
 from service.auth import DEFAULT_OWNER
 from service.datasets import service as datasets_service
 from service.settings import Settings
+from tests.service.helpers import mlp_spec
 
 import palmerpenguins
 
@@ -525,11 +526,22 @@ def test_missing_target_is_a_422_or_dropped_and_counted(app, client):
         "every row has a missing target value (2 dropped); nothing is left"
 
 
-def test_single_class_target_is_one_clear_422(client):
-    assert err(up(client, b"x,label\n1,yes\n2,yes\n")) == \
-        "the target has only one class, 'yes'; classification needs at least 2"
-    assert err(client.post("/v1/datasets", json={"X": [[1], [2]], "y": ["yes", "yes"]})) == \
-        "the target has only one class, 'yes'; classification needs at least 2"
+def test_single_class_target_uploads_and_is_one_clear_422_when_trained_on(client):
+    """A one-class set uploads (a validation or scoring set may hold one class); training on it is one 422, before
+    any other check (a regression network on a numeric one-class target got 'data set is for classification
+    but network does regression' first: the circle the issue names)."""
+    yes = ok(up(client, b"x,label\n1,yes\n2,yes\n"))
+    assert yes["classes"] == ["yes"] and yes["task"] == "classification"
+    three = ok(client.post("/v1/datasets", json={"X": [[1], [2]], "y": [3, 3]}))
+    for ds, spec, detail in (
+            (yes, mlp_spec(2), "dataset_id: the target has only one class, 'yes'; classification needs at least 2"),
+            (three, mlp_spec(1, loss="mse"), "dataset_id: the target has only one class, 3; classification needs at "
+                                             "least 2; for a numeric target upload with task=regression")):
+        net = client.post("/v1/networks", json=spec).json()
+        r = client.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": ds["id"]})
+        assert err(r) == detail
+        r = client.post("/v1/sweeps", json={"dataset_id": ds["id"], "max_trials": 1})
+        assert err(r) == detail
     assert ok(up(client, b"x,label\n1,3\n2,3\n", task="regression"))["task"] == "regression"
 
 

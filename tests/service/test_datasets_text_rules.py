@@ -221,14 +221,14 @@ def test_a_target_too_large_for_float32_is_named_by_its_row_from_1(client):
 # -- 19: binary files under a CSV name; boolean JSON labels -----------------------------------------------------
 
 @pytest.mark.parametrize("content, detail", [
-    (gzip.compress(b"a,y\n1,2\n"), "the file looks like gzip (bytes 1f 8b), not CSV text: name it .csv.gz"),
+    (gzip.compress(b"a,y\n1,2\n", mtime=0), "the file looks like gzip (bytes 1f 8b), not CSV text: name it .csv.gz"),
     (parquet_bytes(pa.table({"a": [1], "y": [2]})), "the file looks like Parquet (bytes PAR1), not CSV text: name "
                                                     "it .parquet"),
     (arrow_bytes(pa.table({"a": [1], "y": [2]})), "the file looks like Arrow IPC (bytes ARROW1), not CSV text: "
                                                   "name it .arrow"),
     (b"PK\x03\x04rest", "the file looks like a zip archive (bytes PK), not CSV text: an .npz is read when named "
                         ".npz; a spreadsheet (.xlsx) must be saved as CSV first"),
-])
+], ids=["gzip", "parquet", "arrow", "zip"])     # fixed ids: xdist workers must collect the same test names
 def test_a_binary_file_named_csv_is_named_by_its_magic_bytes(client, content, detail):
     assert err(up(client, content)) == detail
 
