@@ -11,7 +11,9 @@ from disk (default options, in this process), and ``POST /v1/datasets`` of the s
 (no workers), timed from the first byte sent to the 201. The rate of each is file MB / seconds (median round);
 the ratio is also taken round by round (upload against the faster raw parser of the same round) and its median
 printed, since the machine's load moves all three together.
-The server's peak RSS during the upload is sampled every 10 ms with psutil, next to its RSS before the upload.
+The server's peak RSS during the upload is sampled every 10 ms with psutil, next to its RSS before the upload;
+the server's CPU seconds (user + system, all threads) and the client's are taken around each upload, since on a
+shared machine CPU per upload moves less with other load than wall-clock rates do.
 
 Targets: upload-and-parse >= 0.8x the fastest raw parser; peak server memory <= 2x the file size.
 
@@ -84,10 +86,11 @@ def raw_pandas(path: Path) -> float:
     return time.perf_counter() - t
 
 
-def upload(server: LiveServer, path: Path, fields: dict) -> tuple[float, int, int, dict]:
-    """(seconds, server RSS before, peak server RSS during, answer)."""
+def upload(server: LiveServer, path: Path, fields: dict) -> tuple[float, int, int, dict, float, float]:
+    """(seconds, server RSS before, peak server RSS during, answer, server CPU seconds, client CPU seconds)."""
     ps = psutil.Process(server.proc.pid)
     before = ps.memory_info().rss
+    cpu0, own0 = ps.cpu_times(), psutil.Process().cpu_times()
     peak = [before]
     done = threading.Event()
 
@@ -106,13 +109,16 @@ def upload(server: LiveServer, path: Path, fields: dict) -> tuple[float, int, in
         r = httpx.post(server.url + "/v1/datasets", files={"file": (path.name, f, "text/csv")}, data=fields,
                        timeout=1800)
     dt = time.perf_counter() - t
+    cpu1, own1 = ps.cpu_times(), psutil.Process().cpu_times()
     done.set()
     th.join()
     if r.status_code != 201:
         raise RuntimeError(f"upload failed: {r.status_code} {r.text[:500]}")
     body = r.json()
     httpx.delete(f"{server.url}/v1/datasets/{body['id']}", timeout=60)
-    return dt, before, peak[0], body
+    cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
+    own = own1.user + own1.system - own0.user - own0.system      # the client (includes the 10 ms RSS sampler)
+    return dt, before, peak[0], body, cpu, own
 
 
 def main() -> None:
@@ -141,13 +147,15 @@ def main() -> None:
         for name, (path, _, fields) in files.items():
             mb = path.stat().st_size / 1e6
             times = {"pyarrow.csv.read_csv": [], "pandas.read_csv": [], "upload over HTTP": []}
-            rss = []
+            rss, cpu, own = [], [], []
             for _ in range(args.rounds):
                 times["pyarrow.csv.read_csv"].append(raw_pyarrow(path))
                 times["pandas.read_csv"].append(raw_pandas(path))
-                dt, before, peak, body = upload(server, path, fields)
+                dt, before, peak, body, c, o = upload(server, path, fields)
                 times["upload over HTTP"].append(dt)
                 rss.append((before, peak))
+                cpu.append(c)
+                own.append(o)
             rates = {k: mb / statistics.median(v) for k, v in times.items()}
             fastest = max(rates["pyarrow.csv.read_csv"], rates["pandas.read_csv"])
             paired = [min(a, b) / u for a, b, u in zip(times["pyarrow.csv.read_csv"], times["pandas.read_csv"],
@@ -160,6 +168,8 @@ def main() -> None:
             ratio = rates["upload over HTTP"] / fastest
             print(f"  upload vs fastest raw parser: {ratio:.2f}x of the medians; paired by round "
                   f"{', '.join(f'{r:.2f}' for r in paired)}: median {statistics.median(paired):.2f}x (target >= 0.8x)")
+            print(f"  server CPU per upload: median {statistics.median(cpu):.2f} s (rounds: "
+                  f"{', '.join(f'{c:.2f}' for c in cpu)}); client {statistics.median(own):.2f} s")
             before, peak = max(rss, key=lambda p: p[1])
             print(f"  server RSS: {before / 1e6:.0f} MB before, peak {peak / 1e6:.0f} MB during the upload "
                   f"(+{(peak - before) / 1e6:.0f} MB); peak = {peak / 1e6 / mb:.2f}x the file, growth "
