@@ -142,12 +142,16 @@ class _Categorical:
         self.dtype = np.int16 if limit < 2**15 - 1 else np.int32
         self.chunks: list[np.ndarray] = []
 
-    def convert(self, arr: pa.Array, where, col) -> None:
+    def convert(self, arr: pa.Array | pa.ChunkedArray, where, col) -> None:
+        """Code one batch's values (a chunked column is coded chunk by chunk, never concatenated)."""
         if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
             arr = pc.cast(arr, pa.string())
-        enc = arr.dictionary_encode()
+        arr = arr.dictionary_encode()               # a chunked array's chunks share the one dictionary it builds
+        chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+        if not chunks:
+            return
         # trimmed through the (small) dictionary: ' pro' and 'pro' are one category, '  ' and ' NA' are missing
-        values = [text_key(v) for v in enc.dictionary.to_pylist()]     # trimmed, NFC: as predict compares
+        values = [text_key(v) for v in chunks[0].dictionary.to_pylist()]     # trimmed, NFC: as predict compares
         na = self.na_text
         mapping = [-1 if s in na else self.codes.setdefault(s, len(self.codes)) for s in values]
         if len(self.codes) > self.limit:
@@ -156,15 +160,23 @@ class _Categorical:
             raise ParseError(f"{col} has more than {self.limit} distinct values ({how}); drop it with the form "
                              f"field ignore={self.name} (e.g. an id or free text), or raise max_categories")
         mapping = np.array(mapping, dtype=self.dtype)
-        idx = enc.indices
-        self.missing += idx.null_count
-        if idx.null_count:
-            idx = pc.fill_null(idx, len(values))            # the slot after the dictionary: missing
-        ii = idx.to_numpy(zero_copy_only=False)
-        self.chunks.append(np.append(mapping, self.dtype(-1))[ii])
+        lookup = np.append(mapping, self.dtype(-1))         # the slot after the dictionary: missing
+        codes = np.empty(sum(len(c) for c in chunks), dtype=self.dtype)
+        per_value = np.zeros(len(values) + 1, dtype=np.int64)
+        a = 0
+        for chunk in chunks:
+            idx = chunk.indices
+            self.missing += idx.null_count
+            if idx.null_count:
+                idx = pc.fill_null(idx, len(values))
+            ii = idx.to_numpy(zero_copy_only=False)
+            np.take(lookup, ii, out=codes[a:a + ii.size])
+            per_value += np.bincount(ii, minlength=len(values) + 1)
+            a += ii.size
+        self.chunks.append(codes)
         if self.counts.size < len(self.codes):
             self.counts = np.concatenate([self.counts, np.zeros(len(self.codes) - self.counts.size, np.int64)])
-        per_value = np.bincount(ii, minlength=len(values) + 1)[:len(values)]
+        per_value = per_value[:len(values)]
         present = mapping >= 0
         self.missing += int(per_value[~present].sum())
         np.add.at(self.counts, mapping[present], per_value[present])
@@ -269,7 +281,9 @@ class _Builder:
     def _col(self, name: str) -> str:
         return f"column {self.file_index[name] + 1} ({name!r})"
 
-    def add(self, batch: pa.RecordBatch) -> None:
+    def add(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Convert one record batch, or one table whose columns are chunked (a CSV segment: its columns walked
+        chunk by chunk, never concatenated first)."""
         n = batch.num_rows
         if n == 0:
             return
@@ -318,7 +332,11 @@ class _Builder:
                     arr = batch.column(pos[c.name])
                     if pa.types.is_decimal(arr.type):
                         arr = pc.cast(arr, pa.float64())
-                    S[t] = arr.to_numpy(zero_copy_only=False)     # too large for float32: inf, refused below
+                    a = 0
+                    for chunk in (arr.chunks if isinstance(arr, pa.ChunkedArray) else (arr,)):
+                        # too large for float32: inf, refused below
+                        S[t, a:a + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+                        a += len(chunk)
                     t += 1
                 elif type(c) is _Boolean:
                     v = c.convert(batch.column(pos[c.name]), where, self._col(c.name))
@@ -344,13 +362,18 @@ class _Builder:
             self._numeric(S, batch, where)
         del out, S
         self.n += n
-        self.y_chunks.append(y)
+        self.y_chunks.extend(y.chunks if isinstance(y, pa.ChunkedArray) else (y,))
 
     def _numeric_block(self, batch: pa.RecordBatch, pos: dict, out: np.ndarray) -> bool:
         """Many numeric columns: all of them in one conversion (no Python work per column); False when their
         types need the per-column path (decimals, all-empty columns)."""
         try:
             sel = batch.select([pos[self.cols[j].name] for j in self.num_idx])
+            if isinstance(sel, pa.Table):
+                sel = sel.combine_chunks().to_batches()
+                if len(sel) != 1:
+                    return False
+                sel = sel[0]
             T = np.asarray(sel.to_tensor(null_to_nan=True, row_major=True))
         except (pa.ArrowException, TypeError, ValueError):
             return False
@@ -933,7 +956,7 @@ def _segment_tables(path, gz, enc, d, header, header_line, include, forced, opts
             if as_values is None or as_values[0] != kind:   # a real text value further down: categorical after all
                 raise _Retype(name, pa.string())
             table = table.set_column(table.schema.get_field_index(name), name, as_values[1])
-        yield table.combine_chunks(), kinds, nbytes
+        yield table, kinds, nbytes                          # chunked (one chunk per block): _Builder walks them
         del table
 
 
@@ -1007,8 +1030,7 @@ def _read_csv_segments(path, gz, enc, d, header, header_line, include, target, f
                     builder.expect(rows)
             if table.num_rows:
                 last = table
-                for batch in table.to_batches():      # one batch per segment: fewer, larger steps
-                    builder.add(batch)
+                builder.add(table)                    # the whole segment in one step, its chunks as they are
             del table
         if builder is None or last is None:
             raise ParseError("the CSV has a header row but no data rows")

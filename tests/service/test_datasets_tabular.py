@@ -599,3 +599,39 @@ def test_penguins_identical_across_formats(app, client):
         _, X, y = stored(app, body["id"])
         np.testing.assert_array_equal(X, X0, err_msg=k)
         np.testing.assert_array_equal(y, y0, err_msg=k)
+
+
+def _mixed_file(path: Path, rows: int = 3000) -> None:
+    """A mixed file with text (spaces, NA tokens, blanks), numbers, booleans and a text target."""
+    rng = np.random.default_rng(7)
+    plans = np.array(["pro", " pro", "free", "basic ", "NA", "", "  ", "?", "élite"])
+    lines = ["age,plan,member,score,label"]
+    for i in range(rows):
+        age = "" if rng.random() < 0.05 else str(int(rng.integers(18, 90)))
+        score = "N/A" if rng.random() < 0.05 else f"{rng.standard_normal():.4f}"
+        member = ["true", "false", ""][int(rng.integers(0, 3))]
+        lines.append(f"{age},{plans[rng.integers(0, len(plans))]},{member},{score},{['yes', 'no', 'maybe'][i % 3]}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_segments_and_blocks_give_the_same_arrays_as_one_read(monkeypatch, tmp_path):
+    """A file read as many segments, each of many pyarrow blocks (chunked columns walked chunk by chunk), gives
+    bit for bit the arrays and profile of the same file read as one segment of one block."""
+    from service.datasets import tabular
+    from service.datasets.parsing import parse_table
+
+    path = tmp_path / "mixed.csv"
+    _mixed_file(path)
+    whole = parse_table(path, target="label")
+    monkeypatch.setattr(tabular, "SEGMENT_BYTES", 8192)
+    monkeypatch.setattr(tabular, "BLOCK_BYTES", 512)
+    cut = parse_table(path, target="label")
+    assert whole.X.shape == (3000, 4)
+    assert np.array_equal(whole.X.view(np.uint32), cut.X.view(np.uint32))     # NaN for missing included
+    assert np.array_equal(whole.y, cut.y) and whole.classes == cut.classes == ["maybe", "no", "yes"]
+    for a, b in zip(whole.columns, cut.columns, strict=True):    # mean and std merged per segment (Chan's)
+        assert {k: v for k, v in a.items() if k not in ("mean", "std")} == \
+            {k: v for k, v in b.items() if k not in ("mean", "std")}
+        if a["type"] == "numeric":
+            assert (a["mean"], a["std"]) == pytest.approx((b["mean"], b["std"]), rel=1e-12)
+    assert whole.columns[1]["categories"] == ["basic", "free", "pro", "élite"]
