@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import math
+import mmap
 import os
 import queue
 import re
@@ -852,6 +853,9 @@ _COMMA_NUMBERS = r"^\s*[+-]?[0-9]+(?:,[0-9]+)?(?:[eE][+-]?[0-9]+)?\s*$"
 def _segments(path: Path, gz: bool, enc: str, limit: int | None) -> Iterator[tuple[memoryview, bool]]:
     """The file as UTF-8 byte segments of about SEGMENT_BYTES, each cut after a line break outside quotes (an
     even number of ``"`` before the cut); yields (segment, whether it holds a quote)."""
+    if not gz and enc == "utf-8":
+        yield from _mapped_segments(path)
+        return
     transcode = None if enc == "utf-8" else codecs.getincrementaldecoder(enc)()
     with _open_raw(path, gz, limit) as f:
         carry = b""
@@ -884,6 +888,65 @@ def _segments(path: Path, gz: bool, enc: str, limit: int | None) -> Iterator[tup
             view = memoryview(buf)
             carry = bytes(view[cut:])
             yield view[:cut], quotes > 0
+
+
+def _mapped_segments(path: Path | Spool) -> Iterator[tuple[memoryview, bool]]:
+    """``_segments`` of a plain UTF-8 file, or of a spool still arriving, without copying its bytes: each segment is
+    a view of a read-only mapping of the file's pages (the page cache), which pyarrow parses in place, and the next
+    segment starts where this one was cut (no carried bytes, no concatenation). The end of the file is cut after
+    its last line break, and text after it is a last line unless it is blank."""
+    spool = path if isinstance(path, Spool) else None
+    with open(spool.path if spool else path, "rb") as f:
+        size = None if spool else os.fstat(f.fileno()).st_size
+        start = 0
+        while True:
+            want = SEGMENT_BYTES
+            while True:                                 # grow the segment until a cut is found or the file ends
+                if spool is not None:
+                    spool.wait(start, want)             # the bytes have arrived, or the part ended (or failed)
+                    done = spool.state == "done"        # read before the size: once done, the size is final
+                    total = spool.size
+                    whole = done and start + want >= total
+                    end = min(total, start + want)
+                else:
+                    end = min(size, start + want)
+                    whole = end == size
+                if end <= start:
+                    return
+                base = start - start % mmap.ALLOCATIONGRANULARITY
+                try:
+                    mm = mmap.mmap(f.fileno(), end - base, access=mmap.ACCESS_READ, offset=base)
+                except (OSError, ValueError) as e:
+                    raise ParseError(f"the file could not be read ({e})") from None
+                a, b = start - base, end - base
+                if mm.find(b"\x00", a, b) >= 0:
+                    raise _nul_error(path, False, 0, "utf-8", None)
+                cut = mm.rfind(b"\n", a, b) + 1
+                if whole:                               # the rest of the file: its last line, unless blank
+                    if mm[max(cut, a):b].strip():
+                        cut = b
+                    elif cut <= a:
+                        return
+                    quotes = int(mm.find(b'"', a, cut) >= 0)
+                    break
+                quotes = 0
+                if cut > a and mm.find(b'"', a, cut) >= 0:
+                    u8 = np.frombuffer(mm, dtype=np.uint8)
+                    quotes = int(np.count_nonzero(u8[a:cut] == 0x22))
+                    while quotes % 2 and cut > a:       # the cut falls inside a quoted field: cut earlier
+                        prev = max(mm.rfind(b"\n", a, cut - 1) + 1, a)
+                        quotes -= int(np.count_nonzero(u8[prev:cut] == 0x22))
+                        cut = prev
+                    del u8
+                if cut > a:
+                    break
+                mm.close()
+                want *= 2                               # no line break outside quotes yet: a longer segment
+            yield memoryview(mm)[a:cut], quotes > 0
+            del mm
+            start = base + cut
+            if whole and cut == b:
+                return
 
 
 def _expected_bytes(path: Path | Spool, gz: bool) -> int | None:

@@ -614,6 +614,19 @@ def _mixed_file(path: Path, rows: int = 3000) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _same_arrays(a, b) -> None:
+    """Bit for bit the same X (NaN for missing included), y, classes and profile; the mean and std to 1e-12 (merged
+    per segment by Chan's formulas, so they depend on where the segments were cut)."""
+    assert a.X.shape == b.X.shape == (3000, 4)
+    assert np.array_equal(a.X.view(np.uint32), b.X.view(np.uint32))
+    assert np.array_equal(a.y, b.y) and a.classes == b.classes
+    for p, q in zip(a.columns, b.columns, strict=True):
+        assert {k: v for k, v in p.items() if k not in ("mean", "std")} == \
+            {k: v for k, v in q.items() if k not in ("mean", "std")}
+        if p["type"] == "numeric":
+            assert (p["mean"], p["std"]) == pytest.approx((q["mean"], q["std"]), rel=1e-12)
+
+
 def test_segments_and_blocks_give_the_same_arrays_as_one_read(monkeypatch, tmp_path):
     """A file read as many segments, each of many pyarrow blocks (chunked columns walked chunk by chunk), gives
     bit for bit the arrays and profile of the same file read as one segment of one block."""
@@ -626,12 +639,55 @@ def test_segments_and_blocks_give_the_same_arrays_as_one_read(monkeypatch, tmp_p
     monkeypatch.setattr(tabular, "SEGMENT_BYTES", 8192)
     monkeypatch.setattr(tabular, "BLOCK_BYTES", 512)
     cut = parse_table(path, target="label")
-    assert whole.X.shape == (3000, 4)
-    assert np.array_equal(whole.X.view(np.uint32), cut.X.view(np.uint32))     # NaN for missing included
-    assert np.array_equal(whole.y, cut.y) and whole.classes == cut.classes == ["maybe", "no", "yes"]
-    for a, b in zip(whole.columns, cut.columns, strict=True):    # mean and std merged per segment (Chan's)
-        assert {k: v for k, v in a.items() if k not in ("mean", "std")} == \
-            {k: v for k, v in b.items() if k not in ("mean", "std")}
-        if a["type"] == "numeric":
-            assert (a["mean"], a["std"]) == pytest.approx((b["mean"], b["std"]), rel=1e-12)
+    _same_arrays(whole, cut)
+    assert whole.classes == ["maybe", "no", "yes"]
     assert whole.columns[1]["categories"] == ["basic", "free", "pro", "élite"]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"", b"\n   ", b"\n\n\n", b"\n\n "])
+def test_a_csv_read_while_it_arrives_gives_the_arrays_of_the_whole_file(monkeypatch, tmp_path, ending):
+    """Segments mapped from a spool that grows in 1,000-byte writes (in another thread), from the complete file and
+    read through gzip (copied, not mapped) give the same arrays, whatever follows the last line break."""
+    import threading
+
+    from service.datasets import tabular
+    from service.datasets.parsing import parse_table
+    from service.datasets.spool import Spool
+
+    monkeypatch.setattr(tabular, "SEGMENT_BYTES", 4096)
+    path = tmp_path / "mixed.csv"
+    _mixed_file(path)
+    data = path.read_bytes()[:-1] + ending
+    path.write_bytes(data)
+    gz = tmp_path / "mixed.csv.gz"
+    gz.write_bytes(gzip.compress(data))
+    part = tmp_path / "part.csv"
+    part.write_bytes(b"")
+    spool = Spool(part, expected=len(data))
+
+    def arrive() -> None:
+        with open(part, "ab", buffering=0) as f:
+            for i in range(0, len(data), 1000):
+                f.write(data[i:i + 1000])
+                spool.grew(min(i + 1000, len(data)))
+        spool.end("done")
+
+    writer = threading.Thread(target=arrive)
+    writer.start()
+    arrived = parse_table(spool, target="label")
+    writer.join()
+    _same_arrays(arrived, parse_table(path, target="label"))
+    _same_arrays(arrived, parse_table(gz, kind="csv.gz", target="label"))
+
+
+def test_a_spool_that_fails_stops_the_parse(tmp_path):
+    from service.datasets.parsing import parse_table
+    from service.datasets.spool import Spool, UploadAborted
+
+    part = tmp_path / "part.csv"
+    part.write_bytes(b"a,b,label\n1,2,x\n")
+    spool = Spool(part)
+    spool.grew(len(part.read_bytes()))
+    spool.end("failed")
+    with pytest.raises(UploadAborted):
+        parse_table(spool, target="label")
