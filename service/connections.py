@@ -9,6 +9,9 @@
   answered (then the connection closes), so a liveness probe does not restart a server that is only busy.
 - A request that is not valid HTTP/1.1 (an absurd ``Content-Length``, a bad header) gets a JSON 400 naming what
   the parser found, as every other error, instead of uvicorn's plain-text one.
+- Request body bytes are handed to the application as received: uvicorn appends each piece to a bytearray
+  and copies it into ``bytes`` for every ASGI message (two copies of every byte of an upload, ~0.03 CPU-s per
+  100 MB); here the pieces are kept as they came and one that is alone in its message is passed on as it is.
 - A body nobody reads: when the response is sent before the request body has all arrived (a 401 before the
   body, a route without one), the rest may take ``MLP_BODY_READ_TIMEOUT_SECONDS`` to arrive, then the
   connection closes (uvicorn discards it byte by byte, each byte restarting its keep-alive timer, forever).
@@ -31,6 +34,28 @@ LIVENESS_PATHS = frozenset({"/healthz"})
 def _json_head(status: bytes, body: bytes, extra: bytes = b"") -> bytes:
     return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
             + str(len(body)).encode() + b"\r\n" + extra + b"connection: close\r\n\r\n" + body)
+
+
+class _Pieces:
+    """What uvicorn's request cycle uses as its body buffer (``body += piece``, ``len(body)``, ``bytes(body)``),
+    keeping the pieces: ``bytes()`` of a single piece is that piece, not a copy."""
+
+    __slots__ = ("pieces", "size")
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+        self.size = 0
+
+    def __iadd__(self, piece: bytes) -> "_Pieces":
+        self.pieces.append(piece)
+        self.size += len(piece)
+        return self
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return self.pieces[0] if len(self.pieces) == 1 and type(self.pieces[0]) is bytes else b"".join(self.pieces)
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -86,6 +111,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if busy and self.cycle is not None:
             self.cycle.keep_alive = False  # /healthz answered past the limit: then the connection closes
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if cycle is not None and type(cycle.body) is bytearray and not cycle.body:
+            cycle.body = _Pieces()          # uvicorn's receive() puts a fresh bytearray back after each message
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
