@@ -217,6 +217,21 @@ def _npy_header(rows: int, d: int) -> bytes:
     return buf.getvalue()
 
 
+def _libc_sync_file_range():
+    try:
+        import ctypes
+        import ctypes.util
+
+        f = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).sync_file_range
+        f.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+        return f
+    except (OSError, AttributeError):
+        return None
+
+
+_sync_file_range = _libc_sync_file_range() if os.name == "posix" else None
+
+
 class _XFile:
     """X built inside the ``.npy`` file that is stored (a temporary file), memory-mapped: storing it is an fsync
     and a rename instead of a second copy of X written at the end."""
@@ -225,6 +240,7 @@ class _XFile:
         fd, name = tempfile.mkstemp(prefix="X-", suffix=".npy", dir=directory)
         os.close(fd)
         self.path, self.d, self.offset = Path(name), d, 0
+        self.flushed = 0                            # bytes from the start whose write-back has been started
 
     def map(self, rows: int) -> np.ndarray:
         """The file sized for ``rows`` rows, mapped; rows written through an earlier mapping keep their values."""
@@ -243,6 +259,20 @@ class _XFile:
     def discard(self) -> None:
         """Remove the file (idempotent)."""
         self.path.unlink(missing_ok=True)
+
+    def write_back(self, rows: int) -> None:
+        """Start writing the first ``rows`` rows' pages to disk in the background (Linux ``sync_file_range``; a
+        no-op elsewhere), so that the fsync that stores the file waits for little more than its last rows."""
+        end = self.offset + rows * self.d * 4
+        end -= end % mmap.PAGESIZE
+        if end <= self.flushed or _sync_file_range is None:
+            return
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            _sync_file_range(fd, self.flushed, end - self.flushed, 2)     # SYNC_FILE_RANGE_WRITE: do not wait
+        finally:
+            os.close(fd)
+        self.flushed = end
 
 
 class _Builder:
@@ -363,6 +393,8 @@ class _Builder:
             self._numeric(S, batch, where)
         del out, S
         self.n += n
+        if self.xfile is not None and self.all_numeric:
+            self.xfile.write_back(self.n)       # these rows are final (categorical columns are written at the end)
         self.y_chunks.extend(y.chunks if isinstance(y, pa.ChunkedArray) else (y,))
 
     def _numeric_block(self, batch: pa.RecordBatch, pos: dict, out: np.ndarray) -> bool:
