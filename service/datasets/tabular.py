@@ -129,8 +129,9 @@ class _Boolean(_Numeric):
 
 class _Categorical:
     """A text column (or a column named in ``categorical``): per batch the codes of its values in first-seen
-    order (-1 = missing), kept aside as small integers; ``finish`` writes them into X renumbered to the
-    categories sorted by their string value."""
+    order (-1 = missing), kept aside as small integers, and their values in X, each category's rank among the
+    categories sorted by their string value. A category met later that sorts before known ones changes those ranks
+    (``stale``): ``finish`` then gives the codes for X's rows to be written again with the final ranks."""
 
     type = "categorical"
 
@@ -142,9 +143,12 @@ class _Categorical:
         self.missing = 0
         self.dtype = np.int16 if limit < 2**15 - 1 else np.int32
         self.chunks: list[np.ndarray] = []
+        self.ranks = np.full(1, np.nan, dtype=np.float32)   # X's value of each code; the last slot (-1): missing
+        self.stale = False                  # rows of X hold ranks that are not the final ones (or no ranks)
 
-    def convert(self, arr: pa.Array | pa.ChunkedArray, where, col) -> None:
-        """Code one batch's values (a chunked column is coded chunk by chunk, never concatenated)."""
+    def convert(self, arr: pa.Array | pa.ChunkedArray, where, col, out: np.ndarray | None = None) -> None:
+        """Code one batch's values (a chunked column is coded chunk by chunk, never concatenated) and write their
+        values in X (float32, NaN for missing) into ``out`` (the batch's rows of the column)."""
         if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
             arr = pc.cast(arr, pa.string())
         arr = arr.dictionary_encode()               # a chunked array's chunks share the one dictionary it builds
@@ -162,6 +166,12 @@ class _Categorical:
                              f"field ignore={self.name} (e.g. an id or free text), or raise max_categories")
         mapping = np.array(mapping, dtype=self.dtype)
         lookup = np.append(mapping, self.dtype(-1))         # the slot after the dictionary: missing
+        if len(self.codes) + 1 != self.ranks.size:
+            self._rank()
+        if out is None:
+            self.stale = True
+        else:
+            in_x = self.ranks[lookup]                       # X's value of each dictionary slot
         codes = np.empty(sum(len(c) for c in chunks), dtype=self.dtype)
         per_value = np.zeros(len(values) + 1, dtype=np.int64)
         a = 0
@@ -172,6 +182,8 @@ class _Categorical:
                 idx = pc.fill_null(idx, len(values))
             ii = idx.to_numpy(zero_copy_only=False)
             np.take(lookup, ii, out=codes[a:a + ii.size])
+            if out is not None:
+                np.take(in_x, ii, out=out[a:a + ii.size])
             per_value += np.bincount(ii, minlength=len(values) + 1)
             a += ii.size
         self.chunks.append(codes)
@@ -185,16 +197,26 @@ class _Categorical:
     def _order(self) -> list[str]:
         return sorted(self.codes)
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        """(each row's code in first-seen order, the float value of each such code in X): the codes renumbered
-        to the sorted categories, missing (code -1, the last slot) as NaN."""
-        perm = np.empty(len(self.codes) + 1, dtype=np.float32)
+    def _rank(self) -> None:
+        """Each code's rank among the categories sorted (new categories were met); stale when a known one moved."""
+        ranks = np.empty(len(self.codes) + 1, dtype=np.float32)
         for new, s in enumerate(self._order()):
-            perm[self.codes[s]] = new
-        perm[-1] = np.nan                                   # code -1: missing
+            ranks[self.codes[s]] = new
+        ranks[-1] = np.nan                                  # code -1: missing
+        known = self.ranks.size - 1
+        if known and not np.array_equal(ranks[:known], self.ranks[:known]):
+            self.stale = True
+        self.ranks = ranks
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """None when X's rows hold the final values; else (each row's code in first-seen order, the float value
+        of each such code in X): the codes renumbered to the sorted categories, missing (code -1) as NaN."""
+        if not self.stale:
+            self.chunks = []
+            return None
         codes = self.chunks[0] if len(self.chunks) == 1 else np.concatenate(self.chunks)
         self.chunks = []
-        return codes, perm
+        return codes, self.ranks
 
     def profile(self, full: bool) -> dict:
         cats = self._order()
@@ -352,7 +374,8 @@ class _Builder:
         S = None if wide or not self.num_idx.size else np.empty((self.num_idx.size, n), dtype=np.float32)
         # the other columns as rows of a block B (d, n) in X's column order, written into X's rows in one transposed
         # copy as S is (a strided write into X per column passes over all of the rows' memory each time);
-        # categorical rows are placeholders here, filled in by ``finish``
+        # categorical rows hold each value's rank among the categories met so far (``finish`` writes them again if a
+        # later category changed those ranks)
         B = None if self.all_numeric or wide else np.empty((len(self.cols), n), dtype=np.float32)
         t = 0
         with np.errstate(over="ignore", invalid="ignore"):
@@ -376,9 +399,7 @@ class _Builder:
                     else:
                         B[j] = v
                 else:
-                    c.convert(batch.column(pos[c.name]), where, self._col(c.name))
-                    if B is not None:
-                        B[j] = 0.0
+                    c.convert(batch.column(pos[c.name]), where, self._col(c.name), None if B is None else B[j])
         if S is not None:
             if self.all_numeric:
                 out[:] = S.T
@@ -393,8 +414,8 @@ class _Builder:
             self._numeric(S, batch, where)
         del out, S
         self.n += n
-        if self.xfile is not None and self.all_numeric:
-            self.xfile.write_back(self.n)       # these rows are final (categorical columns are written at the end)
+        if self.xfile is not None and not any(c.stale for c in self.cols if type(c) is _Categorical):
+            self.xfile.write_back(self.n)       # these rows are final (else categorical ones are written at the end)
         self.y_chunks.extend(y.chunks if isinstance(y, pa.ChunkedArray) else (y,))
 
     def _numeric_block(self, batch: pa.RecordBatch, pos: dict, out: np.ndarray) -> bool:
@@ -499,9 +520,10 @@ class _Builder:
         else:
             del X
             X = self.xfile.map(self.n)                            # the header names n rows; the file is cut there
-        cats = [(j, *c.finish()) for j, c in enumerate(self.cols) if type(c) is _Categorical]
-        # row blocks that stay in the CPU cache while each categorical column is written into them (one pass over
-        # X instead of one per column)
+        cats = [(j, *again) for j, c in enumerate(self.cols) if type(c) is _Categorical
+                for again in [c.finish()] if again is not None]
+        # categorical columns whose ranks changed after rows were written: row blocks that stay in the CPU cache
+        # while each such column is written into them (one pass over X instead of one per column)
         step = max(1, (1 << 19) // (4 * X.shape[1]))
         for a in range(0, self.n, step):
             rows = X[a:a + step]

@@ -691,3 +691,22 @@ def test_a_spool_that_fails_stops_the_parse(tmp_path):
     spool.end("failed")
     with pytest.raises(UploadAborted):
         parse_table(spool, target="label")
+
+
+@pytest.mark.parametrize("later", [["z", "zz"], ["a", "m", "z"], ["n", "b"]])
+def test_categories_met_in_later_segments_keep_the_sorted_codes(monkeypatch, tmp_path, later):
+    """X holds each category's rank among all of the column's categories sorted, also when a category first met
+    in a later segment sorts before (ranks of earlier rows change: written again at the end) or after the others."""
+    from service.datasets import tabular
+    from service.datasets.parsing import parse_table
+
+    rows = [f"{i},m,{i % 2}" if i < 400 else f"{i},{later[i % len(later)]},{i % 2}" for i in range(800)]
+    path = tmp_path / "late.csv"
+    path.write_text("a,cat,label\n" + "\n".join(rows) + "\n")
+    whole = parse_table(path)
+    monkeypatch.setattr(tabular, "SEGMENT_BYTES", 1024)
+    cut = parse_table(path)
+    cats = sorted({"m", *later})
+    assert whole.columns[1]["categories"] == cut.columns[1]["categories"] == cats
+    expect = [cats.index("m" if i < 400 else later[i % len(later)]) for i in range(800)]
+    assert whole.X[:, 1].tolist() == cut.X[:, 1].tolist() == expect
