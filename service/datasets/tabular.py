@@ -255,8 +255,9 @@ _sync_file_range = _libc_sync_file_range() if os.name == "posix" else None
 
 
 class _XFile:
-    """X built inside the ``.npy`` file that is stored (a temporary file), memory-mapped: storing it is an fsync
-    and a rename instead of a second copy of X written at the end."""
+    """X built inside the ``.npy`` file that is stored (a temporary file): each batch's rows are written at their
+    place (``pwrite`` of a block built in memory), and the file is mapped at the end; storing it is an fsync and a
+    rename instead of a second copy of X written at the end."""
 
     def __init__(self, directory: Path, d: int):
         fd, name = tempfile.mkstemp(prefix="X-", suffix=".npy", dir=directory)
@@ -265,7 +266,14 @@ class _XFile:
         self.flushed = 0                            # bytes from the start whose write-back has been started
 
     def map(self, rows: int) -> np.ndarray:
-        """The file sized for ``rows`` rows, mapped; rows written through an earlier mapping keep their values."""
+        """The file sized for ``rows`` rows, mapped; rows written before keep their values."""
+        self.reserve(rows)
+        if rows == 0:
+            return np.empty((0, self.d), dtype=np.float32)
+        return np.memmap(self.path, dtype=np.float32, mode="r+", offset=self.offset, shape=(rows, self.d))
+
+    def reserve(self, rows: int) -> None:
+        """Size the file for ``rows`` rows (a sparse file: blocks exist once written) and name them in its header."""
         header = _npy_header(rows, self.d)
         if not self.offset:
             self.offset = len(header)
@@ -274,9 +282,20 @@ class _XFile:
         with open(self.path, "r+b") as f:
             f.write(header)
             f.truncate(self.offset + rows * self.d * 4)
-        if rows == 0:
-            return np.empty((0, self.d), dtype=np.float32)
-        return np.memmap(self.path, dtype=np.float32, mode="r+", offset=self.offset, shape=(rows, self.d))
+
+    def write(self, row: int, block: np.ndarray) -> None:
+        """Write the C-contiguous float32 rows ``block`` (n, d) as rows ``row``.. of X (inside the reserved rows).
+        A write, not a store through a mapping: no page fault per page of a sparse file, and no mapped pages whose
+        dirty bits the write-back must clear (a TLB flush of every core running the parse, per page)."""
+        view = memoryview(np.ascontiguousarray(block)).cast("B")
+        pos = self.offset + row * self.d * 4
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            while view:
+                n = os.pwrite(fd, view, pos)
+                view, pos = view[n:], pos + n
+        finally:
+            os.close(fd)
 
     def discard(self) -> None:
         """Remove the file (idempotent)."""
@@ -326,6 +345,8 @@ class _Builder:
                       "m2": np.zeros(k), "lo": np.full(k, np.inf), "hi": np.full(k, -np.inf)}
         self.X = np.empty((0, len(self.cols)), dtype=np.float32)    # grown in place (realloc), rows [0, n) filled
         self.xfile = None if opts.x_dir is None else _XFile(opts.x_dir, len(self.cols))   # or in this file
+        self.reserved = 0       # rows the file is sized for (with xfile)
+        self.block: np.ndarray | None = None    # the batch's rows before they are written into the file (xfile)
         self.n = 0
         self.y_chunks: list[pa.Array] = []
         self.rows = 0           # rows read, including dropped ones (for error positions)
@@ -412,6 +433,8 @@ class _Builder:
             S = np.ascontiguousarray((out if self.all_numeric else out[:, self.num_idx]).T)
         if S is not None:
             self._numeric(S, batch, where)
+        if self.xfile is not None:
+            self.xfile.write(self.n, out)
         del out, S
         self.n += n
         if self.xfile is not None and not any(c.stale for c in self.cols if type(c) is _Categorical):
@@ -442,25 +465,32 @@ class _Builder:
         """Reserve X for about ``rows`` rows before the first batch (an estimate from the file's size): one
         ``np.empty`` (or a sparse file), whose pages become resident only once written, instead of growing by
         ``resize``, which zero-fills every row it adds before the batch overwrites it."""
-        if self.X.shape[0] == 0 and rows > 0:
-            self.X = np.empty((rows, self.X.shape[1]), dtype=np.float32) if self.xfile is None else \
-                self.xfile.map(rows)
+        if self.xfile is not None:
+            if self.reserved == 0 and rows > 0:
+                self.xfile.reserve(rows)
+                self.reserved = rows
+        elif self.X.shape[0] == 0 and rows > 0:
+            self.X = np.empty((rows, self.X.shape[1]), dtype=np.float32)
 
     def _rows(self, n: int) -> np.ndarray:
         """The next ``n`` rows of X, growing it geometrically in place past the reserved rows (``resize``
-        reallocates: large blocks are remapped, not copied; a file is lengthened and mapped again)."""
+        reallocates: large blocks are remapped, not copied); with a file, a block in memory that ``add`` writes
+        into the file's next rows (the file lengthened past the reserved rows)."""
+        if self.xfile is not None:
+            if self.n + n > self.reserved:
+                self.reserved = max(self.n + n, 2 * self.reserved)
+                self.xfile.reserve(self.reserved)
+            if self.block is None or self.block.shape[0] < n:
+                self.block = np.empty((n, len(self.cols)), dtype=np.float32)
+            return self.block[:n]
         if self.n + n > self.X.shape[0]:
             rows = max(self.n + n, 2 * self.X.shape[0])
-            if self.xfile is None:
-                self.X.resize((rows, self.X.shape[1]), refcheck=False)
-            else:
-                self.X = None                       # the old mapping goes before the file grows
-                self.X = self.xfile.map(rows)
+            self.X.resize((rows, self.X.shape[1]), refcheck=False)
         return self.X[self.n:self.n + n]
 
     def discard(self) -> None:
         """Drop X and remove its file (a failed parse leaves nothing behind)."""
-        self.X = None
+        self.X = self.block = None
         if self.xfile is not None:
             self.xfile.discard()
 
@@ -514,7 +544,7 @@ class _Builder:
             c = self.cols[j]
             c.n, c.missing, c.mean, c.m2 = st["n"][t], st["missing"][t], st["mean"][t], st["m2"][t]
             c.lo, c.hi = st["lo"][t], st["hi"][t]
-        X, self.X = self.X, None
+        X, self.X, self.block = self.X, None, None
         if self.xfile is None:
             X.resize((self.n, X.shape[1]), refcheck=False)        # shrinks in place
         else:
