@@ -3,6 +3,9 @@ dropped event stream resumes."""
 
 from __future__ import annotations
 
+import csv
+import datetime
+import decimal
 import email.utils
 import io
 import json
@@ -187,21 +190,156 @@ def upload_body(source: Any, *, target: str | None, name: str | None, task: str 
 
 
 # -- prediction inputs -------------------------------------------------------------------------------------
+# Values JSON has no form for, written as text the way DataFrame.to_csv writes them in an object column (str()):
+# datetime.datetime and pd.Timestamp are dates, pd.Timedelta a timedelta.
+_TEXT_TYPES = (datetime.date, datetime.time, datetime.timedelta)
+_TEXT_TYPE_NAMES = frozenset({"Period", "Interval"})
+
+
+def _is_missing(value: Any) -> bool:
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
 def _cell(value: Any) -> Any:
-    """A JSON-able cell: numpy scalars as Python ones, NaN/None/NA as null (a missing value)."""
-    if value is None:
+    """One predict cell as JSON carries it, as the server reads what ``upload_dataset`` sent.
+
+    numpy scalars become Python ones; ``None``, NaN, ``pd.NA`` and ``NaT`` are null (a missing value); a
+    ``decimal.Decimal`` is a number (float64; its NaN null); dates, times, datetimes (``pd.Timestamp`` too, naive
+    or with a time zone), durations (``datetime.timedelta``, ``pd.Timedelta``), ``pd.Period`` and ``pd.Interval`` are
+    their ``str()``: the text ``DataFrame.to_csv`` writes for them in an object column, which an upload of the
+    frame stored as a category (``2024-01-31``, ``2024-01-31 10:00:00+01:00``, ``0 days 01:00:00``). Lists and
+    dicts are left to JSON (the server refuses them in a cell).
+
+    Raises
+    ------
+    TypeError
+        Any other object (bytes, sets, user classes): JSON has no form for it; convert it first.
+    """
+    if value is None or isinstance(value, (str, int)):          # bool is an int
+        return value
+    if isinstance(value, float):
+        return None if value != value else value
+    if _is_missing(value):                                      # before the dates: pd.NaT is a datetime
         return None
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    if type(value).__name__ in ("NAType", "NaTType"):
-        return None
-    return value
+    if isinstance(value, (np.datetime64, np.timedelta64)):
+        return None if np.isnat(value) else _numpy_time_text(value)
+    if isinstance(value, np.generic):
+        return _cell(value.item())
+    if isinstance(value, decimal.Decimal):
+        return None if value.is_nan() else float(value)
+    if isinstance(value, _TEXT_TYPES) or type(value).__name__ in _TEXT_TYPE_NAMES:
+        return str(value)
+    if isinstance(value, (list, tuple, dict)):
+        return value
+    raise TypeError(f"a value of type {type(value).__name__} ({str(value)[:40]!r}) has no JSON form; convert it "
+                    "to a number or text first")
+
+
+def _numpy_time_text(value: Any) -> str:
+    """A numpy datetime64/timedelta64 scalar as pandas writes it (``2024-01-31 10:00:00``), ISO text without
+    pandas."""
+    try:
+        import pandas as pd
+    except ImportError:     # pragma: no cover - pandas is installed with the server's extras
+        return str(value)
+    return str(pd.Timestamp(value) if isinstance(value, np.datetime64) else pd.Timedelta(value))
+
+
+def _json_default(value: Any) -> Any:
+    out = _cell(value)
+    if out is value:        # a value _cell keeps as is (never reached for JSON's own types): no loop
+        raise TypeError(f"a value of type {type(value).__name__} has no JSON form")
+    return out
 
 
 def _dumps(doc: dict) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), default=_cell).encode()
+    return json.dumps(doc, separators=(",", ":"), default=_json_default).encode()
+
+
+def _written_as_text(dtype: Any) -> bool:
+    """Whether ``DataFrame.to_csv`` writes a column of this pandas dtype as formatted text that depends on the
+    whole column (datetime64 with or without a time zone: ``2024-01-31`` when every value is a midnight, else
+    ``2024-01-31 10:00:00`` with as many decimals as the column needs; timedelta64; period; interval; Arrow
+    timestamps, dates and durations; a categorical of those)."""
+    if getattr(dtype, "kind", "O") in "Mm":
+        return True
+    name = type(dtype).__name__
+    if name == "CategoricalDtype":
+        return _written_as_text(dtype.categories.dtype)
+    return name in ("PeriodDtype", "IntervalDtype")
+
+
+def _csv_texts(frame: Any, n_columns: int) -> list[list[str | None]]:
+    """The columns of ``frame`` as ``to_csv`` writes them (empty = missing -> None), column by column.
+
+    ``to_csv`` formats a datetime column per chunk of rows (``100,000 // columns`` rows), so the chunk is that of
+    the whole frame of ``n_columns`` columns: the text equals what ``upload_dataset(df)`` sent, cell for cell."""
+    text = frame.to_csv(index=False, header=False, chunksize=max(100_000 // max(n_columns, 1), 1))
+    rows = list(csv.reader(io.StringIO(text)))
+    return [[cell if cell != "" else None for cell in col] for col in zip(*rows)] if rows else \
+        [[] for _ in range(frame.shape[1])]
+
+
+def _cells(values: Iterable[Any], column: Any) -> list:
+    try:
+        return [_cell(v) for v in values]
+    except TypeError as exc:
+        raise TypeError(f"column {str(column)!r}: {exc}") from None
+
+
+def frame_columns(df: Any) -> list[list]:
+    """A DataFrame's columns as lists of JSON cells (``_cell``), each written as ``upload_dataset(df)`` wrote it.
+
+    Columns whose text ``to_csv`` formats over the whole column (``_written_as_text``: datetime64, timedelta64, ...)
+    are that text (NaT -> null), so a frame that was uploaded is predicted with the categories it stored; other
+    columns cell by cell. Returns one list of ``len(df)`` cells per column, in the frame's order.
+
+    Raises
+    ------
+    TypeError
+        A cell JSON cannot carry (``_cell``), naming its column.
+    """
+    n = df.shape[1]
+    out: list[list | None] = [None] * n
+    text = [j for j in range(n) if _written_as_text(df.dtypes.iloc[j])]
+    if text:
+        for j, col in zip(text, _csv_texts(df.iloc[:, text], n)):
+            out[j] = col
+    for j in range(n):
+        if out[j] is None:
+            out[j] = _cells(df.iloc[:, j].tolist(), df.columns[j])
+    return out
+
+
+def value_columns(names: list, columns: list[list]) -> list[list]:
+    """Columns of plain Python values (records, ``columns`` + ``data``) as lists of JSON cells (``_cell``).
+
+    A column holding a date, datetime or duration is formatted as pandas (when installed) types it from the
+    values, i.e. as ``upload_dataset(pd.DataFrame(records))`` would have written it (``pd.Timestamp`` midnights as
+    ``2024-01-31``, as ``df.to_dict("records")`` gives them back); without pandas each such value is its ``str()``.
+    """
+    out = []
+    for name, values in zip(names, columns):
+        cells = None
+        if any(isinstance(v, (_TEXT_TYPES, np.datetime64, np.timedelta64)) for v in values):
+            try:
+                import pandas as pd
+            except ImportError:     # pragma: no cover - pandas is installed with the server's extras
+                pd = None
+            if pd is not None:
+                series = pd.Series(values, dtype=None if any(v is not None for v in values) else object)
+                if _written_as_text(series.dtype):
+                    cells = _csv_texts(series.to_frame(), len(names))[0]
+        out.append(cells if cells is not None else _cells(values, name))
+    return out
+
+
+def records_cells(records: list[dict]) -> list[dict]:
+    """``records`` with every value a JSON cell (``value_columns``); a key absent from a record stays absent."""
+    names = list(dict.fromkeys(k for rec in records for k in rec))
+    columns = [[rec.get(k) for rec in records] for k in names]
+    cols = value_columns(names, columns)
+    return [{k: cols[j][i] for j, k in enumerate(names) if k in rec} for i, rec in enumerate(records)]
 
 
 def predict_bodies(X: Any) -> Iterator[bytes]:
@@ -210,17 +348,22 @@ def predict_bodies(X: Any) -> Iterator[bytes]:
     Arrays go as ``{"inputs": rows}``; a DataFrame as ``{"columns", "data"}`` and records as
     ``{"records"}``, every column as it is: the server matches them by name, leaves out the training target and
     the columns the data set ignored, and refuses any other name it does not know (a typo is never dropped
-    silently here).
+    silently here). Cells are encoded by ``_cell`` / ``frame_columns``: dates, datetimes and durations as the text
+    ``upload_dataset`` wrote for them (what the server stored as categories), Decimals as numbers, NaT as null.
+
+    Raises
+    ------
+    TypeError
+        A cell JSON cannot carry, naming its column.
     """
     if _is_dataframe(X):
-        cols = list(X.columns)
-        data = [[_cell(v) for v in row] for row in X.itertuples(index=False, name=None)]
+        cols = [str(c) for c in X.columns]
+        data = [list(row) for row in zip(*frame_columns(X))] if cols else [[] for _ in range(len(X))]
         for start in range(0, len(data), PREDICT_CHUNK_ROWS):
-            yield _dumps({"columns": [str(c) for c in cols], "data": data[start:start + PREDICT_CHUNK_ROWS]})
+            yield _dumps({"columns": cols, "data": data[start:start + PREDICT_CHUNK_ROWS]})
         return
     if isinstance(X, dict) or (isinstance(X, list) and X and isinstance(X[0], dict)):
-        records = [X] if isinstance(X, dict) else X
-        clean = [{k: _cell(v) for k, v in rec.items()} for rec in records]
+        clean = records_cells([X] if isinstance(X, dict) else X)
         for start in range(0, len(clean), PREDICT_CHUNK_ROWS):
             yield _dumps({"records": clean[start:start + PREDICT_CHUNK_ROWS]})
         return
@@ -331,11 +474,20 @@ class SSEParser:
 
 def evaluate_body(dataset: Any, importance: bool, rows: dict[str, Any]) -> dict[str, Any]:
     """The JSON of ``POST /v1/models/{id}/evaluate``: a stored data set, or inline rows (``inputs``, ``records``
-    or ``columns`` + ``data``) with ``targets``; numpy arrays and scalars become JSON lists and numbers."""
+    or ``columns`` + ``data``) with ``targets``; numpy arrays and scalars become JSON lists and numbers, and the
+    cells of ``records`` and ``data`` are encoded as predict's are (``value_columns``: dates as the text an upload
+    stored, Decimals as numbers, NaT as null). Malformed rows are left for the server's 422."""
     if (dataset is None) == (not rows):
         raise ValueError("evaluate takes a data set or inline rows with targets, not both or neither")
     body: dict[str, Any] = {"dataset_id": ident(dataset)} if dataset is not None else {
         k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rows.items()}
+    records, names, data = body.get("records"), body.get("columns"), body.get("data")
+    if isinstance(records, dict) or (isinstance(records, list) and records and
+                                     all(isinstance(r, dict) for r in records)):
+        body["records"] = records_cells([records] if isinstance(records, dict) else records)
+    if isinstance(names, list) and isinstance(data, list) and data and \
+            all(isinstance(r, (list, tuple)) and len(r) == len(names) for r in data):
+        body["data"] = [list(r) for r in zip(*value_columns(names, [list(c) for c in zip(*data)]))]
     if importance:
         body["importance"] = True
     return body

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import re
+import decimal
 import io
+import re
 import subprocess
 import sys
 import time
@@ -135,6 +136,84 @@ def test_mixed_type_dataframe_round_trip(server):
         with pytest.raises(mlp_client.InvalidInput) as err:
             model.predict(df[["x"]].assign(color=1.5).to_numpy())  # rows of numbers: not for this model
         assert err.value.status == 422 and "non-numeric columns" in err.value.detail
+
+
+def date_like_frame(n=240, seed=3):
+    """Columns JSON has no form for: naive and tz-aware datetimes, dates, durations, Decimals (with NaT/None), an
+    id-like timestamp column to ignore, and a label that depends on the dates."""
+    rng = np.random.default_rng(seed)
+    days = pd.to_datetime(["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30"])
+    d = rng.integers(0, 4, n)
+    x = rng.normal(size=n)
+    df = pd.DataFrame({
+        "x": x.round(3),
+        "when": (days[d] + pd.to_timedelta(rng.integers(0, 3, n) * 90, unit="min")).astype("datetime64[ns]"),
+        "at": (days[rng.integers(0, 4, n)] + pd.Timedelta("10h")).tz_localize("UTC").tz_convert("Europe/Paris"),
+        "day": [dt.date() for dt in days[d]],
+        "wait": pd.to_timedelta(rng.integers(0, 3, n), unit="h"),
+        "price": [decimal.Decimal(f"{v:.2f}") for v in rng.uniform(1, 9, n)],
+        "ts": pd.Timestamp("2024-05-01 08:00:00.25") + pd.to_timedelta(np.arange(n), unit="s"),
+    })
+    df.loc[::7, "when"] = pd.NaT
+    df.loc[::11, "at"] = pd.NaT
+    df.loc[::13, "wait"] = pd.NaT
+    df.loc[::17, "day"] = None
+    df.loc[::19, "price"] = None
+    df["label"] = np.where((d % 2 == 0) ^ (x > 0.5), "p", "q")
+    return df
+
+
+def test_predict_bodies_write_date_cells_as_to_csv_does_also_across_its_chunks():
+    """Cell for cell the text ``df.to_csv()`` (what upload_dataset sends) writes, also where to_csv's per-chunk
+    formatting changes a column's spelling (midnights as dates in one chunk, with their time in the next)."""
+    import csv as csv_module
+    import json
+    n = 60_000                                   # two columns: to_csv formats 50,000 rows at a time
+    when = pd.Series(pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n) // 1000, unit="D"))
+    when[50_000:] += pd.Timedelta("10h")
+    df = pd.DataFrame({"when": when, "price": [decimal.Decimal("1.25")] * n})
+    df.loc[3, "when"] = pd.NaT
+    expected = list(csv_module.reader(io.StringIO(df.to_csv(index=False))))[1:]
+    sent = [row for body in _common.predict_bodies(df) for row in json.loads(body)["data"]]
+    assert [r[0] for r in sent] == [r[0] or None for r in expected]
+    assert sent[0][0] == "2024-01-01" and sent[-1][0] == "2024-02-29 10:00:00" and sent[3] == [None, 1.25]
+
+
+def test_dataframe_with_dates_durations_and_decimals_predicts_as_the_csv_it_uploaded(server):
+    """``upload_dataset(df)`` sends ``df.to_csv()``; ``predict(df)`` sends the same text for datetime (naive and
+    tz-aware), date, timedelta and period cells, Decimals as numbers and NaT/None as null, so it answers what the
+    server's CSV path answers for the same rows (no 'Circular reference detected'), also for records and
+    for a datetime column the data set ignored."""
+    df = date_like_frame()
+    with Client(server.url) as c:
+        data = c.upload_dataset(df, target="label", ignore="ts")
+        kinds = {col["name"]: col["type"] for col in data.columns}
+        assert kinds == {"x": "numeric", "when": "categorical", "at": "categorical", "day": "categorical",
+                         "wait": "categorical", "price": "numeric", "ts": "ignored"}
+        cats = {col["name"]: col.get("categories") for col in data.columns}
+        assert "2024-01-31 11:00:00+01:00" in cats["at"] and "2024-01-31 01:30:00" in cats["when"]
+        assert "2024-02-29" in cats["day"] and "0 days 01:00:00" in cats["wait"]
+        model = c.train({"layers": [{"type": "dense", "units": 16, "activation": "tanh"},
+                                    {"type": "dense", "units": 2, "activation": "softmax"}],
+                         "loss": "cross_entropy"}, data, epochs=30, batch_size=16,
+                        optimizer={"type": "adam", "learning_rate": 0.02}).wait(progress=False).model
+        csv_body = df.to_csv(index=False).encode()
+        via_csv = httpx.post(f"{server.url}/v1/models/{model.id}/predict", content=csv_body,
+                             headers={"Content-Type": "text/csv"}, timeout=60).json()
+        proba = model.predict_proba(df)                   # label and the ignored ts included: left out
+        assert np.allclose(proba, via_csv["probabilities"], atol=1e-6)
+        assert model.predict(df).tolist() == via_csv["predictions"]
+        records = df.drop(columns="label").to_dict(orient="records")   # Timestamps, Decimals, NaT, None
+        assert np.allclose(model.predict_proba(records), proba, atol=1e-6)
+        # the dates were seen categories: with them missing, the answers change
+        blank = df.assign(when=pd.NaT, at=pd.NaT, day=None, wait=pd.NaT)
+        assert not np.allclose(model.predict_proba(blank), proba, atol=1e-3)
+        # a naive datetime column the data set ignored, alone with the features, and evaluate by records
+        assert np.allclose(model.predict_proba(df.drop(columns=["label"])), proba, atol=1e-6)
+        report = model.evaluate(records=records, targets=df["label"].tolist())
+        assert report["metrics"]["accuracy"] == pytest.approx((model.predict(df) == df["label"]).mean())
+        with pytest.raises(TypeError, match="column 'blob': a value of type bytes"):
+            model.predict(df.assign(blob=b"x"))
 
 
 def test_csv_path_upload(server, tmp_path):
