@@ -1,5 +1,5 @@
-"""The client commands of ``mlp-service``: train, watch, predict, jobs, cancel, delete-job, models, export, sweep,
-sweep-status, sweep-cancel.
+"""The client commands of ``mlp-service``: upload, train, watch, predict, jobs, cancel, delete-job, models, export,
+sweep, sweep-status, sweep-cancel.
 
 They talk to a running server through ``mlp_client`` (``--url`` / ``MLP_URL``, ``--api-key`` /
 ``MLP_API_KEY``) and import nothing of the server, so they start fast and work from any machine.
@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlp_client.client import DEFAULT_URL, Client, Job, Model, Sweep
+from mlp_client.client import DEFAULT_URL, Client, Job, Model, Network, Sweep
 from mlp_client.errors import JobFailed, MLPError, SweepFailed
 
-COMMANDS = ("train", "watch", "predict", "jobs", "cancel", "delete-job", "models", "export", "sweep", "sweep-status",
+COMMANDS = ("upload", "train", "watch", "predict", "jobs", "cancel", "delete-job", "models", "export", "sweep", "sweep-status",
             "sweep-cancel")
 METRIC_ORDER = ("train_loss", "train_accuracy", "train_mae", "val_loss", "val_accuracy", "val_mae", "val_rmse",
                 "val_r2", "best_epoch", "seconds")
@@ -32,6 +32,34 @@ def _connection(parser: argparse.ArgumentParser) -> None:
                         help="the server (default: $MLP_URL or %(default)s)")
     parser.add_argument("--api-key", default=os.environ.get("MLP_API_KEY"),
                         help="API key (default: $MLP_API_KEY)")
+
+
+# The form fields of POST /v1/datasets the upload flags send (README "Data sets"), by flag destination.
+UPLOAD_FIELDS = ("target", "task", "name", "ignore", "categorical", "delimiter", "decimal", "encoding", "na_values",
+                 "max_categories", "drop_missing_target")
+
+
+def _upload_options(parser: argparse.ArgumentParser) -> None:
+    """The upload's form fields as flags of the same names (sent with every file the command uploads)."""
+    group = parser.add_argument_group("upload options (form fields of POST /v1/datasets, for a data file)")
+    group.add_argument("--target", help="label column of a table (default: the last column)")
+    group.add_argument("--task", choices=["classification", "regression"], help="default: inferred")
+    group.add_argument("--name", help="the data set's name (default: the file name without extensions)")
+    group.add_argument("--ignore", metavar="COLUMNS", help="comma-separated columns to leave out (ids, free text)")
+    group.add_argument("--categorical", metavar="COLUMNS",
+                       help="comma-separated numeric columns to treat as categories (zip codes)")
+    group.add_argument("--delimiter", help="CSV delimiter: one character, or comma, semicolon, tab, pipe "
+                                           "(default: detected)")
+    group.add_argument("--decimal", help="decimal mark of CSV numbers: . or , (default: detected)")
+    group.add_argument("--encoding", help="the file's text encoding when not UTF-8/16/32 with a BOM (e.g. cp1252)")
+    group.add_argument("--na-values", metavar="TOKENS",
+                       help="comma-separated tokens read as missing, replacing the default list ('' = empty cells "
+                            "only)")
+    group.add_argument("--max-categories", type=int, help="most distinct values of a categorical column "
+                                                          "(server: 1000)")
+    group.add_argument("--drop-missing-target", action="store_true", default=None,
+                       help="drop rows whose target is missing (counted in n_dropped) instead of a 422")
+    group.add_argument("--upload", metavar="JSON", help="more form fields of the upload, as a JSON object")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -45,8 +73,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                        "its metrics.")
     train.add_argument("--network", required=True, help="network spec (.json file) or an existing network id")
     train.add_argument("--data", required=True, help="data file (.csv, .npz, ...) or an existing data set id")
-    train.add_argument("--target", help="label column of a CSV (default: the last column)")
-    train.add_argument("--task", choices=["classification", "regression"], help="default: inferred")
     train.add_argument("--validation-data", help="validation data file or data set id")
     train.add_argument("--validation-split", type=float, help="fraction held out for validation (server: 0)")
     train.add_argument("--epochs", type=int)
@@ -60,14 +86,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int)
     train.add_argument("--job", metavar="JSON", help="more fields of the job body, as a JSON object")
     train.add_argument("--watch", action="store_true", help="follow the job with a live progress bar")
+    _upload_options(train)
     train.set_defaults(func=_train)
 
     sweep = sub.add_parser("sweep", parents=[common], help="run a hyper-parameter sweep with a progress bar",
                            description="Upload the data (or use a data set id), start a sweep (POST /v1/sweeps) "
                                        "and follow it; prints the ranked trials and the best model.")
     sweep.add_argument("--data", required=True, help="data file (.csv, .npz, ...) or an existing data set id")
-    sweep.add_argument("--target", help="label column of a CSV (default: the last column)")
-    sweep.add_argument("--task", choices=["classification", "regression"], help="default: inferred")
     sweep.add_argument("--space", metavar="JSON", help="the search space, as a JSON object or a .json file")
     sweep.add_argument("--validation-data", help="validation data file or data set id")
     sweep.add_argument("--validation-split", type=float, help="fraction held out for validation (server: 0.2 "
@@ -81,7 +106,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--pruner", choices=["median", "hyperband", "none"])
     sweep.add_argument("--seed", type=int)
     sweep.add_argument("--no-wait", action="store_true", help="print the sweep id and return")
+    _upload_options(sweep)
     sweep.set_defaults(func=_sweep)
+
+    upload = sub.add_parser("upload", parents=[common], help="upload a data file; print the data set id",
+                            description="Upload a data file (POST /v1/datasets) with the form fields given as "
+                                        "flags; prints the data set id (its columns' types on stderr), for "
+                                        "train/sweep --data ID.")
+    upload.add_argument("file", metavar="FILE", help="data file (.csv, .tsv, .csv.gz, .parquet, .arrow, .npz)")
+    _upload_options(upload)
+    upload.set_defaults(func=_upload)
 
     status = sub.add_parser("sweep-status", parents=[common], help="show a sweep's ranked trials (--watch: follow it)",
                             description="Print a sweep's status and its trials, best first; with --watch follow "
@@ -200,26 +234,66 @@ def _job_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-def _dataset(client: Client, source: str, args: argparse.Namespace):
+def _upload_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The upload flags given, as form fields (``--upload`` JSON first, the named flags over it)."""
+    fields: dict[str, Any] = json.loads(args.upload) if args.upload else {}
+    if not isinstance(fields, dict):
+        raise ValueError("--upload must be a JSON object of form fields")
+    for name in UPLOAD_FIELDS:
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
+def _dataset(client: Client, source: str, args: argparse.Namespace, created: list):
+    """The data set ``source`` names (an id), or the file uploaded with the upload flags (appended to
+    ``created``, which the command removes if a later step fails)."""
+    fields = _upload_fields(args)
     if _looks_like_id(source):
+        if fields:
+            raise ValueError(f"{source} is a data set id: upload options ({', '.join(sorted(fields))}) apply to a "
+                             "data file only")
         return client.get_dataset(source)
-    ds = client.upload_dataset(source, target=args.target, task=args.task)
+    target, task, name = fields.pop("target", None), fields.pop("task", None), fields.pop("name", None)
+    ds = client.upload_dataset(source, target=target, task=task, name=name, **fields)
+    created.append(ds)
     print(f"data set {ds.id}: {ds.n_samples} rows, {ds.n_features} features, {ds.task}"
           + (f", classes {ds.classes}" if ds.classes else ""), file=sys.stderr)
     return ds
 
 
+def _remove(client: Client, created: list) -> None:
+    """Delete what a failed command created (networks, data sets), newest first; best effort."""
+    for obj in reversed(created):
+        kind = "network" if isinstance(obj, Network) else "data set"
+        try:
+            (client.delete_network if kind == "network" else client.delete_dataset)(obj)
+            print(f"removed {kind} {obj.id} (the command failed)", file=sys.stderr)
+        except (MLPError, OSError) as exc:
+            print(f"warning: could not remove {kind} {obj.id}: {exc}", file=sys.stderr)
+
+
 def _train(client: Client, args: argparse.Namespace) -> int:
     body = _job_body(args)
-    if _looks_like_id(args.network):
-        network = client.get_network(args.network)
-    else:
-        network = client.create_network(args.network)
-        print(f"network {network.id}: {network.name}", file=sys.stderr)
-    dataset = _dataset(client, args.data, args)
-    if args.validation_data:
-        body["validation_dataset_id"] = _dataset(client, args.validation_data, args).id
-    job = client.train(network, dataset, **body)
+    created: list = []      # what this command made; removed if a later step fails (no orphan network)
+    try:
+        spec = None
+        if _looks_like_id(args.network):
+            network = client.get_network(args.network)
+        else:               # read now (a bad file fails before any upload), created once the data is in
+            spec = json.loads(Path(args.network).read_text())
+        dataset = _dataset(client, args.data, args, created)
+        if args.validation_data:
+            body["validation_dataset_id"] = _dataset(client, args.validation_data, args, created).id
+        if spec is not None:
+            network = client.create_network(spec)
+            created.append(network)
+            print(f"network {network.id}: {network.name}", file=sys.stderr)
+        job = client.train(network, dataset, **body)
+    except BaseException:
+        _remove(client, created)
+        raise
     print(f"job {job.id} {job.status}", file=sys.stderr)
     if not args.watch:
         print(job.id)
@@ -234,15 +308,30 @@ def _sweep(client: Client, args: argparse.Namespace) -> int:
         ("pruner", args.pruner), ("seed", args.seed), ("validation_split", args.validation_split)) if v is not None}
     if args.space:
         body["space"] = json.loads(Path(args.space).read_text() if args.space.endswith(".json") else args.space)
-    dataset = _dataset(client, args.data, args)
-    if args.validation_data:
-        body["validation_dataset_id"] = _dataset(client, args.validation_data, args).id
-    sweep = client.sweep(dataset, **body)
+    created: list = []
+    try:
+        dataset = _dataset(client, args.data, args, created)
+        if args.validation_data:
+            body["validation_dataset_id"] = _dataset(client, args.validation_data, args, created).id
+        sweep = client.sweep(dataset, **body)
+    except BaseException:
+        _remove(client, created)
+        raise
     print(f"sweep {sweep.id} {sweep.status}", file=sys.stderr)
     if args.no_wait:
         print(sweep.id)
         return 0
     return _follow_sweep(sweep)
+
+
+def _upload(client: Client, args: argparse.Namespace) -> int:
+    ds = _dataset(client, args.file, args, [])
+    for col in ds.columns or []:
+        extra = (f" {col['n_categories']} categories" if col["type"] == "categorical" else "") + \
+            (f", {col['missing']} missing" if col.get("missing") else "")
+        print(f"  {col['name']}: {col['type']}{extra}", file=sys.stderr)
+    print(ds.id)
+    return 0
 
 
 def _sweep_status(client: Client, args: argparse.Namespace) -> int:

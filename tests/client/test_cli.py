@@ -195,3 +195,88 @@ def test_ctrl_c_stops_watching_but_not_the_job(server):
         assert c.get_job(job.id).status == "running"
         c.get_job(job.id).cancel()
         assert c.get_job(job.id).wait(progress=False, timeout=30).status == "cancelled"
+
+
+def write_export(tmp_path, n=120):
+    """A cp1252 ';' export with decimal commas, a customer id, numeric zip codes, an 'n/a' cell and one missing
+    label: what a new user's first file looks like."""
+    rng = np.random.default_rng(4)
+    zips = np.array([1234, 20500, 90210, 501])[rng.integers(0, 4, n)]
+    amount = rng.uniform(0, 100, n).round(1)
+    plan = np.array(["Basis", "Größer", "Prämie"])[rng.integers(0, 3, n)]
+    churned = np.where((amount > 50) ^ (zips == 501), "ja", "nein").astype(object)
+    churned[5] = ""
+    lines = ["customer_id;zip;amount;plan;churned"]
+    for i in range(n):
+        cell = "n/a" if i == 7 else f"{amount[i]}".replace(".", ",")
+        lines.append(f"C{i:05d};{zips[i]};{cell};{plan[i]};{churned[i]}")
+    path = tmp_path / "export.csv"
+    path.write_bytes(("\n".join(lines) + "\n").encode("cp1252"))
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(mlp_spec(2)))
+    return path, spec
+
+
+def _ids(c: Client) -> tuple[set, set]:
+    return ({n.id for n in c.list_networks(limit=100)}, {d.id for d in c.list_datasets(limit=100)})
+
+
+def test_upload_flags_reach_the_upload_and_a_failed_attempt_leaves_no_network_or_data_set(server, tmp_path):
+    path, spec = write_export(tmp_path)
+    read = ["--delimiter", ";", "--encoding", "cp1252", "--decimal", ","]
+    with Client(server.url) as c:
+        before = _ids(c)
+        # the upload's 422 (too many categories) comes before any network is made
+        r = cli("train", "--url", server.url, "--network", str(spec), "--data", str(path), "--target", "churned",
+                *read, "--drop-missing-target", "--max-categories", "50", "--epochs", "2")
+        assert r.returncode == 1 and "ignore=customer_id" in r.stderr and "network " not in r.stderr, r.stderr
+        assert _ids(c) == before
+        # a job the server refuses (epochs 0) after the upload: the data set and the network made are removed
+        r = cli("train", "--url", server.url, "--network", str(spec), "--data", str(path), "--target", "churned",
+                *read, "--ignore", "customer_id", "--drop-missing-target", "--na-values", "n/a,", "--epochs", "0")
+        assert r.returncode == 1 and "error: 422" in r.stderr, r.stderr
+        assert re.search(r"^removed network [0-9a-f]{32} \(the command failed\)$", r.stderr, re.M), r.stderr
+        assert re.search(r"^removed data set [0-9a-f]{32} \(the command failed\)$", r.stderr, re.M), r.stderr
+        assert _ids(c) == before
+        # every flag reaches the upload as its form field
+        r = cli("train", "--url", server.url, "--network", str(spec), "--data", str(path), "--target", "churned",
+                *read, "--ignore", "customer_id", "--categorical", "zip", "--drop-missing-target", "--na-values",
+                "n/a,", "--name", "kunden", "--epochs", "2")
+        assert r.returncode == 0, r.stderr
+        job = c.get_job(r.stdout.strip())
+        data = c.get_dataset(job.dataset_id)
+        assert (data.name, data.target, data.n_samples, data.n_dropped, data.classes) == \
+            ("kunden", "churned", 119, 1, ["ja", "nein"])
+        cols = {col["name"]: col for col in data.columns}
+        assert {k: v["type"] for k, v in cols.items()} == {"customer_id": "ignored", "zip": "categorical",
+                                                             "amount": "numeric", "plan": "categorical"}
+        assert cols["zip"]["categories"] == ["1234", "20500", "501", "90210"]
+        assert cols["amount"]["missing"] == 1 and cols["plan"]["categories"] == ["Basis", "Größer", "Prämie"]
+        networks, datasets = _ids(c)
+        assert networks - before[0] == {job.network_id} and datasets - before[1] == {data.id}
+
+        # upload alone: the id on stdout, the columns on stderr; then upload options with an id are refused
+        r = cli("upload", str(path), "--url", server.url, *read, "--upload", '{"ignore": "customer_id"}',
+                "--categorical", "zip", "--target", "churned", "--drop-missing-target")
+        assert r.returncode == 0, r.stderr
+        uploaded = c.get_dataset(r.stdout.strip())
+        assert [col["type"] for col in uploaded.columns] == ["ignored", "categorical", "numeric", "categorical"]
+        assert "  zip: categorical 4 categories" in r.stderr
+        r = cli("train", "--url", server.url, "--network", str(spec), "--data", uploaded.id, "--ignore", "zip")
+        assert r.returncode == 2 and r.stderr.strip() == (f"error: {uploaded.id} is a data set id: upload options "
+                                                          "(ignore) apply to a data file only")
+
+        # sweep: the same flags; a refused sweep leaves no data set behind
+        before = _ids(c)
+        r = cli("sweep", "--url", server.url, "--data", str(path), "--target", "churned", *read,
+                "--ignore", "customer_id", "--drop-missing-target")
+        assert r.returncode == 1 and "give a budget" in r.stderr and "removed data set" in r.stderr, r.stderr
+        assert _ids(c) == before
+        r = cli("sweep", "--url", server.url, "--data", str(path), "--target", "churned", *read,
+                "--ignore", "customer_id", "--categorical", "zip", "--drop-missing-target", "--max-trials", "1",
+                "--space", '{"epochs": 1}', "--no-wait")
+        assert r.returncode == 0, r.stderr
+        sweep = c.get_sweep(r.stdout.strip())
+        swept = c.get_dataset(sweep.data["request"]["dataset_id"])
+        assert [col["type"] for col in swept.columns] == ["ignored", "categorical", "numeric", "categorical"]
+        sweep.wait(progress=False, timeout=120)
