@@ -92,6 +92,27 @@ def arrow_nbytes(batch) -> int:
         return batch.get_total_buffer_size()
 
 
+def pandas_index_columns(schema) -> list[str]:
+    """Names of the columns a pandas-written Parquet/Arrow file (``df.to_parquet()``, ``pa.Table.from_pandas``)
+    marks as its row index in the schema's ``pandas`` metadata (``index_columns``): ``__index_level_0__`` or a
+    named index (``df.set_index("id")``). ``pd.read_parquet`` reads them back as the index, not as columns, so
+    they are no data column here either. A RangeIndex is stored as a dict there (no column): skipped. [] for a
+    file without (or with unreadable) pandas metadata."""
+    try:
+        meta = schema.pandas_metadata or {}
+        cols = meta.get("index_columns") or []
+    except (ValueError, AttributeError, TypeError):         # metadata that is not JSON: not pandas'
+        return []
+    present = set(schema.names)
+    return [c for c in cols if isinstance(c, str) and c in present]
+
+
+def drop_pandas_index(table):
+    """``table`` without the columns its pandas metadata marks as the row index (see ``pandas_index_columns``)."""
+    index = pandas_index_columns(table.schema)
+    return table.drop_columns(index) if index else table
+
+
 def encoding_label(encoding: str) -> str:
     """How an encoding is named in error details: 'UTF-8', else the codec's name."""
     return "UTF-8" if encoding in ("utf-8", "utf8") else encoding

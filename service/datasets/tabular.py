@@ -33,7 +33,8 @@ from service import arrow_ipc
 from service.bodies import ParseError, float32_text
 from service.datasets.spool import Spool
 from service.dialects import (COMMA_NUMBER, DELIMITERS, NA_TOKENS, arrow_nbytes, binary_format, detect_encoding,
-                              encoding_label, hex_integer_columns, sniff_decimal, sniff_delimiter, text_as_values)
+                              encoding_label, hex_integer_columns, pandas_index_columns, sniff_decimal,
+                              sniff_delimiter, text_as_values)
 from service.errors import TooLarge
 
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -69,6 +70,7 @@ class TableOptions:
     max_decoded_bytes: int | None = None   # MLP_MAX_UPLOAD_BYTES: a .csv.gz's text, a Parquet/Arrow file's arrays
     decimal_open: bool = False        # set by the reader: ';' and no decimal sampled (dialects.sniff_decimal)
     blank_cells: set = field(default_factory=set)   # set by the reader: columns read as text for blank cells
+    pandas_index: tuple[str, ...] = ()  # set by the reader: a Parquet/Arrow file's pandas row index (ignored)
 
 
 @dataclass
@@ -582,6 +584,9 @@ def _profiles(cols, opts: TableOptions, names: list[str]) -> list[dict]:
     for n in names:
         if n in by_name:
             out.append(by_name[n].profile(full=True))
+        elif n in opts.pandas_index:
+            out.append({"name": n, "type": "ignored", "reason": "the row index pandas wrote with the data "
+                                                                "(read back as the index, not as a column)"})
         elif n in opts.ignore:
             out.append({"name": n, "type": "ignored"})
     return out
@@ -671,7 +676,7 @@ def _header_list(names: list[str]) -> str:
 
 def _target_name(names: list[str], opts: TableOptions) -> str:
     if opts.target in (None, ""):
-        t = names[-1]
+        t = next((n for n in reversed(names) if n not in opts.pandas_index), names[-1])
     elif opts.target in names:
         t = opts.target
     else:
@@ -1239,6 +1244,7 @@ def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: Ta
         raise ParseError(f"the {what} file must have at least one feature column and the target column; found "
                          f"{len(names)}")
     _check_columns(names, opts)
+    _ignore_pandas_index(schema, opts)
     target = _target_name(names, opts)
     kinds = {}
     for f in schema:
@@ -1283,6 +1289,17 @@ def _read_batches(schema: pa.Schema, batches: Iterator[pa.RecordBatch], opts: Ta
                  y=y, y_codes=codes, n_dropped=builder.dropped, x_file=builder.xfile and builder.xfile.path)
 
 
+def _ignore_pandas_index(schema: pa.Schema, opts: TableOptions) -> None:
+    """Add the columns a pandas-written file marks as its row index (``__index_level_0__``, a ``set_index`` column)
+    to ``opts.ignore``, as ``pd.read_parquet`` leaves them out of the data: a row number is no feature (in a sorted
+    export it is the label's order). A column named as the target stays."""
+    index = [text_key(n) for n in pandas_index_columns(schema)]
+    index = tuple(n for n in index if n != opts.target and n not in opts.ignore)
+    if index:
+        opts.ignore = (*opts.ignore, *index)
+        opts.pandas_index = (*opts.pandas_index, *index)
+
+
 def _check_decoded(opts: TableOptions, what: str, rows: int, width: int, decoded: int) -> None:
     """413 when a Parquet or Arrow file holds more than MLP_MAX_UPLOAD_BYTES once decoded: its arrays (rows x
     columns x 4 bytes of float32) or its decompressed columns, as an .npz is refused by its members' shapes. A few
@@ -1305,6 +1322,7 @@ def read_parquet(path: Path, opts: TableOptions) -> Table:
     try:
         pf = pq.ParquetFile(str(path))
         schema = pf.schema_arrow
+        _ignore_pandas_index(schema, opts)                  # not read at all
         cols = [n for n in schema.names if n not in opts.ignore]
         meta, keep = pf.metadata, set(cols)
         declared = sum(rg.column(j).total_uncompressed_size for rg in map(meta.row_group, range(meta.num_row_groups))

@@ -31,7 +31,7 @@ from core.preprocessing import text_key
 from service import arrow_ipc
 from service.bodies import ParseError
 from service.dialects import (NA_TOKENS, arrow_nbytes, binary_format, blank_as_null, detect_encoding,
-                              encoding_label, first_not_number, hex_integer_columns, known_codec, sniff_decimal,
+                              drop_pandas_index, encoding_label, first_not_number, hex_integer_columns, known_codec, sniff_decimal,
                               sniff_delimiter, text_as_values)
 from service.errors import InvalidInput, NotAcceptable, TooLarge, UnsupportedMediaType, echo
 from service.models import service
@@ -182,7 +182,7 @@ def _arrow(body: bytes | bytearray, *, limit: int | None = None):
             if limit is not None and total > limit:
                 raise _decoded_over(limit, "Arrow", total)
             batches.append(batch)
-        return pa.Table.from_batches(batches, schema=reader.schema)
+        return drop_pandas_index(pa.Table.from_batches(batches, schema=reader.schema))   # as pandas reads it
     except (pa.ArrowException, OSError) as exc:     # ArrowInvalid; OSError for a stream cut inside a batch
         raise InvalidInput(f"the body is not an Arrow IPC stream: {exc}") from None
 
@@ -201,7 +201,7 @@ def _parquet(body: bytes | bytearray, *, limit: int | None = None):
             raise TooLarge(f"the Parquet body declares {md.num_rows:,} rows x {md.num_columns} columns "
                            f"({max(declared, cells):,} bytes decoded), over the limit of {limit:,} bytes of a body "
                            "(MLP_MAX_UPLOAD_BYTES); send fewer rows per request")
-        return pf.read()
+        return drop_pandas_index(pf.read())           # the pandas row index: not a column, as pandas reads it
     except (pa.ArrowException, OSError) as exc:
         raise InvalidInput(f"the body is not a Parquet file: {exc}") from None
 

@@ -1,0 +1,89 @@
+"""Files as common tools export them: pandas' row index in Parquet/Arrow, NA tokens with spaces around them in a CSV
+target, Excel's ``sep=`` line, whitespace-only lines, a row index written by pandas/R in a CSV, a trailing delimiter,
+German numbers with thousands dots. Each by status code and values or ``detail``."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
+import pytest
+
+from tests.service.test_datasets_tabular import err, ok, stored, up
+from tests.service.test_datasets_text_rules import train
+
+PARQUET = "application/vnd.apache.parquet"
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+def pandas_file(df: pd.DataFrame, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "parquet":
+        df.to_parquet(buf)                                  # pandas' defaults: a non-range index is stored
+    else:
+        feather.write_feather(pa.Table.from_pandas(df), buf, compression="uncompressed")
+    return buf.getvalue()
+
+
+def noise_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 40
+    df = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n),
+                       "y": np.where(rng.random(n) < 0.5, "a", "b")})
+    df = df.sort_values("y").reset_index(drop=True)
+    return df[df.index != 7]                                # a row filter: the index is no RangeIndex any more
+
+
+# -- pandas' row index in Parquet/Arrow ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_the_pandas_index_of_a_parquet_or_arrow_file_is_no_feature(app, client, fmt):
+    df = noise_frame()
+    body = ok(up(client, pandas_file(df, fmt), f"t.{fmt}", "application/octet-stream", target="y"))
+    assert body["feature_names"] == ["x1", "x2"]
+    assert body["columns"][-1] == {"name": "__index_level_0__", "type": "ignored",
+                                   "reason": "the row index pandas wrote with the data (read back as the index, "
+                                             "not as a column)"}
+    _, X, _ = stored(app, body["id"])
+    np.testing.assert_array_equal(X, df[["x1", "x2"]].to_numpy(np.float32))
+    # without a target field the last data column is the target, not the index pandas wrote after it
+    assert ok(up(client, pandas_file(df, fmt), f"t.{fmt}", "application/octet-stream"))["target"] == "y"
+
+
+def test_a_named_pandas_index_is_ignored_and_a_range_index_has_no_column(client):
+    df = noise_frame().reset_index(drop=True)
+    df.insert(0, "id", [f"c{i}" for i in range(len(df))])
+    named = ok(up(client, pandas_file(df.set_index("id"), "parquet"), "t.parquet", target="y"))
+    assert named["feature_names"] == ["x1", "x2"]
+    assert [c["name"] for c in named["columns"] if c["type"] == "ignored"] == ["id"]
+    plain = ok(up(client, pandas_file(df.drop(columns="id"), "parquet"), "t.parquet", target="y"))
+    assert plain["feature_names"] == ["x1", "x2"]
+    assert all(c["type"] == "numeric" for c in plain["columns"])
+    # named as the target, an index column is the target
+    assert ok(up(client, pandas_file(df.set_index("y"), "parquet"), "t.parquet", target="y"))["target"] == "y"
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_a_pandas_index_in_a_parquet_or_arrow_predict_body_is_left_out(client, wait_job, fmt):
+    rows = "".join(f"{i},{(i * 7) % 11},{'p' if i % 3 else 'q'}\n" for i in range(30))
+    model = train(client, wait_job, ok(up(client, ("num,other,y\n" + rows).encode())), 2)
+    url = f"/v1/models/{model}/predict"
+    df = pd.DataFrame({"num": [3.0, 60.0, 9.0], "other": [1.0, 2.0, 5.0]})
+    want = client.post(url, json={"records": df.to_dict("records")})
+    assert want.status_code == 200, want.text
+    sub = df[df.num < 50]                                   # index [0, 2]: stored as __index_level_0__
+    body = pandas_file(sub, fmt) if fmt == "parquet" else _arrow_stream(sub)
+    r = client.post(url, content=body, headers={"content-type": PARQUET if fmt == "parquet" else ARROW})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == [want.json()["predictions"][0], want.json()["predictions"][2]]
+
+
+def _arrow_stream(df: pd.DataFrame) -> bytes:
+    table = pa.Table.from_pandas(df)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
