@@ -32,9 +32,9 @@ from core.preprocessing import text_key
 from service import arrow_ipc
 from service.bodies import ParseError, float32_text
 from service.datasets.spool import Spool
-from service.dialects import (COMMA_NUMBER, DELIMITERS, NA_TOKENS, arrow_nbytes, binary_format, detect_encoding,
-                              encoding_label, hex_integer_columns, pandas_index_columns, sniff_decimal,
-                              sniff_delimiter, text_as_values)
+from service.dialects import (COMMA_NUMBER, DELIMITERS, NA_TOKENS, arrow_nbytes, binary_format, blank_as_null,
+                              detect_encoding, encoding_label, hex_integer_columns, pandas_index_columns,
+                              sniff_decimal, sniff_delimiter, text_as_values)
 from service.errors import TooLarge
 
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -365,9 +365,10 @@ class _Builder:
             return
         y = batch.column(self.target)
         if pa.types.is_string(y.type) or pa.types.is_large_string(y.type):
-            if self.trim_target:
-                y = pc.utf8_trim_whitespace(y)
-            y = pc.if_else(pc.equal(y, ""), pa.scalar(None, y.type), y)
+            if self.trim_target:        # CSV: trimmed, and ' NA ' is missing as in a feature column (one rule)
+                y = blank_as_null(y, self.opts.na_values)
+            else:                       # Parquet/Arrow: typed text; only an empty string is missing, as in features
+                y = pc.if_else(pc.equal(y, ""), pa.scalar(None, y.type), y)
         elif pa.types.is_floating(y.type) and y.null_count < len(y):
             y = pc.if_else(pc.is_nan(y), pa.scalar(None, y.type), y)       # NaN: how pandas writes a missing value
         rows = None

@@ -87,3 +87,36 @@ def _arrow_stream(df: pd.DataFrame) -> bytes:
     with pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+# -- an NA token with spaces around it in a CSV target --------------------------------------------------------------
+
+PADDED = [" NA", "NA ", '" NA "', " NULL ", " ? ", "\u00a0NA", "  "]
+
+
+@pytest.mark.parametrize("cell", PADDED)
+@pytest.mark.parametrize("sep", [",", ";"])
+def test_a_padded_na_token_in_a_csv_target_is_a_missing_value(client, cell, sep):
+    lines = [f"a{sep}y"] + [f"{i}{sep}{i % 2}" for i in range(18)]
+    lines.insert(19, f"5{sep}{cell}")                          # file line 20
+    csv = ("\n".join(lines) + "\n").encode()
+    assert err(up(client, csv)) == ("line 20, column 2 ('y'): missing target value; fill it in, or drop such rows "
+                                    "with the form field drop_missing_target=true")
+    body = ok(up(client, csv, drop_missing_target="true"))
+    assert body["classes"] == [0, 1] and body["n_dropped"] == 1
+
+
+def test_a_padded_na_token_among_text_labels_is_missing_too(client):
+    csv = "a,y\n" + "".join(f"{i},{'pq'[i % 2]}\n" for i in range(10)) + "3, NA \n"
+    body = ok(up(client, csv.encode(), drop_missing_target="true"))
+    assert body["classes"] == ["p", "q"] and body["n_dropped"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_a_parquet_or_arrow_string_target_keeps_na_text_as_a_label(client, fmt):
+    # typed files: only nulls and empty strings are missing, in the target as in text features (README)
+    df = pd.DataFrame({"a": range(12), "y": ["p", "q", "NA"] * 4})
+    assert ok(up(client, pandas_file(df, fmt), f"t.{fmt}", target="y"))["classes"] == ["NA", "p", "q"]
+    df["y"] = ["p", "q", ""] * 4
+    assert err(up(client, pandas_file(df, fmt), f"t.{fmt}", target="y")).startswith(
+        "row 3, column 2 ('y'): missing target value")
