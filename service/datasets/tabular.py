@@ -33,8 +33,9 @@ from service import arrow_ipc
 from service.bodies import ParseError, float32_text
 from service.datasets.spool import Spool
 from service.dialects import (COMMA_NUMBER, DELIMITERS, NA_TOKENS, arrow_nbytes, binary_format, blank_as_null,
-                              detect_encoding, encoding_label, hex_integer_columns, pandas_index_columns,
-                              sniff_decimal, sniff_delimiter, text_as_values)
+                              blank_space_lines, detect_encoding, encoding_label, hex_integer_columns,
+                              pandas_index_columns, sep_line, sniff_decimal, sniff_delimiter, text_as_values,
+                              unnamed_column_hint)
 from service.errors import TooLarge
 
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -820,8 +821,8 @@ class _CsvDiagnosis:
             last = 0
             for row in reader:
                 first, last = last + 1, reader.line_num
-                if first <= self.header_line or not row:
-                    continue
+                if first <= self.header_line or not row or (len(row) == 1 and not row[0].strip(" \t")):
+                    continue                                # blank lines, also of spaces (blank_space_lines)
                 yield first, last, row
 
     def line_of(self, k: int) -> str:
@@ -874,8 +875,18 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
     blank = 0
     while blank < len(lines) and not lines[blank].strip():
         blank += 1
+    excel_sep = sep_line(lines[blank]) if blank < len(lines) else None
+    sep_at = blank + 1
+    if excel_sep is not None:           # Excel's 'sep=;' line: the delimiter, and the header is on the next line
+        blank += 1
+        while blank < len(lines) and not lines[blank].strip():
+            blank += 1
     sample = [ln for ln in lines[blank:blank + 50] if ln.strip()]
-    if opts.delimiter:
+    if not sample:
+        raise ParseError(f"line {sep_at}: a 'sep=' line and no header line after it")
+    if opts.delimiter is None and excel_sep is not None:
+        d = excel_sep
+    elif opts.delimiter:
         d = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(opts.delimiter, opts.delimiter)
         if len(d) != 1 or d in "\r\n":
             raise ParseError(f"delimiter must be one character (e.g. , ; | or tab), got {opts.delimiter!r}")
@@ -894,6 +905,9 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         raise ParseError(f"line {blank + 1}: a column name in the header holds a line break (a quoted field "
                          f"spans lines); column names must be on the header line")
     header = [text_key(h) for h in rows[0]]        # trimmed, Unicode NFC: as predict compares names
+    hint = unnamed_column_hint(header)
+    if hint is not None:
+        raise ParseError(f"line {blank + 1}: header column {header.index('') + 1} has no name; {hint}")
     if opts.decimal is None:
         opts.decimal, decided = sniff_decimal(rows[1:], d)
         opts.decimal_open = not decided
@@ -963,7 +977,7 @@ def _segments(path: Path, gz: bool, enc: str, limit: int | None) -> Iterator[tup
                 raise _nul_error(path, gz, 0, enc, limit)
             if not chunk:
                 if carry.strip():
-                    yield memoryview(carry), b'"' in carry
+                    yield blank_space_lines(memoryview(carry)), b'"' in carry
                 return
             buf = carry + chunk if carry else chunk
             cut = buf.rfind(b"\n") + 1
@@ -977,7 +991,7 @@ def _segments(path: Path, gz: bool, enc: str, limit: int | None) -> Iterator[tup
                 continue
             view = memoryview(buf)
             carry = bytes(view[cut:])
-            yield view[:cut], quotes > 0
+            yield blank_space_lines(view[:cut]), quotes > 0
 
 
 def _mapped_segments(path: Path | Spool) -> Iterator[tuple[memoryview, bool]]:

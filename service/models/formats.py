@@ -30,9 +30,9 @@ import numpy as np
 from core.preprocessing import text_key
 from service import arrow_ipc
 from service.bodies import ParseError
-from service.dialects import (NA_TOKENS, arrow_nbytes, binary_format, blank_as_null, detect_encoding,
-                              drop_pandas_index, encoding_label, first_not_number, hex_integer_columns, known_codec, sniff_decimal,
-                              sniff_delimiter, text_as_values)
+from service.dialects import (NA_TOKENS, arrow_nbytes, binary_format, blank_as_null, blank_space_lines,
+                              detect_encoding, drop_pandas_index, encoding_label, first_not_number, hex_integer_columns, known_codec, sniff_decimal,
+                              sep_line, sniff_delimiter, text_as_values, unnamed_column_hint)
 from service.errors import InvalidInput, NotAcceptable, TooLarge, UnsupportedMediaType, echo
 from service.models import service
 
@@ -256,7 +256,7 @@ def _csv_text(body: bytes | bytearray, charset: str | None) -> bytes | bytearray
     return bytes(data).decode(encoding).encode("utf-8")
 
 
-def _csv_dialect(data: bytes | bytearray) -> tuple[str, str]:
+def _csv_dialect(data: bytes | bytearray, delimiter: str | None = None) -> tuple[str, str]:
     """(delimiter, decimal mark) of a CSV body, detected from its first lines as the upload detects them: the
     delimiter among , ; tab | that splits the header widest with every sampled row agreeing, a decimal comma only
     under ``;``."""
@@ -265,7 +265,7 @@ def _csv_dialect(data: bytes | bytearray) -> tuple[str, str]:
     if len(head) == _SNIFF_BYTES and len(lines) > 1:
         lines = lines[:-1]                                   # the sample may end inside a line
     sample = [ln for ln in lines if ln.strip()][:50]
-    d = sniff_delimiter(sample)
+    d = delimiter or sniff_delimiter(sample)
     try:
         rows = list(csv.reader(sample, delimiter=d))
     except csv.Error:
@@ -282,8 +282,8 @@ def _csv_structure_error(data: bytes | bytearray, delimiter: str) -> str | None:
     try:
         for row in reader:
             first, last = last + 1, reader.line_num
-            if not row:
-                continue
+            if not row or (len(row) == 1 and not row[0].strip(" \t")):
+                continue                                     # blank lines, also of spaces
             if width is None:
                 width = len(row)
             elif len(row) != width:
@@ -303,7 +303,12 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
     import pyarrow.csv as pcsv
 
     data = _csv_text(body, charset)
-    d, decimal = _csv_dialect(data)
+    end = data.find(b"\n")
+    excel_sep = sep_line(bytes(data[:end if end >= 0 else len(data)]).decode("utf-8", errors="replace"))
+    if excel_sep is not None:                   # Excel's 'sep=;' first line: the delimiter; the header follows
+        data = data[end + 1:] if end >= 0 else b""
+    data = blank_space_lines(data)              # lines of only spaces or tabs are blank lines, as at upload
+    d, decimal = _csv_dialect(data, excel_sep)
     quoted = b'"' in data
     if quoted:               # pyarrow reads an unterminated quote to the end of the body: rows would be lost
         problem = _csv_structure_error(data, d)
@@ -312,7 +317,12 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
     text_names = {c["name"] for c in (columns.columns if columns is not None else []) if c["type"] != "numeric"}
     text_names |= set(drop)
     # pyarrow types columns by the header's names as written: ' zip' must be read as text too (01234 kept)
-    spelled = {text_key(n): n for n in _header_names(data, d)}
+    header = _header_names(data, d)
+    hint = unnamed_column_hint([text_key(n) for n in header])
+    if hint is not None:
+        raise InvalidInput(f"the CSV body's header column {[text_key(n) for n in header].index('') + 1} has no "
+                           f"name; {hint}")
+    spelled = {text_key(n): n for n in header}
     text_columns = {spelled.get(n, n): pa.string() for n in text_names}
     convert = pcsv.ConvertOptions(column_types=text_columns, null_values=list(NA_TOKENS), strings_can_be_null=True,
                                   quoted_strings_can_be_null=True, timestamp_parsers=[], decimal_point=decimal)

@@ -120,3 +120,58 @@ def test_a_parquet_or_arrow_string_target_keeps_na_text_as_a_label(client, fmt):
     df["y"] = ["p", "q", ""] * 4
     assert err(up(client, pandas_file(df, fmt), f"t.{fmt}", target="y")).startswith(
         "row 3, column 2 ('y'): missing target value")
+
+
+# -- Excel's sep= line, lines of spaces, unnamed index and trailing delimiter --------------------------------------
+
+ROWS = "".join(f"{i};{i % 5},5;{'pq'[i % 2]}\n" for i in range(20))
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_an_excel_sep_line_names_the_delimiter_and_is_skipped(app, client, crlf):
+    text = "sep=;\na;b;y\n" + ROWS
+    body = ok(up(client, (text.replace("\n", "\r\n") if crlf else text).encode()))
+    plain = ok(up(client, ("a;b;y\n" + ROWS).encode()))
+    assert body["feature_names"] == ["a", "b"] and body["columns"] == plain["columns"]
+    np.testing.assert_array_equal(stored(app, body["id"])[1], stored(app, plain["id"])[1])
+    assert err(up(client, b"sep=;\n")) == "line 1: a 'sep=' line and no header line after it"
+
+
+def test_lines_of_spaces_are_blank_lines(app, client):
+    text = "a,b,y\n   \n" + "".join(f"{i},{i % 3},{'pq'[i % 2]}\n" for i in range(10)) + " \t \n\t\n"
+    body = ok(up(client, text.encode()))
+    _, X, _ = stored(app, body["id"])
+    assert X.shape == (10, 2)
+    # a real short row still names its line (blank lines counted)
+    assert err(up(client, (text + "1\n").encode())) == "line 15: expected 3 columns (as in the header), found 1"
+
+
+@pytest.mark.parametrize("header", [",a,b,y", '"","a","b","y"'])
+def test_a_row_index_column_written_by_pandas_or_r_is_named_as_such(client, header):
+    csv = header + "\n" + "".join(f'"{i + 1}",{i},{i % 3},{"pq"[i % 2]}\n' for i in range(10))
+    assert err(up(client, csv.encode())) == (
+        "line 1: header column 1 has no name; the first column has no name, as the row index written by pandas' "
+        "to_csv() or R's write.csv() has: write the file with index=False (pandas) or row.names=FALSE (R), or "
+        "name that column and leave it out with the form field ignore")
+
+
+def test_a_trailing_delimiter_is_named_as_the_cause(client):
+    csv = "a,b,y,\n" + "".join(f"{i},{i % 3},{'pq'[i % 2]},\n" for i in range(10))
+    assert err(up(client, csv.encode())) == (
+        "line 1: header column 4 has no name; the last column has no name: the header line ends with the "
+        "delimiter (as when every line ends with one); remove the trailing delimiter, or name the column")
+
+
+def test_csv_predict_bodies_read_sep_lines_space_lines_and_name_an_index_column(client, wait_job):
+    model = train(client, wait_job, ok(up(client, ("a;b;y\n" + ROWS).encode())), 2)
+    url = f"/v1/models/{model}/predict"
+    csv = {"content-type": "text/csv"}
+    want = client.post(url, json={"records": [{"a": 3, "b": 1.5}, {"a": 8, "b": 0.5}]})
+    assert want.status_code == 200, want.text
+    for text in ("sep=;\na;b\n3;1,5\n8;0,5\n", "a,b\n  \n3,1.5\n\t\n8,0.5\n", "sep=,\r\na,b\r\n3,1.5\r\n \r\n8,0.5\r\n"):
+        r = client.post(url, content=text.encode(), headers=csv)
+        assert r.status_code == 200, (text, r.text)
+        assert r.json() == want.json(), text
+    r = client.post(url, content=b",a,b\n0,3,1.5\n1,8,0.5\n", headers=csv)
+    assert err(r).startswith("the CSV body's header column 1 has no name; the first column has no name, as the "
+                             "row index written by pandas' to_csv()")
