@@ -977,7 +977,7 @@ def _segments(path: Path, gz: bool, enc: str, limit: int | None) -> Iterator[tup
                 raise _nul_error(path, gz, 0, enc, limit)
             if not chunk:
                 if carry.strip():
-                    yield blank_space_lines(memoryview(carry)), b'"' in carry
+                    yield memoryview(carry), b'"' in carry
                 return
             buf = carry + chunk if carry else chunk
             cut = buf.rfind(b"\n") + 1
@@ -991,7 +991,7 @@ def _segments(path: Path, gz: bool, enc: str, limit: int | None) -> Iterator[tup
                 continue
             view = memoryview(buf)
             carry = bytes(view[cut:])
-            yield blank_space_lines(view[:cut]), quotes > 0
+            yield view[:cut], quotes > 0
 
 
 def _mapped_segments(path: Path | Spool) -> Iterator[tuple[memoryview, bool]]:
@@ -1220,6 +1220,8 @@ def _read_segment(seg, ro, po, co, header, path, gz, enc, diag) -> pa.Table:
                               convert_options=co)
     except pa.ArrowInvalid as e:
         msg = str(e)
+        if msg.startswith("CSV parse error") and seg is not (spaced := blank_space_lines(seg)):
+            return _read_segment(spaced, ro, po, co, header, path, gz, enc, diag)   # lines of spaces: blank lines
         m = _CONVERSION.search(msg)
         if m:
             if "invalid UTF8" in msg or m.group(2) == "string":

@@ -307,7 +307,6 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
     excel_sep = sep_line(bytes(data[:end if end >= 0 else len(data)]).decode("utf-8", errors="replace"))
     if excel_sep is not None:                   # Excel's 'sep=;' first line: the delimiter; the header follows
         data = data[end + 1:] if end >= 0 else b""
-    data = blank_space_lines(data)              # lines of only spaces or tabs are blank lines, as at upload
     d, decimal = _csv_dialect(data, excel_sep)
     quoted = b'"' in data
     if quoted:               # pyarrow reads an unterminated quote to the end of the body: rows would be lost
@@ -326,16 +325,26 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
     text_columns = {spelled.get(n, n): pa.string() for n in text_names}
     convert = pcsv.ConvertOptions(column_types=text_columns, null_values=list(NA_TOKENS), strings_can_be_null=True,
                                   quoted_strings_can_be_null=True, timestamp_parsers=[], decimal_point=decimal)
+    parse_options = pcsv.ParseOptions(delimiter=d, newlines_in_values=quoted)
+
+    def read():
+        nonlocal data
+        try:
+            return pcsv.read_csv(pa.BufferReader(pa.py_buffer(data)), parse_options=parse_options,
+                                 convert_options=convert)
+        except pa.ArrowInvalid as exc:      # lines of only spaces or tabs are blank lines, as at upload
+            if not str(exc).startswith("CSV parse error") or (spaced := blank_space_lines(data)) is data:
+                raise
+            data = spaced
+            return pcsv.read_csv(pa.BufferReader(pa.py_buffer(data)), parse_options=parse_options,
+                                 convert_options=convert)
+
     try:
-        table = pcsv.read_csv(pa.BufferReader(pa.py_buffer(data)),
-                              parse_options=pcsv.ParseOptions(delimiter=d, newlines_in_values=quoted),
-                              convert_options=convert)
+        table = read()
         hexed = hex_integer_columns(table, data)
         if hexed:            # '0x29' is text, as the upload reads it (pyarrow's integer inference takes it as 41)
             convert.column_types = {**text_columns, **{n: pa.string() for n in hexed}}
-            table = pcsv.read_csv(pa.BufferReader(pa.py_buffer(data)),
-                                  parse_options=pcsv.ParseOptions(delimiter=d, newlines_in_values=quoted),
-                                  convert_options=convert)
+            table = read()
     except (pa.ArrowException, OSError, UnicodeError) as exc:
         problem = None if quoted else _csv_structure_error(data, d)
         raise InvalidInput(f"the CSV body cannot be read: {problem or str(exc).splitlines()[0]}") from None

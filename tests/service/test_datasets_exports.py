@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
+from service.datasets import tabular
 from tests.service.test_datasets_tabular import err, ok, stored, up
 from tests.service.test_datasets_text_rules import train
 
@@ -144,6 +145,14 @@ def test_lines_of_spaces_are_blank_lines(app, client):
     assert X.shape == (10, 2)
     # a real short row still names its line (blank lines counted)
     assert err(up(client, (text + "1\n").encode())) == "line 15: expected 3 columns (as in the header), found 1"
+
+
+def test_lines_of_spaces_past_the_first_segment_are_blank_lines(app, client, monkeypatch):
+    monkeypatch.setattr(tabular, "SEGMENT_BYTES", 64)
+    rows = [" \t " if i % 7 == 3 else f"{i},{i % 3},{'pq'[i % 2]}" for i in range(60)]
+    body = ok(up(client, ("a,b,y\n" + "\n".join(rows) + "\n").encode()))
+    _, X, _ = stored(app, body["id"])
+    np.testing.assert_array_equal(X[:, 0], [i for i in range(60) if i % 7 != 3])
 
 
 @pytest.mark.parametrize("header", [",a,b,y", '"","a","b","y"'])
