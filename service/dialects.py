@@ -31,6 +31,10 @@ MAGIC = ((b"\x1f\x8b", "gzip (bytes 1f 8b)", "name it .csv.gz"),
                                                      "be saved as CSV first"))
 DELIMITERS = (",", ";", "\t", "|")
 COMMA_NUMBER = re.compile(r"[+-]?[0-9]+,[0-9]+(?:[eE][+-]?[0-9]+)?")
+# a number written with '.' grouping thousands, as Excel de-DE writes one ('1.234', '12.345.678', '-1.234,5'): under
+# ';' such a cell does not decide the decimal mark, and with ',' as the mark its column is read at its magnitude
+_DOT_GROUPED = re.compile(r"[+-]?[0-9]{1,3}(?:\.[0-9]{3})+")
+_DOT_GROUPED_COMMA = re.compile(r"[+-]?[0-9]{1,3}(?:\.[0-9]{3})+,[0-9]+")
 _POINT_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
@@ -210,9 +214,44 @@ def sniff_decimal(rows: list[list[str]], delimiter: str) -> tuple[str, bool]:
     if delimiter != ";":
         return ".", True
     cells = [c.strip() for r in rows for c in r]
-    if any(_POINT_NUMBER.fullmatch(c) for c in cells):
-        return ".", True
-    return (",", True) if any(COMMA_NUMBER.fullmatch(c) for c in cells) else (".", False)
+    if any(_POINT_NUMBER.fullmatch(c) and not _DOT_GROUPED.fullmatch(c) for c in cells):
+        return ".", True                                    # ('1.234' may be 1234 written with a thousands dot)
+    if any(COMMA_NUMBER.fullmatch(c) or _DOT_GROUPED_COMMA.fullmatch(c) for c in cells):
+        return ",", True
+    return ".", False
+
+
+def thousands_of(decimal: str, thousands: str | None) -> str | None:
+    """The thousands separator to look for: the one given (form field ``thousands``), else ``.`` when the decimal
+    mark is ``,`` (German/European numbers: ``1.234,5``), else none."""
+    if thousands is not None:
+        return thousands or None
+    return "." if decimal == "," else None
+
+
+def grouped_cell(value: str, decimal: str, thousands: str | None) -> bool:
+    """Whether a cell is a number with its thousands grouped by ``thousands_of(decimal, thousands)``."""
+    sep = thousands_of(decimal, thousands)
+    return sep is not None and re.fullmatch(_grouped_pattern(sep, decimal), value.strip()) is not None
+
+
+def _grouped_pattern(sep: str, decimal: str) -> str:
+    s, d = re.escape(sep), re.escape(decimal)
+    return rf"^\s*[+-]?(?:[0-9]{{1,3}}(?:{s}[0-9]{{3}})+|[0-9]+)(?:{d}[0-9]+)?\s*$"
+
+
+def _ungrouped(t, decimal: str, thousands: str | None):
+    """A trimmed text column with the thousands separators removed when one of its values holds the separator and
+    every value is a number written with that grouping (``1.234``, ``12.345.678``, ``999``, ``1.234,5``); else
+    unchanged (a column that merely holds a ``.`` stays as it is)."""
+    import pyarrow.compute as pc
+
+    sep = thousands_of(decimal, thousands)
+    if sep is None or not pc.any(pc.match_substring(t, sep)).as_py():
+        return t
+    if not pc.all(pc.match_substring_regex(t, _grouped_pattern(sep, decimal))).as_py():
+        return t
+    return pc.replace_substring(t, sep, "")
 
 
 def blank_as_null(col, na_values=NA_TOKENS):
@@ -225,15 +264,16 @@ def blank_as_null(col, na_values=NA_TOKENS):
     return pc.if_else(pc.is_in(t, value_set=pa.array([*na_values, ""], pa.string())), pa.scalar(None, t.type), t)
 
 
-def text_as_values(col, na_values=NA_TOKENS, decimal: str = "."):
+def text_as_values(col, na_values=NA_TOKENS, decimal: str = ".", thousands: str | None = None):
     """('numeric', float64) or ('boolean', bool) for a pyarrow text column whose cells, trimmed, are all numbers,
     or all true/false, once cells that are empty after trimming or an NA token are missing (``blank_as_null``);
     None for text. pyarrow types a column with one ``'  '`` cell as text: a column of numbers must not become
-    categorical for it."""
+    categorical for it. Numbers with grouped thousands (``1.234`` with the decimal mark ``,``, or the separator
+    ``thousands``) are read at their magnitude when every value of the column is written so."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = blank_as_null(col, na_values)
+    t = _ungrouped(blank_as_null(col, na_values), decimal, thousands)
     if decimal == ",":
         if pc.any(pc.match_substring(t, ".")).as_py():
             return None                                     # 2.5 is text when the decimal mark is ','
@@ -248,14 +288,15 @@ def text_as_values(col, na_values=NA_TOKENS, decimal: str = "."):
     return None
 
 
-def first_not_number(col, na_values=NA_TOKENS, decimal: str = ".") -> tuple[int, str] | None:
+def first_not_number(col, na_values=NA_TOKENS, decimal: str = ".",
+                     thousands: str | None = None) -> tuple[int, str] | None:
     """(row index, cell as written) of the first cell of a pyarrow text column that is neither missing (blank, an
     NA token) nor a number as ``text_as_values`` reads numbers; None when there is none. Blocks of 1,024 cells are
     cast at once and only the failing block cell by cell."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = blank_as_null(col, na_values)
+    t = _ungrouped(blank_as_null(col, na_values), decimal, thousands)
     if decimal == ",":
         t = pc.if_else(pc.match_substring(t, "."), pa.scalar("not a number", pa.string()),
                        pc.replace_substring(t, ",", "."))

@@ -123,6 +123,10 @@ UPLOAD_OPENAPI = {
                         "decimal": {"type": "string", "description": "Decimal mark of CSV numbers: . or , "
                                                                      "(point, comma); default , for a ;-separated "
                                                                      "file whose numbers are written 2,5, else ."},
+                        "thousands": {"type": "string", "description": "Thousands separator of CSV numbers "
+                                                                       "(pandas' read_csv(thousands=...)): . , ' or "
+                                                                       "space; default . when the decimal mark is , "
+                                                                       "and a column's every value is so grouped."},
                         "categorical": {"type": "string", "description": "Comma-separated columns to treat as "
                                                                          "categorical although numeric."},
                         "ignore": {"type": "string", "description": "Comma-separated columns to drop (ids)."},

@@ -69,6 +69,13 @@ def _table_options(fields: dict[str, str], settings) -> dict:
         if raw not in (".", ","):
             raise ParseError(f"decimal must be '.' or ',' (or point, comma), got {fields['decimal']!r}")
         opts["decimal"] = raw
+    if fields.get("thousands"):
+        raw = {"point": ".", "dot": ".", "comma": ",", "space": " ", "apostrophe": "'"}.get(
+            fields["thousands"].lower(), fields["thousands"])
+        if len(raw) != 1 or raw.isalnum() or raw in "\r\n\"+-":
+            raise ParseError(f"thousands must be one character such as . , ' or space (or point, comma, space, "
+                             f"apostrophe), got {fields['thousands']!r}")
+        opts["thousands"] = raw
     if fields.get("max_categories"):
         raw = fields["max_categories"]
         if not raw.isdigit() or int(raw) < 1:
@@ -85,9 +92,10 @@ def _table_options(fields: dict[str, str], settings) -> dict:
     return opts
 
 
-TABLE_FIELDS = ("delimiter", "na_values", "encoding", "decimal", "categorical", "ignore", "max_categories",
+TABLE_FIELDS = ("delimiter", "na_values", "encoding", "decimal", "thousands", "categorical", "ignore", "max_categories",
                 "drop_missing_target")
-CSV_FIELDS = ("delimiter", "na_values", "encoding", "decimal")     # how text is read: Parquet and Arrow are typed
+# how text is read: Parquet and Arrow are typed
+CSV_FIELDS = ("delimiter", "na_values", "encoding", "decimal", "thousands")
 
 
 def parse(upload: Upload, settings=None):

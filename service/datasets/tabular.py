@@ -33,7 +33,7 @@ from service import arrow_ipc
 from service.bodies import ParseError, float32_text
 from service.datasets.spool import Spool
 from service.dialects import (COMMA_NUMBER, DELIMITERS, NA_TOKENS, arrow_nbytes, binary_format, blank_as_null,
-                              blank_space_lines, detect_encoding, encoding_label, hex_integer_columns,
+                              blank_space_lines, detect_encoding, encoding_label, grouped_cell, hex_integer_columns,
                               pandas_index_columns, sep_line, sniff_decimal, sniff_delimiter, text_as_values,
                               unnamed_column_hint)
 from service.errors import TooLarge
@@ -61,6 +61,7 @@ class TableOptions:
     na_values: tuple[str, ...] = NA_TOKENS
     encoding: str | None = None
     decimal: str | None = None        # "." or ","; None: detected (see dialects.sniff_decimal)
+    thousands: str | None = None      # thousands separator; None: '.' when the decimal mark is ',' (dialects)
     categorical: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     max_categories: int = MAX_CATEGORIES
@@ -905,6 +906,11 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         raise ParseError(f"line {blank + 1}: a column name in the header holds a line break (a quoted field "
                          f"spans lines); column names must be on the header line")
     header = [text_key(h) for h in rows[0]]        # trimmed, Unicode NFC: as predict compares names
+    if opts.thousands is not None:
+        if opts.decimal is None and opts.thousands in DECIMALS:    # 1.234,5 or 1,234.5: the other mark
+            opts.decimal = "," if opts.thousands == "." else "."
+        if opts.thousands == opts.decimal:
+            raise ParseError(f"thousands {opts.thousands!r} is also the decimal mark; set the form field decimal")
     hint = unnamed_column_hint(header)
     if hint is not None:
         raise ParseError(f"line {blank + 1}: header column {header.index('') + 1} has no name; {hint}")
@@ -934,8 +940,9 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         except _Retype as r:
             if opts.decimal_open and COMMA_NUMBER.fullmatch(r.value):
                 opts.decimal, opts.decimal_open = ",", False    # a decimal comma past the sample: read again
-            elif (r.value in opts.na_values or not r.value) and r.column not in opts.blank_cells:
-                opts.blank_cells.add(r.column)      # '  ' or ' NA ' past the first segment: text, then numbers
+            elif (r.value in opts.na_values or not r.value or grouped_cell(r.value, opts.decimal, opts.thousands)) \
+                    and r.column not in opts.blank_cells:
+                opts.blank_cells.add(r.column)      # '  ', ' NA ' or '1.234' past the first segment: text, then numbers
                 forced[r.column] = pa.string()
             else:
                 opts.blank_cells.discard(r.column)
@@ -1112,14 +1119,15 @@ def _segment_tables(path, gz, enc, d, header, header_line, include, forced, opts
                 if k == "categorical" and (f.name not in forced or f.name in opts.blank_cells):
                     if opts.decimal_open:
                         _decimal_commas(table.column(f.name), f.name)
-                    as_values = text_as_values(table.column(f.name), opts.na_values, opts.decimal)
+                    as_values = text_as_values(table.column(f.name), opts.na_values, opts.decimal,
+                                               opts.thousands)
                     if as_values is not None:               # numbers or true/false with blank or ' NA ' cells
                         k = texty[f.name] = as_values[0]
                 kinds[f.name] = k
             types = _fixed_types(table.schema, forced)      # texty columns stay text for pyarrow: '  ' is no number
             first = False
         for name, kind in texty.items():
-            as_values = text_as_values(table.column(name), opts.na_values, opts.decimal)
+            as_values = text_as_values(table.column(name), opts.na_values, opts.decimal, opts.thousands)
             if as_values is None or as_values[0] != kind:   # a real text value further down: categorical after all
                 raise _Retype(name, pa.string())
             table = table.set_column(table.schema.get_field_index(name), name, as_values[1])

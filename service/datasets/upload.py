@@ -22,9 +22,9 @@ from service.bodies import body_chunks, check_length, read_body, too_large
 from service.datasets.spool import Spool, UploadAborted
 from service.errors import InvalidInput, UnsupportedMediaType
 
-FORM_FIELDS = ("name", "target", "task", "delimiter", "na_values", "encoding", "decimal", "categorical",
-               "ignore", "max_categories", "drop_missing_target")
-UNSTRIPPED_FIELDS = ("delimiter", "na_values")     # a tab delimiter or a " " NA token must survive
+FORM_FIELDS = ("name", "target", "task", "delimiter", "na_values", "encoding", "decimal", "thousands",
+               "categorical", "ignore", "max_categories", "drop_missing_target")
+UNSTRIPPED_FIELDS = ("delimiter", "na_values", "thousands")     # a tab delimiter or a " " NA token must survive
 STREAMED_KINDS = ("csv", "csv.gz")                 # parsed while they arrive (the others need the whole file)
 MAX_FIELD_BYTES = 1 << 20                          # ignore/categorical may list thousands of column names
 CSV_TYPES = {"text/csv", "application/csv", "text/comma-separated-values", "application/vnd.ms-excel",

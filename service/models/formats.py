@@ -31,8 +31,9 @@ from core.preprocessing import text_key
 from service import arrow_ipc
 from service.bodies import ParseError
 from service.dialects import (NA_TOKENS, arrow_nbytes, binary_format, blank_as_null, blank_space_lines,
-                              detect_encoding, drop_pandas_index, encoding_label, first_not_number, hex_integer_columns, known_codec, sniff_decimal,
-                              sep_line, sniff_delimiter, text_as_values, unnamed_column_hint)
+                              detect_encoding, drop_pandas_index, encoding_label, first_not_number,
+                              hex_integer_columns, known_codec, sep_line, sniff_decimal, sniff_delimiter,
+                              text_as_values, unnamed_column_hint)
 from service.errors import InvalidInput, NotAcceptable, TooLarge, UnsupportedMediaType, echo
 from service.models import service
 
@@ -354,6 +355,7 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
     for j, f in enumerate(table.schema):
         if pa.types.is_string(f.type):
             as_numbers = text_as_values(table.column(j), NA_TOKENS, decimal) if f.name not in text_names else None
+            # (with the decimal mark ',', a column of '1.234'-style numbers is read with '.' grouping thousands)
             if as_numbers is None and f.name in numeric:    # name the cell that is no number, not the first one
                 bad = first_not_number(table.column(j), NA_TOKENS, decimal)
                 if bad is not None:

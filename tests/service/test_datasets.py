@@ -341,7 +341,8 @@ def test_multipart_422_unknown_field_and_missing_file(client):
     r = upload_csv(client, IRIS_CSV, targte="species")
     assert r.status_code == 422
     assert r.json()["detail"] == ("unknown form field 'targte'; expected file, name, target, task, delimiter, "
-                                  "na_values, encoding, decimal, categorical, ignore, max_categories, drop_missing_target")
+                                  "na_values, encoding, decimal, thousands, categorical, ignore, max_categories, "
+                                  "drop_missing_target")
     r = client.post("/v1/datasets", data={"name": "x"}, files={"other": ("a.csv", b"a,b\n1,2\n")})
     assert r.status_code == 422
     r = client.post("/v1/datasets", files={"name": (None, "only a field")})

@@ -184,3 +184,49 @@ def test_csv_predict_bodies_read_sep_lines_space_lines_and_name_an_index_column(
     r = client.post(url, content=b",a,b\n0,3,1.5\n1,8,0.5\n", headers=csv)
     assert err(r).startswith("the CSV body's header column 1 has no name; the first column has no name, as the "
                              "row index written by pandas' to_csv()")
+
+
+# -- German numbers: thousands dots and decimal commas --------------------------------------------------------------
+
+GERMAN = "Einwohner;Anteil;y\n999;0,5;ja\n1.234;0,25;nein\n12.500;0,75;ja\n850;0,1;nein\n12.345.678;1,5;ja\n-2.000;2;nein\n"
+
+
+def test_thousands_dots_beside_decimal_commas_are_read_at_their_magnitude(app, client):
+    body = ok(up(client, GERMAN.encode()))
+    assert [c["type"] for c in body["columns"]] == ["numeric", "numeric"]
+    _, X, _ = stored(app, body["id"])
+    np.testing.assert_array_equal(X, np.array([[999, 0.5], [1234, 0.25], [12500, 0.75], [850, 0.1],
+                                               [12345678, 1.5], [-2000, 2]], np.float32))
+    # the same with the fields given, and past the first segment
+    same = ok(up(client, GERMAN.encode(), decimal=",", thousands="."))
+    np.testing.assert_array_equal(stored(app, same["id"])[1], X)
+
+
+def test_thousands_dots_past_the_first_segment(app, client, monkeypatch):
+    monkeypatch.setattr(tabular, "SEGMENT_BYTES", 64)
+    rows = [f"{i if i < 40 else f'{i}.{i:03d}'};{i % 4},5;{'pq'[i % 2]}" for i in range(50)]
+    body = ok(up(client, ("n;r;y\n" + "\n".join(rows) + "\n").encode()))
+    _, X, _ = stored(app, body["id"])
+    assert body["columns"][0]["type"] == "numeric"
+    np.testing.assert_array_equal(X[:, 0], [i if i < 40 else i * 1000 + i for i in range(50)])
+
+
+def test_the_thousands_field(app, client):
+    us = "a,b,y\n" + "".join(f'"{i},{i:03d}.5",{i},{"pq"[i % 2]}\n' for i in range(1, 11))
+    body = ok(up(client, us.encode(), thousands=","))
+    np.testing.assert_array_equal(stored(app, body["id"])[1][:, 0], [i * 1000 + i + 0.5 for i in range(1, 11)])
+    assert err(up(client, GERMAN.encode(), thousands="x")) == (
+        "thousands must be one character such as . , ' or space (or point, comma, space, apostrophe), got 'x'")
+    assert err(up(client, GERMAN.encode(), thousands=".", decimal=".")) == (
+        "thousands '.' is also the decimal mark; set the form field decimal")
+
+
+def test_a_csv_predict_body_reads_german_numbers_as_the_upload(client, wait_job):
+    model = train(client, wait_job, ok(up(client, GERMAN.encode())), 2)
+    url = f"/v1/models/{model}/predict"
+    want = client.post(url, json={"records": [{"Einwohner": 1234, "Anteil": 0.25}, {"Einwohner": 850, "Anteil": 2}]})
+    assert want.status_code == 200, want.text
+    r = client.post(url, content="Einwohner;Anteil\n1.234;0,25\n850;2\n".encode(),
+                    headers={"content-type": "text/csv"})
+    assert r.status_code == 200, r.text
+    assert r.json() == want.json()
