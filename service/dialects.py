@@ -15,11 +15,12 @@ from service.bodies import ParseError
 # sniffed would be a 500): what it reads here is already bounded by the upload and body limits.
 csv.field_size_limit(2**31 - 1)
 
-# Cells read as missing by default: pandas.read_csv's default na_values, plus '?' and '-' (the one list: uploads,
+# Cells read as missing by default: pandas.read_csv's default na_values, plus '?', '-' and '.' (Stata's and SAS's
+# missing numeric value; a lone '.' is no plausible category) (the one list: uploads,
 # CSV predict bodies and the text values of JSON records/split bodies all read it; the form field na_values
 # replaces it for an upload)
 NA_TOKENS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
-             "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null", "?", "-")
+             "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null", "?", "-", ".")
 # pyarrow's CSV reader infers integers from hexadecimal text ('0x10' -> 16; pandas and pyarrow's float parsing
 # read it as text): a sample holding this is checked for such columns
 HEX_INTEGER = re.compile(rb"0[xX][0-9a-fA-F]")

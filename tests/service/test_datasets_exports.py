@@ -230,3 +230,10 @@ def test_a_csv_predict_body_reads_german_numbers_as_the_upload(client, wait_job)
                     headers={"content-type": "text/csv"})
     assert r.status_code == 200, r.text
     assert r.json() == want.json()
+
+
+def test_a_stata_dot_is_a_missing_value(client):
+    rows = [f"{'.' if i == 4 else i}, {'.' if i == 6 else 'pq'[i % 2]},{'yes' if i % 2 else 'no'}" for i in range(20)]
+    cols = ok(up(client, ("n,c,y\n" + "\n".join(rows) + "\n").encode()))["columns"]
+    assert (cols[0]["type"], cols[0]["missing"], cols[0]["min"], cols[0]["max"]) == ("numeric", 1, 0.0, 19.0)
+    assert (cols[1]["type"], cols[1]["missing"]) == ("categorical", 1)

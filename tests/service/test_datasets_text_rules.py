@@ -155,7 +155,7 @@ def test_hex_text_in_a_csv_predict_body_is_not_a_number(client, wait_job):
 def test_the_na_tokens_are_pandas_defaults_plus_question_mark_and_dash():
     assert set(NA_TOKENS) == {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
                               "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null", "?",
-                              "-"}
+                              "-", "."}
 
 
 @pytest.mark.parametrize("token", [t for t in NA_TOKENS if t])
