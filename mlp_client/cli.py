@@ -35,8 +35,8 @@ def _connection(parser: argparse.ArgumentParser) -> None:
 
 
 # The form fields of POST /v1/datasets the upload flags send (README "Data sets"), by flag destination.
-UPLOAD_FIELDS = ("target", "task", "name", "ignore", "categorical", "delimiter", "decimal", "encoding", "na_values",
-                 "max_categories", "drop_missing_target")
+UPLOAD_FIELDS = ("target", "task", "name", "ignore", "categorical", "delimiter", "decimal", "thousands", "encoding",
+                 "na_values", "max_categories", "drop_missing_target")
 
 
 def _upload_options(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +51,8 @@ def _upload_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--delimiter", help="CSV delimiter: one character, or comma, semicolon, tab, pipe "
                                            "(default: detected)")
     group.add_argument("--decimal", help="decimal mark of CSV numbers: . or , (default: detected)")
+    group.add_argument("--thousands", help="thousands separator of CSV numbers: . , ' or space (default: none; "
+                                           "'.'-grouped numbers are detected when the decimal mark is ,)")
     group.add_argument("--encoding", help="the file's text encoding when not UTF-8/16/32 with a BOM (e.g. cp1252)")
     group.add_argument("--na-values", metavar="TOKENS",
                        help="comma-separated tokens read as missing, replacing the default list ('' = empty cells "
