@@ -20,8 +20,13 @@ def _queued_job(http) -> str:
 
 
 def _open_stream(port: int, job_id: str, headers: str = "") -> tuple[socket.socket, bytes]:
+    return open_path(port, f"/v1/jobs/{job_id}/events", headers)
+
+
+def open_path(port: int, path: str, headers: str = "") -> tuple[socket.socket, bytes]:
+    """A raw GET of ``path`` left open: (the socket, the response head)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(f"GET /v1/jobs/{job_id}/events HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = s.recv(4096)

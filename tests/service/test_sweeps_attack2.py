@@ -161,16 +161,8 @@ def test_two_identical_hyperband_sweeps_prune_the_same_trials_at_the_same_epochs
 
 # -- 6. sweep streams count against the stream caps --------------------------------------------------------------
 def _open(port: int, path: str):
-    import socket
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    return s, head
+    from tests.adversarial.test_streams import open_path
+    return open_path(port, path)
 
 
 def test_sweep_event_streams_count_against_the_tenant_stream_cap(live_server):
