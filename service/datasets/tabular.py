@@ -362,33 +362,14 @@ class _Builder:
     def add(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Convert one record batch, or one table whose columns are chunked (a CSV segment: its columns walked
         chunk by chunk, never concatenated first)."""
-        n = batch.num_rows
-        if n == 0:
+        if batch.num_rows == 0:
             return
-        y = batch.column(self.target)
-        if pa.types.is_string(y.type) or pa.types.is_large_string(y.type):
-            if self.trim_target:        # CSV: trimmed, and ' NA ' is missing as in a feature column (one rule)
-                y = blank_as_null(y, self.opts.na_values)
-            else:                       # Parquet/Arrow: typed text; only an empty string is missing, as in features
-                y = pc.if_else(pc.equal(y, ""), pa.scalar(None, y.type), y)
-        elif pa.types.is_floating(y.type) and y.null_count < len(y):
-            y = pc.if_else(pc.is_nan(y), pa.scalar(None, y.type), y)       # NaN: how pandas writes a missing value
-        rows = None
-        if y.null_count:
-            nulls = np.asarray(y.is_null().to_numpy(zero_copy_only=False))
-            if not self.opts.drop_missing_target:
-                i = int(np.flatnonzero(nulls)[0])
-                raise ParseError(f"{self.where(self.rows + i)}, {self._col(self.target)}: missing target value; "
-                                 f"fill it in, or drop such rows with the form field drop_missing_target=true")
-            keep = ~nulls
-            rows = np.flatnonzero(keep)
-            self.dropped += int(nulls.sum())
-            batch = batch.filter(pa.array(keep))
-            y = y.filter(pa.array(keep))
-            n = batch.num_rows
+        read = batch.num_rows
+        batch, y, rows = self._target(batch)
+        n = batch.num_rows
         base = self.rows
         where = (lambda i: self.where(base + i)) if rows is None else (lambda i: self.where(base + int(rows[i])))
-        self.rows += len(keep) if rows is not None else n
+        self.rows += read
         if n == 0:
             return
         out = self._rows(n)
@@ -445,6 +426,28 @@ class _Builder:
         if self.xfile is not None and not any(c.stale for c in self.cols if type(c) is _Categorical):
             self.xfile.write_back(self.n)       # these rows are final (else categorical ones are written at the end)
         self.y_chunks.extend(y.chunks if isinstance(y, pa.ChunkedArray) else (y,))
+
+    def _target(self, batch):
+        """(batch, its target with missing values as nulls, the indices of the rows kept or None): a missing target
+        is a ParseError naming its line, or with ``drop_missing_target`` its row is dropped and counted."""
+        y = batch.column(self.target)
+        if pa.types.is_string(y.type) or pa.types.is_large_string(y.type):
+            if self.trim_target:        # CSV: trimmed, and ' NA ' is missing as in a feature column (one rule)
+                y = blank_as_null(y, self.opts.na_values)
+            else:                       # Parquet/Arrow: typed text; only an empty string is missing, as in features
+                y = pc.if_else(pc.equal(y, ""), pa.scalar(None, y.type), y)
+        elif pa.types.is_floating(y.type) and y.null_count < len(y):
+            y = pc.if_else(pc.is_nan(y), pa.scalar(None, y.type), y)       # NaN: how pandas writes a missing value
+        if not y.null_count:
+            return batch, y, None
+        nulls = np.asarray(y.is_null().to_numpy(zero_copy_only=False))
+        if not self.opts.drop_missing_target:
+            i = int(np.flatnonzero(nulls)[0])
+            raise ParseError(f"{self.where(self.rows + i)}, {self._col(self.target)}: missing target value; "
+                             f"fill it in, or drop such rows with the form field drop_missing_target=true")
+        keep = ~nulls
+        self.dropped += int(nulls.sum())
+        return batch.filter(pa.array(keep)), y.filter(pa.array(keep)), np.flatnonzero(keep)
 
     def _numeric_block(self, batch: pa.RecordBatch, pos: dict, out: np.ndarray) -> bool:
         """Many numeric columns: all of them in one conversion (no Python work per column); False when their
@@ -885,16 +888,7 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
     sample = [ln for ln in lines[blank:blank + 50] if ln.strip()]
     if not sample:
         raise ParseError(f"line {sep_at}: a 'sep=' line and no header line after it")
-    if opts.delimiter is None and excel_sep is not None:
-        d = excel_sep
-    elif opts.delimiter:
-        d = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(opts.delimiter, opts.delimiter)
-        if len(d) != 1 or d in "\r\n":
-            raise ParseError(f"delimiter must be one character (e.g. , ; | or tab), got {opts.delimiter!r}")
-        if d == '"':
-            raise ParseError("delimiter cannot be '\"', the quote character of CSV fields")
-    else:
-        d = sniff_delimiter(sample)
+    d = _delimiter(opts, excel_sep, sample)
     try:
         rows = list(csv.reader(sample, delimiter=d))
     except csv.Error:
@@ -906,21 +900,10 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
         raise ParseError(f"line {blank + 1}: a column name in the header holds a line break (a quoted field "
                          f"spans lines); column names must be on the header line")
     header = [text_key(h) for h in rows[0]]        # trimmed, Unicode NFC: as predict compares names
-    if opts.thousands is not None:
-        if opts.decimal is None and opts.thousands in DECIMALS:    # 1.234,5 or 1,234.5: the other mark
-            opts.decimal = "," if opts.thousands == "." else "."
-        if opts.thousands == opts.decimal:
-            raise ParseError(f"thousands {opts.thousands!r} is also the decimal mark; set the form field decimal")
     hint = unnamed_column_hint(header)
     if hint is not None:
         raise ParseError(f"line {blank + 1}: header column {header.index('') + 1} has no name; {hint}")
-    if opts.decimal is None:
-        opts.decimal, decided = sniff_decimal(rows[1:], d)
-        opts.decimal_open = not decided
-    elif opts.decimal not in DECIMALS:
-        raise ParseError(f"decimal must be '.' or ',', got {opts.decimal!r}")
-    if opts.decimal == d:
-        raise ParseError(f"decimal {opts.decimal!r} is also the delimiter; set the form field delimiter")
+    _number_marks(opts, rows[1:], d)
     header_line = blank + 1
     if len(header) < 2:
         how = (f"split on the delimiter {DELIMITER_NAMES.get(d, repr(d))} given in the form field delimiter; check "
@@ -947,6 +930,37 @@ def read_csv(path: Path, opts: TableOptions, *, gz: bool = False) -> Table:
             else:
                 opts.blank_cells.discard(r.column)
                 forced[r.column] = r.to
+
+
+def _delimiter(opts: TableOptions, excel_sep: str | None, sample: list[str]) -> str:
+    """The form field ``delimiter`` (a character or its name), else Excel's ``sep=`` line, else sniffed."""
+    if opts.delimiter is None and excel_sep is not None:
+        return excel_sep
+    if not opts.delimiter:
+        return sniff_delimiter(sample)
+    d = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(opts.delimiter, opts.delimiter)
+    if len(d) != 1 or d in "\r\n":
+        raise ParseError(f"delimiter must be one character (e.g. , ; | or tab), got {opts.delimiter!r}")
+    if d == '"':
+        raise ParseError("delimiter cannot be '\"', the quote character of CSV fields")
+    return d
+
+
+def _number_marks(opts: TableOptions, rows: list[list[str]], d: str) -> None:
+    """Settle ``opts.decimal`` (the form field, the other mark of ``thousands``, or sniffed from the sample rows;
+    ``decimal_open`` while the sample could not tell) and check it against ``thousands`` and the delimiter."""
+    if opts.thousands is not None:
+        if opts.decimal is None and opts.thousands in DECIMALS:    # 1.234,5 or 1,234.5: the other mark
+            opts.decimal = "," if opts.thousands == "." else "."
+        if opts.thousands == opts.decimal:
+            raise ParseError(f"thousands {opts.thousands!r} is also the decimal mark; set the form field decimal")
+    if opts.decimal is None:
+        opts.decimal, decided = sniff_decimal(rows, d)
+        opts.decimal_open = not decided
+    elif opts.decimal not in DECIMALS:
+        raise ParseError(f"decimal must be '.' or ',', got {opts.decimal!r}")
+    if opts.decimal == d:
+        raise ParseError(f"decimal {opts.decimal!r} is also the delimiter; set the form field delimiter")
 
 
 class _Retype(Exception):
