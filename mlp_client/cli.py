@@ -339,8 +339,8 @@ def _upload(client: Client, args: argparse.Namespace) -> int:
 def _sweep_status(client: Client, args: argparse.Namespace) -> int:
     sweep = client.get_sweep(args.sweep_id)
     if args.watch and sweep.status == "running":
-        return _follow_sweep(sweep)
-    return _print_sweep(sweep)
+        return _follow_sweep(sweep, limit=None)
+    return _print_sweep(sweep, limit=None)
 
 
 def _sweep_cancel(client: Client, args: argparse.Namespace) -> int:
@@ -349,7 +349,7 @@ def _sweep_cancel(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _follow_sweep(sweep: Sweep) -> int:
+def _follow_sweep(sweep: Sweep, limit: int | None = 10) -> int:
     """Follow a sweep with a progress bar, then print it; Ctrl-C stops watching (exit 130), not the sweep."""
     try:
         sweep.wait(progress=True)
@@ -359,13 +359,20 @@ def _follow_sweep(sweep: Sweep) -> int:
         return 130
     except SweepFailed:
         pass  # printed below with its trials and their errors
-    return _print_sweep(sweep)
+    return _print_sweep(sweep, limit)
 
 
-def _print_sweep(sweep: Sweep) -> int:
-    """The sweep's status and its first ten trials, best first; 0 once it succeeded (or while running)."""
+def _print_sweep(sweep: Sweep, limit: int | None = 10) -> int:
+    """The sweep's status, its counts and its trials best first (the first ``limit``, then every failed one, with
+    its error); 0 once it succeeded (or while running)."""
     print(f"sweep {sweep.id} {sweep.status}" + (f": {sweep.data.get('reason')}" if sweep.data.get("reason") else ""))
-    for t in sweep.trials[:10]:
+    trials = sweep.trials
+    counts = sweep.data.get("counts") or {}
+    print(f"  {len(trials)} trial(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+          + (f"; the first {limit} shown (mlp-service sweep-status {sweep.id} for all)"
+             if limit is not None and len(trials) > limit else ""))
+    shown = trials if limit is None else trials[:limit] + [t for t in trials[limit:] if t["status"] == "failed"]
+    for t in shown:
         value = "-" if t["value"] is None else f"{t['value']:.4f}"
         print(f"  #{t['number']:<3} {t['status']:<9} {sweep.data['metric']}={value} epoch {t['epoch']} "
               f"{json.dumps(t['params'], separators=(',', ':'))}")

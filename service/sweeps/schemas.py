@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, create_model, model_validator
 from pydantic_core import PydanticCustomError
@@ -75,6 +75,9 @@ def _shape(value: Any) -> str:
 
 IntDim = Annotated[Union[Annotated[Int, Tag("value")], Annotated[list[Int], Tag("choices")],  # noqa: UP007
                          Annotated[IntRange, Tag("range")]], Discriminator(_shape)]
+# clip_norm: null (no clipping) is a value and may be one of the choices
+ClipDim = Annotated[Union[Annotated[Float, Tag("value")], Annotated[list[Optional[Float]], Tag("choices")],  # noqa: UP007
+                          Annotated[FloatRange, Tag("range")]], Discriminator(_shape)]
 FloatDim = Annotated[Union[Annotated[Float, Tag("value")], Annotated[list[Float], Tag("choices")],  # noqa: UP007
                            Annotated[FloatRange, Tag("range")]], Discriminator(_shape)]
 
@@ -96,8 +99,9 @@ class SearchSpace(_Strict):
     batch_size: IntDim = Field(32, description="Rows per minibatch.")
     weight_decay: FloatDim = Field(0.0, description="L2 penalty.")
     l1: FloatDim = Field(0.0, description="L1 penalty (as the job's l1).")
-    clip_norm: FloatDim | None = Field(None, description="Clip each minibatch gradient's global L2 norm to this "
-                                       "(as the job's clip_norm); null: no clipping.")
+    clip_norm: ClipDim | None = Field(None, description="Clip each minibatch gradient's global L2 norm to this "
+                                      "(as the job's clip_norm); null: no clipping, also as one of a list's "
+                                      "choices ([null, 1.0]).")
     epochs: IntDim = Field(10, description="Passes over the data of each trial (the pruner may stop it sooner).")
 
     @model_validator(mode="before")

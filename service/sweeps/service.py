@@ -183,6 +183,9 @@ def cancel(session: Session, executor: Executor, *, owner: str, sweep_id: str,
         raise Conflict(f"sweep {sweep_id} has just ended; only a running sweep can be cancelled")
     _stop_active(session, executor, owner=owner, sweep_id=sweep_id, metric=sweep.request["metric"])
     session.refresh(sweep)
+    # the trials' final outcomes: the best trial and the importances as a sweep that ended by its budget has them
+    _update_best(session, sweep, _request(sweep), list(trials_of(session, owner=owner, sweep_id=sweep_id)),
+                 changed=True, final=True)
     return sweep
 
 
@@ -511,7 +514,8 @@ def _update_best(session: Session, sweep: Sweep, req: SweepCreate, trials: list[
         done = sum(t.status == COMPLETE for t in trials)
         values["importances"] = _search().importances(
             _search().study(req, sweep.id, trials, number=len(trials))) if done >= 2 else None
-        _IMPORTANCES_AT[sweep.id] = time.monotonic()
+        if done >= 2:       # the clock starts at the first fit: the second complete trial is not held back
+            _IMPORTANCES_AT[sweep.id] = time.monotonic()
         if final:
             _IMPORTANCES_AT.pop(sweep.id, None)
     session.execute(update(Sweep).where(Sweep.id == sweep.id).values(**values).execution_options(**_NO_SYNC))

@@ -132,3 +132,22 @@ def test_cli_sweep_errors_are_readable_and_it_takes_validation_options(server, t
             "--validation-data", str(data), "--space", '{"epochs": 1, "units": true}')
     assert r.returncode == 1 and r.stderr.strip().endswith("error: 422 space.units.value: a boolean is not a number: "
                                                            "got true"), r.stderr
+
+
+def test_the_cli_says_how_many_trials_it_left_out_and_shows_every_failed_one(capsys):
+    from types import SimpleNamespace
+
+    from mlp_client.cli import _print_sweep
+
+    trials = [{"number": i, "status": "complete", "value": 0.9 - i / 100, "epoch": 3, "params": {"units": 8}}
+              for i in range(11)] + [{"number": 11, "status": "failed", "value": None, "epoch": 0,
+                                      "params": {"units": 9}, "error": "training failed: boom"}]
+    sweep = SimpleNamespace(id="s1", status="succeeded", trials=trials,
+                            data={"metric": "val_accuracy", "counts": {"complete": 11, "failed": 1},
+                                  "reason": "max_trials=12 reached", "best_model_id": "m1"})
+    assert _print_sweep(sweep) == 0
+    out = capsys.readouterr().out
+    assert "12 trial(s): 11 complete, 1 failed; the first 10 shown (mlp-service sweep-status s1 for all)" in out
+    assert "#10 " not in out and "#11  failed" in out and "error: training failed: boom" in out
+    _print_sweep(sweep, limit=None)
+    assert "#10 " in capsys.readouterr().out

@@ -86,3 +86,36 @@ def test_new_dimensions_left_at_their_defaults_propose_what_they_did(monkeypatch
     monkeypatch.setattr(search, "DIMENSIONS", search.DIMENSIONS[:-2])      # as before l1 and clip_norm
     before = proposals()
     assert [{k: v for k, v in p.items() if k not in ("l1", "clip_norm")} for p in now] == before
+
+
+def test_importances_from_the_second_complete_trial_and_after_a_cancel(tmp_path):
+    """The README: importances from 2 complete trials on. They were held back until the sweep ended (the refit
+    clock started at the first trial, when there was nothing to fit) and stayed null after a cancel."""
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=1))) as c:
+        ds = _dataset(c, 200)
+        body = {"dataset_id": ds, "strategy": "random", "seed": 2, "max_trials": 40, "parallelism": 1,
+                "pruner": "none", "space": {"epochs": 3, "units": {"low": 8, "high": 32},
+                                            "learning_rate": {"low": 1e-3, "high": 1e-1, "log": True}}}
+        sid = c.post("/v1/sweeps", json=body).json()["id"]
+        s = _wait(c, sid, timeout=60, until=lambda s: s["counts"].get("complete", 0) >= 2 and s["importances"])
+        assert s["status"] == "running" and set(s["importances"]) <= {"units_1", "learning_rate", "hidden_layers",
+                                                                      "units_2"}
+        assert c.post(f"/v1/sweeps/{sid}/cancel").status_code == 200
+        s = c.get(f"/v1/sweeps/{sid}").json()
+        assert s["status"] == "cancelled" and s["importances"] and s["best_model_id"] is not None
+
+
+def test_clip_norm_searched_between_no_clipping_and_a_value(tmp_path):
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=0))) as c:
+        ds = _dataset(c, 60)
+        body = {"dataset_id": ds, "strategy": "random", "seed": 0, "max_trials": 8, "parallelism": 8,
+                "space": {"epochs": 2, "clip_norm": [None, 1.0]}}
+        r = c.post("/v1/sweeps", json=body)
+        assert r.status_code == 202, r.text
+        s = _wait(c, r.json()["id"], timeout=20, until=lambda s: s["counts"].get("running", 0) == 8)
+        drawn = [t["params"]["clip_norm"] for t in s["trials"]]
+        assert set(drawn) == {None, 1.0}, drawn
+        for t in s["trials"]:
+            assert c.get(f"/v1/jobs/{t['job_id']}").json()["params"]["clip_norm"] == t["params"]["clip_norm"]
+        r = c.post("/v1/sweeps", json={**body, "space": {"epochs": 2, "clip_norm": [None, 0.0]}})
+        assert r.status_code == 422 and r.json()["detail"].startswith("space.clip_norm: 0.0 fails every trial")
