@@ -26,6 +26,7 @@ from service.errors import Conflict, NotFound, ServiceError, TooManyRequests, va
 from service.executor.base import Executor
 from service.jobs import service as jobs_service
 from service.jobs.tables import CANCELLED, FAILED, SUCCEEDED, Job, JobMetric
+from service.models.tables import TrainedModel
 from service.networks import service as networks_service
 from service.networks.schemas import NetworkCreate
 from service.settings import Settings
@@ -197,8 +198,8 @@ def _stop_active(session: Session, executor: Executor, *, owner: str, sweep_id: 
     for t in active:
         _cancel_job(session, executor, owner=owner, job_id=t.job_id)
     jobs = {j.id: j for j in session.execute(
-        select(Job.id, Job.status, Job.epoch, Job.metrics, Job.model_id, Job.error)
-        .where(Job.id.in_([t.job_id for t in active if t.job_id]), Job.owner == owner)).all()} if active else {}
+        _jobs_with_models().where(Job.id.in_([t.job_id for t in active if t.job_id]), Job.owner == owner)
+    ).all()} if active else {}
     for t in active:
         job = jobs.get(t.job_id)
         if job is None or not _settle(t, job, metric):
@@ -206,11 +207,20 @@ def _stop_active(session: Session, executor: Executor, *, owner: str, sweep_id: 
     session.commit()
 
 
+def _jobs_with_models():
+    """The columns ``_settle`` reads of trial jobs, with their models' metrics (those of the weights the model
+    serves: with early stopping's restore_best, the kept epoch's, not the last epoch's)."""
+    return (select(Job.id, Job.status, Job.epoch, Job.metrics, Job.model_id, Job.error,
+                   TrainedModel.metrics.label("model_metrics"))
+            .outerjoin(TrainedModel, TrainedModel.id == Job.model_id))
+
+
 def _settle(t: SweepTrial, job, metric: str) -> bool:
-    """Give trial ``t`` the outcome of its job if the job ended (True): ``complete`` with the metric's final value
-    and the model, ``failed`` or ``cancelled`` with the job's error. The caller commits."""
+    """Give trial ``t`` the outcome of its job if the job ended (True): ``complete`` with the metric's value for
+    the weights its model serves (the last epoch's, or with ``training.early_stopping`` the kept epoch's) and the
+    model, ``failed`` or ``cancelled`` with the job's error. The caller commits."""
     if job.status == SUCCEEDED:
-        final = (job.metrics or {}).get(metric)
+        final = (job.model_metrics or {}).get(metric, (job.metrics or {}).get(metric))
         t.status, t.model_id, t.finished_at = COMPLETE, job.model_id, utcnow()
         t.value = float(final) if final is not None else None
         t.epoch = job.epoch
@@ -442,8 +452,7 @@ def _refresh(session: Session, sweep: Sweep, req: SweepCreate, trials: list[Swee
         return new
     # One read of the running trials' jobs; their metric rows only for those that committed an epoch since.
     jobs = {j.id: j for j in session.execute(
-        select(Job.id, Job.status, Job.epoch, Job.metrics, Job.model_id, Job.error)
-        .where(Job.id.in_([t.job_id for t in running]), Job.owner == sweep.owner)).all()}
+        _jobs_with_models().where(Job.id.in_([t.job_id for t in running]), Job.owner == sweep.owner)).all()}
     judged = req.pruner != "none"
     for t in running:
         job = jobs.get(t.job_id)

@@ -119,3 +119,24 @@ def test_clip_norm_searched_between_no_clipping_and_a_value(tmp_path):
             assert c.get(f"/v1/jobs/{t['job_id']}").json()["params"]["clip_norm"] == t["params"]["clip_norm"]
         r = c.post("/v1/sweeps", json={**body, "space": {"epochs": 2, "clip_norm": [None, 0.0]}})
         assert r.status_code == 422 and r.json()["detail"].startswith("space.clip_norm: 0.0 fails every trial")
+
+
+def test_a_trials_value_is_its_models_with_early_stopping(tmp_path):
+    """With training.early_stopping (restore_best), a trial's value and rank are those of the weights its model
+    serves (the kept epoch's), not of its last epoch."""
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=1))) as c:
+        ds = _dataset(c, 300)
+        body = {"dataset_id": ds, "strategy": "random", "seed": 4, "max_trials": 4, "parallelism": 1,
+                "pruner": "none", "metric": "val_accuracy",
+                "training": {"early_stopping": {"monitor": "val_loss", "patience": 2}},
+                "space": {"epochs": 12, "learning_rate": {"low": 0.05, "high": 0.3, "log": True}}}
+        r = c.post("/v1/sweeps", json=body)
+        assert r.status_code == 202, r.text
+        s = _wait(c, r.json()["id"], timeout=90)
+        complete = [t for t in s["trials"] if t["status"] == "complete"]
+        assert complete, s
+        for t in complete:
+            model = c.get(f"/v1/models/{t['model_id']}").json()
+            assert t["value"] == model["metrics"]["val_accuracy"], (t, model["metrics"])
+        best = max(complete, key=lambda t: t["value"])
+        assert s["best_model_id"] == best["model_id"]
