@@ -265,6 +265,22 @@ def blank_as_null(col, na_values=NA_TOKENS):
     return pc.if_else(pc.is_in(t, value_set=pa.array([*na_values, ""], pa.string())), pa.scalar(None, t.type), t)
 
 
+def _float_text(col, na_values, decimal: str, thousands: str | None):
+    """A text column as the text pyarrow's float cast reads: trimmed, blank and NA cells null, grouped thousands
+    ungrouped, a decimal comma as a point; with the mark ``,`` a cell holding ``.`` (2.5) is text, no number."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = _ungrouped(blank_as_null(col, na_values), decimal, thousands)
+    if decimal == ",":
+        t = pc.if_else(pc.match_substring(t, "."), pa.scalar(_NOT_A_NUMBER, pa.string()),
+                       pc.replace_substring(t, ",", "."))
+    return t
+
+
+_NOT_A_NUMBER = "not a number"      # what _float_text makes of 2.5 when the decimal mark is ','
+
+
 def text_as_values(col, na_values=NA_TOKENS, decimal: str = ".", thousands: str | None = None):
     """('numeric', float64) or ('boolean', bool) for a pyarrow text column whose cells, trimmed, are all numbers,
     or all true/false, once cells that are empty after trimming or an NA token are missing (``blank_as_null``);
@@ -274,11 +290,9 @@ def text_as_values(col, na_values=NA_TOKENS, decimal: str = ".", thousands: str 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = _ungrouped(blank_as_null(col, na_values), decimal, thousands)
-    if decimal == ",":
-        if pc.any(pc.match_substring(t, ".")).as_py():
-            return None                                     # 2.5 is text when the decimal mark is ','
-        t = pc.replace_substring(t, ",", ".")
+    t = _float_text(col, na_values, decimal, thousands)
+    if decimal == "," and pc.any(pc.equal(t, _NOT_A_NUMBER)).as_py():
+        return None                                         # 2.5 is text when the decimal mark is ','
     head = t.slice(0, 1000)
     for kind, to in (("numeric", pa.float64()), ("boolean", pa.bool_())):
         try:
@@ -297,10 +311,7 @@ def first_not_number(col, na_values=NA_TOKENS, decimal: str = ".",
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = _ungrouped(blank_as_null(col, na_values), decimal, thousands)
-    if decimal == ",":
-        t = pc.if_else(pc.match_substring(t, "."), pa.scalar("not a number", pa.string()),
-                       pc.replace_substring(t, ",", "."))
+    t = _float_text(col, na_values, decimal, thousands)
     for start in range(0, len(t), 1024):
         block = t.slice(start, 1024)
         try:
