@@ -304,8 +304,8 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
     import pyarrow.csv as pcsv
 
     data = _csv_text(body, charset)
-    end = data.find(b"\n")
-    excel_sep = sep_line(bytes(data[:end if end >= 0 else len(data)]).decode("utf-8", errors="replace"))
+    first, end = _first_line(data)
+    excel_sep = sep_line(first)
     if excel_sep is not None:                   # Excel's 'sep=;' first line: the delimiter; the header follows
         data = data[end + 1:] if end >= 0 else b""
     d, decimal = _csv_dialect(data, excel_sep)
@@ -318,11 +318,11 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
     text_names |= set(drop)
     # pyarrow types columns by the header's names as written: ' zip' must be read as text too (01234 kept)
     header = _header_names(data, d)
-    hint = unnamed_column_hint([text_key(n) for n in header])
+    keys = [text_key(n) for n in header]
+    hint = unnamed_column_hint(keys)
     if hint is not None:
-        raise InvalidInput(f"the CSV body's header column {[text_key(n) for n in header].index('') + 1} has no "
-                           f"name; {hint}")
-    spelled = {text_key(n): n for n in header}
+        raise InvalidInput(f"the CSV body's header column {keys.index('') + 1} has no name; {hint}")
+    spelled = dict(zip(keys, header))
     text_columns = {spelled.get(n, n): pa.string() for n in text_names}
     convert = pcsv.ConvertOptions(column_types=text_columns, null_values=list(NA_TOKENS), strings_can_be_null=True,
                                   quoted_strings_can_be_null=True, timestamp_parsers=[], decimal_point=decimal)
@@ -369,9 +369,13 @@ def _csv(body: bytes | bytearray, *, charset: str | None = None, columns=None, d
 
 def _header_names(data: bytes | bytearray, delimiter: str) -> list[str]:
     """The names of a CSV body's first line as written (a header broken by a quoted line break: its first part)."""
+    return next(csv.reader([_first_line(data)[0].rstrip("\r")], delimiter=delimiter), [])
+
+
+def _first_line(data: bytes | bytearray) -> tuple[str, int]:
+    """(a CSV body's first line as text, the offset of its line break or -1)."""
     end = data.find(b"\n")
-    line = bytes(data[: end if end >= 0 else len(data)]).decode("utf-8", errors="replace")
-    return next(csv.reader([line.rstrip("\r")], delimiter=delimiter), [])
+    return bytes(data[: end if end >= 0 else len(data)]).decode("utf-8", errors="replace"), end
 
 
 WHAT = {"arrow": "Arrow", "parquet": "Parquet", "csv": "CSV"}
