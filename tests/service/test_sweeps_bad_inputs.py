@@ -171,7 +171,7 @@ def test_a_trial_whose_job_succeeded_before_the_budget_cancel_is_complete(tmp_pa
 
     def late_cancel(session, executor, *, owner, job_id):
         if job_id is not None:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 120
             while session.scalar(select(Job.status).where(Job.id == job_id)) not in TERMINAL:
                 assert time.monotonic() < deadline, "the trial's job did not end"
                 session.rollback()
@@ -181,11 +181,15 @@ def test_a_trial_whose_job_succeeded_before_the_budget_cancel_is_complete(tmp_pa
 
     monkeypatch.setattr(sweeps_service, "_cancel_job", late_cancel)
     with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=1))) as c:
-        ds = _dataset(c, 120)
+        ds = _dataset(c, 300)
+        # a trial takes ~2 s on a quiet machine (1,000 epochs in minibatches of 8 rows), so the budget passes while
+        # the first trial's job is queued or running, whenever the driver's round falls (trials of 20 epochs ended
+        # between rounds on a fast machine, and the budget then found no trial running)
+        space = {"epochs": 1000, "hidden_layers": 1, "units": [8], "batch_size": [8]}
         r = c.post("/v1/sweeps", json={"dataset_id": ds, "max_trials": 50, "max_seconds": 0.5, "pruner": "none",
-                                       "space": {"epochs": 20, "hidden_layers": 1, "units": [8]}})
+                                       "parallelism": 1, "space": space})
         assert r.status_code == 202, r.text
-        s = _wait(c, r.json()["id"], timeout=60)
+        s = _wait(c, r.json()["id"], timeout=120)
         jobs = {j["id"]: j for j in c.get("/v1/jobs", params={"sweep_id": s["id"]}).json()["items"]}
     assert waited, "the budget never cancelled a running trial"
     assert s["status"] == "succeeded" and s["reason"] == "max_seconds=0.5 reached", s
