@@ -222,7 +222,8 @@ class TrialRead(BaseModel):
                                   "`epoch`, the epoch it was judged at).")
     network_id: str | None = Field(description="The trial's network.")
     model_id: str | None = Field(description="The trained model of a complete trial.")
-    error: str | None = Field(description="Why it was pruned, failed or could not start.")
+    error: str | None = Field(description="Why it was pruned, failed or could not start; for a pending trial, what "
+                              "it waits for (the job quota).")
     created_at: datetime = Field(description="When Optuna proposed it.")
     finished_at: datetime | None = Field(description="When it ended.")
 

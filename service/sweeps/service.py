@@ -203,7 +203,7 @@ def _stop_active(session: Session, executor: Executor, *, owner: str, sweep_id: 
     for t in active:
         job = jobs.get(t.job_id)
         if job is None or not _settle(t, job, metric):
-            t.status, t.finished_at = TRIAL_CANCELLED, utcnow()
+            t.status, t.finished_at, t.error = TRIAL_CANCELLED, utcnow(), None
     session.commit()
 
 
@@ -418,7 +418,7 @@ def _stop_for_budget(session: Session, executor: Executor, sweep: Sweep, trials:
     waiting = False
     for t in trials:
         if t.status == PENDING or (t.status == TRIAL_RUNNING and t.job_id is None):
-            t.status, t.finished_at = TRIAL_CANCELLED, utcnow()
+            t.status, t.finished_at, t.error = TRIAL_CANCELLED, utcnow(), None
         elif t.status == TRIAL_RUNNING:
             waiting = True
             if t.job_id not in asked:
@@ -571,9 +571,11 @@ def _start(session: Session, executor: Executor, settings: Settings, sweep: Swee
         t.network_id = net.id
         jobs_service.create(session, executor, settings, owner=sweep.owner, body=_job_body(req, t),
                             sweep_id=sweep.id, before_commit=attach, network=net)
-    except TooManyRequests:
+    except TooManyRequests as exc:
         session.rollback()
-        trials.append(_stored(session, _new_trial(sweep, number, params, PENDING)))
+        pending = _new_trial(sweep, number, params, PENDING)
+        pending.error = _waiting(exc)
+        trials.append(_stored(session, pending))
         return False
     except (ServiceError, ValueError) as exc:
         session.rollback()
@@ -585,10 +587,15 @@ def _start(session: Session, executor: Executor, settings: Settings, sweep: Swee
     trials.append(t)
     if session.scalar(select(Sweep.status).where(Sweep.id == sweep.id)) != RUNNING:  # cancelled as it started
         _cancel_job(session, executor, owner=sweep.owner, job_id=t.job_id)
-        t.status, t.finished_at = TRIAL_CANCELLED, utcnow()
+        t.status, t.finished_at, t.error = TRIAL_CANCELLED, utcnow(), None
         session.commit()
         return False
     return True
+
+
+def _waiting(exc: TooManyRequests) -> str:
+    """What a ``pending`` trial waits for: the job quota's 429 detail."""
+    return f"waiting for a job slot: {exc.detail}"
 
 
 def _why(exc: Exception) -> str:
@@ -630,7 +637,7 @@ def _launch(session: Session, executor: Executor, settings: Settings, sweep: Swe
     its network and job through their verbs, idempotent after a crash; False over quota."""
     name = f"sweep {sweep.id} trial {t.number}"
     if session.scalar(select(Sweep.status).where(Sweep.id == sweep.id)) != RUNNING:  # cancelled meanwhile
-        t.status, t.finished_at = TRIAL_CANCELLED, utcnow()
+        t.status, t.finished_at, t.error = TRIAL_CANCELLED, utcnow(), None
         session.commit()
         return False
     try:
@@ -647,8 +654,11 @@ def _launch(session: Session, executor: Executor, settings: Settings, sweep: Swe
             job = jobs_service.create(session, executor, settings, owner=sweep.owner, body=_job_body(req, t),
                                       sweep_id=sweep.id)
             t.job_id = job.id
-    except TooManyRequests:
+    except TooManyRequests as exc:
         session.rollback()
+        if t.error != _waiting(exc):  # the count of the tenant's jobs moved: say so, else no write
+            t.error = _waiting(exc)
+            session.commit()
         return False
     except (ServiceError, ValueError) as exc:
         session.rollback()
@@ -656,11 +666,11 @@ def _launch(session: Session, executor: Executor, settings: Settings, sweep: Swe
         t.status, t.error, t.finished_at = TRIAL_FAILED, f"cannot start the trial: {detail}", utcnow()
         session.commit()
         return True
-    t.status = TRIAL_RUNNING
+    t.status, t.error = TRIAL_RUNNING, None
     session.commit()
     if session.scalar(select(Sweep.status).where(Sweep.id == sweep.id)) != RUNNING:
         _cancel_job(session, executor, owner=sweep.owner, job_id=t.job_id)
-        t.status, t.finished_at = TRIAL_CANCELLED, utcnow()
+        t.status, t.finished_at, t.error = TRIAL_CANCELLED, utcnow(), None
         session.commit()
         return False
     return True

@@ -267,6 +267,10 @@ def test_tenancy_and_the_job_quota(tmp_path):
         time.sleep(1.0)  # the driver keeps trying: the quota holds the sweep at 2 queued trials
         s = c.get(f"/v1/sweeps/{sid}", headers=a).json()
         assert s["counts"] == {"running": 2, "pending": 1}, s["counts"]
+        pending = next(t for t in s["trials"] if t["status"] == "pending")
+        assert pending["job_id"] is None and pending["error"] == (  # what it waits for, in the quota's words
+            "waiting for a job slot: quota exceeded: tenant alice already has 2 queued or running jobs, the limit "
+            "quota_max_jobs (MLP_QUOTA_MAX_JOBS)=2; wait for one to finish or cancel one"), pending
         assert c.get("/v1/jobs", headers=a, params={"sweep_id": sid}).json()["total"] == 2
         net = c.post("/v1/networks", headers=a, json={"layers": [{"type": "dense", "units": 10,
                                                                   "activation": "softmax"}],
@@ -286,7 +290,10 @@ def test_tenancy_and_the_job_quota(tmp_path):
         r = c.post("/v1/sweeps", headers=b, json={"dataset_id": ds, "max_trials": 1})
         assert r.status_code == 404 and r.json()["detail"] == f"dataset {ds} not found"
         assert c.get("/v1/sweeps", headers=a).json()["total"] == 1
-        assert c.post(f"/v1/sweeps/{sid}/cancel", headers=a).json()["counts"] == {"cancelled": 3}
+        cancelled = c.post(f"/v1/sweeps/{sid}/cancel", headers=a).json()
+        assert cancelled["counts"] == {"cancelled": 3}
+        errors = {t["number"]: t["error"] for t in cancelled["trials"]}  # its jobs' words; the pending trial:
+        assert errors == {0: "cancelled before it started", 1: "cancelled before it started", 2: None}  # no wait
         assert c.post("/v1/jobs", headers=a, json={"network_id": net["id"], "dataset_id": ds,
                                                    "epochs": 2}).status_code == 202
 

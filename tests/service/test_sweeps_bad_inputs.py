@@ -210,7 +210,8 @@ def test_data_sets_and_trial_jobs_of_a_running_sweep_cannot_be_deleted(tmp_path)
         hog = c.post("/v1/jobs", json={"network_id": net["id"], "dataset_id": other, "epochs": 2}).json()
         sid = c.post("/v1/sweeps", json={"dataset_id": ds, "validation_dataset_id": val, "max_trials": 2,
                                          "space": {"epochs": 2}}).json()["id"]
-        _wait(c, sid, timeout=20, until=lambda s: s["counts"].get("pending") == 1)
+        s = _wait(c, sid, timeout=20, until=lambda s: s["counts"].get("pending") == 1)
+        assert s["trials"][0]["error"].startswith("waiting for a job slot: quota exceeded: tenant "), s["trials"]
         for d in (ds, val):
             r = c.delete(f"/v1/datasets/{d}")
             assert r.status_code == 409, r.text
@@ -219,6 +220,7 @@ def test_data_sets_and_trial_jobs_of_a_running_sweep_cannot_be_deleted(tmp_path)
         assert c.post(f"/v1/jobs/{hog['id']}/cancel").status_code == 200  # the quota frees: the trial's job queues
         s = _wait(c, sid, timeout=20, until=lambda s: s["counts"].get("running") == 1)
         job_id = s["trials"][0]["job_id"]
+        assert s["trials"][0]["error"] is None, s["trials"]  # started: it waits for nothing now
         r = c.delete(f"/v1/datasets/{ds}")  # its trial's job uses it too: the sweep is named, not the job
         assert r.status_code == 409 and r.json()["detail"] == (f"dataset {ds} is used by sweep {sid}, which is "
                                                                "running; cancel the sweep or wait for it to finish first")
