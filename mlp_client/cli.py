@@ -107,6 +107,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--direction", choices=["minimize", "maximize"])
     sweep.add_argument("--pruner", choices=["median", "hyperband", "none"])
     sweep.add_argument("--seed", type=int)
+    sweep.add_argument("--sweep", metavar="JSON", help="more fields of the sweep body (POST /v1/sweeps), as a JSON "
+                                                       "object or a .json file: training, name, "
+                                                       "pruner_warmup_epochs, ... (the flags above win)")
     sweep.add_argument("--no-wait", action="store_true", help="print the sweep id and return")
     _upload_options(sweep)
     sweep.set_defaults(func=_sweep)
@@ -303,13 +306,25 @@ def _train(client: Client, args: argparse.Namespace) -> int:
     return _follow(job)
 
 
+def _json_object(value: str, flag: str) -> dict[str, Any]:
+    """A flag's JSON object, given inline or as a .json file (ValueError naming the flag otherwise)."""
+    try:
+        obj = json.loads(Path(value).read_text() if value.endswith(".json") else value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{flag} is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{flag} must be a JSON object")
+    return obj
+
+
 def _sweep(client: Client, args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {k: v for k, v in (
+    body: dict[str, Any] = _json_object(args.sweep, "--sweep") if args.sweep else {}
+    body.update({k: v for k, v in (
         ("strategy", args.strategy), ("max_trials", args.max_trials), ("max_seconds", args.max_seconds),
         ("parallelism", args.parallelism), ("metric", args.metric), ("direction", args.direction),
-        ("pruner", args.pruner), ("seed", args.seed), ("validation_split", args.validation_split)) if v is not None}
+        ("pruner", args.pruner), ("seed", args.seed), ("validation_split", args.validation_split)) if v is not None})
     if args.space:
-        body["space"] = json.loads(Path(args.space).read_text() if args.space.endswith(".json") else args.space)
+        body["space"] = _json_object(args.space, "--space")
     created: list = []
     try:
         dataset = _dataset(client, args.data, args, created)

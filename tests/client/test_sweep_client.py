@@ -134,6 +134,32 @@ def test_cli_sweep_errors_are_readable_and_it_takes_validation_options(server, t
                                                            "got true"), r.stderr
 
 
+def test_cli_sweep_passes_any_field_of_the_sweep_body_as_json(server, tmp_path):
+    """--sweep carries what has no flag (training, name, the pruner's options) inline or as a .json file; the
+    named flags win over it; a --sweep or --space that is not a JSON object is an error naming the flag."""
+    _, data, _ = write_data(tmp_path)
+    extra = tmp_path / "sweep.json"
+    extra.write_text(json.dumps({"name": "weighted", "max_trials": 5, "pruner_warmup_epochs": 2,
+                                 "training": {"class_weight": "balanced", "lr_schedule": {"type": "cosine"}}}))
+    r = cli("sweep", "--url", server.url, "--data", str(data), "--target", "label", "--max-trials", "1",
+            "--space", '{"epochs": 2, "hidden_layers": 1, "units": [4]}', "--pruner", "none", "--sweep", str(extra))
+    assert r.returncode == 0, r.stderr
+    with Client(server.url) as c:
+        sweep = c.get_sweep(c.list_sweeps()[0].id)
+        req = sweep.data["request"]
+        assert (sweep.data["name"], req["max_trials"], req["pruner_warmup_epochs"]) == ("weighted", 1, 2)
+        assert req["training"]["class_weight"] == "balanced" and req["training"]["lr_schedule"]["type"] == "cosine"
+        job = c.get_job(sweep.trials[0]["job_id"])
+        params = job.data["params"]
+        assert params["class_weight"] == "balanced" and params["lr_schedule"]["type"] == "cosine", params
+    for flag, value, message in (("--sweep", "[1]", "--sweep must be a JSON object"),
+                                 ("--sweep", "{name: 1}", "--sweep is not valid JSON: Expecting property name"),
+                                 ("--space", '"units"', "--space must be a JSON object")):
+        r = cli("sweep", "--url", server.url, "--data", str(data), "--target", "label", "--max-trials", "1", flag,
+                value)
+        assert r.returncode == 2 and f"error: {message}" in r.stderr, r.stderr  # 2: a usage error, nothing sent
+
+
 def test_the_cli_says_how_many_trials_it_left_out_and_shows_every_failed_one(capsys):
     from types import SimpleNamespace
 
