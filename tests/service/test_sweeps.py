@@ -264,7 +264,9 @@ def test_tenancy_and_the_job_quota(tmp_path):
         sid = c.post("/v1/sweeps", headers=a, json={"dataset_id": ds, "max_trials": 5, "parallelism": 4,
                                                    "space": {"epochs": 2}}).json()["id"]
         _wait(c, sid, timeout=20, headers=a, until=lambda s: s["counts"].get("running", 0) == 2)
-        time.sleep(1.0)  # the driver keeps trying: the quota holds the sweep at 2 queued trials
+        # the driver keeps trying: the quota holds the sweep at 2 queued trials and a third one pending
+        _wait(c, sid, timeout=20, headers=a, until=lambda s: s["counts"].get("pending", 0) == 1)
+        time.sleep(0.5)  # a few more driver rounds: still no third job
         s = c.get(f"/v1/sweeps/{sid}", headers=a).json()
         assert s["counts"] == {"running": 2, "pending": 1}, s["counts"]
         pending = next(t for t in s["trials"] if t["status"] == "pending")
