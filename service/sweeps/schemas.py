@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, create_model, model_validator
+import numpy as np
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StrictBool, Tag, create_model,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from core import ACTIVATIONS, MONITORS, OPTIMIZERS
@@ -21,24 +23,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-def _not_bool(value: Any) -> Any:
-    """JSON ``true``/``false`` where a number is expected is a mistake (pydantic would read ``true`` as 1)."""
+def _number(value: Any) -> Any:
+    """JSON ``true``/``false`` or a string where a number is expected is a mistake (pydantic would read ``true``
+    as 1 and ``"10"`` as 10)."""
     if isinstance(value, bool):
         raise PydanticCustomError("bool_not_number", "a boolean is not a number: got {value}",
                                   {"value": str(value).lower()})
+    if isinstance(value, str):
+        raise PydanticCustomError("string_not_number", "a string is not a number: got {value}",
+                                  {"value": repr(value)[:60]})
     return value
 
 
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
+# Every searched quantity is >= 0 (units, layers, rates, sizes); a negative value would not fail a trial, it would
+# silently train something else (no dropout layer for dropout -0.1, no hidden layer for hidden_layers -1).
+Int = Annotated[int, BeforeValidator(_number), Field(ge=0)]
+Float = Annotated[float, BeforeValidator(_number), Field(ge=0)]
 
 
 # An integer range searched by Optuna (``log``: sampled on a log scale; ``step``: grid spacing).
 class IntRange(_Strict):
-    low: Int = Field(ge=0, description="Smallest value.")
-    high: Int = Field(ge=0, description="Largest value (included).")
-    log: bool = Field(False, description="Sample on a log scale.")
-    step: Int = Field(1, ge=1, description="Spacing of the values.")
+    low: Int = Field(description="Smallest value.")
+    high: Int = Field(description="Largest value (included).")
+    log: StrictBool = Field(False, description="Sample on a log scale.")
+    step: Int = Field(1, ge=1, description="Spacing of the values (low, low + step, ... up to high).")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -49,11 +57,14 @@ class IntRange(_Strict):
         return self
 
 
-# A float range searched by Optuna (``log``: sampled on a log scale, e.g. learning rates).
+# A float range searched by Optuna (``log``: sampled on a log scale, e.g. learning rates; ``step``: only the values
+# low, low + step, ... up to high, as Optuna's FloatDistribution(step=...), which a grid can also enumerate).
 class FloatRange(_Strict):
-    low: Float = Field(ge=0, description="Smallest value.")
-    high: Float = Field(ge=0, description="Largest value.")
-    log: bool = Field(False, description="Sample on a log scale (learning rates, weight decay).")
+    low: Float = Field(description="Smallest value.")
+    high: Float = Field(description="Largest value.")
+    log: StrictBool = Field(False, description="Sample on a log scale (learning rates, weight decay).")
+    step: Float | None = Field(None, gt=0, description="Spacing of the values (low, low + step, ... up to high); "
+                                                       "not with log.")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -61,7 +72,22 @@ class FloatRange(_Strict):
             raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
         if self.log and self.low <= 0:
             raise ValueError("a log-scale range needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("a log-scale range cannot have a step (Optuna samples either on a log scale or on "
+                             "steps)")
         return self
+
+    def count(self) -> int:
+        """How many values a stepped range holds (low, low + step, ... <= high)."""
+        return int(np.floor((self.high - self.low) / self.step * (1 + 1e-12))) + 1
+
+    def value(self, i: int) -> float:
+        """Value ``i`` of a stepped range (rounded to 12 significant digits: 0.1 + 2 * 0.1 is 0.3 here)."""
+        return float(f"{self.low + i * self.step:.12g}")
+
+    def top(self) -> float:
+        """The largest value a trial can draw: ``high``, or the last step at or below it."""
+        return self.high if self.step is None else self.value(self.count() - 1)
 
 
 # Each dimension is a fixed value, a list of choices, or a range.
@@ -89,7 +115,7 @@ class SearchSpace(_Strict):
     units: IntDim = Field(default_factory=lambda: IntRange(low=16, high=128, log=True),
                           description="Units of each hidden layer (units_1, units_2, ... one per layer; one "
                                       "shared `units` with shared_units or the grid strategy).")
-    shared_units: bool = Field(False, description="All hidden layers get the same number of units.")
+    shared_units: StrictBool = Field(False, description="All hidden layers get the same number of units.")
     activation: ActivationName | list[ActivationName] = Field("relu", description="Hidden activation, or a list "
                                                                               "of choices.")
     dropout: FloatDim = Field(0.0, description="Dropout rate after each hidden layer (0 = none).")

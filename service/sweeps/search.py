@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -31,7 +32,7 @@ def _distribution(dim: Any) -> BaseDistribution | None:
     if isinstance(dim, IntRange):
         return IntDistribution(dim.low, dim.high, log=dim.log, step=dim.step)
     if isinstance(dim, FloatRange):
-        return FloatDistribution(dim.low, dim.high, log=dim.log)
+        return FloatDistribution(dim.low, dim.top(), log=dim.log, step=dim.step)
     if isinstance(dim, list):
         return CategoricalDistribution(list(dict.fromkeys(dim)))
     return None
@@ -74,7 +75,7 @@ def _suggest(trial: optuna.Trial, name: str, dim: Any) -> Any:
     if isinstance(dist, IntDistribution):
         return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
     if isinstance(dist, FloatDistribution):
-        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
     return trial.suggest_categorical(name, dist.choices)
 
 
@@ -89,22 +90,38 @@ def distributions(req: SweepCreate, params: dict[str, Any]) -> dict[str, BaseDis
 
 
 def grid_space(req: SweepCreate) -> dict[str, list]:
-    """The grid of a ``grid`` sweep: every searched dimension as its list of values (a 422 names a float range)."""
-    grid = {}
+    """The grid of a ``grid`` sweep: every searched dimension as its list of values (a 422 names a float range
+    without a step or a log range; the grid's size is checked before any list is made)."""
+    dims: dict[str, Any] = {}
     for name in _names(req, 1):
         dim = _dimension(req, name)
-        if isinstance(dim, FloatRange):
-            raise InvalidInput(f"space.{name}: the grid strategy needs a list of values, not a float range")
-        if isinstance(dim, IntRange):
-            if dim.log:
-                raise InvalidInput(f"space.{name}: the grid strategy needs a list of values, not a log range")
-            dim = list(range(dim.low, dim.high + 1, dim.step))
-        if isinstance(dim, list):
-            grid[name] = list(dict.fromkeys(dim))
-    size = int(np.prod([len(v) for v in grid.values()])) if grid else 1
+        if isinstance(dim, (IntRange, FloatRange)) and dim.log:
+            raise InvalidInput(f"space.{name}: the grid strategy needs a list of values, not a log range")
+        if isinstance(dim, FloatRange) and dim.step is None:
+            raise InvalidInput(f"space.{name}: the grid strategy needs a list of values (or a range with a step), "
+                               "not a float range")
+        if isinstance(dim, (IntRange, FloatRange, list)):
+            dims[name] = dim
+    size = math.prod(_grid_count(dim) for dim in dims.values())
     if size > GRID_MAX_POINTS:
         raise InvalidInput(f"space: the grid has {size:,} points, more than {GRID_MAX_POINTS:,}")
-    return grid
+    return {name: _grid_values(dim) for name, dim in dims.items()}
+
+
+def _grid_count(dim: Any) -> int:
+    if isinstance(dim, IntRange):
+        return (dim.high - dim.low) // dim.step + 1
+    if isinstance(dim, FloatRange):
+        return dim.count()
+    return len(dict.fromkeys(dim))
+
+
+def _grid_values(dim: Any) -> list:
+    if isinstance(dim, IntRange):
+        return list(range(dim.low, dim.high + 1, dim.step))
+    if isinstance(dim, FloatRange):
+        return [dim.value(i) for i in range(dim.count())]
+    return list(dict.fromkeys(dim))
 
 
 def grid_size(req: SweepCreate) -> int:

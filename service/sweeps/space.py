@@ -39,14 +39,16 @@ def check(settings: Settings, body: SweepCreate, dataset) -> None:
         dim = getattr(body.space, name)
         if isinstance(dim, list) and not dim:
             raise InvalidInput(f"space.{name}: a list of choices needs at least one value")
-        if isinstance(dim, IntRange) and dim.step > 1 and dim.high > dim.low and dim.step > dim.high - dim.low:
-            raise InvalidInput(f"space.{name}: step {dim.step} is wider than the range {dim.low}..{dim.high}, "
-                               f"which then holds only {dim.low}; give a smaller step or the fixed value")
+        if (isinstance(dim, (IntRange, FloatRange)) and dim.step is not None and dim.high > dim.low
+                and dim.step > dim.high - dim.low and (isinstance(dim, FloatRange) or dim.step > 1)):
+            raise InvalidInput(f"space.{name}: step {dim.step:g} is wider than the range {dim.low:g}..{dim.high:g}, "
+                               f"which then holds only {dim.low:g}; give a smaller step or the fixed value")
     width = _input_width(dataset)
+    harmless = _harmless(body)
     for name in HARMLESS:
         for value in bounds(getattr(body.space, name)):
             try:
-                _check_trial(settings, body, {**HARMLESS, name: value}, dataset, width)
+                _check_trial(settings, body, {**harmless, name: value}, dataset, width)
             except InvalidInput as exc:
                 raise InvalidInput(f"space.{name}: {value!r} fails every trial that draws it ({exc.detail})") from None
 
@@ -57,8 +59,9 @@ def check_training(body: SweepCreate, dataset, n_val: int) -> None:
     against the data set, the monitors of early stopping and of a plateau schedule against the validation rows)."""
     if body.training is None:
         return
+    params = {**_harmless(body), "epochs": max(bounds(body.space.epochs))}  # (a rule may tie an option to epochs)
     try:
-        job = job_body(body, SimpleNamespace(params=HARMLESS, network_id="training-check"))
+        job = job_body(body, SimpleNamespace(params=params, network_id="training-check"))
     except ValidationError as exc:
         raise InvalidInput(f"training: {validation_message(exc.errors(include_url=False))}") from None
     try:
@@ -73,12 +76,20 @@ def check_training(body: SweepCreate, dataset, n_val: int) -> None:
         raise InvalidInput(detail if detail.startswith("training.") else f"training.{detail}") from None
 
 
+def _harmless(body: SweepCreate) -> dict[str, Any]:
+    """HARMLESS with the space's highest learning rate: the fixed training options' rule that ties an option to it
+    (``lr_schedule.min_lr <= learning_rate``) is an upper bound on it, so a value the space holds passes it if any
+    does; each bound of the space is then tried with the options by ``check``, which names the space's value
+    that fails with them."""
+    return {**HARMLESS, "learning_rate": max(bounds(body.space.learning_rate))}
+
+
 def bounds(dim: Any) -> list:
     """The extreme values a dimension can give a trial (every rule checked is a lower or an upper bound)."""
     if isinstance(dim, IntRange):
         return list(dict.fromkeys([dim.low, dim.low + (dim.high - dim.low) // dim.step * dim.step]))
     if isinstance(dim, FloatRange):
-        return list(dict.fromkeys([dim.low, dim.high]))
+        return list(dict.fromkeys([dim.low, dim.top()]))
     if isinstance(dim, list):
         if all(isinstance(v, (int, float)) for v in dim):
             return list(dict.fromkeys([min(dim), max(dim)]))

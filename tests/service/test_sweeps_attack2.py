@@ -11,6 +11,8 @@ from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 import core
 from service.app import create_app
 from service.settings import Settings
+from service.sweeps.schemas import SweepCreate
+from service.sweeps.search import grid_space, study, suggest
 from tests.service.test_sweeps import _dataset, _wait
 
 
@@ -214,6 +216,28 @@ def test_sweep_event_streams_count_against_the_tenant_stream_cap(live_server):
     ({"dropout": {"low": True, "high": 0.5}}, ["body", "space", "dropout", "range", "low"],
      "a boolean is not a number: got true"),
     ({"units": {"low": 1, "hgh": 3}}, ["body", "space", "units", "range", "high"], "Field required"),
+    # a negative value would not fail: it trained something else (no dropout layer, no hidden layer)
+    ({"dropout": -0.1}, ["body", "space", "dropout", "value"], "Input should be greater than or equal to 0"),
+    ({"dropout": [-0.2, 0.1]}, ["body", "space", "dropout", "choices", 0],
+     "Input should be greater than or equal to 0"),
+    ({"hidden_layers": -1}, ["body", "space", "hidden_layers", "value"], "Input should be greater than or equal to 0"),
+    ({"hidden_layers": [-2, 1]}, ["body", "space", "hidden_layers", "choices", 0],
+     "Input should be greater than or equal to 0"),
+    ({"weight_decay": {"low": -1.0, "high": 0.1}}, ["body", "space", "weight_decay", "range", "low"],
+     "Input should be greater than or equal to 0"),
+    ({"clip_norm": [None, -1.0]}, ["body", "space", "clip_norm", "choices", 1],
+     "Input should be greater than or equal to 0"),
+    # a string is not read as the number it spells, nor "yes" as true
+    ({"epochs": "10"}, ["body", "space", "epochs", "value"], "a string is not a number: got '10'"),
+    ({"batch_size": ["16", 32]}, ["body", "space", "batch_size", "choices", 0], "a string is not a number: got '16'"),
+    ({"learning_rate": {"low": "0.001", "high": 0.1}}, ["body", "space", "learning_rate", "range", "low"],
+     "a string is not a number: got '0.001'"),
+    ({"shared_units": "yes"}, ["body", "space", "shared_units"], "Input should be a valid boolean"),
+    ({"units": {"low": 16, "high": 64, "log": "true"}}, ["body", "space", "units", "range", "log"],
+     "Input should be a valid boolean"),
+    ({"learning_rate": {"low": 0.001, "high": 0.1, "log": True, "step": 0.01}}, ["body", "space", "learning_rate",
+     "range"], "Value error, a log-scale range cannot have a step (Optuna samples either on a log scale or on "
+               "steps)"),
 ])
 def test_a_malformed_dimension_is_one_error_naming_it(idle, space, loc, msg):
     c = idle
@@ -225,6 +249,54 @@ def test_a_malformed_dimension_is_one_error_naming_it(idle, space, loc, msg):
     assert (first["loc"], first["msg"]) == (loc, msg)
     if "hgh" not in str(space):
         assert len(r.json()["detail"]) == 1, r.json()  # not also 'not an integer' and 'not a list'
+
+
+def test_a_float_range_with_a_step_draws_only_its_steps_and_a_grid_enumerates_it(idle):
+    """``step`` on a float range, as on an integer range (Optuna's FloatDistribution(step=...)): random and tpe draw
+    low, low + step, ... <= high; a grid enumerates them (0.1 + 2 * 0.1 is 0.3); a step wider than the range is a
+    422 as for integers."""
+    c = idle
+    X, y = load_iris(return_X_y=True)
+    ds = _upload(c, X, y.tolist())
+    steps = {0.0, 0.1, 0.2, 0.3}
+    for strategy in ("random", "tpe"):
+        r = _sweep(c, dataset_id=ds, strategy=strategy, max_trials=12, space={
+            "dropout": {"low": 0.0, "high": 0.35, "step": 0.1}, "epochs": 1, "hidden_layers": 1, "units": [4]})
+        assert r.status_code == 202, r.text
+        req = SweepCreate.model_validate(r.json()["request"])
+        drawn = {suggest(req, study(req, "s", [], number=n).ask())["dropout"] for n in range(12)}
+        assert drawn <= steps and len(drawn) >= 2, drawn
+    r = _sweep(c, dataset_id=ds, strategy="grid", max_trials=None, space={
+        "dropout": {"low": 0.0, "high": 0.35, "step": 0.1}, "hidden_layers": 1, "epochs": 1})
+    assert r.status_code == 202, r.text
+    assert r.json()["max_trials"] == 4
+    assert grid_space(SweepCreate.model_validate(r.json()["request"]))["dropout"] == [0.0, 0.1, 0.2, 0.3]
+    r = _sweep(c, dataset_id=ds, space={"dropout": {"low": 0.1, "high": 0.2, "step": 0.5}})
+    assert r.status_code == 422 and r.json()["detail"] == (
+        "space.dropout: step 0.5 is wider than the range 0.1..0.2, which then holds only 0.1; give a smaller step "
+        "or the fixed value")
+    r = _sweep(c, dataset_id=ds, strategy="grid", max_trials=None, space={
+        "weight_decay": {"low": 0.0, "high": 1.0, "step": 1e-9}})  # counted, never listed
+    assert r.status_code == 422 and r.json()["detail"].startswith("space: the grid has 2,000,000,00"), r.text
+
+
+def test_min_lr_is_checked_against_the_learning_rates_of_the_space(idle):
+    """training.lr_schedule.min_lr against the space's learning rates, not the job's default: above every one of
+    them is training's 422; above only some, the space's lowest is named; below all, accepted."""
+    c = idle
+    X, y = load_iris(return_X_y=True)
+    ds = _upload(c, X, y.tolist())
+    cosine = {"lr_schedule": {"type": "cosine", "min_lr": 0.003}}
+    r = _sweep(c, dataset_id=ds, space={"learning_rate": 0.01, "epochs": 2}, training=cosine)
+    assert r.status_code == 202, r.text
+    r = _sweep(c, dataset_id=ds, space={"learning_rate": {"low": 0.001, "high": 1.0, "log": True}, "epochs": 2},
+               training={"lr_schedule": {"type": "cosine", "min_lr": 0.1}})
+    assert r.status_code == 422 and r.json()["detail"].startswith(
+        "space.learning_rate: 0.001 fails every trial that draws it (Value error, lr_schedule.min_lr: 0.1 is above "
+        "optimizer.learning_rate 0.001"), r.text
+    r = _sweep(c, dataset_id=ds, space={"learning_rate": [0.001, 0.002], "epochs": 2}, training=cosine)
+    assert r.status_code == 422 and r.json()["detail"].startswith(
+        "training: Value error, lr_schedule.min_lr: 0.003 is above optimizer.learning_rate 0.002"), r.text
 
 
 def test_zero_hidden_layers_is_a_linear_model(idle):

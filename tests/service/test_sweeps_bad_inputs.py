@@ -98,7 +98,8 @@ def test_grid_fixes_the_default_ranges_it_cannot_enumerate(idle):
     r = c.post("/v1/sweeps", json={"dataset_id": ds, "strategy": "grid", "max_trials": 2,
                                    "space": {"learning_rate": {"low": 0.001, "high": 0.1}}})
     assert r.status_code == 422
-    assert r.json()["detail"] == "space.learning_rate: the grid strategy needs a list of values, not a float range"
+    assert r.json()["detail"] == ("space.learning_rate: the grid strategy needs a list of values (or a range with a "
+                                  "step), not a float range")
 
 
 def test_a_sweep_whose_step_raises_fails_alone_and_the_others_go_on(tmp_path, monkeypatch):
