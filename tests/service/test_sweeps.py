@@ -244,7 +244,7 @@ def test_cancel_stops_every_running_trial_and_delete(tmp_path):
         assert r.status_code == 409
         assert r.json()["detail"] == f"sweep {sid} is already cancelled; only a running sweep can be cancelled"
         time.sleep(0.5)  # the driver proposes nothing more
-        assert c.get(f"/v1/jobs", params={"sweep_id": sid}).json()["total"] == 2
+        assert c.get("/v1/jobs", params={"sweep_id": sid}).json()["total"] == 2
         assert c.get("/v1/sweeps").json()["total"] == 1
         assert c.delete(f"/v1/sweeps/{sid}").status_code == 204
         assert c.get(f"/v1/sweeps/{sid}").status_code == 404
