@@ -8,7 +8,6 @@ import io
 import re
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
