@@ -13,7 +13,7 @@ with Client("http://127.0.0.1:8000") as c:
 """
 
 from mlp_client._common import Event, Retry
-from mlp_client.aio import AsyncClient, AsyncDataset, AsyncJob, AsyncModel, AsyncNetwork
+from mlp_client.aio import AsyncClient, AsyncDataset, AsyncJob, AsyncModel, AsyncNetwork, AsyncSweep
 from mlp_client.client import Client, Dataset, Job, Model, Network, Sweep
 from mlp_client.errors import (BadRequest, Conflict, ConnectionFailed, Forbidden, InvalidInput, JobFailed, MLPError,
                                NotFound, ServerError, ServiceUnavailable, SweepFailed, TooLarge, TooManyRequests,
@@ -21,7 +21,7 @@ from mlp_client.errors import (BadRequest, Conflict, ConnectionFailed, Forbidden
 
 __all__ = [
     "Client", "AsyncClient", "Network", "Dataset", "Job", "Model", "Sweep", "AsyncNetwork", "AsyncDataset", "AsyncJob",
-    "AsyncModel", "Event", "Retry", "MLPError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
-    "TooLarge", "UnsupportedMediaType", "InvalidInput", "TooManyRequests", "ServerError", "ServiceUnavailable",
-    "ConnectionFailed", "JobFailed", "SweepFailed",
+    "AsyncModel", "AsyncSweep", "Event", "Retry", "MLPError", "BadRequest", "Unauthorized", "Forbidden", "NotFound",
+    "Conflict", "TooLarge", "UnsupportedMediaType", "InvalidInput", "TooManyRequests", "ServerError",
+    "ServiceUnavailable", "ConnectionFailed", "JobFailed", "SweepFailed",
 ]

@@ -119,6 +119,16 @@ def ident(obj: Any) -> str:
 
 
 # -- data sets ---------------------------------------------------------------------------------------------
+def sweep_body(dataset: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """The JSON of ``POST /v1/sweeps``: ``dataset`` (an object or its id) as ``dataset_id``, then the fields of
+    ``body``, a ``validation_dataset`` object or id given as ``validation_dataset_id``."""
+    body = dict(body)
+    if "validation_dataset" in body:
+        val = body.pop("validation_dataset")
+        body["validation_dataset_id"] = ident(val) if val is not None else None
+    return {"dataset_id": ident(dataset), **body}
+
+
 def _is_dataframe(obj: Any) -> bool:
     return type(obj).__module__.startswith("pandas") and hasattr(obj, "to_csv") and hasattr(obj, "columns")
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from mlp_client.errors import JobFailed, MLPError
+from mlp_client.errors import JobFailed, MLPError, SweepFailed
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -90,6 +91,48 @@ class JobBase(Resource):
         if isinstance(event.data, dict):
             self.data = event.data
         return True
+
+
+class SweepBase(Resource):
+    """A hyper-parameter sweep: ``data`` is the JSON of GET /v1/sweeps/{id} (status, counts, trials ranked, best
+    model); the sync ``Sweep`` and the ``AsyncSweep`` add how they fetch."""
+
+    kind = "sweep"
+    _repr_keys = ("status", "best_value")
+
+    @property
+    def client(self) -> Any:
+        """The client the sweep was read with."""
+        return self._client
+
+    @property
+    def status(self) -> str:
+        return self.data["status"]
+
+    @property
+    def trials(self) -> list[dict[str, Any]]:
+        """The trials, best first."""
+        return self.data.get("trials", [])
+
+    def _best_model_id(self) -> str:
+        """The best trial's model id; ValueError when there is none (yet, or at all once the sweep ended)."""
+        if not self.data.get("best_model_id"):
+            if self.status in TERMINAL:
+                raise ValueError(f"sweep {self.id} ended {self.status} without a complete trial: "
+                                 f"{self.data.get('reason')}")
+            raise ValueError(f"sweep {self.id} has no complete trial yet")
+        return self.data["best_model_id"]
+
+    def _ended(self, deadline: float | None, timeout: float | None) -> bool:
+        """One round of ``wait``: whether the sweep as last read has ended (succeeded or cancelled). Raises
+        SweepFailed if it failed, TimeoutError once ``deadline`` (``time.monotonic()``) passed while it runs."""
+        if self.status == "failed":
+            raise SweepFailed(self.data.get("reason") or "the sweep failed", sweep=self)
+        if self.status in TERMINAL:
+            return True
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"sweep {self.id} still {self.status} after {timeout} s")
+        return False
 
 
 class ModelBase(Resource):

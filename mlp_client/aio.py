@@ -15,10 +15,10 @@ import numpy as np
 
 from mlp_client import _common as common
 from mlp_client._common import STREAM_TIMEOUT, Event, Retry, SSEParser, StreamResume, UploadBody
-from mlp_client._resources import DatasetBase, JobBase, ModelBase, NetworkBase
+from mlp_client._resources import DatasetBase, JobBase, ModelBase, NetworkBase, SweepBase
 from mlp_client.client import DEFAULT_URL
 from mlp_client.errors import ConnectionFailed
-from mlp_client.progress import ProgressDisplay
+from mlp_client.progress import ProgressDisplay, SweepBar
 
 
 async def _async_sleep(seconds: float) -> None:
@@ -143,6 +143,21 @@ class AsyncClient:
             params["status"] = status
         page = await self._json("GET", "/v1/jobs", params=params)
         return [AsyncJob(self, d) for d in page["items"]]
+
+    # -- sweeps --------------------------------------------------------------------------------------------
+    async def sweep(self, dataset: Any, *, wait: bool = False, progress: bool = True, timeout: float | None = None,
+                    **body: Any) -> "AsyncSweep":
+        """As ``Client.sweep``: start a sweep (POST /v1/sweeps's fields as keywords); returns the AsyncSweep at
+        once, or with ``wait`` as ``AsyncSweep.wait`` returns it (SweepFailed, TimeoutError)."""
+        sweep = AsyncSweep(self, await self._json("POST", "/v1/sweeps", json=common.sweep_body(dataset, body)))
+        return await sweep.wait(progress=progress, timeout=timeout) if wait else sweep
+
+    async def get_sweep(self, sweep_id: str) -> "AsyncSweep":
+        return AsyncSweep(self, await self._json("GET", f"/v1/sweeps/{sweep_id}"))
+
+    async def list_sweeps(self, *, limit: int = 50, offset: int = 0) -> list["AsyncSweep"]:
+        page = await self._json("GET", "/v1/sweeps", params={"limit": limit, "offset": offset})
+        return [AsyncSweep(self, d) for d in page["items"]]
 
     # -- models --------------------------------------------------------------------------------------------
     async def get_model(self, model_id: str) -> "AsyncModel":
@@ -288,3 +303,40 @@ class AsyncModel(ModelBase):
 
     async def delete(self) -> None:
         await self._client.delete_model(self.id)
+
+
+class AsyncSweep(SweepBase):
+    """A hyper-parameter sweep of the async client (``data``: the JSON of GET /v1/sweeps/{id})."""
+
+    async def refresh(self) -> "AsyncSweep":
+        self.data = await self._client._json("GET", f"/v1/sweeps/{self.id}")
+        return self
+
+    async def best_model(self) -> "AsyncModel":
+        """The trained model of the best trial; ValueError when there is none (yet, or at all once it ended)."""
+        return await self._client.get_model(self._best_model_id())
+
+    async def wait(self, progress: bool = True, *, timeout: float | None = None, poll: float = 0.5,
+                   file: Any = None) -> "AsyncSweep":
+        """As ``Sweep.wait``: poll until the sweep ends (progress bar when ``progress``). Returns the sweep (also
+        ``cancelled``); raises SweepFailed if it failed and TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = SweepBar(self.data, disabled=not progress, file=file)
+        try:
+            while True:
+                await self.refresh()
+                bar.update(self.data)
+                if self._ended(deadline, timeout):
+                    return self
+                await asyncio.sleep(poll)
+        finally:
+            bar.close()
+
+    async def cancel(self) -> "AsyncSweep":
+        """Cancel a running sweep and its queued and running trials (Conflict if it already ended); returns it."""
+        self.data = await self._client._json("POST", f"/v1/sweeps/{self.id}/cancel")
+        return self
+
+    async def delete(self) -> None:
+        """Delete an ended sweep with its trials' jobs and networks (trained models stay; Conflict while it runs)."""
+        await self._client.request("DELETE", f"/v1/sweeps/{self.id}")

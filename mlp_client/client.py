@@ -1,11 +1,11 @@
-"""The synchronous client: ``Client(base_url, api_key=None)`` and its Network, Dataset, Job and Model objects."""
+"""The synchronous client: ``Client(base_url, api_key=None)`` and its Network, Dataset, Job, Model and Sweep
+objects."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,9 +15,9 @@ import numpy as np
 
 from mlp_client import _common as common
 from mlp_client._common import STREAM_TIMEOUT, Event, Retry, SSEParser, StreamResume, UploadBody
-from mlp_client._resources import DatasetBase, JobBase, ModelBase, NetworkBase
-from mlp_client.errors import ConnectionFailed, SweepFailed
-from mlp_client.progress import ProgressDisplay, start_live
+from mlp_client._resources import DatasetBase, JobBase, ModelBase, NetworkBase, SweepBase
+from mlp_client.errors import ConnectionFailed
+from mlp_client.progress import ProgressDisplay, SweepBar
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -150,11 +150,9 @@ class Client:
     def sweep(self, dataset: Any, *, wait: bool = False, progress: bool = True, timeout: float | None = None,
               **body: Any) -> "Sweep":
         """Start a hyper-parameter sweep (the fields of POST /v1/sweeps as keywords: space, strategy, max_trials,
-        max_seconds, metric, direction, parallelism, pruner, seed, ...); with ``wait``, follow it to its end."""
-        if "validation_dataset" in body:
-            val = body.pop("validation_dataset")
-            body["validation_dataset_id"] = common.ident(val) if val is not None else None
-        sweep = Sweep(self, self._json("POST", "/v1/sweeps", json={"dataset_id": common.ident(dataset), **body}))
+        max_seconds, metric, direction, parallelism, pruner, seed, ...; ``validation_dataset`` may be an object);
+        returns the Sweep at once, or with ``wait`` as ``Sweep.wait`` returns it (SweepFailed, TimeoutError)."""
+        sweep = Sweep(self, self._json("POST", "/v1/sweeps", json=common.sweep_body(dataset, body)))
         return sweep.wait(progress=progress, timeout=timeout) if wait else sweep
 
     def get_sweep(self, sweep_id: str) -> "Sweep":
@@ -334,76 +332,39 @@ class Model(ModelBase):
         self._client.delete_model(self.id)
 
 
-class Sweep:
+class Sweep(SweepBase):
     """A hyper-parameter sweep: ``data`` is the JSON of GET /v1/sweeps/{id} (trials ranked, best model)."""
 
-    def __init__(self, client: Client, data: dict[str, Any]):
-        self.client, self.data = client, data
-
-    def __repr__(self) -> str:
-        return f"Sweep(id={self.id!r}, status={self.status!r}, best_value={self.data.get('best_value')!r})"
-
-    @property
-    def id(self) -> str:
-        return self.data["id"]
-
-    @property
-    def status(self) -> str:
-        return self.data["status"]
-
-    @property
-    def trials(self) -> list[dict[str, Any]]:
-        """The trials, best first."""
-        return self.data.get("trials", [])
-
     def refresh(self) -> "Sweep":
-        self.data = self.client._json("GET", f"/v1/sweeps/{self.id}")
+        self.data = self._client._json("GET", f"/v1/sweeps/{self.id}")
         return self
 
     def best_model(self) -> "Model":
         """The trained model of the best trial; ValueError when there is none (yet, or at all once it ended)."""
-        if not self.data.get("best_model_id"):
-            if self.status in ("succeeded", "failed", "cancelled"):
-                raise ValueError(f"sweep {self.id} ended {self.status} without a complete trial: "
-                                 f"{self.data.get('reason')}")
-            raise ValueError(f"sweep {self.id} has no complete trial yet")
-        return self.client.get_model(self.data["best_model_id"])
+        return self._client.get_model(self._best_model_id())
 
     def wait(self, progress: bool = True, *, timeout: float | None = None, poll: float = 0.5,
              file: Any = None) -> "Sweep":
         """Poll until the sweep ends, with a rich progress bar of finished trials and the best value. Returns the
         sweep (also ``cancelled``, as ``Job.wait``); raises SweepFailed if it failed and TimeoutError after
         ``timeout`` seconds. The bar is closed (cursor restored) on any exit, Ctrl-C included."""
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         deadline = None if timeout is None else time.monotonic() + timeout
-        total = self.data.get("max_trials")
-        bar = Progress(TextColumn("sweep {task.fields[sid]}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
-                       console=Console(file=file or sys.stderr), disable=not progress)
-        start_live(bar)  # the cursor comes back however Ctrl-C interrupts the wait (also inside start)
+        bar = SweepBar(self.data, disabled=not progress, file=file)
         try:
-            task = bar.add_task("sweep", total=total, sid=self.id[:8], best="-")
             while True:
                 self.refresh()
-                counts = self.data.get("counts", {})
-                done = sum(n for k, n in counts.items() if k not in ("pending", "running"))
-                best = self.data.get("best_value")
-                bar.update(task, completed=done, best="-" if best is None else f"{best:.4g}")
-                if self.status == "failed":
-                    raise SweepFailed(self.data.get("reason") or "the sweep failed", sweep=self)
-                if self.status in ("succeeded", "cancelled"):
+                bar.update(self.data)
+                if self._ended(deadline, timeout):
                     return self
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"sweep {self.id} still {self.status} after {timeout} s")
                 time.sleep(poll)
         finally:
-            bar.stop()
+            bar.close()
 
     def cancel(self) -> "Sweep":
-        self.data = self.client._json("POST", f"/v1/sweeps/{self.id}/cancel")
+        """Cancel a running sweep and its queued and running trials (Conflict if it already ended); returns it."""
+        self.data = self._client._json("POST", f"/v1/sweeps/{self.id}/cancel")
         return self
 
     def delete(self) -> None:
-        self.client.request("DELETE", f"/v1/sweeps/{self.id}")
+        """Delete an ended sweep with its trials' jobs and networks (trained models stay; Conflict while it runs)."""
+        self._client.request("DELETE", f"/v1/sweeps/{self.id}")

@@ -75,8 +75,8 @@ class JobFailed(MLPError):
 
 
 class SweepFailed(MLPError):
-    """``Sweep.wait`` saw the sweep end as ``failed`` (no trial completed, or the driver could not step it);
-    ``detail`` is the sweep's ``reason`` and ``sweep`` the sweep."""
+    """``Sweep.wait`` (``AsyncSweep.wait``) saw the sweep end as ``failed`` (no trial completed, or the driver
+    could not step it); ``detail`` is the sweep's ``reason`` and ``sweep`` the sweep."""
 
     def __init__(self, detail: Any, *, sweep: Any = None):
         self.sweep = sweep

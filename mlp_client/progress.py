@@ -1,4 +1,5 @@
-"""The live progress display of ``Job.wait``: a rich bar on a terminal, one line per epoch elsewhere."""
+"""The live progress displays: ``Job.wait``'s (a rich bar on a terminal, one line per epoch elsewhere) and
+``Sweep.wait``'s (a rich bar of finished trials)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,33 @@ def start_live(progress) -> None:
             pass
         progress.console.show_cursor(True)
         raise
+
+
+class SweepBar:
+    """The bar of ``Sweep.wait`` / ``AsyncSweep.wait``: finished trials of ``max_trials``, the best value, the time.
+
+    Started when made (``disabled``: draws nothing); ``close()`` stops it and shows the cursor again.
+    """
+
+    def __init__(self, sweep: dict[str, Any], *, disabled: bool = False, file: IO[str] | None = None):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(TextColumn("sweep {task.fields[sid]}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
+                             console=Console(file=file or sys.stderr), disable=disabled)
+        self._task = self._bar.add_task("sweep", total=sweep.get("max_trials"), sid=sweep["id"][:8], best="-")
+        start_live(self._bar)  # the cursor comes back however Ctrl-C interrupts the wait (also inside start)
+
+    def update(self, sweep: dict[str, Any]) -> None:
+        """Draw the sweep as last read (its ``counts`` and ``best_value``)."""
+        counts = sweep.get("counts") or {}
+        done = sum(n for k, n in counts.items() if k not in ("pending", "running"))
+        best = sweep.get("best_value")
+        self._bar.update(self._task, completed=done, best="-" if best is None else f"{best:.4g}")
+
+    def close(self) -> None:
+        self._bar.stop()
 
 
 class ProgressDisplay:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import re
+
+import pytest
 
 from mlp_client import Client
 from tests.client.test_cli import cli, write_data
@@ -117,6 +121,70 @@ def test_wait_on_a_failed_sweep_raises_sweep_failed(server, tmp_path):
                 raise AssertionError("best_model() of a failed sweep")
         else:
             raise AssertionError("wait() returned on a failed sweep")
+
+
+def test_async_client_sweep_waits_lists_gets_the_best_model_and_deletes(server, tmp_path):
+    from mlp_client import AsyncClient, AsyncModel, AsyncSweep, NotFound
+
+    _, data, _ = write_data(tmp_path)
+
+    async def main():
+        async with AsyncClient(server.url) as c:
+            ds = await c.upload_dataset(str(data), target="label")
+            sweep = await c.sweep(ds, strategy="random", seed=1, max_trials=2, space={"epochs": 2}, pruner="none")
+            assert isinstance(sweep, AsyncSweep) and sweep.status == "running"
+            out = io.StringIO()
+            assert await sweep.wait(file=out, timeout=120) is sweep
+            assert sweep.status == "succeeded" and [t["rank"] for t in sweep.trials] == [1, 2]
+            best = f"{sweep.data['best_value']:.4g}"
+            assert re.search(rf"sweep {sweep.id[:8]} .* 2/2 best {best} ", out.getvalue()), out.getvalue()
+            model = await sweep.best_model()
+            assert isinstance(model, AsyncModel) and model.id == sweep.data["best_model_id"]
+            assert (await model.predict([[0.0, 0.0, 0.0, 0.0]])).shape == (1,)
+            again = await c.get_sweep(sweep.id)
+            assert again == sweep and again.data["best_model_id"] == model.id
+            assert sweep.id in [s.id for s in await c.list_sweeps()]
+            waited = await c.sweep(ds.id, strategy="random", seed=2, max_trials=2, space={"epochs": 3},
+                                   pruner="none", validation_dataset=ds, wait=True, progress=False, timeout=120)
+            assert waited.status == "succeeded" and waited.data["request"]["validation_dataset_id"] == ds.id
+            await sweep.delete()
+            with pytest.raises(NotFound):
+                await c.get_sweep(sweep.id)
+            assert (await c.get_model(model.id)).id == model.id      # trained models stay
+
+    asyncio.run(main())
+
+
+def test_async_sweep_wait_times_out_cancel_ends_it_and_a_failed_one_raises_sweep_failed(server, tmp_path):
+    from mlp_client import AsyncClient, AsyncSweep, Conflict, SweepFailed
+
+    _, data, _ = write_data(tmp_path)
+
+    async def main():
+        async with AsyncClient(server.url) as c:
+            ds = await c.upload_dataset(str(data), target="label")
+            sweep = await c.sweep(ds, strategy="random", max_trials=2, parallelism=1, pruner="none",
+                                  space={"epochs": 3, "batch_size": 1})
+            with pytest.raises(TimeoutError, match=f"sweep {sweep.id} still running after 0 s"):
+                await sweep.wait(progress=False, timeout=0)
+            with pytest.raises(ValueError, match=f"sweep {sweep.id} has no complete trial yet"):
+                await sweep.best_model()
+            with pytest.raises(Conflict, match="cancel it first"):
+                await sweep.delete()
+            assert (await sweep.cancel()).status == "cancelled"
+            assert (await sweep.wait(progress=False, timeout=120)).status == "cancelled"   # returned, not raised
+            with pytest.raises(SweepFailed) as err:
+                # each value trains alone; together over MLP_MAX_PARAMS (5M): every trial fails to start
+                await c.sweep(ds, strategy="random", max_trials=2, pruner="none", wait=True, progress=False,
+                              timeout=120, space={"epochs": 2, "hidden_layers": 3, "units": 2048})
+            failed = err.value.sweep
+            assert isinstance(failed, AsyncSweep) and failed.status == "failed"
+            assert err.value.detail == failed.data["reason"]
+            assert err.value.detail.startswith("no trial completed: 2 failed (first error: "), err.value.detail
+            with pytest.raises(ValueError, match=f"sweep {failed.id} ended failed without a complete trial: "):
+                await failed.best_model()
+
+    asyncio.run(main())
 
 
 def test_cli_sweep_errors_are_readable_and_it_takes_validation_options(server, tmp_path):
