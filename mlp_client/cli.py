@@ -378,24 +378,42 @@ def _follow_sweep(sweep: Sweep, limit: int | None = 10) -> int:
 
 
 def _print_sweep(sweep: Sweep, limit: int | None = 10) -> int:
-    """The sweep's status, its counts and its trials best first (the first ``limit``, then every failed one, with
-    its error); 0 once it succeeded (or while running)."""
+    """The sweep's status, its counts and its trials best first (the first ``limit``, then every failed one left,
+    with its error; the count line says how many are shown and left out); 0 once it succeeded (or while
+    running)."""
     print(f"sweep {sweep.id} {sweep.status}" + (f": {sweep.data.get('reason')}" if sweep.data.get("reason") else ""))
     trials = sweep.trials
     counts = sweep.data.get("counts") or {}
-    print(f"  {len(trials)} trial(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-          + (f"; the first {limit} shown (mlp-service sweep-status {sweep.id} for all)"
-             if limit is not None and len(trials) > limit else ""))
     shown = trials if limit is None else trials[:limit] + [t for t in trials[limit:] if t["status"] == "failed"]
+    left = len(trials) - len(shown)
+    failed_too = " and every failed one" if len(shown) > (limit or 0) else ""
+    print(f"  {len(trials)} trial(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+          + (f"; {len(shown)} shown (the {limit} best{failed_too}), {left} left out (mlp-service sweep-status "
+             f"{sweep.id} for all)" if left else ""))
     for t in shown:
         value = "-" if t["value"] is None else f"{t['value']:.4f}"
-        print(f"  #{t['number']:<3} {t['status']:<9} {sweep.data['metric']}={value} epoch {t['epoch']} "
-              f"{json.dumps(t['params'], separators=(',', ':'))}")
+        print(f"  #{t['number']:<3} {t['status']:<9} {sweep.data['metric']}={value} epoch {t['epoch']}"
+              f"{_trial_job(t)} {json.dumps(t['params'], separators=(',', ':'))}")
         if t["status"] == "failed" and t.get("error"):
             print(f"       error: {t['error']}")
     if sweep.data.get("best_model_id"):
         print(f"best model {sweep.data['best_model_id']}")
     return 0 if sweep.status in ("succeeded", "running") else 1
+
+
+def _trial_job(trial: dict[str, Any]) -> str:
+    """What a pruned or cancelled trial's job did, when the line does not say it already (its job cancelled at the
+    trial's epoch): `` (job cancelled at epoch 7)``, `` (job succeeded, 20 epochs)``; else ``""``. A pruned trial's
+    job may train on after the epoch it was judged at, even to its end, before the verdict reaches it."""
+    status, epoch = trial.get("job_status"), trial.get("job_epoch")
+    if trial["status"] not in ("pruned", "cancelled") or status is None or \
+            (status == "cancelled" and epoch in (None, trial["epoch"])):
+        return ""
+    if epoch is None or status == "queued":
+        return f" (job {status})"
+    if status == "succeeded":
+        return f" (job succeeded, {epoch} epoch{'' if epoch == 1 else 's'})"
+    return f" (job {status} at epoch {epoch})"
 
 
 def _watch(client: Client, args: argparse.Namespace) -> int:

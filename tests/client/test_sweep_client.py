@@ -228,20 +228,74 @@ def test_cli_sweep_passes_any_field_of_the_sweep_body_as_json(server, tmp_path):
         assert r.returncode == 2 and f"error: {message}" in r.stderr, r.stderr  # 2: a usage error, nothing sent
 
 
-def test_the_cli_says_how_many_trials_it_left_out_and_shows_every_failed_one(capsys):
+def _fake_sweep(trials: list[dict], counts: dict):
     from types import SimpleNamespace
 
+    return SimpleNamespace(id="s1", status="succeeded", trials=trials,
+                           data={"metric": "val_accuracy", "counts": counts, "reason": f"max_trials={len(trials)} "
+                                 "reached", "best_model_id": "m1"})
+
+
+def _trial(number: int, status: str, epoch: int = 3, **extra) -> dict:
+    value = 0.9 - number / 100 if status == "complete" else None
+    return {"number": number, "status": status, "value": value, "epoch": epoch, "params": {"units": 8}, **extra}
+
+
+def test_the_cli_says_how_many_trials_it_left_out_and_shows_every_failed_one(capsys):
     from mlp_client.cli import _print_sweep
 
-    trials = [{"number": i, "status": "complete", "value": 0.9 - i / 100, "epoch": 3, "params": {"units": 8}}
-              for i in range(11)] + [{"number": 11, "status": "failed", "value": None, "epoch": 0,
-                                      "params": {"units": 9}, "error": "training failed: boom"}]
-    sweep = SimpleNamespace(id="s1", status="succeeded", trials=trials,
-                            data={"metric": "val_accuracy", "counts": {"complete": 11, "failed": 1},
-                                  "reason": "max_trials=12 reached", "best_model_id": "m1"})
+    trials = [_trial(i, "complete") for i in range(11)] + [_trial(11, "failed", 0, error="training failed: boom")]
+    sweep = _fake_sweep(trials, {"complete": 11, "failed": 1})
     assert _print_sweep(sweep) == 0
     out = capsys.readouterr().out
-    assert "12 trial(s): 11 complete, 1 failed; the first 10 shown (mlp-service sweep-status s1 for all)" in out
+    assert ("\n  12 trial(s): 11 complete, 1 failed; 11 shown (the 10 best and every failed one), 1 left out "
+            "(mlp-service sweep-status s1 for all)\n") in out
     assert "#10 " not in out and "#11  failed" in out and "error: training failed: boom" in out
+    assert len(re.findall(r"^  #\d+ ", out, re.M)) == 11
     _print_sweep(sweep, limit=None)
-    assert "#10 " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "#10 " in out and "\n  12 trial(s): 11 complete, 1 failed\n" in out
+
+    # 7 complete, 5 failed: the first 10 and the 2 failed ones after them are every trial; nothing is left out
+    trials = [_trial(i, "complete") for i in range(7)] + [_trial(i, "failed", 0, error=f"e{i}") for i in range(7, 12)]
+    _print_sweep(_fake_sweep(trials, {"complete": 7, "failed": 5}))
+    out = capsys.readouterr().out
+    assert "\n  12 trial(s): 7 complete, 5 failed\n" in out, out
+    assert len(re.findall(r"^  #\d+ ", out, re.M)) == 12 and out.count("       error: e") == 5
+
+    # no failed one after the first 10: the line says only the best were shown
+    trials = [_trial(i, "complete") for i in range(11)] + [_trial(11, "pruned", 1)]
+    _print_sweep(_fake_sweep(trials, {"complete": 11, "pruned": 1}))
+    out = capsys.readouterr().out
+    assert ("\n  12 trial(s): 11 complete, 1 pruned; 10 shown (the 10 best), 2 left out (mlp-service sweep-status "
+            "s1 for all)\n") in out, out
+    assert len(re.findall(r"^  #\d+ ", out, re.M)) == 10
+
+
+def test_the_cli_says_what_the_job_of_a_pruned_or_cancelled_trial_did(capsys):
+    """A pruned trial's job may train on past the epoch it was judged at (even to its end) before the verdict
+    reaches it: the line says so when the job did something else than stop there; complete lines are unchanged."""
+    from mlp_client.cli import _print_sweep
+
+    trials = [_trial(0, "complete", job_status="succeeded", job_epoch=3),
+              _trial(1, "pruned", 1, job_status="cancelled", job_epoch=7),
+              _trial(2, "pruned", 2, job_status="succeeded", job_epoch=20),
+              _trial(3, "pruned", 2, job_status="running", job_epoch=5),
+              _trial(4, "pruned", 3, job_status="cancelled", job_epoch=3),
+              _trial(5, "cancelled", 4, job_status="cancelled", job_epoch=4),
+              _trial(6, "cancelled", 0, job_status="queued", job_epoch=0),
+              _trial(7, "pruned", 1, job_status=None, job_epoch=None),
+              _trial(8, "failed", 0, job_status="failed", job_epoch=0, error="boom")]
+    _print_sweep(_fake_sweep(trials, {"complete": 1, "pruned": 5, "cancelled": 2, "failed": 1}))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  #")]
+    assert re.fullmatch(r'  #0 +complete +val_accuracy=\d\.\d{4} epoch 3 \{"units":8\}', lines[0]), lines[0]
+    assert lines[1:] == [
+        '  #1   pruned    val_accuracy=- epoch 1 (job cancelled at epoch 7) {"units":8}',
+        '  #2   pruned    val_accuracy=- epoch 2 (job succeeded, 20 epochs) {"units":8}',
+        '  #3   pruned    val_accuracy=- epoch 2 (job running at epoch 5) {"units":8}',
+        '  #4   pruned    val_accuracy=- epoch 3 {"units":8}',
+        '  #5   cancelled val_accuracy=- epoch 4 {"units":8}',
+        '  #6   cancelled val_accuracy=- epoch 0 (job queued) {"units":8}',
+        '  #7   pruned    val_accuracy=- epoch 1 {"units":8}',
+        '  #8   failed    val_accuracy=- epoch 0 {"units":8}',
+    ]
