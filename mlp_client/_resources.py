@@ -117,6 +117,9 @@ class SweepBase(Resource):
     def _best_model_id(self) -> str:
         """The best trial's model id; ValueError when there is none (yet, or at all once the sweep ended)."""
         if not self.data.get("best_model_id"):
+            if self.data.get("best_trial") is not None:
+                raise ValueError(f"sweep {self.id}: the model of its best trial (#{self.data['best_trial']}) was "
+                                 "deleted")
             if self.status in TERMINAL:
                 raise ValueError(f"sweep {self.id} ended {self.status} without a complete trial: "
                                  f"{self.data.get('reason')}")

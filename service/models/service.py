@@ -21,6 +21,7 @@ from service.errors import InvalidInput, NotFound, echo
 from service.metrics import CACHE_HITS, CACHE_MISSES, PREDICTED_ROWS
 from service.models.tables import TrainedModel
 from service.storage import Storage
+from service.sweeps import usage as sweeps_usage
 
 REVALIDATE_SECONDS = 5.0      # a cached model is re-checked against the table at most this often
 
@@ -74,8 +75,10 @@ def list_(session: Session, *, owner: str, limit: int, offset: int,
 
 
 def delete(session: Session, *, owner: str, storage: Storage, model_id: str, cache: "ModelCache") -> None:
-    """Delete the row, then the weights, and drop the model from this process's cache."""
+    """Delete the row, then the weights, and drop the model from this process's cache (Conflict while it is a
+    trial's model of a running sweep)."""
     row = get_or_raise(session, owner=owner, model_id=model_id)
+    sweeps_usage.ensure_model_deletable(session, owner=owner, model_id=model_id, job_id=row.job_id)
     session.delete(row)
     session.commit()
     cache.evict(owner, model_id)

@@ -247,18 +247,21 @@ class TrialRead(BaseModel):
     job_epoch: int | None = Field(None, description="Epochs its job trained (for a pruned trial, often more than "
                                   "`epoch`, the epoch it was judged at).")
     network_id: str | None = Field(description="The trial's network.")
-    model_id: str | None = Field(description="The trained model of a complete trial.")
+    model_id: str | None = Field(description="The trained model of a complete trial (null once deleted: the trial "
+                                 "keeps its rank and value, and its error names the deleted model).")
     error: str | None = Field(description="Why it was pruned, failed or could not start; for a pending trial, what "
                               "it waits for (the job quota).")
     created_at: datetime = Field(description="When Optuna proposed it.")
     finished_at: datetime | None = Field(description="When it ended.")
 
     @classmethod
-    def from_row(cls, t, rank: int | None = None, job=None) -> "TrialRead":
-        """Build from a sweeps.tables.SweepTrial row and its job's (status, epoch) when known."""
+    def from_row(cls, t, rank: int | None = None, job=None, *, model_deleted: bool = False) -> "TrialRead":
+        """Build from a sweeps.tables.SweepTrial row and its job's (status, epoch) when known; a model deleted since
+        the sweep ended is null, and the error says so."""
         return cls(number=t.number, rank=rank, status=t.status, params=t.params, value=t.value, epoch=t.epoch,
                    job_id=t.job_id, job_status=job[0] if job else None, job_epoch=job[1] if job else None,
-                   network_id=t.network_id, model_id=t.model_id, error=t.error,
+                   network_id=t.network_id, model_id=None if model_deleted else t.model_id,
+                   error=f"its model {t.model_id} was deleted" if model_deleted else t.error,
                    created_at=t.created_at, finished_at=t.finished_at)
 
 
@@ -280,7 +283,8 @@ class SweepRead(BaseModel):
     counts: dict[str, int] = Field(description="Trials per status.")
     best_trial: int | None = Field(description="Number of the best complete trial.")
     best_value: float | None = Field(description="Its metric.")
-    best_model_id: str | None = Field(description="Its trained model (predict with it).")
+    best_model_id: str | None = Field(description="Its trained model (predict with it); null if that model was "
+                                      "deleted (a model cannot be deleted while its sweep runs).")
     importances: dict[str, float] | None = Field(None, description="Optuna's parameter importances (>= 2 "
                                                                    "complete trials).")
     trials: list[TrialRead] = Field(default_factory=list, description="Ranked: best first.")

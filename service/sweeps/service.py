@@ -136,12 +136,22 @@ def read(session: Session, *, owner: str, sweep_id: str, with_trials: bool = Tru
     if with_trials and trials:
         jobs = {j.id: (j.status, j.epoch) for j in session.execute(
             select(Job.id, Job.status, Job.epoch).where(Job.owner == owner, Job.sweep_id == sweep_id)).all()}
-    return view(sweep, trials, with_trials=with_trials, jobs=jobs)
+    return view(sweep, trials, with_trials=with_trials, jobs=jobs, gone=_deleted_models(session, owner, trials))
+
+
+def _deleted_models(session: Session, owner: str, trials) -> set[str]:
+    """The trials' model ids whose model was deleted (only possible once the sweep ended: 409 before)."""
+    ids = {t.model_id for t in trials if t.model_id is not None}
+    if not ids:
+        return set()
+    return ids - set(session.scalars(select(TrainedModel.id).where(TrainedModel.id.in_(list(ids)),
+                                                                   TrainedModel.owner == owner)).all())
 
 
 def view(sweep: Sweep, trials: list[SweepTrial], *, with_trials: bool = True,
-         jobs: dict[str, tuple[str, int]] | None = None) -> SweepRead:
-    """Build the SweepRead of a sweep row and its trial rows; ``jobs``: job id -> (status, epoch) of its trials."""
+         jobs: dict[str, tuple[str, int]] | None = None, gone: set[str] = frozenset()) -> SweepRead:
+    """Build the SweepRead of a sweep row and its trial rows; ``jobs``: job id -> (status, epoch) of its trials;
+    ``gone``: model ids deleted since (shown as null, the trial keeps its rank and value)."""
     jobs = jobs or {}
     req = sweep.request
     order = ranked(req, trials)
@@ -154,8 +164,9 @@ def view(sweep: Sweep, trials: list[SweepTrial], *, with_trials: bool = True,
         metric=req["metric"], direction=req["direction"], parallelism=req["parallelism"],
         max_trials=req.get("max_trials"), max_seconds=req.get("max_seconds"), counts=counts,
         best_trial=best.number if best else None, best_value=best.value if best else None,
-        best_model_id=best.model_id if best else None, importances=sweep.importances,
-        trials=[TrialRead.from_row(t, rank, jobs.get(t.job_id)) for t, rank in order] if with_trials else [],
+        best_model_id=best.model_id if best and best.model_id not in gone else None, importances=sweep.importances,
+        trials=[TrialRead.from_row(t, rank, jobs.get(t.job_id), model_deleted=t.model_id in gone)
+                for t, rank in order] if with_trials else [],
         request=req, created_at=sweep.created_at, updated_at=sweep.updated_at, finished_at=sweep.finished_at)
 
 
@@ -165,8 +176,9 @@ def list_(session: Session, *, owner: str, limit: int, offset: int,
     and the total."""
     cond = [Sweep.owner == owner] + ([Sweep.status == status] if status is not None else [])
     rows, total = page(session, Sweep, *cond, limit=limit, offset=offset)
-    return [view(s, trials_of(session, owner=owner, sweep_id=s.id, for_view=True), with_trials=False)
-            for s in rows], total
+    trials = {s.id: trials_of(session, owner=owner, sweep_id=s.id, for_view=True) for s in rows}
+    gone = _deleted_models(session, owner, [t for ts in trials.values() for t in ts])
+    return [view(s, trials[s.id], with_trials=False, gone=gone) for s in rows], total
 
 
 def cancel(session: Session, executor: Executor, *, owner: str, sweep_id: str,

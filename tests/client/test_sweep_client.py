@@ -299,3 +299,18 @@ def test_the_cli_says_what_the_job_of_a_pruned_or_cancelled_trial_did(capsys):
         '  #7   pruned    val_accuracy=- epoch 1 {"units":8}',
         '  #8   failed    val_accuracy=- epoch 0 {"units":8}',
     ]
+
+
+def test_best_model_of_a_sweep_whose_best_model_was_deleted_says_so():
+    from mlp_client.client import Sweep
+
+    from types import SimpleNamespace
+
+    sweep = Sweep(SimpleNamespace(get_model=lambda model_id: model_id), {"id": "s1", "status": "succeeded", "best_trial": 3, "best_model_id": None,
+                         "reason": "max_trials=4 reached"})
+    try:
+        sweep.best_model()
+    except ValueError as exc:
+        assert str(exc) == "sweep s1: the model of its best trial (#3) was deleted"
+    else:
+        raise AssertionError("best_model() returned without a model")

@@ -255,3 +255,29 @@ def test_sweep_events_resume_after_the_last_event_id(tmp_path):
         assert _trial_ids(c, sid, str(every[-1])) == []
         for bad in ("abc", "-5", "99999", ""):  # not an ended trial's number: everything again
             assert _trial_ids(c, sid, bad) == every
+
+
+def test_a_trial_model_is_kept_while_its_sweep_runs_and_shown_deleted_after(tmp_path):
+    """Deleting a trial's model while its sweep runs is a 409 naming the sweep (as for the trial's job); once the
+    sweep ended it may go, and the sweep then shows the trial's model (and the best model) as null, the trial
+    keeping its rank and value and its error naming the deleted model."""
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=1))) as c:
+        ds = _dataset(c, 300)
+        sid = c.post("/v1/sweeps", json={"dataset_id": ds, "max_trials": 2, "parallelism": 1, "pruner": "none",
+                                         "space": {"epochs": 600, "batch_size": [8], "hidden_layers": 1,
+                                                   "units": [8]}}).json()["id"]
+        s = _wait(c, sid, timeout=120, until=lambda s: s["counts"].get("complete") == 1 or s["status"] != "running")
+        assert s["status"] == "running", s
+        model_id = s["best_model_id"]
+        r = c.delete(f"/v1/models/{model_id}")
+        assert r.status_code == 409 and r.json()["detail"] == (
+            f"model {model_id} is a trial's model of sweep {sid}, which is running; cancel the sweep or wait for it "
+            "to finish first")
+        assert c.post(f"/v1/sweeps/{sid}/cancel").status_code == 200
+        assert c.delete(f"/v1/models/{model_id}").status_code == 204
+        s = c.get(f"/v1/sweeps/{sid}").json()
+        best = s["trials"][0]
+        assert (best["rank"], best["status"], best["model_id"]) == (1, "complete", None) and best["value"] is not None
+        assert best["error"] == f"its model {model_id} was deleted"
+        assert s["best_trial"] == best["number"] and s["best_model_id"] is None
+        assert c.get("/v1/sweeps").json()["items"][0]["best_model_id"] is None
