@@ -18,7 +18,7 @@ from service.docs import mount_docs
 from service.database import create_all, make_engine, make_sessionmaker
 from service.datasets.routes import router as datasets_router
 from service.evaluation.routes import router as evaluation_router
-from service.errors import ServiceError, capped, echo, error_key, validation_detail
+from service.errors import ServiceError, capped, echo, error_key, json_body_not_sent, validation_detail
 from service.executor import make_executor
 from service.faults import StorageProbe, install_disk_full_handler, sweep_temporaries
 from service.jobs.routes import predictions_router
@@ -99,7 +99,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's own handler echoes the input, which may hold NaN or a lone surrogate (a 500 when encoded)
-        return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
+        errors = exc.errors()
+        media = json_body_not_sent(errors, request.headers.get("content-type"))
+        if media is not None:
+            return JSONResponse({"detail": media}, status_code=415)
+        return JSONResponse({"detail": validation_detail(errors)}, status_code=422)
 
     install_disk_full_handler(app)
     _install_health_routes(app, engine, storage, executor)

@@ -124,6 +124,21 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     return json_safe(str(value), _depth + 1)
 
 
+def json_body_not_sent(errors: Any, content_type: str | None) -> str | None:
+    """The 415 detail when a JSON route's body was not read as JSON because of its Content-Type (FastAPI reads a
+    body as JSON only under ``application/json`` or ``*+json``: ``curl -d`` alone sends form encoding, and the body
+    then fails as "not a valid dictionary"); None for any other validation error."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    if not any(tuple(e.get("loc", ())) == ("body",) and e.get("type") in ("model_attributes_type", "dict_type")
+               for e in errors):
+        return None
+    sent = f"Content-Type {echo(media)}" if media else "no Content-Type"
+    return (f"the body was sent with {sent}; this endpoint reads a JSON object: send it with Content-Type: "
+            "application/json (curl: -H 'content-type: application/json')")
+
+
 def validation_detail(errors: Any) -> list[dict]:
     """FastAPI's 422 ``detail`` list (type, loc, msg, input, ctx) with every value made JSON-safe."""
     out = []

@@ -102,6 +102,31 @@ def test_service_errors_map_to_status_and_detail(app, exc, status):
         assert r.headers["www-authenticate"] == "Bearer"
 
 
+@pytest.mark.parametrize("path", ["/v1/networks", "/v1/jobs", "/v1/sweeps", f"/v1/models/{UNKNOWN_ID}/predictions"])
+@pytest.mark.parametrize("content_type, body, sent", [
+    (None, b'{"layers": []}', "no Content-Type"),
+    ("application/x-www-form-urlencoded", b'{"layers": []}', "Content-Type 'application/x-www-form-urlencoded'"),
+    ("text/plain; charset=utf-8", b'{"layers": []}', "Content-Type 'text/plain'"),
+    ("multipart/form-data; boundary=x", b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--x--\r\n',
+     "Content-Type 'multipart/form-data'"),
+])
+def test_a_json_body_sent_as_another_media_type_is_415_saying_how_to_send_it(client, path, content_type, body, sent):
+    """`curl -d '{...}'` without -H sends form encoding: FastAPI then does not read the body as JSON, and its
+    "not a valid dictionary" 422 hid why; the answer is the README's 415 naming the Content-Type to send."""
+    r = client.post(path, content=body, headers={"content-type": content_type} if content_type else {})
+    assert r.status_code == 415, r.text
+    assert r.json() == {"detail": f"the body was sent with {sent}; this endpoint reads a JSON object: send it with "
+                                  "Content-Type: application/json (curl: -H 'content-type: application/json')"}
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/vnd.api+json"])
+def test_a_json_body_with_a_json_media_type_keeps_its_422(client, content_type):
+    r = client.post("/v1/networks", content=b'["not", "an", "object"]', headers={"content-type": content_type})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"], r.text
+    r = client.post("/v1/networks", content=b"", headers={"content-type": "text/plain"})  # no body: a missing one
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "missing", r.text
+
+
 def test_unknown_route_is_json_404(client):
     r = client.get("/v1/nothing")
     assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
