@@ -17,12 +17,13 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
-    from service.settings import Settings
+    from service.settings import Settings, warn_unknown_variables
 
     from service import auth
 
     settings = Settings()
     log = logging.getLogger("service")
+    warn_unknown_variables(log)
     try:
         app = create_app(settings)  # reads MLP_API_KEYS_FILE now, so a bad file stops the start-up
     except auth.KeysFileError as exc:
@@ -49,9 +50,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from service.settings import Settings
+    from service.settings import Settings, warn_unknown_variables
 
     settings = Settings()
+    warn_unknown_variables(logging.getLogger("service"))
     if not settings.broker_url:
         logging.getLogger("service").error("mlp-service worker needs MLP_BROKER_URL (e.g. redis://host:6379/0)")
         return 2

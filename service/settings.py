@@ -102,3 +102,32 @@ class Settings(BaseSettings):
         if value or "data_dir" not in info.data:
             return value
         return str(info.data["data_dir"] / "artifacts")
+
+
+CLIENT_VARIABLES = ("MLP_URL", "MLP_API_KEY")  # read by mlp_client and its commands, not by the server
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """The ``MLP_`` environment variables no setting reads (a typo, or a name from another tool's docs, is otherwise
+    silently ignored: ``MLP_API_KEYS`` left a server open), each with the closest setting's variable or None."""
+    import difflib
+
+    environ = os.environ if environ is None else environ
+    known = set(CLIENT_VARIABLES)
+    for name, field in Settings.model_fields.items():
+        known.add(f"MLP_{name.upper()}")
+        alias = field.validation_alias
+        known.update(a for a in getattr(alias, "choices", [alias]) if isinstance(a, str) and a.startswith("MLP_"))
+    out = []
+    for var in sorted(v for v in environ if v.upper().startswith("MLP_") and v.upper() not in known):
+        close = difflib.get_close_matches(var.upper(), sorted(known - set(CLIENT_VARIABLES)), n=1, cutoff=0.6)
+        out.append((var, close[0] if close else None))
+    return out
+
+
+def warn_unknown_variables(log) -> None:
+    """Log a warning for each ``MLP_`` variable no setting reads (at the start of ``serve`` and ``worker``)."""
+    for var, close in unknown_variables():
+        log.warning("%s is not a setting of mlp-service and is ignored%s", var,
+                    f" (did you mean {close}?)" if close else "")
+

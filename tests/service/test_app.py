@@ -234,3 +234,15 @@ def test_live_server_answers_and_warns_nothing_on_loopback(live_server):
             time.sleep(0.1)
         assert r.json()["status"] == "ready", r.text
     assert "without API keys" not in srv.log()
+    assert "is not a setting" not in srv.log()
+
+
+def test_serve_warns_of_mlp_variables_no_setting_reads(live_server):
+    """MLP_API_KEYS (not a setting: the keys come from MLP_API_KEYS_FILE or `keys create`) left a server open
+    without a word; now each unknown MLP_ variable is named at start-up with the closest setting."""
+    srv = live_server(workers=0, env={"MLP_API_KEYS": "alice:secret", "MLP_WORKER": "3", "MLP_URL": "x"})
+    assert srv.client().get("/healthz").status_code == 200
+    log = srv.log()
+    assert "MLP_API_KEYS is not a setting of mlp-service and is ignored (did you mean MLP_API_KEYS_FILE?)" in log
+    assert "MLP_WORKER is not a setting of mlp-service and is ignored (did you mean MLP_WORKERS?)" in log
+    assert "MLP_URL" not in log  # the client's variable

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from service.settings import Settings
+from service.settings import Settings, unknown_variables
 
 
 def test_lease_timings_and_worker_priority_come_from_the_environment(monkeypatch, tmp_path):
@@ -39,3 +39,10 @@ def test_a_bad_lease_is_refused_naming_the_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("MLP_LEASE_SECONDS", "0")
     with pytest.raises(pydantic.ValidationError, match="lease_seconds"):
         Settings(data_dir=tmp_path)
+
+
+def test_unknown_mlp_variables_are_named_with_the_closest_setting():
+    env = {"MLP_API_KEYS": "k", "MLP_WORKER": "2", "MLP_MAX_UPLOAD_BYTES": "1", "MLP_URL": "u", "MLP_API_KEY": "k",
+           "MLP_STORAGE_ENDPOINT_URL": "http://s3", "MLP_ZZZ": "1", "HOME": "/root"}
+    assert unknown_variables(env) == [("MLP_API_KEYS", "MLP_API_KEYS_FILE"), ("MLP_WORKER", "MLP_WORKERS"),
+                                      ("MLP_ZZZ", None)]
