@@ -328,7 +328,7 @@ def check_auc_validation(dataset, storage: Storage | None, *, validation_split: 
         raise InvalidInput(f"{field}: 'val_auc' needs both classes among the validation rows, but the "
                            f"{va.shape[0]} row(s) that validation_split={validation_split} holds out with "
                            f"seed={seed} are all {label!r}; use a larger validation_split, another seed, "
-                           "a validation_dataset_id, or monitor 'val_loss'")
+                           f"a validation_dataset_id, or {field.rsplit('.', 1)[-1]} 'val_loss'")
 
 
 def _check_cross_validation(folds: int, dataset, storage: Storage | None) -> None:

@@ -195,6 +195,25 @@ class SweepCreate(_Strict):
     training: SweepTraining | None = Field(None, description="Job options every trial trains with, as in POST "
                                            "/v1/jobs: " + ", ".join(TRAINING_FIELDS) + ".")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _training_fields_elsewhere(cls, data: Any) -> Any:
+        """A job field given in ``training`` that the space searches (epochs, optimizer, ...) or that the sweep
+        body has itself (seed, validation_split, ...) is a 422 saying where it goes, not "Extra inputs"."""
+        training = data.get("training") if isinstance(data, dict) else None
+        if isinstance(training, dict):
+            for key in training:
+                if key in SearchSpace.model_fields or key == "learning_rate":
+                    where = "space.optimizer and space.learning_rate" if key == "optimizer" else f"space.{key}"
+                    raise PydanticCustomError(
+                        "training_field_in_space", "training.{key}: {key} is set in {where} (a fixed value or the "
+                        "values to search), not in training", {"key": key, "where": where})
+                if key in cls.model_fields and key != "training":
+                    raise PydanticCustomError(
+                        "training_field_of_sweep", "training.{key}: {key} is a field of the sweep body itself "
+                        "(next to space and training), not of training", {"key": key})
+        return data
+
     @model_validator(mode="after")
     def _budget(self):
         if self.validation_dataset_id is not None and self.validation_split:

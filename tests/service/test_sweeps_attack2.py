@@ -81,6 +81,30 @@ def test_val_auc_needs_both_classes_in_the_held_out_rows(idle):
     assert r.status_code == 422, r.text
     assert r.json()["detail"].startswith("metric: 'val_auc' needs both classes among the validation rows, but the "
                                          "2 row(s) that validation_split=0.02 holds out with seed=0 are all ")
+    assert r.json()["detail"].endswith("or metric 'val_loss'")  # the sweep's field, not a job's monitor
+
+
+@pytest.mark.parametrize("field, message", [
+    ("epochs", "training.epochs: epochs is set in space.epochs (a fixed value or the values to search), not in "
+               "training"),
+    ("batch_size", "training.batch_size: batch_size is set in space.batch_size (a fixed value or the values to "
+                   "search), not in training"),
+    ("optimizer", "training.optimizer: optimizer is set in space.optimizer and space.learning_rate (a fixed value or "
+                  "the values to search), not in training"),
+    ("learning_rate", "training.learning_rate: learning_rate is set in space.learning_rate (a fixed value or the "
+                      "values to search), not in training"),
+    ("seed", "training.seed: seed is a field of the sweep body itself (next to space and training), not of training"),
+    ("validation_split", "training.validation_split: validation_split is a field of the sweep body itself (next to "
+                         "space and training), not of training"),
+])
+def test_a_job_field_given_in_training_says_where_it_goes(idle, field, message):
+    c = idle
+    X, y = load_iris(return_X_y=True)
+    ds = _upload(c, X, y.tolist())
+    value = {"type": "sgd"} if field == "optimizer" else 0.1 if field in ("learning_rate", "validation_split") else 5
+    r = _sweep(c, dataset_id=ds, training={field: value})
+    assert r.status_code == 422, r.text
+    assert [e["msg"] for e in r.json()["detail"]] == [message]
 
 
 # -- 5. a validation data set no trial can use ---------------------------------------------------------------
