@@ -410,6 +410,8 @@ def _advance(session: Session, executor: Executor, settings: Settings, sweep: Sw
             return None  # over the job quota: try again at the next step
     exhausted = req.max_trials is not None and len(trials) >= req.max_trials
     if exhausted and not any(t.status in TRIAL_ACTIVE for t in trials):
+        if req.strategy == "grid" and req.max_trials == _search().grid_size(req):
+            return f"all {req.max_trials} points of the grid tried"  # (max_trials is the grid's size, not given)
         return f"max_trials={req.max_trials} reached"
     while not exhausted and sum(t.status in TRIAL_ACTIVE for t in trials) < req.parallelism:
         if not _start(session, executor, settings, sweep, req, trials):

@@ -19,7 +19,7 @@ def test_cli_sweep_prints_ranked_trials_and_best_model_and_client_sweep_waits(se
     r = cli("sweep", "--url", server.url, "--data", str(data), "--target", "label", "--strategy", "grid",
             "--space", json.dumps(space), "--pruner", "none")
     assert r.returncode == 0, r.stderr
-    assert re.search(r"^sweep [0-9a-f]{32} succeeded: max_trials=2 reached$", r.stdout, re.M), r.stdout
+    assert re.search(r"^sweep [0-9a-f]{32} succeeded: all 2 points of the grid tried$", r.stdout, re.M), r.stdout
     assert len(re.findall(r"^  #\d+ +complete +val_accuracy=\d\.\d{4} epoch 3 ", r.stdout, re.M)) == 2, r.stdout
     best = re.search(r"^best model ([0-9a-f]{32})$", r.stdout, re.M).group(1)
     with Client(server.url) as c:

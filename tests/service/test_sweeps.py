@@ -200,7 +200,7 @@ def test_pruning_stops_the_deliberately_bad_trials(tmp_path):
         assert r.status_code == 202, r.text
         assert r.headers["location"] == f"/v1/sweeps/{r.json()['id']}"
         s = _wait(c, r.json()["id"], timeout=120)
-        assert s["status"] == "succeeded" and s["reason"] == "max_trials=4 reached", s
+        assert s["status"] == "succeeded" and s["reason"] == "all 4 points of the grid tried", s
         by_lr = {t["params"]["learning_rate"]: t for t in s["trials"]}
         for lr in (0.02, 0.01):
             assert by_lr[lr]["status"] == "complete" and by_lr[lr]["value"] > 0.8, by_lr[lr]
