@@ -345,10 +345,11 @@ const yTick = v => v === null ? "" : Math.abs(v) >= 1e5 ? v.toExponential(1) : M
 const searchesSomething = sweep => Object.entries((sweep.request && sweep.request.space) || {}).some(([k, d]) =>
   DIMENSIONS.includes(k) && (Array.isArray(d) ? new Set(d).size > 1 : d !== null && typeof d === "object"));
 
-// What the trial table says next to a trial: why it failed or was cancelled; for a pruned trial whose job went
-// on after the verdict (small trials often finish first), how far the job got.
+// What the trial table says next to a trial: why it failed or was cancelled, what a pending one waits for, that a
+// complete one's model was deleted; for a pruned trial whose job went on after the verdict (small trials often
+// finish first), how far the job got.
 function trialNote(t) {
-  if ((t.status === "failed" || t.status === "cancelled") && t.error) return t.error;
+  if (t.status !== "pruned" && t.error) return t.error;
   if (t.status === "pruned" && t.job_epoch != null && t.job_epoch > t.epoch)
     return `job ${t.job_status || ""} at epoch ${t.job_epoch} (pruned at ${t.epoch})`;
   return "";
