@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 import numpy as np
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StrictBool, Tag, create_model,
-                      model_validator)
+                      field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from core import ACTIVATIONS, MONITORS, OPTIMIZERS
@@ -195,12 +195,11 @@ class SweepCreate(_Strict):
     training: SweepTraining | None = Field(None, description="Job options every trial trains with, as in POST "
                                            "/v1/jobs: " + ", ".join(TRAINING_FIELDS) + ".")
 
-    @model_validator(mode="before")
+    @field_validator("training", mode="before")
     @classmethod
-    def _training_fields_elsewhere(cls, data: Any) -> Any:
+    def _training_fields_elsewhere(cls, training: Any) -> Any:
         """A job field given in ``training`` that the space searches (epochs, optimizer, ...) or that the sweep
         body has itself (seed, validation_split, ...) is a 422 saying where it goes, not "Extra inputs"."""
-        training = data.get("training") if isinstance(data, dict) else None
         if isinstance(training, dict):
             for key in training:
                 if key in SearchSpace.model_fields or key == "learning_rate":
@@ -212,7 +211,7 @@ class SweepCreate(_Strict):
                     raise PydanticCustomError(
                         "training_field_of_sweep", "training.{key}: {key} is a field of the sweep body itself "
                         "(next to space and training), not of training", {"key": key})
-        return data
+        return training
 
     @model_validator(mode="after")
     def _budget(self):

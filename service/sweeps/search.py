@@ -4,6 +4,7 @@ study rebuilt from the trial rows (so the database is the only state, and propos
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import warnings
@@ -129,18 +130,62 @@ def grid_size(req: SweepCreate) -> int:
     return int(np.prod([len(v) for v in grid_space(req).values()])) if grid_space(req) else 1
 
 
-def trial_seed(seed: int, number: int) -> int:
-    """The sampler seed of trial ``number``: depends on the sweep's seed and the trial number only."""
-    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+def trial_seed(seed: int, number: int, attempt: int = 0) -> int:
+    """The sampler seed of trial ``number``: depends on the sweep's seed and the trial number only (and on the
+    attempt, for a proposal asked again because it repeated an earlier trial's parameters)."""
+    entropy = [seed, number] if attempt == 0 else [seed, number, attempt]  # attempt 0: the seeds of old versions
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-def sampler(req: SweepCreate, number: int) -> optuna.samplers.BaseSampler:
+def sampler(req: SweepCreate, number: int, attempt: int = 0) -> optuna.samplers.BaseSampler:
     """The seeded sampler that proposes trial ``number``."""
     if req.strategy == "grid":
         return optuna.samplers.GridSampler(grid_space(req), seed=req.seed)
     if req.strategy == "random":
-        return optuna.samplers.RandomSampler(seed=trial_seed(req.seed, number))
-    return optuna.samplers.TPESampler(seed=trial_seed(req.seed, number))
+        return optuna.samplers.RandomSampler(seed=trial_seed(req.seed, number, attempt))
+    return optuna.samplers.TPESampler(seed=trial_seed(req.seed, number, attempt))
+
+
+PROPOSAL_ATTEMPTS = 10
+
+
+def params_key(params: Mapping[str, Any]) -> str:
+    """One string per distinct parameter set (what makes two trials the same training: same job, same seed)."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def propose(req: SweepCreate, key: str, trials: list, *, number: int) -> dict[str, Any]:
+    """The parameters of trial ``number``, from the stored trials and the seed only (so the same after a restart).
+
+    A random or TPE proposal equal to an earlier trial's parameters would train the same job again to the same
+    result (a job's seed is the sweep's): it is asked again with the next attempt's seed, up to
+    PROPOSAL_ATTEMPTS times (in a small space nearly every point of which was tried, the repeat is kept). The grid
+    never repeats a point."""
+    history = [] if req.strategy == "random" else trials  # a random proposal depends on its seed alone
+    seen = {params_key(t.params) for t in trials} if req.strategy != "grid" else set()
+    for attempt in range(PROPOSAL_ATTEMPTS):
+        params = suggest(req, study(req, key, history, number=number, attempt=attempt).ask())
+        if params_key(params) not in seen:
+            break
+    return params
+
+
+def space_size(req: SweepCreate) -> int | None:
+    """How many distinct parameter sets the space holds, or None when it is infinite (a float range without a
+    step). ``units`` counts once per hidden layer unless shared (sum over the ``hidden_layers`` values)."""
+    counts = {}
+    for name in DIMENSIONS:
+        dim = getattr(req.space, name)
+        if isinstance(dim, FloatRange) and dim.step is None:
+            return None
+        counts[name] = _grid_count(dim) if isinstance(dim, (IntRange, FloatRange, list)) else 1
+    rest = math.prod(n for name, n in counts.items() if name not in ("units", "hidden_layers"))
+    if shared_units(req):
+        return rest * counts["units"] * counts["hidden_layers"]
+    layers = req.space.hidden_layers
+    depths = (range(layers.low, layers.high + 1, layers.step) if isinstance(layers, IntRange)
+              else dict.fromkeys(layers) if isinstance(layers, list) else [layers])
+    return rest * sum(counts["units"] ** int(h) for h in depths)
 
 
 def pruner(req: SweepCreate, max_epochs: int) -> optuna.pruners.BasePruner:
@@ -171,7 +216,7 @@ def study_name(req: SweepCreate) -> str:
 
 
 def study(req: SweepCreate, key: str, trials: list, *, number: int,
-          running: Mapping[int, int] | None = None) -> optuna.Study:
+          running: Mapping[int, int] | None = None, attempt: int = 0) -> optuna.Study:
     """An in-memory study holding the stored trials in number order, with the sampler of trial ``number``.
 
     ``key`` is the sweep's id (what the caches of this module are kept by); the study is named ``study_name(req)``.
@@ -179,7 +224,7 @@ def study(req: SweepCreate, key: str, trials: list, *, number: int,
     whatever their row says, and the pruner's memory of them covers only the epochs before that one.
     """
     running = running or {}
-    st = optuna.create_study(study_name=study_name(req), direction=req.direction, sampler=sampler(req, number),
+    st = optuna.create_study(study_name=study_name(req), direction=req.direction, sampler=sampler(req, number, attempt),
                              pruner=pruner(req, max_epochs(req)))
     ordered = sorted(trials, key=lambda t: t.number)
     memory = _pruner_memory(req, ordered, running)

@@ -409,15 +409,23 @@ def _advance(session: Session, executor: Executor, settings: Settings, sweep: Sw
         if t.status == PENDING and not _launch(session, executor, settings, sweep, req, t):
             return None  # over the job quota: try again at the next step
     exhausted = req.max_trials is not None and len(trials) >= req.max_trials
-    if exhausted and not any(t.status in TRIAL_ACTIVE for t in trials):
+    covered = _covered(req, trials)
+    if (exhausted or covered) and not any(t.status in TRIAL_ACTIVE for t in trials):
+        if covered:
+            return _every_point(covered, "space")
         if req.strategy == "grid" and req.max_trials == _search().grid_size(req):
-            return f"all {req.max_trials} points of the grid tried"  # (max_trials is the grid's size, not given)
+            return _every_point(req.max_trials, "grid")  # (max_trials is the grid's size, not what was given)
         return f"max_trials={req.max_trials} reached"
-    while not exhausted and sum(t.status in TRIAL_ACTIVE for t in trials) < req.parallelism:
+    while not (exhausted or covered) and sum(t.status in TRIAL_ACTIVE for t in trials) < req.parallelism:
         if not _start(session, executor, settings, sweep, req, trials):
             return None
         exhausted = req.max_trials is not None and len(trials) >= req.max_trials
+        covered = _covered(req, trials)
     return None
+
+
+def _every_point(n: int, what: str) -> str:
+    return f"all {n} points of the {what} tried" if n != 1 else f"the one point of the {what} tried"
 
 
 _BUDGET_CANCELLED: dict[str, set[str]] = {}  # sweep id -> trial jobs this process cancelled at max_seconds
@@ -548,9 +556,17 @@ def _update_best(session: Session, sweep: Sweep, req: SweepCreate, trials: list[
 
 def _propose(sweep: Sweep, req: SweepCreate, trials: list[SweepTrial]) -> dict[str, Any]:
     """Optuna's parameters for trial number len(trials), from the stored trials (and the seed) only."""
-    number = len(trials)
-    history = [] if req.strategy == "random" else trials  # a random proposal depends on its seed alone
-    return _search().suggest(req, _search().study(req, sweep.id, history, number=number).ask())
+    return _search().propose(req, sweep.id, trials, number=len(trials))
+
+
+def _covered(req: SweepCreate, trials: list[SweepTrial]) -> int | None:
+    """The size of a random or TPE sweep's finite space once every point of it has been proposed, else None."""
+    if req.strategy == "grid":
+        return None
+    size = _search().space_size(req)
+    if size is None or len(trials) < size:  # (counted only when it could be: no key made in a large space)
+        return None
+    return size if len({_search().params_key(t.params) for t in trials}) >= size else None
 
 
 def _new_trial(sweep: Sweep, number: int, params: dict[str, Any], status: str) -> SweepTrial:

@@ -46,12 +46,11 @@ def _wait(c, sweep_id: str, *, timeout: float, until=TERMINAL, headers=None, pol
 
 # -- proposals ---------------------------------------------------------------------------------------------
 def _propose(body: dict, n: int) -> list[dict]:
-    """The driver's ask path (search.study + search.suggest) for n trials, each told a fixed function's value."""
+    """The driver's ask path (search.propose) for n trials, each told a fixed function's value."""
     req = SweepCreate(**body)
     rows = []
     for number in range(n):
-        st = search.study(req, "s", rows, number=number)
-        params = search.suggest(req, st.ask())
+        params = search.propose(req, "s", rows, number=number)
         value = -abs(np.log10(params["learning_rate"]) + 2) + params["hidden_layers"] * 0.01
         rows.append(SimpleNamespace(number=number, params=params, status="complete", value=value, intermediate={}))
     return [r.params for r in rows]
@@ -73,6 +72,35 @@ def test_proposals_are_reproducible_from_the_seed(strategy):
     else:
         assert all(16 <= p[f"units_{i}"] <= 256 for p in first for i in range(1, p["hidden_layers"] + 1))
         assert all(1e-4 <= p["learning_rate"] <= 1e-1 for p in first)
+
+
+def test_a_random_or_tpe_proposal_never_repeats_a_trial_and_a_covered_space_ends_the_sweep(tmp_path):
+    """Random and TPE draw with replacement: in a small space they proposed the same parameters again (the same
+    job, seed and result). A repeat is asked again with another seed, and once every point of a finite space was
+    tried the sweep ends saying so, whatever max_trials is left."""
+    for strategy in ("random", "tpe"):
+        body = {"dataset_id": "d", "strategy": strategy, "max_trials": 12, "seed": 3, "direction": "maximize",
+                "space": {"hidden_layers": 1, "units": [4, 8], "learning_rate": [0.01, 0.1], "epochs": 1}}
+        first = _propose(body, 4)
+        assert len({tuple(sorted(p.items())) for p in first}) == 4, first  # the 4 points, each once
+        assert first == _propose(body, 4)                                  # and reproducibly so
+    req = SweepCreate(dataset_id="d", max_trials=1, space={"hidden_layers": [0, 2], "units": [4, 8, 16],
+                                                           "dropout": {"low": 0.0, "high": 0.3, "step": 0.1},
+                                                           "learning_rate": 0.01})
+    assert search.space_size(req) == (1 + 3 ** 2) * 4  # units_1, units_2 per depth; 4 dropout steps
+    assert search.space_size(req.model_copy(update={"space": req.space.model_copy(update={"shared_units": True})})) \
+        == 2 * 3 * 4
+    assert search.space_size(SweepCreate(dataset_id="d", max_trials=1)) is None  # a float range: infinite
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=1))) as c:
+        ds = _dataset(c, 60)
+        for space, reason, n in (({"hidden_layers": 1, "units": [4, 8], "learning_rate": 0.01, "epochs": 1},
+                                  "all 2 points of the space tried", 2),
+                                 ({"hidden_layers": 1, "units": 4, "learning_rate": 0.01, "epochs": 1},
+                                  "the one point of the space tried", 1)):
+            r = c.post("/v1/sweeps", json={"dataset_id": ds, "strategy": "random", "max_trials": 10,
+                                           "parallelism": 2, "pruner": "none", "space": space})
+            s = _wait(c, r.json()["id"], timeout=60)
+            assert (s["status"], s["reason"], s["counts"]) == ("succeeded", reason, {"complete": n}), s
 
 
 def test_the_same_request_proposes_the_same_trials_through_the_api(tmp_path):
