@@ -155,8 +155,13 @@ class AsyncClient:
     async def get_sweep(self, sweep_id: str) -> "AsyncSweep":
         return AsyncSweep(self, await self._json("GET", f"/v1/sweeps/{sweep_id}"))
 
-    async def list_sweeps(self, *, limit: int = 50, offset: int = 0) -> list["AsyncSweep"]:
-        page = await self._json("GET", "/v1/sweeps", params={"limit": limit, "offset": offset})
+    async def list_sweeps(self, *, status: str | None = None, limit: int = 50,
+                          offset: int = 0) -> list["AsyncSweep"]:
+        """As ``Client.list_sweeps``."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        page = await self._json("GET", "/v1/sweeps", params=params)
         return [AsyncSweep(self, d) for d in page["items"]]
 
     # -- models --------------------------------------------------------------------------------------------

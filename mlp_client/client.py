@@ -158,8 +158,12 @@ class Client:
     def get_sweep(self, sweep_id: str) -> "Sweep":
         return Sweep(self, self._json("GET", f"/v1/sweeps/{sweep_id}"))
 
-    def list_sweeps(self, *, limit: int = 50, offset: int = 0) -> list["Sweep"]:
-        page = self._json("GET", "/v1/sweeps", params={"limit": limit, "offset": offset})
+    def list_sweeps(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> list["Sweep"]:
+        """The sweeps, newest first (without their trials); ``status`` keeps those in it (running, ...)."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        page = self._json("GET", "/v1/sweeps", params=params)
         return [Sweep(self, d) for d in page["items"]]
 
     # -- models --------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ def test_cli_sweep_prints_ranked_trials_and_best_model_and_client_sweep_waits(se
     best = re.search(r"^best model ([0-9a-f]{32})$", r.stdout, re.M).group(1)
     with Client(server.url) as c:
         sweep = c.list_sweeps()[0]
+        assert [s.id for s in c.list_sweeps(status="succeeded")] == [sweep.id] and not c.list_sweeps(status="failed")
         assert sweep.status == "succeeded" and sweep.data["best_model_id"] == best
         again = c.sweep(sweep.data["request"]["dataset_id"], strategy="random", seed=1, max_trials=2,
                         space={"epochs": 2}, pruner="none", wait=True, progress=False, timeout=120)
@@ -144,6 +145,8 @@ def test_async_client_sweep_waits_lists_gets_the_best_model_and_deletes(server, 
             again = await c.get_sweep(sweep.id)
             assert again == sweep and again.data["best_model_id"] == model.id
             assert sweep.id in [s.id for s in await c.list_sweeps()]
+            assert sweep.id in [s.id for s in await c.list_sweeps(status="succeeded")]
+            assert sweep.id not in [s.id for s in await c.list_sweeps(status="running")]
             waited = await c.sweep(ds.id, strategy="random", seed=2, max_trials=2, space={"epochs": 3},
                                    pruner="none", validation_dataset=ds, wait=True, progress=False, timeout=120)
             assert waited.status == "succeeded" and waited.data["request"]["validation_dataset_id"] == ds.id
