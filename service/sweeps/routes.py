@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from service.auth import still_authorised
 from service.deps import ExecutorDep, OwnerDep, PageDep, SessionDep, SettingsDep, StorageDep
 from service.http import GuardedRoute
 from service.sweeps import service
@@ -123,8 +124,10 @@ async def sweep_events(sweep_id: str, request: Request, owner: OwnerDep) -> Stre
         finally:
             hub.uncount(owner)
 
+    recheck = max(float(request.app.state.settings.api_key_recheck_seconds), 0.05)
+
     async def _events(sweep) -> AsyncIterator[bytes]:
-        last = time.monotonic()
+        last = last_check = time.monotonic()
         while True:
             for t in _ended(sweep):
                 if t.number not in sent:
@@ -137,9 +140,14 @@ async def sweep_events(sweep_id: str, request: Request, owner: OwnerDep) -> Stre
             if time.monotonic() - last > SSE_KEEPALIVE_SECONDS:
                 yield b": keep-alive\n\n"
                 last = time.monotonic()
-            await anyio.sleep(EVENTS_POLL_SECONDS)
+            await anyio.sleep(min(EVENTS_POLL_SECONDS, recheck))
             if await request.is_disconnected():
                 return
+            if time.monotonic() - last_check >= recheck:  # a revoked key ends its streams, as a job stream's
+                last_check = time.monotonic()
+                if not await still_authorised(request, owner):
+                    yield _sse("error", {"detail": "the API key was revoked"})
+                    return
             sweep = await run_in_threadpool(poll)
 
     return StreamingResponse(stream(), media_type="text/event-stream",

@@ -121,20 +121,28 @@ def test_revoked_key_ends_its_open_streams(live_server, tmp_path):
     # noticing a revocation scales with it (5 s on an idle machine).
     notice = time.monotonic() - t_key
     job = _queued_job(http)
-    s, head = _open_stream(srv.port, job, f"Authorization: Bearer {key}\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), head
+    ds = http.get(f"/v1/jobs/{job}").json()["dataset_id"]
+    sweep = http.post("/v1/sweeps", json={"dataset_id": ds, "max_trials": 2, "space": {"epochs": 2}})
+    assert sweep.status_code == 202, sweep.text   # no workers: it runs (its trials queued) until the revoke
+    streams = []
+    for path in (f"/v1/jobs/{job}/events", f"/v1/sweeps/{sweep.json()['id']}/events"):  # both kinds end
+        s, head = open_path(srv.port, path, f"Authorization: Bearer {key}\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        streams.append(s)
     subprocess.run(serve_command() + ["keys", "revoke", key_id], check=True, env=env, timeout=60,
                    capture_output=True)
     t0 = time.monotonic()
-    s.settimeout(max(10.0, 3 * notice + 5.0))
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-        if b"0\r\n\r\n" in data:
-            break
-    s.close()
-    assert time.monotonic() - t0 < max(5.0, 3 * notice + 1.0), notice
-    assert b"event: error" in data and b"the API key was revoked" in data
+    for s in streams:
+        s.settimeout(max(10.0, 3 * notice + 5.0))
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+            if b"0\r\n\r\n" in data:
+                break
+        s.close()
+        assert time.monotonic() - t0 < max(5.0, 3 * notice + 1.0), notice
+        assert b"event: error" in data and b"the API key was revoked" in data, data[-300:]
+        assert b"event: end" not in data
