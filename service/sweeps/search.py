@@ -4,6 +4,7 @@ study rebuilt from the trial rows (so the database is the only state, and propos
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import logging
 import math
@@ -75,8 +76,11 @@ def _suggest(trial: optuna.Trial, name: str, dim: Any) -> Any:
         return dim
     if isinstance(dist, IntDistribution):
         return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, FloatDistribution) and dist.step is not None:  # written as the grid writes it (0.3, not
+        value = trial.suggest_float(name, dist.low, dist.high, step=dist.step)  # 0.30000000000000004)
+        return dim.value(round((value - dim.low) / dim.step))
     if isinstance(dist, FloatDistribution):
-        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
     return trial.suggest_categorical(name, dist.choices)
 
 
@@ -166,8 +170,34 @@ def propose(req: SweepCreate, key: str, trials: list, *, number: int) -> dict[st
     for attempt in range(PROPOSAL_ATTEMPTS):
         params = suggest(req, study(req, key, history, number=number, attempt=attempt).ask())
         if params_key(params) not in seen:
-            break
+            return params
+    # Every attempt repeated a trial: in a finite space of at most GRID_MAX_POINTS points, one of those not tried
+    # yet, drawn with the next seed (so a small space is covered without repeats, whatever the draws were).
+    untried = [p for p in space_points(req) or [] if params_key(p) not in seen]
+    if untried:
+        rng = np.random.default_rng(trial_seed(req.seed, number, PROPOSAL_ATTEMPTS))
+        return untried[int(rng.integers(len(untried)))]
     return params
+
+
+def space_points(req: SweepCreate) -> list[dict[str, Any]] | None:
+    """Every parameter set of a finite space of at most GRID_MAX_POINTS points, as ``suggest`` gives them (units
+    per layer unless shared); None for an infinite or larger space."""
+    size = space_size(req)
+    if size is None or size > GRID_MAX_POINTS:
+        return None
+    values = {name: _grid_values(dim) if isinstance(dim, (IntRange, FloatRange, list)) else [dim]
+              for name in DIMENSIONS for dim in [getattr(req.space, name)]}
+    others = [name for name in DIMENSIONS if name != "units"]
+    points = []
+    for combo in itertools.product(*(values[name] for name in others)):
+        base = dict(zip(others, combo))
+        if shared_units(req):
+            points += [{**base, "units": u} for u in values["units"]]
+        else:
+            points += [{**base, **{f"units_{i}": u for i, u in enumerate(us, 1)}}
+                       for us in itertools.product(values["units"], repeat=int(base["hidden_layers"]))]
+    return points
 
 
 def space_size(req: SweepCreate) -> int | None:

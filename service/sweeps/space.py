@@ -26,6 +26,8 @@ from service.settings import Settings
 from service.sweeps.schemas import FloatRange, IntRange, SweepCreate
 from service.sweeps.trials import job_body, network_spec
 
+MAX_STEPS = 10**9  # values of a float range with a step (Optuna's step arithmetic fails far beyond: 1e-30 of 0.3)
+
 # The trial each bound is tried in: every other dimension at a value that passes every limit.
 HARMLESS: dict[str, Any] = {"hidden_layers": 1, "units": 1, "activation": "relu", "dropout": 0.0,
                             "optimizer": "adam", "learning_rate": JOB_DEFAULTS["optimizer"]["learning_rate"],
@@ -43,6 +45,10 @@ def check(settings: Settings, body: SweepCreate, dataset) -> None:
                 and dim.step > dim.high - dim.low and (isinstance(dim, FloatRange) or dim.step > 1)):
             raise InvalidInput(f"space.{name}: step {dim.step:g} is wider than the range {dim.low:g}..{dim.high:g}, "
                                f"which then holds only {dim.low:g}; give a smaller step or the fixed value")
+        if isinstance(dim, FloatRange) and dim.step is not None and dim.count() > MAX_STEPS:
+            raise InvalidInput(f"space.{name}: step {dim.step:g} makes about {float(dim.count()):.2g} values of "
+                               f"{dim.low:g}..{dim.high:g}, more than {MAX_STEPS:,}; give a larger step, or none "
+                               "(any value of the range)")
     width = _input_width(dataset)
     harmless = _harmless(body)
     for name in HARMLESS:
@@ -81,7 +87,12 @@ def _harmless(body: SweepCreate) -> dict[str, Any]:
     (``lr_schedule.min_lr <= learning_rate``) is an upper bound on it, so a value the space holds passes it if any
     does; each bound of the space is then tried with the options by ``check``, which names the space's value
     that fails with them."""
-    return {**HARMLESS, "learning_rate": max(bounds(body.space.learning_rate))}
+    top = max(bounds(body.space.learning_rate))
+    optimizer = body.space.optimizer[0] if isinstance(body.space.optimizer, list) and body.space.optimizer \
+        else body.space.optimizer
+    # a top rate of 0 fails alone: it is then named as space.learning_rate, not blamed on the first dimension
+    return {**HARMLESS, "learning_rate": top if top > 0 else HARMLESS["learning_rate"],
+            "optimizer": optimizer if isinstance(optimizer, str) else HARMLESS["optimizer"]}
 
 
 def bounds(dim: Any) -> list:

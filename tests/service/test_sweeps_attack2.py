@@ -300,8 +300,26 @@ def test_a_float_range_with_a_step_draws_only_its_steps_and_a_grid_enumerates_it
         "space.dropout: step 0.5 is wider than the range 0.1..0.2, which then holds only 0.1; give a smaller step "
         "or the fixed value")
     r = _sweep(c, dataset_id=ds, strategy="grid", max_trials=None, space={
-        "weight_decay": {"low": 0.0, "high": 1.0, "step": 1e-9}})  # counted, never listed
-    assert r.status_code == 422 and r.json()["detail"].startswith("space: the grid has 2,000,000,00"), r.text
+        "weight_decay": {"low": 0.0, "high": 1.0, "step": 1e-6}})  # counted, never listed
+    assert r.status_code == 422 and r.json()["detail"].startswith("space: the grid has 2,000,002 points"), r.text
+    for strategy in ("random", "tpe", "grid"):  # Optuna's step arithmetic failed in the driver at 1e-30
+        r = _sweep(c, dataset_id=ds, strategy=strategy, space={"dropout": {"low": 0.0, "high": 0.3, "step": 1e-30}})
+        assert r.status_code == 422 and r.json()["detail"] == (
+            "space.dropout: step 1e-30 makes about 3e+29 values of 0..0.3, more than "
+            "1,000,000,000; give a larger step, or none (any value of the range)"), r.text
+
+
+@pytest.mark.parametrize("space", [{"learning_rate": 0}, {"learning_rate": [0]}, {"learning_rate": 0.0, "optimizer": "sgd"},
+                                   {"learning_rate": 0, "hidden_layers": 2, "units": 4}])
+def test_a_learning_rate_of_zero_is_named_as_the_failing_dimension(idle, space):
+    """It was blamed on space.hidden_layers (the first dimension tried, with the space's top rate) and on adam."""
+    c = idle
+    X, y = load_iris(return_X_y=True)
+    ds = _upload(c, X, y.tolist())
+    r = _sweep(c, dataset_id=ds, space={"epochs": 1, **space})
+    assert r.status_code == 422 and r.json()["detail"].startswith(
+        "space.learning_rate: 0.0 fails every trial that draws it (optimizer."
+        f"{space.get('optimizer', 'adam')}.learning_rate: Input should be greater than 0)"), r.text
 
 
 def test_min_lr_is_checked_against_the_learning_rates_of_the_space(idle):
