@@ -132,7 +132,7 @@ def create(session: Session, executor: Executor, settings: Settings, *, owner: s
     if "val_auc" in monitors:
         check_auc_validation(dataset, storage, validation_split=body.validation_split, seed=body.seed,
                              field="early_stopping.monitor" if getattr(body.early_stopping, "monitor", None)
-                             == "val_auc" else "lr_schedule.monitor")
+                             == "val_auc" else "lr_schedule.monitor", val=val)
 
     now = utcnow()
     job = Job(id=new_id(), owner=owner, network_id=network.id, dataset_id=dataset.id,
@@ -315,10 +315,17 @@ def check_monitor(monitor: str, dataset, n_val: int, field: str = "early_stoppin
 
 
 def check_auc_validation(dataset, storage: Storage | None, *, validation_split: float, seed: int,
-                         field: str) -> None:
-    """A val_auc metric needs both classes among the rows ``validation_split`` holds out with ``seed`` (counted
-    when ``storage``; a validation data set of one class cannot be uploaded for classification). InvalidInput
-    naming ``field``. Also used by sweeps (every trial of a sweep holds out the same rows)."""
+                         field: str, val=None) -> None:
+    """A val_auc metric needs both classes among the validation rows: those of the validation data set ``val``
+    (its classes), or the rows ``validation_split`` holds out with ``seed`` (counted when ``storage``).
+    InvalidInput naming ``field``. Also used by sweeps (every trial of a sweep holds out the same rows)."""
+    if val is not None:
+        if len(val.classes or []) < 2:
+            only = (val.classes or ["no class"])[0]
+            raise InvalidInput(f"{field}: 'val_auc' needs both classes among the validation rows, but validation "
+                               f"data set {val.id} holds only {only!r}; use a validation data set with both "
+                               f"classes, a validation_split, or {field.rsplit('.', 1)[-1]} 'val_loss'")
+        return
     if storage is None or not validation_split:
         return
     y = np.asarray(datasets_service.load_arrays(storage, dataset)[1]).reshape(-1)

@@ -74,7 +74,7 @@ def create(session: Session, settings: Settings, *, owner: str, body: SweepCreat
     jobs_service.check_monitor(metric, dataset, n_val, field="metric")
     if core.MONITORS[metric].binary_only:
         jobs_service.check_auc_validation(dataset, storage, validation_split=body.validation_split or 0.0,
-                                          seed=body.seed, field="metric")
+                                          seed=body.seed, field="metric", val=val)
     direction = body.direction or default_direction(metric)
     body = body.model_copy(update={"metric": metric, "direction": direction})
     space.check_training(body, dataset, n_val)  # 422 for fixed job options no trial could train with

@@ -107,6 +107,30 @@ def test_a_job_field_given_in_training_says_where_it_goes(idle, field, message):
     assert [e["msg"] for e in r.json()["detail"]] == [message]
 
 
+def test_val_auc_needs_both_classes_in_the_validation_data_set(idle):
+    """A one-class validation data set was accepted for val_auc: the sweep 'succeeded' with a complete trial of no
+    value and no best. A 422 naming metric (and a job's early_stopping.monitor), as for a held-out split."""
+    c = idle
+    X, y = load_breast_cancer(return_X_y=True)
+    ds = _upload(c, X[:80], y[:80].tolist())
+    ones = np.flatnonzero(y == 1)[:30]
+    val = _upload(c, X[ones], y[ones].tolist())
+    r = _sweep(c, dataset_id=ds, metric="val_auc", validation_dataset_id=val)
+    assert r.status_code == 422 and r.json()["detail"] == (
+        f"metric: 'val_auc' needs both classes among the validation rows, but validation data set {val} holds only 1; "
+        "use a validation data set with both classes, a validation_split, or metric 'val_loss'"), r.text
+    net = c.post("/v1/networks", json={"layers": [{"type": "dense", "units": 2, "activation": "softmax"}],
+                                       "loss": "cross_entropy"}).json()["id"]
+    r = c.post("/v1/jobs", json={"network_id": net, "dataset_id": ds, "validation_dataset_id": val, "epochs": 2,
+                                 "early_stopping": {"monitor": "val_auc", "patience": 2}})
+    assert r.status_code == 422 and r.json()["detail"].startswith(
+        "early_stopping.monitor: 'val_auc' needs both classes among the validation rows, but validation data set "), \
+        r.text
+    both = np.r_[ones[:10], np.flatnonzero(y == 0)[:10]]
+    r = _sweep(c, dataset_id=ds, metric="val_auc", validation_dataset_id=_upload(c, X[both], y[both].tolist()))
+    assert r.status_code == 202, r.text
+
+
 # -- 5. a validation data set no trial can use ---------------------------------------------------------------
 def test_a_validation_data_set_no_trial_can_use_is_a_422(idle):
     c = idle
