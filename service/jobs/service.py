@@ -154,8 +154,11 @@ def cancel(session: Session, executor: Executor, *, owner: str, job_id: str) -> 
     if job.status in TERMINAL:
         raise Conflict(f"job {job_id} is already {job.status}; only queued or running jobs can be cancelled")
     now = utcnow()
+    # queued: never started, or queued again to resume after its worker died (a queued job's epoch stays put)
+    queued_error = (f"cancelled while queued to resume after epoch {job.epoch}" if job.epoch
+                    else "cancelled before it started")
     res = session.execute(update(Job).where(Job.id == job_id, Job.status == QUEUED).values(
-        status=CANCELLED, cancel_requested=True, error="cancelled before it started", finished_at=now,
+        status=CANCELLED, cancel_requested=True, error=queued_error, finished_at=now,
         updated_at=now).execution_options(**_NO_SYNC))
     if res.rowcount == 0:
         session.execute(update(Job).where(Job.id == job_id, Job.status == RUNNING).values(

@@ -216,6 +216,8 @@ def _stop_active(session: Session, executor: Executor, *, owner: str, sweep_id: 
         job = jobs.get(t.job_id)
         if job is None or not _settle(t, job, metric):
             t.status, t.finished_at, t.error = TRIAL_CANCELLED, utcnow(), None
+            if job is not None:  # still stopping (within one minibatch): the epochs it had trained
+                t.epoch = max(t.epoch, job.epoch)
     session.commit()
 
 
@@ -240,6 +242,7 @@ def _settle(t: SweepTrial, job, metric: str) -> bool:
     if job.status in (FAILED, CANCELLED):
         t.status, t.error, t.finished_at = (TRIAL_FAILED if job.status == FAILED else TRIAL_CANCELLED,
                                             job.error, utcnow())
+        t.epoch = max(t.epoch, job.epoch)  # the epochs it trained, however it was stopped (a sweep's cancel too)
         return True
     return False
 

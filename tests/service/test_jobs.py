@@ -7,8 +7,10 @@ import time
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from service.app import create_app
+from service.jobs.tables import Job
 from service.settings import Settings
 from tests.service.helpers import assert_detail, blobs, mlp_spec, sse_events
 
@@ -167,8 +169,16 @@ def test_cancel_queued_job(tmp_path, make_network, make_dataset):
         r = client.post(f"/v1/jobs/{job_id}/cancel")
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "cancelled" and r.json()["finished_at"]
+        assert r.json()["error"] == "cancelled before it started"
         r = client.post(f"/v1/jobs/{job_id}/cancel")
         assert_detail(r, 409, f"job {job_id} is already cancelled; only queued or running jobs can be cancelled")
+        # queued again to resume after its worker died (as the restart after a kill -9 leaves it): its epochs count
+        again = _job(client, net, ds).json()["id"]
+        with app.state.sessionmaker() as session:
+            session.execute(update(Job).where(Job.id == again).values(epoch=7, attempt=1))
+            session.commit()
+        r = client.post(f"/v1/jobs/{again}/cancel")
+        assert r.status_code == 200 and r.json()["error"] == "cancelled while queued to resume after epoch 7", r.text
 
 
 def test_cancel_running_job_stops_it(client, make_network, make_dataset, wait_job):

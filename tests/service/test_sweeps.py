@@ -278,6 +278,8 @@ def test_cancel_stops_every_running_trial_and_delete(tmp_path):
             time.sleep(0.05)
         jobs = c.get("/v1/jobs", params={"sweep_id": sid}).json()["items"]
         assert all(j["progress"]["epoch"] < 1000 for j in jobs)
+        trials = c.get(f"/v1/sweeps/{sid}").json()["trials"]  # the epochs they trained (was 0 without a pruner)
+        assert all(t["status"] == "cancelled" and 1 <= t["epoch"] <= t["job_epoch"] for t in trials), trials
         r = c.post(f"/v1/sweeps/{sid}/cancel")
         assert r.status_code == 409
         assert r.json()["detail"] == f"sweep {sid} is already cancelled; only a running sweep can be cancelled"

@@ -365,6 +365,32 @@ def test_min_lr_is_checked_against_the_learning_rates_of_the_space(idle):
         "training: Value error, lr_schedule.min_lr: 0.003 is above optimizer.learning_rate 0.002"), r.text
 
 
+@pytest.mark.parametrize("field, value, msg", [
+    ("max_seconds", True, "a boolean is not a number: got true"),   # was a 1-second budget
+    ("max_trials", "5", "a string is not a number: got '5'"),
+    ("parallelism", True, "a boolean is not a number: got true"),
+    ("seed", "0", "a string is not a number: got '0'"),
+    ("pruner_warmup_epochs", True, "a boolean is not a number: got true"),
+    ("validation_split", "0.2", "a string is not a number: got '0.2'"),
+    ("standardize", "yes", "Input should be a valid boolean"),
+])
+def test_top_level_numbers_and_booleans_are_not_read_from_other_types(idle, field, value, msg):
+    c = idle
+    X, y = load_iris(return_X_y=True)
+    ds = _upload(c, X, y.tolist())
+    r = _sweep(c, dataset_id=ds, **{field: value})
+    assert r.status_code == 422 and [(e["loc"], e["msg"]) for e in r.json()["detail"]] == [(["body", field], msg)]
+
+
+def test_training_preprocessing_null_is_the_default_as_for_a_job(idle):
+    c = idle
+    X, y = load_iris(return_X_y=True)
+    ds = _upload(c, X, y.tolist())
+    r = _sweep(c, dataset_id=ds, training={"preprocessing": None})
+    assert r.status_code == 202, r.text
+    assert r.json()["request"]["training"]["preprocessing"]["numeric"]["impute"] == "mean"
+
+
 def test_zero_hidden_layers_is_a_linear_model(idle):
     """hidden_layers 0 is kept: the trial's network is the output layer alone (softmax regression)."""
     from service.sweeps.schemas import SweepCreate
