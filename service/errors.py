@@ -156,7 +156,7 @@ def validation_message(errors: Any) -> str:
     lines = []
     for err in errors:
         loc = ".".join(str(p) for p in err.get("loc", ()))
-        msg = str(err.get("msg", "invalid"))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")  # pydantic's prefix says nothing here
         lines.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(lines)
 

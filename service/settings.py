@@ -104,7 +104,11 @@ class Settings(BaseSettings):
         return str(info.data["data_dir"] / "artifacts")
 
 
-CLIENT_VARIABLES = ("MLP_URL", "MLP_API_KEY")  # read by mlp_client and its commands, not by the server
+# MLP_ variables that other parts of the project read, not the server: mlp_client and its commands (URL, API_KEY),
+# the MNIST lab (MNIST_DIR), the container's HEALTHCHECK (HEALTHCHECK_URL), scripts/compose-scale-check.sh (PORT),
+# the benchmarks' trial trace (TRACE_DIR) and the tests (UI_SCREENSHOTS, MLP_TEST_*)
+CLIENT_VARIABLES = ("MLP_URL", "MLP_API_KEY", "MLP_MNIST_DIR", "MLP_HEALTHCHECK_URL", "MLP_PORT", "MLP_TRACE_DIR",
+                    "MLP_UI_SCREENSHOTS")
 
 
 def unknown_variables(environ: dict[str, str] | None = None) -> list[tuple[str, str | None]]:
@@ -119,7 +123,8 @@ def unknown_variables(environ: dict[str, str] | None = None) -> list[tuple[str, 
         alias = field.validation_alias
         known.update(a for a in getattr(alias, "choices", [alias]) if isinstance(a, str) and a.startswith("MLP_"))
     out = []
-    for var in sorted(v for v in environ if v.upper().startswith("MLP_") and v.upper() not in known):
+    for var in sorted(v for v in environ if v.upper().startswith("MLP_") and v.upper() not in known
+                      and not v.upper().startswith("MLP_TEST_")):
         close = difflib.get_close_matches(var.upper(), sorted(known - set(CLIENT_VARIABLES)), n=1, cutoff=0.6)
         out.append((var, close[0] if close else None))
     return out

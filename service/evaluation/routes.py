@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from service.bodies import read_body
 from service.deps import OwnerDep
 from service.evaluation import service
+from service.models import formats
 from service.models import service as models
 from service.models.routes import loaded_model
 
@@ -34,11 +35,13 @@ EVALUATE_ANSWER = {"application/json": {"example": {
 @router.post("/{model_id}/evaluate", openapi_extra=EVALUATE_OPENAPI, responses={
     200: {"description": "The figures (see README: evaluate).", "content": EVALUATE_ANSWER}, **_ERRORS,
     413: {"description": "Body larger than MLP_MAX_UPLOAD_BYTES."},
+    415: {"description": "A Content-Type that is not JSON (form encoding, multipart, CSV, ...)."},
     422: {"description": "Neither or both of dataset_id and inline rows, targets missing or of the wrong length, "
                          "an unknown label, a data set of another task."}})
 async def evaluate(model_id: str, request: Request, owner: OwnerDep) -> Response:
     """Metrics of the model on labelled rows (`dataset_id`, or predict's shapes with `targets`); `importance: true`
     adds permutation feature importance."""
+    formats.check_json(request.headers.get("content-type"), what="evaluate")
     body = await read_body(request, max_bytes=request.app.state.settings.max_upload_bytes, what="body")
     req = service.parse(body)
     model = await loaded_model(request, owner, model_id)

@@ -62,6 +62,15 @@ def body_kind(content_type: str | None) -> str:
                                f"{', '.join(BODY_TYPES)}")
 
 
+def check_json(content_type: str | None, *, what: str) -> None:
+    """415 unless the Content-Type reads as JSON as predict's does (none, JSON, any +json, text/plain): for
+    endpoints whose body is JSON only (``what`` names the endpoint in the detail)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if not (media in JSON_TYPES or media.endswith("+json")):
+        raise UnsupportedMediaType(f"Content-Type {echo(media)[1:-1]} is not supported: {what} reads a JSON body "
+                                   f"(send {JSON})")
+
+
 def charset_of(content_type: str | None) -> str | None:
     """The ``charset=`` parameter of a Content-Type (e.g. ``text/csv; charset=cp1252``), or None."""
     for param in (content_type or "").split(";")[1:]:

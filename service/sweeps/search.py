@@ -109,7 +109,8 @@ def grid_space(req: SweepCreate) -> dict[str, list]:
             dims[name] = dim
     size = math.prod(_grid_count(dim) for dim in dims.values())
     if size > GRID_MAX_POINTS:
-        raise InvalidInput(f"space: the grid has {size:,} points, more than {GRID_MAX_POINTS:,}")
+        raise InvalidInput(f"space: the grid has {size:,} points, more than {GRID_MAX_POINTS:,}; search this space "
+                           "with the random or tpe strategy and a max_trials")
     return {name: _grid_values(dim) for name, dim in dims.items()}
 
 

@@ -74,6 +74,14 @@ def test_evaluate_rejects_bad_bodies_naming_the_field_and_unknown_ids(client, tr
     assert r.status_code == 404 and "0" * 32 in r.json()["detail"]
     r = client.post(f"/v1/models/{'0' * 32}/evaluate", json={"dataset_id": trained_model["dataset"]["id"]})
     assert r.status_code == 404 and "not found" in r.json()["detail"]
+    body = b'{"dataset_id": "' + trained_model["dataset"]["id"].encode() + b'"}'
+    for media in ("application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/csv"):  # curl -d
+        r = client.post(f"/v1/models/{mid}/evaluate", content=body, headers={"content-type": media})
+        assert r.status_code == 415 and r.json()["detail"] == (
+            f"Content-Type {media.split(';')[0]} is not supported: evaluate reads a JSON body (send application/json)")
+    for media in (None, "application/json; charset=utf-8", "text/plain", "application/vnd.x+json"):  # as predict
+        r = client.post(f"/v1/models/{mid}/evaluate", content=body, headers={"content-type": media} if media else {})
+        assert r.status_code == 200, (media, r.text)
 
 
 def test_permutation_importance_names_columns_and_finds_the_signal(client):

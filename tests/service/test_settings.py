@@ -43,6 +43,7 @@ def test_a_bad_lease_is_refused_naming_the_variable(monkeypatch, tmp_path):
 
 def test_unknown_mlp_variables_are_named_with_the_closest_setting():
     env = {"MLP_API_KEYS": "k", "MLP_WORKER": "2", "MLP_MAX_UPLOAD_BYTES": "1", "MLP_URL": "u", "MLP_API_KEY": "k",
-           "MLP_STORAGE_ENDPOINT_URL": "http://s3", "MLP_ZZZ": "1", "HOME": "/root"}
+           "MLP_STORAGE_ENDPOINT_URL": "http://s3", "MLP_ZZZ": "1", "HOME": "/root", "MLP_MNIST_DIR": "/d",
+           "MLP_HEALTHCHECK_URL": "http://x", "MLP_TEST_REDIS_URL": "redis://"}  # the lab's, the image's, tests'
     assert unknown_variables(env) == [("MLP_API_KEYS", "MLP_API_KEYS_FILE"), ("MLP_WORKER", "MLP_WORKERS"),
                                       ("MLP_ZZZ", None)]
