@@ -217,12 +217,12 @@ class SweepCreate(_Strict):
                 if key in SearchSpace.model_fields or key == "learning_rate":
                     where = "space.optimizer and space.learning_rate" if key == "optimizer" else f"space.{key}"
                     raise PydanticCustomError(
-                        "training_field_in_space", "training.{key}: {key} is set in {where} (a fixed value or the "
-                        "values to search), not in training", {"key": key, "where": where})
+                        "training_field_in_space", "{key} is set in {where} (a fixed value or the values to "
+                        "search), not in training", {"key": key, "where": where})
                 if key in cls.model_fields and key != "training":
                     raise PydanticCustomError(
-                        "training_field_of_sweep", "training.{key}: {key} is a field of the sweep body itself "
-                        "(next to space and training), not of training", {"key": key})
+                        "training_field_of_sweep", "{key} is a field of the sweep body itself (next to space and "
+                        "training), not of training", {"key": key})
         return training
 
     @model_validator(mode="after")

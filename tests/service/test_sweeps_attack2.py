@@ -85,16 +85,16 @@ def test_val_auc_needs_both_classes_in_the_held_out_rows(idle):
 
 
 @pytest.mark.parametrize("field, message", [
-    ("epochs", "training.epochs: epochs is set in space.epochs (a fixed value or the values to search), not in "
+    ("epochs", "epochs is set in space.epochs (a fixed value or the values to search), not in "
                "training"),
-    ("batch_size", "training.batch_size: batch_size is set in space.batch_size (a fixed value or the values to "
+    ("batch_size", "batch_size is set in space.batch_size (a fixed value or the values to "
                    "search), not in training"),
-    ("optimizer", "training.optimizer: optimizer is set in space.optimizer and space.learning_rate (a fixed value or "
+    ("optimizer", "optimizer is set in space.optimizer and space.learning_rate (a fixed value or "
                   "the values to search), not in training"),
-    ("learning_rate", "training.learning_rate: learning_rate is set in space.learning_rate (a fixed value or the "
+    ("learning_rate", "learning_rate is set in space.learning_rate (a fixed value or the "
                       "values to search), not in training"),
-    ("seed", "training.seed: seed is a field of the sweep body itself (next to space and training), not of training"),
-    ("validation_split", "training.validation_split: validation_split is a field of the sweep body itself (next to "
+    ("seed", "seed is a field of the sweep body itself (next to space and training), not of training"),
+    ("validation_split", "validation_split is a field of the sweep body itself (next to "
                          "space and training), not of training"),
 ])
 def test_a_job_field_given_in_training_says_where_it_goes(idle, field, message):
@@ -104,7 +104,7 @@ def test_a_job_field_given_in_training_says_where_it_goes(idle, field, message):
     value = {"type": "sgd"} if field == "optimizer" else 0.1 if field in ("learning_rate", "validation_split") else 5
     r = _sweep(c, dataset_id=ds, training={field: value})
     assert r.status_code == 422, r.text
-    assert [e["msg"] for e in r.json()["detail"]] == [message]
+    assert [(e["loc"], e["msg"]) for e in r.json()["detail"]] == [(["body", "training"], message)]
 
 
 def test_val_auc_needs_both_classes_in_the_validation_data_set(idle):

@@ -48,7 +48,7 @@ def test_training_options_are_checked_at_creation(tmp_path):
         r = c.post("/v1/sweeps", json={**base, "training": {"epochs": 3}})
         assert r.status_code == 422
         assert r.json()["detail"][0]["loc"] == ["body", "training"]
-        assert r.json()["detail"][0]["msg"] == ("training.epochs: epochs is set in space.epochs (a fixed value or the "
+        assert r.json()["detail"][0]["msg"] == ("epochs is set in space.epochs (a fixed value or the "
                                                 "values to search), not in training")
         r = c.post("/v1/sweeps", json={**base, "training": {"lr_schedule": {"type": "warp"}}})
         assert r.status_code == 422 and r.json()["detail"][0]["loc"][:3] == ["body", "training", "lr_schedule"]
