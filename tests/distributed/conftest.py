@@ -349,11 +349,13 @@ class Proc:
         if not self._fh.closed:
             self._fh.close()
 
-    def log(self) -> str:
+    def log(self, tail: int | None = 6000) -> str:
+        """The process's output: its last ``tail`` characters (None: all of it)."""
         try:
-            return self.log_path.read_text(errors="replace")[-6000:]
+            text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+        return text if tail is None else text[-tail:]
 
 
 class Cluster:
@@ -401,8 +403,8 @@ class Cluster:
             self.procs.append(p)
             started.append(p)
         deadline = time.monotonic() + timeout
-        for p in started:
-            while " ready." not in p.log():
+        for p in started:  # the whole log: a worker that starts on a queue of tasks logs past its tail at once
+            while " ready." not in p.log(tail=None):
                 if not p.alive():
                     raise RuntimeError(f"worker exited with {p.proc.returncode}:\n{p.log()}")
                 if time.monotonic() > deadline:
