@@ -119,6 +119,11 @@ def ident(obj: Any) -> str:
 
 
 # -- data sets ---------------------------------------------------------------------------------------------
+def page_params(limit: int, offset: int, **filters: str | None) -> dict[str, Any]:
+    """The query of a list endpoint: ``limit``, ``offset`` and the filters given (``status``, ``job_id``)."""
+    return {"limit": limit, "offset": offset, **{k: v for k, v in filters.items() if v}}
+
+
 def sweep_body(dataset: Any, body: dict[str, Any]) -> dict[str, Any]:
     """The JSON of ``POST /v1/sweeps``: ``dataset`` (an object or its id) as ``dataset_id``, then the fields of
     ``body``, a ``validation_dataset`` object or id given as ``validation_dataset_id``."""

@@ -138,10 +138,7 @@ class AsyncClient:
         return AsyncJob(self, await self._json("GET", f"/v1/jobs/{job_id}"))
 
     async def list_jobs(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> list["AsyncJob"]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if status:
-            params["status"] = status
-        page = await self._json("GET", "/v1/jobs", params=params)
+        page = await self._json("GET", "/v1/jobs", params=common.page_params(limit, offset, status=status))
         return [AsyncJob(self, d) for d in page["items"]]
 
     # -- sweeps --------------------------------------------------------------------------------------------
@@ -158,10 +155,7 @@ class AsyncClient:
     async def list_sweeps(self, *, status: str | None = None, limit: int = 50,
                           offset: int = 0) -> list["AsyncSweep"]:
         """As ``Client.list_sweeps``."""
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if status:
-            params["status"] = status
-        page = await self._json("GET", "/v1/sweeps", params=params)
+        page = await self._json("GET", "/v1/sweeps", params=common.page_params(limit, offset, status=status))
         return [AsyncSweep(self, d) for d in page["items"]]
 
     # -- models --------------------------------------------------------------------------------------------
@@ -170,10 +164,7 @@ class AsyncClient:
 
     async def list_models(self, *, job_id: str | None = None, limit: int = 50,
                           offset: int = 0) -> list["AsyncModel"]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if job_id:
-            params["job_id"] = job_id
-        page = await self._json("GET", "/v1/models", params=params)
+        page = await self._json("GET", "/v1/models", params=common.page_params(limit, offset, job_id=job_id))
         return [AsyncModel(self, d) for d in page["items"]]
 
     async def delete_model(self, model: Any) -> None:

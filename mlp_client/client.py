@@ -140,10 +140,7 @@ class Client:
         return Job(self, self._json("GET", f"/v1/jobs/{job_id}"))
 
     def list_jobs(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> list["Job"]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if status:
-            params["status"] = status
-        page = self._json("GET", "/v1/jobs", params=params)
+        page = self._json("GET", "/v1/jobs", params=common.page_params(limit, offset, status=status))
         return [Job(self, d) for d in page["items"]]
 
     # -- sweeps --------------------------------------------------------------------------------------------
@@ -160,10 +157,7 @@ class Client:
 
     def list_sweeps(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> list["Sweep"]:
         """The sweeps, newest first (without their trials); ``status`` keeps those in it (running, ...)."""
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if status:
-            params["status"] = status
-        page = self._json("GET", "/v1/sweeps", params=params)
+        page = self._json("GET", "/v1/sweeps", params=common.page_params(limit, offset, status=status))
         return [Sweep(self, d) for d in page["items"]]
 
     # -- models --------------------------------------------------------------------------------------------
@@ -171,10 +165,7 @@ class Client:
         return Model(self, self._json("GET", f"/v1/models/{model_id}"))
 
     def list_models(self, *, job_id: str | None = None, limit: int = 50, offset: int = 0) -> list["Model"]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if job_id:
-            params["job_id"] = job_id
-        page = self._json("GET", "/v1/models", params=params)
+        page = self._json("GET", "/v1/models", params=common.page_params(limit, offset, job_id=job_id))
         return [Model(self, d) for d in page["items"]]
 
     def delete_model(self, model: Any) -> None:

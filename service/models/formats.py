@@ -50,13 +50,23 @@ _SNIFF_BYTES = 64 << 10      # the start of a CSV body the delimiter is detected
 JSON_TYPES = ("", JSON, "text/plain")   # no Content-Type, JSON (also any */*+json) or text/plain: a JSON body
 
 
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, lower case, without its parameters ("" for none)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def reads_as_json(media: str) -> bool:
+    """Whether a body of this media type is read as JSON: none, JSON, any ``+json``, or text/plain."""
+    return media in JSON_TYPES or media.endswith("+json")
+
+
 def body_kind(content_type: str | None) -> str:
     """``npy``, ``arrow``, ``parquet``, ``csv``, or ``json`` (also for no Content-Type); 415 naming the supported
     types for anything else (a TSV, multipart or gzip body is not read as JSON)."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
+    media = media_type(content_type)
     if media in BODY_TYPES:
         return BODY_TYPES[media]
-    if media in JSON_TYPES or media.endswith("+json"):
+    if reads_as_json(media):
         return "json"
     raise UnsupportedMediaType(f"Content-Type {echo(media)[1:-1]} is not supported: send {JSON} (the default), "
                                f"{', '.join(BODY_TYPES)}")
@@ -65,8 +75,8 @@ def body_kind(content_type: str | None) -> str:
 def check_json(content_type: str | None, *, what: str) -> None:
     """415 unless the Content-Type reads as JSON as predict's does (none, JSON, any +json, text/plain): for
     endpoints whose body is JSON only (``what`` names the endpoint in the detail)."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if not (media in JSON_TYPES or media.endswith("+json")):
+    media = media_type(content_type)
+    if not reads_as_json(media):
         raise UnsupportedMediaType(f"Content-Type {echo(media)[1:-1]} is not supported: {what} reads a JSON body "
                                    f"(send {JSON})")
 

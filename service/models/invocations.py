@@ -100,10 +100,10 @@ def parse(body: bytes | bytearray, content_type: str | None, model: service.Load
 
 def media_kind(content_type: str | None) -> str:
     """``csv`` or ``json`` (also for no Content-Type); 415 naming both for anything else."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
+    media = formats.media_type(content_type)
     if media == formats.CSV:
         return "csv"
-    if media in formats.JSON_TYPES or media.endswith("+json"):
+    if formats.reads_as_json(media):
         return "json"
     raise UnsupportedMediaType(f"Content-Type {echo(media)[1:-1]} is not supported: send {formats.JSON} (the "
                                f"default) or {formats.CSV}")

@@ -35,18 +35,13 @@ def _number(value: Any) -> Any:
     return value
 
 
-class Number:
-    """``Number[int]`` / ``Number[float]``: the type, with JSON booleans and strings refused (a top-level field such
-    as ``max_seconds: true`` became a 1-second budget)."""
-
-    def __class_getitem__(cls, kind):
-        return Annotated[kind, BeforeValidator(_number)]
-
-
+# Numbers of the body, JSON booleans and strings refused (a top-level max_seconds: true became a 1-second budget).
+NumberInt = Annotated[int, BeforeValidator(_number)]
+NumberFloat = Annotated[float, BeforeValidator(_number)]
 # Every searched quantity is >= 0 (units, layers, rates, sizes); a negative value would not fail a trial, it would
 # silently train something else (no dropout layer for dropout -0.1, no hidden layer for hidden_layers -1).
-Int = Annotated[int, BeforeValidator(_number), Field(ge=0)]
-Float = Annotated[float, BeforeValidator(_number), Field(ge=0)]
+Int = Annotated[NumberInt, Field(ge=0)]
+Float = Annotated[NumberFloat, Field(ge=0)]
 
 
 # An integer range searched by Optuna (``log``: sampled on a log scale; ``step``: grid spacing).
@@ -180,26 +175,26 @@ class SweepCreate(_Strict):
     name: str | None = Field(None, max_length=200, description="A label for the sweep.")
     dataset_id: str = Field(description="The training data set.")
     validation_dataset_id: str | None = Field(None, description="A separate validation data set.")
-    validation_split: Number[float] | None = Field(None, ge=0, lt=1, description="Fraction of the rows held out for "
+    validation_split: NumberFloat | None = Field(None, ge=0, lt=1, description="Fraction of the rows held out for "
                                            "validation (0: none, as in POST /v1/jobs); default 0.2 without "
                                            "validation_dataset_id.")
     space: SearchSpace = Field(default_factory=SearchSpace, description="What is searched.")
     strategy: Literal["grid", "random", "tpe"] = Field("tpe", description="Optuna's GridSampler, RandomSampler or "
                                                                          "TPESampler (Bayesian).")
-    seed: Number[int] = Field(0, ge=0, le=2**31 - 1, description="The same request proposes the same trials.")
-    max_trials: Number[int] | None = Field(None, ge=1, le=10_000, description="Trials at most (grid: default its "
+    seed: NumberInt = Field(0, ge=0, le=2**31 - 1, description="The same request proposes the same trials.")
+    max_trials: NumberInt | None = Field(None, ge=1, le=10_000, description="Trials at most (grid: default its "
                                                                              "size).")
-    max_seconds: Number[float] | None = Field(None, gt=0, description="Wall time of the sweep at most; running "
+    max_seconds: NumberFloat | None = Field(None, gt=0, description="Wall time of the sweep at most; running "
                                                                       "trials are cancelled when it passes.")
     metric: MetricName | None = Field(None, description="Default val_accuracy (classification), val_loss "
                                                         "(regression).")
     direction: Literal["minimize", "maximize"] | None = Field(None, description="Default from the metric.")
-    parallelism: Number[int] = Field(1, ge=1, le=64, description="Trials running at the same time at most.")
+    parallelism: NumberInt = Field(1, ge=1, le=64, description="Trials running at the same time at most.")
     pruner: Literal["median", "hyperband", "none"] = Field("median", description="Optuna's MedianPruner or "
                                                                                 "HyperbandPruner, fed each epoch.")
-    pruner_startup_trials: Number[int] = Field(5, ge=0, description="Median pruner: finished trials before it "
+    pruner_startup_trials: NumberInt = Field(5, ge=0, description="Median pruner: finished trials before it "
                                                                     "prunes.")
-    pruner_warmup_epochs: Number[int] = Field(0, ge=0, description="Median pruner: epochs of a trial before it may "
+    pruner_warmup_epochs: NumberInt = Field(0, ge=0, description="Median pruner: epochs of a trial before it may "
                                                                    "be pruned.")
     standardize: StrictBool = Field(True, description="Standardize numeric columns (as in POST /v1/jobs).")
     training: SweepTraining | None = Field(None, description="Job options every trial trains with, as in POST "

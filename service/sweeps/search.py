@@ -132,7 +132,7 @@ def _grid_values(dim: Any) -> list:
 
 def grid_size(req: SweepCreate) -> int:
     """Number of points of the grid."""
-    return int(np.prod([len(v) for v in grid_space(req).values()])) if grid_space(req) else 1
+    return math.prod(len(values) for values in grid_space(req).values())
 
 
 def trial_seed(seed: int, number: int, attempt: int = 0) -> int:
