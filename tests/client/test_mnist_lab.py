@@ -28,7 +28,7 @@ def test_mnist_lab_prints_the_table_and_draws_the_curves(server, tmp_path):
                       784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10]
     for _, _, _, best_val, test_acc, train_s in rows:
         assert 0.7 < float(best_val) <= 1.0 and 0.7 < float(test_acc) <= 1.0, r.stdout
-        assert float(train_s) > 0
+        assert float(train_s) >= 0  # printed to 0.1 s: 3 epochs of the 784-10 net on 480 rows can take < 0.05 s
     assert f"validation curves: {png}" in r.stdout
     head = png.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
